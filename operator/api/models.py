@@ -1,0 +1,393 @@
+"""The BertTrainingJob resource as pydantic models: the one source of truth.
+
+The CLI, the operator, the admission webhook and the CRD's OpenAPI schema all
+come from these classes. Field names are camelCase on the wire (Kubernetes
+convention) and snake_case in Python. Defaults are the NVIDIA recipe's
+(../shared/docs/reference.md); each description says what a field means and
+its default, because `kubectl explain` shows exactly these texts.
+
+Structural checks (types, ranges, enums) live here; rules that relate several
+fields live in :mod:`bert_operator.api.rules` so that each broken rule can be
+reported under the exact field path it concerns.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from .presets import API_GROUP, API_VERSION, BERT_PRESETS, KIND
+
+Precision = Literal["fp32", "fp16", "bf16"]
+OptimizerName = Literal["lamb", "adam"]
+GlueTaskName = Literal["CoLA", "MRPC", "MNLI"]
+SquadVersion = Literal["1.1", "2.0"]
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+CleanPodPolicy = Literal["None", "Running", "All"]
+ModelPreset = Literal["base", "large", "custom"]
+
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+STORAGE_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?)$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
+
+#: What each pattern means, in the words error messages use.
+PATTERN_MEANINGS: dict[str, str] = {
+    QUANTITY_PATTERN: "a Kubernetes quantity such as 500m, 8 or 16Gi",
+    STORAGE_URI_PATTERN: "s3://bucket/prefix or pvc://claim/path",
+    DNS_LABEL_PATTERN: "a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters)",
+    DNS_1035_PATTERN: "a DNS-1035 label (lower-case letters, digits and '-', starting with a letter)",
+    DNS_SUBDOMAIN_PATTERN: "a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
+    URL_PATTERN: "an http:// or https:// URL",
+}
+
+#: A Kubernetes resource quantity such as "1Gi", "500m" or "8".
+def _number_to_text(value: Any) -> Any:
+    """YAML users write `cpu: 8`; Kubernetes quantities are int-or-string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, "g")
+    return value
+
+
+Quantity = Annotated[
+    str,
+    StringConstraints(pattern=QUANTITY_PATTERN),
+    BeforeValidator(_number_to_text),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+#: Object-store or volume location: s3://bucket/prefix or pvc://claim/path.
+StorageUri = Annotated[
+    str,
+    StringConstraints(pattern=STORAGE_URI_PATTERN),
+]
+DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
+DnsSubdomain = Annotated[
+    str,
+    StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253),
+]
+
+
+class ApiModel(BaseModel):
+    """Base for every spec object: camelCase aliases, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------------- model
+
+
+class BertConfig(BaseModel):
+    """Google's bert_config.json, field for field (snake_case, as Google wrote it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vocab_size: int = Field(30522, ge=1, description="Size of the WordPiece vocabulary. Default 30522 (uncased).")
+    hidden_size: int = Field(768, ge=1, description="Width of the encoder layers and the pooler. Default 768.")
+    num_hidden_layers: int = Field(12, ge=1, le=128, description="Number of transformer layers. Default 12.")
+    num_attention_heads: int = Field(12, ge=1, description="Attention heads per layer; must divide hiddenSize. Default 12.")
+    intermediate_size: int = Field(3072, ge=1, description="Width of the feed-forward layer. Default 3072.")
+    hidden_act: Literal["gelu", "relu", "gelu_new", "swish", "tanh"] = Field(
+        "gelu", description="Activation of the feed-forward layer. Default gelu."
+    )
+    hidden_dropout_prob: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings, encoder and pooler outputs. Default 0.1.")
+    attention_probs_dropout_prob: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention probabilities. Default 0.1.")
+    max_position_embeddings: int = Field(
+        512, ge=1, description="Longest sequence the model can take; bounds every maxSeqLength. Default 512."
+    )
+    type_vocab_size: int = Field(2, ge=1, description="Number of segment (token type) ids. Default 2.")
+    initializer_range: float = Field(0.02, gt=0.0, description="Stddev of the truncated-normal initializer. Default 0.02.")
+
+
+class ModelSpec(ApiModel):
+    """Which BERT to train or fine-tune and where its vocabulary and weights come from."""
+
+    preset: ModelPreset = Field(
+        "base",
+        description="base (L-12 H-768 A-12), large (L-24 H-1024 A-16), or custom (then config is required). Default base.",
+    )
+    config: BertConfig | None = Field(
+        None, description="A Google bert_config.json (snake_case fields); only with preset: custom."
+    )
+    vocab: StorageUri | None = Field(
+        None,
+        description="WordPiece vocab.txt (s3:// or pvc://). Required by prepareData, squad and glue.",
+    )
+    lower_case: bool = Field(True, description="Whether the vocabulary is uncased (lower-case and strip accents). Default true.")
+    init_checkpoint: StorageUri | None = Field(
+        None,
+        description=(
+            "Weights to start from: this project's checkpoint folder, a Google TF1 BERT checkpoint, or a "
+            "Hugging Face BERT safetensors file. Required by squad and glue."
+        ),
+    )
+
+    def resolved_config(self) -> BertConfig:
+        """The effective bert_config: the preset's, or the custom one."""
+        if self.preset == "custom":
+            return self.config or BertConfig()
+        return BertConfig(**BERT_PRESETS[self.preset])
+
+
+# ----------------------------------------------------------------------- optimizer
+
+
+class OptimizerSpec(ApiModel):
+    """Optimizer algorithm and its hyperparameters shared by every phase."""
+
+    name: OptimizerName | None = Field(
+        None,
+        description="lamb (NVIDIA's NVLAMB) or adam (AdamW). Default lamb for pretrain, adam for squad and glue.",
+    )
+    weight_decay_rate: float = Field(0.01, ge=0.0, lt=1.0, description="Decoupled weight decay (not on LayerNorm or bias). Default 0.01.")
+    beta1: float = Field(0.9, ge=0.0, lt=1.0, description="First-moment decay. Default 0.9.")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Second-moment decay. Default 0.999.")
+    epsilon: float = Field(1e-6, gt=0.0, description="Denominator epsilon. Default 1e-6.")
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+class PretrainPhase(ApiModel):
+    """One pretraining phase: its sequence length, share of steps and per-phase hyperparameters."""
+
+    max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per sequence. Default 128 (phase 1); NVIDIA's phase 2 uses 512.")
+    max_predictions_per_seq: int = Field(20, ge=1, description="Masked positions per sequence. Default 20 (phase 1); 80 for seq 512.")
+    steps_fraction: float = Field(
+        ..., gt=0.0, le=1.0, description="Share of pretrain.trainSteps this phase runs; the phases' shares sum to 1."
+    )
+    batch_size_per_gpu: int = Field(16, ge=1, description="Sequences per GPU per micro-batch. Global batch = this x GPUs x accumulationSteps.")
+    learning_rate: float = Field(7.5e-4, gt=0.0, le=1.0, description="Peak learning rate. Default 7.5e-4 (phase 1), 5e-4 (phase 2).")
+    warmup_steps: int = Field(2000, ge=0, description="Linear warmup steps. Default 2000 (phase 1), 200 (phase 2).")
+    accumulation_steps: int = Field(
+        128, ge=1, description="Micro-batches accumulated per optimizer step (one allreduce each). Default 128 (phase 1), 512 (phase 2)."
+    )
+    data_path: str | None = Field(
+        None,
+        description=(
+            "Folder under dataset.uri holding training/ and test/ TFRecords. Default: NVIDIA's folder name for this "
+            "maxSeqLength and maxPredictionsPerSeq with prepareData's defaults, then books_wiki_en_corpus."
+        ),
+    )
+
+
+def _nvidia_two_phases() -> list[PretrainPhase]:
+    """NVIDIA's two-phase LAMB recipe: 90% of steps at 128 tokens, 10% at 512."""
+    return [
+        PretrainPhase(
+            max_seq_length=128, max_predictions_per_seq=20, steps_fraction=0.9, batch_size_per_gpu=16,
+            learning_rate=7.5e-4, warmup_steps=2000, accumulation_steps=128,
+        ),
+        PretrainPhase(
+            max_seq_length=512, max_predictions_per_seq=80, steps_fraction=0.1, batch_size_per_gpu=4,
+            learning_rate=5e-4, warmup_steps=200, accumulation_steps=512,
+        ),
+    ]
+
+
+class PretrainTask(ApiModel):
+    """Masked-LM + next-sentence pretraining, one MPIJob per phase, phase n+1 starting from phase n's weights."""
+
+    train_steps: int = Field(7820, ge=1, description="Optimizer steps over all phases. Default 7820.")
+    phases: list[PretrainPhase] = Field(
+        default_factory=_nvidia_two_phases,
+        min_length=1,
+        max_length=4,
+        description="Phases in order. Default NVIDIA's two-phase LAMB: seq 128 / 20 predictions for 90% of steps, then seq 512 / 80 for 10%.",
+    )
+    eval_batch_size_per_gpu: int = Field(8, ge=1, description="Sequences per GPU when evaluating. Default 8.")
+    save_checkpoints_steps: int = Field(100, ge=1, description="Checkpoint every this many optimizer steps. Default 100.")
+
+    def phase_steps(self) -> list[int]:
+        """Optimizer steps of each phase; the last phase takes the rounding remainder."""
+        steps = [round(self.train_steps * phase.steps_fraction) for phase in self.phases[:-1]]
+        return [*steps, self.train_steps - sum(steps)]
+
+
+class SquadTask(ApiModel):
+    """SQuAD question answering fine-tuning, scored by exact match and F1."""
+
+    version: SquadVersion = Field("1.1", description="1.1, or 2.0 (with unanswerable questions). Default 1.1.")
+    train_file: str | None = Field(None, description="Training JSON under dataset.uri. Default train-v<version>.json.")
+    predict_file: str | None = Field(None, description="Evaluation JSON under dataset.uri. Default dev-v<version>.json.")
+    max_seq_length: int = Field(384, ge=8, le=4096, description="Tokens per feature. Default 384.")
+    doc_stride: int = Field(128, ge=1, description="Stride between overlapping context windows. Default 128.")
+    max_query_length: int = Field(64, ge=1, description="Longest question in tokens. Default 64.")
+    epochs: float = Field(2.0, gt=0.0, le=100.0, description="Training epochs. Default 2.")
+    batch_size_per_gpu: int = Field(8, ge=1, description="Features per GPU per step. Default 8.")
+    learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Peak learning rate. Default 5e-6.")
+    warmup_proportion: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps for linear warmup. Default 0.1.")
+    null_score_diff_threshold: float = Field(0.0, description="v2.0 only: predict no answer when null score minus best span exceeds this. Default 0.")
+
+
+class GlueTask(ApiModel):
+    """GLUE sentence(-pair) classification fine-tuning."""
+
+    task_name: GlueTaskName = Field("MRPC", description="CoLA (Matthews corr.), MRPC (accuracy, F1) or MNLI (matched/mismatched accuracy). Default MRPC.")
+    data_dir: str | None = Field(None, description="Folder under dataset.uri with train.tsv and dev*.tsv. Default the task name.")
+    max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per example. Default 128.")
+    epochs: float = Field(3.0, gt=0.0, le=100.0, description="Training epochs. Default 3.")
+    batch_size_per_gpu: int = Field(32, ge=1, description="Examples per GPU per step. Default 32.")
+    learning_rate: float = Field(2e-5, gt=0.0, le=1.0, description="Peak learning rate. Default 2e-5.")
+    warmup_proportion: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps for linear warmup. Default 0.1.")
+
+
+class PrepareDataTask(ApiModel):
+    """Raw text (Wikipedia extracts, books) to sharded pretraining TFRecords in NVIDIA's layout."""
+
+    max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per instance. Default 128 (512 for phase 2 data).")
+    max_predictions_per_seq: int = Field(20, ge=1, description="Masked positions per instance. Default 20 (80 for phase 2 data).")
+    masked_lm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Share of tokens masked. Default 0.15.")
+    short_seq_prob: float = Field(0.1, ge=0.0, le=1.0, description="Share of instances made shorter than maxSeqLength. Default 0.1.")
+    dupe_factor: int = Field(5, ge=1, le=100, description="Passes over the corpus with different masks. Default 5.")
+    shards: int = Field(1472, ge=1, le=100000, description="Output shards (files) for training and test together. Default 1472.")
+    test_split: int = Field(10, ge=0, le=50, description="Percent of shards held out for evaluation. Default 10.")
+    seed: int = Field(12345, ge=0, description="Random seed; the same seed gives the same records. Default 12345.")
+    whole_word_masking: bool = Field(False, description="Mask whole words rather than single WordPieces. Default false.")
+
+    def folder_name(self, *, lower_case: bool) -> str:
+        """NVIDIA's name for the TFRecord set these settings produce."""
+        from .presets import nvidia_dataset_folder
+
+        return nvidia_dataset_folder(
+            lower_case=lower_case, max_seq_length=self.max_seq_length,
+            max_predictions_per_seq=self.max_predictions_per_seq, masked_lm_prob=self.masked_lm_prob,
+            random_seed=self.seed, dupe_factor=self.dupe_factor, shards=self.shards, test_split=self.test_split,
+        )
+
+
+class TaskSpec(ApiModel):
+    """What the job does: exactly one of pretrain, squad, glue or prepareData."""
+
+    pretrain: PretrainTask | None = Field(None, description="BERT pretraining (masked LM + next sentence).")
+    squad: SquadTask | None = Field(None, description="SQuAD v1.1/v2.0 fine-tuning.")
+    glue: GlueTask | None = Field(None, description="GLUE CoLA/MRPC/MNLI fine-tuning.")
+    prepare_data: PrepareDataTask | None = Field(None, description="Turn raw text into pretraining TFRecords.")
+
+    def chosen(self) -> tuple[str, PretrainTask | SquadTask | GlueTask | PrepareDataTask]:
+        """The one task that is set, by its wire name; rules ensure exactly one is."""
+        for name in ("pretrain", "squad", "glue", "prepare_data"):
+            value = getattr(self, name)
+            if value is not None:
+                return to_camel(name), value
+        raise LookupError("no task set")
+
+
+# ----------------------------------------------------------------- infrastructure
+
+
+class Toleration(ApiModel):
+    """A core/v1 Toleration."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class ResourcesSpec(ApiModel):
+    """How many machines and what each worker pod asks for."""
+
+    workers: int = Field(1, ge=1, le=1024, description="Worker pods (nodes). Default 1.")
+    gpus_per_worker: int = Field(
+        8, ge=0, le=16, description="nvidia.com/gpu per worker, one MPI rank each; 0 runs one CPU rank per worker. Default 8."
+    )
+    cpu: Quantity | None = Field(None, description="CPU request and limit per worker, e.g. '32'.")
+    memory: Quantity | None = Field(None, description="Memory request and limit per worker, e.g. '400Gi'.")
+    shm_size: Quantity = Field("1Gi", description="Size of the in-memory /dev/shm volume (NCCL, data loaders). Default 1Gi.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels worker and launcher pods must match.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for worker and launcher pods.")
+    affinity: dict[str, Any] | None = Field(
+        None,
+        description="A core/v1 Affinity for the worker pods.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    priority_class_name: str | None = Field(None, description="PriorityClass of the pods.")
+    scheduler_name: str | None = Field(None, description="Scheduler of the pods, e.g. volcano.")
+
+    def total_processes(self) -> int:
+        """MPI ranks: one per GPU, or one per worker for CPU jobs."""
+        return self.workers * max(self.gpus_per_worker, 1)
+
+
+class DatasetSpec(ApiModel):
+    """Where the job's input lives; staged into each worker before training starts."""
+
+    uri: StorageUri = Field(..., description="s3://bucket/prefix (synced into the workers) or pvc://claim/path (mounted read-only).")
+    endpoint: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = Field(
+        None, description="S3 endpoint URL for MinIO, Ceph or another S3-compatible store; default AWS."
+    )
+    region: str | None = Field(None, description="S3 region; default the SDK's (us-east-1).")
+    credentials_secret: DnsSubdomain | None = Field(
+        None, description="Secret in the job's namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Never inline keys."
+    )
+
+
+class OutputSpec(DatasetSpec):
+    """Where checkpoints, progress.json, results.json and logs go; one sub-folder per stage."""
+
+    uri: StorageUri = Field(..., description="s3://bucket/prefix or pvc://claim/path for checkpoints, progress and results.")
+
+
+class RunPolicySpec(ApiModel):
+    """Passed through to the MPIJob's runPolicy."""
+
+    suspend: bool = Field(False, description="Create the MPIJob suspended (no pods); flip to false to start. Default false.")
+    backoff_limit: int | None = Field(None, ge=0, description="Launcher retries before the job fails.")
+    active_deadline_seconds: int | None = Field(None, ge=1, description="Seconds a stage may run before it is failed.")
+    ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
+    clean_pod_policy: CleanPodPolicy = Field("Running", description="Pods to delete when a stage ends: None, Running or All. Default Running.")
+
+
+class BertTrainingJobSpec(ApiModel):
+    """The desired BERT training run."""
+
+    task: TaskSpec = Field(..., description="What to run: exactly one of pretrain, squad, glue, prepareData.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="BERT size, vocabulary and starting weights.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer and its hyperparameters.")
+    precision: Precision = Field("fp16", description="fp32, fp16 (automatic mixed precision, dynamic loss scaling) or bf16. Default fp16.")
+    xla: bool = Field(True, description="Compile the training step with XLA. Default true.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Workers, GPUs and pod resources.")
+    dataset: DatasetSpec = Field(..., description="Input data location.")
+    output: OutputSpec = Field(..., description="Results location.")
+    image: str | None = Field(None, min_length=1, description="Trainer image; default the operator's configured trainer image.")
+    image_pull_policy: PullPolicy = Field("IfNotPresent", description="Always, IfNotPresent or Never. Default IfNotPresent.")
+    image_pull_secrets: list[DnsSubdomain] = Field(default_factory=list, description="Secret names for pulling the image.")
+    run_policy: RunPolicySpec = Field(default_factory=RunPolicySpec, description="Retry, deadline, cleanup and suspend settings.")
+    queue_name: DnsSubdomain | None = Field(None, description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label.")
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the operator reads; the API server's own fields pass untouched."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[str, StringConstraints(pattern=DNS_1035_PATTERN, max_length=63)] = Field(
+        ..., description="DNS-1035 label: lower-case letters, digits and '-', starting with a letter."
+    )
+    namespace: DnsLabel = "default"
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class BertTrainingJob(BaseModel):
+    """A whole BertTrainingJob document as written in YAML or read from the API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    api_version: Literal[f"{API_GROUP}/{API_VERSION}"] = Field(alias="apiVersion")
+    kind: Literal[KIND]
+    metadata: ObjectMeta
+    spec: BertTrainingJobSpec
+    status: dict[str, Any] | None = Field(None, description="Written by the operator; ignored on input.")

@@ -1,0 +1,78 @@
+"""The BertTrainingJob status the operator writes, as models.
+
+Only the CRD generator and the operator use these; they exist so that the
+status subresource has a real schema (and so `kubectl explain` can describe
+it) rather than an opaque object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+JobPhase = Literal["Pending", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
+
+
+class StatusModel(BaseModel):
+    """camelCase on the wire, like the spec."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Condition(StatusModel):
+    """A condition in the Kubernetes API conventions' shape."""
+
+    type: str = Field(..., description="Condition type, e.g. Valid, Running, Succeeded, ProgressAvailable.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field("", description="CamelCase machine-readable reason.")
+    message: str = Field("", description="Human-readable detail.")
+    last_transition_time: str | None = Field(None, description="RFC 3339 time the status last changed.")
+    observed_generation: int | None = Field(None, description="metadata.generation this condition was computed from.")
+
+
+class Progress(StatusModel):
+    """Training progress copied from the trainer's progress.json."""
+
+    stage: str | None = Field(None, description="Stage the figures belong to, e.g. phase1.")
+    step: int | None = None
+    total_steps: int | None = None
+    percent: int | None = Field(None, description="Whole-job completion, 0-100.")
+    display: str | None = Field(None, description="Short form for kubectl get, e.g. '45% phase1'.")
+    loss: float | None = None
+    sequences_per_second: float | None = None
+    eta_seconds: float | None = None
+    updated_at: str | None = Field(None, description="When the trainer wrote these figures.")
+
+
+class StageStatus(StatusModel):
+    """One MPIJob the job runs (a pretraining phase, or the single fine-tuning / data stage)."""
+
+    name: str
+    mpi_job: str | None = Field(None, description="Name of the MPIJob running this stage.")
+    phase: JobPhase | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
+class BertTrainingJobStatus(StatusModel):
+    """Observed state of a BertTrainingJob."""
+
+    phase: JobPhase | None = Field(None, description="Pending, Created, Running, Restarting, Suspended, Succeeded or Failed.")
+    task: str | None = Field(None, description="pretrain, squad, glue or prepareData.")
+    model: str | None = Field(None, description="Model preset.")
+    workers: int | None = None
+    gpus: int | None = Field(None, description="GPUs over all workers.")
+    current_stage: str | None = Field(None, description="Stage running now, e.g. phase2.")
+    stages: list[StageStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    start_time: str | None = None
+    completion_time: str | None = None
+    observed_generation: int | None = None
+    progress: Progress | None = None
+    results: dict[str, Any] | None = Field(
+        None,
+        description="Final metrics and checkpoint URI from results.json.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )

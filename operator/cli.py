@@ -1,0 +1,103 @@
+"""`bertjob`: validate, render and describe BertTrainingJobs from the command line.
+
+Exit codes: 0 success, 2 bad input (with one `path: message` line per
+problem on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from .api import SpecError, parse_text
+from .api.crd import crd_yaml
+from .render import RenderSettings, render_all
+from .render.values import DEFAULT_TRAINER_IMAGE
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input that is not a spec problem (unreadable file, bad option)."""
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    for path in args.files:
+        jobs = parse_text(_read(path), path)
+        for job in jobs:
+            task, _ = job.spec.task.chosen()
+            print(f"{path}: {job.metadata.namespace}/{job.metadata.name} is a valid {task} job")
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    settings = RenderSettings(default_image=args.image)
+    objects = [obj for path in args.files for job in parse_text(_read(path), path) for obj in render_all(job, settings)]
+    if args.output == "json":
+        print(json.dumps(objects[0] if len(objects) == 1 else {"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
+    else:
+        print(yaml.safe_dump_all(objects, sort_keys=False, width=120), end="")
+    return EXIT_OK
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    print(crd_yaml(), end="")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertjob", description="BERT training jobs on Kubernetes (bert-operator).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="check BertTrainingJob YAML files")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s), '-' for stdin; multi-document allowed")
+    validate.set_defaults(func=cmd_validate)
+
+    render = sub.add_parser("render", help="print the MPIJobs a BertTrainingJob runs, one per stage")
+    render.add_argument("files", nargs="+", metavar="FILE")
+    render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    render.add_argument("--image", default=DEFAULT_TRAINER_IMAGE, help=f"trainer image when spec.image is unset (default {DEFAULT_TRAINER_IMAGE})")
+    render.set_defaults(func=cmd_render)
+
+    crd = sub.add_parser("crd", help="print the BertTrainingJob CustomResourceDefinition")
+    crd.set_defaults(func=cmd_crd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UsageError as exc:
+        print(f"bertjob: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Plain values for the MPIJob template, prepared from a validated job.
+
+Every decision lives here (which volumes, which env, which command); the
+template only places these values in the MPIJob's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.locations import PvcRef, is_pvc, join, stage_data_path, SYNCED_DATA_ROOT
+from ..api.models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
+from ..api.presets import API_GROUP, API_VERSION, KIND
+from ..api.stages import Stage
+from .command import launcher_command
+
+DEFAULT_TRAINER_IMAGE = "ghcr.io/bert-operator/trainer:0.1.0"
+LABEL_PREFIX = "bertoperator.io"
+JOB_NAME_LABEL = f"{LABEL_PREFIX}/job-name"
+STAGE_LABEL = f"{LABEL_PREFIX}/stage"
+TASK_LABEL = f"{LABEL_PREFIX}/task"
+STAGE_INDEX_ANNOTATION = f"{LABEL_PREFIX}/stage-index"
+GENERATION_ANNOTATION = f"{LABEL_PREFIX}/job-generation"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+#: The MPI Operator mounts its generated SSH keys here; workers run sshd.
+WORKER_COMMAND = ["/usr/sbin/sshd", "-De"]
+DATA_VOLUME = "dataset"
+SHM_VOLUME = "dshm"
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Operator-wide settings that shape every rendered MPIJob."""
+
+    default_image: str = DEFAULT_TRAINER_IMAGE
+    launcher_cpu: str = "500m"
+    launcher_memory: str = "1Gi"
+
+
+def s3_env(store: DatasetSpec) -> list[dict[str, Any]]:
+    """boto3's standard variables for a store; keys only through secretKeyRef, never inlined."""
+    if not store.uri.startswith("s3://"):
+        return []
+    env: list[dict[str, Any]] = []
+    if store.credentials_secret:
+        env += [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": store.credentials_secret, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
+    if store.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": store.endpoint})
+    if store.region:
+        env.append({"name": "AWS_DEFAULT_REGION", "value": store.region})
+    return env
+
+
+def _pvc_mounts(spec: BertTrainingJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One volume per claim any URI names; writable only if the output lives on it."""
+    uris = [spec.dataset.uri, spec.output.uri, spec.model.vocab, spec.model.init_checkpoint]
+    claims = sorted({PvcRef.parse(uri).claim for uri in uris if uri and is_pvc(uri)})
+    output_claim = PvcRef.parse(spec.output.uri).claim if is_pvc(spec.output.uri) else None
+    volumes = [{"name": f"pvc-{claim}"[:63], "persistentVolumeClaim": {"claimName": claim}} for claim in claims]
+    mounts = [
+        {"name": f"pvc-{claim}"[:63], "mountPath": PvcRef(claim, "").mount_path(), "readOnly": claim != output_claim}
+        for claim in claims
+    ]
+    return volumes, mounts
+
+
+def _pod_common(spec: BertTrainingJobSpec) -> dict[str, Any]:
+    """Scheduling fields shared by launcher and workers; only those the user set."""
+    res = spec.resources
+    common: dict[str, Any] = {}
+    if res.node_selector:
+        common["nodeSelector"] = res.node_selector
+    if res.tolerations:
+        common["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in res.tolerations]
+    if res.affinity:
+        common["affinity"] = res.affinity
+    if res.priority_class_name:
+        common["priorityClassName"] = res.priority_class_name
+    if res.scheduler_name:
+        common["schedulerName"] = res.scheduler_name
+    if spec.image_pull_secrets:
+        common["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
+    return common
+
+
+def _worker_resources(spec: BertTrainingJobSpec) -> dict[str, Any]:
+    res = spec.resources
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if res.gpus_per_worker:
+        limits["nvidia.com/gpu"] = str(res.gpus_per_worker)
+    for key, value in (("cpu", res.cpu), ("memory", res.memory)):
+        if value is not None:
+            limits[key] = requests[key] = value
+    return {k: v for k, v in (("limits", limits), ("requests", requests)) if v}
+
+
+def _owner_references(job: BertTrainingJob) -> list[dict[str, Any]]:
+    """A controller reference when the job came from the API server (it has a uid)."""
+    if not job.metadata.uid:
+        return []
+    return [{
+        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": job.metadata.name,
+        "uid": job.metadata.uid, "controller": True, "blockOwnerDeletion": True,
+    }]
+
+
+def _run_policy(spec: BertTrainingJobSpec) -> dict[str, Any]:
+    return spec.run_policy.model_dump(by_alias=True, exclude_none=True)
+
+
+def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings) -> dict[str, Any]:
+    """Everything the MPIJob template places, for one stage of `job`."""
+    spec = job.spec
+    task_name, _ = spec.task.chosen()
+    name = stage.mpijob_name(job.metadata.name)
+    pod_labels = {
+        "app.kubernetes.io/managed-by": "bert-operator",
+        "app.kubernetes.io/part-of": "bert-operator",
+        JOB_NAME_LABEL: job.metadata.name,
+        STAGE_LABEL: stage.name,
+        TASK_LABEL: task_name,
+    }
+    labels = {**pod_labels, **({KUEUE_QUEUE_LABEL: spec.queue_name} if spec.queue_name else {})}
+    annotations = {STAGE_INDEX_ANNOTATION: str(stage.index)}
+    if job.metadata.generation is not None:
+        annotations[GENERATION_ANNOTATION] = str(job.metadata.generation)
+
+    output_env = s3_env(spec.output)
+    launcher_env = [*output_env, {"name": "NCCL_DEBUG", "value": "INFO"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    exported = [item["name"] for item in output_env]
+
+    pvc_volumes, pvc_mounts = _pvc_mounts(spec)
+    volumes = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}, *pvc_volumes]
+    worker_mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}, *pvc_mounts]
+    sync = None
+    if not is_pvc(spec.dataset.uri):
+        subpath = stage_data_path(spec, stage)
+        volumes.append({"name": DATA_VOLUME, "emptyDir": {}})
+        worker_mounts.append({"name": DATA_VOLUME, "mountPath": SYNCED_DATA_ROOT})
+        sync = {
+            "command": [
+                "python", "-m", "bert_trainer", "sync",
+                "--source", join(spec.dataset.uri, subpath), "--dest", join(SYNCED_DATA_ROOT, subpath),
+            ],
+            "env": s3_env(spec.dataset),
+            "mounts": [{"name": DATA_VOLUME, "mountPath": SYNCED_DATA_ROOT}],
+        }
+
+    return {
+        "name": name,
+        "namespace": job.metadata.namespace,
+        "labels": labels,
+        "pod_labels": pod_labels,
+        "annotations": annotations,
+        "owner_references": _owner_references(job),
+        "slots_per_worker": max(spec.resources.gpus_per_worker, 1),
+        "run_policy": _run_policy(spec),
+        "workers": spec.resources.workers,
+        "image": spec.image or settings.default_image,
+        "image_pull_policy": spec.image_pull_policy,
+        "pod_common": _pod_common(spec),
+        "launcher_command": launcher_command(spec, stage, exported),
+        "launcher_env": launcher_env,
+        "launcher_resources": {
+            "requests": {"cpu": settings.launcher_cpu, "memory": settings.launcher_memory},
+            "limits": {"memory": settings.launcher_memory},
+        },
+        "worker_command": WORKER_COMMAND,
+        "worker_resources": _worker_resources(spec),
+        "worker_mounts": worker_mounts,
+        "volumes": volumes,
+        "sync": sync,
+    }

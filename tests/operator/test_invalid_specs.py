@@ -1,0 +1,147 @@
+"""Bad specs are refused with the field path and what is allowed; never a crash."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from bert_operator.api import SpecError, parse_job, parse_text
+from tests.conftest import REPO
+
+BASE = yaml.safe_load((REPO / "examples" / "bert-large-pretrain.yaml").read_text())
+SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
+PREP = yaml.safe_load((REPO / "examples" / "prepare-data.yaml").read_text())
+
+
+def mutate(base: dict, fn: Callable[[dict], Any]) -> dict:
+    document = copy.deepcopy(base)
+    fn(document)
+    return document
+
+
+def spec(doc: dict) -> dict:
+    return doc["spec"]
+
+
+def phases(doc: dict) -> list[dict]:
+    return doc["spec"]["task"]["pretrain"]["phases"]
+
+
+CASES: list[tuple[str, dict, str, str]] = [
+    ("negative gpus", mutate(BASE, lambda d: spec(d)["resources"].update(gpusPerWorker=-1)),
+     "spec.resources.gpusPerWorker", "must be >= 0, got -1"),
+    ("zero workers", mutate(BASE, lambda d: spec(d)["resources"].update(workers=0)),
+     "spec.resources.workers", "must be >= 1, got 0"),
+    ("gpus not a number", mutate(BASE, lambda d: spec(d)["resources"].update(gpusPerWorker="eight")),
+     "spec.resources.gpusPerWorker", "must be an integer, got 'eight'"),
+    ("unknown spec field", mutate(BASE, lambda d: spec(d).update(gpus=8)),
+     "spec.gpus", "unknown field; allowed fields here: task, model"),
+    ("unknown nested field", mutate(BASE, lambda d: phases(d)[0].update(seqLen=128)),
+     "spec.task.pretrain.phases[0].seqLen", "unknown field; allowed fields here: maxSeqLength"),
+    ("bad precision", mutate(BASE, lambda d: spec(d).update(precision="fp8")),
+     "spec.precision", "must be one of 'fp32', 'fp16' or 'bf16', got 'fp8'"),
+    ("bad optimizer", mutate(BASE, lambda d: spec(d)["optimizer"].update(name="sgd")),
+     "spec.optimizer.name", "must be one of 'lamb' or 'adam', got 'sgd'"),
+    ("no task", mutate(BASE, lambda d: spec(d).update(task={})),
+     "spec.task", "must set exactly one of pretrain, squad, glue, prepareData; got none"),
+    ("two tasks", mutate(BASE, lambda d: spec(d)["task"].update(glue={})),
+     "spec.task", "got pretrain and glue"),
+    ("fractions do not sum to 1", mutate(BASE, lambda d: phases(d)[1].update(stepsFraction=0.2)),
+     "spec.task.pretrain.phases", "stepsFraction values must sum to 1, got 1.1"),
+    ("predictions above seq length", mutate(BASE, lambda d: phases(d)[0].update(maxPredictionsPerSeq=200)),
+     "spec.task.pretrain.phases[0].maxPredictionsPerSeq", "must be <= maxSeqLength (128), got 200"),
+    ("seq above position embeddings", mutate(BASE, lambda d: phases(d)[1].update(maxSeqLength=1024)),
+     "spec.task.pretrain.phases[1].maxSeqLength", "must be <= the model's max_position_embeddings (512), got 1024"),
+    ("warmup longer than phase", mutate(BASE, lambda d: phases(d)[1].update(warmupSteps=5000)),
+     "spec.task.pretrain.phases[1].warmupSteps", "must be <= the phase's 782 steps, got 5000"),
+    ("phase with no steps", mutate(BASE, lambda d: (spec(d)["task"]["pretrain"].update(trainSteps=5), phases(d)[1].update(warmupSteps=0), phases(d)[0].update(warmupSteps=0, stepsFraction=0.95), phases(d)[1].update(stepsFraction=0.05))),
+     "spec.task.pretrain.phases[1].stepsFraction", "gives 0 steps of trainSteps 5"),
+    ("no phases", mutate(BASE, lambda d: spec(d)["task"]["pretrain"].update(phases=[])),
+     "spec.task.pretrain.phases", "must have at least 1 item"),
+    ("bad dataset uri", mutate(BASE, lambda d: spec(d)["dataset"].update(uri="gs://bucket/x")),
+     "spec.dataset.uri", "must be s3://bucket/prefix or pvc://claim/path, got 'gs://bucket/x'"),
+    ("endpoint on a pvc", mutate(BASE, lambda d: spec(d)["output"].update(uri="pvc://results/x")),
+     "spec.output.endpoint", "only applies to s3:// URIs"),
+    ("bad shm size", mutate(BASE, lambda d: spec(d)["resources"].update(shmSize="lots")),
+     "spec.resources.shmSize", "must be a Kubernetes quantity such as 500m, 8 or 16Gi, got 'lots'"),
+    ("name not DNS-1035", mutate(BASE, lambda d: d["metadata"].update(name="1-Bert")),
+     "metadata.name", "must be a DNS-1035 label"),
+    ("name too long for pod names", mutate(BASE, lambda d: d["metadata"].update(name="b" * 50)),
+     "metadata.name", "at most 63 are allowed; use a name of at most 47 characters"),
+    ("custom without config", mutate(BASE, lambda d: spec(d)["model"].update(preset="custom")),
+     "spec.model.config", "required when preset is custom"),
+    ("config with a preset", mutate(BASE, lambda d: spec(d)["model"].update(config={"hidden_size": 64})),
+     "spec.model.config", "only allowed with preset: custom, got preset 'large'"),
+    ("heads do not divide hidden", mutate(BASE, lambda d: spec(d)["model"].update(preset="custom", config={"hidden_size": 100, "num_attention_heads": 3})),
+     "spec.model.config.num_attention_heads", "must divide hidden_size (100), got 3"),
+    ("unknown bert config field", mutate(BASE, lambda d: spec(d)["model"].update(preset="custom", config={"hidden_layers": 2})),
+     "spec.model.config.hidden_layers", "unknown field; allowed fields here: vocab_size"),
+    ("squad without vocab", mutate(SQUAD, lambda d: spec(d)["model"].pop("vocab")),
+     "spec.model.vocab", "required for prepareData, squad and glue"),
+    ("squad without checkpoint", mutate(SQUAD, lambda d: spec(d)["model"].pop("initCheckpoint")),
+     "spec.model.initCheckpoint", "required for squad and glue"),
+    ("doc stride too long", mutate(SQUAD, lambda d: spec(d)["task"]["squad"].update(docStride=384)),
+     "spec.task.squad.docStride", "must be < maxSeqLength (384), got 384"),
+    ("squad version", mutate(SQUAD, lambda d: spec(d)["task"]["squad"].update(version="3.0")),
+     "spec.task.squad.version", "must be one of '1.1' or '2.0', got '3.0'"),
+    ("escaping data path", mutate(SQUAD, lambda d: spec(d)["task"]["squad"].update(trainFile="../secrets.json")),
+     "spec.task.squad.trainFile", "must be a relative path inside the dataset"),
+    ("fewer shards than workers", mutate(PREP, lambda d: spec(d)["task"]["prepareData"].update(shards=2)),
+     "spec.task.prepareData.shards", "must be >= resources.workers (4)"),
+    ("masked lm prob out of range", mutate(PREP, lambda d: spec(d)["task"]["prepareData"].update(maskedLmProb=1.5)),
+     "spec.task.prepareData.maskedLmProb", "must be < 1.0, got 1.5"),
+    ("toleration exists with value", mutate(BASE, lambda d: spec(d)["resources"]["tolerations"][0].update(value="x")),
+     "spec.resources.tolerations[0].value", "must be empty when operator is Exists"),
+    ("wrong kind", mutate(BASE, lambda d: d.update(kind="MPIJob")),
+     "kind", "must be one of 'BertTrainingJob', got 'MPIJob'"),
+    ("wrong api version", mutate(BASE, lambda d: d.update(apiVersion="bertoperator.io/v1")),
+     "apiVersion", "must be one of 'bertoperator.io/v1alpha1', got 'bertoperator.io/v1'"),
+    ("missing output", mutate(BASE, lambda d: spec(d).pop("output")),
+     "spec.output", "required field is missing"),
+    ("secret name with spaces", mutate(BASE, lambda d: spec(d)["dataset"].update(credentialsSecret="my secret")),
+     "spec.dataset.credentialsSecret", "must be a DNS-1123 subdomain"),
+]
+
+
+@pytest.mark.parametrize(("document", "path", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_spec_names_the_field_and_what_is_allowed(document: dict, path: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_job(document)
+    messages = [str(e) for e in caught.value.errors]
+    matching = [m for m in messages if m.startswith(f"{path}: ")]
+    assert matching, f"no error on {path}: {messages}"
+    assert any(fragment in m for m in matching), matching
+
+
+def test_at_least_twenty_distinct_invalid_specs() -> None:
+    assert len({c[2] for c in CASES}) >= 20
+
+
+def test_every_broken_rule_is_reported_at_once() -> None:
+    document = mutate(BASE, lambda d: (phases(d)[0].update(maxPredictionsPerSeq=200), spec(d)["resources"].update(gpusPerWorker=-3, workers=0)))
+    with pytest.raises(SpecError) as caught:
+        parse_job(document)
+    paths = {e.path for e in caught.value.errors}
+    assert {"spec.resources.gpusPerWorker", "spec.resources.workers"} <= paths
+
+
+def test_invalid_yaml_reports_line_and_column() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_text("apiVersion: x\nspec: [unclosed\n", "job.yaml")
+    assert str(caught.value).startswith("job.yaml: <yaml>: invalid YAML at line ")
+
+
+def test_multi_document_errors_name_the_document() -> None:
+    good = yaml.safe_dump(BASE)
+    bad = yaml.safe_dump(mutate(BASE, lambda d: spec(d).update(xla="maybe")))
+    with pytest.raises(SpecError) as caught:
+        parse_text(f"{good}---\n{bad}", "jobs.yaml")
+    assert [str(e) for e in caught.value.errors] == ["jobs.yaml[1]: spec.xla: must be true or false, got 'maybe'"]
+
+
+def test_non_mapping_document() -> None:
+    with pytest.raises(SpecError, match="must be a mapping"):
+        parse_text("- a\n- b\n", "list.yaml")
