@@ -287,11 +287,11 @@ class TaskSpec(ApiModel):
 class Toleration(ApiModel):
     """A core/v1 Toleration."""
 
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    key: str | None = Field(None, description="Taint key to tolerate; empty with Exists matches every taint.")
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (default Equal).")
+    value: str | None = Field(None, description="Taint value to match with Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect to match; empty matches all.")
+    toleration_seconds: int | None = Field(None, description="How long a NoExecute taint is tolerated.")
 
 
 class ResourcesSpec(ApiModel):

