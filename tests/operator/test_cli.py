@@ -17,7 +17,7 @@ PRETRAIN = REPO / "examples" / "bert-large-pretrain.yaml"
 
 def bertjob(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bert_operator.cli", *args],
+        [sys.executable, "-P", "-m", "bert_operator.cli", *args],
         input=stdin, capture_output=True, text=True, cwd=REPO, timeout=60,
     )
 
