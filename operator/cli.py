@@ -66,6 +66,20 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from .config import OperatorSettings
+    from .main import run  # kopf and the kubernetes client load only here
+
+    settings = OperatorSettings.from_env(
+        namespaces=tuple(n for spec in args.namespace for n in spec.split(",") if n),
+        trainer_image=args.trainer_image, kubeconfig=args.kubeconfig, liveness_port=args.liveness_port,
+        metrics_port=args.metrics_port, progress_port=args.progress_port, progress_url=args.progress_url,
+        resync_seconds=args.resync_seconds,
+    )
+    run(settings)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertjob", description="BERT training jobs on Kubernetes (bert-operator).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = sub.add_parser("crd", help="print the BertTrainingJob CustomResourceDefinition")
     crd.set_defaults(func=cmd_crd)
+
+    operator = sub.add_parser("operator", help="run the operator against the cluster in KUBECONFIG or in-cluster")
+    operator.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                          help="watch only these namespaces (repeat or comma-separate); default cluster-wide; env BERTOP_NAMESPACES")
+    operator.add_argument("--trainer-image", default=None, help="trainer image for jobs without spec.image; env BERTOP_TRAINER_IMAGE")
+    operator.add_argument("--kubeconfig", default=None, help="kubeconfig file; default in-cluster, then KUBECONFIG")
+    operator.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz (0: off)")
+    operator.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics (0: off)")
+    operator.add_argument("--progress-port", type=int, default=8081, help="trainer progress endpoint")
+    operator.add_argument("--progress-url", default=None, help="URL pods reach the progress endpoint at; env BERTOP_PROGRESS_URL")
+    operator.add_argument("--resync-seconds", type=float, default=None, help="safety-net resync period (default 60)")
+    operator.set_defaults(func=cmd_operator)
     return parser
 
 

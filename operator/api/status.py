@@ -71,6 +71,11 @@ class BertTrainingJobStatus(StatusModel):
     completion_time: str | None = None
     observed_generation: int | None = None
     progress: Progress | None = None
+    accepted_spec: dict[str, Any] | None = Field(
+        None,
+        description="The spec the job started with; later changes other than runPolicy.suspend are refused.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
     results: dict[str, Any] | None = Field(
         None,
         description="Final metrics and checkpoint URI from results.json.",

@@ -27,6 +27,10 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 WORKER_COMMAND = ["/usr/sbin/sshd", "-De"]
 DATA_VOLUME = "dataset"
 SHM_VOLUME = "dshm"
+TOKEN_VOLUME = "bertoperator-token"
+TOKEN_DIR = "/var/run/secrets/bertoperator.io"
+#: Audience of the projected token trainers authenticate progress reports with.
+TOKEN_AUDIENCE = "bert-operator"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class RenderSettings:
     default_image: str = DEFAULT_TRAINER_IMAGE
     launcher_cpu: str = "500m"
     launcher_memory: str = "1Gi"
+    #: Where trainers POST progress (the operator's Service); None: they only write progress.json.
+    progress_url: str | None = None
 
 
 def s3_env(store: DatasetSpec) -> list[dict[str, Any]]:
@@ -113,6 +119,18 @@ def _run_policy(spec: BertTrainingJobSpec) -> dict[str, Any]:
     return spec.run_policy.model_dump(by_alias=True, exclude_none=True)
 
 
+def _report_env(job: BertTrainingJob, stage: Stage, settings: RenderSettings) -> list[dict[str, Any]]:
+    """Where and as whom rank 0 reports progress (exported to ranks with mpirun -x)."""
+    if not settings.progress_url:
+        return []
+    values = {
+        "BERTJOB_PROGRESS_URL": f"{settings.progress_url.rstrip('/')}/progress/{job.metadata.namespace}/{job.metadata.name}",
+        "BERTJOB_STAGE": stage.name,
+        "BERTJOB_TOKEN_FILE": f"{TOKEN_DIR}/token",
+    }
+    return [{"name": key, "value": value} for key, value in values.items()]
+
+
 def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings) -> dict[str, Any]:
     """Everything the MPIJob template places, for one stage of `job`."""
     spec = job.spec
@@ -130,13 +148,18 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
     if job.metadata.generation is not None:
         annotations[GENERATION_ANNOTATION] = str(job.metadata.generation)
 
-    output_env = s3_env(spec.output)
+    output_env = s3_env(spec.output) + _report_env(job, stage, settings)
     launcher_env = [*output_env, {"name": "NCCL_DEBUG", "value": "INFO"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
     exported = [item["name"] for item in output_env]
 
     pvc_volumes, pvc_mounts = _pvc_mounts(spec)
     volumes = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}, *pvc_volumes]
     worker_mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}, *pvc_mounts]
+    if settings.progress_url:
+        # A short-lived token only the operator's audience accepts; rank 0 sends it with each report.
+        volumes.append({"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": {
+            "audience": TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}})
+        worker_mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
     sync = None
     if not is_pvc(spec.dataset.uri):
         subpath = stage_data_path(spec, stage)

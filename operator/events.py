@@ -1,0 +1,48 @@
+"""Kubernetes Events about BertTrainingJobs, posted with the official client."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from typing import Any
+
+import kubernetes
+
+from .api.presets import API_GROUP, API_VERSION, KIND
+from .kube import KubeApi
+
+log = logging.getLogger(__name__)
+COMPONENT = "bert-operator"
+
+
+class EventRecorder:
+    """Posts core/v1 Events (what `kubectl describe btj` lists)."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, api: KubeApi) -> None:
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.api = api
+
+    def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = body.get("metadata") or {}
+        namespace = meta.get("namespace", "default")
+        now = datetime.datetime.now(tz=datetime.timezone.utc)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta.get('name')}.{uuid.uuid4().hex[:12]}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": meta.get("name"),
+                "namespace": namespace, "uid": meta.get("uid"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+        }
+        self.api._call("create", lambda: self.core.create_namespaced_event(namespace, event))
+        log.info("event job=%s/%s type=%s reason=%s", namespace, meta.get("name"), kind, reason)

@@ -1,0 +1,75 @@
+"""kopf registrations only: each handler hands its event to the runtime in a line or two.
+
+Low-level event handlers (not on.create/on.update) on purpose: they keep no
+state in annotations and add no finalizers, so a job start costs exactly the
+writes the reconciler makes (MPIJob, status, Event), and all state lives in
+the job's status where users can read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import prometheus_client
+from aiohttp import web
+
+from .api.presets import API_GROUP, API_VERSION, PLURAL
+from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
+from .render.values import JOB_NAME_LABEL
+from .runtime import Runtime, plain
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    settings.peering.standalone = True
+    settings.posting.enabled = False  # Events are the reconciler's, with reasons users can filter on
+    settings.execution.max_workers = runtime.settings.workers
+    settings.watching.server_timeout = 300
+    settings.watching.reconnect_backoff = 1.0
+    if runtime.settings.metrics_port:
+        prometheus_client.start_http_server(runtime.settings.metrics_port)
+    app = web.Application()
+    app.add_routes(runtime.progress.routes())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", runtime.settings.progress_port).start()
+    memo.progress_runner = runner
+    memo.resync_task = asyncio.create_task(runtime.resync_forever())
+    log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*", runtime.settings.trainer_image)
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf uses the same credentials as the reconciler's client (in-cluster or --kubeconfig)."""
+    return memo.runtime.connection_info()
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync_task.cancel()
+    await memo.progress_runner.cleanup()
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    if event["type"] == "DELETED":
+        runtime.forget(body.metadata.namespace, body.metadata.name)
+        return
+    runtime.reconciler.reconcile(runtime.remember(plain(body)))
+
+
+@kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})
+def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    if event["type"] == "DELETED":
+        return
+    job = runtime.known(body.metadata.namespace, body.metadata.labels[JOB_NAME_LABEL])
+    if job is not None:
+        runtime.reconciler.reconcile(job, observed=plain(body))

@@ -1,0 +1,127 @@
+"""The few Kubernetes API calls the operator makes, with retries for transient faults.
+
+A thin layer over the official `kubernetes` client: the reconciler states
+what it wants (create or adopt this MPIJob, merge this status) and this module
+makes it survive 409s, 429s and 5xx answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+from .api.presets import API_GROUP, API_VERSION, PLURAL
+from .metrics import API_ERRORS, API_REQUESTS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MPI_GROUP, MPI_VERSION, MPI_PLURAL = "kubeflow.org", "v2beta1", "mpijobs"
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+
+def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """An API client from the pod's service account, else from KUBECONFIG / ~/.kube/config."""
+    if kubeconfig is None:
+        try:
+            kubernetes.config.load_incluster_config()
+            return kubernetes.client.ApiClient()
+        except kubernetes.config.ConfigException:
+            pass
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
+class KubeApi:
+    """The operator's view of the API server."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, attempts: int = 6, backoff: float = 0.05) -> None:
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.auth = kubernetes.client.AuthenticationV1Api(client)
+        self.attempts = attempts
+        self.backoff = backoff
+
+    def _call(self, verb: str, fn: Callable[[], T]) -> T:
+        """Run one API call, retrying transient failures with exponential backoff (Retry-After honoured)."""
+        for attempt in range(1, self.attempts + 1):
+            API_REQUESTS.labels(verb=verb).inc()
+            try:
+                return fn()
+            except ApiException as exc:
+                API_ERRORS.labels(verb=verb, code=str(exc.status)).inc()
+                if exc.status not in RETRYABLE or attempt == self.attempts:
+                    raise
+                retry_after = (exc.headers or {}).get("Retry-After")
+                delay = float(retry_after) if retry_after and retry_after.isdigit() else self.backoff * 2 ** (attempt - 1)
+                log.warning("api retry verb=%s code=%s attempt=%d delay=%.2fs", verb, exc.status, attempt, delay)
+                time.sleep(min(delay, 5.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ----------------------------------------------------------------- MPIJobs
+
+    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("get", lambda: self.custom.get_namespaced_custom_object(
+                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the MPIJob; if it exists already (restart, retry after a lost answer), return that one.
+
+        Returns (mpijob, created). Never makes a second MPIJob: the name is
+        deterministic, so the API server's 409 is the duplicate guard.
+        """
+        namespace = body["metadata"]["namespace"]
+        try:
+            created = self._call("create", lambda: self.custom.create_namespaced_custom_object(
+                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, body))
+            # The client decodes only a 201 answer; a server answering 200 yields None.
+            return created or self.get_mpijob(namespace, body["metadata"]["name"]) or body, True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = self.get_mpijob(namespace, body["metadata"]["name"])
+        if existing is None:  # deleted between the 409 and the read: try once more
+            return self.create_or_adopt_mpijob(body)
+        return existing, False
+
+    def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._call("patch", lambda: self.custom.patch_namespaced_custom_object(
+            MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, name, patch))
+
+    # -------------------------------------------------------- BertTrainingJobs
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("get", lambda: self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge `status` into the job's status subresource; None if the job is gone."""
+        try:
+            return self._call("patch", lambda: self.custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --------------------------------------------------------- authentication
+
+    def review_token(self, token: str, audience: str) -> dict[str, Any]:
+        """The API server's verdict on a bearer token (TokenReview), as a dict."""
+        review = kubernetes.client.V1TokenReview(spec=kubernetes.client.V1TokenReviewSpec(token=token, audiences=[audience]))
+        result = self._call("create", lambda: self.auth.create_token_review(review))
+        return result.to_dict().get("status") or {}

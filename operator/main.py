@@ -1,0 +1,27 @@
+"""`bertjob operator`: run the kopf operator with this project's handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import kopf
+
+from . import handlers  # noqa: F401  (registers the handlers)
+from .config import OperatorSettings
+from .runtime import Runtime
+
+
+def run(settings: OperatorSettings) -> None:
+    """Run until SIGINT/SIGTERM. Cluster-wide unless namespaces are given."""
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's login and ours read the same file
+    kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=False, verbose=False)
+    runtime = Runtime.build(settings)
+    asyncio.run(kopf.operator(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        memo=kopf.Memo(runtime=runtime),
+        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None,
+    ))

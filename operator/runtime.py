@@ -1,0 +1,104 @@
+"""What one operator process holds: clients, the reconciler, known jobs, and the periodic resync."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import kopf
+import kubernetes
+
+from .config import OperatorSettings
+from .events import EventRecorder
+from .kube import KubeApi, load_config
+from .metrics import JOBS_BY_PHASE
+from .progress import ProgressEndpoint, staleness_patch
+from .reconcile import Reconciler, utc_now
+from .render import RenderSettings
+
+log = logging.getLogger(__name__)
+
+
+def plain(value: Any) -> Any:
+    """A deep copy of kopf's body views as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings
+    client: kubernetes.client.ApiClient
+    api: KubeApi
+    reconciler: Reconciler
+    progress: ProgressEndpoint
+    jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: OperatorSettings) -> "Runtime":
+        client = load_config(settings.kubeconfig)
+        api = KubeApi(client)
+        reconciler = Reconciler(
+            api=api,
+            events=EventRecorder(client, api),
+            render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url),
+        )
+        return cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now))
+
+    def connection_info(self) -> kopf.ConnectionInfo:
+        """The client's credentials in kopf's terms, so both speak to the API server as the same identity."""
+        config = self.client.configuration
+        authorization = (config.api_key or {}).get("authorization") or (config.api_key or {}).get("BearerToken")
+        token = authorization.split(" ", 1)[-1] if authorization else None
+        return kopf.ConnectionInfo(
+            server=config.host, ca_path=config.ssl_ca_cert, insecure=not config.verify_ssl,
+            token=token, certificate_path=config.cert_file, private_key_path=config.key_file,
+        )
+
+    # The latest body of every job this process has seen (the watch keeps it fresh).
+    def remember(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        key = (meta.get("namespace", "default"), meta["name"])
+        self.jobs[key] = body
+        return body
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.jobs.pop((namespace, name), None)
+
+    def known(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.jobs.get((namespace, name))
+        if found is None:
+            found = self.api.get_job(namespace, name)
+            if found is not None:
+                self.remember(found)
+        return found
+
+    def resync_once(self) -> None:
+        """Safety net for missed watch events: reconcile every unfinished job, flag stale progress."""
+        now = datetime.datetime.now(tz=datetime.timezone.utc)
+        for (namespace, name), body in list(self.jobs.items()):
+            try:
+                self.reconciler.reconcile(body)
+                patch = staleness_patch(body.get("status") or {}, now, self.settings.progress_stale_seconds)
+                if patch:
+                    with self.reconciler.lock(namespace, name):
+                        if self.api.patch_job_status(namespace, name, patch) is not None:
+                            body.setdefault("status", {}).update(patch)
+            except Exception:
+                log.exception("resync failed job=%s/%s", namespace, name)
+        phases = Counter((body.get("status") or {}).get("phase") or "Pending" for body in self.jobs.values())
+        for phase in ("Pending", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"):
+            JOBS_BY_PHASE.labels(phase=phase).set(phases.get(phase, 0))
+
+    async def resync_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            await loop.run_in_executor(None, self.resync_once)

@@ -1,0 +1,264 @@
+"""The real operator process against the Kubernetes API emulator over HTTP on loopback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import kmock
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
+
+SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
+TINY = yaml.safe_load((REPO / "examples" / "bertjob-tiny.yaml").read_text())
+NS = "ml-training"
+
+
+def named(document: dict[str, Any], name: str, namespace: str = NS) -> dict[str, Any]:
+    copied = copy.deepcopy(document)
+    copied["metadata"] = {"name": name, "namespace": namespace}
+    return copied
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
+    with EmulatedCluster(tmp_path_factory.mktemp("kmock")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: EmulatedCluster) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(cluster, "--progress-url", "http://bert-operator.bert-operator.svc:8081").start()
+    yield process
+    process.stop()
+
+
+def status(cluster: EmulatedCluster, name: str, namespace: str = NS) -> dict[str, Any]:
+    return cluster.job(namespace, name).get("status") or {}
+
+
+def condition(cluster: EmulatedCluster, name: str, kind: str) -> dict[str, Any] | None:
+    return next((c for c in status(cluster, name).get("conditions", []) if c["type"] == kind), None)
+
+
+def events_for(cluster: EmulatedCluster, name: str) -> list[tuple[str, str]]:
+    return [(e["type"], e["reason"]) for e in cluster.events() if e["involved_object"]["name"] == name]
+
+
+def test_created_job_gets_one_owned_mpijob_and_a_pending_status(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    cluster.apply_job(named(SQUAD, "create-1"), uid="uid-create-1")
+    mpijob = cluster.wait(lambda: cluster.mpijobs(NS) and next((m for m in cluster.mpijobs(NS) if m["metadata"]["name"] == "create-1-squad"), None), what="MPIJob")
+    [owner] = mpijob["metadata"]["ownerReferences"]
+    assert owner["uid"] == "uid-create-1" and owner["controller"] is True and owner["kind"] == "BertTrainingJob"
+    current = cluster.wait(lambda: status(cluster, "create-1").get("phase") == "Pending" and status(cluster, "create-1"), what="Pending")
+    assert (current["task"], current["model"], current["workers"], current["gpus"]) == ("squad", "large", 1, 4)
+    assert current["stages"][0]["mpiJob"] == "create-1-squad"
+    assert "finalizers" not in cluster.job(NS, "create-1")["metadata"]
+
+
+def test_phase_follows_the_mpijob_conditions(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    cluster.apply_job(named(SQUAD, "phases-1"), uid="uid-phases-1")
+    cluster.wait(lambda: status(cluster, "phases-1").get("phase") == "Pending", what="Pending")
+    for conditions, phase in ((("Created",), "Created"), (("Created", "Running"), "Running"),
+                              (("Created", "Running", "Restarting"), "Restarting"),
+                              (("Created", "Running"), "Running"),
+                              (("Created", "Running", "Succeeded"), "Succeeded")):
+        cluster.set_mpijob_conditions(NS, "phases-1-squad", *conditions)
+        cluster.wait(lambda: status(cluster, "phases-1").get("phase") == phase, what=phase)
+    final = status(cluster, "phases-1")
+    assert final["completionTime"] and final["startTime"]
+    assert condition(cluster, "phases-1", "Succeeded")["status"] == "True"
+    assert condition(cluster, "phases-1", "Running")["status"] == "False"
+    assert condition(cluster, "phases-1", "Created")["status"] == "True"
+    reasons = [reason for _, reason in events_for(cluster, "phases-1")]
+    assert reasons[:1] == ["Pending"] and "Running" in reasons and "Restarting" in reasons and reasons[-1] == "Succeeded"
+    assert ("Warning", "Restarting") in events_for(cluster, "phases-1")
+
+
+def test_failed_mpijob_fails_the_job_with_the_reason(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    cluster.apply_job(named(SQUAD, "fail-1"), uid="uid-fail-1")
+    cluster.wait(lambda: status(cluster, "fail-1").get("phase") == "Pending", what="Pending")
+    cluster.set_mpijob_conditions(NS, "fail-1-squad", "Created", "Failed")
+    cluster.wait(lambda: status(cluster, "fail-1").get("phase") == "Failed", what="Failed")
+    assert condition(cluster, "fail-1", "Failed")["reason"] == "MPIJobFailed"
+    assert ("Warning", "Failed") in events_for(cluster, "fail-1")
+
+
+def test_invalid_job_fails_with_field_path_and_creates_nothing(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    bad = named(SQUAD, "invalid-1")
+    bad["spec"]["resources"]["gpusPerWorker"] = -1
+    cluster.apply_job(bad, uid="uid-invalid-1")
+    cluster.wait(lambda: status(cluster, "invalid-1").get("phase") == "Failed", what="Failed")
+    valid = condition(cluster, "invalid-1", "Valid")
+    assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
+    assert "spec.resources.gpusPerWorker: must be >= 0, got -1" in valid["message"]
+    assert ("Warning", "InvalidSpec") in events_for(cluster, "invalid-1")
+    assert not [m for m in cluster.mpijobs(NS) if m["metadata"]["name"].startswith("invalid-1")]
+
+
+def test_two_phase_pretraining_chains_phase2_from_phase1(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    cluster.apply_job(named(TINY, "chain-1"), uid="uid-chain-1")
+    cluster.wait(lambda: status(cluster, "chain-1").get("currentStage") == "phase1", what="phase1")
+    cluster.set_mpijob_conditions(NS, "chain-1-phase1", "Created", "Running")
+    cluster.wait(lambda: status(cluster, "chain-1").get("phase") == "Running", what="Running")
+    cluster.set_mpijob_conditions(NS, "chain-1-phase1", "Created", "Running", "Succeeded")
+    phase2 = cluster.wait(lambda: next((m for m in cluster.mpijobs(NS) if m["metadata"]["name"] == "chain-1-phase2"), None), what="phase2")
+    command = phase2["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--init_checkpoint") + 1] == "s3://bert-demo/results/bert-tiny/phase1"
+    current = cluster.wait(lambda: status(cluster, "chain-1").get("currentStage") == "phase2" and status(cluster, "chain-1"), what="phase2 current")
+    assert current["phase"] != "Succeeded" and current["stages"][0]["phase"] == "Succeeded"
+    cluster.set_mpijob_conditions(NS, "chain-1-phase2", "Created", "Running", "Succeeded")
+    cluster.wait(lambda: status(cluster, "chain-1").get("phase") == "Succeeded", what="Succeeded")
+    assert [s["phase"] for s in status(cluster, "chain-1")["stages"]] == ["Succeeded", "Succeeded"]
+
+
+def test_suspend_passes_through_and_other_changes_are_refused(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    cluster.apply_job(named(SQUAD, "update-1"), uid="uid-update-1")
+    cluster.wait(lambda: status(cluster, "update-1").get("phase") == "Pending", what="Pending")
+    patch = {"metadata": {"generation": 2}, "spec": {"runPolicy": {"suspend": True}}}
+    cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "update-1", patch)
+    mpijob = lambda: next(m for m in cluster.mpijobs(NS) if m["metadata"]["name"] == "update-1-squad")  # noqa: E731
+    cluster.wait(lambda: mpijob()["spec"]["runPolicy"].get("suspend") is True, what="suspended MPIJob")
+
+    change = {"metadata": {"generation": 3}, "spec": {"resources": {"workers": 3}}}
+    cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "update-1", change)
+    refused = cluster.wait(lambda: (c := condition(cluster, "update-1", "SpecApplied")) and c["status"] == "False" and c, what="refusal")
+    assert refused["reason"] == "ImmutableFieldChanged" and refused["observedGeneration"] == 3
+    assert mpijob()["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 1
+    assert ("Warning", "ImmutableFieldChanged") in events_for(cluster, "update-1")
+
+
+def test_missed_events_are_caught_by_the_resync(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """A status change that never reaches the watch (as with a dropped watch) is still picked up."""
+    cluster.apply_job(named(SQUAD, "resync-1"), uid="uid-resync-1")
+    cluster.wait(lambda: status(cluster, "resync-1").get("phase") == "Pending", what="Pending")
+
+    async def silently_mark_running() -> None:  # changes the stored object without a watch event
+        stored = cluster.emulator.objects[MPIJOBS, NS, "resync-1-squad"]
+        stored.patch({"status": {"conditions": [{"type": "Running", "status": "True", "reason": "MPIJobRunning"}]}})
+
+    cluster.call(silently_mark_running)
+    cluster.wait(lambda: status(cluster, "resync-1").get("phase") == "Running", timeout=15, what="Running via resync")
+
+
+def test_api_faults_are_retried_without_duplicates(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """500 and 429 on status patches, and an existing MPIJob (409 on create), end in one MPIJob and a right status."""
+    left = {"count": 3}
+
+    def first_patches(request: kmock.Request) -> bool:
+        if request.method == "PATCH" and "berttrainingjobs/faults-1" in str(request.url) and left["count"] > 0:
+            left["count"] -= 1
+            return True
+        return False
+
+    async def inject() -> None:
+        cluster.emulator[first_patches] << kmock.KubernetesError(status=500, reason="InternalError", message="injected")
+
+    cluster.call(inject)
+    # An MPIJob left by an earlier operator life: the create answers 409 and it is adopted.
+    leftover = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {
+        "name": "faults-1-squad", "namespace": NS, "labels": {"bertoperator.io/job-name": "faults-1"},
+        "ownerReferences": [{"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob", "name": "faults-1",
+                             "uid": "uid-faults-1", "controller": True}]}, "spec": {"mpiReplicaSpecs": {}}}
+    cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", leftover)
+    cluster.apply_job(named(SQUAD, "faults-1"), uid="uid-faults-1")
+    cluster.set_mpijob_conditions(NS, "faults-1-squad", "Created", "Running")
+    cluster.wait(lambda: status(cluster, "faults-1").get("phase") == "Running", what="Running despite faults")
+    assert left["count"] < 3  # faults were served
+    assert '"message": "api retry verb=patch code=500' in operator.output()
+    assert [m["metadata"]["name"] for m in cluster.mpijobs(NS)].count("faults-1-squad") == 1
+
+
+def test_a_foreign_mpijob_with_our_name_is_a_conflict(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    foreign = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob",
+               "metadata": {"name": "foreign-1-squad", "namespace": NS}, "spec": {}}
+    cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", foreign)
+    cluster.apply_job(named(SQUAD, "foreign-1"), uid="uid-foreign-1")
+    cluster.wait(lambda: status(cluster, "foreign-1").get("phase") == "Failed", what="Failed on conflict")
+    assert condition(cluster, "foreign-1", "Failed")["reason"] == "MPIJobNameConflict"
+
+
+def review_answer(pod: str, namespace: str = NS, authenticated: bool = True) -> dict[str, Any]:
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": "t", "audiences": ["bert-operator"]}, "status": {
+        "authenticated": authenticated, "audiences": ["bert-operator"],
+        "user": {"username": f"system:serviceaccount:{namespace}:default", "uid": "sa-uid",
+                 "extra": {"authentication.kubernetes.io/pod-name": [pod]}}}}
+
+
+def post_progress(operator: OperatorProcess, name: str, report: dict[str, Any], token: str = "t") -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{operator.progress_port}/progress/{NS}/{name}", data=json.dumps(report).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_progress_reaches_the_status_only_from_the_jobs_own_pods(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    cluster.apply_job(named(TINY, "progress-1"), uid="uid-progress-1")
+    cluster.wait(lambda: status(cluster, "progress-1").get("phase") == "Pending", what="Pending")
+    verdict = {"pod": "progress-1-phase1-worker-0"}
+
+    def answer_review() -> dict[str, Any]:
+        # The emulator stores every created object; a real API server never persists TokenReviews.
+        del cluster.emulator.objects["authentication.k8s.io/v1/tokenreviews", None, None]
+        return review_answer(verdict["pod"])
+
+    async def token_reviews() -> None:
+        cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
+
+    cluster.call(token_reviews)
+    report = {"stage": "phase1", "progress": {"step": 45, "totalSteps": 90, "loss": 7.25, "sequencesPerSecond": 812.5,
+                                              "etaSeconds": 12.0, "updatedAt": "2026-11-26T10:00:00Z"}}
+    code, _ = post_progress(operator, "progress-1", report)
+    assert code == 200
+    progress = cluster.wait(lambda: status(cluster, "progress-1").get("progress"), what="progress")
+    assert progress["step"] == 45 and progress["loss"] == 7.25 and progress["stage"] == "phase1"
+    assert progress["percent"] == 45  # half of phase 1, which is 90% of the steps
+    assert condition(cluster, "progress-1", "ProgressAvailable")["status"] == "True"
+
+    results = {"stage": "phase1", "results": {"finalLoss": 6.5, "checkpoint": "s3://bert-demo/results/bert-tiny/phase1/ckpt-90"}}
+    assert post_progress(operator, "progress-1", results)[0] == 200
+    assert cluster.wait(lambda: status(cluster, "progress-1").get("results"), what="results")["finalLoss"] == 6.5
+
+    verdict["pod"] = "someone-else-worker-0"
+    code, answer = post_progress(operator, "progress-1", report)
+    assert code == 403 and "may not report" in answer["message"]
+    verdict["pod"] = "progress-1-phase1-worker-0"
+    code, answer = post_progress(operator, "progress-1", {"stage": "phase9", "progress": {"step": 1, "totalSteps": 2}})
+    assert code == 400 and "stage: must be one of ['phase1', 'phase2']" in answer["message"]
+    request = urllib.request.Request(f"http://127.0.0.1:{operator.progress_port}/progress/{NS}/progress-1", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 401
+
+
+def test_restarts_never_duplicate_mpijobs(cluster: EmulatedCluster, operator: OperatorProcess, tmp_path: Path) -> None:
+    """Jobs applied while the operator is down, and restarts (TERM and KILL), leave exactly one MPIJob per stage."""
+    operator.stop()
+    names = [f"restart-{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        cluster.apply_job(named(SQUAD, name, namespace="restarts"), uid=f"uid-{name}")
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        second = OperatorProcess(cluster).start()
+        cluster.wait(lambda: len([m for m in cluster.mpijobs("restarts")]) == len(names), what="all MPIJobs")
+        second.stop(sig)
+    third = OperatorProcess(cluster).start()
+    try:
+        cluster.wait(lambda: all(status(cluster, n, "restarts").get("phase") == "Pending" for n in names), what="statuses")
+        created = sorted(m["metadata"]["name"] for m in cluster.mpijobs("restarts"))
+        assert created == sorted(f"{n}-squad" for n in names)
+    finally:
+        third.stop()
+        operator.start()
