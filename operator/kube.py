@@ -26,14 +26,18 @@ RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     """An API client from the pod's service account, else from KUBECONFIG / ~/.kube/config."""
+    configuration = kubernetes.client.Configuration()
+    loaded = False
     if kubeconfig is None:
         try:
-            kubernetes.config.load_incluster_config()
-            return kubernetes.client.ApiClient()
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+            loaded = True
         except kubernetes.config.ConfigException:
             pass
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    if not loaded:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    # Handlers run in a thread pool; the default of 4 pooled connections makes them queue.
+    configuration.connection_pool_maxsize = 32
     return kubernetes.client.ApiClient(configuration)
 
 

@@ -1,0 +1,123 @@
+"""Operator throughput: N BertTrainingJobs applied at once against the Kubernetes API emulator.
+
+Prints p50/p99 latency from apply to MPIJob created, jobs reconciled per
+second, API writes and requests per job start, and the operator's peak RSS.
+The baseline is the emulator itself: the same N MPIJob creates made directly
+by the client, in the same run, so the ratio shows the operator's overhead.
+
+    .venv/bin/python -P bench/operator_throughput.py [--jobs 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import kubernetes
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO))  # appended, never first: operator/ must not shadow the stdlib module
+from tests.operator.cluster import EmulatedCluster, OperatorProcess  # noqa: E402
+
+NS = "bench"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def watch_created(cluster: EmulatedCluster, seen: dict[str, float], stop: threading.Event) -> None:
+    """Record when each MPIJob first appears (list every 100 ms: the latency has that resolution)."""
+    while not stop.is_set():
+        now = time.perf_counter()
+        for item in cluster.mpijobs(NS):
+            seen.setdefault(item["metadata"]["name"], now)
+        time.sleep(0.1)
+
+
+def baseline(cluster: EmulatedCluster, jobs: int) -> float:
+    """Seconds for the client alone to create `jobs` MPIJobs on the emulator (8 threads)."""
+    body = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {"namespace": "baseline"}, "spec": {}}
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: cluster.custom.create_namespaced_custom_object(
+            "kubeflow.org", "v2beta1", "baseline", "mpijobs", {**body, "metadata": {"name": f"b-{i}", "namespace": "baseline"}}),
+            range(jobs)))
+    return time.perf_counter() - started
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=500)
+    args = parser.parse_args()
+    template = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
+    workdir = tempfile.mkdtemp(prefix="bench-operator-")
+    with EmulatedCluster(Path(workdir)) as cluster:
+        base_seconds = baseline(cluster, args.jobs)
+        print(f"baseline done in {base_seconds:.2f}s", file=sys.stderr)
+        operator = OperatorProcess(cluster).start()
+        print(f"operator log: {operator.log}", file=sys.stderr)
+        try:
+            time.sleep(3.0)  # operator started and watching
+            seen: dict[str, float] = {}
+            stop = threading.Event()
+            threading.Thread(target=watch_created, args=(cluster, seen, stop), daemon=True).start()
+            requests_before = len(cluster.requests())
+            applied: dict[str, float] = {}
+
+            def apply(i: int) -> None:
+                document = copy.deepcopy(template)
+                document["metadata"] = {"name": f"job-{i}", "namespace": NS}
+                cluster.apply_job(document, uid=f"uid-{i}")
+                applied[f"job-{i}-squad"] = time.perf_counter()
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(apply, range(args.jobs)))
+            print(f"applied {args.jobs} jobs", file=sys.stderr)
+            cluster.wait(lambda: len(seen) >= args.jobs, timeout=120, what="all MPIJobs")
+            created_all = time.perf_counter()
+            cluster.wait(lambda: all((cluster.job(NS, f"job-{i}").get("status") or {}).get("phase") == "Pending"
+                                     for i in range(0, args.jobs, max(1, args.jobs // 50))), timeout=300, what="statuses")
+            time.sleep(2.0)  # let trailing writes (status, Events) land
+            stop.set()
+            operator_requests = [r for r in cluster.requests()[requests_before:]
+                                 if not (r.method == "POST" and r.resource and r.resource.plural == "berttrainingjobs")
+                                 and not (r.params or {}).get("watch")]
+            writes = [r for r in operator_requests if r.method in ("POST", "PATCH", "PUT", "DELETE")]
+            latencies = [(seen[name] - applied[name]) * 1000 for name in applied if name in seen]
+            wall = created_all - started
+            rss = peak_rss_mib(operator.process.pid)
+        finally:
+            operator.stop()
+    print(f"jobs                         {args.jobs}")
+    print(f"apply -> MPIJob p50 / p99    {statistics.median(latencies):.1f} ms / {percentile(latencies, 99):.1f} ms")
+    print(f"jobs reconciled per second   {args.jobs / wall:.1f}  (all {args.jobs} MPIJobs in {wall:.2f} s)")
+    print(f"API writes per job start     {len(writes) / args.jobs:.2f}  "
+          f"(POST mpijobs {sum(1 for r in writes if r.method == 'POST' and r.resource and r.resource.plural == 'mpijobs') / args.jobs:.2f}, "
+          f"PATCH status {sum(1 for r in writes if r.method == 'PATCH') / args.jobs:.2f}, "
+          f"POST events {sum(1 for r in writes if r.resource and r.resource.plural == 'events') / args.jobs:.2f})")
+    print(f"API requests per job start   {len(operator_requests) / args.jobs:.2f}")
+    print(f"operator peak RSS            {rss:.0f} MiB")
+    print(f"baseline: client-only MPIJob creates {args.jobs / base_seconds:.1f}/s; operator/baseline rate ratio "
+          f"{(args.jobs / wall) / (args.jobs / base_seconds):.2f}")
+
+
+if __name__ == "__main__":
+    main()
