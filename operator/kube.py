@@ -68,14 +68,16 @@ class KubeApi:
 
     # ----------------------------------------------------------------- MPIJobs
 
-    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def _get_or_none(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call("get", lambda: self.custom.get_namespaced_custom_object(
-                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, name))
+            return self._call("get", lambda: self.custom.get_namespaced_custom_object(group, version, namespace, plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(MPI_GROUP, MPI_VERSION, MPI_PLURAL, namespace, name)
 
     def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the MPIJob; if it exists already (restart, retry after a lost answer), return that one.
@@ -104,13 +106,7 @@ class KubeApi:
     # -------------------------------------------------------- BertTrainingJobs
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._call("get", lambda: self.custom.get_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, PLURAL, name))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(API_GROUP, API_VERSION, PLURAL, namespace, name)
 
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         """Merge `status` into the job's status subresource; None if the job is gone."""

@@ -103,6 +103,19 @@ def _finetune_common(spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
     ]
 
 
+def _finetune_hyperparameters(spec: BertTrainingJobSpec, task: SquadTask | GlueTask) -> list[str]:
+    """The hyperparameters squad and glue share, in NVIDIA's flag names."""
+    return [
+        "--max_seq_length", str(task.max_seq_length),
+        "--train_batch_size", str(task.batch_size_per_gpu),
+        "--learning_rate", number(task.learning_rate),
+        "--num_train_epochs", number(task.epochs),
+        "--warmup_proportion", number(task.warmup_proportion),
+        *optimizer_flags(spec, "adam"),
+        *speed_flags(spec),
+    ]
+
+
 def _squad(spec: BertTrainingJobSpec, task: SquadTask, stage: Stage) -> list[str]:
     root = data_root(spec)
     train_file = task.train_file or f"train-v{task.version}.json"
@@ -113,15 +126,9 @@ def _squad(spec: BertTrainingJobSpec, task: SquadTask, stage: Stage) -> list[str
         *_finetune_common(spec, stage),
         "--do_train", "--train_file", join(root, train_file),
         "--do_predict", "--predict_file", join(root, predict_file),
-        "--max_seq_length", str(task.max_seq_length),
         "--doc_stride", str(task.doc_stride),
         "--max_query_length", str(task.max_query_length),
-        "--train_batch_size", str(task.batch_size_per_gpu),
-        "--learning_rate", number(task.learning_rate),
-        "--num_train_epochs", number(task.epochs),
-        "--warmup_proportion", number(task.warmup_proportion),
-        *optimizer_flags(spec, "adam"),
-        *speed_flags(spec),
+        *_finetune_hyperparameters(spec, task),
         *(v2 if task.version == "2.0" else []),
     ]
 
@@ -133,13 +140,7 @@ def _glue(spec: BertTrainingJobSpec, task: GlueTask, stage: Stage) -> list[str]:
         "--data_dir", join(data_root(spec), stage_data_path(spec, stage)),
         *_finetune_common(spec, stage),
         "--do_train", "--do_eval",
-        "--max_seq_length", str(task.max_seq_length),
-        "--train_batch_size", str(task.batch_size_per_gpu),
-        "--learning_rate", number(task.learning_rate),
-        "--num_train_epochs", number(task.epochs),
-        "--warmup_proportion", number(task.warmup_proportion),
-        *optimizer_flags(spec, "adam"),
-        *speed_flags(spec),
+        *_finetune_hyperparameters(spec, task),
     ]
 
 
