@@ -19,6 +19,22 @@ from bert_trainer.model import BertConfig
 from conftest import PRED, SEQ, TINY
 
 
+def train(world, *, steps: int, k: int, global_batch: int, per_micro_batch_allreduce: bool) -> dict:
+    """Final weights {name: array} after ``steps`` optimizer steps on this rank's slices."""
+    # Different seeds per rank prove the initial broadcast, not luck, makes ranks agree.
+    opts = EngineOptions(learning_rate=1e-3, num_train_steps=10, num_warmup_steps=0, num_accumulation_steps=k,
+                         allreduce_post_accumulation=not per_micro_batch_allreduce, seed=100 + world.rank)
+    engine = PretrainEngine(BertConfig.from_dict(TINY), opts, world)
+    world.broadcast_variables(engine.state_variables())
+    per_rank = global_batch // world.size
+    micro = per_rank // k
+    for step in range(steps):
+        big = make_batch(500 + step, global_batch, TINY["vocab_size"], SEQ, PRED, fixed_length=True)
+        mine = {key: v[world.rank * per_rank:(world.rank + 1) * per_rank] for key, v in big.items()}
+        engine.train_step([{key: v[i * micro:(i + 1) * micro] for key, v in mine.items()} for i in range(k)])
+    return {name.replace("/", "|"): v.numpy() for name, v in engine.model.named_variables().items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -29,20 +45,10 @@ def main() -> None:
     ap.add_argument("--per_micro_batch_allreduce", action="store_true")
     args = ap.parse_args()
     world = create_world(args.horovod)
-    # Different seeds per rank prove the initial broadcast, not luck, makes ranks agree.
-    opts = EngineOptions(learning_rate=1e-3, num_train_steps=10, num_warmup_steps=0, num_accumulation_steps=args.k,
-                         allreduce_post_accumulation=not args.per_micro_batch_allreduce, seed=100 + world.rank)
-    engine = PretrainEngine(BertConfig.from_dict(TINY), opts, world)
-    world.broadcast_variables(engine.state_variables())
-    per_rank = args.global_batch // world.size
-    micro = per_rank // args.k
-    for step in range(args.steps):
-        big = make_batch(500 + step, args.global_batch, TINY["vocab_size"], SEQ, PRED, fixed_length=True)
-        mine = {key: v[world.rank * per_rank:(world.rank + 1) * per_rank] for key, v in big.items()}
-        engine.train_step([{key: v[i * micro:(i + 1) * micro] for key, v in mine.items()} for i in range(args.k)])
+    weights = train(world, steps=args.steps, k=args.k, global_batch=args.global_batch,
+                    per_micro_batch_allreduce=args.per_micro_batch_allreduce)
     os.makedirs(args.out, exist_ok=True)
-    np.savez(os.path.join(args.out, f"rank{world.rank}.npz"),
-             **{name.replace("/", "|"): v.numpy() for name, v in engine.model.named_variables().items()})
+    np.savez(os.path.join(args.out, f"rank{world.rank}.npz"), **weights)
 
 
 if __name__ == "__main__":

