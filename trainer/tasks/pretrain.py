@@ -41,13 +41,23 @@ def scratch_dir_for(args: argparse.Namespace, rank: int) -> str:
     return path
 
 
-def stage_inputs(uri: str, scratch: str, name: str) -> list[str]:
-    """Local record files for a local dir or an s3:// prefix (downloaded once, size-checked)."""
+def stage_inputs(uri: str, scratch: str, name: str, rank: int = 0, size: int = 1) -> tuple[list[str], bool]:
+    """Local record files for a local dir or an s3:// prefix, and whether they are
+    already this rank's shard. From s3 each rank downloads only its own files (the
+    same files[rank::size] split the pipeline would make), size-checked so a
+    restarted pod does not download again."""
     if not storage.is_s3(uri):
-        return list_record_files(uri)
+        return list_record_files(uri), False
+    entries = [e for e in storage.list_files(uri) if "/" not in e.relpath]
+    shard = size > 1 and len(entries) >= size
+    mine = entries[rank::size] if shard else entries
     dest = os.path.join(scratch, "inputs", name)
-    storage.sync(uri, dest)
-    return [e.uri for e in storage.list_files(dest)]
+    for entry in mine:
+        target = os.path.join(dest, entry.relpath)
+        if not (os.path.isfile(target) and os.path.getsize(target) == entry.size):
+            storage.download_file(entry.uri, target)
+    log.info("event=inputs_staged name=%s files=%d of=%d rank=%d", name, len(mine), len(entries), rank)
+    return [os.path.join(dest, e.relpath) for e in mine], shard
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:
@@ -86,10 +96,10 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
     kill_after = int(os.environ.get(FAULT_ENV, "0") or 0)
 
     if do_train and start < args.num_train_steps:
-        files = stage_inputs(args.input_files_dir, scratch, "train")
+        files, sharded = stage_inputs(args.input_files_dir, scratch, "train", world.rank, world.size)
         ds = pretraining_dataset(files, args.train_batch_size, args.max_seq_length, args.max_predictions_per_seq,
-                                 is_training=True, rank=world.rank, num_ranks=world.size,
-                                 seed=args.seed + start)
+                                 is_training=True, rank=0 if sharded else world.rank,
+                                 num_ranks=1 if sharded else world.size, seed=args.seed + start)
         batches = iter(ds)
         seqs_per_step = args.train_batch_size * engine.k * world.size
         log.info("event=train_start rank=%d world=%d start_step=%d total_steps=%d global_batch=%d precision=%s xla=%s",
@@ -133,10 +143,10 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
         "worldSize": world.size,
     })
     if args.do_eval:
-        eval_files = stage_inputs(args.eval_files_dir, scratch, "eval")
+        eval_files, sharded = stage_inputs(args.eval_files_dir, scratch, "eval", world.rank, world.size)
         eval_ds = pretraining_dataset(eval_files, args.eval_batch_size, args.max_seq_length,
                                       args.max_predictions_per_seq, is_training=False,
-                                      rank=world.rank, num_ranks=world.size)
+                                      rank=0 if sharded else world.rank, num_ranks=1 if sharded else world.size)
         ev = engine.evaluate(eval_ds, args.max_eval_steps)
         results.update({"evalLoss": world.allreduce_scalar(ev["loss"]),
                         "evalMlmAccuracy": world.allreduce_scalar(ev["mlm_accuracy"]),
