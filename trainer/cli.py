@@ -131,6 +131,13 @@ def validate_pretrain(parser: argparse.ArgumentParser, args: argparse.Namespace)
             storage.list_files(args.output_dir)
         except storage.StorageError as exc:
             parser.error(f"--output_dir: {exc}")
+    else:
+        parent = os.path.abspath(args.output_dir)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+            parser.error(f"--output_dir: {args.output_dir}: cannot create or write here ({parent} is not a "
+                         "writable directory)")
     return cfg
 
 
