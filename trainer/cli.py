@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sync", help="copy an s3:// prefix or local dir to a local dir (skips same-size files)")
     s.add_argument("--source", required=True)
     s.add_argument("--dest", required=True)
+    parser.set_defaults(subparsers={"pretrain": p, "sync": s})
     return parser
 
 
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    parser = args.subparsers[args.task]  # errors print the subcommand's usage
     if args.task == "sync":
         return run_sync(parser, args)
     cfg = validate_pretrain(parser, args)
