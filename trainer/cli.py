@@ -1,0 +1,181 @@
+"""Command line of ``python -m bert_trainer``.
+
+The flag names are a contract with the operator, which renders these exact command
+lines; they mirror NVIDIA's run_pretraining.py so a job reads like the recipe.
+Inputs are validated before TensorFlow is imported, so a bad flag fails in a second
+with exit status 2 and a message that names the flag (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+from bert_trainer import storage
+
+log = logging.getLogger("bert_trainer")
+
+
+def _bool_flag(parser: argparse.ArgumentParser, name: str, help_: str) -> None:
+    parser.add_argument(f"--{name}", action="store_true", default=False, help=help_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bert_trainer",
+                                     description="BERT pretraining (NVIDIA recipe) for bert-operator.")
+    parser.add_argument("--log_level", default=os.environ.get("BERT_TRAINER_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,sync}")
+
+    p = sub.add_parser("pretrain", help="masked-LM + next-sentence pretraining")
+    _bool_flag(p, "horovod", "use Horovod (run under mpirun/horovodrun)")
+    p.add_argument("--input_files_dir", help="training TFRecords: local dir or s3:// prefix")
+    p.add_argument("--eval_files_dir", help="eval TFRecords: local dir or s3:// prefix")
+    p.add_argument("--output_dir", required=True, help="local dir or s3:// prefix for checkpoints and reports")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--bert_model", choices=["base", "large"], help="Google's uncased preset")
+    model.add_argument("--bert_config_json", help="bert_config as an inline JSON object")
+    model.add_argument("--bert_config_file", help="bert_config.json: local path or s3:// URI")
+    p.add_argument("--train_batch_size", type=int, default=32, help="per-process micro-batch")
+    p.add_argument("--eval_batch_size", type=int, default=8)
+    p.add_argument("--max_seq_length", type=int, default=128)
+    p.add_argument("--max_predictions_per_seq", type=int, default=20)
+    p.add_argument("--num_train_steps", type=int, default=1000, help="optimizer steps")
+    p.add_argument("--num_warmup_steps", type=int, default=100)
+    p.add_argument("--num_accumulation_steps", type=int, default=1)
+    p.add_argument("--learning_rate", type=float, default=1e-4)
+    p.add_argument("--optimizer", choices=["lamb", "adam"], default="lamb")
+    p.add_argument("--weight_decay_rate", type=float, default=0.01)
+    p.add_argument("--beta_1", type=float, default=0.9)
+    p.add_argument("--beta_2", type=float, default=0.999)
+    p.add_argument("--epsilon", type=float, default=1e-6)
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    _bool_flag(p, "use_xla", "compile the forward/backward pass with XLA (jit_compile)")
+    _bool_flag(p, "allreduce_post_accumulation", "allreduce once per optimizer step, not per micro-batch")
+    p.add_argument("--save_checkpoints_steps", type=int, default=1000)
+    p.add_argument("--init_checkpoint", help="weights only: our ckpt, Google TF1 ckpt, HF safetensors, or a dir")
+    _bool_flag(p, "do_train", "train (the default when neither --do_train nor --do_eval is given)")
+    _bool_flag(p, "do_eval", "evaluate on --eval_files_dir at the end")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--max_eval_steps", type=int, default=100)
+    p.add_argument("--report_every_steps", type=int, default=10, help="progress.json period in steps")
+    p.add_argument("--local_dir", help="local scratch space (default: $TMPDIR/bert_trainer)")
+
+    s = sub.add_parser("sync", help="copy an s3:// prefix or local dir to a local dir (skips same-size files)")
+    s.add_argument("--source", required=True)
+    s.add_argument("--dest", required=True)
+    parser.set_defaults(subparsers={"pretrain": p, "sync": s})
+    return parser
+
+
+POSITIVE = ("train_batch_size", "eval_batch_size", "max_seq_length", "max_predictions_per_seq",
+            "num_train_steps", "num_accumulation_steps", "save_checkpoints_steps", "report_every_steps",
+            "max_eval_steps")
+
+
+def resolve_config(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    from bert_trainer.model.config import BertConfig, ConfigError  # noqa: PLC0415 - no TF import
+
+    try:
+        if args.bert_model:
+            return BertConfig.preset(args.bert_model)
+        if args.bert_config_json:
+            return BertConfig.from_json(args.bert_config_json)
+    except ConfigError as exc:
+        parser.error(f"--{'bert_model' if args.bert_model else 'bert_config_json'}: {exc}")
+    try:
+        return BertConfig.from_json(storage.read_bytes(args.bert_config_file).decode())
+    except (storage.StorageError, ConfigError, UnicodeDecodeError) as exc:
+        parser.error(f"--bert_config_file: {exc}")
+    return None  # unreachable: parser.error exits
+
+
+def validate_pretrain(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Fail early (exit 2) on anything that would otherwise fail hours into a job."""
+    for name in POSITIVE:
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.num_warmup_steps < 0:
+        parser.error("--num_warmup_steps must be >= 0")
+    if args.learning_rate <= 0:
+        parser.error("--learning_rate must be positive")
+    cfg = resolve_config(parser, args)
+    if args.max_seq_length > cfg.max_position_embeddings:
+        parser.error(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "
+                     f"{cfg.max_position_embeddings}")
+    if args.max_predictions_per_seq > args.max_seq_length:
+        parser.error("--max_predictions_per_seq cannot exceed --max_seq_length")
+    do_train = args.do_train or not args.do_eval
+    needed = [("input_files_dir", do_train), ("eval_files_dir", args.do_eval)]
+    for flag, required in needed:
+        value = getattr(args, flag)
+        if not required:
+            continue
+        if not value:
+            parser.error(f"--{flag} is required")
+        try:
+            storage.check_readable_prefix(value)
+        except storage.StorageError as exc:
+            parser.error(f"--{flag}: {exc}")
+    if args.init_checkpoint:
+        from bert_trainer.model.importer import ImportError_, resolve_init_checkpoint  # noqa: PLC0415
+
+        try:
+            resolve_init_checkpoint(args.init_checkpoint)
+        except (ImportError_, storage.StorageError) as exc:
+            parser.error(f"--init_checkpoint: {exc}")
+    if storage.is_s3(args.output_dir):
+        try:
+            storage.list_files(args.output_dir)
+        except storage.StorageError as exc:
+            parser.error(f"--output_dir: {exc}")
+    else:
+        parent = os.path.abspath(args.output_dir)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+            parser.error(f"--output_dir: {args.output_dir}: cannot create or write here ({parent} is not a "
+                         "writable directory)")
+    return cfg
+
+
+def run_sync(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    start = time.monotonic()
+
+    def progress(done: int, total: int, copied_bytes: int) -> None:
+        print(f"sync: {done}/{total} files, {copied_bytes / 1e6:.1f} MB copied, "
+              f"{time.monotonic() - start:.1f}s", file=sys.stderr, flush=True)
+
+    try:
+        summary = storage.sync(args.source, args.dest, progress=progress)
+    except storage.StorageError as exc:
+        parser.error(f"--source: {exc}")
+    print(json.dumps({"event": "sync_done", "source": args.source, "dest": args.dest, **summary}), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    parser = args.subparsers[args.task]  # errors print the subcommand's usage
+    if args.task == "sync":
+        return run_sync(parser, args)
+    cfg = validate_pretrain(parser, args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow
+    from bert_trainer.tasks import pretrain  # noqa: PLC0415
+
+    try:
+        pretrain.run(args, cfg)
+    except HorovodUnavailable as exc:
+        parser.error(f"--horovod: {exc}")
+    except storage.StorageError as exc:
+        log.error("event=storage_error %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Pretraining data: TFRecord schema, input pipeline, synthetic record writer."""

@@ -1,0 +1,177 @@
+"""The pretraining step: model, optimizer, loss scaling and gradient accumulation.
+
+One optimizer step = ``num_accumulation_steps`` micro-batches. Gradients are summed
+in fp32 accumulators and averaged across micro-batches; with
+``allreduce_post_accumulation`` (or without accumulation) Horovod allreduces once
+per optimizer step, otherwise once per micro-batch (NVIDIA's two modes).
+
+Compilation: the forward/backward of a micro-batch is a tf.function with
+``jit_compile=use_xla``; the allreduce + optimizer update is a separate tf.function
+without XLA because Horovod's ops have no XLA kernels in our build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Mapping, Sequence
+
+import tensorflow as tf
+
+from bert_trainer.dist import SingleProcess
+from bert_trainer.model import BertConfig, BertPretrainer, pretraining_loss
+from bert_trainer.optim import DynamicLossScale, WarmupPolyDecay, all_finite, create_optimizer
+
+log = logging.getLogger(__name__)
+
+COMPUTE_DTYPES = {"fp32": tf.float32, "fp16": tf.float16, "bf16": tf.bfloat16}
+METRIC_KEYS = ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineOptions:
+    learning_rate: float = 1e-4
+    num_train_steps: int = 1000
+    num_warmup_steps: int = 100
+    num_accumulation_steps: int = 1
+    optimizer: str = "lamb"
+    weight_decay_rate: float = 0.01
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-6
+    precision: str = "fp32"
+    use_xla: bool = False
+    allreduce_post_accumulation: bool = True
+    seed: int = 12345
+    initial_loss_scale: float = 2.0 ** 15
+    loss_scale_growth_interval: int = 2000
+
+
+class PretrainEngine(tf.Module):
+    """Everything that is checkpointed (model, optimizer, step, loss scale) plus the
+    compiled step functions."""
+
+    def __init__(self, cfg: BertConfig, opts: EngineOptions, world: SingleProcess | None = None) -> None:
+        super().__init__()
+        if opts.precision not in COMPUTE_DTYPES:
+            raise ValueError(f"precision must be one of {sorted(COMPUTE_DTYPES)}")
+        self.cfg, self.opts = cfg, opts
+        self.world = world or SingleProcess()
+        self.compute_dtype = COMPUTE_DTYPES[opts.precision]
+        self.model = BertPretrainer(cfg, seed=opts.seed)
+        named = self.model.named_variables()
+        self.names = list(named)
+        self.variables_ = list(named.values())
+        schedule = WarmupPolyDecay(opts.learning_rate, opts.num_train_steps, opts.num_warmup_steps)
+        self.optimizer = create_optimizer(opts.optimizer, named, schedule, beta_1=opts.beta_1, beta_2=opts.beta_2,
+                                          epsilon=opts.epsilon, weight_decay_rate=opts.weight_decay_rate)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # fp16 only: bf16 has fp32's exponent range, so it needs no loss scaling.
+        self.loss_scale = (DynamicLossScale(opts.initial_loss_scale, opts.loss_scale_growth_interval)
+                           if opts.precision == "fp16" else None)
+        self.k = max(int(opts.num_accumulation_steps), 1)
+        self.accum = ([tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables_]
+                      if self.k > 1 else None)
+        self.reduce_per_micro_batch = (self.k > 1 and not opts.allreduce_post_accumulation and self.world.size > 1)
+        self._grad_fn = tf.function(self._grads, jit_compile=opts.use_xla, reduce_retracing=True)
+        self._eval_fn = tf.function(self._eval, jit_compile=opts.use_xla, reduce_retracing=True)
+        self._accumulate_fn = tf.function(self._accumulate, reduce_retracing=True)
+        self._apply_fn = tf.function(self._apply, reduce_retracing=True)
+
+    # ----- checkpointed state -------------------------------------------------
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """The object graph that resumes a run exactly (accumulators are zero between steps)."""
+        items = {"model": self.model, "optimizer": self.optimizer, "step": self.step}
+        if self.loss_scale is not None:
+            items["loss_scale"] = self.loss_scale
+        return tf.train.Checkpoint(**items)
+
+    def state_variables(self) -> list[tf.Variable]:
+        """Everything rank 0 broadcasts at start so all ranks begin identical."""
+        out = list(self.variables_) + [self.step, self.optimizer.iterations] + self.optimizer.m + self.optimizer.v
+        if self.loss_scale is not None:
+            out += [self.loss_scale.scale, self.loss_scale.good_steps]
+        return out
+
+    # ----- compiled pieces ----------------------------------------------------
+    def _current_scale(self) -> tf.Tensor:
+        return self.loss_scale.scale if self.loss_scale is not None else tf.constant(1.0)
+
+    def _grads(self, features: Mapping[str, tf.Tensor]):
+        with tf.GradientTape() as tape:
+            outputs = self.model(features, training=True, compute_dtype=self.compute_dtype)
+            metrics = pretraining_loss(outputs, features)
+            scaled = metrics["loss"] * self._current_scale()
+        grads = tape.gradient(scaled, self.variables_)
+        # Embedding gathers give IndexedSlices; dense tensors keep accumulation and allreduce simple.
+        grads = [tf.convert_to_tensor(g) for g in grads]
+        return grads, metrics
+
+    def _accumulate(self, grads: Sequence[tf.Tensor]) -> None:
+        if self.reduce_per_micro_batch:
+            grads = self.world.allreduce(grads)
+        for acc, g in zip(self.accum, grads):
+            acc.assign_add(g)
+
+    def _apply(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
+        """Average, allreduce (once), unscale, skip on overflow, update; returns finite flag."""
+        grads = [g / float(self.k) for g in grads]
+        if self.world.size > 1 and not self.reduce_per_micro_batch:
+            grads = self.world.allreduce(grads)
+        grads = [g / self._current_scale() for g in grads]
+        finite = all_finite(grads)
+        if self.loss_scale is not None:
+            # Overflow: skip the update (NaNs must never reach weights or slots).
+            safe = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+            tf.cond(finite, lambda: self._optimizer_update(safe), lambda: tf.constant(False))
+            self.loss_scale.update(finite)
+        else:
+            self.optimizer.apply_gradients(grads, self.variables_, self.step)
+        if self.accum is not None:
+            for acc in self.accum:
+                acc.assign(tf.zeros_like(acc))
+        self.step.assign_add(1)
+        return finite
+
+    def _optimizer_update(self, grads):
+        self.optimizer.apply_gradients(grads, self.variables_, self.step)
+        return tf.constant(True)
+
+    def _eval(self, features: Mapping[str, tf.Tensor]):
+        outputs = self.model(features, training=False, compute_dtype=self.compute_dtype)
+        return pretraining_loss(outputs, features)
+
+    # ----- public API ---------------------------------------------------------
+    def train_step(self, micro_batches: Sequence[Mapping[str, tf.Tensor]]) -> dict[str, float]:
+        """One optimizer step over ``k`` micro-batches; returns this rank's mean metrics."""
+        if len(micro_batches) != self.k:
+            raise ValueError(f"expected {self.k} micro-batches, got {len(micro_batches)}")
+        totals = {key: 0.0 for key in METRIC_KEYS}
+        if self.k == 1:
+            grads, metrics = self._grad_fn(micro_batches[0])
+            finite = self._apply_fn(grads)
+            totals = {key: float(metrics[key]) for key in METRIC_KEYS}
+        else:
+            for batch in micro_batches:
+                grads, metrics = self._grad_fn(batch)
+                self._accumulate_fn(grads)
+                for key in METRIC_KEYS:
+                    totals[key] += float(metrics[key]) / self.k
+            finite = self._apply_fn(list(self.accum))
+        totals["grads_finite"] = float(bool(finite))
+        if self.loss_scale is not None:
+            totals["loss_scale"] = float(self.loss_scale.scale.numpy())
+        return totals
+
+    def evaluate(self, batches, max_steps: int) -> dict[str, float]:
+        """Mean metrics over up to ``max_steps`` eval batches (rank-local)."""
+        totals = {key: 0.0 for key in METRIC_KEYS}
+        n = 0
+        for batch in batches:
+            if n >= max_steps:
+                break
+            metrics = self._eval_fn(batch)
+            for key in METRIC_KEYS:
+                totals[key] += float(metrics[key])
+            n += 1
+        return {key: (value / n if n else float("nan")) for key, value in totals.items()} | {"batches": n}

@@ -1,0 +1,179 @@
+"""Weights-only initialisation (``--init_checkpoint``) from three sources:
+
+* this project's checkpoints (tf.train.Checkpoint object graph, ``ckpt-N``),
+* Google's TF1 BERT checkpoints (``bert_model.ckpt``, names like ``bert/encoder/layer_0/...``),
+* Hugging Face BERT ``*.safetensors`` (BertModel or BertForPreTraining naming).
+
+Our variables carry Google names, so Google import is a direct lookup and Hugging
+Face import is a name translation plus a transpose of Linear weights. Every import
+returns an ``ImportReport`` so callers (and tests) can check that nothing was
+silently missed or left unused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from bert_trainer import storage
+from bert_trainer.checkpoints import CKPT_RE, fetch_checkpoint
+
+log = logging.getLogger(__name__)
+
+# Non-weight tensors some exports carry; skipping them is not "unused weights".
+HF_BUFFERS = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
+# Tied duplicates of our word embeddings / MLM bias in BertForPreTraining exports.
+HF_TIED = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+# Optimizer state and counters in Google's TF1 checkpoints.
+TF1_NON_WEIGHTS = re.compile(r"(adam_[mv]|Momentum|global_step|lamb_[mv]|/m$|/v$|beta[12]_power|loss_scale|good_steps)")
+
+
+class ImportError_(RuntimeError):
+    """The init checkpoint cannot be used; message says what and why."""
+
+
+@dataclasses.dataclass
+class ImportReport:
+    source: str
+    kind: str
+    loaded: list[str]
+    missing: list[str]  # model variables the source did not provide (keep their initial values)
+    unused: list[str]   # source weights that matched nothing in the model
+
+
+def hf_to_google(name: str) -> tuple[str, bool] | None:
+    """Translate a Hugging Face BERT tensor name to (Google name, transpose?).
+    Returns None for names that are not BERT weights (caller reports them unused)."""
+    n = name[len("bert."):] if name.startswith("bert.") else name
+    if n == "cls.predictions.bias":
+        return "cls/predictions/output_bias", False
+    if n == "cls.seq_relationship.weight":
+        return "cls/seq_relationship/output_weights", False  # both [2, hidden]
+    if n == "cls.seq_relationship.bias":
+        return "cls/seq_relationship/output_bias", False
+    if n.startswith("embeddings.") and n.endswith("_embeddings.weight"):
+        return "bert/" + n[: -len(".weight")].replace(".", "/"), False
+    m = re.match(r"^(.*)\.(weight|bias|gamma|beta)$", n)
+    if not m:
+        return None
+    path, leaf = m.group(1), m.group(2)
+    path = re.sub(r"encoder\.layer\.(\d+)", r"encoder.layer_\1", path).replace(".", "/")
+    if not n.startswith("cls."):
+        path = "bert/" + path
+    if path.endswith("LayerNorm"):
+        return f"{path}/{'gamma' if leaf in ('weight', 'gamma') else 'beta'}", False
+    return f"{path}/{'kernel' if leaf == 'weight' else 'bias'}", leaf == "weight"
+
+
+def _assign_all(model, tensors: dict[str, np.ndarray], source: str, kind: str,
+                extra_unused: list[str]) -> ImportReport:
+    named = model.named_variables()
+    loaded, missing = [], []
+    for gname, var in named.items():
+        if gname not in tensors:
+            missing.append(gname)
+            continue
+        value = tensors[gname]
+        if tuple(value.shape) != tuple(var.shape):
+            raise ImportError_(f"{source}: {gname} has shape {tuple(value.shape)}, model expects {tuple(var.shape)}"
+                               " (does --bert_config_file match the checkpoint?)")
+        var.assign(value.astype(np.float32))
+        loaded.append(gname)
+    unused = sorted(extra_unused + [k for k in tensors if k not in named])
+    if not loaded:
+        raise ImportError_(f"{source}: no weight matched the model; is it a BERT checkpoint?")
+    report = ImportReport(source, kind, loaded, missing, unused)
+    log.info("event=init_checkpoint kind=%s source=%s loaded=%d missing=%d unused=%d",
+             kind, source, len(loaded), len(missing), len(unused))
+    return report
+
+
+def load_safetensors(model, path: str) -> ImportReport:
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    raw = load_file(path)
+    tensors: dict[str, np.ndarray] = {}
+    unused: list[str] = []
+    for name, value in raw.items():
+        if HF_BUFFERS.search(name) or name in HF_TIED:
+            continue
+        mapped = hf_to_google(name)
+        if mapped is None:
+            unused.append(name)
+            continue
+        gname, transpose = mapped
+        tensors[gname] = value.T if transpose else value
+    return _assign_all(model, tensors, path, "huggingface-safetensors", unused)
+
+
+def load_tf_checkpoint(model, prefix: str) -> ImportReport:
+    """Google TF1 name-based checkpoint, or this project's object-based one."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as exc:
+        raise ImportError_(f"{prefix}: not a readable TensorFlow checkpoint ({exc})") from exc
+    keys = reader.get_variable_to_shape_map()
+    if "_CHECKPOINTABLE_OBJECT_GRAPH" in keys:
+        ckpt = tf.train.Checkpoint(model=model)
+        status = ckpt.read(prefix)
+        status.expect_partial()
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as exc:
+            raise ImportError_(f"{prefix}: checkpoint does not match the model ({exc})") from exc
+        names = list(model.named_variables())
+        log.info("event=init_checkpoint kind=bert-operator source=%s loaded=%d", prefix, len(names))
+        return ImportReport(prefix, "bert-operator", names, [], [])
+    tensors = {k: reader.get_tensor(k) for k in keys if not TF1_NON_WEIGHTS.search(k)}
+    return _assign_all(model, tensors, prefix, "google-tf1", [])
+
+
+def _newest_in(dir_uri: str) -> tuple[str, str]:
+    """Pick what to load from a directory: a safetensors file, else the newest TF checkpoint."""
+    entries = [e for e in storage.list_files(dir_uri) if "/" not in e.relpath]
+    st = [e for e in entries if e.relpath.endswith(".safetensors")]
+    if st:
+        return "safetensors", st[0].uri
+    best = None
+    for e in entries:
+        m = CKPT_RE.match(e.relpath)
+        if m and (best is None or int(m.group("step")) > best[0]):
+            best = (int(m.group("step")), storage.join(dir_uri, m.group("stem")))
+    if best:
+        return "tf", best[1]
+    plain = [e for e in entries if e.relpath.endswith(".index")]  # e.g. bert_model.ckpt.index
+    if plain:
+        return "tf", plain[0].uri[: -len(".index")]
+    sub = storage.join(dir_uri, "checkpoints")
+    if any(CKPT_RE.match(e.relpath) for e in storage.list_files(sub)):
+        return _newest_in(sub)
+    raise ImportError_(f"{dir_uri}: no checkpoint (*.index) or *.safetensors file found")
+
+
+def resolve_init_checkpoint(uri: str) -> tuple[str, str]:
+    """(kind, uri) for a directory, a safetensors file or a TF checkpoint prefix."""
+    if uri.endswith(".safetensors"):
+        return "safetensors", uri
+    if storage.exists(uri + ".index"):
+        return "tf", uri
+    if storage.is_s3(uri) or os.path.isdir(uri):
+        if storage.list_files(uri):
+            return _newest_in(uri)
+    raise ImportError_(f"{uri}: not found (expected a directory, a *.safetensors file or a checkpoint prefix)")
+
+
+def load_init_checkpoint(model, uri: str, scratch_dir: str) -> ImportReport:
+    """Load weights only (no optimizer state, no step) into ``model``."""
+    kind, where = resolve_init_checkpoint(uri)
+    if kind == "safetensors":
+        local = where
+        if storage.is_s3(where):
+            local = os.path.join(scratch_dir, "init", os.path.basename(where))
+            storage.download_file(where, local)
+        return load_safetensors(model, local)
+    return load_tf_checkpoint(model, fetch_checkpoint(where, os.path.join(scratch_dir, "init")))

@@ -1,0 +1,131 @@
+"""Transformer building blocks on plain ``tf.Module``/``tf.Variable``.
+
+Why not Keras layers: Horovod's TensorFlow API, our NVLAMB optimizer and the
+checkpoint importers all want the raw fp32 ``tf.Variable`` objects, and Keras 3
+wraps them. Each variable carries its Google TF1 checkpoint name (``gname``) so
+importing Google or Hugging Face weights is a name lookup, not a graph walk.
+
+Mixed precision: variables stay fp32 ("master weights"); every layer casts them
+to the compute dtype of its input. LayerNorm and softmax run in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+
+def truncated_normal(shape: list[int], stddev: float, rng: tf.random.Generator) -> tf.Tensor:
+    """Google BERT's initializer: truncated normal with the config's initializer_range.
+    A seeded generator (not the global seed) makes two builds with one seed identical."""
+    return rng.truncated_normal(shape, stddev=stddev)
+
+
+def activation(name: str):
+    """Map bert_config's hidden_act to a function. "gelu" is the exact erf form
+    (what Hugging Face uses); "gelu_new"/"gelu_tanh"/"gelu_fast" the tanh approximation."""
+    if name == "gelu":
+        return lambda x: tf.nn.gelu(x, approximate=False)
+    if name in ("gelu_new", "gelu_tanh", "gelu_fast"):
+        return lambda x: tf.nn.gelu(x, approximate=True)
+    if name == "relu":
+        return tf.nn.relu
+    if name == "tanh":
+        return tf.math.tanh
+    if name in ("swish", "silu"):
+        return tf.nn.silu
+    raise ValueError(f"unsupported activation {name}")
+
+
+def named_variable(initial: tf.Tensor, gname: str) -> tf.Variable:
+    """A trainable fp32 variable tagged with its Google checkpoint name."""
+    var = tf.Variable(initial, trainable=True, dtype=tf.float32, name=gname.replace("/", "__"))
+    var.gname = gname  # type: ignore[attr-defined]
+    return var
+
+
+class Dense(tf.Module):
+    """y = x W + b with W stored [in, out] as in Google's checkpoints."""
+
+    def __init__(self, n_in: int, n_out: int, gname: str, stddev: float, rng: tf.random.Generator) -> None:
+        super().__init__()
+        self.kernel = named_variable(truncated_normal([n_in, n_out], stddev, rng), f"{gname}/kernel")
+        self.bias = named_variable(tf.zeros([n_out]), f"{gname}/bias")
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(x, tf.cast(self.kernel, x.dtype)) + tf.cast(self.bias, x.dtype)
+
+
+class LayerNorm(tf.Module):
+    """LayerNorm computed in fp32 (fp16 variance overflows), returned in the input dtype."""
+
+    def __init__(self, dim: int, gname: str, eps: float) -> None:
+        super().__init__()
+        self.gamma = named_variable(tf.ones([dim]), f"{gname}/gamma")
+        self.beta = named_variable(tf.zeros([dim]), f"{gname}/beta")
+        self.eps = eps
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        x32 = tf.cast(x, tf.float32)
+        mean, var = tf.nn.moments(x32, axes=[-1], keepdims=True)
+        y = (x32 - mean) * tf.math.rsqrt(var + self.eps) * self.gamma + self.beta
+        return tf.cast(y, x.dtype)
+
+
+def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+    if not training or rate <= 0.0:
+        return x
+    return tf.nn.dropout(x, rate=rate)
+
+
+class SelfAttention(tf.Module):
+    """Multi-head self-attention + output projection + residual LayerNorm (BERT's "attention" block)."""
+
+    def __init__(self, cfg, prefix: str, rng: tf.random.Generator) -> None:
+        super().__init__()
+        h, std = cfg.hidden_size, cfg.initializer_range
+        self.num_heads, self.head_size = cfg.num_attention_heads, cfg.head_size
+        self.query = Dense(h, h, f"{prefix}/self/query", std, rng)
+        self.key = Dense(h, h, f"{prefix}/self/key", std, rng)
+        self.value = Dense(h, h, f"{prefix}/self/value", std, rng)
+        self.output = Dense(h, h, f"{prefix}/output/dense", std, rng)
+        self.norm = LayerNorm(h, f"{prefix}/output/LayerNorm", cfg.layer_norm_eps)
+        self.attn_drop = cfg.attention_probs_dropout_prob
+        self.hidden_drop = cfg.hidden_dropout_prob
+
+    def _split(self, x: tf.Tensor) -> tf.Tensor:
+        b, s = tf.shape(x)[0], tf.shape(x)[1]
+        x = tf.reshape(x, [b, s, self.num_heads, self.head_size])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def __call__(self, x: tf.Tensor, mask_bias: tf.Tensor, training: bool) -> tf.Tensor:
+        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        scores = tf.matmul(q, k, transpose_b=True) * tf.cast(1.0 / math.sqrt(self.head_size), q.dtype)
+        probs = tf.nn.softmax(tf.cast(scores, tf.float32) + mask_bias, axis=-1)
+        probs = dropout(tf.cast(probs, x.dtype), self.attn_drop, training)
+        ctx = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
+        ctx = tf.reshape(ctx, tf.shape(x))
+        out = dropout(self.output(ctx), self.hidden_drop, training)
+        return self.norm(out + x)
+
+
+class TransformerLayer(tf.Module):
+    """One post-LN BERT encoder layer: attention block, then GELU feed-forward block."""
+
+    def __init__(self, cfg, index: int, rng: tf.random.Generator) -> None:
+        super().__init__()
+        prefix = f"bert/encoder/layer_{index}"
+        h, std = cfg.hidden_size, cfg.initializer_range
+        self.attention = SelfAttention(cfg, f"{prefix}/attention", rng)
+        self.intermediate = Dense(h, cfg.intermediate_size, f"{prefix}/intermediate/dense", std, rng)
+        self.output = Dense(cfg.intermediate_size, h, f"{prefix}/output/dense", std, rng)
+        self.norm = LayerNorm(h, f"{prefix}/output/LayerNorm", cfg.layer_norm_eps)
+        self.act = activation(cfg.hidden_act)
+        self.hidden_drop = cfg.hidden_dropout_prob
+
+    def __call__(self, x: tf.Tensor, mask_bias: tf.Tensor, training: bool) -> tf.Tensor:
+        x = self.attention(x, mask_bias, training)
+        y = self.output(self.act(self.intermediate(x)))
+        y = dropout(y, self.hidden_drop, training)
+        return self.norm(y + x)

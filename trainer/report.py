@@ -1,0 +1,136 @@
+"""What a user (and the operator) sees of a run: progress.json every few steps,
+results.json at the end, TensorBoard event files and a loss-curve PNG.
+
+Only rank 0 builds a Reporter; the others get ``NullReporter`` so no two processes
+ever write the same object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from bert_trainer import storage
+
+log = logging.getLogger(__name__)
+
+
+def rfc3339_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class NullReporter:
+    """The reporter of non-chief ranks: accepts everything, writes nothing."""
+
+    def record(self, step: int, metrics: dict[str, float], sequences_per_second: float) -> None: ...
+    def flush(self, step: int) -> None: ...
+    def upload_tensorboard(self) -> None: ...
+    def finish(self, results: dict[str, Any]) -> dict[str, Any]:
+        return results
+
+
+class Reporter:
+    """Writes progress under ``output_dir`` (local or s3://)."""
+
+    def __init__(self, output_dir: str, total_steps: int, scratch_dir: str, every_steps: int = 10) -> None:
+        self.output_dir = output_dir
+        self.total_steps = int(total_steps)
+        self.every_steps = max(int(every_steps), 1)
+        self.tb_local = (storage.join(output_dir, "tensorboard") if not storage.is_s3(output_dir)
+                         else os.path.join(scratch_dir, "tensorboard"))
+        os.makedirs(self.tb_local, exist_ok=True)
+        self.writer = tf.summary.create_file_writer(self.tb_local)
+        self.history: list[list[float]] = self._load_history()
+        self.last: dict[str, Any] = {}
+
+    def _load_history(self) -> list[list[float]]:
+        """Keep the loss curve whole across restarts: reload the previous run's points."""
+        uri = storage.join(self.output_dir, "history.json")
+        try:
+            return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else []
+        except (storage.StorageError, ValueError):
+            return []
+
+    def record(self, step: int, metrics: dict[str, float], sequences_per_second: float) -> None:
+        """Log one optimizer step; every ``every_steps`` steps publish progress.json."""
+        with self.writer.as_default(step=step):
+            for key, value in metrics.items():
+                tf.summary.scalar(f"train/{key}", value)
+            tf.summary.scalar("train/sequences_per_second", sequences_per_second)
+        self.history = [h for h in self.history if h[0] < step]
+        self.history.append([step, float(metrics["loss"])])
+        remaining = max(self.total_steps - step, 0)
+        steps_per_second = metrics.get("steps_per_second", 0.0)
+        self.last = {
+            "step": int(step),
+            "totalSteps": self.total_steps,
+            "loss": round(float(metrics["loss"]), 6),
+            "mlmAccuracy": round(float(metrics["mlm_accuracy"]), 6),
+            "nspAccuracy": round(float(metrics["nsp_accuracy"]), 6),
+            "sequencesPerSecond": round(float(sequences_per_second), 3),
+            "etaSeconds": round(remaining / steps_per_second, 1) if steps_per_second > 0 else None,
+            "updatedAt": rfc3339_now(),
+        }
+        if step % self.every_steps == 0 or step == self.total_steps:
+            self.flush(step)
+
+    def flush(self, step: int) -> None:
+        if not self.last:
+            return
+        storage.write_bytes(storage.join(self.output_dir, "progress.json"), json.dumps(self.last).encode())
+        storage.write_bytes(storage.join(self.output_dir, "history.json"), json.dumps(self.history).encode())
+        log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in self.last.items()))
+
+    def upload_tensorboard(self) -> None:
+        self.writer.flush()
+        if storage.is_s3(self.output_dir):
+            for entry in storage.list_files(self.tb_local):
+                storage.upload_file(entry.uri, storage.join(self.output_dir, "tensorboard", entry.relpath))
+
+    def _plot(self) -> str | None:
+        if not self.history:
+            return None
+        import matplotlib  # noqa: PLC0415 - heavy, only at the end
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        steps, losses = zip(*self.history)
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        ax.plot(steps, losses, color="tab:blue", linewidth=1.2)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss (MLM + NSP)")
+        ax.set_title("BERT pretraining loss")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        local = os.path.join(self.tb_local, "..", "loss_curve.png") if not storage.is_s3(self.output_dir) \
+            else os.path.join(self.tb_local, "loss_curve.png")
+        fig.savefig(local)
+        plt.close(fig)
+        uri = storage.join(self.output_dir, "loss_curve.png")
+        if storage.is_s3(self.output_dir):
+            storage.upload_file(local, uri)
+            os.remove(local)
+        return uri
+
+    def finish(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Final progress, results.json, TensorBoard upload and the loss plot."""
+        if self.last:
+            self.flush(self.last["step"])
+        results = dict(results)
+        results["lossCurve"] = self._plot()
+        results["tensorboard"] = storage.join(self.output_dir, "tensorboard")
+        results["updatedAt"] = rfc3339_now()
+        self.upload_tensorboard()
+        storage.write_bytes(storage.join(self.output_dir, "results.json"), json.dumps(results, indent=2).encode())
+        log.info("event=results %s", json.dumps(results, sort_keys=True))
+        return results
+
+
+def create_reporter(is_chief: bool, output_dir: str, total_steps: int, scratch_dir: str, every_steps: int):
+    return Reporter(output_dir, total_steps, scratch_dir, every_steps) if is_chief else NullReporter()

@@ -1,0 +1,206 @@
+"""Local paths and ``s3://bucket/key`` behind one interface (boto3).
+
+Why boto3: ``tf.io.gfile`` lost s3:// support and tensorflow-io stops at TF 2.16.
+The endpoint comes from the standard ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
+variables (MinIO, moto) and credentials from the usual AWS environment, which is
+what the operator's Secret provides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(RuntimeError):
+    """An object store or path could not be read or written; message says which."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One file under a prefix: its full URI, its path relative to the prefix, its size."""
+
+    uri: str
+    relpath: str
+    size: int
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI/path components with '/', for s3:// and local alike."""
+    if is_s3(base):
+        out = base.rstrip("/")
+        for p in parts:
+            out += "/" + p.strip("/")
+        return out
+    return os.path.join(base, *parts)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://"):]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"{uri}: no bucket in s3 URI")
+    return bucket, key
+
+
+def _client():
+    """A boto3 S3 client honouring the endpoint env vars (boto3 >= 1.28 reads them
+    itself; passing them explicitly keeps older boto3 and odd setups working)."""
+    import boto3  # noqa: PLC0415 - only needed for s3:// URIs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _s3_errors():
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    return (BotoCoreError, ClientError)
+
+
+def list_files(prefix: str) -> list[Entry]:
+    """Every file under ``prefix`` (recursively), sorted by relative path."""
+    if is_s3(prefix):
+        bucket, key = split_s3(prefix)
+        key = key.rstrip("/") + "/" if key else ""
+        out = []
+        try:
+            pages = _client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(key):]
+                    if rel and not rel.endswith("/"):
+                        out.append(Entry(f"s3://{bucket}/{obj['Key']}", rel, int(obj["Size"])))
+        except _s3_errors() as exc:
+            raise StorageError(f"{prefix}: cannot list ({exc})") from exc
+        return sorted(out, key=lambda e: e.relpath)
+    if not os.path.isdir(prefix):
+        return []
+    out = []
+    for root, _dirs, files in os.walk(prefix):
+        for name in files:
+            path = os.path.join(root, name)
+            out.append(Entry(path, os.path.relpath(path, prefix), os.path.getsize(path)))
+    return sorted(out, key=lambda e: e.relpath)
+
+
+def exists(uri: str) -> bool:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _client().head_object(Bucket=bucket, Key=key)
+            return True
+        except _s3_errors():
+            return False
+    return os.path.exists(uri)
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            return _client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except _s3_errors() as exc:
+            raise StorageError(f"{uri}: cannot read ({exc})") from exc
+    try:
+        with open(uri, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot read ({exc.strerror})") from exc
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole object; local writes go through a temp file + rename so a reader
+    (the operator polling progress.json) never sees half a file."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _client().put_object(Bucket=bucket, Key=key, Body=data)
+        except _s3_errors() as exc:
+            raise StorageError(f"{uri}: cannot write ({exc})") from exc
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+    tmp = f"{uri}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, uri)
+
+
+def upload_file(local_path: str, uri: str) -> None:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _client().upload_file(local_path, bucket, key)
+        except _s3_errors() + (OSError,) as exc:
+            raise StorageError(f"{uri}: cannot upload {local_path} ({exc})") from exc
+        return
+    if os.path.abspath(local_path) == os.path.abspath(uri):
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+    shutil.copyfile(local_path, uri)
+
+
+def download_file(uri: str, local_path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(local_path)), exist_ok=True)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        tmp = f"{local_path}.part"
+        try:
+            _client().download_file(bucket, key, tmp)
+        except _s3_errors() as exc:
+            raise StorageError(f"{uri}: cannot download ({exc})") from exc
+        os.replace(tmp, local_path)
+        return
+    if os.path.abspath(local_path) != os.path.abspath(uri):
+        shutil.copyfile(uri, local_path)
+
+
+def check_readable_prefix(prefix: str) -> list[Entry]:
+    """The files under ``prefix``, or StorageError explaining why there are none
+    (missing bucket, bad credentials, empty prefix, missing directory)."""
+    if is_s3(prefix):
+        bucket, _ = split_s3(prefix)
+        try:
+            _client().head_bucket(Bucket=bucket)
+        except _s3_errors() as exc:
+            raise StorageError(f"{prefix}: bucket {bucket!r} is not reachable ({exc})") from exc
+        entries = list_files(prefix)
+        if not entries:
+            raise StorageError(f"{prefix}: no objects under this prefix")
+        return entries
+    if not os.path.isdir(prefix):
+        raise StorageError(f"{prefix}: directory does not exist")
+    if not os.access(prefix, os.R_OK | os.X_OK):
+        raise StorageError(f"{prefix}: directory is not readable")
+    entries = list_files(prefix)
+    if not entries:
+        raise StorageError(f"{prefix}: directory is empty")
+    return entries
+
+
+def sync(source: str, dest: str, *, progress=None) -> dict[str, int]:
+    """Copy every file under ``source`` (s3:// prefix or local dir) into local ``dest``,
+    skipping files already there with the same size (so a restarted init container
+    resumes). ``progress(done, total, copied_bytes)`` is called after each file."""
+    entries = check_readable_prefix(source)
+    copied = skipped = copied_bytes = 0
+    for i, entry in enumerate(entries, 1):
+        target = os.path.join(dest, entry.relpath)
+        if os.path.isfile(target) and os.path.getsize(target) == entry.size:
+            skipped += 1
+        else:
+            download_file(entry.uri, target)
+            copied += 1
+            copied_bytes += entry.size
+        if progress is not None:
+            progress(i, len(entries), copied_bytes)
+    return {"files": len(entries), "copied": copied, "skipped": skipped, "bytes": copied_bytes}
+
