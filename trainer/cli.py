@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--max_eval_steps", type=int, default=100)
     p.add_argument("--report_every_steps", type=int, default=10, help="progress.json period in steps")
-    p.add_argument("--local_dir", help="local scratch space (default: $TMPDIR/bert_trainer)")
+    p.add_argument("--local_dir", help="local scratch space (default: $TMPDIR/bert-trainer-scratch)")
 
     s = sub.add_parser("sync", help="copy an s3:// prefix or local dir to a local dir (skips same-size files)")
     s.add_argument("--source", required=True)

@@ -5,9 +5,12 @@ in fp32 accumulators and averaged across micro-batches; with
 ``allreduce_post_accumulation`` (or without accumulation) Horovod allreduces once
 per optimizer step, otherwise once per micro-batch (NVIDIA's two modes).
 
-Compilation: the forward/backward of a micro-batch is a tf.function with
-``jit_compile=use_xla``; the allreduce + optimizer update is a separate tf.function
-without XLA because Horovod's ops have no XLA kernels in our build.
+Compilation (``jit_compile=use_xla``): the micro-batch forward/backward is one XLA
+cluster; Horovod's allreduce runs outside XLA (our Horovod build has no XLA
+kernels); the optimizer update runs as a plain tf.function unless
+``fuse_update_into_xla`` (one process, no accumulation) puts the whole step in one
+cluster. Without XLA, one process and no accumulation, the whole step is a single
+tf.function call.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class EngineOptions:
     seed: int = 12345
     initial_loss_scale: float = 2.0 ** 15
     loss_scale_growth_interval: int = 2000
+    # Put the optimizer update in the same XLA cluster as forward/backward (one process,
+    # no accumulation only). Off by default: on CPU, XLA's elementwise update of 110M
+    # weights measured slower than TensorFlow's multi-threaded kernels (bench/).
+    fuse_update_into_xla: bool = False
 
 
 class PretrainEngine(tf.Module):
@@ -76,7 +83,11 @@ class PretrainEngine(tf.Module):
         self._grad_fn = tf.function(self._grads, jit_compile=opts.use_xla, reduce_retracing=True)
         self._eval_fn = tf.function(self._eval, jit_compile=opts.use_xla, reduce_retracing=True)
         self._accumulate_fn = tf.function(self._accumulate, reduce_retracing=True)
-        self._apply_fn = tf.function(self._apply, reduce_retracing=True)
+        self._reduce_fn = tf.function(self._reduce, reduce_retracing=True)
+        self._update_fn = tf.function(self._update, jit_compile=opts.use_xla and opts.fuse_update_into_xla,
+                                      reduce_retracing=True)
+        self.fused = self.world.size == 1 and self.k == 1 and (opts.fuse_update_into_xla or not opts.use_xla)
+        self._fused_fn = tf.function(self._fused, jit_compile=opts.use_xla, reduce_retracing=True)
 
     # ----- checkpointed state -------------------------------------------------
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -113,11 +124,13 @@ class PretrainEngine(tf.Module):
         for acc, g in zip(self.accum, grads):
             acc.assign_add(g)
 
-    def _apply(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
-        """Average, allreduce (once), unscale, skip on overflow, update; returns finite flag."""
+    def _reduce(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """The once-per-optimizer-step allreduce (Horovod; identity on one process)."""
+        return self.world.allreduce(grads)
+
+    def _update(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
+        """Average over micro-batches, unscale, skip on overflow, update; returns the finite flag."""
         grads = [g / float(self.k) for g in grads]
-        if self.world.size > 1 and not self.reduce_per_micro_batch:
-            grads = self.world.allreduce(grads)
         grads = [g / self._current_scale() for g in grads]
         finite = all_finite(grads)
         if self.loss_scale is not None:
@@ -133,6 +146,15 @@ class PretrainEngine(tf.Module):
         self.step.assign_add(1)
         return finite
 
+    def _fused(self, features: Mapping[str, tf.Tensor]):
+        grads, metrics = self._grads(features)
+        return self._update(grads), metrics
+
+    def _apply(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
+        if self.world.size > 1 and not self.reduce_per_micro_batch:
+            grads = self._reduce_fn(list(grads))
+        return self._update_fn(list(grads))
+
     def _optimizer_update(self, grads):
         self.optimizer.apply_gradients(grads, self.variables_, self.step)
         return tf.constant(True)
@@ -147,9 +169,12 @@ class PretrainEngine(tf.Module):
         if len(micro_batches) != self.k:
             raise ValueError(f"expected {self.k} micro-batches, got {len(micro_batches)}")
         totals = {key: 0.0 for key in METRIC_KEYS}
-        if self.k == 1:
+        if self.fused:
+            finite, metrics = self._fused_fn(micro_batches[0])
+            totals = {key: float(metrics[key]) for key in METRIC_KEYS}
+        elif self.k == 1:
             grads, metrics = self._grad_fn(micro_batches[0])
-            finite = self._apply_fn(grads)
+            finite = self._apply(grads)
             totals = {key: float(metrics[key]) for key in METRIC_KEYS}
         else:
             for batch in micro_batches:
@@ -157,7 +182,7 @@ class PretrainEngine(tf.Module):
                 self._accumulate_fn(grads)
                 for key in METRIC_KEYS:
                     totals[key] += float(metrics[key]) / self.k
-            finite = self._apply_fn(list(self.accum))
+            finite = self._apply(list(self.accum))
         totals["grads_finite"] = float(bool(finite))
         if self.loss_scale is not None:
             totals["loss_scale"] = float(self.loss_scale.scale.numpy())

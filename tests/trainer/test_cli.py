@@ -59,7 +59,8 @@ def flags_without(flags: list[str], name: str) -> list[str]:
     (lambda f, t: f + ["--init_checkpoint", str(t / "no-such-ckpt")], "--init_checkpoint"),
     (lambda f, t: f + ["--do_eval", "--eval_files_dir", str(t)], "--eval_files_dir"),
     (lambda f, t: flags_without(f, "--train_batch_size") + ["--train_batch_size", "0"], "--train_batch_size"),
-    (lambda f, t: flags_without(f, "--output_dir") + ["--output_dir", str(t.parent / "file.txt" / "out")], "--output_dir"),
+    (lambda f, t: flags_without(f, "--output_dir") + ["--output_dir", str(t.parent / "file.txt" / "out")],
+     "--output_dir"),
 ])
 def test_bad_input_exits_2_naming_the_flag(run_cli, records, tmp_path, mutate, flag):
     empty = tmp_path / "empty"

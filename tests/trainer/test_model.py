@@ -28,7 +28,8 @@ def test_base_preset_has_bert_base_parameter_count():
 def test_large_preset_is_googles_uncased_large():
     # Building BERT-Large (336M weights) costs ~12 s on CI's 2 cores; its shape facts suffice here.
     cfg = BertConfig.preset("large")
-    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size) == (24, 1024, 16, 4096)
+    shape = (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size)
+    assert shape == (24, 1024, 16, 4096)
     h, layers, v = 1024, 24, 30522
     per_layer = 4 * (h * h + h) + 2 * h + (h * 4096 + 4096) + (4096 * h + h) + 2 * h
     encoder = (v + 512 + 2) * h + 2 * h + layers * per_layer + h * h + h

@@ -98,3 +98,13 @@ def test_xla_matches_eager_graph_and_trains(tiny_config, records):
     assert xla.train_step([batch])["loss"] == pytest.approx(plain.train_step([batch])["loss"], rel=1e-4)
     losses = train(xla, records, 29, batch_size=16)
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
+
+
+def test_xla_with_fp16_loss_scaling_runs_as_one_compiled_step(tiny_config):
+    engine = PretrainEngine(tiny_config, EngineOptions(learning_rate=2e-2, num_train_steps=10, num_warmup_steps=2,
+                                                       precision="fp16", use_xla=True, loss_scale_growth_interval=3,
+                                                       fuse_update_into_xla=True))
+    assert engine.fused  # one process, no accumulation: forward, backward and update in one XLA cluster
+    losses = [engine.train_step([make_batch(s, 16, tiny_config.vocab_size, SEQ, PRED)])["loss"] for s in range(6)]
+    assert all(np.isfinite(losses)) and int(engine.step.numpy()) == 6
+    assert float(engine.loss_scale.scale.numpy()) == 2.0 ** 15 * 4  # grew after steps 3 and 6

@@ -13,7 +13,15 @@ from typing import Mapping
 import tensorflow as tf
 
 from bert_trainer.model.config import BertConfig
-from bert_trainer.model.layers import Dense, LayerNorm, TransformerLayer, activation, dropout, named_variable, truncated_normal
+from bert_trainer.model.layers import (
+    Dense,
+    LayerNorm,
+    TransformerLayer,
+    activation,
+    dropout,
+    named_variable,
+    truncated_normal,
+)
 
 
 class BertEncoder(tf.Module):

@@ -23,7 +23,8 @@ class WarmupPolyDecay:
     def __call__(self, step: tf.Tensor) -> tf.Tensor:
         step = tf.cast(step, tf.float32)
         frac = tf.minimum(step, float(self.num_train_steps)) / float(self.num_train_steps)
-        decayed = (self.learning_rate - self.end_learning_rate) * tf.pow(1.0 - frac, self.power) + self.end_learning_rate
+        span = self.learning_rate - self.end_learning_rate
+        decayed = span * tf.pow(1.0 - frac, self.power) + self.end_learning_rate
         if self.num_warmup_steps <= 0:
             return decayed
         warm = self.learning_rate * step / float(self.num_warmup_steps)

@@ -34,7 +34,8 @@ FAULT_ENV = "BERT_TRAINER_KILL_AFTER_STEP"
 
 def scratch_dir_for(args: argparse.Namespace, rank: int) -> str:
     """Local working space per run and rank (checkpoint staging, staged input)."""
-    base = args.local_dir or os.path.join(tempfile.gettempdir(), "bert_trainer")
+    # A hyphenated name: a "bert_trainer" folder in a cwd would pass for a namespace package.
+    base = args.local_dir or os.path.join(tempfile.gettempdir(), "bert-trainer-scratch")
     tag = hashlib.sha1(args.output_dir.encode()).hexdigest()[:10]
     path = os.path.join(base, tag, f"rank{rank}")
     os.makedirs(path, exist_ok=True)
