@@ -62,7 +62,11 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     if event["type"] == "DELETED":
         runtime.forget(body.metadata.namespace, body.metadata.name)
         return
-    runtime.reconciler.reconcile(runtime.remember(plain(body)))
+    job = runtime.remember(plain(body))
+    # Our own status writes come back as MODIFIED events; they carry nothing new. MPIJob changes
+    # arrive through mpijob_event, missed ones through the resync.
+    if not runtime.reconciler.is_current(job):
+        runtime.reconciler.reconcile(job)
 
 
 @kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})

@@ -7,6 +7,7 @@ makes it survive 409s, 429s and 5xx answers.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Callable, TypeVar
@@ -38,7 +39,9 @@ def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     # Handlers run in a thread pool; the default of 4 pooled connections makes them queue.
     configuration.connection_pool_maxsize = 32
-    return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = "bert-operator/0.1.0"
+    return client
 
 
 class KubeApi:
@@ -87,10 +90,10 @@ class KubeApi:
         """
         namespace = body["metadata"]["namespace"]
         try:
-            created = self._call("create", lambda: self.custom.create_namespaced_custom_object(
-                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, body))
-            # The client decodes only a 201 answer; a server answering 200 yields None.
-            return created or self.get_mpijob(namespace, body["metadata"]["name"]) or body, True
+            answer = self._call("create", lambda: self.custom.create_namespaced_custom_object(
+                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, body, _preload_content=False))
+            # Decoded here: the generated client decodes only a 201 answer and returns None for a 200.
+            return json.loads(answer.data), True
         except ApiException as exc:
             if exc.status != 409:
                 raise

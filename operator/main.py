@@ -16,7 +16,7 @@ def run(settings: OperatorSettings) -> None:
     """Run until SIGINT/SIGTERM. Cluster-wide unless namespaces are given."""
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's login and ours read the same file
-    kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=False, verbose=False)
+    kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=False, verbose=False, debug=bool(os.environ.get("BERTOP_DEBUG")))
     runtime = Runtime.build(settings)
     asyncio.run(kopf.operator(
         standalone=True,

@@ -78,6 +78,12 @@ class Reconciler:
 
     # ------------------------------------------------------------------ entry
 
+    @staticmethod
+    def is_current(body: dict[str, Any]) -> bool:
+        """Whether the status already answers the spec: nothing new to do until an MPIJob changes."""
+        status = body.get("status") or {}
+        return bool(status.get("stages")) and status.get("observedGeneration") == (body.get("metadata") or {}).get("generation")
+
     def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Bring one job forward; `observed` is an MPIJob the caller already holds. Returns the status written, if any."""
         meta = body.get("metadata") or {}
@@ -87,7 +93,9 @@ class Reconciler:
             try:
                 return self._reconcile(body, observed)
             finally:
-                RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                RECONCILE_SECONDS.observe(elapsed)
+                log.debug("reconciled job=%s/%s seconds=%.3f", namespace, name, elapsed)
 
     def _reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None) -> dict[str, Any] | None:
         meta = body["metadata"]
@@ -154,6 +162,8 @@ class Reconciler:
                 continue
             if observed is not None and observed["metadata"]["name"] == mpijob_name:
                 mpijob = observed
+            elif "mpiJob" not in entry:
+                mpijob = None  # never created by us: create straight away; a 409 adopts an existing one
             else:
                 mpijob = self.api.get_mpijob(namespace, mpijob_name)
             if mpijob is None:

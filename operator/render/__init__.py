@@ -14,6 +14,9 @@ from .values import RenderSettings, template_values
 
 __all__ = ["RenderSettings", "render_mpijob", "render_all"]
 
+#: libyaml's loader when PyYAML was built with it: parsing is most of rendering's cost.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
@@ -29,7 +32,7 @@ def render_mpijob(job: BertTrainingJob, stage: Stage, settings: RenderSettings |
     """The MPIJob for one stage of `job`."""
     values = template_values(job, stage, settings or RenderSettings())
     text = _environment().get_template("mpijob.yaml.j2").render(**values)
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_LOADER)
 
 
 def render_all(job: BertTrainingJob, settings: RenderSettings | None = None) -> list[dict[str, Any]]:

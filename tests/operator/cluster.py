@@ -35,8 +35,12 @@ def free_port() -> int:
 class EmulatedCluster:
     """kmock.KubernetesEmulator serving HTTP on 127.0.0.1, declared with this project's resources."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, trim_history: bool = False) -> None:
         self.workdir = workdir
+        #: kmock checks each new request against its whole request history (quadratic over a
+        #: run); benchmarks keep only a light log of (method, plural, watch) and trim the rest.
+        self.trim_history = trim_history
+        self.history: list[tuple[str, str | None, bool, str, str | None, float]] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="kmock")
         self.emulator: kmock.KubernetesEmulator | None = None
@@ -85,8 +89,19 @@ class EmulatedCluster:
         resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", singular="namespace", namespaced=False, verbs={"list", "watch"})
         resources["authentication.k8s.io/v1/tokenreviews"] = kmock.ResourceInfo(
             kind="TokenReview", singular="tokenreview", namespaced=False, verbs={"create"})
+        if self.trim_history:
+            self.trimmer = asyncio.get_running_loop().create_task(self._trim_forever())
+
+    async def _trim_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            recorded = self.emulator._requests
+            self.history += [self._brief(r) for r in recorded]
+            recorded.clear()
 
     async def _stop(self) -> None:
+        if self.trim_history:
+            self.trimmer.cancel()
         await self.server.__aexit__(None, None, None)
         await self.emulator.__aexit__(None, None, None)
 
@@ -120,8 +135,18 @@ class EmulatedCluster:
         core = kubernetes.client.CoreV1Api(self.client)
         return [e.to_dict() for e in core.list_event_for_all_namespaces().items]
 
-    def requests(self) -> list[Any]:
-        return list(self.emulator)
+    @staticmethod
+    def _brief(request: Any) -> tuple[str, str | None, bool, str, str | None, float]:
+        data = request.data if isinstance(request.data, dict) else {}
+        return (str(request.method).upper().rsplit(".", 1)[-1], request.resource.plural if request.resource else None,
+                bool((request.params or {}).get("watch")), (request.headers or {}).get("User-Agent", ""),
+                request.name or (data.get("metadata") or {}).get("name"), time.perf_counter())
+
+    def requests(self) -> list[tuple[str, str | None, bool, str, str | None, float]]:
+        """(method, plural, is-watch, user agent, object name, when seen; at most 20 ms late) of every request so far."""
+        async def snapshot() -> list[tuple[str, str | None, bool, str, str | None, float]]:
+            return self.history + [self._brief(r) for r in self.emulator._requests]
+        return self.call(snapshot)
 
     def wait(self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
@@ -140,9 +165,10 @@ class EmulatedCluster:
 class OperatorProcess:
     """`bertjob operator` as a real subprocess against the emulated cluster."""
 
-    def __init__(self, cluster: EmulatedCluster, *extra: str) -> None:
+    def __init__(self, cluster: EmulatedCluster, *extra: str, resync_seconds: float = 2.0) -> None:
         self.cluster = cluster
         self.extra = extra
+        self.resync_seconds = resync_seconds
         self.log = cluster.workdir / f"operator-{time.monotonic_ns()}.log"
         self.progress_port = free_port()
 
@@ -151,7 +177,7 @@ class OperatorProcess:
         self.handle = open(self.log, "w")
         self.process = subprocess.Popen(
             [str(bertjob), "operator", "--kubeconfig", str(self.cluster.kubeconfig), "--liveness-port", "0",
-             "--metrics-port", "0", "--progress-port", str(self.progress_port), "--resync-seconds", "2", *self.extra],
+             "--metrics-port", "0", "--progress-port", str(self.progress_port), "--resync-seconds", str(self.resync_seconds), *self.extra],
             stdout=self.handle, stderr=subprocess.STDOUT, cwd=self.cluster.workdir,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
