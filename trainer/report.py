@@ -16,6 +16,7 @@ from typing import Any
 import tensorflow as tf
 
 from bert_trainer import storage
+from bert_trainer.progress_push import ProgressPusher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Reporter:
         self.writer = tf.summary.create_file_writer(self.tb_local)
         self.history: list[list[float]] = self._load_history()
         self.last: dict[str, Any] = {}
+        self.pusher = ProgressPusher.from_env()  # None unless the operator asked for reports
 
     def _load_history(self) -> list[list[float]]:
         """Keep the loss curve whole across restarts: reload the previous run's points."""
@@ -85,6 +87,8 @@ class Reporter:
         storage.write_bytes(storage.join(self.output_dir, "progress.json"), json.dumps(self.last).encode())
         storage.write_bytes(storage.join(self.output_dir, "history.json"), json.dumps(self.history).encode())
         log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in self.last.items()))
+        if self.pusher:
+            self.pusher.progress(self.last, final=step == self.total_steps)
 
     def upload_tensorboard(self) -> None:
         self.writer.flush()
@@ -129,6 +133,8 @@ class Reporter:
         self.upload_tensorboard()
         storage.write_bytes(storage.join(self.output_dir, "results.json"), json.dumps(results, indent=2).encode())
         log.info("event=results %s", json.dumps(results, sort_keys=True))
+        if self.pusher:
+            self.pusher.results(results)
         return results
 
 

@@ -205,20 +205,30 @@ def post_progress(operator: OperatorProcess, name: str, report: dict[str, Any], 
         return error.code, json.loads(error.read())
 
 
-def test_progress_reaches_the_status_only_from_the_jobs_own_pods(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
-    cluster.apply_job(named(TINY, "progress-1"), uid="uid-progress-1")
-    cluster.wait(lambda: status(cluster, "progress-1").get("phase") == "Pending", what="Pending")
-    verdict = {"pod": "progress-1-phase1-worker-0"}
+@pytest.fixture(scope="module")
+def token_reviews(cluster: EmulatedCluster) -> dict[str, str]:
+    """The API server's TokenReview answers: authenticated, for the pod named in the returned dict."""
+    verdict = {"pod": ""}
 
     def answer_review() -> dict[str, Any]:
         # The emulator stores every created object; a real API server never persists TokenReviews.
         del cluster.emulator.objects["authentication.k8s.io/v1/tokenreviews", None, None]
         return review_answer(verdict["pod"])
 
-    async def token_reviews() -> None:
+    async def install() -> None:
         cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
 
-    cluster.call(token_reviews)
+    cluster.call(install)
+    return verdict
+
+
+def test_progress_reaches_the_status_only_from_the_jobs_own_pods(
+    cluster: EmulatedCluster, operator: OperatorProcess, token_reviews: dict[str, str]
+) -> None:
+    cluster.apply_job(named(TINY, "progress-1"), uid="uid-progress-1")
+    cluster.wait(lambda: status(cluster, "progress-1").get("phase") == "Pending", what="Pending")
+    verdict = token_reviews
+    verdict["pod"] = "progress-1-phase1-worker-0"
     report = {"stage": "phase1", "progress": {"step": 45, "totalSteps": 90, "loss": 7.25, "sequencesPerSecond": 812.5,
                                               "etaSeconds": 12.0, "updatedAt": "2026-11-26T10:00:00Z"}}
     code, _ = post_progress(operator, "progress-1", report)
@@ -244,6 +254,33 @@ def test_progress_reaches_the_status_only_from_the_jobs_own_pods(cluster: Emulat
     assert caught.value.code == 401
 
 
+def test_the_trainers_reporter_delivers_through_the_rendered_environment(
+    cluster: EmulatedCluster, operator: OperatorProcess, token_reviews: dict[str, str], tmp_path: Path
+) -> None:
+    """bert_trainer's sender, configured only by the variables the MPIJob exports, lands progress and results on the CR."""
+    from bert_trainer.progress_push import ProgressPusher
+
+    cluster.apply_job(named(SQUAD, "push-1"), uid="uid-push-1")
+    mpijob = cluster.wait(lambda: next((m for m in cluster.mpijobs(NS) if m["metadata"]["name"] == "push-1-squad"), None), what="MPIJob")
+    launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in launcher["env"] if "value" in e}
+    assert env["BERTJOB_PROGRESS_URL"] == "http://bert-operator.bert-operator.svc:8081/progress/ml-training/push-1"
+    assert "BERTJOB_TOKEN_FILE" in launcher["command"]  # exported to every rank
+    token = tmp_path / "token"
+    token.write_text("projected-token\n")
+    env["BERTJOB_PROGRESS_URL"] = env["BERTJOB_PROGRESS_URL"].replace("http://bert-operator.bert-operator.svc:8081", f"http://127.0.0.1:{operator.progress_port}")
+    env["BERTJOB_TOKEN_FILE"] = str(token)
+    pusher = ProgressPusher.from_env(env)
+    token_reviews["pod"] = "push-1-squad-worker-0"
+    assert pusher.progress({"step": 30, "totalSteps": 120, "loss": 1.5, "updatedAt": "2026-11-26T10:00:00Z"})
+    assert not pusher.progress({"step": 31, "totalSteps": 120})  # rate-limited
+    assert pusher.results({"exactMatch": 84.1, "f1": 90.9})
+    final = cluster.wait(lambda: status(cluster, "push-1").get("results") and status(cluster, "push-1"), what="results")
+    assert final["progress"]["percent"] == 25 and final["results"]["f1"] == 90.9
+    token.unlink()
+    assert not pusher.progress({"step": 40, "totalSteps": 120}, final=True)  # unreadable token: dropped, no exception
+
+
 def test_restarts_never_duplicate_mpijobs(cluster: EmulatedCluster, operator: OperatorProcess, tmp_path: Path) -> None:
     """Jobs applied while the operator is down, and restarts (TERM and KILL), leave exactly one MPIJob per stage."""
     operator.stop()
@@ -261,4 +298,53 @@ def test_restarts_never_duplicate_mpijobs(cluster: EmulatedCluster, operator: Op
         assert created == sorted(f"{n}-squad" for n in names)
     finally:
         third.stop()
+        operator.start()
+
+
+def failing(cluster: EmulatedCluster, method: str, url_part: str) -> dict[str, bool]:
+    """Answer 500 to matching requests while the returned switch is on.
+
+    kmock applies a write before a reaction answers, so the state may change while the client sees a 500,
+    as with an answer lost on the way back: the harder case for the operator.
+    """
+    switch = {"on": True}
+
+    def matches(request: kmock.Request) -> bool:
+        return switch["on"] and request.method == method and url_part in str(request.url)
+
+    async def install() -> None:
+        cluster.emulator[matches] << kmock.KubernetesError(status=500, reason="InternalError", message="injected")
+
+    cluster.call(install)
+    return switch
+
+
+@pytest.mark.parametrize("point", ["after MPIJob create, before status", "after phase 1 succeeded, before phase 2 create"])
+def test_kill_mid_flow_then_restart_is_consistent(cluster: EmulatedCluster, operator: OperatorProcess, point: str) -> None:
+    operator.stop()
+    mid = OperatorProcess(cluster).start()
+    try:
+        if point.startswith("after MPIJob"):
+            name, stage = "midflow-1", "squad"
+            switch = failing(cluster, "PATCH", "berttrainingjobs/midflow-1/status")
+            cluster.apply_job(named(SQUAD, name, namespace="midflow"), uid=f"uid-{name}")
+            cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-squad" for m in cluster.mpijobs("midflow")), what="MPIJob")
+        else:
+            name, stage = "midflow-2", "phase2"
+            cluster.apply_job(named(TINY, name, namespace="midflow"), uid=f"uid-{name}")
+            cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-phase1" for m in cluster.mpijobs("midflow")), what="phase1")
+            cluster.wait(lambda: status(cluster, name, "midflow").get("stages"), what="status")
+            switch = failing(cluster, "POST", "namespaces/midflow/mpijobs")
+            cluster.set_mpijob_conditions("midflow", f"{name}-phase1", "Created", "Running", "Succeeded")
+            cluster.wait(lambda: "api retry verb=create code=500" in mid.output(), what="failing phase-2 create")
+        mid.stop(signal.SIGKILL)
+    finally:
+        switch["on"] = False
+    after = OperatorProcess(cluster).start()
+    try:
+        cluster.wait(lambda: status(cluster, name, "midflow").get("currentStage") == stage, what=f"{stage} in status")
+        names = [m["metadata"]["name"] for m in cluster.mpijobs("midflow") if m["metadata"]["name"].startswith(name)]
+        assert sorted(names) == sorted({*names}) and f"{name}-{stage}" in names
+    finally:
+        after.stop()
         operator.start()

@@ -1,0 +1,73 @@
+"""Rank 0's reports to the operator, so progress and results appear on the BertTrainingJob.
+
+The operator renders three variables into the MPIJob (exported to ranks with
+mpirun -x): BERTJOB_PROGRESS_URL (its /progress/<namespace>/<name> endpoint),
+BERTJOB_STAGE and BERTJOB_TOKEN_FILE (a projected service-account token whose
+audience is the operator, rotated by the kubelet, so it is re-read for every
+report). Standard library only and never raising: a report that cannot be
+delivered is logged and dropped; progress.json in the output stays the record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProgressPusher:
+    url: str
+    stage: str
+    token_file: str
+    min_interval: float = 10.0
+    timeout: float = 5.0
+    _last_sent: float = field(default=0.0, init=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "ProgressPusher | None":
+        """A pusher when the operator asked for reports (all three variables set), else None."""
+        url, stage, token = env.get("BERTJOB_PROGRESS_URL"), env.get("BERTJOB_STAGE"), env.get("BERTJOB_TOKEN_FILE")
+        if not (url and stage and token):
+            return None
+        return cls(url=url, stage=stage, token_file=token)
+
+    def progress(self, progress: dict[str, Any], final: bool = False) -> bool:
+        """Send progress; at most one report per `min_interval` seconds unless `final`."""
+        now = time.monotonic()
+        if not final and now - self._last_sent < self.min_interval:
+            return False
+        sent = self._post({"stage": self.stage, "progress": progress})
+        if sent:
+            self._last_sent = now
+        return sent
+
+    def results(self, results: dict[str, Any]) -> bool:
+        return self._post({"stage": self.stage, "results": results})
+
+    def _post(self, report: dict[str, Any]) -> bool:
+        try:
+            with open(self.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            log.warning("event=report_skipped reason=token_unreadable file=%s error=%s", self.token_file, exc.strerror)
+            return False
+        request = urllib.request.Request(
+            self.url, data=json.dumps(report).encode(), method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return 200 <= answer.status < 300
+        except urllib.error.HTTPError as exc:
+            log.warning("event=report_refused status=%s body=%s", exc.code, exc.read()[:300].decode(errors="replace"))
+        except (urllib.error.URLError, OSError) as exc:
+            log.warning("event=report_failed url=%s error=%s", self.url, exc)
+        return False
