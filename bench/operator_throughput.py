@@ -5,13 +5,14 @@ second, API writes and requests per job start, and the operator's peak RSS.
 The baseline is the emulator itself: the same N MPIJob creates made directly
 by the client, in the same run, so the ratio shows the operator's overhead.
 
-    .venv/bin/python -P bench/operator_throughput.py [--jobs 500]
+    .venv/bin/python -P bench/operator_throughput.py [--jobs 500] [--rate R]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import tempfile
@@ -45,6 +46,12 @@ def baseline(cluster: EmulatedCluster, jobs: int) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -55,6 +62,8 @@ def peak_rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="apply this many jobs per second (default 0: all at once, the burst case)")
     args = parser.parse_args()
     template = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
     workdir = tempfile.mkdtemp(prefix="bench-operator-")
@@ -66,9 +75,12 @@ def main() -> None:
         try:
             time.sleep(3.0)  # operator started and watching
             requests_before = len(cluster.requests())
+            cpu_before = cpu_seconds(operator.process.pid)
             applied: dict[str, float] = {}
 
             def apply(i: int) -> None:
+                if args.rate:
+                    time.sleep(max(0.0, started + i / args.rate - time.perf_counter()))
                 document = copy.deepcopy(template)
                 document["metadata"] = {"name": f"job-{i}", "namespace": NS}
                 cluster.apply_job(document, uid=f"uid-{i}")
@@ -95,9 +107,10 @@ def main() -> None:
             latencies = [(seen[name] - applied[name]) * 1000 for name in applied if name in seen]
             wall = created_all - started
             rss = peak_rss_mib(operator.process.pid)
+            cpu_per_job = (cpu_seconds(operator.process.pid) - cpu_before) / args.jobs
         finally:
             operator.stop()
-    print(f"jobs                         {args.jobs}")
+    print(f"jobs                         {args.jobs} ({'all at once' if not args.rate else f'{args.rate:g}/s'})")
     print(f"apply -> MPIJob p50 / p99    {statistics.median(latencies):.1f} ms / {percentile(latencies, 99):.1f} ms")
     print(f"jobs reconciled per second   {args.jobs / wall:.1f}  (all {args.jobs} MPIJobs in {wall:.2f} s)")
     print(f"API writes per job start     {len(writes) / args.jobs:.2f}  "
@@ -106,6 +119,7 @@ def main() -> None:
           f"POST events {writes.count(('POST', 'events')) / args.jobs:.2f})")
     print(f"API requests per job start   {len(operator_requests) / args.jobs:.2f}")
     print(f"operator peak RSS            {rss:.0f} MiB")
+    print(f"operator CPU per job start   {cpu_per_job * 1000:.1f} ms  (one core's worth: {1 / cpu_per_job:.0f} jobs/s)")
     print(f"baseline: client-only MPIJob creates {args.jobs / base_seconds:.1f}/s; operator/baseline rate ratio "
           f"{(args.jobs / wall) / (args.jobs / base_seconds):.2f}")
 

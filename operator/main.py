@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 import kopf
@@ -16,7 +17,11 @@ def run(settings: OperatorSettings) -> None:
     """Run until SIGINT/SIGTERM. Cluster-wide unless namespaces are given."""
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's login and ours read the same file
-    kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=False, verbose=False, debug=bool(os.environ.get("BERTOP_DEBUG")))
+    debug = bool(os.environ.get("BERTOP_DEBUG"))
+    # kopf logs every handler call at INFO (three lines per job start); keep its warnings and errors,
+    # and this operator's own INFO lines (status changes, creations, Events).
+    kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=False, verbose=False, debug=debug, quiet=not debug)
+    logging.getLogger("bert_operator").setLevel(logging.DEBUG if debug else logging.INFO)
     runtime = Runtime.build(settings)
     asyncio.run(kopf.operator(
         standalone=True,
