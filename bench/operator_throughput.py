@@ -25,7 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))  # appended, never first: operator/ must not shadow the stdlib module
-from tests.operator.cluster import EmulatedCluster, OperatorProcess  # noqa: E402
+from tests.operator.cluster import EmulatedCluster, EmulatorProcess, OperatorProcess  # noqa: E402
 
 NS = "bench"
 
@@ -62,14 +62,17 @@ def peak_rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--emulator-process", action="store_true",
+                        help="run the emulator in a process of its own (default: in this process, as the tests do)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="apply this many jobs per second (default 0: all at once, the burst case)")
     args = parser.parse_args()
     template = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
     workdir = tempfile.mkdtemp(prefix="bench-operator-")
-    with EmulatedCluster(Path(workdir), trim_history=True) as empty:  # its own emulator: the same start state
+    kind = EmulatorProcess if args.emulator_process else EmulatedCluster
+    with kind(Path(workdir), trim_history=True) as empty:  # its own emulator: the same start state
         base_seconds = baseline(empty, args.jobs)
-    with EmulatedCluster(Path(workdir), trim_history=True) as cluster:
+    with kind(Path(workdir), trim_history=True) as cluster:
         operator = OperatorProcess(cluster, resync_seconds=60).start()
         print(f"operator log: {operator.log}", file=sys.stderr)
         try:
