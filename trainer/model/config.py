@@ -10,35 +10,11 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-# Google's released uncased BERT configs (uncased_L-12_H-768_A-12, uncased_L-24_H-1024_A-16).
-PRESETS: dict[str, dict[str, Any]] = {
-    "base": {
-        "vocab_size": 30522,
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "intermediate_size": 3072,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
-        "max_position_embeddings": 512,
-        "type_vocab_size": 2,
-        "initializer_range": 0.02,
-    },
-    "large": {
-        "vocab_size": 30522,
-        "hidden_size": 1024,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "intermediate_size": 4096,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
-        "max_position_embeddings": 512,
-        "type_vocab_size": 2,
-        "initializer_range": 0.02,
-    },
-}
+from bert_operator.api.presets import BERT_PRESETS
+
+# Google's released uncased BERT configs (uncased_L-12_H-768_A-12, uncased_L-24_H-1024_A-16): one table for
+# the whole project, kept with the API (a base dependency of both images, no TensorFlow or kopf in it).
+PRESETS: dict[str, dict[str, Any]] = BERT_PRESETS
 
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_fast", "relu", "tanh", "swish", "silu")
 
