@@ -1,0 +1,1 @@
+"""Fine-tuning on SQuAD and GLUE: metrics first; the task drivers build on them."""
