@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bert_trainer",
                                      description="BERT pretraining (NVIDIA recipe) for bert-operator.")
     parser.add_argument("--log_level", default=os.environ.get("BERT_TRAINER_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,sync}")
+    sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,glue,sync}")
 
     p = sub.add_parser("pretrain", help="masked-LM + next-sentence pretraining")
     _bool_flag(p, "horovod", "use Horovod (run under mpirun/horovodrun)")
@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sync", help="copy an s3:// prefix or local dir to a local dir (skips same-size files)")
     s.add_argument("--source", required=True)
     s.add_argument("--dest", required=True)
-    parser.set_defaults(subparsers={"pretrain": p, "sync": s})
+    from bert_trainer.finetune.glue_cli import add_glue_parser  # noqa: PLC0415
+
+    g = add_glue_parser(sub, _bool_flag)
+    parser.set_defaults(subparsers={"pretrain": p, "sync": s, "glue": g})
     return parser
 
 
@@ -120,6 +123,12 @@ def validate_pretrain(parser: argparse.ArgumentParser, args: argparse.Namespace)
             storage.check_readable_prefix(value)
         except storage.StorageError as exc:
             parser.error(f"--{flag}: {exc}")
+    check_init_checkpoint(parser, args)
+    check_output_dir(parser, args)
+    return cfg
+
+
+def check_init_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.init_checkpoint:
         from bert_trainer.model.importer import ImportError_, resolve_init_checkpoint  # noqa: PLC0415
 
@@ -127,6 +136,9 @@ def validate_pretrain(parser: argparse.ArgumentParser, args: argparse.Namespace)
             resolve_init_checkpoint(args.init_checkpoint)
         except (ImportError_, storage.StorageError) as exc:
             parser.error(f"--init_checkpoint: {exc}")
+
+
+def check_output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if storage.is_s3(args.output_dir):
         try:
             storage.list_files(args.output_dir)
@@ -139,7 +151,6 @@ def validate_pretrain(parser: argparse.ArgumentParser, args: argparse.Namespace)
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
             parser.error(f"--output_dir: {args.output_dir}: cannot create or write here ({parent} is not a "
                          "writable directory)")
-    return cfg
 
 
 def run_sync(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -165,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = args.subparsers[args.task]  # errors print the subcommand's usage
     if args.task == "sync":
         return run_sync(parser, args)
+    if args.task == "glue":
+        from bert_trainer.finetune.glue_cli import run_glue  # noqa: PLC0415
+
+        return run_glue(parser, args)
     cfg = validate_pretrain(parser, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow

