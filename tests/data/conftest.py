@@ -89,8 +89,14 @@ def bucket(s3_env, request):
 
 @pytest.fixture()
 def run_cli(tmp_path):
+    import bert_trainer
+
+    # The bert_trainer this session imports (a worktree's, say), not whichever is installed.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bert_trainer.__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
     def _run(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
         return subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
 
