@@ -172,3 +172,27 @@ def test_bad_input_exits_2_naming_the_flag(case, corpus_dir, vocab_file, tmp_pat
     for word in expect:
         assert word in err, err
     assert not out.exists()  # nothing written, not even progress.json
+
+
+def test_ranks_split_the_shards(corpus_dir, vocab_file, tmp_path, run_cli):
+    """Under mpirun/horovodrun (rank from the launcher's variables) rank r makes
+    shards r, r+size, ...; rank 0 writes results.json once every shard exists."""
+    import subprocess
+    import sys
+
+    single = tmp_path / "single" / CORPUS
+    assert main(flags(corpus_dir, single, vocab_file)) == 0
+    out = tmp_path / "ranks" / CORPUS
+    args = flags(corpus_dir, out, vocab_file, extra=["--horovod"])
+    args.remove("--num_workers"), args.remove("1")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__import__("bert_trainer").__file__)))}
+    procs = [subprocess.Popen([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, text=True,
+                              env={**env, "OMPI_COMM_WORLD_RANK": str(r), "OMPI_COMM_WORLD_SIZE": "2"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in (0, 1)]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert "rank=1 size=2 mine=3" in errs[1] and "workers=1" in errs[1]
+    assert shard_bytes(out) == shard_bytes(single)
+    results = json.loads((out / "results.json").read_text())
+    assert results["worldSize"] == 2 and results["countsCover"] == "rank 0's shards"
