@@ -100,3 +100,20 @@ def test_nsp_balance_on_long_documents(token_docs, vocab_tokens):
                              random.Random(3))
     frac = sum(i[4] for i in insts) / len(insts)
     assert len(insts) > 500 and abs(frac - 0.5) < 0.05, (len(insts), frac)
+
+
+def test_fast_record_encoding_matches_protobuf():
+    """The hand-padded encoding equals the plain one and TensorFlow's own protobuf."""
+    from tensorflow.core.example import example_pb2
+
+    from bert_trainer.prep.records import padded_pretraining_example, pretraining_example
+
+    ids, seg, pos, lab = [101, 7, 70000, 102, 9, 102], [0, 0, 0, 0, 1, 1], [2, 4], [70000, 9]
+    fast = padded_pretraining_example(ids, seg, pos, lab, 1, 8, 3)
+    plain = pretraining_example(ids + [0, 0], [1] * 6 + [0, 0], seg + [0, 0], pos + [0], lab + [0],
+                                [1.0, 1.0, 0.0], 1)
+    assert fast == plain
+    ex = example_pb2.Example.FromString(fast).features.feature
+    assert list(ex["input_ids"].int64_list.value) == ids + [0, 0]
+    assert list(ex["masked_lm_weights"].float_list.value) == [1.0, 1.0, 0.0]
+    assert list(ex["next_sentence_labels"].int64_list.value) == [1]

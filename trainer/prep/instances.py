@@ -51,34 +51,43 @@ def _truncate_pair(a: list[int], b: list[int], max_tokens: int, rng: random.Rand
             longer.pop()
 
 
-def _mask(tokens: list[int], s: Settings, ids: SpecialIds, rng: random.Random):
-    """Returns (masked tokens, sorted positions, original ids at those positions)."""
-    groups: list[list[int]] = []
-    cont = ids.is_continuation
-    for i, tok in enumerate(tokens):
-        if tok == ids.cls or tok == ids.sep:
-            continue
-        if s.whole_word_mask and groups and cont[tok] and groups[-1][-1] == i - 1:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    rng.shuffle(groups)
-    num_to_predict = min(s.max_predictions_per_seq, max(1, int(round(len(tokens) * s.masked_lm_prob))))
+def _mask(tokens: list[int], a_len: int, s: Settings, ids: SpecialIds, rng: random.Random):
+    """Mask ``[CLS] A [SEP] B [SEP]`` (A has ``a_len`` tokens). Returns (masked tokens,
+    sorted positions, original ids at those positions)."""
+    n_tokens = len(tokens)
+    candidates = [*range(1, a_len + 1), *range(a_len + 2, n_tokens - 1)]  # never [CLS]/[SEP]
+    if s.whole_word_mask:
+        cont = ids.is_continuation
+        groups: list = []
+        for i in candidates:
+            if groups and cont[tokens[i]] and groups[-1][-1] == i - 1:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+    else:
+        groups = candidates
+    num_to_predict = min(s.max_predictions_per_seq, max(1, int(round(n_tokens * s.masked_lm_prob))))
     out = list(tokens)
     chosen: list[int] = []
-    for group in groups:
+    rand = rng.random
+    mask, vocab_size, wwm = ids.mask, ids.vocab_size, s.whole_word_mask
+    n = len(groups)
+    # A lazy Fisher-Yates shuffle: draw groups in random order only until enough are chosen.
+    for k in range(n):
         if len(chosen) >= num_to_predict:
             break
+        j = k + int(rand() * (n - k))
+        groups[k], groups[j] = groups[j], groups[k]
+        group = groups[k] if wwm else (groups[k],)
         if len(chosen) + len(group) > num_to_predict:
             continue
         for pos in group:
-            r = rng.random()
+            r = rand()
             if r < 0.8:
-                out[pos] = ids.mask
-            elif r < 0.9:
-                pass  # keep the original token
-            else:
-                out[pos] = rng.randrange(ids.vocab_size)
+                out[pos] = mask
+            elif r >= 0.9:
+                out[pos] = int(rand() * vocab_size)
+            # else: keep the original token
             chosen.append(pos)
     chosen.sort()
     return out, chosen, [tokens[p] for p in chosen]
@@ -129,7 +138,7 @@ def _instances_from_document(docs: list[list[list[int]]], index: int, s: Setting
 def _finish(a, b, is_random: int, s: Settings, ids: SpecialIds, rng: random.Random) -> tuple:
     tokens = [ids.cls, *a, ids.sep, *b, ids.sep]
     segment_ids = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-    masked, positions, labels = _mask(tokens, s, ids, rng)
+    masked, positions, labels = _mask(tokens, len(a), s, ids, rng)
     return masked, segment_ids, positions, labels, is_random
 
 
@@ -147,11 +156,8 @@ def create_instances(docs: list[list[list[int]]], s: Settings, ids: SpecialIds, 
 
 def encode_instance(inst: tuple, s: Settings) -> bytes:
     """The padded record of one instance in the standard schema."""
-    from bert_trainer.prep.records import pretraining_example  # noqa: PLC0415
+    from bert_trainer.prep.records import padded_pretraining_example  # noqa: PLC0415
 
     input_ids, segment_ids, positions, labels, is_random = inst
-    pad = s.max_seq_length - len(input_ids)
-    ppad = s.max_predictions_per_seq - len(positions)
-    return pretraining_example(
-        input_ids + [0] * pad, [1] * len(input_ids) + [0] * pad, segment_ids + [0] * pad,
-        positions + [0] * ppad, labels + [0] * ppad, [1.0] * len(positions) + [0.0] * ppad, is_random)
+    return padded_pretraining_example(input_ids, segment_ids, positions, labels, is_random, s.max_seq_length,
+                                      s.max_predictions_per_seq)

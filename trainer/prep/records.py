@@ -123,7 +123,9 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-_VARINTS = [_varint(i) for i in range(1 << 16)]
+_VARINTS = ([bytes((i,)) for i in range(128)] + [bytes((i & 0x7F | 0x80, i >> 7)) for i in range(128, 1 << 14)]
+            + [bytes((i & 0x7F | 0x80, (i >> 7) & 0x7F | 0x80, i >> 14)) for i in range(1 << 14, 1 << 16)])
+assert all(_VARINTS[i] == _varint(i) for i in (0, 127, 128, 300, 16383, 16384, 65535))
 
 
 def _v(n: int) -> bytes:
@@ -165,6 +167,43 @@ def pretraining_example(input_ids, input_mask, segment_ids, masked_lm_positions,
         "masked_lm_weights": float_feature(masked_lm_weights),
         "next_sentence_labels": int64_feature([next_sentence_label]),
     })
+
+
+def _packed(values) -> bytes:
+    try:
+        return b"".join(map(_VARINTS.__getitem__, values))
+    except IndexError:  # an id >= 65536 (very large vocab)
+        return b"".join(map(_v, values))
+
+
+_ONE_F, _ZERO_F = struct.pack("<f", 1.0), struct.pack("<f", 0.0)
+_KEYS = {name: _VARINTS[(1 << 3) | 2] + _v(len(name)) + name.encode() for name in (
+    "input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids", "masked_lm_weights",
+    "next_sentence_labels")}
+
+
+def _fast_entry(name: str, feature: bytes) -> bytes:
+    body = _KEYS[name] + _field(2, feature)
+    return _VARINTS[(1 << 3) | 2] + _v(len(body)) + body
+
+
+def padded_pretraining_example(input_ids: list[int], segment_ids: list[int], positions: list[int],
+                               labels: list[int], next_sentence_label: int, max_seq_length: int,
+                               max_predictions_per_seq: int) -> bytes:
+    """``pretraining_example`` of an unpadded instance, padding with zeros as bytes
+    (a zero varint is one 0x00 byte): same bytes, several times faster."""
+    n, k = len(input_ids), len(positions)
+    pad, ppad = max_seq_length - n, max_predictions_per_seq - k
+    zeros, pzeros = b"\0" * pad, b"\0" * ppad
+    return _field(1, b"".join((
+        _fast_entry("input_ids", _field(3, _field(1, _packed(input_ids) + zeros))),
+        _fast_entry("input_mask", _field(3, _field(1, b"\1" * n + zeros))),
+        _fast_entry("segment_ids", _field(3, _field(1, bytes(segment_ids) + zeros))),
+        _fast_entry("masked_lm_positions", _field(3, _field(1, _packed(positions) + pzeros))),
+        _fast_entry("masked_lm_ids", _field(3, _field(1, _packed(labels) + pzeros))),
+        _fast_entry("masked_lm_weights", _field(2, _field(1, _ONE_F * k + _ZERO_F * ppad))),
+        _fast_entry("next_sentence_labels", _field(3, _field(1, _VARINTS[next_sentence_label]))),
+    )))
 
 
 def read_records(path: str):
