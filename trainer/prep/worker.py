@@ -1,0 +1,106 @@
+"""Turning one planned shard into a TFRecord file (runs in pool workers or ranks).
+
+Determinism: the instance RNG of a shard is seeded from (seed, split, index) only,
+so a shard's bytes do not depend on which process makes it or in what order.
+Atomicity: records go to a hidden temp file (ignored by the input pipeline, which
+skips names starting with '.') that is renamed, or uploaded as one object, when
+complete; a restart skips shards whose final file exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+
+from bert_trainer import storage
+from bert_trainer.prep import text, vocab
+from bert_trainer.prep.instances import Settings, SpecialIds, create_instances, encode_instance
+from bert_trainer.prep.records import frame
+from bert_trainer.prep.shards import Unit
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    files: tuple[str, ...]  # local paths of the inputs, in plan order
+    output_dir: str  # local dir or s3:// prefix
+    scratch: str  # local temp space (s3 output is staged here)
+    tokens: tuple[str, ...]
+    lower_case: bool
+    settings: Settings
+    seed: int
+
+
+_STATE: dict = {}
+
+
+def init(job: Job) -> None:
+    """Per process: the tokenizer and special ids (pool initializer)."""
+    index = {t: i for i, t in enumerate(job.tokens)}
+    _STATE["job"] = job
+    _STATE["tokenizer"] = vocab.make_tokenizer(list(job.tokens), job.lower_case)
+    _STATE["ids"] = SpecialIds(index["[CLS]"], index["[SEP]"], index["[MASK]"], len(job.tokens),
+                               [t.startswith("##") for t in job.tokens])
+
+
+def temp_prefix(unit: Unit) -> str:
+    return f".{unit.name}.tmp-"
+
+
+def final_uri(output_dir: str, unit: Unit) -> str:
+    return storage.join(output_dir, unit.split, unit.name)
+
+
+def _documents(job: Job, unit: Unit) -> list[list[str]]:
+    docs: list[list[str]] = []
+    handles: dict[int, object] = {}
+    try:
+        for f, start, end in unit.docs:
+            fh = handles.get(f) or handles.setdefault(f, open(job.files[f], "rb"))
+            fh.seek(start)
+            docs.extend(text.documents(fh.read(end - start).decode("utf-8")))
+    finally:
+        for fh in handles.values():
+            fh.close()
+    return docs
+
+
+def make_shard(unit: Unit) -> dict:
+    """Build and publish one shard; returns its counts."""
+    job: Job = _STATE["job"]
+    t0 = time.perf_counter()
+    docs = _documents(job, unit)
+    flat = [s for doc in docs for s in doc]
+    ids = vocab.tokenize_sentences(_STATE["tokenizer"], flat)
+    token_docs, k = [], 0
+    for doc in docs:
+        sents = [ids[k + j] for j in range(len(doc)) if ids[k + j]]
+        k += len(doc)
+        if sents:
+            token_docs.append(sents)
+    rng = random.Random(f"{job.seed}:{unit.split}:{unit.index}")
+    instances = create_instances(token_docs, job.settings, _STATE["ids"], rng) if token_docs else []
+
+    local_dir = (os.path.join(job.output_dir, unit.split) if not storage.is_s3(job.output_dir)
+                 else os.path.join(job.scratch, "out", unit.split))
+    os.makedirs(local_dir, exist_ok=True)
+    tmp = os.path.join(local_dir, f"{temp_prefix(unit)}{os.getpid()}")
+    size = 0
+    with open(tmp, "wb") as fh:
+        buf = []
+        for inst in instances:
+            buf.append(frame(encode_instance(inst, job.settings)))
+            if len(buf) >= 512:
+                size += fh.write(b"".join(buf))
+                buf.clear()
+        size += fh.write(b"".join(buf))
+    if storage.is_s3(job.output_dir):
+        try:
+            storage.upload_file(tmp, final_uri(job.output_dir, unit))  # one PUT: all or nothing
+        finally:
+            os.remove(tmp)
+    else:
+        os.replace(tmp, final_uri(job.output_dir, unit))
+    return {"split": unit.split, "index": unit.index, "documents": len(token_docs), "sentences": len(flat),
+            "instances": len(instances), "bytes": size, "seconds": time.perf_counter() - t0}

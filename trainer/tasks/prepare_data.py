@@ -1,0 +1,218 @@
+"""``prepare-data``: the driver. Plan (every rank the same), then make this
+process's shards: all of them over a process pool, or under Horovod/mpirun the
+shards ``rank, rank + size, ...`` of the plan. Rank 0 reports shards done in
+progress.json (and to the operator) and writes results.json once every shard of
+every rank exists. TensorFlow is never imported (records are encoded by hand),
+except to ask Horovod for the rank when no launcher variable gives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+
+from bert_trainer import storage
+from bert_trainer.prep import shards, worker
+from bert_trainer.prep.instances import Settings
+from bert_trainer.progress_push import ProgressPusher
+
+log = logging.getLogger(__name__)
+
+RANK_ENV = (("HOROVOD_RANK", "HOROVOD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+            ("PMI_RANK", "PMI_SIZE"), ("PMIX_RANK", "PMIX_SIZE"))
+
+
+def rfc3339_now() -> str:  # as report.py's, which imports TensorFlow
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class HorovodMissing(RuntimeError):
+    """--horovod without a launcher's rank variables and without a working Horovod."""
+
+
+class Rank:
+    rank = 0
+    size = 1
+
+
+def world(use_horovod: bool) -> Rank:
+    """This process's rank and the world size: from the launcher's variables (mpirun,
+    horovodrun), else from Horovod itself (imports TensorFlow)."""
+    w = Rank()
+    if not use_horovod:
+        return w
+    for rank_var, size_var in RANK_ENV:
+        if rank_var in os.environ and size_var in os.environ:
+            w.rank, w.size = int(os.environ[rank_var]), int(os.environ[size_var])
+            return w
+    from bert_trainer.dist import HorovodUnavailable, create_world  # noqa: PLC0415 - imports TF and Horovod
+
+    try:
+        hvd_world = create_world(True)
+    except HorovodUnavailable as exc:
+        raise HorovodMissing(str(exc)) from exc
+    w.rank, w.size = hvd_world.rank, hvd_world.size
+    return w
+
+
+def scratch_dir(args: argparse.Namespace, rank: int) -> str:
+    base = args.local_dir or os.path.join(tempfile.gettempdir(), "bert-trainer-scratch")
+    tag = hashlib.sha1(f"prepare:{args.input_dir}->{args.output_dir}".encode()).hexdigest()[:10]
+    path = os.path.join(base, tag, f"rank{rank}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def stage_inputs(input_dir: str, entries: list[storage.Entry], scratch: str, output_dir: str) -> list[str]:
+    """Local paths of the input files (downloaded once from s3://, size-checked);
+    hidden files and anything under the output folder are left out."""
+    out_abs = None if storage.is_s3(output_dir) else os.path.abspath(output_dir) + os.sep
+    paths = []
+    for e in entries:
+        if any(part.startswith((".", "_")) for part in e.relpath.split("/")):
+            continue
+        if not storage.is_s3(input_dir):
+            if out_abs and os.path.abspath(e.uri).startswith(out_abs):
+                continue
+            paths.append(e.uri)
+            continue
+        target = os.path.join(scratch, "inputs", e.relpath)
+        if not (os.path.isfile(target) and os.path.getsize(target) == e.size):
+            storage.download_file(e.uri, target)
+        paths.append(target)
+    return paths
+
+
+def finished(output_dir: str) -> set[str]:
+    """Names of the shards already published under output_dir/{training,test}."""
+    done = set()
+    for split in ("training", "test"):
+        for e in storage.list_files(storage.join(output_dir, split)):
+            if "/" not in e.relpath and not e.relpath.startswith("."):
+                done.add(f"{split}/{e.relpath}")
+    return done
+
+
+def remove_stale_temps(output_dir: str, units: list[shards.Unit]) -> int:
+    """Half-written temp files of this process's shards left by a killed run."""
+    if storage.is_s3(output_dir):
+        return 0
+    removed = 0
+    for unit in units:
+        d = os.path.join(output_dir, unit.split)
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            if name.startswith(worker.temp_prefix(unit)):
+                os.remove(os.path.join(d, name))
+                removed += 1
+    return removed
+
+
+def _scan_all(files: list[str], pool) -> list[list[tuple[int, int]]]:
+    return list(pool.imap(shards.scan_file, files, chunksize=4)) if pool else [shards.scan_file(f) for f in files]
+
+
+class Progress:
+    """Rank 0's progress.json (step = shards done of totalSteps) and operator reports."""
+
+    def __init__(self, enabled: bool, output_dir: str, units: list[shards.Unit], every_s: float = 5.0) -> None:
+        self.enabled, self.output_dir, self.units, self.every_s = enabled, output_dir, units, every_s
+        self.expected = {f"{u.split}/{u.name}" for u in units}
+        self.pusher = ProgressPusher.from_env() if enabled else None
+        self.start, self.last = time.monotonic(), 0.0
+
+    def done(self) -> int:
+        return len(finished(self.output_dir) & self.expected)
+
+    def report(self, final: bool = False, done: int | None = None) -> int:
+        if not self.enabled or (not final and time.monotonic() - self.last < self.every_s):
+            return -1
+        self.last = time.monotonic()
+        done = self.done() if done is None else done
+        elapsed = time.monotonic() - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        body = {"step": done, "totalSteps": len(self.units), "shardsDone": done, "shardsTotal": len(self.units),
+                "etaSeconds": round((len(self.units) - done) / rate, 1) if rate > 0 else None,
+                "updatedAt": rfc3339_now()}
+        storage.write_bytes(storage.join(self.output_dir, "progress.json"), json.dumps(body).encode())
+        log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in body.items()))
+        if self.pusher:
+            self.pusher.progress(body, final=final)
+        return done
+
+
+def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry]) -> dict:
+    """Everything after flag validation; raises shards.InputError / StorageError for bad input
+    before anything is written."""
+    w = world(args.horovod)
+    t0 = time.perf_counter()
+    scratch = scratch_dir(args, w.rank)
+    files = stage_inputs(args.input_dir, entries, scratch, args.output_dir)
+    if not files:
+        raise shards.InputError(f"{args.input_dir}: no input files")
+    settings = Settings(args.max_seq_length, args.max_predictions_per_seq, args.masked_lm_prob, args.short_seq_prob,
+                        args.dupe_factor, args.do_whole_word_mask)
+    job = worker.Job(tuple(files), args.output_dir, scratch, tuple(tokens), args.do_lower_case, settings,
+                     args.random_seed)
+    workers = args.num_workers or (1 if args.horovod else os.cpu_count() or 1)
+    if workers > 1:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker; the pool is the parallelism
+    ctx = multiprocessing.get_context("fork")
+    pool = ctx.Pool(workers, initializer=worker.init, initargs=(job,)) if workers > 1 else None
+    try:
+        ranges = _scan_all(files, pool)
+        corpus = os.path.basename(args.output_dir.rstrip("/")) or "corpus"
+        units = shards.plan(ranges, args.n_shards, args.test_split, args.random_seed, corpus)
+        mine = units[w.rank::w.size]
+        done_before = finished(args.output_dir)
+        todo = [u for u in mine if f"{u.split}/{u.name}" not in done_before]
+        stale = remove_stale_temps(args.output_dir, todo)
+        log.info("event=plan files=%d documents=%d shards=%d rank=%d size=%d mine=%d skipped=%d stale_temps=%d "
+                 "workers=%d", len(files), sum(len(r) for r in ranges), len(units), w.rank, w.size, len(mine),
+                 len(mine) - len(todo), stale, workers)
+        progress = Progress(w.rank == 0, args.output_dir, units)
+        progress.report(final=True)
+        totals = {"documents": 0, "sentences": 0, "instances": 0, "bytes": 0}
+        if pool is None:
+            worker.init(job)
+            results = map(worker.make_shard, todo)
+        else:
+            results = pool.imap_unordered(worker.make_shard, todo)
+        for res in results:
+            for k in totals:
+                totals[k] += res[k]
+            log.info("event=shard_done split=%s index=%d instances=%d seconds=%.2f", res["split"], res["index"],
+                     res["instances"], res["seconds"])
+            progress.report()
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    seconds = time.perf_counter() - t0
+    if w.rank != 0:
+        return totals
+    while progress.report(final=True) < len(units):  # wait for the other ranks' shards
+        time.sleep(2.0)
+    results = {
+        "shards": len(units), "trainingShards": sum(u.split == "training" for u in units),
+        "testShards": sum(u.split == "test" for u in units), "skippedShards": len(mine) - len(todo),
+        **totals, "countsCover": "all shards made by this run" if w.size == 1 else "rank 0's shards",
+        "seconds": round(seconds, 3),
+        "sentencesPerSecond": round(totals["sentences"] / seconds, 1) if seconds > 0 else None,
+        "instancesPerSecond": round(totals["instances"] / seconds, 1) if seconds > 0 else None,
+        "training": storage.join(args.output_dir, "training"), "test": storage.join(args.output_dir, "test"),
+        "worldSize": w.size, "workers": workers, "updatedAt": rfc3339_now(),
+    }
+    storage.write_bytes(storage.join(args.output_dir, "results.json"), json.dumps(results, indent=2).encode())
+    log.info("event=results %s", json.dumps(results, sort_keys=True))
+    if progress.pusher:
+        progress.pusher.results(results)
+    return results
