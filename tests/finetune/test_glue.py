@@ -47,7 +47,7 @@ def glue(minilm: Path, data: Path, out: Path, *extra: str) -> subprocess.Complet
             "--do_lower_case", "--bert_config_file", str(minilm / "config.json"),
             "--init_checkpoint", str(minilm / "model.safetensors"), "--output_dir", str(out),
             "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "16", "--learning_rate", "5e-5",
-            "--num_train_epochs", "8", "--warmup_proportion", "0.1", "--optimizer", "adam", "--precision", "fp32", *extra]
+            "--num_train_epochs", "4", "--warmup_proportion", "0.1", "--optimizer", "adam", "--precision", "fp32", *extra]
     return subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=out.parent, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
@@ -61,10 +61,10 @@ def test_minilm_learns_a_sentence_pair_task_well_above_chance(minilm: Path, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "event=init_checkpoint_summary loaded=" in result.stderr  # MiniLM weights, not random ones
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["steps"] == 128  # 256 examples x 8 epochs / batch 16
-    assert results["dev"]["accuracy"] >= 0.85, results  # chance is 0.5
-    assert results["dev"]["f1"] >= 0.85
-    assert json.loads((tmp_path / "out" / "progress.json").read_text())["step"] == 128
+    assert results["steps"] == 64  # 256 examples x 4 epochs / batch 16
+    assert results["dev"]["accuracy"] >= 0.8, results  # chance is 0.5
+    assert results["dev"]["f1"] >= 0.8
+    assert json.loads((tmp_path / "out" / "progress.json").read_text())["step"] == 64
     assert results["checkpoint"].startswith(str(tmp_path / "out" / "checkpoints"))
 
 
