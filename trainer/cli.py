@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bert_trainer",
                                      description="BERT pretraining (NVIDIA recipe) for bert-operator.")
     parser.add_argument("--log_level", default=os.environ.get("BERT_TRAINER_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,prepare-data,glue,sync}")
+    sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,prepare-data,glue,squad,sync}")
 
     p = sub.add_parser("pretrain", help="masked-LM + next-sentence pretraining")
     _bool_flag(p, "horovod", "use Horovod (run under mpirun/horovodrun)")
@@ -88,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes (default: all cores; 1 per rank with --horovod)")
     d.add_argument("--local_dir", help="local scratch space (default: $TMPDIR/bert-trainer-scratch)")
 
-    from bert_trainer.finetune.glue_cli import add_glue_parser  # noqa: PLC0415
+    from bert_trainer.finetune.cli import add_glue_parser, add_squad_parser  # noqa: PLC0415
 
     g = add_glue_parser(sub, _bool_flag)
-    parser.set_defaults(subparsers={"pretrain": p, "sync": s, "prepare-data": d, "glue": g})
+    q = add_squad_parser(sub, _bool_flag)
+    parser.set_defaults(subparsers={"pretrain": p, "sync": s, "prepare-data": d, "glue": g, "squad": q})
     return parser
 
 
@@ -264,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_sync(parser, args)
     if args.task == "prepare-data":
         return run_prepare(parser, args)
-    if args.task == "glue":
-        from bert_trainer.finetune.glue_cli import run_glue  # noqa: PLC0415
+    if args.task in ("glue", "squad"):
+        from bert_trainer.finetune.cli import run_glue, run_squad  # noqa: PLC0415
 
-        return run_glue(parser, args)
+        return (run_glue if args.task == "glue" else run_squad)(parser, args)
     cfg = validate_pretrain(parser, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow

@@ -31,12 +31,12 @@ def tokenizer():
     return load_tokenizer(str(vocab), lower_case=True, scratch_dir="/tmp")
 
 
-def long_squad(path: Path, count: int, seed: int, impossible_every: int = 0) -> dict:
+def long_squad(path: Path, count: int, seed: int, impossible_every: int = 0, names: list[str] = NAMES) -> dict:
     """Contexts of 12-20 sentences with the answer (a name, accents included) somewhere in the middle."""
     rng = random.Random(seed)
     paragraphs = []
     for i in range(count):
-        name = rng.choice(NAMES)
+        name = rng.choice(names)
         sentences = [rng.choice(FILLER) for _ in range(rng.randint(12, 20))]
         at = rng.randint(3, len(sentences) - 3)
         sentences.insert(at, f"The prize went to {name}, as announced.")

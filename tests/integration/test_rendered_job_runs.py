@@ -102,7 +102,7 @@ def test_rendered_sync_and_two_phase_pretraining_run_against_object_storage(tmp_
         server.stop()
 
 
-@pytest.mark.parametrize("example", ["bert-large-pretrain.yaml", "prepare-data.yaml", "glue-mrpc.yaml"])
+@pytest.mark.parametrize("example", ["bert-large-pretrain.yaml", "prepare-data.yaml", "glue-mrpc.yaml", "squad-v1.1.yaml"])
 def test_every_rendered_trainer_command_parses_with_the_trainers_own_cli(example: str) -> None:
     """Flag names are a contract: each rendered command is accepted by the trainer's argument parser."""
     from bert_trainer.cli import build_parser
@@ -111,7 +111,7 @@ def test_every_rendered_trainer_command_parses_with_the_trainers_own_cli(example
     for mpijob in render_all(parse_job(document)):
         launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
         args = build_parser().parse_args(launcher[launcher.index("bert_trainer") + 1:])
-        assert args.task in ("pretrain", "prepare-data", "glue") and args.horovod is True
+        assert args.task in ("pretrain", "prepare-data", "glue", "squad") and args.horovod is True
         worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
         for init in worker.get("initContainers", []):
             assert build_parser().parse_args(init["command"][3:]).task == "sync"

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import tempfile
-import time
 from typing import Any
 
 import numpy as np
@@ -28,22 +26,17 @@ from bert_trainer.finetune.glue_data import TASKS, read_examples
 from bert_trainer.finetune.metrics import glue_metrics
 from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
 from bert_trainer.model.config import BertConfig
-from bert_trainer.optim import DynamicLossScale, WarmupPolyDecay, all_finite, create_optimizer
+from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, write_json
 from bert_trainer.progress_push import ProgressPusher
 from bert_trainer.report import rfc3339_now
 
 log = logging.getLogger(__name__)
-COMPUTE_DTYPES = {"fp32": tf.float32, "fp16": tf.float16, "bf16": tf.bfloat16}
 
 
 def _encode(tokenizer, examples, max_seq_length: int) -> dict[str, np.ndarray]:
     features = encode_pairs(tokenizer, [e.text_a for e in examples], [e.text_b for e in examples], max_seq_length)
     features["labels"] = np.array([e.label for e in examples], dtype=np.int32)
     return features
-
-
-def _write_json(uri: str, payload: dict[str, Any]) -> None:
-    storage.write_bytes(uri, json.dumps(payload, indent=2).encode())
 
 
 def predict(model: BertClassifier, features: dict[str, np.ndarray], batch_size: int, compute_dtype: tf.DType) -> np.ndarray:
@@ -79,51 +72,13 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
     results: dict[str, Any] = {"task": args.task_name}
 
     if train is not None:
-        count = len(train["labels"])
-        steps = max(1, math.ceil(count * args.num_train_epochs / (args.train_batch_size * world.size)))
-        warmup = int(steps * args.warmup_proportion)
-        optimizer = create_optimizer(args.optimizer, model.named_variables(), WarmupPolyDecay(args.learning_rate, steps, warmup),
-                                     beta_1=args.beta_1, beta_2=args.beta_2, epsilon=args.epsilon,
-                                     weight_decay_rate=args.weight_decay_rate)
-        loss_scale = DynamicLossScale() if args.precision == "fp16" else None
-        dataset = (tf.data.Dataset.from_tensor_slices(train).shard(world.size, world.rank)
-                   .shuffle(count, seed=args.seed, reshuffle_each_iteration=True).repeat()
-                   .batch(args.train_batch_size, drop_remainder=True).prefetch(2))
+        def loss_fn(net, batch, dtype):
+            logits = net(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True, compute_dtype=dtype)
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], logits))
 
-        @tf.function(jit_compile=args.use_xla)
-        def gradients(batch):
-            with tf.GradientTape() as tape:
-                logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True,
-                               compute_dtype=compute_dtype)
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], logits))
-                scaled = loss * (loss_scale.scale if loss_scale is not None else 1.0)
-            # Dense gradients: the embedding lookup yields IndexedSlices, which the optimizer and allreduce do not take.
-            grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, variables)]
-            if loss_scale is not None:
-                grads = [g / loss_scale.scale for g in grads]
-            return loss, grads
-
-        started = time.monotonic()
-        for step, batch in enumerate(dataset.take(steps), start=1):
-            loss, grads = gradients(batch)
-            grads = world.allreduce(grads)
-            finite = all_finite(grads)
-            if loss_scale is not None:
-                loss_scale.update(finite)
-            if bool(finite):
-                optimizer.apply_gradients(grads, variables, tf.constant(step, tf.int64))
-            if world.is_chief and (step % 20 == 0 or step == steps):
-                elapsed = time.monotonic() - started
-                progress = {"step": step, "totalSteps": steps, "loss": round(float(loss), 6),
-                            "sequencesPerSecond": round(step * args.train_batch_size * world.size / elapsed, 3),
-                            "etaSeconds": round(elapsed / step * (steps - step), 1), "updatedAt": rfc3339_now()}
-                _write_json(storage.join(args.output_dir, "progress.json"), progress)
-                log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in progress.items()))
-                if pusher:
-                    pusher.progress(progress, final=step == steps)
-        results.update(steps=steps, trainExamples=count, finalLoss=float(loss))
+        results.update(fine_tune(model, train, loss_fn, args, world, pusher))
         if world.is_chief:
-            results["checkpoint"] = CheckpointManager(tf.train.Checkpoint(model=model), args.output_dir, scratch).save(steps)
+            results["checkpoint"] = CheckpointManager(tf.train.Checkpoint(model=model), args.output_dir, scratch).save(results["steps"])
 
     if world.is_chief:
         for split, features in evals.items():
@@ -132,7 +87,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
             log.info("event=eval split=%s %s", split, json.dumps(results[split]))
     if world.is_chief:
         results["updatedAt"] = rfc3339_now()
-        _write_json(storage.join(args.output_dir, "results.json"), results)
+        write_json(storage.join(args.output_dir, "results.json"), results)
         if pusher:
             pusher.results(results)
     world.barrier()

@@ -1,0 +1,99 @@
+"""SQuAD v1.1/v2.0 fine-tuning: the driver behind `python -m bert_trainer squad`.
+
+Reads the official JSON, cuts contexts into doc_stride windows, fine-tunes a
+BertSpanHead from --init_checkpoint, predicts spans for --predict_file, maps
+them back to the original text (n-best, v2.0 null threshold) and scores them
+with the official metric definitions. Rank 0 writes predictions.json,
+null_odds.json (v2.0), the checkpoint and results.json under --output_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from bert_trainer import storage
+from bert_trainer.checkpoints import CheckpointManager
+from bert_trainer.dist import create_world
+from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
+from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, write_json
+from bert_trainer.finetune.metrics import squad_v1, squad_v2
+from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad
+from bert_trainer.finetune.tokenization import load_tokenizer
+from bert_trainer.model.config import BertConfig
+from bert_trainer.progress_push import ProgressPusher
+from bert_trainer.report import rfc3339_now
+
+log = logging.getLogger(__name__)
+
+
+def _span_loss(model: BertSpanHead, batch: dict, dtype: tf.DType) -> tf.Tensor:
+    starts, ends = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True, compute_dtype=dtype)
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits
+    return (tf.reduce_mean(loss(batch["start_positions"], starts)) + tf.reduce_mean(loss(batch["end_positions"], ends))) / 2
+
+
+def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
+    world = create_world(args.horovod)
+    scratch = tempfile.mkdtemp(prefix="bert-trainer-scratch-")
+    tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)
+    v2 = args.version_2_with_negative
+    window = dict(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride, max_query_length=args.max_query_length)
+    # Read and featurise first: bad data fails before any weights load.
+    train = None
+    if args.do_train:
+        train_examples = read_squad(args.train_file, v2)
+        train = feature_arrays(make_features(train_examples, tokenizer, training=True, **window))
+    predict_examples = read_squad(args.predict_file, v2) if args.do_predict else []
+    predict_features = make_features(predict_examples, tokenizer, training=False, **window) if predict_examples else []
+    model = BertSpanHead(cfg, seed=args.seed)
+    if args.init_checkpoint:
+        report = load_encoder(model, args.init_checkpoint, scratch)
+        log.info("event=init_checkpoint_summary loaded=%d missing=%s unused=%s", len(report.loaded), report.missing, report.unused)
+    world.broadcast_variables(list(model.named_variables().values()))
+    pusher = ProgressPusher.from_env() if world.is_chief else None
+    results: dict[str, Any] = {"task": f"squad-v{'2.0' if v2 else '1.1'}"}
+    if train is not None:
+        results.update(fine_tune(model, train, _span_loss, args, world, pusher))
+        if world.is_chief:
+            results["checkpoint"] = CheckpointManager(tf.train.Checkpoint(model=model), args.output_dir, scratch).save(results["steps"])
+    if predict_features and world.is_chief:
+        arrays = feature_arrays(predict_features)
+        compute_dtype = COMPUTE_DTYPES[args.precision]
+
+        @tf.function
+        def logits(ids, mask, segments):
+            return model(ids, mask, segments, training=False, compute_dtype=compute_dtype)
+
+        starts, ends = [], []
+        for begin in range(0, len(predict_features), args.predict_batch_size):
+            sl = slice(begin, begin + args.predict_batch_size)
+            s, e = logits(arrays["input_ids"][sl], arrays["input_mask"][sl], arrays["segment_ids"][sl])
+            starts.append(s.numpy())
+            ends.append(e.numpy())
+        predictions, null_odds = postprocess(
+            predict_examples, predict_features, np.concatenate(starts), np.concatenate(ends), n_best=args.n_best_size,
+            max_answer_length=args.max_answer_length, version_2=v2, null_score_diff_threshold=args.null_score_diff_threshold)
+        write_json(storage.join(args.output_dir, "predictions.json"), predictions)
+        dataset = {"data": [{"paragraphs": [{"context": e.context, "qas": [
+            {"id": e.qid, "question": e.question, "answers": [{"text": t, "answer_start": s} for t, s in e.answers]}]}]}
+            for e in predict_examples]}
+        if v2:
+            write_json(storage.join(args.output_dir, "null_odds.json"), null_odds)
+            probabilities = {qid: float(1 / (1 + np.exp(-min(max(v, -50.0), 50.0)))) for qid, v in null_odds.items()}
+            results["predict"] = squad_v2(dataset, predictions, probabilities)
+        else:
+            results["predict"] = squad_v1(dataset, predictions)
+        log.info("event=eval %s", results["predict"])
+    if world.is_chief:
+        results["updatedAt"] = rfc3339_now()
+        write_json(storage.join(args.output_dir, "results.json"), results)
+        if pusher:
+            pusher.results(results)
+    world.barrier()
+    return results
