@@ -122,19 +122,25 @@ def validate_squad(parser: argparse.ArgumentParser, args: argparse.Namespace):
     return cfg
 
 
-def run_squad(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    cfg = validate_squad(parser, args)
+
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, validate: Callable, task: str) -> int:
+    """Validate (exit 2 naming the flag), then run the task with TensorFlow; bad data exits 2 naming file and record."""
+    cfg = validate(parser, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import importlib  # noqa: PLC0415
+
     from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow
+    from bert_trainer.finetune.glue_data import GlueDataError  # noqa: PLC0415
     from bert_trainer.finetune.squad_data import SquadDataError  # noqa: PLC0415
     from bert_trainer.finetune.tokenization import VocabError  # noqa: PLC0415
-    from bert_trainer.tasks import squad  # noqa: PLC0415
 
     try:
-        squad.run(args, cfg)
+        importlib.import_module(f"bert_trainer.tasks.{task}").run(args, cfg)
     except HorovodUnavailable as exc:
         parser.error(f"--horovod: {exc}")
-    except (SquadDataError, VocabError) as exc:
+    except (GlueDataError, SquadDataError, VocabError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except storage.StorageError as exc:
@@ -144,21 +150,8 @@ def run_squad(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def run_glue(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    cfg = validate_glue(parser, args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow
-    from bert_trainer.finetune.glue_data import GlueDataError  # noqa: PLC0415
-    from bert_trainer.finetune.tokenization import VocabError  # noqa: PLC0415
-    from bert_trainer.tasks import glue  # noqa: PLC0415
+    return _run(parser, args, validate_glue, "glue")
 
-    try:
-        glue.run(args, cfg)
-    except HorovodUnavailable as exc:
-        parser.error(f"--horovod: {exc}")
-    except (GlueDataError, VocabError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except storage.StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+def run_squad(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    return _run(parser, args, validate_squad, "squad")

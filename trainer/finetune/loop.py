@@ -74,3 +74,14 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
             if pusher:
                 pusher.progress(progress, final=step == steps)
     return {"steps": steps, "trainExamples": count, "finalLoss": float(loss)}
+
+
+def finish(results: dict[str, Any], args: argparse.Namespace, world, pusher: ProgressPusher | None) -> dict[str, Any]:
+    """Rank 0 writes results.json and reports it; every rank waits so none exits before the chief is done."""
+    if world.is_chief:
+        results["updatedAt"] = rfc3339_now()
+        write_json(storage.join(args.output_dir, "results.json"), results)
+        if pusher:
+            pusher.results(results)
+    world.barrier()
+    return results

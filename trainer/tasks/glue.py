@@ -26,9 +26,8 @@ from bert_trainer.finetune.glue_data import TASKS, read_examples
 from bert_trainer.finetune.metrics import glue_metrics
 from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
 from bert_trainer.model.config import BertConfig
-from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, write_json
+from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.progress_push import ProgressPusher
-from bert_trainer.report import rfc3339_now
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +84,4 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
             predictions = predict(model, features, args.eval_batch_size, compute_dtype)
             results[split] = glue_metrics(args.task_name, features["labels"].tolist(), predictions.tolist())
             log.info("event=eval split=%s %s", split, json.dumps(results[split]))
-    if world.is_chief:
-        results["updatedAt"] = rfc3339_now()
-        write_json(storage.join(args.output_dir, "results.json"), results)
-        if pusher:
-            pusher.results(results)
-    world.barrier()
-    return results
+    return finish(results, args, world, pusher)

@@ -21,13 +21,12 @@ from bert_trainer import storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.dist import create_world
 from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
-from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, write_json
+from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish, write_json
 from bert_trainer.finetune.metrics import squad_v1, squad_v2
 from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad
 from bert_trainer.finetune.tokenization import load_tokenizer
 from bert_trainer.model.config import BertConfig
 from bert_trainer.progress_push import ProgressPusher
-from bert_trainer.report import rfc3339_now
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +89,4 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
         else:
             results["predict"] = squad_v1(dataset, predictions)
         log.info("event=eval %s", results["predict"])
-    if world.is_chief:
-        results["updatedAt"] = rfc3339_now()
-        write_json(storage.join(args.output_dir, "results.json"), results)
-        if pusher:
-            pusher.results(results)
-    world.barrier()
-    return results
+    return finish(results, args, world, pusher)
