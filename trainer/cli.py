@@ -244,8 +244,7 @@ def run_prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     try:
         prepare_data.run(args, tokens, entries)
     except InputError as exc:
-        flag = "n_shards" if "shards" in str(exc) and "documents" in str(exc) else "input_dir"
-        parser.error(f"--{flag}: {exc}")
+        parser.error(f"--{exc.flag}: {exc}")
     except prepare_data.HorovodMissing as exc:
         parser.error(f"--horovod: {exc}")
     except storage.StorageError as exc:

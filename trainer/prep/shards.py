@@ -17,7 +17,11 @@ _DOC_START = re.compile(rb"<doc[\s>]")
 
 
 class InputError(ValueError):
-    """An input file is unusable; the message names it."""
+    """Unusable input; the message names it and `flag` the command-line flag to fix."""
+
+    def __init__(self, message: str, flag: str = "input_dir") -> None:
+        super().__init__(message)
+        self.flag = flag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +85,7 @@ def plan(doc_ranges: list[list[tuple[int, int]]], n_shards: int, test_split: flo
     test = [docs[i] for i in order[:n_test]]
     train = [docs[i] for i in order[n_test:]]
     if len(train) < n_shards:
-        raise InputError(f"{len(train)} training documents cannot fill {n_shards} shards")
+        raise InputError(f"{len(train)} training documents cannot fill {n_shards} shards", flag="n_shards")
     units = [Unit("training", i, shard_name(corpus, "training", i, n_shards), tuple(d))
              for i, d in enumerate(_balance(train, n_shards))]
     n_test_shards = min(n_shards, len(test))
