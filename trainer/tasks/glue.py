@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bert_trainer import storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.dist import create_world
 from bert_trainer.finetune.classifier import BertClassifier, load_encoder
