@@ -66,6 +66,33 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _volume(text: str) -> tuple[str, Path]:
+    claim, sep, folder = text.partition("=")
+    if not sep or not claim or not folder:
+        raise argparse.ArgumentTypeError(f"expected CLAIM=DIR, got {text!r}")
+    return claim, Path(folder)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.local:
+        raise UsageError("run: only --local is supported here; on a cluster, kubectl apply -f the file")
+    if args.processes is not None and args.processes < 1:
+        raise UsageError(f"--processes: must be at least 1, got {args.processes}")
+    from .local import LocalOptions, LocalSetupError, run_jobs, status_yaml  # the reconciler loads only here
+
+    jobs = parse_text(_read(args.file), args.file)
+    options = LocalOptions(
+        workdir=Path(args.workdir), yaml_dir=Path(args.file).resolve().parent if args.file != "-" else Path.cwd(),
+        volumes=dict(args.volume), processes=args.processes, fresh=args.fresh, only=tuple(args.job), image=args.image,
+    )
+    try:
+        code, runs = run_jobs(jobs, options)
+    except LocalSetupError as exc:
+        raise UsageError(str(exc)) from None
+    print(status_yaml(runs), end="")
+    return code
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from .config import OperatorSettings
     from .main import run  # kopf and the kubernetes client load only here
@@ -96,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = sub.add_parser("crd", help="print the BertTrainingJob CustomResourceDefinition")
     crd.set_defaults(func=cmd_crd)
+
+    run = sub.add_parser("run", help="run the jobs of a file to completion on this machine (--local), no cluster needed")
+    run.add_argument("file", metavar="FILE", help="BertTrainingJob YAML; several documents run in order")
+    run.add_argument("--local", action="store_true", help="run here: the same trainer command lines, as processes")
+    run.add_argument("--workdir", default="bertjob-runs", help="status, logs and claims without a folder (default ./bertjob-runs)")
+    run.add_argument("--volume", action="append", type=_volume, default=[], metavar="CLAIM=DIR",
+                     help="folder standing for PersistentVolumeClaim CLAIM (repeatable); default: the job's "
+                          "local.bertoperator.io/pvc.CLAIM annotation, else WORKDIR/volumes/CLAIM")
+    run.add_argument("--processes", type=int, default=None, metavar="N",
+                     help="ranks to start (default: the job's workers x GPUs); above 1 runs mpirun on localhost")
+    run.add_argument("--job", action="append", default=[], metavar="NAME", help="run only this job of the file (repeatable)")
+    run.add_argument("--fresh", action="store_true", help="forget saved status (a changed spec needs it); checkpoints stay")
+    run.add_argument("--image", default=DEFAULT_TRAINER_IMAGE, help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
 
     operator = sub.add_parser("operator", help="run the operator against the cluster in KUBECONFIG or in-cluster")
     operator.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",

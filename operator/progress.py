@@ -18,63 +18,15 @@ from typing import Any, Callable
 from aiohttp import web
 
 from . import status as sm
-from .api import BertTrainingJob, SpecError, parse_job, stages_of
+from .api import SpecError, parse_job
 from .kube import KubeApi
 from .metrics import PROGRESS_REPORTS
 from .reconcile import Reconciler
+from .reports import merge_report
 
 log = logging.getLogger(__name__)
 TOKEN_AUDIENCE = "bert-operator"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
-PROGRESS_FIELDS = ("step", "totalSteps", "loss", "sequencesPerSecond", "etaSeconds", "updatedAt", "mlmAccuracy", "nspAccuracy")
-
-
-def stage_weights(job: BertTrainingJob) -> list[float]:
-    """Each stage's share of the whole job: its share of steps for pretraining, equal otherwise."""
-    task = job.spec.task.pretrain
-    if task is not None:
-        return [steps / task.train_steps for steps in task.phase_steps()]
-    return [1.0]
-
-
-def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str, Any], now: str) -> dict[str, Any]:
-    """The status fields a trainer report changes (pure).
-
-    Raises ValueError with a message naming the field when the report is malformed.
-    """
-    names = [stage.name for stage in stages_of(job.spec)]
-    stage = report.get("stage")
-    if stage not in names:
-        raise ValueError(f"stage: must be one of {names}, got {stage!r}")
-    generation = (status.get("observedGeneration"))
-    patch: dict[str, Any] = {}
-    if "progress" in report:
-        raw = report["progress"]
-        if not isinstance(raw, dict):
-            raise ValueError("progress: must be an object")
-        step, total = raw.get("step"), raw.get("totalSteps")
-        if not isinstance(step, int) or not isinstance(total, int) or total < 1 or not 0 <= step <= total:
-            raise ValueError(f"progress.step/totalSteps: need integers with 0 <= step <= totalSteps >= 1, got {step!r}/{total!r}")
-        weights = stage_weights(job)
-        index = names.index(stage)
-        done = sum(weights[:index]) + weights[index] * step / total
-        percent = min(100, int(done * 100))
-        progress = {"stage": stage, **{k: raw[k] for k in PROGRESS_FIELDS if k in raw}, "percent": percent,
-                    "display": f"{percent}% {stage}"}
-        progress.setdefault("updatedAt", now)
-        patch["progress"] = progress
-    if "results" in report:
-        if not isinstance(report["results"], dict):
-            raise ValueError("results: must be an object")
-        patch["results"] = {**(status.get("results") or {}), **report["results"], "stage": stage}
-    if not patch:
-        raise ValueError("report: needs progress or results")
-    patch["conditions"] = sm.set_condition(
-        status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True, "Reported", f"trainer reported on {stage}", now, generation
-    )
-    return patch
-
-
 def _age_seconds(stamp: str | None, now: datetime.datetime) -> float | None:
     if not stamp:
         return None

@@ -21,7 +21,6 @@ from typing import Any, Callable, Protocol
 
 from . import status as sm
 from .api import BertTrainingJob, SpecError, parse_job, stages_of
-from .kube import KubeApi
 from .metrics import MPIJOBS_CREATED, RECONCILE_SECONDS
 from .render import RenderSettings, render_mpijob
 
@@ -30,6 +29,15 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> str:
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MPIJobApi(Protocol):
+    """What the reconciler needs of a cluster: the API server (kube.KubeApi) or local processes (local.LocalStages)."""
+
+    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]: ...
+    def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
+    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None: ...
 
 
 class EventSink(Protocol):
@@ -66,7 +74,7 @@ def summary(job: BertTrainingJob) -> dict[str, Any]:
 class Reconciler:
     """Drives BertTrainingJobs towards their spec; one instance per operator process."""
 
-    api: KubeApi
+    api: MPIJobApi
     events: EventSink
     render_settings: RenderSettings = field(default_factory=RenderSettings)
     clock: Callable[[], str] = utc_now

@@ -273,8 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow
     from bert_trainer.tasks import pretrain  # noqa: PLC0415
 
+    from bert_trainer import stop  # noqa: PLC0415
+
+    stop.install()
     try:
         pretrain.run(args, cfg)
+    except stop.Stopped as exc:
+        print(f"pretrain: {exc} (run again to resume)", file=sys.stderr)
+        return stop.EXIT_STOPPED
     except HorovodUnavailable as exc:
         parser.error(f"--horovod: {exc}")
     except storage.StorageError as exc:

@@ -9,7 +9,8 @@ import yaml
 
 from bert_operator import status as sm
 from bert_operator.api import parse_job
-from bert_operator.progress import merge_report, staleness_patch
+from bert_operator.progress import staleness_patch
+from bert_operator.reports import merge_report
 from tests.conftest import REPO
 
 NOW = "2026-11-26T12:00:00Z"

@@ -17,7 +17,7 @@ import time
 
 import tensorflow as tf
 
-from bert_trainer import storage
+from bert_trainer import stop, storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.data.pipeline import list_record_files, pretraining_dataset
 from bert_trainer.dist import create_world
@@ -123,6 +123,15 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
                     reporter.upload_tensorboard()
                 world.barrier()
             log.debug("event=step step=%d loss=%.4f seconds=%.3f", step, metrics["loss"], dt)
+            if stop.agreed(world):
+                if world.is_chief:
+                    if step % args.save_checkpoints_steps != 0 and step != args.num_train_steps:
+                        last_ckpt = manager.save(step)
+                        reporter.upload_tensorboard()
+                    reporter.flush(step)
+                world.barrier()
+                log.warning("event=stopped step=%d checkpoint=%s", step, last_ckpt)
+                raise stop.Stopped(step, last_ckpt)
             if kill_after and step == kill_after:
                 log.warning("event=fault_injection step=%d signal=SIGKILL", step)
                 os.kill(os.getpid(), signal.SIGKILL)

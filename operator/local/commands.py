@@ -1,0 +1,123 @@
+"""A rendered MPIJob's containers as local command lines.
+
+The command lines are taken from the MPIJob the operator would create, not
+rebuilt: the only changes are the ones a pod's runtime makes for it (mount
+paths bound to folders, Secret references resolved, the image's `python`
+being this interpreter) and, for one process, running the rank directly
+instead of through mpirun. So a local run tests exactly what a cluster runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .volumes import to_local
+
+#: Container variables that the user's environment overrides (name -> the local variables that win):
+#: the in-cluster object-store endpoint (e.g. minio.minio.svc) rarely resolves from a laptop.
+ENVIRONMENT_WINS = {
+    "AWS_ENDPOINT_URL_S3": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+    "AWS_DEFAULT_REGION": ("AWS_DEFAULT_REGION",),
+}
+
+
+@dataclass(frozen=True)
+class LocalCommand:
+    """One process to run: what it is (init container or launcher), its argv and environment."""
+
+    role: str
+    argv: list[str]
+    env: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+
+def _pod(mpijob: dict[str, Any], replica: str) -> dict[str, Any]:
+    return mpijob["spec"]["mpiReplicaSpecs"][replica]["template"]["spec"]
+
+
+def container_env(container: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The process environment: ours, plus the container's values; Secret keys must come from ours.
+
+    Raises ValueError naming the variable and the Secret when a secretKeyRef has no local value.
+    """
+    env = dict(environ)
+    for item in container.get("env") or []:
+        name = item["name"]
+        if "value" in item:
+            if any(environ.get(local) for local in ENVIRONMENT_WINS.get(name, ())):
+                continue
+            env[name] = str(item["value"])
+            continue
+        secret = ((item.get("valueFrom") or {}).get("secretKeyRef") or {})
+        if name not in environ:
+            raise ValueError(
+                f"{name}: on a cluster it comes from Secret {secret.get('name')!r} (key {secret.get('key')!r}); "
+                f"set {name} in the environment for a local run"
+            )
+    return env
+
+
+def python_argv(command: list[str]) -> tuple[list[str], list[str]]:
+    """Split `[...mpirun flags..., python, -m, bert_trainer, ...]` at the interpreter."""
+    for index, arg in enumerate(command):
+        if arg == "python" and command[index + 1:index + 3] == ["-m", "bert_trainer"]:
+            return command[:index], command[index + 1:]
+    raise ValueError(f"no 'python -m bert_trainer' in the command {' '.join(command)!r}")
+
+
+def _this_python(rank_args: list[str]) -> list[str]:
+    # -P: the source checkout's operator/ folder must never shadow the standard library's operator module.
+    return [sys.executable, "-P", *rank_args]
+
+
+def sync_commands(mpijob: dict[str, Any], mounts: list[tuple[str, Path]], environ: Mapping[str, str] | None = None) -> list[LocalCommand]:
+    """The worker's init containers (the dataset sync), once: every local rank shares one folder."""
+    environ = os.environ if environ is None else environ
+    out = []
+    for container in _pod(mpijob, "Worker").get("initContainers") or []:
+        _, rank_args = python_argv(container["command"])
+        argv = _this_python([to_local(arg, mounts) for arg in rank_args])
+        out.append(LocalCommand(f"init:{container['name']}", argv, container_env(container, environ)))
+    return out
+
+
+def horovod_installed() -> bool:
+    return importlib.util.find_spec("horovod") is not None
+
+
+def launcher_command(mpijob: dict[str, Any], mounts: list[tuple[str, Path]], processes: int | None = None,
+                     environ: Mapping[str, str] | None = None) -> LocalCommand:
+    """The launcher's mpirun line on localhost, or the rank's own command when one process runs.
+
+    `processes` overrides mpirun's -np (a laptop rarely has the job's GPUs).
+    """
+    environ = os.environ if environ is None else environ
+    container = _pod(mpijob, "Launcher")["containers"][0]
+    mpirun, rank_args = python_argv(container["command"])
+    rank_args = [to_local(arg, mounts) for arg in rank_args]
+    env = container_env(container, environ)
+    np_index = mpirun.index("-np") + 1
+    count = processes or int(mpirun[np_index])
+    notes: list[str] = []
+    if count == 1:
+        if "--horovod" in rank_args and not horovod_installed():
+            rank_args = [arg for arg in rank_args if arg != "--horovod"]
+            notes.append("Horovod is not installed: one process runs without --horovod (identical for one rank)")
+        return LocalCommand("launcher", _this_python(rank_args), env, notes)
+    if shutil.which(mpirun[0], path=env.get("PATH")) is None:
+        raise ValueError(f"{count} processes need {mpirun[0]} (Open MPI) on PATH; install it "
+                         "(bash scripts/bootstrap.sh trainer does) or run with --processes 1")
+    if not horovod_installed():
+        raise ValueError(f"{count} processes need Horovod; build it with bash scripts/bootstrap.sh trainer, "
+                         "or run with --processes 1")
+    mpirun = [*mpirun]
+    mpirun[np_index] = str(count)
+    # Local cores rarely match the job's slots; ranks share this machine's cores.
+    mpirun.insert(1, "--oversubscribe")
+    return LocalCommand("launcher", [*mpirun, *_this_python(rank_args)], env, notes)

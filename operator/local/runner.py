@@ -1,0 +1,246 @@
+"""`bertjob run --local`: the jobs of a YAML file, in order, on this machine.
+
+Each job goes through the operator's own :class:`Reconciler` (same
+validation, same MPIJobs, same phase machine and status), with
+:class:`LocalStages` running the MPIJobs as processes. The trainer's
+progress.json and results.json are folded into the status with the
+operator's `merge_report`, so the status printed at the end, and kept in
+`<workdir>/<namespace>/<name>/status.json`, has the shape `kubectl get btj -o
+yaml` shows.
+
+A second run resumes: stages that succeeded are skipped (their status is
+kept), a stage that was stopped starts again and the trainer resumes from its
+last checkpoint. A changed spec is refused, as the operator refuses it, until
+`--fresh` forgets the saved status.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..api import BertTrainingJob, stages_of
+from ..api.locations import report_uri
+from ..api.presets import API_GROUP, API_VERSION, KIND
+from ..reconcile import Reconciler, normalized_spec, spec_hash, utc_now
+from ..render import RenderSettings
+from ..reports import merge_report
+from ..status import TERMINAL_PHASES
+from .display import Display
+from .stages import REASON_INTERRUPTED, LocalStages
+from .volumes import LocalSetupError, VolumeMap, check_inputs, volume_map
+
+POLL_SECONDS = 0.5
+EXIT_SUCCEEDED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+#: Python modules each task's trainer needs in this interpreter.
+TASK_MODULES = {"pretrain": ("tensorflow",), "glue": ("tensorflow", "tokenizers"), "squad": ("tensorflow", "tokenizers"),
+                "prepareData": ("tokenizers",)}
+
+
+@dataclass
+class LocalOptions:
+    """What `bertjob run --local` was told."""
+
+    workdir: Path
+    yaml_dir: Path
+    volumes: dict[str, Path] = field(default_factory=dict)
+    processes: int | None = None
+    fresh: bool = False
+    only: tuple[str, ...] = ()
+    image: str = ""
+
+
+@dataclass
+class LocalRun:
+    """The outcome of one job."""
+
+    name: str
+    phase: str
+    status: dict[str, Any]
+    outputs: str
+
+
+class Interrupt:
+    """Ctrl-C once: stop cleanly (the trainer checkpoints). Twice: give up at once."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def __enter__(self) -> "Interrupt":
+        self.previous = signal.signal(signal.SIGINT, self._first)
+        return self
+
+    def _first(self, signum: int, frame: object) -> None:
+        self.requested.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def check_trainer_installed(job: BertTrainingJob) -> None:
+    task, _ = job.spec.task.chosen()
+    missing = [name for name in TASK_MODULES[task] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LocalSetupError(
+            f"{job.metadata.name}: a local {task} run needs the trainer ({', '.join(missing)} not installed); "
+            "install it with: bash scripts/bootstrap.sh local"
+        )
+
+
+def resumable(saved: dict[str, Any]) -> dict[str, Any]:
+    """What a rerun keeps of a saved status: everything if it succeeded, else the stages that succeeded."""
+    if not saved or saved.get("phase") == "Succeeded":
+        return saved
+    kept = {key: value for key, value in saved.items() if key not in ("phase", "stages", "completionTime", "currentStage")}
+    kept["stages"] = [stage for stage in saved.get("stages") or [] if stage.get("phase") == "Succeeded"]
+    return kept
+
+
+def load_status(job_dir: Path, job: BertTrainingJob, fresh: bool) -> dict[str, Any]:
+    path = job_dir / "status.json"
+    if fresh or not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LocalSetupError(f"{path}: unreadable saved status ({exc}); run with --fresh to start over") from None
+    accepted = saved.get("acceptedSpec")
+    if accepted and spec_hash(accepted) != spec_hash(normalized_spec(job)):
+        raise LocalSetupError(
+            f"{job.metadata.name}: the spec changed since the run saved in {path}; fields other than "
+            "runPolicy.suspend cannot change once a job started (as on a cluster). Run with --fresh to start "
+            "this job over (checkpoints in its output folder are still resumed unless you delete them)"
+        )
+    return resumable(saved)
+
+
+class ReportReader:
+    """Folds each stage's progress.json and results.json into the status when they change."""
+
+    def __init__(self, job: BertTrainingJob, volumes: VolumeMap) -> None:
+        self.job = job
+        self.locations = {stage.name: volumes.local_uri(report_uri(job.spec, stage)) for stage in stages_of(job.spec)}
+        self.seen: dict[str, bytes] = {}
+        if job.spec.output.endpoint and not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
+            os.environ["AWS_ENDPOINT_URL_S3"] = job.spec.output.endpoint  # where this process reads reports from
+
+    def _read(self, uri: str) -> bytes | None:
+        from bert_trainer import storage  # noqa: PLC0415 - the trainer package reads local and s3:// alike
+
+        try:
+            return storage.read_bytes(uri) if storage.exists(uri) else None
+        except storage.StorageError:
+            return None
+
+    def fold(self, status: dict[str, Any], stage: str) -> dict[str, Any] | None:
+        """The status patch for what changed in `stage`'s reports since the last call, or None."""
+        patch: dict[str, Any] = {}
+        for name, key in (("progress.json", "progress"), ("results.json", "results")):
+            uri = f"{self.locations[stage].rstrip('/')}/{name}"
+            data = self._read(uri)
+            if data is None or self.seen.get(uri) == data:
+                continue
+            self.seen[uri] = data
+            try:
+                report = {"stage": stage, key: json.loads(data)}
+                patch.update(merge_report(self.job, {**status, **patch}, report, utc_now()))
+            except ValueError:
+                continue  # a report being rewritten; the next poll reads it whole
+        return patch or None
+
+
+def job_body(job: BertTrainingJob, status: dict[str, Any]) -> dict[str, Any]:
+    """The job as the API server would hold it: generation 1, no uid (nothing owns local stages)."""
+    metadata = {"name": job.metadata.name, "namespace": job.metadata.namespace, "generation": 1,
+                "annotations": dict(job.metadata.annotations), "labels": dict(job.metadata.labels)}
+    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "metadata": metadata,
+            "spec": normalized_spec(job), "status": status}
+
+
+def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, interrupt: Interrupt) -> LocalRun:
+    """Run one job to Succeeded, Failed or an interrupt; returns its final status."""
+    name = job.metadata.name
+    job_dir = (options.workdir / job.metadata.namespace / name).resolve()
+    volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir)
+    outputs = volumes.local_uri(job.spec.output.uri)
+    status = load_status(job_dir, job, options.fresh)
+    if status.get("phase") == "Succeeded":
+        display.line(f"{name}: already Succeeded in an earlier run ({job_dir / 'status.json'}); skipped")
+        return LocalRun(name, "Succeeded", status, outputs)
+    check_trainer_installed(job)
+    check_inputs(job, volumes)
+
+    body = job_body(job, status)
+    stages = LocalStages(job_dir, volumes, body["status"], processes=options.processes)
+    reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings(default_image=options.image or RenderSettings().default_image))
+    reports = ReportReader(job, volumes)
+    display.start(name)
+    started = time.monotonic()
+    reconciler.reconcile(body)
+    interrupted = False
+    while body["status"].get("phase") not in (*TERMINAL_PHASES, "Suspended"):
+        if interrupt.requested.is_set() and not interrupted:
+            interrupted = True
+            display.line(f"{name}: stopping (the trainer saves a checkpoint first; Ctrl-C again to abandon it)")
+            stages.stop()
+        stages.changed.wait(POLL_SECONDS)
+        stages.changed.clear()
+        current = body["status"].get("currentStage")
+        patch = reports.fold(body["status"], current) if current else None
+        if patch:
+            stages.patch_job_status(job.metadata.namespace, name, patch)
+            body["status"] = {**body["status"], **patch}
+        reconciler.reconcile(body)
+        display.progress(body["status"])
+    display.progress(body["status"])
+    display.close()
+    phase = body["status"]["phase"]
+    took = time.monotonic() - started
+    display.line(f"{name}: {phase} after {took:.0f}s; status in {job_dir / 'status.json'}, outputs in {outputs}")
+    return LocalRun(name, "Interrupted" if interrupted else phase, body["status"], outputs)
+
+
+def printable_status(run: LocalRun) -> dict[str, Any]:
+    """The status as the CR shows it, without acceptedSpec (the spec itself, echoed)."""
+    status = {key: value for key, value in run.status.items() if key != "acceptedSpec"}
+    return {"name": run.name, "status": status}
+
+
+def run_jobs(jobs: list[BertTrainingJob], options: LocalOptions, display: Display | None = None) -> tuple[int, list[LocalRun]]:
+    """Run the jobs in order, each after the one before succeeded; returns (exit code, outcomes)."""
+    display = display or Display()
+    chosen = [job for job in jobs if not options.only or job.metadata.name in options.only]
+    unknown = sorted(set(options.only) - {job.metadata.name for job in jobs})
+    if unknown:
+        raise LocalSetupError(f"--job: no job named {', '.join(unknown)} in the file (it has {', '.join(j.metadata.name for j in jobs)})")
+    runs: list[LocalRun] = []
+    with Interrupt() as interrupt:
+        for job in chosen:
+            run = run_job(job, options, display, interrupt)
+            runs.append(run)
+            if run.phase == "Interrupted":
+                return EXIT_INTERRUPTED, runs
+            if run.phase != "Succeeded":
+                later = [j.metadata.name for j in chosen[len(runs):]]
+                if later:
+                    display.line(f"not started, as {run.name} did not succeed: {', '.join(later)}")
+                return EXIT_FAILED, runs
+    return EXIT_SUCCEEDED, runs
+
+
+def status_yaml(runs: list[LocalRun]) -> str:
+    return yaml.safe_dump_all([printable_status(run) for run in runs], sort_keys=False, width=120)
+
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_SUCCEEDED", "LocalOptions", "LocalRun", "REASON_INTERRUPTED",
+           "run_jobs", "status_yaml"]

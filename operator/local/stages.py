@@ -1,0 +1,209 @@
+"""The MPIJobs of a local run, each run as processes on this machine.
+
+`LocalStages` stands where the API server and the MPI Operator stand for the
+operator: the same :class:`~bert_operator.reconcile.Reconciler` creates
+MPIJobs through it, reads their conditions back and writes the job's status
+to it. Each MPIJob it is given runs as its pods would: the worker's init
+container (the dataset sync) first, then the launcher's command. Its
+conditions are written in the MPI Operator's shape (Created, Running,
+Succeeded, Failed with MPIJob* reasons), so the operator's phase machine
+needs no local special case.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..reconcile import utc_now
+from .commands import LocalCommand, launcher_command, sync_commands
+from .volumes import VolumeMap
+
+log = logging.getLogger(__name__)
+
+#: Seconds a stopped stage gets to checkpoint before it is killed.
+STOP_GRACE_SECONDS = 60.0
+REASON_INTERRUPTED = "Interrupted"
+
+
+@dataclass
+class StageRun:
+    """One MPIJob and the process running it now."""
+
+    mpijob: dict[str, Any]
+    log_path: Path
+    process: subprocess.Popen | None = None
+    thread: threading.Thread | None = None
+    stopping: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class LocalStages:
+    """Runs the MPIJobs the reconciler creates; keeps the job's status in `<job_dir>/status.json`."""
+
+    def __init__(self, job_dir: Path, volumes: VolumeMap, status: dict[str, Any], *,
+                 processes: int | None = None, on_change: Callable[[], None] | None = None) -> None:
+        self.job_dir = job_dir
+        self.volumes = volumes
+        self.status = status
+        self.processes = processes
+        self.on_change = on_change or (lambda: None)
+        self.runs: dict[str, StageRun] = {}
+        self.lock = threading.Lock()
+        self.changed = threading.Event()
+
+    # ------------------------------------------------ the reconciler's MPIJobApi
+
+    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            run = self.runs.get(name)
+            return copy.deepcopy(run.mpijob) if run else None
+
+    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        name = body["metadata"]["name"]
+        with self.lock:
+            if name in self.runs:
+                return copy.deepcopy(self.runs[name].mpijob), False
+            mpijob = copy.deepcopy(body)
+            mpijob["status"] = {"conditions": []}
+            run = StageRun(mpijob, self.job_dir / f"{name}.log")
+            self.runs[name] = run
+        self._condition(run, "Created", "MPIJobCreated", f"MPIJob {name} created (local processes)")
+        if not (mpijob["spec"].get("runPolicy") or {}).get("suspend"):
+            self._start(run)
+        else:
+            self._condition(run, "Suspended", "MPIJobSuspended", "runPolicy.suspend is true; nothing runs")
+        return self.get_mpijob(mpijob["metadata"].get("namespace", "default"), name) or mpijob, True
+
+    def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Only suspend toggles reach here; a local run is started or stopped accordingly."""
+        run = self.runs[name]
+        suspend = bool(((patch.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
+        run.mpijob["spec"].setdefault("runPolicy", {})["suspend"] = suspend
+        if suspend:
+            self.stop(reason="MPIJobSuspended", phase="Suspended")
+        elif run.thread is None:
+            self._start(run)
+        return self.get_mpijob(namespace, name) or run.mpijob
+
+    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        self.status.update(status)
+        self.save()
+        return {"status": self.status}
+
+    # ---------------------------------------------------------------- running
+
+    def save(self) -> None:
+        """status.json, written whole and renamed so a crash never leaves half a file."""
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        path = self.job_dir / "status.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.status, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def _condition(self, run: StageRun, kind: str, reason: str, message: str) -> None:
+        now = utc_now()
+        with self.lock:
+            status = run.mpijob["status"]
+            conditions = [c for c in status["conditions"] if c["type"] != kind]
+            if kind in ("Running", "Succeeded", "Failed", "Suspended"):  # the MPI Operator turns the others off
+                for condition in conditions:
+                    if condition["type"] in ("Running", "Suspended", "Restarting") and condition["status"] == "True":
+                        condition.update(status="False", lastTransitionTime=now)
+            conditions.append({"type": kind, "status": "True", "reason": reason, "message": message,
+                               "lastTransitionTime": now, "lastUpdateTime": now})
+            status["conditions"] = conditions
+            if kind == "Running":
+                status.setdefault("startTime", now)
+            if kind in ("Succeeded", "Failed"):
+                status["completionTime"] = now
+        self.changed.set()
+        self.on_change()
+
+    def _start(self, run: StageRun) -> None:
+        run.thread = threading.Thread(target=self._run, args=(run,), daemon=True, name=run.mpijob["metadata"]["name"])
+        run.thread.start()
+
+    def _run(self, run: StageRun) -> None:
+        """The pods' work in order: init container(s), then the launcher; the first failure ends the stage."""
+        try:
+            mounts = self.volumes.mounts(run.mpijob)
+            commands = [*sync_commands(run.mpijob, mounts), launcher_command(run.mpijob, mounts, self.processes)]
+        except ValueError as exc:
+            self._condition(run, "Failed", "MPIJobFailed", str(exc))
+            return
+        run.log_path.parent.mkdir(parents=True, exist_ok=True)
+        for command in commands:
+            if run.stopping:
+                return
+            if command.role == "launcher":
+                self._condition(run, "Running", "MPIJobRunning", f"launcher started (log {run.log_path})")
+            code = self._execute(run, command)
+            if run.stopping:
+                return
+            if code != 0:
+                self._condition(run, "Failed", "MPIJobFailed", f"{command.role} exited with code {code}: {last_error(run.log_path)}")
+                return
+        self._condition(run, "Succeeded", "MPIJobSucceeded", f"MPIJob {run.mpijob['metadata']['name']} successfully completed")
+
+    def _execute(self, run: StageRun, command: LocalCommand) -> int:
+        with run.log_path.open("a", encoding="utf-8") as log_file:
+            log_file.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} {command.role}: {' '.join(command.argv)}\n")
+            for note in command.notes:
+                log_file.write(f"# note: {note}\n")
+            log_file.flush()
+            # Its own session: Ctrl-C in the terminal reaches only us; we stop the stage with SIGTERM.
+            process = subprocess.Popen(command.argv, env=command.env, cwd=self.job_dir, stdout=log_file,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            run.process = process
+            return process.wait()
+
+    def running(self) -> list[StageRun]:
+        return [run for run in self.runs.values() if run.thread is not None and run.thread.is_alive()]
+
+    def stop(self, *, reason: str = REASON_INTERRUPTED, phase: str = "Failed", grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM every running stage (the trainer checkpoints and exits), SIGKILL after `grace` seconds."""
+        for run in self.running():
+            run.stopping = True
+            process = run.process
+            if process is not None and process.poll() is None:
+                _signal_group(process, signal.SIGTERM)
+                try:
+                    process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    _signal_group(process, signal.SIGKILL)
+                    process.wait()
+            if run.thread is not None:
+                run.thread.join()
+            message = ("stopped on request; run again to resume from the last checkpoint" if phase == "Failed"
+                       else "runPolicy.suspend is true; nothing runs")
+            self._condition(run, phase, reason, message)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def last_error(log_path: Path, lines: int = 40) -> str:
+    """The line of a stage's log that best says why it failed (the trainer's error lines end its output)."""
+    try:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"see {log_path}"
+    interesting = [line for line in tail if line.strip() and not line.startswith("#")]
+    for line in reversed(interesting):
+        if "error" in line.lower():
+            return f"{line.strip()} (log {log_path})"
+    return f"{interesting[-1].strip() if interesting else 'no output'} (log {log_path})"

@@ -1,0 +1,111 @@
+"""Where a job's volumes live on this machine, and how in-pod paths map onto them.
+
+A rendered MPIJob addresses storage by mount path (`/mnt/pvc/<claim>/...` for
+PersistentVolumeClaims, `/data/...` for the dataset synced from object
+storage). Local mode keeps those command lines exactly and maps each mount
+path to a folder, as a kubelet binds a volume to a mount: that is the only
+difference between a local run and a pod.
+
+A claim's folder comes from, in order: `--volume CLAIM=DIR`; the job's
+annotation `local.bertoperator.io/pvc.<claim>: DIR` (relative to the YAML
+file, so an example can carry its inputs); else `<workdir>/volumes/<claim>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..api.locations import PVC_MOUNT_ROOT, PvcRef, SYNCED_DATA_ROOT, is_pvc
+from ..api.models import BertTrainingJob
+
+#: Annotation prefix naming a claim's local folder; the operator ignores it.
+CLAIM_ANNOTATION_PREFIX = "local.bertoperator.io/pvc."
+
+
+class LocalSetupError(Exception):
+    """Local mode cannot run this job as given; the message names the field or flag to fix."""
+
+
+@dataclass(frozen=True)
+class VolumeMap:
+    """Claim name -> local folder, plus the folder standing in for the synced-dataset emptyDir."""
+
+    claims: dict[str, Path]
+    default_root: Path
+    synced_data: Path
+    sources: dict[str, str] = field(default_factory=dict)  # claim -> where its folder was set (for messages)
+
+    def claim_dir(self, claim: str) -> Path:
+        return self.claims.get(claim) or self.default_root / claim
+
+    def local_uri(self, uri: str) -> str:
+        """A spec URI as local mode reads it: pvc:// becomes its folder, s3:// stays."""
+        if not is_pvc(uri):
+            return uri
+        ref = PvcRef.parse(uri)
+        return str(self.claim_dir(ref.claim) / ref.path) if ref.path else str(self.claim_dir(ref.claim))
+
+    def mounts(self, mpijob: dict[str, Any]) -> list[tuple[str, Path]]:
+        """(mount path, local folder) for every volume the MPIJob's pods mount, longest path first."""
+        table: dict[str, Path] = {}
+        for replica in (mpijob["spec"]["mpiReplicaSpecs"] or {}).values():
+            pod = replica["template"]["spec"]
+            volumes = {v["name"]: v for v in pod.get("volumes") or []}
+            for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
+                for mount in container.get("volumeMounts") or []:
+                    volume = volumes.get(mount["name"]) or {}
+                    if "persistentVolumeClaim" in volume:
+                        table[mount["mountPath"]] = self.claim_dir(volume["persistentVolumeClaim"]["claimName"])
+                    elif mount["mountPath"] == SYNCED_DATA_ROOT:
+                        table[mount["mountPath"]] = self.synced_data
+        return sorted(table.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def volume_map(job: BertTrainingJob, yaml_dir: Path, overrides: dict[str, Path], workdir: Path, job_dir: Path) -> VolumeMap:
+    """The folders one job's claims use: flags win over annotations, annotations over the default."""
+    claims: dict[str, Path] = {}
+    sources: dict[str, str] = {}
+    for key, value in job.metadata.annotations.items():
+        if not key.startswith(CLAIM_ANNOTATION_PREFIX):
+            continue
+        claim = key[len(CLAIM_ANNOTATION_PREFIX):]
+        path = Path(value).expanduser()
+        claims[claim] = (path if path.is_absolute() else yaml_dir / path).resolve()
+        sources[claim] = f"metadata.annotations[{key}]"
+    for claim, path in overrides.items():
+        claims[claim] = path.expanduser().resolve()
+        sources[claim] = f"--volume {claim}={path}"
+    return VolumeMap(claims, (workdir / "volumes").resolve(), (job_dir / "data").resolve(), sources)
+
+
+def to_local(arg: str, mounts: list[tuple[str, Path]]) -> str:
+    """An argument with a leading in-pod mount path replaced by its local folder (others unchanged)."""
+    for mount_path, folder in mounts:
+        if arg == mount_path or arg.startswith(mount_path.rstrip("/") + "/"):
+            return str(folder) + arg[len(mount_path.rstrip("/")):]
+    return arg
+
+
+def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
+    """Fail before starting anything when a local input named by the spec is missing.
+
+    Only pvc:// inputs are checked here (object storage is checked by the trainer, which
+    reaches it with the credentials of the environment). Outputs are created as needed.
+    """
+    spec = job.spec
+    inputs = [("spec.dataset.uri", spec.dataset.uri), ("spec.model.vocab", spec.model.vocab),
+              ("spec.model.initCheckpoint", spec.model.init_checkpoint)]
+    for field_path, uri in inputs:
+        if not uri or not is_pvc(uri):
+            continue
+        local = Path(volumes.local_uri(uri))
+        if local.exists() or (field_path.endswith("initCheckpoint") and any(local.parent.glob(local.name + ".*"))):
+            continue  # a TF1 checkpoint is a prefix: bert_model.ckpt names bert_model.ckpt.index and .data-*
+        claim = PvcRef.parse(uri).claim
+        where = volumes.sources.get(claim, f"the default folder for claim {claim} (set it with --volume {claim}=DIR)")
+        raise LocalSetupError(f"{field_path}: {uri} is {local} locally ({where}), which does not exist")
+
+
+__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "PVC_MOUNT_ROOT", "VolumeMap", "check_inputs", "to_local", "volume_map"]
