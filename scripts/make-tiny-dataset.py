@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate examples/tiny: the corpus, WordPiece vocab and MRPC-layout task of the tiny example.
+"""Generate examples/tiny: the corpus, WordPiece vocab and CoLA-layout task of the tiny example.
 
 Why generated: the embedded default must run with nothing downloaded, and text
 written for this project keeps the repository free of third-party corpora.
@@ -7,8 +7,8 @@ The text is not word salad: each document describes one invented place with
 facts drawn from a small world (regions, rivers, trades, animals, years), so
 sentences in a document share a topic (next-sentence prediction has a signal)
 and masked words are predictable from context (the masked-LM loss can fall).
-The MRPC-layout pairs restate or contradict those facts, so a model that learnt
-the corpus has something to transfer.
+The CoLA-layout sentences are this world's sentences, half of them scrambled,
+so a model that learnt the corpus's word order has something to transfer.
 
 Deterministic: the same seed writes the same bytes (a test regenerates and compares).
 Run: .venv/bin/python -P scripts/make-tiny-dataset.py [OUT_DIR]   (default examples/tiny)
@@ -24,7 +24,7 @@ from pathlib import Path
 SEED = 20261126
 VOCAB_SIZE = 512
 DOCS = 480
-PAIRS_TRAIN, PAIRS_DEV = 1200, 300
+SENTENCES_TRAIN, SENTENCES_DEV = 2000, 400
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 SYLLABLES = "ka lo mir tan vel dor su ren ba thal quin ost mar el ria fen gor lin pa sto ver dun ash cor".split()
@@ -53,7 +53,7 @@ def facts(rng: random.Random, name: str) -> dict[str, str]:
     }
 
 
-# Sentences about one place; {x} are its facts. Several wordings per fact, for the MRPC pairs too.
+# Sentences about one place; {x} are its facts. Several wordings per fact.
 STATEMENTS: dict[str, list[str]] = {
     "region": ["{name} is a town in {region}.", "{name} lies in {region}.", "The town of {name} is found in {region}."],
     "river": ["It stands on the banks of the {river}.", "The {river} flows through {name}.",
@@ -99,24 +99,28 @@ def wiki_file(docs: list[tuple[dict[str, str], list[str]]], first_id: int) -> st
     return "".join(out)
 
 
-def pairs(rng: random.Random, places: list[dict[str, str]], count: int, first_id: int) -> list[str]:
-    """MRPC rows: 1 when both sentences state the same fact of the same place in other words, else 0."""
-    rows = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+def cola_rows(rng: random.Random, places: list[dict[str, str]], count: int, source: str) -> list[str]:
+    """CoLA rows (source, label, original label, sentence): 1 for a sentence of this world, 0 for a scrambled one.
+
+    Three in four bad sentences are shuffled throughout, one in four has two neighbouring words
+    swapped: only word order tells, which a model that learnt the corpus's word order can judge.
+    """
+    rows = []
     for i in range(count):
         fact = rng.choice(places)
-        key = rng.choice(list(STATEMENTS))
-        first, second = rng.sample(STATEMENTS[key], 2)
-        same = i % 2 == 0
-        other = dict(fact)
-        if not same:  # the same wording pattern about a different value: only meaning tells them apart
-            source = rng.choice([p for p in places if p[key] != fact[key]])
-            other[key] = source[key]
-            if key == "year":
-                other["founders"] = source["founders"]
-            if key == "festival":
-                other["season"] = source["season"]
-        rows.append(f"{int(same)}\t{first_id + 2 * i}\t{first_id + 2 * i + 1}\t{sentence(first, fact)}\t"
-                    f"{sentence(second, other)}")
+        text = sentence(rng.choice(STATEMENTS[rng.choice(list(STATEMENTS))]), fact)
+        good = i % 2 == 0
+        if not good:
+            words = text.rstrip(".").split(" ")
+            while " ".join(words) == text.rstrip("."):
+                if i % 8 != 7:
+                    rng.shuffle(words)
+                else:
+                    k = rng.randrange(len(words) - 1)
+                    words[k], words[k + 1] = words[k + 1], words[k]
+            text = " ".join(words) + "."
+            text = text[0].upper() + text[1:]
+        rows.append(f"{source}\t{int(good)}\t{'' if good else '*'}\t{text}")
     return rows
 
 
@@ -170,15 +174,15 @@ def main(out_dir: str = "examples/tiny") -> int:
         chunk = docs[index * per_file:(index + 1) * per_file]
         (corpus / f"wiki_{index:02d}").write_text(wiki_file(chunk, index * per_file), encoding="utf-8")
 
-    mrpc = out / "MRPC"
-    mrpc.mkdir(parents=True, exist_ok=True)
-    train_places, dev_places = places[: DOCS * 3 // 4], places[DOCS * 3 // 4:]
-    (mrpc / "train.tsv").write_text("\n".join(pairs(rng, train_places, PAIRS_TRAIN, 1000)) + "\n", encoding="utf-8")
-    (mrpc / "dev.tsv").write_text("\n".join(pairs(rng, dev_places, PAIRS_DEV, 900000)) + "\n", encoding="utf-8")
+    cola = out / "CoLA"
+    cola.mkdir(parents=True, exist_ok=True)
+    train_places, dev_places = places[: DOCS * 3 // 4], places[DOCS * 3 // 4:]  # dev names are unseen in training
+    (cola / "train.tsv").write_text("\n".join(cola_rows(rng, train_places, SENTENCES_TRAIN, "tiny")) + "\n", encoding="utf-8")
+    (cola / "dev.tsv").write_text("\n".join(cola_rows(rng, dev_places, SENTENCES_DEV, "tiny")) + "\n", encoding="utf-8")
 
-    texts = [" ".join(lines) for _, lines in docs] + [row for row in (mrpc / "train.tsv").read_text().splitlines()[1:]]
+    texts = [" ".join(lines) for _, lines in docs]
     (out / "vocab.txt").write_text("\n".join(build_vocab(texts)) + "\n", encoding="utf-8")
-    print(f"wrote {out}: {DOCS} documents, {PAIRS_TRAIN}+{PAIRS_DEV} MRPC pairs, vocab of {VOCAB_SIZE}")
+    print(f"wrote {out}: {DOCS} documents, {SENTENCES_TRAIN}+{SENTENCES_DEV} CoLA sentences, vocab of {VOCAB_SIZE}")
     return 0
 
 
