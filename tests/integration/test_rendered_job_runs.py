@@ -26,7 +26,7 @@ pytest.importorskip("tensorflow")
 
 
 def tiny_document() -> dict:
-    document = yaml.safe_load((REPO / "examples" / "bertjob-tiny.yaml").read_text())
+    document = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
     pretrain = document["spec"]["task"]["pretrain"]
     pretrain.update(trainSteps=20, saveCheckpointsSteps=5)
     pretrain["phases"][0].update(warmupSteps=2)

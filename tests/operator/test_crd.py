@@ -75,8 +75,8 @@ def test_every_field_is_described_for_kubectl_explain() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_pass_the_api_servers_schema(path) -> None:
-    document = yaml.safe_load(path.read_text())
-    jsonschema.Draft4Validator(spec_schema()).validate(document)
+    for document in yaml.safe_load_all(path.read_text()):
+        jsonschema.Draft4Validator(spec_schema()).validate(document)
 
 
 def test_api_server_schema_enforces_one_task_and_ranges() -> None:

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
-TINY = yaml.safe_load((REPO / "examples" / "bertjob-tiny.yaml").read_text())
+TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
 NS = "ml-training"
 
 

@@ -22,8 +22,8 @@ def load(path: Path) -> dict:
 
 
 def rendered(path: Path, **settings) -> list[dict]:
-    [job] = parse_text(path.read_text(), path.name)
-    return render_all(job, RenderSettings(**settings))
+    """The MPIJobs of every job in the file (the tiny example has four documents)."""
+    return [mpijob for job in parse_text(path.read_text(), path.name) for mpijob in render_all(job, RenderSettings(**settings))]
 
 
 def example(name: str) -> Path:
@@ -178,7 +178,7 @@ def test_default_pretrain_phase_reads_what_default_prepare_data_writes() -> None
 
 
 def test_custom_model_config_travels_inline_and_cpu_jobs_map_by_slot() -> None:
-    phase1, phase2 = rendered(example("bertjob-tiny.yaml"))
+    phase1, phase2 = rendered(example("tiny-pretrain-s3.yaml"))
     flags = command_flags(phase1)
     assert '"num_hidden_layers":2' in flags["--bert_config_json"]
     assert "--use_xla" not in flags and flags["--precision"] == "fp32"

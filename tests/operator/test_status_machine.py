@@ -70,7 +70,7 @@ def test_events_only_on_transitions() -> None:
 
 
 def tiny_job():
-    return parse_job(yaml.safe_load((REPO / "examples" / "bertjob-tiny.yaml").read_text()))
+    return parse_job(yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text()))
 
 
 def test_progress_percent_spans_all_phases() -> None:
