@@ -97,6 +97,19 @@ def check_trainer_installed(job: BertTrainingJob) -> None:
         )
 
 
+def check_credentials(job: BertTrainingJob, environ: dict[str, str] | os._Environ = os.environ) -> None:
+    """Secrets do not exist locally: the keys a pod would get from them must be in the environment."""
+    for field_path, store in (("spec.dataset", job.spec.dataset), ("spec.output", job.spec.output)):
+        if not (store.uri.startswith("s3://") and store.credentials_secret):
+            continue
+        missing = [name for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not environ.get(name)]
+        if missing:
+            raise LocalSetupError(
+                f"{field_path}.credentialsSecret: on a cluster {', '.join(missing)} come from Secret "
+                f"{store.credentials_secret!r}; for a local run set them in the environment"
+            )
+
+
 def resumable(saved: dict[str, Any]) -> dict[str, Any]:
     """What a rerun keeps of a saved status: everything if it succeeded, else the stages that succeeded."""
     if not saved or saved.get("phase") == "Succeeded":
@@ -178,6 +191,7 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
         display.line(f"{name}: already Succeeded in an earlier run ({job_dir / 'status.json'}); skipped")
         return LocalRun(name, "Succeeded", status, outputs)
     check_trainer_installed(job)
+    check_credentials(job)
     check_inputs(job, volumes)
 
     body = job_body(job, status)

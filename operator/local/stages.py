@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -157,7 +158,7 @@ class LocalStages:
 
     def _execute(self, run: StageRun, command: LocalCommand) -> int:
         with run.log_path.open("a", encoding="utf-8") as log_file:
-            log_file.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} {command.role}: {' '.join(command.argv)}\n")
+            log_file.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} {command.role}: {shlex.join(command.argv)}\n")
             for note in command.notes:
                 log_file.write(f"# note: {note}\n")
             log_file.flush()

@@ -1,0 +1,60 @@
+"""Running `bertjob run --local` as a user does: the installed console script, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import REPO
+
+BERTJOB = str(Path(sys.executable).parent / "bertjob")
+TINY = REPO / "examples" / "bertjob-tiny.yaml"
+TINY_INPUTS = REPO / "examples" / "tiny"
+
+
+def run_local(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([BERTJOB, "run", "--local", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def start_local(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([BERTJOB, "run", "--local", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def statuses(stdout: str) -> dict[str, dict[str, Any]]:
+    """The printed final statuses, by job name."""
+    return {doc["name"]: doc["status"] for doc in yaml.safe_load_all(stdout)}
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def job_yaml(name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
+            "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec}
+
+
+def write_jobs(path: Path, *jobs: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump_all(list(jobs), sort_keys=False))
+    return path
+
+
+def tiny_prepare_spec(output: str = "pvc://work/records", **task: Any) -> dict[str, Any]:
+    """A prepareData spec on the tiny corpus (about 4 s)."""
+    return {
+        "task": {"prepareData": {"maxSeqLength": 64, "maxPredictionsPerSeq": 10, "shards": 4, "testSplit": 25, **task}},
+        "model": {"vocab": "pvc://inputs/vocab.txt"},
+        "resources": {"workers": 1, "gpusPerWorker": 0},
+        "dataset": {"uri": "pvc://inputs/corpus"},
+        "output": {"uri": output},
+    }
+
+
+INPUTS_ANNOTATION = {"local.bertoperator.io/pvc.inputs": str(TINY_INPUTS)}

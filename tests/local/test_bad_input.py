@@ -1,0 +1,124 @@
+"""Bad input to `bertjob run --local`: a clear message naming the field or flag, the right exit code, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bert_operator.local.commands import container_env, launcher_command
+from bert_operator.local.runner import resumable
+from bert_operator.local.volumes import to_local
+from tests.local.helpers import INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, statuses, tiny_prepare_spec, write_jobs
+
+
+def assert_clean_failure(result, code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_missing_file_and_bad_flags(tmp_path: Path) -> None:
+    assert_clean_failure(run_local(str(tmp_path / "nope.yaml"), timeout=60), 2, "nope.yaml: no such file")
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", tiny_prepare_spec(), INPUTS_ANNOTATION))
+    assert_clean_failure(run_local(str(jobs), "--volume", "inputs", timeout=60), 2, "--volume: expected CLAIM=DIR")
+    assert_clean_failure(run_local(str(jobs), "--job", "other", "--workdir", str(tmp_path / "w"), timeout=60), 2,
+                         "--job: no job named other in the file (it has records)")
+    assert_clean_failure(run_local(str(jobs), "--processes", "0", timeout=60), 2, "--processes: must be at least 1")
+
+
+def test_invalid_spec_is_refused_with_its_field_path(tmp_path: Path) -> None:
+    spec = tiny_prepare_spec()
+    spec["task"]["prepareData"]["maxSeqLength"] = 4
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", spec, INPUTS_ANNOTATION))
+    assert_clean_failure(run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60), 2,
+                         "spec.task.prepareData.maxSeqLength")
+    assert not (tmp_path / "w").exists()
+
+
+def test_missing_vocab_names_the_field_the_uri_and_the_local_path(tmp_path: Path) -> None:
+    spec = tiny_prepare_spec()
+    spec["model"]["vocab"] = "pvc://inputs/no-such-vocab.txt"
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", spec, INPUTS_ANNOTATION))
+    result = run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60)
+    assert_clean_failure(result, 2, "spec.model.vocab: pvc://inputs/no-such-vocab.txt is "
+                         f"{TINY_INPUTS / 'no-such-vocab.txt'} locally (metadata.annotations[local.bertoperator.io/pvc.inputs])")
+    assert not (tmp_path / "w").exists()  # nothing started, nothing half-created
+
+
+def test_unmapped_claim_says_how_to_map_it(tmp_path: Path) -> None:
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", tiny_prepare_spec()))  # no annotation for claim inputs
+    assert_clean_failure(run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60), 2,
+                         "spec.dataset.uri: pvc://inputs/corpus is", "set it with --volume inputs=DIR")
+    ok = run_local(str(jobs), "--workdir", str(tmp_path / "w"), "--volume", f"inputs={TINY_INPUTS}")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_a_file_that_is_not_a_vocab_fails_the_stage_with_the_trainers_message(tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs"
+    (inputs / "corpus").mkdir(parents=True)
+    (inputs / "corpus" / "book.txt").write_text((TINY_INPUTS / "corpus" / "wiki_00").read_text())
+    (inputs / "vocab.txt").write_text("hello\nworld\n")
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", tiny_prepare_spec(), {"local.bertoperator.io/pvc.inputs": "inputs"}))
+    result = run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=120)
+    assert result.returncode == 1, result.stderr
+    status = statuses(result.stdout)["records"]
+    failed = condition(status, "Failed")
+    assert status["phase"] == "Failed" and failed["status"] == "True"
+    assert "--vocab_file" in failed["message"] and "records-prepare.log" in failed["message"]
+    assert "Warning Failed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_changed_spec_is_refused_until_fresh(tmp_path: Path) -> None:
+    jobs = tmp_path / "j.yaml"
+    write_jobs(jobs, job_yaml("records", tiny_prepare_spec(), INPUTS_ANNOTATION))
+    assert run_local(str(jobs), "--workdir", str(tmp_path / "w")).returncode == 0
+    write_jobs(jobs, job_yaml("records", tiny_prepare_spec(dupeFactor=2), INPUTS_ANNOTATION))
+    assert_clean_failure(run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60), 2,
+                         "records: the spec changed since the run saved in", "Run with --fresh")
+    fresh = run_local(str(jobs), "--workdir", str(tmp_path / "w"), "--fresh")
+    assert fresh.returncode == 0 and statuses(fresh.stdout)["records"]["phase"] == "Succeeded"
+
+
+# ---------------------------------------------------------------- the pieces, directly
+
+
+def test_mount_paths_map_to_folders_on_path_boundaries() -> None:
+    mounts = [("/mnt/pvc/data-big", Path("/b")), ("/mnt/pvc/data", Path("/a")), ("/data", Path("/synced"))]
+    assert to_local("/mnt/pvc/data/x/y", mounts) == "/a/x/y"
+    assert to_local("/mnt/pvc/data-big/z", mounts) == "/b/z"
+    assert to_local("/mnt/pvc/data", mounts) == "/a"
+    assert to_local("/database", mounts) == "/database"  # a prefix of a name is not a path prefix
+    assert to_local("s3://bucket/data", mounts) == "s3://bucket/data"
+
+
+def test_secret_keys_come_from_the_environment_and_local_endpoints_win() -> None:
+    container = {"env": [
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "keys", "key": "AWS_ACCESS_KEY_ID"}}},
+        {"name": "AWS_ENDPOINT_URL_S3", "value": "http://minio.minio.svc:9000"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]}
+    env = container_env(container, {"AWS_ACCESS_KEY_ID": "k", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"})
+    assert env["AWS_ACCESS_KEY_ID"] == "k" and "AWS_ENDPOINT_URL_S3" not in env and env["PYTHONUNBUFFERED"] == "1"
+    assert container_env(container, {"AWS_ACCESS_KEY_ID": "k"})["AWS_ENDPOINT_URL_S3"] == "http://minio.minio.svc:9000"
+    with pytest.raises(ValueError, match="AWS_ACCESS_KEY_ID: on a cluster it comes from Secret 'keys'"):
+        container_env(container, {})
+
+
+def test_several_processes_need_mpirun_and_say_so() -> None:
+    mpijob = {"spec": {"mpiReplicaSpecs": {"Launcher": {"template": {"spec": {"containers": [{
+        "command": ["mpirun", "--allow-run-as-root", "-np", "8", "python", "-m", "bert_trainer", "glue", "--horovod"],
+    }]}}}}}}
+    with pytest.raises(ValueError, match="8 processes need mpirun"):
+        launcher_command(mpijob, [], environ={"PATH": "/nonexistent"})
+    one = launcher_command(mpijob, [], processes=1, environ={"PATH": "/nonexistent"})
+    assert one.argv[1:5] == ["-P", "-m", "bert_trainer", "glue"]
+
+
+def test_a_rerun_keeps_only_succeeded_stages() -> None:
+    saved = {"phase": "Failed", "currentStage": "phase2", "completionTime": "t", "acceptedSpec": {"a": 1},
+             "stages": [{"name": "phase1", "phase": "Succeeded"}, {"name": "phase2", "phase": "Failed"}]}
+    assert resumable(saved) == {"acceptedSpec": {"a": 1}, "stages": [{"name": "phase1", "phase": "Succeeded"}]}
+    done = {"phase": "Succeeded", "stages": []}
+    assert resumable(done) is done

@@ -1,0 +1,103 @@
+"""The README's main job: `bertjob run --local examples/bertjob-tiny.yaml`, end to end (about 90 s on 2 cores).
+
+prepareData (two sequence lengths) -> two-phase pretraining -> CoLA fine-tuning, through the
+operator's reconciler, with the trainer's command lines exactly as the MPIJobs carry them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+
+from bert_operator.api import parse_text
+from bert_operator.local.volumes import to_local
+from bert_operator.render import render_all
+from tests.local.helpers import TINY, TINY_INPUTS, condition, run_local, statuses
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("tiny") / "runs"
+    started = time.monotonic()
+    result = run_local(str(TINY), "--workdir", str(workdir))
+    return result, workdir, time.monotonic() - started
+
+
+def test_all_four_jobs_succeed_with_the_operators_status(tiny_run) -> None:
+    result, workdir, seconds = tiny_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = statuses(result.stdout)
+    assert list(found) == ["tiny-data-seq64", "tiny-data-seq128", "tiny-pretrain", "tiny-cola"]
+    for name, status in found.items():
+        assert status["phase"] == "Succeeded", (name, status)
+        assert condition(status, "Valid")["status"] == "True"
+        assert condition(status, "Succeeded")["reason"] == "MPIJobSucceeded"
+        assert condition(status, "ProgressAvailable")["status"] == "True"
+        assert status["progress"]["percent"] == 100
+        assert "acceptedSpec" not in status  # printed without the echoed spec
+        saved = json.loads((workdir / "default" / name / "status.json").read_text())
+        assert {k: v for k, v in saved.items() if k != "acceptedSpec"} == status
+    assert [s["name"] for s in found["tiny-pretrain"]["stages"]] == ["phase1", "phase2"]
+    assert seconds < 300, f"the embedded default must run in under 5 minutes, took {seconds:.0f} s"
+
+
+def test_data_preparation_wrote_records_for_both_phases(tiny_run) -> None:
+    result, workdir, _ = tiny_run
+    found = statuses(result.stdout)
+    for name in ("tiny-data-seq64", "tiny-data-seq128"):
+        results = found[name]["results"]
+        assert results["documents"] == 480 and results["instances"] > 1000
+    records = workdir / "volumes" / "bert-tiny" / "records"
+    for folder in records.iterdir():
+        assert len(list((folder / "books_wiki_en_corpus" / "training").iterdir())) > 0
+
+
+def test_pretraining_learns_and_writes_everything_a_user_looks_at(tiny_run) -> None:
+    result, workdir, _ = tiny_run
+    results = statuses(result.stdout)["tiny-pretrain"]["results"]
+    assert results["evalMlmAccuracy"] > 0.08  # chance over a 512-token vocab is 0.002
+    out = workdir / "volumes" / "bert-tiny" / "pretrain"
+    history = json.loads((out / "phase1" / "history.json").read_text())
+    assert history[0][1] - history[-1][1] > 1.0, "masked-LM + NSP loss falls by more than 1 nat in phase 1"
+    for phase, steps in (("phase1", 540), ("phase2", 60)):
+        assert (out / phase / "checkpoints" / f"ckpt-{steps}.index").exists()
+        assert (out / phase / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert list((out / phase / "tensorboard").glob("events.out.tfevents.*"))
+        assert json.loads((out / phase / "results.json").read_text())["steps"] == steps
+    phase2_log = (workdir / "default" / "tiny-pretrain" / "tiny-pretrain-phase2.log").read_text()
+    assert f"source={out / 'phase1' / 'checkpoints' / 'ckpt-540'}" in phase2_log  # phase 2 starts from phase 1
+
+
+def test_fine_tuning_reports_its_metric(tiny_run) -> None:
+    result, workdir, _ = tiny_run
+    results = statuses(result.stdout)["tiny-cola"]["results"]
+    assert results["task"] == "CoLA" and -1.0 <= results["dev"]["mcc"] <= 1.0
+    assert (workdir / "volumes" / "bert-tiny" / "cola" / "glue" / "results.json").exists()  # <output>/<stage>/
+
+
+def test_each_stage_ran_the_rendered_launcher_command_with_volumes_bound(tiny_run) -> None:
+    """A local run's argv is the MPIJob's, with only mount paths and the interpreter swapped."""
+    _, workdir, _ = tiny_run
+    mounts = [("/mnt/pvc/bert-tiny-inputs", TINY_INPUTS), ("/mnt/pvc/bert-tiny", workdir.resolve() / "volumes" / "bert-tiny")]
+    for job in parse_text(TINY.read_text(), TINY.name):
+        for mpijob in render_all(job):
+            command = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+            rendered = [to_local(arg, mounts) for arg in command[command.index("bert_trainer") + 1:]]
+            log = workdir / "default" / job.metadata.name / f"{mpijob['metadata']['name']}.log"
+            header = next(line for line in log.read_text().splitlines() if " launcher: " in line)
+            ran = shlex.split(header.split(" launcher: ", 1)[1])
+            assert ran[ran.index("bert_trainer") + 1:] == [a for a in rendered if a != "--horovod" or "--horovod" in ran]
+
+
+def test_a_second_run_skips_what_succeeded(tiny_run) -> None:
+    _, workdir, _ = tiny_run
+    again = run_local(str(TINY), "--workdir", str(workdir), timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already Succeeded in an earlier run") == 4
+    assert all(status["phase"] == "Succeeded" for status in statuses(again.stdout).values())
