@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = parse_text(_read(args.file), args.file)
     options = LocalOptions(
         workdir=Path(args.workdir), yaml_dir=Path(args.file).resolve().parent if args.file != "-" else Path.cwd(),
-        volumes=dict(args.volume), processes=args.processes, fresh=args.fresh, only=tuple(args.job), image=args.image,
+        volumes=dict(args.volume), processes=args.processes, fresh=args.fresh, only=tuple(args.job),
     )
     try:
         code, runs = run_jobs(jobs, options)
@@ -135,7 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ranks to start (default: the job's workers x GPUs); above 1 runs mpirun on localhost")
     run.add_argument("--job", action="append", default=[], metavar="NAME", help="run only this job of the file (repeatable)")
     run.add_argument("--fresh", action="store_true", help="forget saved status (a changed spec needs it); checkpoints stay")
-    run.add_argument("--image", default=DEFAULT_TRAINER_IMAGE, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     operator = sub.add_parser("operator", help="run the operator against the cluster in KUBECONFIG or in-cluster")
@@ -164,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:  # outside run --local's own handling (which records the interruption first)
+        print("bertjob: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

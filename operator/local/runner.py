@@ -56,7 +56,6 @@ class LocalOptions:
     processes: int | None = None
     fresh: bool = False
     only: tuple[str, ...] = ()
-    image: str = ""
 
 
 @dataclass
@@ -196,26 +195,32 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
 
     body = job_body(job, status)
     stages = LocalStages(job_dir, volumes, body["status"], processes=options.processes)
-    reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings(default_image=options.image or RenderSettings().default_image))
+    # Default render settings: the image is not used locally, and progress comes from the report files, not a URL.
+    reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings())
     reports = ReportReader(job, volumes)
     display.start(name)
     started = time.monotonic()
     reconciler.reconcile(body)
     interrupted = False
-    while body["status"].get("phase") not in (*TERMINAL_PHASES, "Suspended"):
-        if interrupt.requested.is_set() and not interrupted:
-            interrupted = True
-            display.line(f"{name}: stopping (the trainer saves a checkpoint first; Ctrl-C again to abandon it)")
-            stages.stop()
-        stages.changed.wait(POLL_SECONDS)
-        stages.changed.clear()
-        current = body["status"].get("currentStage")
-        patch = reports.fold(body["status"], current) if current else None
-        if patch:
-            stages.patch_job_status(job.metadata.namespace, name, patch)
-            body["status"] = {**body["status"], **patch}
+    try:
+        while body["status"].get("phase") not in (*TERMINAL_PHASES, "Suspended"):
+            if interrupt.requested.is_set() and not interrupted:
+                interrupted = True
+                display.line(f"{name}: stopping (the trainer saves a checkpoint first; Ctrl-C again to abandon it)")
+                stages.stop()
+            stages.changed.wait(POLL_SECONDS)
+            stages.changed.clear()
+            current = body["status"].get("currentStage")
+            patch = reports.fold(body["status"], current) if current else None
+            if patch:
+                stages.patch_job_status(job.metadata.namespace, name, patch)
+                body["status"] = {**body["status"], **patch}
+            reconciler.reconcile(body)
+            display.progress(body["status"])
+    except KeyboardInterrupt:  # the second Ctrl-C: kill now, record it
+        interrupted = True
+        stages.kill()
         reconciler.reconcile(body)
-        display.progress(body["status"])
     display.progress(body["status"])
     display.close()
     phase = body["status"]["phase"]

@@ -21,9 +21,9 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..reconcile import utc_now
 from .commands import LocalCommand, launcher_command, sync_commands
@@ -45,19 +45,17 @@ class StageRun:
     process: subprocess.Popen | None = None
     thread: threading.Thread | None = None
     stopping: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class LocalStages:
     """Runs the MPIJobs the reconciler creates; keeps the job's status in `<job_dir>/status.json`."""
 
     def __init__(self, job_dir: Path, volumes: VolumeMap, status: dict[str, Any], *,
-                 processes: int | None = None, on_change: Callable[[], None] | None = None) -> None:
+                 processes: int | None = None) -> None:
         self.job_dir = job_dir
         self.volumes = volumes
         self.status = status
         self.processes = processes
-        self.on_change = on_change or (lambda: None)
         self.runs: dict[str, StageRun] = {}
         self.lock = threading.Lock()
         self.changed = threading.Event()
@@ -128,7 +126,6 @@ class LocalStages:
             if kind in ("Succeeded", "Failed"):
                 status["completionTime"] = now
         self.changed.set()
-        self.on_change()
 
     def _start(self, run: StageRun) -> None:
         run.thread = threading.Thread(target=self._run, args=(run,), daemon=True, name=run.mpijob["metadata"]["name"])
@@ -188,6 +185,18 @@ class LocalStages:
             message = ("stopped on request; run again to resume from the last checkpoint" if phase == "Failed"
                        else "runPolicy.suspend is true; nothing runs")
             self._condition(run, phase, reason, message)
+
+
+    def kill(self) -> None:
+        """SIGKILL every running stage at once (a second Ctrl-C): no checkpoint, the periodic ones stay."""
+        for run in self.running():
+            run.stopping = True
+            if run.process is not None and run.process.poll() is None:
+                _signal_group(run.process, signal.SIGKILL)
+                run.process.wait()
+            if run.thread is not None:
+                run.thread.join()
+            self._condition(run, "Failed", REASON_INTERRUPTED, "killed on a second Ctrl-C; run again to resume from the last periodic checkpoint")
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:

@@ -75,3 +75,20 @@ def test_ctrl_c_checkpoints_and_the_next_run_resumes(tmp_path: Path) -> None:
     final = statuses(resumed.stdout)["pretrain"]
     assert final["phase"] == "Succeeded" and final["results"]["steps"] == STEPS
     assert condition(final, "Failed")["status"] == "False"  # the interruption stays in the history, no longer true
+
+
+def test_a_second_ctrl_c_kills_at_once_and_says_so(tmp_path: Path) -> None:
+    spec = pretrain_spec()
+    spec["task"]["pretrain"]["saveCheckpointsSteps"] = 5
+    jobs = write_jobs(tmp_path / "jobs.yaml", job_yaml("records", tiny_prepare_spec(), INPUTS_ANNOTATION),
+                      job_yaml("pretrain", spec, INPUTS_ANNOTATION))
+    workdir = tmp_path / "runs"
+    process = start_local(str(jobs), "--workdir", str(workdir))
+    wait_for_step(workdir / "volumes" / "work" / "pretrain" / "phase1" / "progress.json", 10, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    failed = condition(statuses(stdout)["pretrain"], "Failed")
+    assert failed["reason"] == "Interrupted" and "killed on a second Ctrl-C" in failed["message"]
