@@ -23,6 +23,8 @@ def run(settings: OperatorSettings) -> None:
     kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=False, verbose=False, debug=debug, quiet=not debug)
     logging.getLogger("bert_operator").setLevel(logging.DEBUG if debug else logging.INFO)
     runtime = Runtime.build(settings)
+    if settings.webhook_port:
+        handlers.register_webhook()
     asyncio.run(kopf.operator(
         standalone=True,
         clusterwide=not settings.namespaces,
