@@ -82,7 +82,8 @@ def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
         runtime.reconciler.reconcile(job, observed=plain(body))
 
 
-def register_webhook() -> None:
+def register_webhook(registry: kopf.OperatorRegistry | None = None) -> None:
     """The validating admission handler, registered only when the webhook is served (kopf refuses
     admission handlers without a server). Status writes (the /status subresource) are not validated."""
-    kopf.on.validate(API_GROUP, API_VERSION, PLURAL, id=webhook.HANDLER_ID, operations=["CREATE", "UPDATE"])(webhook.validate_job)
+    kopf.on.validate(API_GROUP, API_VERSION, PLURAL, id=webhook.HANDLER_ID, operations=["CREATE", "UPDATE"],
+                     registry=registry)(webhook.validate_job)
