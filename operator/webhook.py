@@ -14,6 +14,7 @@ only serves HTTPS with the mounted `tls.crt`/`tls.key` (re-read when renewed).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +27,8 @@ HANDLER_ID = "validate-berttrainingjob"
 PATH = f"/{HANDLER_ID}"
 #: 422 Unprocessable Entity, the code the API server itself uses for invalid objects.
 INVALID_CODE = 422
+
+log = logging.getLogger(__name__)
 
 
 def verdict(body: Mapping[str, Any]) -> str | None:
@@ -41,6 +44,8 @@ def validate_job(body: Mapping[str, Any], **_: Any) -> None:
     """kopf validating handler: refuse an invalid job with every field error."""
     problems = verdict(body)
     if problems is not None:
+        meta = body.get("metadata") or {}
+        log.info("admission refused job=%s/%s problems=%d", meta.get("namespace"), meta.get("name"), len(problems.splitlines()))
         raise kopf.AdmissionError(problems, code=INVALID_CODE)
 
 
@@ -51,6 +56,17 @@ def server(port: int, cert_dir: str, file_check_interval: float = 60.0) -> kopf.
         addr="0.0.0.0", port=port, certfile=str(directory / "tls.crt"), pkeyfile=str(directory / "tls.key"),
         file_check_interval=file_check_interval,
     )
+
+
+class RefusalsAreNotErrors(logging.Filter):
+    """kopf logs every refused admission as an ERROR ("... failed permanently"); a user's invalid
+    `kubectl apply` is not an operator error. Such records become INFO (seen with BERTOP_DEBUG=1)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.getMessage().startswith(f"Webhook {HANDLER_ID!r} failed permanently"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
 
 
 def _plain(value: Any) -> Any:

@@ -173,6 +173,11 @@ def test_webhook_over_https_admits_a_good_job_and_rejects_a_bad_one_with_the_cli
     changed["spec"]["task"]["squad"]["docStride"] = 4096
     update = served.review(changed, operation="UPDATE", old=named(SQUAD, "good-1"))
     assert update["allowed"] is False and update["status"]["message"].splitlines() == cli_lines(tmp_path, changed)
+    # A user's invalid apply is logged as information, not as an operator error.
+    log = [json.loads(line) for line in served.operator.output().splitlines() if line.startswith("{")]
+    assert [e["message"] for e in log if "admission refused" in e["message"]] == [
+        "admission refused job=rbac-ns/bad-1 problems=2", "admission refused job=rbac-ns/good-1 problems=1"]
+    assert not [e for e in log if e.get("severity") == "error"], served.operator.output()
 
 
 def used_verbs(requests: list[kmock.Request]) -> set[tuple[str, str, str]]:
