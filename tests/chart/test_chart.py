@@ -9,6 +9,7 @@ from typing import Any
 
 import helm_python
 import kubernetes_validate
+from cryptography import x509
 import pytest
 import yaml
 
@@ -182,14 +183,18 @@ def test_helm_generated_certificate_is_signed_by_the_ca_bundle_for_the_service_n
     assert hook["namespaceSelector"] == {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["ml-training"]}]}
     ca = base64.b64decode(hook["clientConfig"]["caBundle"])
     assert ca == base64.b64decode(secret["data"]["ca.crt"]) and secret["type"] == "kubernetes.io/tls"
-    (tmp_path / "tls.crt").write_bytes(base64.b64decode(secret["data"]["tls.crt"]))
-    (tmp_path / "tls.key").write_bytes(base64.b64decode(secret["data"]["tls.key"]))
+    pem, key = base64.b64decode(secret["data"]["tls.crt"]), base64.b64decode(secret["data"]["tls.key"])
+    (tmp_path / "tls.crt").write_bytes(pem)
+    (tmp_path / "tls.key").write_bytes(key)
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")  # key matches certificate
-    decoded = ssl._ssl._test_decode_cert(str(tmp_path / "tls.crt"))  # noqa: SLF001 (standard library's PEM decoder)
-    assert {("DNS", "bert-operator.bert-operator.svc")} <= set(decoded["subjectAltName"])
-    issuer = dict(pair[0] for pair in decoded["issuer"])
-    assert issuer["commonName"] == "bert-operator-webhook-ca"
+    server.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")  # the key is the certificate's
+    certificate, authority = x509.load_pem_x509_certificate(pem), x509.load_pem_x509_certificate(ca)
+    certificate.verify_directly_issued_by(authority)  # signed by the caBundle's CA
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert "bert-operator.bert-operator.svc" in names
+    assert authority.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    days = (certificate.not_valid_after_utc - certificate.not_valid_before_utc).days
+    assert 3649 <= days <= 3650  # webhook.helm.validityDays
     # The HTTPS handshake against the chain is exercised in test_operator_access.py.
 
 
