@@ -204,6 +204,7 @@ def test_helm_generated_certificate_is_signed_by_the_ca_bundle_for_the_service_n
     ({"replicas": 3}, "replicas"),
     ({"metrics": {"port": 70000}}, "port"),
     ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
+    ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),
 ])
 def test_values_schema_refuses_bad_values(bad: dict[str, Any], where: str) -> None:
     with pytest.raises(helm_python.HelmError) as caught:
