@@ -233,10 +233,13 @@ def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) 
     cluster.apply_job(bad_job(), uid="uid-bad-1")
     cluster.wait(lambda: status("bad-1").get("phase") == "Failed", what="Failed")
     cluster.wait(lambda: status("adopt-1").get("phase") == "Pending", what="adopted")
-    time.sleep(2.5)  # two resync periods
 
     async def recorded() -> list[kmock.Request]:
         return list(cluster.emulator._requests)
+
+    cluster.wait(lambda: any(r.name == "ghost-1" and r.resource and r.resource.plural == "berttrainingjobs"
+                             for r in cluster.call(recorded)), what="the operator reading the unseen job")
+    time.sleep(2.5)  # two resync periods
 
     requests = [r for r in cluster.call(recorded) if str((r.headers or {}).get("User-Agent", "")).startswith(OPERATOR_AGENTS)]
     discovery = [r for r in requests if r.resource is None or not r.resource.plural]
