@@ -24,6 +24,7 @@ import kmock
 import pytest
 import yaml
 
+from tests.chart.namespaces_proxy import NamespacesProxy
 from tests.chart.render import kind, objects
 from tests.conftest import REPO, free_port
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
@@ -91,30 +92,36 @@ def chart_certificates(directory: Path) -> Path:
     return ca
 
 
+def prepare(cluster: EmulatedCluster) -> None:
+    """What a real API server has that the emulator needs told: CRDs as a resource, TokenReview answers."""
+    async def declare() -> None:
+        # A real API server serves CRDs; kopf lists and watches them to notice resources installed later.
+        cluster.emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
+            kind="CustomResourceDefinition", singular="customresourcedefinition", namespaced=False,
+            verbs={"list", "watch", "get", "create"})
+
+        def answer_review() -> dict[str, Any]:
+            del cluster.emulator.objects["authentication.k8s.io/v1/tokenreviews", None, None]  # never stored by a real API server
+            return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "spec": {"token": "t", "audiences": ["bert-operator"]}, "status": {
+                        "authenticated": True, "audiences": ["bert-operator"],
+                        "user": {"username": f"system:serviceaccount:{NS}:default",
+                                 "extra": {"authentication.kubernetes.io/pod-name": ["access-1-phase1-worker-0"]}}}}
+
+        cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
+
+    cluster.call(declare)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Cluster-wide operator with the webhook on."""
     workdir = tmp_path_factory.mktemp("access")
     certs = workdir / "certs"
     certs.mkdir()
     ca = chart_certificates(certs)
     with EmulatedCluster(workdir) as cluster:
-        async def declare() -> None:
-            # A real API server serves CRDs; kopf lists and watches them to notice resources installed later.
-            cluster.emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
-                kind="CustomResourceDefinition", singular="customresourcedefinition", namespaced=False,
-                verbs={"list", "watch", "get", "create"})
-
-            def answer_review() -> dict[str, Any]:
-                del cluster.emulator.objects["authentication.k8s.io/v1/tokenreviews", None, None]  # never stored by a real API server
-                return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                        "spec": {"token": "t", "audiences": ["bert-operator"]}, "status": {
-                    "authenticated": True, "audiences": ["bert-operator"],
-                    "user": {"username": f"system:serviceaccount:{NS}:default",
-                             "extra": {"authentication.kubernetes.io/pod-name": ["access-1-phase1-worker-0"]}}}}
-
-            cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
-
-        cluster.call(declare)
+        prepare(cluster)
         port = free_port()
         operator = OperatorProcess(cluster, "--webhook-port", str(port), "--webhook-cert-dir", str(certs), resync_seconds=1.0)
         with operator:
@@ -199,8 +206,8 @@ def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
             for resource in rule["resources"] for verb in rule["verbs"]}
 
 
-def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:
-    cluster, operator = served.cluster, served.operator
+def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.Request]:
+    """Every path of the operator that calls the API; returns the requests it sent (discovery excluded)."""
     status = lambda name: cluster.job(NS, name).get("status") or {}  # noqa: E731
     # An MPIJob left by an earlier operator life (create answers 409; the operator reads it and adopts it).
     leftover = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {
@@ -244,11 +251,54 @@ def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) 
     requests = [r for r in cluster.call(recorded) if str((r.headers or {}).get("User-Agent", "")).startswith(OPERATOR_AGENTS)]
     discovery = [r for r in requests if r.resource is None or not r.resource.plural]
     assert all(r.url.path in ("/api", "/apis", "/api/v1") or r.url.path.startswith("/apis/") for r in discovery)  # non-resource: no RBAC
-    used = used_verbs([r for r in requests if r not in discovery])
+    return [r for r in requests if r not in discovery]
+
+
+#: Paths the scenario must reach, or the comparison below would prove little.
+EXERCISED = {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org", "mpijobs", "patch"),
+             ("kubeflow.org", "mpijobs", "get"), ("bertoperator.io", "berttrainingjobs", "get"), ("", "events", "create")}
+
+
+def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:
+    used = used_verbs(exercise(served.cluster, served.operator))
     [role] = kind(objects(), "ClusterRole")
     rules = granted(role["rules"])
     assert used - rules == set(), f"used but not granted: {sorted(used - rules)}"
     assert rules - used == set(), f"granted but never used: {sorted(rules - used)}"
-    # The scenario did reach the paths the rules exist for.
-    assert {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org", "mpijobs", "patch"),
-            ("bertoperator.io", "berttrainingjobs", "get"), ("", "events", "create")} <= used
+    assert EXERCISED <= used
+
+
+def test_namespaced_mode_uses_only_what_its_roles_grant(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`bertjob operator -n rbac-ns`: kopf lists and watches namespaces (served by a proxy, as the emulator cannot),
+    every namespaced request stays in the watched namespace, and the ClusterRole plus that namespace's Role grant
+    exactly what was used."""
+    with EmulatedCluster(tmp_path_factory.mktemp("namespaced")) as cluster:
+        prepare(cluster)
+        proxy = NamespacesProxy(cluster.url, [NS, "elsewhere"])
+        emulator_url = cluster.url
+
+        async def start() -> str:
+            return await proxy.start()
+
+        cluster.connect(cluster.call(start))
+        try:
+            with OperatorProcess(cluster, "-n", NS, resync_seconds=1.0) as operator:
+                requests = exercise(cluster, operator)
+        finally:
+            cluster.call(proxy.stop)
+            cluster.url = emulator_url
+    outside = [f"{r.method} {r.url.path}" for r in requests if r.namespace not in (NS, None)]
+    assert outside == []
+    cluster_wide = {f"{r.method} {r.url.path}" for r in requests if r.namespace is None
+                    and r.resource.plural not in ("customresourcedefinitions", "tokenreviews")}
+    assert cluster_wide == set(), "namespaced mode must not list or watch job resources cluster-wide"
+    used = used_verbs(requests) | {("", "namespaces", verb) for agent, verb in proxy.answered if agent.startswith(OPERATOR_AGENTS)}
+    assert {("", "namespaces", "list"), ("", "namespaces", "watch")} <= used  # kopf follows the watched namespace
+    rendered = objects({"watchNamespaces": [NS]})
+    [cluster_role] = kind(rendered, "ClusterRole")
+    [role] = kind(rendered, "Role")
+    assert role["metadata"]["namespace"] == NS
+    rules = granted(cluster_role["rules"]) | granted(role["rules"])
+    assert used - rules == set(), f"used but not granted: {sorted(used - rules)}"
+    assert rules - used == set(), f"granted but never used: {sorted(rules - used)}"
+    assert EXERCISED <= used
