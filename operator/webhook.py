@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import kopf
 
 from .api import SpecError, parse_job
+from .runtime import plain
 
 #: kopf serves each admission handler at /<handler id>; the chart's webhook configuration points there.
 HANDLER_ID = "validate-berttrainingjob"
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 def verdict(body: Mapping[str, Any]) -> str | None:
     """None if `body` is a valid BertTrainingJob, else one `path: message` line per problem."""
     try:
-        parse_job(_plain(body))
+        parse_job(plain(body))
     except SpecError as exc:
         return exc.render()
     return None
@@ -68,10 +69,3 @@ class RefusalsAreNotErrors(logging.Filter):
             return logging.getLogger().isEnabledFor(logging.INFO)
         return True
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
