@@ -119,6 +119,8 @@ def test_deployment_is_one_hardened_replica_with_probe_ports_and_requests() -> N
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     assert operator["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert operator["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert container(objects(VALUE_SETS["webhook-cert-manager"]))["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
     assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {"healthz": 8080, "progress": 8081, "metrics": 9090}
     assert operator["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
     assert operator["args"] == ["operator", "--liveness-port=8080", "--metrics-port=9090", "--progress-port=8081"]
