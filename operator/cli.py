@@ -101,7 +101,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         namespaces=tuple(n for spec in args.namespace for n in spec.split(",") if n),
         trainer_image=args.trainer_image, kubeconfig=args.kubeconfig, liveness_port=args.liveness_port,
         metrics_port=args.metrics_port, progress_port=args.progress_port, progress_url=args.progress_url,
-        resync_seconds=args.resync_seconds,
+        resync_seconds=args.resync_seconds, webhook_port=args.webhook_port, webhook_cert_dir=args.webhook_cert_dir,
     )
     run(settings)
     return EXIT_OK
@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--progress-port", type=int, default=8081, help="trainer progress endpoint")
     operator.add_argument("--progress-url", default=None, help="URL pods reach the progress endpoint at; env BERTOP_PROGRESS_URL")
     operator.add_argument("--resync-seconds", type=float, default=None, help="safety-net resync period (default 60)")
+    operator.add_argument("--webhook-port", type=int, default=None,
+                          help="serve the validating admission webhook (HTTPS) on this port (default 0: off); env BERTOP_WEBHOOK_PORT")
+    operator.add_argument("--webhook-cert-dir", default=None,
+                          help="folder with the webhook's tls.crt and tls.key; env BERTOP_WEBHOOK_CERT_DIR")
     operator.set_defaults(func=cmd_operator)
     return parser
 

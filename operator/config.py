@@ -21,6 +21,10 @@ class OperatorSettings:
     #: URL pods use to reach the progress endpoint (the operator's Service).
     progress_url: str | None = None
     resync_seconds: float = 60.0
+    #: validating webhook (HTTPS) port; 0: no webhook (the operator still validates every job)
+    webhook_port: int = 0
+    #: folder holding tls.crt and tls.key for the webhook (a mounted kubernetes.io/tls Secret)
+    webhook_cert_dir: str = "/etc/bert-operator/webhook"
     progress_stale_seconds: float = 600.0
     workers: int = 16
     extra: dict[str, str] = field(default_factory=dict)
@@ -33,6 +37,8 @@ class OperatorSettings:
             "trainer_image": env.get("BERTOP_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE),
             "progress_url": env.get("BERTOP_PROGRESS_URL") or None,
             "resync_seconds": float(env.get("BERTOP_RESYNC_SECONDS", 60)),
+            "webhook_port": int(env.get("BERTOP_WEBHOOK_PORT", 0)),
+            "webhook_cert_dir": env.get("BERTOP_WEBHOOK_CERT_DIR", "/etc/bert-operator/webhook"),
             "progress_stale_seconds": float(env.get("BERTOP_PROGRESS_STALE_SECONDS", 600)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ()})

@@ -16,6 +16,7 @@ import kopf
 import prometheus_client
 from aiohttp import web
 
+from . import webhook
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
 from .render.values import JOB_NAME_LABEL
@@ -32,6 +33,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.execution.max_workers = runtime.settings.workers
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = 1.0
+    if runtime.settings.webhook_port:
+        settings.admission.server = webhook.server(runtime.settings.webhook_port, runtime.settings.webhook_cert_dir)
     if runtime.settings.metrics_port:
         prometheus_client.start_http_server(runtime.settings.metrics_port)
     app = web.Application()
@@ -77,3 +80,10 @@ def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
     job = runtime.known(body.metadata.namespace, body.metadata.labels[JOB_NAME_LABEL])
     if job is not None:
         runtime.reconciler.reconcile(job, observed=plain(body))
+
+
+def register_webhook(registry: kopf.OperatorRegistry | None = None) -> None:
+    """The validating admission handler, registered only when the webhook is served (kopf refuses
+    admission handlers without a server). Status writes (the /status subresource) are not validated."""
+    kopf.on.validate(API_GROUP, API_VERSION, PLURAL, id=webhook.HANDLER_ID, operations=["CREATE", "UPDATE"],
+                     registry=registry)(webhook.validate_job)

@@ -8,7 +8,7 @@ import os
 
 import kopf
 
-from . import handlers  # noqa: F401  (registers the handlers)
+from . import handlers, webhook  # handlers registers the kopf handlers on import
 from .config import OperatorSettings
 from .runtime import Runtime
 
@@ -23,6 +23,9 @@ def run(settings: OperatorSettings) -> None:
     kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=False, verbose=False, debug=debug, quiet=not debug)
     logging.getLogger("bert_operator").setLevel(logging.DEBUG if debug else logging.INFO)
     runtime = Runtime.build(settings)
+    if settings.webhook_port:
+        handlers.register_webhook()
+        logging.getLogger("kopf.objects").addFilter(webhook.RefusalsAreNotErrors())
     asyncio.run(kopf.operator(
         standalone=True,
         clusterwide=not settings.namespaces,

@@ -1,0 +1,222 @@
+"""The Helm chart through the real Helm engine: lint, render with several value sets, validate every object."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import ssl
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+from cryptography import x509
+import pytest
+import yaml
+
+from bert_operator.api.crd import crd_yaml
+from bert_operator.render.values import DEFAULT_TRAINER_IMAGE
+from bert_operator.webhook import PATH as WEBHOOK_PATH
+from tests.chart.render import CHART, NAMESPACE, chart, crd_objects, kind, notes, objects
+from tests.chart.test_operator_access import granted
+from tests.conftest import REPO
+from tests.schemas import KUBERNETES_VERSION
+
+#: Kinds Kubernetes' own schemas do not cover (CRDs of other projects); checked by hand below instead.
+FOREIGN_KINDS = {("cert-manager.io/v1", "Certificate"), ("cert-manager.io/v1", "Issuer"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": ["ml-training", "research"]},
+    "webhook-cert-manager": {"webhook": {"enabled": True}},
+    "webhook-own-issuer": {"webhook": {"enabled": True, "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}},
+    "webhook-helm-certs": {"webhook": {"enabled": True, "certificates": "helm"}, "watchNamespaces": ["ml-training"]},
+    "metrics-servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
+    "metrics-off": {"metrics": {"enabled": False}},
+    "everything": {"watchNamespaces": ["a"], "webhook": {"enabled": True}, "metrics": {"serviceMonitor": {"enabled": True}},
+                   "serviceAccount": {"name": "custom-sa", "annotations": {"team": "ml"}}, "debug": True,
+                   "imagePullSecrets": [{"name": "registry"}], "nodeSelector": {"pool": "system"},
+                   "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}], "priorityClassName": "system-cluster-critical"},
+}
+
+
+def deployment(found: list[dict[str, Any]]) -> dict[str, Any]:
+    [found_deployment] = kind(found, "Deployment")
+    return found_deployment
+
+
+def container(found: list[dict[str, Any]]) -> dict[str, Any]:
+    [operator] = deployment(found)["spec"]["template"]["spec"]["containers"]
+    return operator
+
+
+def env(found: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(found)["env"]}
+
+
+@pytest.mark.parametrize("values", [{}, VALUE_SETS["everything"], VALUE_SETS["webhook-helm-certs"]], ids=["defaults", "everything", "helm-certs"])
+def test_lint_has_no_findings(values: dict[str, Any]) -> None:
+    report = helm_python.lint(CHART, values or None, strict=True)
+    assert report["messages"] == [] and report["errors"] == [], report
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_rendered_object_is_valid(name: str) -> None:
+    found = objects(VALUE_SETS[name])
+    assert found, "nothing rendered"
+    for obj in found:
+        where = f"{obj['kind']} {obj['metadata']['name']}"
+        if (obj["apiVersion"], obj["kind"]) in FOREIGN_KINDS:
+            assert obj["metadata"]["namespace"] == NAMESPACE and obj["spec"], where
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{name}: {where}: {exc.message} at {'.'.join(map(str, exc.path))}")
+    for obj in crd_objects():
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_foreign_kinds_have_the_fields_their_operators_require() -> None:
+    found = objects(VALUE_SETS["everything"])
+    [certificate] = kind(found, "Certificate")
+    [issuer] = kind(found, "Issuer")
+    [monitor] = kind(found, "ServiceMonitor")
+    assert certificate["spec"]["secretName"] == "bert-operator-webhook-tls"
+    assert certificate["spec"]["dnsNames"] == ["bert-operator.bert-operator.svc", "bert-operator.bert-operator.svc.cluster.local"]
+    assert certificate["spec"]["issuerRef"] == {"name": "bert-operator-webhook", "kind": "Issuer", "group": "cert-manager.io"}
+    assert issuer["spec"] == {"selfSigned": {}} and issuer["metadata"]["name"] == "bert-operator-webhook"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    [service] = kind(found, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    own = objects(VALUE_SETS["webhook-own-issuer"])
+    assert not kind(own, "Issuer") and kind(own, "Certificate")[0]["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_crds_folder_is_the_generated_crd() -> None:
+    [entry] = chart().crds
+    assert (CHART / "crds" / "berttrainingjobs.yaml").read_text() == crd_yaml() == entry["data"], \
+        "run: bertjob crd > charts/bert-operator/crds/berttrainingjobs.yaml"
+
+
+def test_install_yaml_is_the_chart_rendered_with_defaults() -> None:
+    spec = importlib.util.spec_from_file_location("render_install", REPO / "scripts" / "render-install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (REPO / "manifests" / "install.yaml").read_text()
+    assert text == module.install_yaml(), "run: python -P scripts/render-install.py"
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    assert [d["kind"] for d in documents[:2]] == ["Namespace", "CustomResourceDefinition"]
+    assert {(d["kind"], d["metadata"]["name"]) for d in documents[2:]} == {(o["kind"], o["metadata"]["name"]) for o in objects()}
+
+
+def test_deployment_is_one_hardened_replica_with_probe_ports_and_requests() -> None:
+    found = objects()
+    spec = deployment(found)["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    operator = container(found)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert operator["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert operator["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert container(objects(VALUE_SETS["webhook-cert-manager"]))["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
+    assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {"healthz": 8080, "progress": 8081, "metrics": 9090}
+    assert operator["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+    assert operator["args"] == ["operator", "--liveness-port=8080", "--metrics-port=9090", "--progress-port=8081"]
+    assert {m["mountPath"] for m in operator["volumeMounts"]} == {"/tmp"}  # the only writable path
+    assert env(found) == {"BERTOP_NAMESPACES": "", "BERTOP_TRAINER_IMAGE": DEFAULT_TRAINER_IMAGE,
+                          "BERTOP_PROGRESS_URL": "http://bert-operator.bert-operator.svc:8081",
+                          "BERTOP_RESYNC_SECONDS": "60", "BERTOP_PROGRESS_STALE_SECONDS": "600"}
+    assert pod["serviceAccountName"] == kind(found, "ServiceAccount")[0]["metadata"]["name"]
+    assert operator["image"] == "ghcr.io/bert-operator/operator:0.1.0"  # appVersion when image.tag is empty
+    off = objects(VALUE_SETS["metrics-off"])
+    assert "--metrics-port=0" in container(off)["args"] and "metrics" not in {p["name"] for p in container(off)["ports"]}
+
+
+def test_namespaced_mode_grants_job_access_only_in_the_watched_namespaces() -> None:
+    cluster_wide = granted(kind(objects(), "ClusterRole")[0]["rules"])
+    found = objects(VALUE_SETS["namespaced"])
+    assert env(found)["BERTOP_NAMESPACES"] == "ml-training,research"
+    [cluster_role] = kind(found, "ClusterRole")
+    cluster_scoped = granted(cluster_role["rules"])
+    # Cluster-scoped only: TokenReviews, kopf's CRD watch, and the namespaces kopf follows in namespaced mode.
+    assert cluster_scoped == {("authentication.k8s.io", "tokenreviews", "create"),
+                              ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+                              ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+                              ("", "namespaces", "list"), ("", "namespaces", "watch")}
+    roles = kind(found, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-training", "research"]
+    for role in roles:
+        assert granted(role["rules"]) == cluster_wide - cluster_scoped
+    bindings = kind(found, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-training", "research"]
+    for binding in bindings + kind(found, "ClusterRoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bert-operator", "namespace": NAMESPACE}]
+
+
+def test_webhook_with_cert_manager_is_wired_to_the_operators_handler() -> None:
+    found = objects(VALUE_SETS["webhook-cert-manager"])
+    [configuration] = kind(found, "ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "bert-operator/bert-operator-webhook"}
+    [hook] = configuration["webhooks"]
+    assert hook["clientConfig"]["service"] == {"name": "bert-operator", "namespace": NAMESPACE, "path": WEBHOOK_PATH, "port": 443}
+    assert "caBundle" not in hook["clientConfig"]  # cert-manager's cainjector fills it in
+    assert hook["rules"] == [{"apiGroups": ["bertoperator.io"], "apiVersions": ["v1alpha1"], "resources": ["berttrainingjobs"],
+                              "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}]
+    assert hook["sideEffects"] == "None" and hook["failurePolicy"] == "Fail"
+    operator = container(found)
+    assert env(found)["BERTOP_WEBHOOK_PORT"] == "9443" and {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in operator["ports"]
+    mount = next(m for m in operator["volumeMounts"] if m["name"] == "webhook-tls")
+    assert mount["mountPath"] == env(found)["BERTOP_WEBHOOK_CERT_DIR"] and mount["readOnly"] is True
+    volume = next(v for v in deployment(found)["spec"]["template"]["spec"]["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == kind(found, "Certificate")[0]["spec"]["secretName"]
+    [service] = kind(found, "Service")
+    assert {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"} in service["spec"]["ports"]
+    assert not kind(objects(), "ValidatingWebhookConfiguration")  # off by default
+
+
+def test_helm_generated_certificate_is_signed_by_the_ca_bundle_for_the_service_name(tmp_path: Any) -> None:
+    found = objects(VALUE_SETS["webhook-helm-certs"])
+    [secret] = kind(found, "Secret")
+    [configuration] = kind(found, "ValidatingWebhookConfiguration")
+    [hook] = configuration["webhooks"]
+    assert "annotations" not in configuration["metadata"]
+    assert hook["namespaceSelector"] == {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["ml-training"]}]}
+    ca = base64.b64decode(hook["clientConfig"]["caBundle"])
+    assert ca == base64.b64decode(secret["data"]["ca.crt"]) and secret["type"] == "kubernetes.io/tls"
+    pem, key = base64.b64decode(secret["data"]["tls.crt"]), base64.b64decode(secret["data"]["tls.key"])
+    (tmp_path / "tls.crt").write_bytes(pem)
+    (tmp_path / "tls.key").write_bytes(key)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")  # the key is the certificate's
+    certificate, authority = x509.load_pem_x509_certificate(pem), x509.load_pem_x509_certificate(ca)
+    certificate.verify_directly_issued_by(authority)  # signed by the caBundle's CA
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert "bert-operator.bert-operator.svc" in names
+    assert authority.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    days = (certificate.not_valid_after_utc - certificate.not_valid_before_utc).days
+    assert 3649 <= days <= 3650  # webhook.helm.validityDays
+    # The HTTPS handshake against the chain is exercised in test_operator_access.py.
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"webhook": {"certificates": "self"}}, "certificates"),
+    ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
+    ({"replicas": 3}, "replicas"),
+    ({"metrics": {"port": 70000}}, "port"),
+    ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
+    ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),
+])
+def test_values_schema_refuses_bad_values(bad: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm_python.HelmError) as caught:
+        chart().render(bad, name="bert-operator", namespace=NAMESPACE)
+    assert where in str(caught.value)
+
+
+def test_notes_tell_the_next_kubectl_apply_step() -> None:
+    text = notes()
+    assert "kubectl apply -f examples/squad-v1.1.yaml" in text and "kubectl get btj -n ml-training" in text
+    assert "MPI Operator" in text
+    assert "does not watch" in notes(VALUE_SETS["namespaced"].copy() | {"watchNamespaces": ["research"]})
+    assert "kubectl -n bert-operator get certificate bert-operator-webhook" in notes(VALUE_SETS["webhook-cert-manager"])
