@@ -30,7 +30,7 @@ from tests.conftest import REPO, free_port
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
-TINY = yaml.safe_load((REPO / "examples" / "bertjob-tiny.yaml").read_text())
+TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
 NS = "rbac-ns"
 WEBHOOK_HOST = "bert-operator.bert-operator.svc"  # the Service name the ValidatingWebhookConfiguration calls
 OPERATOR_AGENTS = ("bert-operator/", "kopf/")  # the reconciler's client and kopf's watches
