@@ -210,16 +210,10 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
     """Every path of the operator that calls the API; returns the requests it sent (discovery excluded)."""
     status = lambda name: cluster.job(NS, name).get("status") or {}  # noqa: E731
     # An MPIJob left by an earlier operator life (create answers 409; the operator reads it and adopts it).
-    leftover = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {
-        "name": "adopt-1-squad", "namespace": NS, "labels": {"bertoperator.io/job-name": "adopt-1"},
-        "ownerReferences": [{"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob", "name": "adopt-1",
-                             "uid": "uid-adopt-1", "controller": True}]}, "spec": {"mpiReplicaSpecs": {}}}
-    cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", leftover)
+    cluster.leave_mpijob(NS, "adopt-1", "squad", owner_uid="uid-adopt-1")
     cluster.apply_job(named(SQUAD, "adopt-1"), uid="uid-adopt-1")
     # An MPIJob naming a job the operator has not seen: it reads that job from the API.
-    ghost = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {
-        "name": "ghost-1-squad", "namespace": NS, "labels": {"bertoperator.io/job-name": "ghost-1"}}, "spec": {}}
-    cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", ghost)
+    cluster.leave_mpijob(NS, "ghost-1", "squad", owner_uid=None)
     # A two-phase job through to its second MPIJob, with progress (TokenReview) and a suspend toggle.
     cluster.apply_job(named(TINY, "access-1"), uid="uid-access-1")
     cluster.wait(lambda: status("access-1").get("phase") == "Pending", what="Pending")

@@ -112,6 +112,16 @@ class EmulatedCluster:
         namespace = body["metadata"].setdefault("namespace", "default")
         return self.custom.create_namespaced_custom_object("bertoperator.io", "v1alpha1", namespace, "berttrainingjobs", body)
 
+    def leave_mpijob(self, namespace: str, job_name: str, stage: str, owner_uid: str | None) -> dict[str, Any]:
+        """An MPIJob as an earlier operator life (owner_uid) or someone else (None) left it, labelled for `job_name`."""
+        metadata: dict[str, Any] = {"name": f"{job_name}-{stage}", "namespace": namespace,
+                                    "labels": {"bertoperator.io/job-name": job_name}}
+        if owner_uid:
+            metadata["ownerReferences"] = [{"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
+                                            "name": job_name, "uid": owner_uid, "controller": True}]
+        body = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": metadata, "spec": {"mpiReplicaSpecs": {}}}
+        return self.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", namespace, "mpijobs", body)
+
     def job(self, namespace: str, name: str) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object("bertoperator.io", "v1alpha1", namespace, "berttrainingjobs", name)
 

@@ -164,11 +164,7 @@ def test_api_faults_are_retried_without_duplicates(cluster: EmulatedCluster, ope
 
     cluster.call(inject)
     # An MPIJob left by an earlier operator life: the create answers 409 and it is adopted.
-    leftover = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {
-        "name": "faults-1-squad", "namespace": NS, "labels": {"bertoperator.io/job-name": "faults-1"},
-        "ownerReferences": [{"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob", "name": "faults-1",
-                             "uid": "uid-faults-1", "controller": True}]}, "spec": {"mpiReplicaSpecs": {}}}
-    cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", leftover)
+    cluster.leave_mpijob(NS, "faults-1", "squad", owner_uid="uid-faults-1")
     cluster.apply_job(named(SQUAD, "faults-1"), uid="uid-faults-1")
     cluster.set_mpijob_conditions(NS, "faults-1-squad", "Created", "Running")
     cluster.wait(lambda: status(cluster, "faults-1").get("phase") == "Running", what="Running despite faults")
