@@ -11,7 +11,7 @@ from typing import Callable
 from bert_trainer import storage
 
 log = logging.getLogger("bert_trainer")
-POSITIVE = ("train_batch_size", "max_seq_length")
+POSITIVE = ("train_batch_size", "max_seq_length", "save_checkpoints_steps")
 
 
 def _common(g: argparse.ArgumentParser, bool_flag: Callable, *, batch: int, lr: float, epochs: float, seq: int) -> None:
@@ -39,6 +39,8 @@ def _common(g: argparse.ArgumentParser, bool_flag: Callable, *, batch: int, lr: 
     g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     bool_flag(g, "use_xla", "compile the training step with XLA")
     g.add_argument("--seed", type=int, default=12345)
+    g.add_argument("--save_checkpoints_steps", type=int, default=1000,
+                   help="full-state checkpoint period in steps (also on SIGTERM and at the end); a rerun resumes")
 
 
 def add_glue_parser(sub, bool_flag: Callable) -> argparse.ArgumentParser:
@@ -136,8 +138,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, validate: Ca
     from bert_trainer.finetune.squad_data import SquadDataError  # noqa: PLC0415
     from bert_trainer.finetune.tokenization import VocabError  # noqa: PLC0415
 
+    from bert_trainer import stop  # noqa: PLC0415
+
+    stop.install()
     try:
         importlib.import_module(f"bert_trainer.tasks.{task}").run(args, cfg)
+    except stop.Stopped as exc:
+        print(f"{task}: {exc} (run again to resume)", file=sys.stderr)
+        return stop.EXIT_STOPPED
     except HorovodUnavailable as exc:
         parser.error(f"--horovod: {exc}")
     except (GlueDataError, SquadDataError, VocabError) as exc:

@@ -12,7 +12,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from bert_trainer import storage
+from bert_trainer import stop, storage
+from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.optim import DynamicLossScale, WarmupPolyDecay, all_finite, create_optimizer
 from bert_trainer.progress_push import ProgressPusher
 from bert_trainer.report import rfc3339_now
@@ -26,8 +27,14 @@ def write_json(uri: str, payload: Any) -> None:
 
 
 def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[[tf.Module, dict, tf.DType], tf.Tensor],
-              args: argparse.Namespace, world, pusher: ProgressPusher | None) -> dict[str, Any]:
-    """Train `model` for num_train_epochs over `train` (arrays); returns {steps, trainExamples, finalLoss}."""
+              args: argparse.Namespace, world, pusher: ProgressPusher | None, scratch: str) -> dict[str, Any]:
+    """Train `model` for num_train_epochs over `train` (arrays); returns {steps, trainExamples, finalLoss, checkpoint}.
+
+    Checkpoints the whole state (weights, optimizer slots, step, loss scale) every
+    --save_checkpoints_steps, on SIGTERM (see stop.py) and at the end, under
+    <output_dir>/checkpoints; a restarted run resumes from the newest one, replaying
+    the seeded shuffle up to that step so it sees the batches it would have seen.
+    """
     variables = list(model.named_variables().values())
     compute_dtype = COMPUTE_DTYPES[args.precision]
     count = len(next(iter(train.values())))
@@ -37,6 +44,11 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
                                  beta_1=args.beta_1, beta_2=args.beta_2, epsilon=args.epsilon,
                                  weight_decay_rate=args.weight_decay_rate)
     loss_scale = DynamicLossScale() if args.precision == "fp16" else None
+    step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    state = {"model": model, "optimizer": optimizer, "step": step_counter, **({"loss_scale": loss_scale} if loss_scale else {})}
+    manager = CheckpointManager(tf.train.Checkpoint(**state), args.output_dir, scratch)
+    resumed = manager.restore_newest()  # every rank reads the same checkpoint, so they stay identical
+    start = int(step_counter.numpy())
     dataset = (tf.data.Dataset.from_tensor_slices(train).shard(world.size, world.rank)
                .shuffle(count, seed=args.seed, reshuffle_each_iteration=True).repeat()
                .batch(args.train_batch_size, drop_remainder=True).prefetch(2))
@@ -55,8 +67,9 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
         return loss, grads
 
     started = time.monotonic()
-    loss = tf.constant(0.0)
-    for step, batch in enumerate(dataset.take(steps), start=1):
+    loss: tf.Tensor | None = None
+    saved: str | None = None
+    for step, batch in enumerate(dataset.skip(start).take(steps - start), start=start + 1):
         loss, grads = gradients(batch)
         grads = world.allreduce(grads)
         finite = all_finite(grads)
@@ -64,16 +77,27 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
             loss_scale.update(finite)
         if bool(finite):
             optimizer.apply_gradients(grads, variables, tf.constant(step, tf.int64))
+        step_counter.assign(step)
         if world.is_chief and (step % 20 == 0 or step == steps):
             elapsed = time.monotonic() - started
+            done = step - start
             progress = {"step": step, "totalSteps": steps, "loss": round(float(loss), 6),
-                        "sequencesPerSecond": round(step * args.train_batch_size * world.size / elapsed, 3),
-                        "etaSeconds": round(elapsed / step * (steps - step), 1), "updatedAt": rfc3339_now()}
+                        "sequencesPerSecond": round(done * args.train_batch_size * world.size / elapsed, 3),
+                        "etaSeconds": round(elapsed / done * (steps - step), 1), "updatedAt": rfc3339_now()}
             write_json(storage.join(args.output_dir, "progress.json"), progress)
             log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in progress.items()))
             if pusher:
                 pusher.progress(progress, final=step == steps)
-    return {"steps": steps, "trainExamples": count, "finalLoss": float(loss)}
+        if world.is_chief and step % args.save_checkpoints_steps == 0 and step != steps:
+            saved = manager.save(step)
+        if stop.agreed(world) and step != steps:
+            if world.is_chief and step % args.save_checkpoints_steps != 0:
+                saved = manager.save(step)
+            world.barrier()
+            raise stop.Stopped(step, saved)
+    checkpoint = manager.save(steps) if world.is_chief and start < steps else storage.join(manager.remote_dir, f"ckpt-{steps}")
+    return {"steps": steps, "trainExamples": count, "finalLoss": float(loss) if loss is not None else None,
+            "checkpoint": checkpoint, "resumedFromStep": resumed}
 
 
 def finish(results: dict[str, Any], args: argparse.Namespace, world, pusher: ProgressPusher | None) -> dict[str, Any]:

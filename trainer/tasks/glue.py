@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.dist import create_world
 from bert_trainer.finetune.classifier import BertClassifier, load_encoder
 from bert_trainer.finetune.glue_data import TASKS, read_examples
@@ -74,9 +73,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
             logits = net(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True, compute_dtype=dtype)
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], logits))
 
-        results.update(fine_tune(model, train, loss_fn, args, world, pusher))
-        if world.is_chief:
-            results["checkpoint"] = CheckpointManager(tf.train.Checkpoint(model=model), args.output_dir, scratch).save(results["steps"])
+        results.update(fine_tune(model, train, loss_fn, args, world, pusher, scratch))
 
     if world.is_chief:
         for split, features in evals.items():

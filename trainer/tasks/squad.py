@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from bert_trainer import storage
-from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.dist import create_world
 from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish, write_json
@@ -58,9 +57,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
     pusher = ProgressPusher.from_env() if world.is_chief else None
     results: dict[str, Any] = {"task": f"squad-v{'2.0' if v2 else '1.1'}"}
     if train is not None:
-        results.update(fine_tune(model, train, _span_loss, args, world, pusher))
-        if world.is_chief:
-            results["checkpoint"] = CheckpointManager(tf.train.Checkpoint(model=model), args.output_dir, scratch).save(results["steps"])
+        results.update(fine_tune(model, train, _span_loss, args, world, pusher, scratch))
     if predict_features and world.is_chief:
         arrays = feature_arrays(predict_features)
         compute_dtype = COMPUTE_DTYPES[args.precision]

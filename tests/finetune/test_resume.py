@@ -1,0 +1,52 @@
+"""Fine-tuning stops on SIGTERM with a full-state checkpoint of the step reached, and a rerun resumes from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytest.importorskip("tensorflow")
+TINY = REPO / "examples" / "tiny"
+CONFIG = {"vocab_size": 512, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+          "intermediate_size": 64, "max_position_embeddings": 64}
+
+
+def glue_args(out: Path) -> list[str]:
+    return [sys.executable, "-P", "-m", "bert_trainer", "glue", "--task_name", "CoLA", "--data_dir", str(TINY / "CoLA"),
+            "--vocab_file", str(TINY / "vocab.txt"), "--do_lower_case", "--bert_config_json", json.dumps(CONFIG),
+            "--output_dir", str(out), "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "8",
+            "--learning_rate", "3e-4", "--num_train_epochs", "3", "--precision", "fp32", "--save_checkpoints_steps", "500"]
+
+
+def test_sigterm_checkpoints_the_step_reached_and_a_rerun_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(glue_args(out), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not (out / "progress.json").exists():  # written every 20 steps
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert "glue: stopped at step" in stderr and "Traceback" not in stderr
+    saved = sorted(int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("ckpt-*.index"))
+    total = 750  # ceil(2000 x 3 / 8)
+    assert len(saved) == 1 and 20 <= saved[0] < total, saved  # the stop's checkpoint (the period is 500)
+
+    rerun = subprocess.run(glue_args(out), cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"event=resumed step={saved[0]}" in rerun.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["resumedFromStep"] == saved[0] and results["steps"] == total
+    assert results["checkpoint"].endswith(f"checkpoints/ckpt-{total}") and "mcc" in results["dev"]
+    assert sorted(int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("ckpt-*.index")) == [saved[0], 500, total]
