@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from typing import Callable
 
 from bert_trainer import storage
 
@@ -236,22 +237,46 @@ def validate_prepare(parser: argparse.ArgumentParser, args: argparse.Namespace):
     return tokens, entries
 
 
-def run_prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    tokens, entries = validate_prepare(parser, args)
-    from bert_trainer.prep.shards import InputError  # noqa: PLC0415
-    from bert_trainer.tasks import prepare_data  # noqa: PLC0415
+def run_guarded(parser: argparse.ArgumentParser, task: str, work: Callable[[], object], *, stoppable: bool,
+                horovod_errors: tuple[type[Exception], ...] = (), input_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Run a task with the exits every task shares, so they read the same whichever task fails.
 
+    0 done; 143 stopped on SIGTERM/SIGINT after checkpointing (only `stoppable` tasks, whose loops
+    check the stop flag; the others keep the default signal handling); 2 bad input, naming the
+    flag when the error carries one (`.flag`) or the file and record otherwise; 1 storage failure.
+    """
+    from bert_trainer import stop  # noqa: PLC0415
+
+    if stoppable:
+        stop.install()
     try:
-        prepare_data.run(args, tokens, entries)
-    except InputError as exc:
-        parser.error(f"--{exc.flag}: {exc}")
-    except prepare_data.HorovodMissing as exc:
+        work()
+    except stop.Stopped as exc:
+        print(f"{task}: {exc} (run again to resume)", file=sys.stderr)
+        return stop.EXIT_STOPPED
+    except horovod_errors as exc:
         parser.error(f"--horovod: {exc}")
+    except input_errors as exc:
+        flag = getattr(exc, "flag", None)
+        if flag:
+            parser.error(f"--{flag}: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except storage.StorageError as exc:
         log.error("event=storage_error %s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    tokens, entries = validate_prepare(parser, args)
+    from bert_trainer.prep.shards import InputError  # noqa: PLC0415
+    from bert_trainer.tasks import prepare_data  # noqa: PLC0415
+
+    # Not stoppable: a stopped run loses only unfinished shards, and SIGTERM keeps its default (exit at once).
+    return run_guarded(parser, "prepare-data", lambda: prepare_data.run(args, tokens, entries), stoppable=False,
+                       horovod_errors=(prepare_data.HorovodMissing,), input_errors=(InputError,))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,18 +298,5 @@ def main(argv: list[str] | None = None) -> int:
     from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow
     from bert_trainer.tasks import pretrain  # noqa: PLC0415
 
-    from bert_trainer import stop  # noqa: PLC0415
-
-    stop.install()
-    try:
-        pretrain.run(args, cfg)
-    except stop.Stopped as exc:
-        print(f"pretrain: {exc} (run again to resume)", file=sys.stderr)
-        return stop.EXIT_STOPPED
-    except HorovodUnavailable as exc:
-        parser.error(f"--horovod: {exc}")
-    except storage.StorageError as exc:
-        log.error("event=storage_error %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_guarded(parser, "pretrain", lambda: pretrain.run(args, cfg), stoppable=True,
+                       horovod_errors=(HorovodUnavailable,))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Callable
 
 from bert_trainer import storage
@@ -136,25 +135,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, validate: Ca
     from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow
     from bert_trainer.finetune.glue_data import GlueDataError  # noqa: PLC0415
     from bert_trainer.finetune.squad_data import SquadDataError  # noqa: PLC0415
+    from bert_trainer.cli import run_guarded  # noqa: PLC0415
     from bert_trainer.finetune.tokenization import VocabError  # noqa: PLC0415
 
-    from bert_trainer import stop  # noqa: PLC0415
-
-    stop.install()
-    try:
-        importlib.import_module(f"bert_trainer.tasks.{task}").run(args, cfg)
-    except stop.Stopped as exc:
-        print(f"{task}: {exc} (run again to resume)", file=sys.stderr)
-        return stop.EXIT_STOPPED
-    except HorovodUnavailable as exc:
-        parser.error(f"--horovod: {exc}")
-    except (GlueDataError, SquadDataError, VocabError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except storage.StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    module = importlib.import_module(f"bert_trainer.tasks.{task}")
+    return run_guarded(parser, task, lambda: module.run(args, cfg), stoppable=True, horovod_errors=(HorovodUnavailable,),
+                       input_errors=(GlueDataError, SquadDataError, VocabError))
 
 
 def run_glue(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
