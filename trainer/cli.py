@@ -17,12 +17,9 @@ import time
 from typing import Callable
 
 from bert_trainer import storage
+from bert_trainer.flags import add_model_flags, add_optimizer_flags, bool_flag
 
 log = logging.getLogger("bert_trainer")
-
-
-def _bool_flag(parser: argparse.ArgumentParser, name: str, help_: str) -> None:
-    parser.add_argument(f"--{name}", action="store_true", default=False, help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,14 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="task", required=True, metavar="{pretrain,prepare-data,glue,squad,sync}")
 
     p = sub.add_parser("pretrain", help="masked-LM + next-sentence pretraining")
-    _bool_flag(p, "horovod", "use Horovod (run under mpirun/horovodrun)")
+    bool_flag(p, "horovod", "use Horovod (run under mpirun/horovodrun)")
     p.add_argument("--input_files_dir", help="training TFRecords: local dir or s3:// prefix")
     p.add_argument("--eval_files_dir", help="eval TFRecords: local dir or s3:// prefix")
     p.add_argument("--output_dir", required=True, help="local dir or s3:// prefix for checkpoints and reports")
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--bert_model", choices=["base", "large"], help="Google's uncased preset")
-    model.add_argument("--bert_config_json", help="bert_config as an inline JSON object")
-    model.add_argument("--bert_config_file", help="bert_config.json: local path or s3:// URI")
+    add_model_flags(p)
     p.add_argument("--train_batch_size", type=int, default=32, help="per-process micro-batch")
     p.add_argument("--eval_batch_size", type=int, default=8)
     p.add_argument("--max_seq_length", type=int, default=128)
@@ -48,18 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_warmup_steps", type=int, default=100)
     p.add_argument("--num_accumulation_steps", type=int, default=1)
     p.add_argument("--learning_rate", type=float, default=1e-4)
-    p.add_argument("--optimizer", choices=["lamb", "adam"], default="lamb")
-    p.add_argument("--weight_decay_rate", type=float, default=0.01)
-    p.add_argument("--beta_1", type=float, default=0.9)
-    p.add_argument("--beta_2", type=float, default=0.999)
-    p.add_argument("--epsilon", type=float, default=1e-6)
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
-    _bool_flag(p, "use_xla", "compile the forward/backward pass with XLA (jit_compile)")
-    _bool_flag(p, "allreduce_post_accumulation", "allreduce once per optimizer step, not per micro-batch")
+    add_optimizer_flags(p, optimizer="lamb")
+    bool_flag(p, "allreduce_post_accumulation", "allreduce once per optimizer step, not per micro-batch")
     p.add_argument("--save_checkpoints_steps", type=int, default=1000)
     p.add_argument("--init_checkpoint", help="weights only: our ckpt, Google TF1 ckpt, HF safetensors, or a dir")
-    _bool_flag(p, "do_train", "train (the default when neither --do_train nor --do_eval is given)")
-    _bool_flag(p, "do_eval", "evaluate on --eval_files_dir at the end")
+    bool_flag(p, "do_train", "train (the default when neither --do_train nor --do_eval is given)")
+    bool_flag(p, "do_eval", "evaluate on --eval_files_dir at the end")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--max_eval_steps", type=int, default=100)
     p.add_argument("--report_every_steps", type=int, default=10, help="progress.json period in steps")
@@ -70,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dest", required=True)
 
     d = sub.add_parser("prepare-data", help="raw text (Wikipedia extractor output, books) to pretraining TFRecords")
-    _bool_flag(d, "horovod", "under mpirun/horovodrun: each rank makes shards rank, rank+size, ...")
+    bool_flag(d, "horovod", "under mpirun/horovodrun: each rank makes shards rank, rank+size, ...")
     d.add_argument("--input_dir", required=True, help="raw text: local dir or s3:// prefix (read recursively)")
     d.add_argument("--output_dir", required=True,
                    help="local dir or s3:// prefix; training/ and test/ shards, progress.json, results.json")
     d.add_argument("--vocab_file", required=True, help="WordPiece vocab.txt: local path or s3:// URI")
-    _bool_flag(d, "do_lower_case", "lower-case and strip accents (uncased models)")
-    _bool_flag(d, "do_whole_word_mask", "mask whole words (a token and its ## pieces) together")
+    bool_flag(d, "do_lower_case", "lower-case and strip accents (uncased models)")
+    bool_flag(d, "do_whole_word_mask", "mask whole words (a token and its ## pieces) together")
     d.add_argument("--max_seq_length", type=int, default=128)
     d.add_argument("--max_predictions_per_seq", type=int, default=20)
     d.add_argument("--masked_lm_prob", type=float, default=0.15)
@@ -91,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bert_trainer.finetune.cli import add_glue_parser, add_squad_parser  # noqa: PLC0415
 
-    g = add_glue_parser(sub, _bool_flag)
-    q = add_squad_parser(sub, _bool_flag)
+    g = add_glue_parser(sub)
+    q = add_squad_parser(sub)
     parser.set_defaults(subparsers={"pretrain": p, "sync": s, "prepare-data": d, "glue": g, "squad": q})
     return parser
 

@@ -8,20 +8,18 @@ import os
 from typing import Callable
 
 from bert_trainer import storage
+from bert_trainer.flags import add_model_flags, add_optimizer_flags, bool_flag
 
 log = logging.getLogger("bert_trainer")
 POSITIVE = ("train_batch_size", "max_seq_length", "save_checkpoints_steps")
 
 
-def _common(g: argparse.ArgumentParser, bool_flag: Callable, *, batch: int, lr: float, epochs: float, seq: int) -> None:
+def _common(g: argparse.ArgumentParser, *, batch: int, lr: float, epochs: float, seq: int) -> None:
     """Flags every fine-tuning task takes."""
     bool_flag(g, "horovod", "use Horovod (run under mpirun/horovodrun)")
     g.add_argument("--vocab_file", required=True, help="WordPiece vocab.txt: local or s3://")
     bool_flag(g, "do_lower_case", "lower-case and strip accents (uncased models)")
-    model = g.add_mutually_exclusive_group(required=True)
-    model.add_argument("--bert_model", choices=["base", "large"])
-    model.add_argument("--bert_config_json")
-    model.add_argument("--bert_config_file")
+    add_model_flags(g)
     g.add_argument("--init_checkpoint", help="pretrained weights: our ckpt dir, Google TF1 ckpt or HF safetensors")
     g.add_argument("--output_dir", required=True)
     bool_flag(g, "do_train", "fine-tune")
@@ -30,29 +28,23 @@ def _common(g: argparse.ArgumentParser, bool_flag: Callable, *, batch: int, lr: 
     g.add_argument("--learning_rate", type=float, default=lr)
     g.add_argument("--num_train_epochs", type=float, default=epochs)
     g.add_argument("--warmup_proportion", type=float, default=0.1)
-    g.add_argument("--optimizer", choices=["lamb", "adam"], default="adam")
-    g.add_argument("--weight_decay_rate", type=float, default=0.01)
-    g.add_argument("--beta_1", type=float, default=0.9)
-    g.add_argument("--beta_2", type=float, default=0.999)
-    g.add_argument("--epsilon", type=float, default=1e-6)
-    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
-    bool_flag(g, "use_xla", "compile the training step with XLA")
+    add_optimizer_flags(g, optimizer="adam")
     g.add_argument("--seed", type=int, default=12345)
     g.add_argument("--save_checkpoints_steps", type=int, default=1000,
                    help="full-state checkpoint period in steps (also on SIGTERM and at the end); a rerun resumes")
 
 
-def add_glue_parser(sub, bool_flag: Callable) -> argparse.ArgumentParser:
+def add_glue_parser(sub) -> argparse.ArgumentParser:
     g = sub.add_parser("glue", help="GLUE fine-tuning (CoLA, MRPC, MNLI)")
     g.add_argument("--task_name", required=True, choices=["CoLA", "MRPC", "MNLI"])
     g.add_argument("--data_dir", required=True, help="folder with train.tsv and dev*.tsv: local or s3://")
     bool_flag(g, "do_eval", "score the dev split(s)")
     g.add_argument("--eval_batch_size", type=int, default=64)
-    _common(g, bool_flag, batch=32, lr=2e-5, epochs=3.0, seq=128)
+    _common(g, batch=32, lr=2e-5, epochs=3.0, seq=128)
     return g
 
 
-def add_squad_parser(sub, bool_flag: Callable) -> argparse.ArgumentParser:
+def add_squad_parser(sub) -> argparse.ArgumentParser:
     q = sub.add_parser("squad", help="SQuAD v1.1/v2.0 fine-tuning and prediction")
     q.add_argument("--train_file", help="SQuAD JSON for training: local or s3://")
     q.add_argument("--predict_file", help="SQuAD JSON to predict (and score): local or s3://")
@@ -64,7 +56,7 @@ def add_squad_parser(sub, bool_flag: Callable) -> argparse.ArgumentParser:
     q.add_argument("--predict_batch_size", type=int, default=32)
     q.add_argument("--n_best_size", type=int, default=20)
     q.add_argument("--max_answer_length", type=int, default=30)
-    _common(q, bool_flag, batch=8, lr=5e-6, epochs=2.0, seq=384)
+    _common(q, batch=8, lr=5e-6, epochs=2.0, seq=384)
     return q
 
 
