@@ -9,6 +9,7 @@ what the operator's Secret provides.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -51,12 +52,24 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _client():
-    """A boto3 S3 client honouring the endpoint env vars (boto3 >= 1.28 reads them
-    itself; passing them explicitly keeps older boto3 and odd setups working)."""
+def _client(endpoint: str | None = None):
+    """A boto3 S3 client for `endpoint`, else the endpoint env vars (boto3 >= 1.28 reads them
+    itself; passing them explicitly keeps older boto3 and odd setups working).
+
+    Clients are reused per endpoint and credentials: building one costs tens of milliseconds,
+    and pollers (the local runner reads progress.json every half second) call this often.
+    """
+    env = os.environ
+    endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    return _cached_client(endpoint, env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY"),
+                          env.get("AWS_SESSION_TOKEN"), env.get("AWS_DEFAULT_REGION"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(endpoint: str | None, key_id: str | None, secret: str | None, token: str | None, region: str | None):
+    """One client per distinct (endpoint, credentials, region); boto3 clients are thread-safe."""
     import boto3  # noqa: PLC0415 - only needed for s3:// URIs
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     return boto3.client("s3", endpoint_url=endpoint)
 
 
@@ -113,6 +126,26 @@ def read_bytes(uri: str) -> bytes:
     try:
         with open(uri, "rb") as fh:
             return fh.read()
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot read ({exc.strerror})") from exc
+
+
+def read_if_exists(uri: str, endpoint: str | None = None) -> bytes | None:
+    """The object or file, or None when there is none: one request, for pollers (not exists() then read)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            return _client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+        except _s3_errors() as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise StorageError(f"{uri}: cannot read ({exc})") from exc
+    try:
+        with open(uri, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         raise StorageError(f"{uri}: cannot read ({exc.strerror})") from exc
 

@@ -27,6 +27,12 @@ ENVIRONMENT_WINS = {
 }
 
 
+def s3_endpoint(spec_endpoint: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The object-store endpoint a local process uses: the environment's, else the spec's."""
+    environ = os.environ if environ is None else environ
+    return next((environ[name] for name in ENVIRONMENT_WINS["AWS_ENDPOINT_URL_S3"] if environ.get(name)), spec_endpoint)
+
+
 @dataclass(frozen=True)
 class LocalCommand:
     """One process to run: what it is (init container or launcher), its argv and environment."""

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -35,6 +35,7 @@ from ..reconcile import Reconciler, normalized_spec, spec_hash, utc_now
 from ..render import RenderSettings
 from ..reports import merge_report
 from ..status import TERMINAL_PHASES
+from .commands import s3_endpoint
 from .display import Display
 from .stages import REASON_INTERRUPTED, LocalStages
 from .volumes import LocalSetupError, VolumeMap, check_inputs, volume_map
@@ -96,7 +97,7 @@ def check_trainer_installed(job: BertTrainingJob) -> None:
         )
 
 
-def check_credentials(job: BertTrainingJob, environ: dict[str, str] | os._Environ = os.environ) -> None:
+def check_credentials(job: BertTrainingJob, environ: Mapping[str, str] = os.environ) -> None:
     """Secrets do not exist locally: the keys a pod would get from them must be in the environment."""
     for field_path, store in (("spec.dataset", job.spec.dataset), ("spec.output", job.spec.output)):
         if not (store.uri.startswith("s3://") and store.credentials_secret):
@@ -143,16 +144,15 @@ class ReportReader:
         self.job = job
         self.locations = {stage.name: volumes.local_uri(report_uri(job.spec, stage)) for stage in stages_of(job.spec)}
         self.seen: dict[str, bytes] = {}
-        if job.spec.output.endpoint and not (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
-            os.environ["AWS_ENDPOINT_URL_S3"] = job.spec.output.endpoint  # where this process reads reports from
+        self.endpoint = s3_endpoint(job.spec.output.endpoint)  # where the trainer writes them
 
     def _read(self, uri: str) -> bytes | None:
         from bert_trainer import storage  # noqa: PLC0415 - the trainer package reads local and s3:// alike
 
         try:
-            return storage.read_bytes(uri) if storage.exists(uri) else None
+            return storage.read_if_exists(uri, self.endpoint)
         except storage.StorageError:
-            return None
+            return None  # the store is unreachable for now; the next poll tries again
 
     def fold(self, status: dict[str, Any], stage: str) -> dict[str, Any] | None:
         """The status patch for what changed in `stage`'s reports since the last call, or None."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_operator.local.commands import container_env, launcher_command
+from bert_operator.local.commands import container_env, launcher_command, s3_endpoint
 from bert_operator.local.runner import resumable
 from bert_operator.local.volumes import to_local
 from tests.local.helpers import INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, statuses, tiny_prepare_spec, write_jobs
@@ -104,6 +104,9 @@ def test_secret_keys_come_from_the_environment_and_local_endpoints_win() -> None
     assert container_env(container, {"AWS_ACCESS_KEY_ID": "k"})["AWS_ENDPOINT_URL_S3"] == "http://minio.minio.svc:9000"
     with pytest.raises(ValueError, match="AWS_ACCESS_KEY_ID: on a cluster it comes from Secret 'keys'"):
         container_env(container, {})
+    # The runner reads reports with the same rule, without touching the environment its stages inherit.
+    assert s3_endpoint("http://minio.minio.svc:9000", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}) == "http://127.0.0.1:9000"
+    assert s3_endpoint("http://minio.minio.svc:9000", {}) == "http://minio.minio.svc:9000"
 
 
 def test_several_processes_need_mpirun_and_say_so() -> None:

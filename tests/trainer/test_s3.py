@@ -88,3 +88,18 @@ def test_pretrain_with_s3_input_and_output_checkpoints_progress_and_resume(run_c
 def test_pretrain_unreachable_output_bucket_exits_2(run_cli, s3_env, records, tmp_path):
     proc = run_cli(tiny_flags(records, "s3://no-such-bucket-abc/run", steps=2), env=s3_env)
     assert proc.returncode == 2 and "--output_dir" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_read_if_exists_reads_once_and_tells_missing_from_broken(bucket, s3_env, tmp_path) -> None:
+    uri = f"s3://{bucket}/reports/progress.json"
+    assert storage.read_if_exists(uri) is None
+    storage.write_bytes(uri, b'{"step": 3}')
+    assert storage.read_if_exists(uri) == b'{"step": 3}'
+    # An explicit endpoint wins over the environment's (the local runner reads where the spec says).
+    assert storage.read_if_exists(uri, endpoint=s3_env["AWS_ENDPOINT_URL_S3"]) == b'{"step": 3}'
+    with pytest.raises(storage.StorageError, match="cannot read"):
+        storage.read_if_exists(f"s3://no-such-bucket-{bucket}/x.json")
+    assert storage.read_if_exists(str(tmp_path / "absent.json")) is None
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(storage.StorageError, match="cannot read"):
+        storage.read_if_exists(str(tmp_path / "dir.json"))
