@@ -33,11 +33,12 @@ from ..api.locations import report_uri
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..reconcile import Reconciler, normalized_spec, spec_hash, utc_now
 from ..render import RenderSettings
+from ..render.values import S3_SECRET_KEYS
 from ..reports import merge_report
 from ..status import TERMINAL_PHASES
 from .commands import s3_endpoint
 from .display import Display
-from .stages import REASON_INTERRUPTED, LocalStages
+from .stages import LocalStages
 from .volumes import LocalSetupError, VolumeMap, check_inputs, volume_map
 
 POLL_SECONDS = 0.5
@@ -102,7 +103,7 @@ def check_credentials(job: BertTrainingJob, environ: Mapping[str, str] = os.envi
     for field_path, store in (("spec.dataset", job.spec.dataset), ("spec.output", job.spec.output)):
         if not (store.uri.startswith("s3://") and store.credentials_secret):
             continue
-        missing = [name for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not environ.get(name)]
+        missing = [name for name in S3_SECRET_KEYS if not environ.get(name)]
         if missing:
             raise LocalSetupError(
                 f"{field_path}.credentialsSecret: on a cluster {', '.join(missing)} come from Secret "
@@ -261,5 +262,5 @@ def status_yaml(runs: list[LocalRun]) -> str:
     return yaml.safe_dump_all([printable_status(run) for run in runs], sort_keys=False, width=120)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_SUCCEEDED", "LocalOptions", "LocalRun", "REASON_INTERRUPTED",
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_SUCCEEDED", "LocalOptions", "LocalRun",
            "run_jobs", "status_yaml"]

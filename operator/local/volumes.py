@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..api.locations import PVC_MOUNT_ROOT, PvcRef, SYNCED_DATA_ROOT, is_pvc
+from ..api.locations import PvcRef, SYNCED_DATA_ROOT, is_pvc
 from ..api.models import BertTrainingJob
 
 #: Annotation prefix naming a claim's local folder; the operator ignores it.
@@ -108,4 +108,4 @@ def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
         raise LocalSetupError(f"{field_path}: {uri} is {local} locally ({where}), which does not exist")
 
 
-__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "PVC_MOUNT_ROOT", "VolumeMap", "check_inputs", "to_local", "volume_map"]
+__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "VolumeMap", "check_inputs", "to_local", "volume_map"]

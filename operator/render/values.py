@@ -31,6 +31,8 @@ TOKEN_VOLUME = "bertoperator-token"
 TOKEN_DIR = "/var/run/secrets/bertoperator.io"
 #: Audience of the projected token trainers authenticate progress reports with.
 TOKEN_AUDIENCE = "bert-operator"
+#: Keys of a credentialsSecret, passed to pods under the same names (boto3 reads them).
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def s3_env(store: DatasetSpec) -> list[dict[str, Any]]:
     if store.credentials_secret:
         env += [
             {"name": key, "valueFrom": {"secretKeyRef": {"name": store.credentials_secret, "key": key}}}
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            for key in S3_SECRET_KEYS
         ]
     if store.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL_S3", "value": store.endpoint})

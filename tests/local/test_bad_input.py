@@ -81,6 +81,17 @@ def test_a_changed_spec_is_refused_until_fresh(tmp_path: Path) -> None:
     assert fresh.returncode == 0 and statuses(fresh.stdout)["records"]["phase"] == "Succeeded"
 
 
+def test_an_unreadable_saved_status_says_how_to_start_over(tmp_path: Path) -> None:
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", tiny_prepare_spec(), INPUTS_ANNOTATION))
+    saved = tmp_path / "w" / "default" / "records" / "status.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text("{not json")
+    assert_clean_failure(run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60), 2,
+                         f"{saved}: unreadable saved status", "run with --fresh to start over")
+    assert saved.read_text() == "{not json"  # left as found
+    assert not (saved.parent / "records-prepare.log").exists()  # nothing started
+
+
 # ---------------------------------------------------------------- the pieces, directly
 
 
