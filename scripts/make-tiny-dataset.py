@@ -140,9 +140,9 @@ def build_vocab(texts: list[str]) -> list[str]:
     chars = sorted({ch for text in texts for ch in text.lower() if not ch.isspace()})
     tokens = [*SPECIALS, *chars, *(f"##{ch}" for ch in chars if ch.isalnum())]
     tokens += [*SYLLABLES, *(f"##{syl}" for syl in SYLLABLES)]
-    names = {syl for syl in SYLLABLES}
+    syllables = set(SYLLABLES)
     for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        if word not in tokens and not _is_name(word, names):
+        if word not in tokens and not _is_name(word, syllables):
             tokens.append(word)
     if len(tokens) > VOCAB_SIZE:
         raise SystemExit(f"vocab needs {len(tokens)} tokens, more than VOCAB_SIZE={VOCAB_SIZE}")

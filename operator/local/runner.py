@@ -220,7 +220,7 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
             display.progress(body["status"])
     except KeyboardInterrupt:  # the second Ctrl-C: kill now, record it
         interrupted = True
-        stages.kill()
+        stages.stop(now=True)
         reconciler.reconcile(body)
     display.progress(body["status"])
     display.close()

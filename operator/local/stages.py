@@ -84,15 +84,10 @@ class LocalStages:
         return self.get_mpijob(mpijob["metadata"].get("namespace", "default"), name) or mpijob, True
 
     def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Only suspend toggles reach here; a local run is started or stopped accordingly."""
-        run = self.runs[name]
-        suspend = bool(((patch.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
-        run.mpijob["spec"].setdefault("runPolicy", {})["suspend"] = suspend
-        if suspend:
-            self.stop(reason="MPIJobSuspended", phase="Suspended")
-        elif run.thread is None:
-            self._start(run)
-        return self.get_mpijob(namespace, name) or run.mpijob
+        """The reconciler patches an MPIJob only to pass a changed runPolicy.suspend on. A local run's
+        spec is fixed for the whole run (a suspended job is rendered suspended and never starts), so
+        this cannot happen here; say so rather than pretend to apply it."""
+        raise NotImplementedError(f"MPIJob {namespace}/{name}: a local run's spec does not change while it runs")
 
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         self.status.update(status)
@@ -168,35 +163,25 @@ class LocalStages:
     def running(self) -> list[StageRun]:
         return [run for run in self.runs.values() if run.thread is not None and run.thread.is_alive()]
 
-    def stop(self, *, reason: str = REASON_INTERRUPTED, phase: str = "Failed", grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM every running stage (the trainer checkpoints and exits), SIGKILL after `grace` seconds."""
+    def stop(self, *, now: bool = False) -> None:
+        """SIGTERM every running stage (the trainer checkpoints and exits), SIGKILL after the grace period;
+        `now` (a second Ctrl-C) kills at once, leaving only the periodic checkpoints."""
         for run in self.running():
             run.stopping = True
             process = run.process
             if process is not None and process.poll() is None:
-                _signal_group(process, signal.SIGTERM)
+                if not now:
+                    _signal_group(process, signal.SIGTERM)
                 try:
-                    process.wait(timeout=grace)
+                    process.wait(timeout=0 if now else STOP_GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
                     _signal_group(process, signal.SIGKILL)
                     process.wait()
             if run.thread is not None:
                 run.thread.join()
-            message = ("stopped on request; run again to resume from the last checkpoint" if phase == "Failed"
-                       else "runPolicy.suspend is true; nothing runs")
-            self._condition(run, phase, reason, message)
-
-
-    def kill(self) -> None:
-        """SIGKILL every running stage at once (a second Ctrl-C): no checkpoint, the periodic ones stay."""
-        for run in self.running():
-            run.stopping = True
-            if run.process is not None and run.process.poll() is None:
-                _signal_group(run.process, signal.SIGKILL)
-                run.process.wait()
-            if run.thread is not None:
-                run.thread.join()
-            self._condition(run, "Failed", REASON_INTERRUPTED, "killed on a second Ctrl-C; run again to resume from the last periodic checkpoint")
+            message = ("killed on a second Ctrl-C; run again to resume from the last periodic checkpoint" if now
+                       else "stopped on request; run again to resume from the last checkpoint")
+            self._condition(run, "Failed", REASON_INTERRUPTED, message)
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
