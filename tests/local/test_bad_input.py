@@ -92,6 +92,16 @@ def test_an_unreadable_saved_status_says_how_to_start_over(tmp_path: Path) -> No
     assert not (saved.parent / "records-prepare.log").exists()  # nothing started
 
 
+def test_a_suspended_job_runs_nothing_and_says_so(tmp_path: Path) -> None:
+    spec = {**tiny_prepare_spec(), "runPolicy": {"suspend": True}}
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", spec, INPUTS_ANNOTATION))
+    result = run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "runPolicy.suspend is true; nothing runs" in result.stderr
+    assert statuses(result.stdout)["records"]["phase"] == "Suspended"
+    assert not (tmp_path / "w" / "default" / "records" / "records-prepare.log").exists()
+
+
 # ---------------------------------------------------------------- the pieces, directly
 
 
