@@ -94,16 +94,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    from .config import OperatorSettings
+    import kubernetes  # noqa: PLC0415 - with kopf, only the operator needs it
+
+    from .config import OperatorSettings, SettingsError
     from .main import run  # kopf and the kubernetes client load only here
 
-    settings = OperatorSettings.from_env(
-        namespaces=tuple(n for spec in args.namespace for n in spec.split(",") if n),
-        trainer_image=args.trainer_image, kubeconfig=args.kubeconfig, liveness_port=args.liveness_port,
-        metrics_port=args.metrics_port, progress_port=args.progress_port, progress_url=args.progress_url,
-        resync_seconds=args.resync_seconds, webhook_port=args.webhook_port, webhook_cert_dir=args.webhook_cert_dir,
-    )
-    run(settings)
+    try:
+        settings = OperatorSettings.from_env(
+            namespaces=tuple(n for spec in args.namespace for n in spec.split(",") if n),
+            trainer_image=args.trainer_image, kubeconfig=args.kubeconfig, liveness_port=args.liveness_port,
+            metrics_port=args.metrics_port, progress_port=args.progress_port, progress_url=args.progress_url,
+            resync_seconds=args.resync_seconds, webhook_port=args.webhook_port, webhook_cert_dir=args.webhook_cert_dir,
+        )
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        run(settings)
+    except kubernetes.config.ConfigException as exc:
+        raise UsageError(f"--kubeconfig: no cluster to connect to: not in a pod, and {exc}") from None
     return EXIT_OK
 
 

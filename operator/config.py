@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
 
 from .render.values import DEFAULT_TRAINER_IMAGE
+
+
+class SettingsError(ValueError):
+    """A setting the operator cannot start with; the message names the flag or variable."""
+
+
+def _env_number(env: Mapping[str, str], name: str, kind: type[int] | type[float], default: float) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -36,10 +52,30 @@ class OperatorSettings:
             "namespaces": tuple(n for n in env.get("BERTOP_NAMESPACES", "").split(",") if n),
             "trainer_image": env.get("BERTOP_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE),
             "progress_url": env.get("BERTOP_PROGRESS_URL") or None,
-            "resync_seconds": float(env.get("BERTOP_RESYNC_SECONDS", 60)),
-            "webhook_port": int(env.get("BERTOP_WEBHOOK_PORT", 0)),
+            "resync_seconds": _env_number(env, "BERTOP_RESYNC_SECONDS", float, 60.0),
+            "webhook_port": _env_number(env, "BERTOP_WEBHOOK_PORT", int, 0),
             "webhook_cert_dir": env.get("BERTOP_WEBHOOK_CERT_DIR", "/etc/bert-operator/webhook"),
-            "progress_stale_seconds": float(env.get("BERTOP_PROGRESS_STALE_SECONDS", 600)),
+            "progress_stale_seconds": _env_number(env, "BERTOP_PROGRESS_STALE_SECONDS", float, 600.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse, before connecting anywhere, settings the operator could only fail on later."""
+        ports = (("--liveness-port", self.liveness_port, 0), ("--metrics-port", self.metrics_port, 0),
+                 ("--progress-port", self.progress_port, 1), ("--webhook-port (BERTOP_WEBHOOK_PORT)", self.webhook_port, 0))
+        for flag, port, lowest in ports:
+            if not lowest <= port <= 65535:
+                raise SettingsError(f"{flag}: must be a port from {lowest} to 65535, got {port}")
+        for flag, seconds in (("--resync-seconds (BERTOP_RESYNC_SECONDS)", self.resync_seconds),
+                              ("BERTOP_PROGRESS_STALE_SECONDS", self.progress_stale_seconds)):
+            if seconds <= 0:
+                raise SettingsError(f"{flag}: must be positive, got {seconds}")
+        if self.webhook_port:
+            for name in ("tls.crt", "tls.key"):
+                path = Path(self.webhook_cert_dir) / name
+                if not path.is_file():
+                    raise SettingsError(f"--webhook-cert-dir (BERTOP_WEBHOOK_CERT_DIR): {path}: no such file; the "
+                                        "webhook serves HTTPS with tls.crt and tls.key (a mounted kubernetes.io/tls Secret)")

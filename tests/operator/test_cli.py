@@ -88,3 +88,24 @@ def test_crd_command_prints_the_checked_in_crd() -> None:
 def test_usage_error_exits_2() -> None:
     result = bertjob("render")
     assert result.returncode == 2 and "usage: bertjob render" in result.stderr
+
+
+def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) -> None:
+    import os
+
+    def operator(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-P", "-m", "bert_operator.cli", "operator", *args], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=60,
+                              env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig"), **env})
+
+    cases = [
+        (operator(BERTOP_WEBHOOK_PORT="abc"), "BERTOP_WEBHOOK_PORT: must be an integer, got 'abc'"),
+        (operator(BERTOP_RESYNC_SECONDS="soon"), "BERTOP_RESYNC_SECONDS: must be a number, got 'soon'"),
+        (operator("--metrics-port", "70000"), "--metrics-port: must be a port from 0 to 65535, got 70000"),
+        (operator("--webhook-port", "9443", "--webhook-cert-dir", str(tmp_path)),
+         f"--webhook-cert-dir (BERTOP_WEBHOOK_CERT_DIR): {tmp_path / 'tls.crt'}: no such file"),
+        (operator("--liveness-port", "0", "--metrics-port", "0"), "--kubeconfig: no cluster to connect to"),
+    ]
+    for result, message in cases:
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
