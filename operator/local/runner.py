@@ -193,6 +193,10 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     check_trainer_installed(job)
     check_credentials(job)
     check_inputs(job, volumes)
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocalSetupError(f"--workdir: cannot create {job_dir} ({exc.strerror})") from None
 
     body = job_body(job, status)
     stages = LocalStages(job_dir, volumes, body["status"], processes=options.processes)

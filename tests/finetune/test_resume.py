@@ -50,3 +50,11 @@ def test_sigterm_checkpoints_the_step_reached_and_a_rerun_resumes(tmp_path: Path
     assert results["resumedFromStep"] == saved[0] and results["steps"] == total
     assert results["checkpoint"].endswith(f"checkpoints/ckpt-{total}") and "mcc" in results["dev"]
     assert sorted(int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("ckpt-*.index")) == [saved[0], 500, total]
+
+
+def test_a_checkpoint_period_that_is_not_positive_is_refused(tmp_path: Path) -> None:
+    args = glue_args(tmp_path / "out")
+    args[args.index("--save_checkpoints_steps") + 1] = "0"
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--save_checkpoints_steps must be positive, got 0" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -26,6 +26,9 @@ def test_missing_file_and_bad_flags(tmp_path: Path) -> None:
     assert_clean_failure(run_local(str(jobs), "--job", "other", "--workdir", str(tmp_path / "w"), timeout=60), 2,
                          "--job: no job named other in the file (it has records)")
     assert_clean_failure(run_local(str(jobs), "--processes", "0", timeout=60), 2, "--processes: must be at least 1")
+    (tmp_path / "a-file").write_text("")
+    assert_clean_failure(run_local(str(jobs), "--workdir", str(tmp_path / "a-file" / "runs"), timeout=60), 2,
+                         f"--workdir: cannot create {tmp_path / 'a-file' / 'runs' / 'default' / 'records'}")
 
 
 def test_invalid_spec_is_refused_with_its_field_path(tmp_path: Path) -> None:
