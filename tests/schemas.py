@@ -30,6 +30,15 @@ def mpijob_errors(mpijob: dict[str, Any]) -> list[str]:
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in mpijob_validator().iter_errors(mpijob)]
 
 
+def object_errors(obj: dict[str, Any]) -> list[str]:
+    """A core Kubernetes object against Kubernetes' strict schema for its kind (empty = valid)."""
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{exc.message} at {'.'.join(map(str, exc.path))}"]
+    return []
+
+
 def pod_errors(mpijob: dict[str, Any]) -> list[str]:
     """Each replica's pod template, as a Pod, against Kubernetes' strict core schema."""
     errors = []
@@ -41,8 +50,5 @@ def pod_errors(mpijob: dict[str, Any]) -> list[str]:
             "metadata": {"name": f"{mpijob['metadata']['name']}-{replica.lower()}", **template.get("metadata", {})},
             "spec": template["spec"],
         }
-        try:
-            kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            errors.append(f"{replica}: {exc.message} at {'.'.join(map(str, exc.path))}")
+        errors += [f"{replica}: {error}" for error in object_errors(pod)]
     return errors
