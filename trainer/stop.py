@@ -9,13 +9,16 @@ where it is safe to stop (between optimizer steps, never inside one).
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+from typing import Callable
 
 #: 128 + SIGTERM, what a shell and Kubernetes report for a process stopped by SIGTERM.
 EXIT_STOPPED = 143
 
 _requested = threading.Event()
+log = logging.getLogger(__name__)
 
 
 class Stopped(Exception):
@@ -49,3 +52,19 @@ def agreed(world) -> bool:
     """
     mine = 1.0 if _requested.is_set() else 0.0
     return (world.allreduce_scalar(mine) if world.size > 1 else mine) > 0.0
+
+
+def stop_if_asked(world, step: int, *, saved: str | None, save_now: Callable[[], str | None] | None) -> None:
+    """The stop protocol every training loop follows after an optimizer step.
+
+    When any rank was asked to stop: the chief checkpoints `step` with `save_now` (None when the
+    step was just checkpointed, `saved` being that checkpoint), every rank waits for it, then all
+    raise Stopped together. Otherwise returns at once.
+    """
+    if not agreed(world):
+        return
+    if world.is_chief and save_now is not None:
+        saved = save_now()
+    world.barrier()
+    log.warning("event=stopped step=%d checkpoint=%s", step, saved)
+    raise Stopped(step, saved)

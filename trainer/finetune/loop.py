@@ -90,11 +90,9 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
                 pusher.progress(progress, final=step == steps)
         if world.is_chief and step % args.save_checkpoints_steps == 0 and step != steps:
             saved = manager.save(step)
-        if stop.agreed(world) and step != steps:
-            if world.is_chief and step % args.save_checkpoints_steps != 0:
-                saved = manager.save(step)
-            world.barrier()
-            raise stop.Stopped(step, saved)
+        if step != steps:  # at the last step the run is done: nothing to stop
+            stop.stop_if_asked(world, step, saved=saved, save_now=None if step % args.save_checkpoints_steps == 0
+                               else lambda: manager.save(step))
     checkpoint = manager.save(steps) if world.is_chief and start < steps else storage.join(manager.remote_dir, f"ckpt-{steps}")
     return {"steps": steps, "trainExamples": count, "finalLoss": float(loss) if loss is not None else None,
             "checkpoint": checkpoint, "resumedFromStep": resumed}

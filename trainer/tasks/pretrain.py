@@ -61,6 +61,15 @@ def stage_inputs(uri: str, scratch: str, name: str, rank: int = 0, size: int = 1
     return [os.path.join(dest, e.relpath) for e in mine], shard
 
 
+def save_for_stop(manager: CheckpointManager, reporter, step: int, last: str | None, just_saved: bool) -> str | None:
+    """The chief's part of a stop: checkpoint the step reached (unless that just happened) and publish progress."""
+    if not just_saved:
+        last = manager.save(step)
+        reporter.upload_tensorboard()
+    reporter.flush(step)
+    return last
+
+
 def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
         learning_rate=args.learning_rate, num_train_steps=args.num_train_steps,
@@ -123,15 +132,9 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
                     reporter.upload_tensorboard()
                 world.barrier()
             log.debug("event=step step=%d loss=%.4f seconds=%.3f", step, metrics["loss"], dt)
-            if stop.agreed(world):
-                if world.is_chief:
-                    if step % args.save_checkpoints_steps != 0 and step != args.num_train_steps:
-                        last_ckpt = manager.save(step)
-                        reporter.upload_tensorboard()
-                    reporter.flush(step)
-                world.barrier()
-                log.warning("event=stopped step=%d checkpoint=%s", step, last_ckpt)
-                raise stop.Stopped(step, last_ckpt)
+            just_saved = step % args.save_checkpoints_steps == 0 or step == args.num_train_steps
+            stop.stop_if_asked(world, step, saved=last_ckpt,
+                               save_now=lambda: save_for_stop(manager, reporter, step, last_ckpt, just_saved))
             if kill_after and step == kill_after:
                 log.warning("event=fault_injection step=%d signal=SIGKILL", step)
                 os.kill(os.getpid(), signal.SIGKILL)
