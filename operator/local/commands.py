@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..render.command import TRAINER_ENTRY
 from .volumes import to_local
 
 #: Container variables that the user's environment overrides (name -> the local variables that win):
@@ -70,11 +71,12 @@ def container_env(container: dict[str, Any], environ: Mapping[str, str]) -> dict
 
 
 def python_argv(command: list[str]) -> tuple[list[str], list[str]]:
-    """Split `[...mpirun flags..., python, -m, bert_trainer, ...]` at the interpreter."""
-    for index, arg in enumerate(command):
-        if arg == "python" and command[index + 1:index + 3] == ["-m", "bert_trainer"]:
+    """Split `[...mpirun flags..., python, -m, bert_trainer, ...]` at the interpreter (render's TRAINER_ENTRY)."""
+    width = len(TRAINER_ENTRY)
+    for index in range(len(command) - width + 1):
+        if tuple(command[index:index + width]) == TRAINER_ENTRY:
             return command[:index], command[index + 1:]
-    raise ValueError(f"no 'python -m bert_trainer' in the command {' '.join(command)!r}")
+    raise ValueError(f"no {' '.join(TRAINER_ENTRY)!r} in the command {' '.join(command)!r}")
 
 
 def _this_python(rank_args: list[str]) -> list[str]:

@@ -13,6 +13,8 @@ from ..api.locations import data_root, in_pod, join, stage_data_path, stage_outp
 from ..api.models import BertTrainingJobSpec, GlueTask, PrepareDataTask, PretrainTask, SquadTask
 from ..api.stages import Stage, stages_of
 
+#: How a container starts the trainer (the image's interpreter); local mode finds and replaces exactly this.
+TRAINER_ENTRY = ("python", "-m", "bert_trainer")
 #: Variables every rank needs from the launcher's environment.
 BASE_EXPORTS = ("NCCL_DEBUG", "LD_LIBRARY_PATH", "PATH", "PYTHONUNBUFFERED")
 
@@ -179,7 +181,7 @@ def trainer_args(spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
 
 def trainer_command(spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
     """`python -m bert_trainer ...` exactly as a rank runs it (also what a local run executes)."""
-    return ["python", "-m", "bert_trainer", *trainer_args(spec, stage)]
+    return [*TRAINER_ENTRY, *trainer_args(spec, stage)]
 
 
 def launcher_command(spec: BertTrainingJobSpec, stage: Stage, exported: list[str]) -> list[str]:

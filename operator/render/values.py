@@ -13,7 +13,7 @@ from ..api.locations import PvcRef, is_pvc, join, stage_data_path, SYNCED_DATA_R
 from ..api.models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.stages import Stage
-from .command import launcher_command
+from .command import TRAINER_ENTRY, launcher_command
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/bert-operator/trainer:0.1.0"
 LABEL_PREFIX = "bertoperator.io"
@@ -169,7 +169,7 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
         worker_mounts.append({"name": DATA_VOLUME, "mountPath": SYNCED_DATA_ROOT})
         sync = {
             "command": [
-                "python", "-m", "bert_trainer", "sync",
+                *TRAINER_ENTRY, "sync",
                 "--source", join(spec.dataset.uri, subpath), "--dest", join(SYNCED_DATA_ROOT, subpath),
             ],
             "env": s3_env(spec.dataset),
