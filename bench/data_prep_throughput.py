@@ -7,7 +7,7 @@ subprocess, with 1 process and with all cores, timing the whole command (start-u
 scan, tokenization, instances, record writing). Prints sentences/s and instances/s
 for both and the ratio.
 
-    .venv/bin/python -P bench/data_prep_throughput.py [--mb 50] [--workers N] [--work DIR]
+    .venv/bin/python bench/data_prep_throughput.py [--mb 50] [--workers N] [--work DIR]
         [--max_seq_length 128 --max_predictions_per_seq 20 --dupe_factor 5 --n_shards 64]
 
 Google's single-process ``create_pretraining_data.py`` can be run on the same
@@ -64,7 +64,7 @@ def make_corpus(directory: Path, vocab: str, mb: int, seed: int = 0) -> tuple[in
 
 def run(corpus: Path, out: Path, vocab: str, workers: int, args: argparse.Namespace) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-P", "-m", "bert_trainer", "--log_level", "WARNING", "prepare-data",
+    cmd = [sys.executable, "-m", "bert_trainer", "--log_level", "WARNING", "prepare-data",
            "--input_dir", str(corpus), "--output_dir", str(out), "--vocab_file", vocab, "--do_lower_case",
            "--max_seq_length", str(args.max_seq_length), "--max_predictions_per_seq",
            str(args.max_predictions_per_seq), "--masked_lm_prob", "0.15", "--short_seq_prob", "0.1",

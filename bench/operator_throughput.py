@@ -5,7 +5,7 @@ second, API writes and requests per job start, and the operator's peak RSS.
 The baseline is the emulator itself: the same N MPIJob creates made directly
 by the client, in the same run, so the ratio shows the operator's overhead.
 
-    .venv/bin/python -P bench/operator_throughput.py [--jobs 500] [--rate R]
+    .venv/bin/python bench/operator_throughput.py [--jobs 500] [--rate R]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))  # appended, never first: operator/ must not shadow the stdlib module
+sys.path.append(str(REPO))  # for tests.operator.cluster
 from tests.operator.cluster import EmulatedCluster, EmulatorProcess, OperatorProcess  # noqa: E402
 
 NS = "bench"

@@ -20,7 +20,6 @@ Without keras-hub installed the keras-hub rows are reported as skipped.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -32,23 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def import_bert_trainer() -> None:
-    """Use the installed package, or load ./trainer as bert_trainer (bench venvs skip the editable install)."""
-    try:
-        import bert_trainer
-
-        if getattr(bert_trainer, "__file__", None) is None:  # a stray namespace folder, not the package
-            del sys.modules["bert_trainer"]
-            raise ImportError("namespace package")
-    except ImportError:
-        spec = importlib.util.spec_from_file_location("bert_trainer", REPO / "trainer" / "__init__.py",
-                                                      submodule_search_locations=[str(REPO / "trainer")])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bert_trainer"] = module
-        spec.loader.exec_module(module)
-
-
-import_bert_trainer()
+# Bench venvs may skip the editable install: the package folder itself is importable.
+sys.path.append(str(REPO / "trainer"))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

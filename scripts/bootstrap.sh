@@ -15,10 +15,8 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "bootstrap: Python >= 3.11 is required, found $("$python" --version 2>&1)" >&2
   exit 2
 fi
-# -P: never put the working directory on sys.path. The folder operator/ (import
-# name bert_operator) would otherwise shadow the standard library's `operator`.
-[ -x .venv/bin/python ] || "$python" -P -m venv .venv
-pip=(.venv/bin/python -P -m pip install --quiet --disable-pip-version-check)
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
 horovod() {
   # Patched source build of Horovod 0.28.1 against this TensorFlow; the wheel is

@@ -18,8 +18,7 @@ PYTHON="${PYTHON:-python3}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WHEEL_CACHE="${WHEEL_CACHE:-$REPO_ROOT/.cache/wheels}"
 mkdir -p "$WHEEL_CACHE"
-# The repo root has a folder named operator/ that shadows Python's stdlib
-# "operator" for `python -c` run from there: run everything from elsewhere.
+# Build in a scratch folder so no build output lands in the checkout.
 cd "${TMPDIR:-/tmp}"
 
 log() { echo "build-horovod: $*" >&2; }

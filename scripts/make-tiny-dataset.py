@@ -11,7 +11,7 @@ The CoLA-layout sentences are this world's sentences, half of them scrambled,
 so a model that learnt the corpus's word order has something to transfer.
 
 Deterministic: the same seed writes the same bytes (a test regenerates and compares).
-Run: .venv/bin/python -P scripts/make-tiny-dataset.py [OUT_DIR]   (default examples/tiny)
+Run: .venv/bin/python scripts/make-tiny-dataset.py [OUT_DIR]   (default examples/tiny)
 """
 
 from __future__ import annotations

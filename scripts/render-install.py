@@ -1,7 +1,7 @@
 """Write manifests/install.yaml: the Helm chart rendered with its defaults, for `kubectl apply -f`.
 
-    python -P scripts/render-install.py          # rewrite manifests/install.yaml
-    python -P scripts/render-install.py --check  # exit 1 if it is out of date
+    python scripts/render-install.py          # rewrite manifests/install.yaml
+    python scripts/render-install.py --check  # exit 1 if it is out of date
 
 Uses the real Helm engine (helm-python-sdk, in the `dev` extra). The file holds
 the namespace, the CRD (the chart's crds/) and every rendered template in the
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     text = install_yaml()
     if "--check" in argv:
         if OUTPUT.read_text() != text:
-            print(f"{OUTPUT} is out of date: run python -P scripts/render-install.py", file=sys.stderr)
+            print(f"{OUTPUT} is out of date: run python scripts/render-install.py", file=sys.stderr)
             return 1
         return 0
     OUTPUT.write_text(text)

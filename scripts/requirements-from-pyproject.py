@@ -1,7 +1,7 @@
 """Print the requirements of pyproject.toml's base dependencies plus the named extras, one a line.
 
-    python -P scripts/requirements-from-pyproject.py operator > requirements.txt
-    python -P scripts/requirements-from-pyproject.py trainer --drop tensorflow-cpu
+    python scripts/requirements-from-pyproject.py operator > requirements.txt
+    python scripts/requirements-from-pyproject.py trainer --drop tensorflow-cpu
 
 Used by the Dockerfiles to install dependencies in a layer of their own, which
 only a change to pyproject.toml invalidates (the project itself is then installed

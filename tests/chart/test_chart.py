@@ -100,7 +100,7 @@ def test_install_yaml_is_the_chart_rendered_with_defaults() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = (REPO / "manifests" / "install.yaml").read_text()
-    assert text == module.install_yaml(), "run: python -P scripts/render-install.py"
+    assert text == module.install_yaml(), "run: python scripts/render-install.py"
     documents = [d for d in yaml.safe_load_all(text) if d]
     assert [d["kind"] for d in documents[:2]] == ["Namespace", "CustomResourceDefinition"]
     assert {(d["kind"], d["metadata"]["name"]) for d in documents[2:]} == {(o["kind"], o["metadata"]["name"]) for o in objects()}

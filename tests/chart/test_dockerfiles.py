@@ -184,7 +184,7 @@ def test_trainer_image_provides_what_the_rendered_mpijobs_run() -> None:
     assert "requirements-from-pyproject.py trainer --drop tensorflow-cpu" in runs
     assert {"libnccl-dev", "libopenmpi-dev"} <= installed_packages(build)
     assert {"openssh-server", "openmpi-bin", "libnccl2", "python3"} <= installed_packages(final)
-    # Never the source tree as working directory (its operator/ folder shadows the stdlib module).
+    # A scratch working directory, not the source tree (the package lives in the virtual environment).
     assert final.last("WORKDIR") not in ("/src", "/src/") and not (REPO / final.last("WORKDIR").lstrip("/")).exists()
     # The commands the MPIJobs run: mpirun (Open MPI), sshd on the workers, python -m bert_trainer.
     job = parse_job(yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text()))

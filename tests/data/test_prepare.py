@@ -189,7 +189,7 @@ def test_ranks_split_the_shards(corpus_dir, vocab_file, tmp_path, run_cli):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if os.path.basename(package_dir) == "bert_trainer":  # a worktree shim; never the repository root (operator/)
         env["PYTHONPATH"] = os.path.dirname(package_dir)
-    procs = [subprocess.Popen([sys.executable, "-P", "-m", "bert_trainer", *args], cwd=tmp_path, text=True,
+    procs = [subprocess.Popen([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, text=True,
                               env={**env, "OMPI_COMM_WORLD_RANK": str(r), "OMPI_COMM_WORLD_SIZE": "2"},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in (0, 1)]
     errs = [p.communicate(timeout=120)[1] for p in procs]

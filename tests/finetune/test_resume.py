@@ -21,7 +21,7 @@ CONFIG = {"vocab_size": 512, "hidden_size": 32, "num_hidden_layers": 1, "num_att
 
 
 def glue_args(out: Path) -> list[str]:
-    return [sys.executable, "-P", "-m", "bert_trainer", "glue", "--task_name", "CoLA", "--data_dir", str(TINY / "CoLA"),
+    return [sys.executable, "-m", "bert_trainer", "glue", "--task_name", "CoLA", "--data_dir", str(TINY / "CoLA"),
             "--vocab_file", str(TINY / "vocab.txt"), "--do_lower_case", "--bert_config_json", json.dumps(CONFIG),
             "--output_dir", str(out), "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "8",
             "--learning_rate", "3e-4", "--num_train_epochs", "3", "--precision", "fp32", "--save_checkpoints_steps", "500"]

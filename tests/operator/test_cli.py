@@ -17,7 +17,7 @@ PRETRAIN = REPO / "examples" / "bert-large-pretrain.yaml"
 
 def bertjob(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-P", "-m", "bert_operator.cli", *args],
+        [sys.executable, "-m", "bert_operator.cli", *args],
         input=stdin, capture_output=True, text=True, cwd=REPO, timeout=60,
     )
 
@@ -94,7 +94,7 @@ def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) ->
     import os
 
     def operator(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-P", "-m", "bert_operator.cli", "operator", *args], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "bert_operator.cli", "operator", *args], capture_output=True,
                               text=True, cwd=tmp_path, timeout=60,
                               env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig"), **env})
 

@@ -55,8 +55,7 @@ def tiny_flags(records: dict[str, str], output_dir: str, *, steps: int = 20, sav
 
 @pytest.fixture()
 def run_cli(tmp_path):
-    """Run ``python -m bert_trainer ARGS`` as the operator would, from a neutral cwd
-    (the repo root's operator/ folder would shadow the stdlib 'operator')."""
+    """Run ``python -m bert_trainer ARGS`` as the operator would, from a scratch folder."""
 
     def _run(args: list[str], env: dict[str, str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
         full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2"}

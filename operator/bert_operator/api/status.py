@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
+
+from ..contract import PROGRESS_FIELDS
 
 JobPhase = Literal["Pending", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
@@ -32,18 +34,26 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(None, description="metadata.generation this condition was computed from.")
 
 
-class Progress(StatusModel):
-    """Training progress copied from the trainer's progress.json."""
+class _OperatorProgress(StatusModel):
+    """The progress fields the operator adds to what the trainer reports."""
 
     stage: str | None = Field(None, description="Stage the figures belong to, e.g. phase1.")
-    step: int | None = None
-    total_steps: int | None = None
     percent: int | None = Field(None, description="Whole-job completion, 0-100.")
     display: str | None = Field(None, description="Short form for kubectl get, e.g. '45% phase1'.")
-    loss: float | None = None
-    sequences_per_second: float | None = None
-    eta_seconds: float | None = None
-    updated_at: str | None = Field(None, description="When the trainer wrote these figures.")
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+#: Training progress copied from the trainer's progress.json: every field of the contract, so the
+#: API server's structural pruning keeps all that the operator writes.
+Progress = create_model(
+    "Progress",
+    __base__=_OperatorProgress,
+    __doc__="Training progress copied from the trainer's progress.json.",
+    **{_snake(f.name): (f.kind | None, Field(None, description=f.description)) for f in PROGRESS_FIELDS},
+)
 
 
 class StageStatus(StatusModel):

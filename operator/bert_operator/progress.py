@@ -19,13 +19,13 @@ from aiohttp import web
 
 from . import status as sm
 from .api import SpecError, parse_job
+from .contract import TOKEN_AUDIENCE
 from .kube import KubeApi
 from .metrics import PROGRESS_REPORTS
 from .reconcile import Reconciler
 from .reports import merge_report
 
 log = logging.getLogger(__name__)
-TOKEN_AUDIENCE = "bert-operator"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 def _age_seconds(stamp: str | None, now: datetime.datetime) -> float | None:
     if not stamp:

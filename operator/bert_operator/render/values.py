@@ -13,13 +13,13 @@ from ..api.locations import PvcRef, is_pvc, join, stage_data_path, SYNCED_DATA_R
 from ..api.models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.stages import Stage
+from ..contract import (
+    ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL, TASK_LABEL,
+    TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE,
+)
 from .command import TRAINER_ENTRY, launcher_command
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/bert-operator/trainer:0.1.0"
-LABEL_PREFIX = "bertoperator.io"
-JOB_NAME_LABEL = f"{LABEL_PREFIX}/job-name"
-STAGE_LABEL = f"{LABEL_PREFIX}/stage"
-TASK_LABEL = f"{LABEL_PREFIX}/task"
 STAGE_INDEX_ANNOTATION = f"{LABEL_PREFIX}/stage-index"
 GENERATION_ANNOTATION = f"{LABEL_PREFIX}/job-generation"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -28,9 +28,6 @@ WORKER_COMMAND = ["/usr/sbin/sshd", "-De"]
 DATA_VOLUME = "dataset"
 SHM_VOLUME = "dshm"
 TOKEN_VOLUME = "bertoperator-token"
-TOKEN_DIR = "/var/run/secrets/bertoperator.io"
-#: Audience of the projected token trainers authenticate progress reports with.
-TOKEN_AUDIENCE = "bert-operator"
 #: Keys of a credentialsSecret, passed to pods under the same names (boto3 reads them).
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -125,10 +122,11 @@ def _report_env(job: BertTrainingJob, stage: Stage, settings: RenderSettings) ->
     """Where and as whom rank 0 reports progress (exported to ranks with mpirun -x)."""
     if not settings.progress_url:
         return []
+    path = REPORT_PATH.format(namespace=job.metadata.namespace, name=job.metadata.name)
     values = {
-        "BERTJOB_PROGRESS_URL": f"{settings.progress_url.rstrip('/')}/progress/{job.metadata.namespace}/{job.metadata.name}",
-        "BERTJOB_STAGE": stage.name,
-        "BERTJOB_TOKEN_FILE": f"{TOKEN_DIR}/token",
+        ENV_PROGRESS_URL: f"{settings.progress_url.rstrip('/')}{path}",
+        ENV_STAGE: stage.name,
+        ENV_TOKEN_FILE: TOKEN_FILE,
     }
     return [{"name": key, "value": value} for key, value in values.items()]
 

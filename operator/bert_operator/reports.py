@@ -10,8 +10,7 @@ from typing import Any
 
 from . import status as sm
 from .api import BertTrainingJob, stages_of
-
-PROGRESS_FIELDS = ("step", "totalSteps", "loss", "sequencesPerSecond", "etaSeconds", "updatedAt", "mlmAccuracy", "nspAccuracy")
+from .contract import PROGRESS_FIELD_NAMES, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
 
 
 def stage_weights(job: BertTrainingJob) -> list[float]:
@@ -28,13 +27,13 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
     Raises ValueError with a message naming the field when the report is malformed.
     """
     names = [stage.name for stage in stages_of(job.spec)]
-    stage = report.get("stage")
+    stage = report.get(REPORT_STAGE)
     if stage not in names:
         raise ValueError(f"stage: must be one of {names}, got {stage!r}")
     generation = (status.get("observedGeneration"))
     patch: dict[str, Any] = {}
-    if "progress" in report:
-        raw = report["progress"]
+    if REPORT_PROGRESS in report:
+        raw = report[REPORT_PROGRESS]
         if not isinstance(raw, dict):
             raise ValueError("progress: must be an object")
         step, total = raw.get("step"), raw.get("totalSteps")
@@ -44,14 +43,14 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
         index = names.index(stage)
         done = sum(weights[:index]) + weights[index] * step / total
         percent = min(100, int(done * 100))
-        progress = {"stage": stage, **{k: raw[k] for k in PROGRESS_FIELDS if k in raw}, "percent": percent,
+        progress = {"stage": stage, **{k: raw[k] for k in PROGRESS_FIELD_NAMES if k in raw}, "percent": percent,
                     "display": f"{percent}% {stage}"}
         progress.setdefault("updatedAt", now)
         patch["progress"] = progress
-    if "results" in report:
-        if not isinstance(report["results"], dict):
+    if REPORT_RESULTS in report:
+        if not isinstance(report[REPORT_RESULTS], dict):
             raise ValueError("results: must be an object")
-        patch["results"] = {**(status.get("results") or {}), **report["results"], "stage": stage}
+        patch["results"] = {**(status.get("results") or {}), **report[REPORT_RESULTS], "stage": stage}
     if not patch:
         raise ValueError("report: needs progress or results")
     patch["conditions"] = sm.set_condition(

@@ -19,7 +19,7 @@ from aiohttp import web
 from . import webhook
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
-from .render.values import JOB_NAME_LABEL
+from .contract import JOB_NAME_LABEL
 from .runtime import Runtime, plain
 
 log = logging.getLogger(__name__)

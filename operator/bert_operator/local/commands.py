@@ -80,8 +80,7 @@ def python_argv(command: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _this_python(rank_args: list[str]) -> list[str]:
-    # -P: the source checkout's operator/ folder must never shadow the standard library's operator module.
-    return [sys.executable, "-P", *rank_args]
+    return [sys.executable, *rank_args]
 
 
 def sync_commands(mpijob: dict[str, Any], mounts: list[tuple[str, Path]], environ: Mapping[str, str] | None = None) -> list[LocalCommand]:

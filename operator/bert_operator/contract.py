@@ -1,0 +1,94 @@
+"""What the operator and the trainer exchange, in one place: standard library only.
+
+The operator renders MPIJobs whose ranks run ``python -m bert_trainer``; the
+trainer reports back through files in the stage's output folder and, when the
+operator asks for it, HTTP reports to the operator's progress endpoint. Both
+sides import their names from here, so a field or variable cannot be renamed
+on one side only:
+
+- the CRD's ``status.progress`` schema is built from :data:`PROGRESS_FIELDS`
+  (``api/status.py``), and so is what the operator copies from a report
+  (``reports.py``) and what the trainer writes (``bert_trainer.reports``);
+- the ``BERTJOB_*`` variables are rendered by ``render/values.py`` and read by
+  ``bert_trainer.progress_push``;
+- the labels are put on MPIJobs and pods by the renderer and selected on by
+  the operator's watch.
+
+Importing this module imports nothing else of either package (the trainer
+image and the operator image both carry it), and no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Final
+
+# --------------------------------------------------------------- identities
+
+#: Audience of the projected service-account token rank 0 sends with each report;
+#: the operator's TokenReview accepts only tokens minted for it.
+TOKEN_AUDIENCE: Final = "bert-operator"
+#: Where that token is mounted in launcher and worker pods.
+TOKEN_DIR: Final = "/var/run/secrets/bertoperator.io"
+TOKEN_FILE: Final = f"{TOKEN_DIR}/token"
+#: The operator's report endpoint, below its progress URL.
+REPORT_PATH: Final = "/progress/{namespace}/{name}"
+
+# ------------------------------------------------ variables the launcher sets
+
+#: Full URL of this job's report endpoint.
+ENV_PROGRESS_URL: Final = "BERTJOB_PROGRESS_URL"
+#: The stage a rank runs (e.g. phase1); every report names it.
+ENV_STAGE: Final = "BERTJOB_STAGE"
+#: Path of the projected token (re-read for each report: the kubelet rotates it).
+ENV_TOKEN_FILE: Final = "BERTJOB_TOKEN_FILE"
+#: All three, in the order the renderer sets them; set together or not at all.
+REPORT_ENV: Final = (ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE)
+
+# ------------------------------------------------------------------- labels
+
+LABEL_PREFIX: Final = "bertoperator.io"
+JOB_NAME_LABEL: Final = f"{LABEL_PREFIX}/job-name"
+STAGE_LABEL: Final = f"{LABEL_PREFIX}/stage"
+TASK_LABEL: Final = f"{LABEL_PREFIX}/task"
+
+# ------------------------------------------------------------------ reports
+
+#: Files a stage writes into its output folder (the record that outlives any report).
+PROGRESS_FILE: Final = "progress.json"
+RESULTS_FILE: Final = "results.json"
+#: Keys of one HTTP report body: {"stage": ..., "progress": {...}} or {"stage": ..., "results": {...}}.
+REPORT_STAGE: Final = "stage"
+REPORT_PROGRESS: Final = "progress"
+REPORT_RESULTS: Final = "results"
+
+
+@dataclass(frozen=True)
+class ReportField:
+    """One field of progress.json: its wire name, JSON type and meaning."""
+
+    name: str
+    kind: type
+    description: str
+
+
+#: The fields of progress.json, in the order the trainer writes them. The operator copies
+#: exactly these onto ``status.progress``; the CRD's status schema declares exactly these
+#: (plus the operator's own ``stage``, ``percent`` and ``display``), so none is pruned.
+PROGRESS_FIELDS: Final = (
+    ReportField("step", int, "Optimizer steps (or units of work) done in this stage."),
+    ReportField("totalSteps", int, "Steps this stage runs in all."),
+    ReportField("loss", float, "Training loss at the last reported step."),
+    ReportField("mlmAccuracy", float, "Masked-LM accuracy on the last training batch (pretraining)."),
+    ReportField("nspAccuracy", float, "Next-sentence accuracy on the last training batch (pretraining)."),
+    ReportField("sequencesPerSecond", float, "Training throughput over all ranks."),
+    ReportField("etaSeconds", float, "Estimated seconds until the stage ends."),
+    ReportField("updatedAt", str, "When the trainer wrote these figures (RFC 3339, UTC)."),
+)
+PROGRESS_FIELD_NAMES: Final = tuple(field.name for field in PROGRESS_FIELDS)
+
+
+def utc_now() -> str:
+    """Now as RFC 3339 in UTC to the second: the one timestamp format in status, reports and Events."""
+    return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
