@@ -14,7 +14,9 @@ from typing import Sequence
 
 import yaml
 
-from .api import SpecError, parse_text
+from .api import SpecError
+from .api.parse import parse_text
+from .tasks import task_of
 from .api.crd import crd_yaml
 from .render import RenderSettings, render_all
 from .render.values import DEFAULT_TRAINER_IMAGE
@@ -46,8 +48,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         jobs = parse_text(_read(path), path)
         for job in jobs:
-            task, _ = job.spec.task.chosen()
-            print(f"{path}: {job.metadata.namespace}/{job.metadata.name} is a valid {task} job")
+            print(f"{path}: {job.metadata.namespace}/{job.metadata.name} is a valid {task_of(job.spec).name} job")
     return EXIT_OK
 
 

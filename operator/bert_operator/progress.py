@@ -18,7 +18,8 @@ from typing import Any, Callable
 from aiohttp import web
 
 from . import status as sm
-from .api import SpecError, parse_job
+from .api import SpecError
+from .api.parse import parse_job
 from .contract import TOKEN_AUDIENCE
 from .kube import KubeApi
 from .metrics import PROGRESS_REPORTS

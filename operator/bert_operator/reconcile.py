@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from . import status as sm
-from .api import BertTrainingJob, SpecError, parse_job, stages_of
+from .api import BertTrainingJob, SpecError
+from .api.parse import parse_job
+from .tasks import stages_of, task_of
 from .metrics import MPIJOBS_CREATED, RECONCILE_SECONDS
 from .render import RenderSettings, render_mpijob
 
@@ -60,7 +62,7 @@ def normalized_spec(job: BertTrainingJob) -> dict[str, Any]:
 
 def summary(job: BertTrainingJob) -> dict[str, Any]:
     """The columns `kubectl get btj` shows."""
-    task, _ = job.spec.task.chosen()
+    task = task_of(job.spec).name
     resources = job.spec.resources
     return {
         "task": task,

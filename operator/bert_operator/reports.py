@@ -9,16 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import status as sm
-from .api import BertTrainingJob, stages_of
+from .api import BertTrainingJob
+from .tasks import stages_of, task_of
 from .contract import PROGRESS_FIELD_NAMES, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
-
-
-def stage_weights(job: BertTrainingJob) -> list[float]:
-    """Each stage's share of the whole job: its share of steps for pretraining, equal otherwise."""
-    task = job.spec.task.pretrain
-    if task is not None:
-        return [steps / task.train_steps for steps in task.phase_steps()]
-    return [1.0]
 
 
 def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str, Any], now: str) -> dict[str, Any]:
@@ -39,7 +32,7 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
         step, total = raw.get("step"), raw.get("totalSteps")
         if not isinstance(step, int) or not isinstance(total, int) or total < 1 or not 0 <= step <= total:
             raise ValueError(f"progress.step/totalSteps: need integers with 0 <= step <= totalSteps >= 1, got {step!r}/{total!r}")
-        weights = stage_weights(job)
+        weights = task_of(job.spec).stage_weights(job.spec)
         index = names.index(stage)
         done = sum(weights[:index]) + weights[index] * step / total
         percent = min(100, int(done * 100))

@@ -20,7 +20,8 @@ from typing import Any, Mapping
 
 import kopf
 
-from .api import SpecError, parse_job
+from .api import SpecError
+from .api.parse import parse_job
 from .runtime import plain
 
 #: kopf serves each admission handler at /<handler id>; the chart's webhook configuration points there.

@@ -16,7 +16,7 @@ import yaml
 
 from bert_operator.cli import build_parser
 from bert_operator.render import RenderSettings, render_all
-from bert_operator.api import parse_job
+from bert_operator.api.parse import parse_job
 from tests.chart.render import objects
 from tests.conftest import REPO
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bert_operator.api import parse_job
+from bert_operator.api.parse import parse_job
 from bert_operator.render import render_all
 from tests.conftest import REPO
 

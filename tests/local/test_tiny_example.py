@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_operator.api import parse_text
+from bert_operator.api.parse import parse_text
 from bert_operator.local.volumes import to_local
 from bert_operator.render import render_all
 from tests.local.helpers import TINY, TINY_INPUTS, condition, run_local, statuses

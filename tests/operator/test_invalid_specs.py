@@ -8,7 +8,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from bert_operator.api import SpecError, parse_job, parse_text
+from bert_operator.api import SpecError
+from bert_operator.api.parse import parse_job, parse_text
 from tests.conftest import REPO
 
 BASE = yaml.safe_load((REPO / "examples" / "bert-large-pretrain.yaml").read_text())
@@ -80,7 +81,7 @@ CASES: list[tuple[str, dict, str, str]] = [
     ("unknown bert config field", mutate(BASE, lambda d: spec(d)["model"].update(preset="custom", config={"hidden_layers": 2})),
      "spec.model.config.hidden_layers", "unknown field; allowed fields here: vocab_size"),
     ("squad without vocab", mutate(SQUAD, lambda d: spec(d)["model"].pop("vocab")),
-     "spec.model.vocab", "required for prepareData, squad and glue"),
+     "spec.model.vocab", "required for squad, glue and prepareData"),
     ("squad without checkpoint", mutate(SQUAD, lambda d: spec(d)["model"].pop("initCheckpoint")),
      "spec.model.initCheckpoint", "required for squad and glue"),
     ("doc stride too long", mutate(SQUAD, lambda d: spec(d)["task"]["squad"].update(docStride=384)),

@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bert_operator.api import SpecError, parse_job
+from bert_operator.api import SpecError
+from bert_operator.api.parse import parse_job
 from bert_operator.render import render_all
 from tests.schemas import mpijob_errors, pod_errors
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bert_operator.api import parse_job, parse_text, stages_of
+from bert_operator.api.parse import parse_job, parse_text
+from bert_operator.tasks import stages_of
 from bert_operator.render import RenderSettings, render_all, render_mpijob
 from tests.conftest import EXAMPLES
 from tests.schemas import mpijob_errors, pod_errors

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from bert_operator import status as sm
-from bert_operator.api import parse_job
+from bert_operator.api.parse import parse_job
 from bert_operator.progress import staleness_patch
 from bert_operator.reports import merge_report
 from tests.conftest import REPO

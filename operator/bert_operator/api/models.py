@@ -272,14 +272,6 @@ class TaskSpec(ApiModel):
     glue: GlueTask | None = Field(None, description="GLUE CoLA/MRPC/MNLI fine-tuning.")
     prepare_data: PrepareDataTask | None = Field(None, description="Turn raw text into pretraining TFRecords.")
 
-    def chosen(self) -> tuple[str, PretrainTask | SquadTask | GlueTask | PrepareDataTask]:
-        """The one task that is set, by its wire name; rules ensure exactly one is."""
-        for name in ("pretrain", "squad", "glue", "prepare_data"):
-            value = getattr(self, name)
-            if value is not None:
-                return to_camel(name), value
-        raise LookupError("no task set")
-
 
 # ----------------------------------------------------------------- infrastructure
 

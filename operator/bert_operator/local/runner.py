@@ -28,14 +28,14 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..api import BertTrainingJob, stages_of
-from ..api.locations import report_uri
+from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..reconcile import Reconciler, normalized_spec, spec_hash, utc_now
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
 from ..reports import merge_report
 from ..status import TERMINAL_PHASES
+from ..tasks import report_uri, stages_of, task_of
 from .commands import s3_endpoint
 from .display import Display
 from .stages import LocalStages
@@ -43,9 +43,6 @@ from .volumes import LocalSetupError, VolumeMap, check_inputs, volume_map
 
 POLL_SECONDS = 0.5
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-#: Python modules each task's trainer needs in this interpreter.
-TASK_MODULES = {"pretrain": ("tensorflow",), "glue": ("tensorflow", "tokenizers"), "squad": ("tensorflow", "tokenizers"),
-                "prepareData": ("tokenizers",)}
 
 
 @dataclass
@@ -89,11 +86,11 @@ class Interrupt:
 
 
 def check_trainer_installed(job: BertTrainingJob) -> None:
-    task, _ = job.spec.task.chosen()
-    missing = [name for name in TASK_MODULES[task] if importlib.util.find_spec(name) is None]
+    task = task_of(job.spec)
+    missing = [name for name in task.local_modules if importlib.util.find_spec(name) is None]
     if missing:
         raise LocalSetupError(
-            f"{job.metadata.name}: a local {task} run needs the trainer ({', '.join(missing)} not installed); "
+            f"{job.metadata.name}: a local {task.name} run needs the trainer ({', '.join(missing)} not installed); "
             "install it with: bash scripts/bootstrap.sh local"
         )
 

@@ -9,7 +9,8 @@ import jinja2
 import yaml
 
 from ..api.models import BertTrainingJob
-from ..api.stages import Stage, stages_of
+from ..api.stages import Stage
+from ..tasks import stages_of
 from .values import RenderSettings, template_values
 
 __all__ = ["RenderSettings", "render_mpijob", "render_all"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.locations import PvcRef, is_pvc, join, stage_data_path, SYNCED_DATA_ROOT
+from ..api.locations import PvcRef, is_pvc, join, SYNCED_DATA_ROOT
 from ..api.models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.stages import Stage
+from ..tasks import stage_data_path, task_of
 from ..contract import (
     ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL, TASK_LABEL,
     TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE,
@@ -134,7 +135,7 @@ def _report_env(job: BertTrainingJob, stage: Stage, settings: RenderSettings) ->
 def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings) -> dict[str, Any]:
     """Everything the MPIJob template places, for one stage of `job`."""
     spec = job.spec
-    task_name, _ = spec.task.chosen()
+    task_name = task_of(spec).name
     name = stage.mpijob_name(job.metadata.name)
     pod_labels = {
         "app.kubernetes.io/managed-by": "bert-operator",

@@ -1,0 +1,68 @@
+"""The shape of one task as the operator knows it; one module per task fills it in.
+
+Everything that differs between pretrain, squad, glue and prepareData lives in
+that task's module: its stages, its cross-field rules, where each stage reads
+and writes, the trainer's command line, how its stages weigh in the job's
+progress, and what a local run needs installed. The validator, renderer,
+progress merge and local runner iterate the registry (``tasks/__init__.py``)
+and never name a task. Adding a task is its module here, its module in
+``bert_trainer.tasks``, and its model in ``api/models.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterator
+
+from ..api.errors import FieldError
+from ..api.locations import join
+from ..api.models import BertTrainingJobSpec
+from ..api.stages import Stage
+
+
+class OperatorTask:
+    """Defaults fit a single-stage task that reads the whole dataset and writes to `<output>/<stage>`."""
+
+    #: Key under `spec.task` (camelCase, as users write it).
+    name: ClassVar[str]
+    #: Attribute of `TaskSpec` holding this task's settings (snake_case).
+    field: ClassVar[str]
+    #: Stage (and MPIJob suffix) of a single-stage task.
+    stage_name: ClassVar[str] = ""
+    #: Whether the task tokenizes (needs spec.model.vocab) or fine-tunes (needs spec.model.initCheckpoint).
+    needs_vocab: ClassVar[bool] = False
+    needs_init_checkpoint: ClassVar[bool] = False
+    #: Python modules its trainer imports, checked before a local run starts.
+    local_modules: ClassVar[tuple[str, ...]] = ()
+
+    def settings(self, spec: BertTrainingJobSpec) -> Any:
+        """This task's part of the spec (e.g. a PretrainTask)."""
+        return getattr(spec.task, self.field)
+
+    def stages(self, spec: BertTrainingJobSpec) -> list[Stage]:
+        """The MPIJobs this task runs, in order."""
+        return [Stage(0, self.stage_name)]
+
+    def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
+        """Rules across this task's fields (the generic rules run as well)."""
+        return iter(())
+
+    def data_path(self, spec: BertTrainingJobSpec, stage: Stage) -> str:
+        """Sub-folder of the dataset a stage reads (empty: the whole dataset)."""
+        return ""
+
+    def output(self, spec: BertTrainingJobSpec, stage: Stage, base: str) -> str:
+        """Where a stage writes (checkpoints, records, progress.json, results.json) under the output `base`."""
+        return join(base, stage.name)
+
+    def trainer_args(self, spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
+        """Arguments after `python -m bert_trainer` for one stage, in NVIDIA's flag names."""
+        raise NotImplementedError(f"task {self.name} renders no trainer command")
+
+    def stage_weights(self, spec: BertTrainingJobSpec) -> list[float]:
+        """Each stage's share of the whole job, for the progress percentage."""
+        stages = self.stages(spec)
+        return [1.0 / len(stages)] * len(stages)
+
+    def mpirun_binding(self, spec: BertTrainingJobSpec) -> list[str]:
+        """Process binding: NVIDIA's fine-tuning and CPU launches map by slot without binding."""
+        return ["--bind-to", "none", "--map-by", "slot"]

@@ -1,0 +1,64 @@
+"""Trainer flags several tasks share, from the spec, in NVIDIA's flag names (pure)."""
+
+from __future__ import annotations
+
+import json
+
+from ..api.locations import in_pod
+from ..api.models import BertTrainingJobSpec, GlueTask, SquadTask
+
+
+def number(value: float) -> str:
+    """Shortest exact text of a number (7.5e-4 -> '0.00075', 2.0 -> '2')."""
+    return format(value, "g")
+
+
+def model_flags(spec: BertTrainingJobSpec) -> list[str]:
+    """--bert_model for Google's presets, the whole config inline for a custom model."""
+    if spec.model.preset == "custom":
+        config = spec.model.resolved_config().model_dump()
+        return ["--bert_config_json", json.dumps(config, separators=(",", ":"), sort_keys=True)]
+    return ["--bert_model", spec.model.preset]
+
+
+def optimizer_flags(spec: BertTrainingJobSpec, default: str) -> list[str]:
+    opt = spec.optimizer
+    return [
+        "--optimizer", opt.name or default,
+        "--weight_decay_rate", number(opt.weight_decay_rate),
+        "--beta_1", number(opt.beta1), "--beta_2", number(opt.beta2), "--epsilon", number(opt.epsilon),
+    ]
+
+
+def speed_flags(spec: BertTrainingJobSpec) -> list[str]:
+    return ["--precision", spec.precision, *(["--use_xla"] if spec.xla else [])]
+
+
+def tokenizer_flags(spec: BertTrainingJobSpec) -> list[str]:
+    """The vocab and casing every tokenizing task passes (the rules guarantee a vocab)."""
+    assert spec.model.vocab
+    return ["--vocab_file", in_pod(spec.model.vocab), *(["--do_lower_case"] if spec.model.lower_case else [])]
+
+
+def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str) -> list[str]:
+    """Tokenizer, model, pretrained weights and output: what squad and glue both pass."""
+    assert spec.model.init_checkpoint  # guaranteed by the rules
+    return [
+        *tokenizer_flags(spec),
+        *model_flags(spec),
+        "--init_checkpoint", in_pod(spec.model.init_checkpoint),
+        "--output_dir", output_dir,
+    ]
+
+
+def finetune_hyperparameters(spec: BertTrainingJobSpec, task: SquadTask | GlueTask) -> list[str]:
+    """The hyperparameters squad and glue share."""
+    return [
+        "--max_seq_length", str(task.max_seq_length),
+        "--train_batch_size", str(task.batch_size_per_gpu),
+        "--learning_rate", number(task.learning_rate),
+        "--num_train_epochs", number(task.epochs),
+        "--warmup_proportion", number(task.warmup_proportion),
+        *optimizer_flags(spec, "adam"),
+        *speed_flags(spec),
+    ]

@@ -1,0 +1,46 @@
+"""glue: GLUE sentence(-pair) classification fine-tuning (NVIDIA's run_classifier flags)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..api.checks import check_relative, check_seq
+from ..api.errors import FieldError
+from ..api.locations import data_root, in_pod, join
+from ..api.models import BertTrainingJobSpec, GlueTask
+from ..api.stages import Stage
+from .base import OperatorTask
+from .flags import finetune_hyperparameters, finetune_model_flags
+
+
+class Glue(OperatorTask):
+    name = "glue"
+    field = "glue"
+    stage_name = "glue"
+    needs_vocab = True
+    needs_init_checkpoint = True
+    local_modules = ("tensorflow", "tokenizers")
+
+    def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
+        task: GlueTask = self.settings(spec)
+        yield from check_seq("spec.task.glue", task.max_seq_length, max_positions)
+        yield from check_relative("spec.task.glue.dataDir", task.data_dir)
+
+    def data_path(self, spec: BertTrainingJobSpec, stage: Stage) -> str:
+        """dataDir, by default the GLUE task's own folder name (MRPC/, CoLA/, ...)."""
+        task: GlueTask = self.settings(spec)
+        return (task.data_dir or task.task_name).strip("/")
+
+    def trainer_args(self, spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
+        task: GlueTask = self.settings(spec)
+        return [
+            "glue", "--horovod",
+            "--task_name", task.task_name,
+            "--data_dir", join(data_root(spec), self.data_path(spec, stage)),
+            *finetune_model_flags(spec, self.output(spec, stage, in_pod(spec.output.uri))),
+            "--do_train", "--do_eval",
+            *finetune_hyperparameters(spec, task),
+        ]
+
+
+TASK = Glue()
