@@ -120,5 +120,5 @@ class ProgressEndpoint:
                 patch = merge_report(job, body.get("status") or {}, report, self.clock())
             except ValueError as exc:
                 return "malformed", 400, str(exc)
-            self.api.patch_job_status(namespace, name, patch)
+            self.reconciler.record(body, patch)
         return "accepted", 200, "ok"

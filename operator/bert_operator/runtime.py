@@ -17,7 +17,8 @@ from .events import EventRecorder
 from .kube import KubeApi, load_config
 from .metrics import JOBS_BY_PHASE
 from .progress import ProgressEndpoint, staleness_patch
-from .reconcile import Reconciler, utc_now
+from .contract import utc_now
+from .reconcile import Reconciler
 from .render import RenderSettings
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,7 @@ class Runtime:
                 patch = staleness_patch(body.get("status") or {}, now, self.settings.progress_stale_seconds)
                 if patch:
                     with self.reconciler.lock(namespace, name):
-                        if self.api.patch_job_status(namespace, name, patch) is not None:
-                            body.setdefault("status", {}).update(patch)
+                        self.reconciler.record(body, patch)
             except Exception:
                 log.exception("resync failed job=%s/%s", namespace, name)
         phases = Counter((body.get("status") or {}).get("phase") or "Pending" for body in self.jobs.values())

@@ -30,7 +30,8 @@ import yaml
 
 from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
-from ..reconcile import Reconciler, normalized_spec, spec_hash, utc_now
+from ..contract import utc_now
+from ..reconcile import Reconciler, normalized_spec, spec_hash
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
 from ..reports import merge_report
@@ -215,8 +216,7 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
             current = body["status"].get("currentStage")
             patch = reports.fold(body["status"], current) if current else None
             if patch:
-                stages.patch_job_status(job.metadata.namespace, name, patch)
-                body["status"] = {**body["status"], **patch}
+                reconciler.record(body, patch)
             reconciler.reconcile(body)
             display.progress(body["status"])
     except KeyboardInterrupt:  # the second Ctrl-C: kill now, record it

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..reconcile import utc_now
+from ..contract import utc_now
 from .commands import LocalCommand, launcher_command, sync_commands
 from .volumes import VolumeMap
 

@@ -1,0 +1,12 @@
+"""Reconciling BertTrainingJobs: observe (``observe.py``), decide (``plan.py``), write (``writer.py``).
+
+:class:`Reconciler` runs the three in order for one job at a time; only
+``observe`` reads and only the writer writes, so the decisions in between are
+pure and unit-tested row by row (tests/operator/test_reconcile.py).
+"""
+
+from .plan import normalized_spec, spec_hash
+from .ports import EventSink, MPIJobApi
+from .reconciler import Reconciler
+
+__all__ = ["EventSink", "MPIJobApi", "Reconciler", "normalized_spec", "spec_hash"]

@@ -1,0 +1,225 @@
+"""Decide: a job's next status, the MPIJob writes it needs and the Events it deserves, as a pure function.
+
+:func:`plan` sees the job as the API server holds it, its status as last
+written and the MPIJobs just observed, and answers what should be: no I/O, no
+clock (``now`` is given), so every transition is a unit test of milliseconds.
+
+A plan that asks for MPIJob writes (create a stage, pass a suspend toggle on)
+is provisional: the reconciler applies them, adds what the API server answered
+to the observation and plans again, until a plan asks for none. That final
+plan's status is written once. Re-planning on the answer, rather than guessing
+it, is what makes a 409 adopt the existing MPIJob (owned or not), and what lets
+local mode report the conditions its processes set at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .. import status as sm
+from ..api import BertTrainingJob, SpecError
+from ..api.parse import parse_job
+from ..render import RenderSettings, render_mpijob
+from ..tasks import stages_of, task_of
+from .observe import Observed
+
+
+@dataclass(frozen=True)
+class CreateMPIJob:
+    """Create a stage's MPIJob (a 409 adopts the one that exists)."""
+
+    stage: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PatchMPIJob:
+    """Merge-patch a stage's MPIJob (the only one: passing runPolicy.suspend on)."""
+
+    namespace: str
+    name: str
+    patch: dict[str, Any]
+
+
+Action = CreateMPIJob | PatchMPIJob
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event about the job: Normal or Warning, a CamelCase reason, a message."""
+
+    kind: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile decided."""
+
+    status: dict[str, Any]
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = field(default=())
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """Hash of the fields that cannot change once a job started (all but runPolicy.suspend)."""
+    frozen = json.loads(json.dumps(spec))
+    frozen.get("runPolicy", {}).pop("suspend", None)
+    return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def normalized_spec(job: BertTrainingJob) -> dict[str, Any]:
+    """The spec with every default filled in: what the job runs, comparable across edits."""
+    return job.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def summary(job: BertTrainingJob) -> dict[str, Any]:
+    """The columns `kubectl get btj` shows."""
+    resources = job.spec.resources
+    return {
+        "task": task_of(job.spec).name,
+        "model": job.spec.model.preset,
+        "workers": resources.workers,
+        "gpus": resources.workers * resources.gpus_per_worker,
+    }
+
+
+def needs_work(body: Mapping[str, Any]) -> bool:
+    """False for a finished job whose spec has not changed since: nothing to read, nothing to decide."""
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    return not (status.get("phase") in sm.TERMINAL_PHASES and status.get("observedGeneration") == generation)
+
+
+def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str,
+         settings: RenderSettings | None = None) -> Plan:
+    """The next status of the job `body` given the MPIJobs `observed` (by name), with the writes and Events it needs."""
+    settings = settings or RenderSettings()
+    if not needs_work(body):
+        return Plan(old)
+    accepted = old.get("acceptedSpec")
+    try:
+        job = parse_job(body)
+    except SpecError as exc:
+        if accepted:  # running job, broken update: refuse it, keep running the accepted spec
+            return _refuse_update(body, old, observed, now, settings, f"spec is invalid: {exc.render()}", accepted)
+        return _invalid(body, old, now, exc)
+    if accepted and spec_hash(accepted) != spec_hash(normalized_spec(job)):
+        return _refuse_update(body, old, observed, now, settings,
+                              "fields other than runPolicy.suspend cannot change after the job started", accepted)
+    return _advance(body, job, old, observed, now, settings, refusal=None)
+
+
+def _invalid(body: dict[str, Any], old: dict[str, Any], now: str, exc: SpecError) -> Plan:
+    """A job that never started and cannot: Failed with every field error, and nothing created."""
+    generation = body["metadata"].get("generation")
+    message = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
+    conditions = sm.set_condition(old.get("conditions") or [], sm.VALID, False, sm.REASON_INVALID_SPEC, message, now, generation)
+    conditions = sm.set_condition(conditions, sm.FAILED, True, sm.REASON_INVALID_SPEC, message, now, generation)
+    new = {**old, "phase": "Failed", "conditions": conditions, "observedGeneration": generation, "completionTime": now}
+    return Plan(new, events=(Event("Warning", sm.REASON_INVALID_SPEC, message),))
+
+
+def _refuse_update(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str, settings: RenderSettings,
+                   why: str, accepted: dict[str, Any]) -> Plan:
+    """Keep running the accepted spec and say why the change was not applied; a suspend toggle still passes."""
+    accepted_spec = accepted
+    live_suspend = ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend")
+    if isinstance(live_suspend, bool):
+        accepted_spec = {**accepted, "runPolicy": {**accepted.get("runPolicy", {}), "suspend": live_suspend}}
+    job = parse_job({**body, "spec": accepted_spec})
+    return _advance(body, job, old, observed, now, settings, refusal=why)
+
+
+def _owned(mpijob: Mapping[str, Any], uid: str | None) -> bool:
+    owners = (mpijob.get("metadata") or {}).get("ownerReferences") or []
+    return uid is None or any(o.get("uid") == uid for o in owners)
+
+
+def _suspend_patch(job: BertTrainingJob, mpijob: Mapping[str, Any]) -> PatchMPIJob | None:
+    """Pass a runPolicy.suspend toggle to a stage's MPIJob that is still running."""
+    if sm.stage_phase(dict(mpijob)).phase in sm.TERMINAL_PHASES:
+        return None
+    want = job.spec.run_policy.suspend
+    have = bool(((mpijob.get("spec") or {}).get("runPolicy") or {}).get("suspend", False))
+    if want == have:
+        return None
+    meta = mpijob["metadata"]
+    return PatchMPIJob(meta["namespace"], meta["name"], {"spec": {"runPolicy": {"suspend": want}}})
+
+
+def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], observed: Observed, now: str,
+             settings: RenderSettings, *, refusal: str | None) -> Plan:
+    """Walk the stages in order: keep succeeded ones, create or follow the current one, stop there."""
+    meta = body["metadata"]
+    generation = meta.get("generation")
+    stages = stages_of(job.spec)
+    recorded = {s.get("name"): s for s in old.get("stages") or []}
+    entries: list[dict[str, Any]] = []
+    phases: list[sm.StagePhase] = []
+    conflict = ""
+    for stage in stages:
+        name = stage.mpijob_name(job.metadata.name)
+        entry = dict(recorded.get(stage.name) or {"name": stage.name})
+        if entry.get("phase") == "Succeeded":
+            phases.append(sm.StagePhase("Succeeded", "Succeeded", ""))
+            entries.append(entry)
+            continue
+        mpijob = observed.get(name)
+        if mpijob is None:
+            return Plan(old, actions=(CreateMPIJob(stage.name, render_mpijob(job, stage, settings)),))
+        if not _owned(mpijob, meta.get("uid")):
+            conflict = f"MPIJob {name} exists and is not owned by this BertTrainingJob"
+            phases.append(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT, conflict))
+            entries.append(entry)
+            break
+        patch = _suspend_patch(job, mpijob)
+        if patch is not None:
+            return Plan(old, actions=(patch,))
+        phase = sm.stage_phase(mpijob)
+        mpi_status = mpijob.get("status") or {}
+        entry.update({"name": stage.name, "mpiJob": name, "phase": phase.phase})
+        entry.setdefault("startTime", mpi_status.get("startTime") or now)
+        if phase.phase in sm.TERMINAL_PHASES:
+            entry.setdefault("completionTime", mpi_status.get("completionTime") or now)
+        phases.append(phase)
+        entries.append(entry)
+        if phase.phase != "Succeeded":
+            break
+    phases += [sm.StagePhase("Pending", "NotCreated", "")] * (len(stages) - len(phases))
+
+    state = sm.job_state(phases)
+    conditions = sm.phase_conditions(old.get("conditions") or [], state, now, generation)
+    if refusal is None:
+        conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, True, sm.REASON_APPLIED, "spec applied", now, generation)
+    else:
+        conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, False, sm.REASON_IMMUTABLE, refusal, now, generation)
+    current = stages[state.stage_index].name
+    new = {
+        **old,
+        **summary(job),
+        "phase": state.phase,
+        "currentStage": current,
+        "stages": entries,
+        "conditions": conditions,
+        "observedGeneration": generation,
+        "acceptedSpec": old.get("acceptedSpec") or normalized_spec(job),
+    }
+    new.setdefault("startTime", now)
+    if state.phase in sm.TERMINAL_PHASES:
+        new.setdefault("completionTime", now)
+        if state.phase == "Succeeded" and new.get("progress"):
+            new["progress"] = {**new["progress"], "percent": 100, "display": "100%"}
+    events: list[Event] = []
+    if refusal is not None:
+        previous = sm.condition_of(old, sm.SPEC_APPLIED) or {}
+        if previous.get("message") != refusal:  # said once per distinct refusal
+            events.append(Event("Warning", sm.REASON_IMMUTABLE, f"update not applied: {refusal}"))
+    transition = sm.event_for_transition(old.get("phase"), state.phase, current, conflict or state.message)
+    if transition:
+        events.append(Event(*transition))
+    return Plan(new, events=tuple(events))

@@ -1,0 +1,25 @@
+"""What reconciling needs of the world, as protocols: a cluster API and a place for Events.
+
+The operator plugs in the API server (``kube.KubeApi``, ``events.EventRecorder``),
+a local run plugs in processes (``local.LocalStages``, ``local.Display``), and
+the unit tests plug in a recording fake.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class MPIJobApi(Protocol):
+    """The reconciler's only API calls: read, create and patch MPIJobs; merge a job's status."""
+
+    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]: ...
+    def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
+    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None: ...
+
+
+class EventSink(Protocol):
+    """Where Kubernetes Events go (the API server in production, a list in unit tests)."""
+
+    def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None: ...

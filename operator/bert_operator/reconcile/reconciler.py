@@ -1,0 +1,87 @@
+"""Reconciling one BertTrainingJob: observe its MPIJobs, plan, write once.
+
+Idempotent by construction: MPIJob names are deterministic (so a repeated
+create is a 409 and the existing MPIJob is adopted), everything the operator
+knows lives in the job's status, and status is written only when it changes.
+Handlers call :meth:`Reconciler.reconcile` for any event; it never assumes
+which event it is answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..contract import utc_now
+from ..metrics import RECONCILE_SECONDS
+from ..render import RenderSettings
+from ..tasks import TASKS
+from .observe import observe
+from .plan import needs_work, plan
+from .ports import EventSink, MPIJobApi
+from .writer import JobWriter
+
+log = logging.getLogger("bert_operator.reconcile")
+#: More planning rounds than any job can need (one per stage created in one reconcile, one per
+#: suspend toggle, one final); reaching it means a plan keeps asking for writes, a bug.
+MAX_ROUNDS = 2 * max(4, len(TASKS)) + 2
+
+
+@dataclass
+class Reconciler:
+    """Drives BertTrainingJobs towards their spec; one instance per operator process."""
+
+    api: MPIJobApi
+    events: EventSink
+    render_settings: RenderSettings = field(default_factory=RenderSettings)
+    clock: Callable[[], str] = utc_now
+    _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+
+    def __post_init__(self) -> None:
+        self.writer = JobWriter(self.api, self.events)
+
+    def lock(self, namespace: str, name: str) -> threading.Lock:
+        """Serialise work on one job inside this process (watch events of job and MPIJob may race)."""
+        return self._locks[(namespace, name)]
+
+    @staticmethod
+    def is_current(body: dict[str, Any]) -> bool:
+        """Whether the status already answers the spec: nothing new to do until an MPIJob changes."""
+        status = body.get("status") or {}
+        return bool(status.get("stages")) and status.get("observedGeneration") == (body.get("metadata") or {}).get("generation")
+
+    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Bring one job forward; `observed` is an MPIJob the caller already holds. Returns the status written, if any."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+        started = time.perf_counter()
+        with self.lock(namespace, name):
+            try:
+                return self._sync(body, observed)
+            finally:
+                elapsed = time.perf_counter() - started
+                RECONCILE_SECONDS.observe(elapsed)
+                log.debug("reconciled job=%s/%s seconds=%.3f", namespace, name, elapsed)
+
+    def _sync(self, body: dict[str, Any], held: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not needs_work(body):
+            return None
+        old = body.get("status") or {}
+        seen = observe(self.api, body, held)
+        now = self.clock()
+        for _ in range(MAX_ROUNDS):
+            decided = plan(body, old, seen, now, self.render_settings)
+            if not decided.actions:
+                return self.writer.write_status(body, old, decided.status, decided.events)
+            seen = {**seen, **self.writer.apply(body["metadata"]["name"], decided.actions)}
+        raise RuntimeError(f"job {body['metadata'].get('name')}: planning did not settle in {MAX_ROUNDS} rounds")
+
+    def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Write status fields that do not come from planning (a trainer report, a staleness verdict),
+        through the same writer; the caller holds the job's lock."""
+        old = body.get("status") or {}
+        return self.writer.write_status(body, old, {**old, **patch})

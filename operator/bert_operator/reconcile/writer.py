@@ -1,0 +1,68 @@
+"""Write: the one place that changes the cluster for a job: MPIJob writes, then its status, then its Events.
+
+The reconciler, the progress endpoint, the resync's staleness check and local
+mode's report reader all write a job's status through :meth:`JobWriter.write_status`,
+so a status is always written the same way: only when it changed, as a merge of
+the fields that changed, and with Events posted only once it was written.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from ..metrics import MPIJOBS_CREATED
+from .plan import Action, CreateMPIJob, Event, PatchMPIJob
+from .ports import EventSink, MPIJobApi
+
+log = logging.getLogger("bert_operator.reconcile")
+
+
+class JobWriter:
+    """Applies a plan's actions and writes status through the cluster API."""
+
+    def __init__(self, api: MPIJobApi, events: EventSink) -> None:
+        self.api = api
+        self.events = events
+
+    def apply(self, job_name: str, actions: Iterable[Action]) -> dict[str, dict[str, Any]]:
+        """Run MPIJob writes; the API server's answers by MPIJob name (what to observe next)."""
+        answers: dict[str, dict[str, Any]] = {}
+        for action in actions:
+            if isinstance(action, CreateMPIJob):
+                mpijob, created = self.api.create_or_adopt_mpijob(action.body)
+                meta = action.body["metadata"]
+                if created:
+                    MPIJOBS_CREATED.inc()
+                    log.info("mpijob created job=%s/%s mpijob=%s", meta["namespace"], job_name, meta["name"])
+                else:
+                    log.info("mpijob adopted job=%s/%s mpijob=%s", meta["namespace"], job_name, meta["name"])
+                answers[meta["name"]] = mpijob
+            elif isinstance(action, PatchMPIJob):
+                answers[action.name] = self.api.patch_mpijob(action.namespace, action.name, action.patch)
+            else:  # pragma: no cover - Action is a closed union
+                raise TypeError(f"unknown action {action!r}")
+        return answers
+
+    def write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
+                     events: Iterable[Event] = ()) -> dict[str, Any] | None:
+        """Merge the fields of `new` that differ from `old`; then post `events`. Returns `new`, or None if
+        nothing changed or the job is gone. `body["status"]` follows what was written."""
+        if new == old:
+            return None
+        meta = body["metadata"]
+        namespace = meta.get("namespace", "default")
+        patch = {key: value for key, value in new.items() if old.get(key) != value}
+        if self.api.patch_job_status(namespace, meta["name"], patch) is None:
+            return None  # the job was deleted meanwhile
+        body["status"] = new
+        for event in events:
+            self._post(body, event)
+        log.info("status job=%s/%s phase=%s stage=%s", namespace, meta["name"], new.get("phase"), new.get("currentStage"))
+        return new
+
+    def _post(self, body: dict[str, Any], event: Event) -> None:
+        try:
+            self.events.post(body, event.kind, event.reason, event.message)
+        except Exception:  # an Event is a courtesy; never fail a reconcile over it
+            log.exception("event post failed reason=%s", event.reason)

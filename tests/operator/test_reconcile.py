@@ -1,0 +1,385 @@
+"""The reconciler against a recording fake cluster: each sync's API calls, status and Events, per transition.
+
+In the style of the MPI Operator controller's tests (``newFixture`` / expected
+actions per sync): a case sets up what the API server holds, runs one
+``reconcile`` and asserts the exact calls it made, in order, with the status
+and Events that came of them. Every row of the phase machine's state table
+(``bert_operator/status.py``) and every decision of ``reconcile/plan.py`` has a
+case; the whole module runs in well under a second.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from bert_operator.reconcile import Reconciler
+
+NOW = "2026-12-01T10:00:00Z"
+UID = "uid-of-the-job"
+GLUE = {"task": {"glue": {}}, "model": {"vocab": "s3://models/vocab.txt", "initCheckpoint": "s3://models/bert"},
+        "dataset": {"uri": "s3://data/glue"}, "output": {"uri": "s3://results/glue"}}
+PRETRAIN = {"task": {"pretrain": {}}, "dataset": {"uri": "s3://data/wiki"}, "output": {"uri": "s3://results/bert"}}
+
+
+class FakeCluster:
+    """MPIJobs and one job's status as an API server holds them; every call recorded as (verb, resource, name)."""
+
+    def __init__(self) -> None:
+        self.mpijobs: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str, str]] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.job_exists = True
+        self.fail_events = False
+
+    # MPIJobApi
+    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", "mpijobs", name))
+        return copy.deepcopy(self.mpijobs.get(name))
+
+    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """As kube.KubeApi: a create, and on 409 the existing object (the read is part of the same call)."""
+        name = body["metadata"]["name"]
+        self.calls.append(("create", "mpijobs", name))
+        if name in self.mpijobs:
+            return copy.deepcopy(self.mpijobs[name]), False
+        self.mpijobs[name] = copy.deepcopy(body)
+        return copy.deepcopy(body), True
+
+    def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch", "mpijobs", name))
+        target = self.mpijobs[name]
+        target["spec"]["runPolicy"] = {**target["spec"].get("runPolicy", {}), **patch["spec"]["runPolicy"]}
+        return copy.deepcopy(target)
+
+    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        self.calls.append(("patch", "status", name))
+        self.status_patches.append(status)
+        return {"status": status} if self.job_exists else None
+
+    # EventSink
+    def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        if self.fail_events:
+            raise ConnectionError("events API down")
+        self.events.append((kind, reason, message))
+
+    # setting up the world
+    def set_conditions(self, name: str, *true: str, **status: Any) -> None:
+        """The MPI Operator's conditions on an MPIJob: the types given are True, in order."""
+        self.mpijobs[name].setdefault("status", {})["conditions"] = [
+            {"type": kind, "status": "True", "reason": f"MPIJob{kind}", "message": f"MPIJob {kind.lower()}"}
+            for kind in true]
+        self.mpijobs[name]["status"].update(status)
+
+
+@pytest.fixture()
+def cluster() -> FakeCluster:
+    return FakeCluster()
+
+
+@pytest.fixture()
+def reconciler(cluster: FakeCluster) -> Reconciler:
+    return Reconciler(api=cluster, events=cluster, clock=lambda: NOW)
+
+
+def job(spec: dict[str, Any], *, generation: int = 1, status: dict[str, Any] | None = None, name: str = "j") -> dict[str, Any]:
+    return {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
+            "metadata": {"name": name, "namespace": "ml", "uid": UID, "generation": generation},
+            "spec": copy.deepcopy(spec), **({"status": copy.deepcopy(status)} if status is not None else {})}
+
+
+def started(reconciler: Reconciler, cluster: FakeCluster, spec: dict[str, Any], *true: str) -> dict[str, Any]:
+    """A job whose first stage was created (and has the given MPIJob conditions); calls so far forgotten."""
+    body = job(spec)
+    reconciler.reconcile(body)
+    first = next(iter(cluster.mpijobs))
+    if true:
+        cluster.set_conditions(first, *true)
+        reconciler.reconcile(body)
+    cluster.calls.clear()
+    cluster.events.clear()
+    return body
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+# ------------------------------------------------------------------ creation
+
+
+def test_a_new_job_creates_its_first_stage_and_writes_status_once(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = job(PRETRAIN)
+    written = reconciler.reconcile(body)
+    assert cluster.calls == [("create", "mpijobs", "j-phase1"), ("patch", "status", "j")]
+    assert written is body["status"] and written["phase"] == "Pending" and written["currentStage"] == "phase1"
+    assert written["stages"] == [{"name": "phase1", "mpiJob": "j-phase1", "phase": "Pending", "startTime": NOW}]
+    assert written["acceptedSpec"]["task"]["pretrain"]["trainSteps"] == 7820 and written["observedGeneration"] == 1
+    assert (written["task"], written["workers"], written["gpus"]) == ("pretrain", 1, 8)
+    assert condition(written, "SpecApplied")["status"] == "True" and condition(written, "Valid")["status"] == "True"
+    assert cluster.events == [("Normal", "Pending", "phase1: New -> Pending: MPIJob created; the MPI Operator has not "
+                                                    "reported on it yet")]
+    owner = cluster.mpijobs["j-phase1"]["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == UID and owner["controller"] is True
+
+
+def test_nothing_changed_reads_the_stage_and_writes_nothing(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    assert reconciler.reconcile(body) is None
+    assert cluster.calls == [("get", "mpijobs", "j-glue")] and cluster.events == []
+
+
+def test_the_mpijob_a_watch_event_carries_is_not_read_again(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE)
+    cluster.set_conditions("j-glue", "Created")
+    reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))
+    assert cluster.calls == [("patch", "status", "j")] and body["status"]["phase"] == "Created"
+
+
+# ------------------------------------------------- the state table, row by row
+
+
+@pytest.mark.parametrize(("conditions", "phase", "event"), [
+    ((), "Pending", None),
+    (("Created",), "Created", ("Normal", "Created")),
+    (("Created", "Running"), "Running", ("Normal", "Running")),
+    (("Created", "Running", "Restarting"), "Restarting", ("Warning", "Restarting")),
+    (("Created", "Suspended"), "Suspended", ("Normal", "Suspended")),
+    (("Created", "Running", "Succeeded"), "Succeeded", ("Normal", "Succeeded")),
+    (("Created", "Running", "Failed"), "Failed", ("Warning", "Failed")),
+])
+def test_each_mpijob_condition_gives_the_job_its_phase(reconciler: Reconciler, cluster: FakeCluster,
+                                                       conditions: tuple[str, ...], phase: str,
+                                                       event: tuple[str, str] | None) -> None:
+    body = started(reconciler, cluster, GLUE)
+    cluster.set_conditions("j-glue", *conditions, startTime="2026-12-01T09:59:00Z")
+    reconciler.reconcile(body)
+    status = body["status"]
+    assert status["phase"] == phase and status["stages"][0]["phase"] == phase
+    if event is None:
+        assert cluster.calls == [("get", "mpijobs", "j-glue")] and cluster.events == []
+        return
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert [(kind, reason) for kind, reason, _ in cluster.events] == [event]
+    assert cluster.events[0][2].startswith(f"glue: Pending -> {phase}: MPIJob {phase.lower()}")
+    assert condition(status, phase)["status"] == "True" and condition(status, "Created")["status"] == "True"
+    if phase in ("Succeeded", "Failed"):
+        assert status["completionTime"] == NOW and status["stages"][0]["completionTime"] == NOW
+    else:
+        assert "completionTime" not in status
+
+
+def test_running_then_restarting_then_running_turns_conditions_off_and_on(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    cluster.set_conditions("j-glue", "Created", "Running", "Restarting")
+    reconciler.reconcile(body)
+    assert condition(body["status"], "Running")["status"] == "False"
+    assert condition(body["status"], "Restarting")["status"] == "True"
+    cluster.set_conditions("j-glue", "Created", "Running")
+    reconciler.reconcile(body)
+    assert condition(body["status"], "Running")["status"] == "True"
+    assert condition(body["status"], "Restarting") == {**condition(body["status"], "Restarting"), "status": "False",
+                                                       "reason": "NotRestarting"}
+    assert [reason for _, reason, _ in cluster.events] == ["Restarting", "Running"]
+
+
+# ------------------------------------------------------------- chaining stages
+
+
+def test_a_succeeded_phase_creates_the_next_in_the_same_sync(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, PRETRAIN, "Created", "Running")
+    cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded", completionTime="2026-12-01T09:58:00Z")
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-phase1"), ("create", "mpijobs", "j-phase2"), ("patch", "status", "j")]
+    status = body["status"]
+    assert [(s["name"], s["phase"]) for s in status["stages"]] == [("phase1", "Succeeded"), ("phase2", "Pending")]
+    assert status["stages"][0]["completionTime"] == "2026-12-01T09:58:00Z"
+    assert status["currentStage"] == "phase2" and status["phase"] == "Pending" and "completionTime" not in status
+    init = cluster.mpijobs["j-phase2"]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+    assert init[init.index("--init_checkpoint") + 1] == "s3://results/bert/phase1"
+    assert [m for _, _, m in cluster.events] == ["phase2: Running -> Pending: MPIJob created; the MPI Operator has not "
+                                                 "reported on it yet"]
+
+
+def test_a_succeeded_stage_is_never_read_again_and_the_last_one_ends_the_job(reconciler: Reconciler,
+                                                                             cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, PRETRAIN, "Created", "Running", "Succeeded")
+    body["status"]["progress"] = {"stage": "phase2", "step": 700, "totalSteps": 782, "percent": 99, "display": "99% phase2"}
+    cluster.calls.clear()
+    cluster.set_conditions("j-phase2", "Created", "Running", "Succeeded")
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-phase2"), ("patch", "status", "j")]
+    status = body["status"]
+    assert status["phase"] == "Succeeded" and status["completionTime"] == NOW
+    assert status["progress"]["percent"] == 100 and status["progress"]["display"] == "100%"
+    cluster.calls.clear()
+    assert reconciler.reconcile(body) is None and cluster.calls == []  # finished, same generation: not even a read
+
+
+def test_a_recorded_mpijob_deleted_behind_our_back_is_created_again(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    del cluster.mpijobs["j-glue"]
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert body["status"]["phase"] == "Pending"
+
+
+# ----------------------------------------------------------- adopting on 409
+
+
+def test_an_mpijob_of_ours_that_exists_is_adopted_not_duplicated(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    first = job(GLUE)
+    reconciler.reconcile(copy.deepcopy(first))  # its status write was lost: the next sync starts from none
+    cluster.set_conditions("j-glue", "Created", "Running", startTime="2026-12-01T09:00:00Z")
+    cluster.calls.clear()
+    cluster.events.clear()
+    reconciler.reconcile(first)
+    assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")] and len(cluster.mpijobs) == 1
+    assert first["status"]["phase"] == "Running" and first["status"]["stages"][0]["startTime"] == "2026-12-01T09:00:00Z"
+
+
+def test_a_foreign_mpijob_with_our_name_fails_the_job_and_is_left_alone(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    cluster.mpijobs["j-glue"] = {"metadata": {"name": "j-glue", "namespace": "ml",
+                                              "ownerReferences": [{"uid": "someone-else"}]},
+                                 "spec": {"runPolicy": {"suspend": True}}}
+    body = job(GLUE)
+    reconciler.reconcile(body)
+    assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]  # no suspend patch of theirs
+    assert body["status"]["phase"] == "Failed" and condition(body["status"], "Failed")["reason"] == "MPIJobNameConflict"
+    assert cluster.events == [("Warning", "Failed", "glue: New -> Failed: MPIJob j-glue exists and is not owned by this "
+                                                    "BertTrainingJob")]
+
+
+# ------------------------------------------------------------- invalid specs
+
+
+def test_an_invalid_job_fails_with_every_field_error_and_creates_nothing(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    bad = copy.deepcopy(GLUE)
+    bad["model"].pop("vocab")
+    bad["resources"] = {"gpusPerWorker": -1}
+    body = job(bad)
+    reconciler.reconcile(body)
+    assert cluster.calls == [("patch", "status", "j")] and cluster.mpijobs == {}
+    status = body["status"]
+    assert status["phase"] == "Failed" and status["completionTime"] == NOW
+    valid = condition(status, "Valid")
+    assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
+    assert "spec.resources.gpusPerWorker" in valid["message"]
+    [(kind, reason, message)] = cluster.events
+    assert (kind, reason) == ("Warning", "InvalidSpec") and message == valid["message"]
+    cluster.calls.clear()
+    assert reconciler.reconcile(body) is None and cluster.calls == []
+
+
+def test_fixing_an_invalid_job_starts_it(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    bad = copy.deepcopy(GLUE)
+    bad["model"].pop("vocab")
+    body = job(bad)
+    reconciler.reconcile(body)
+    body["spec"], body["metadata"]["generation"] = copy.deepcopy(GLUE), 2
+    cluster.calls.clear()
+    reconciler.reconcile(body)
+    assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert condition(body["status"], "Valid")["status"] == "True" and body["status"]["observedGeneration"] == 2
+
+
+# ------------------------------------------------------ updates after start
+
+
+def edited(body: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """`body` after a user's edit: spec changed, generation bumped (as the API server does)."""
+    spec = copy.deepcopy(body["spec"])
+    for key, value in change.items():
+        spec[key] = {**spec.get(key, {}), **value}
+    return {**body, "spec": spec, "metadata": {**body["metadata"], "generation": body["metadata"]["generation"] + 1}}
+
+
+def test_changing_a_frozen_field_is_refused_once_and_the_accepted_spec_keeps_running(reconciler: Reconciler,
+                                                                                   cluster: FakeCluster) -> None:
+    body = edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"resources": {"workers": 4}})
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    applied = condition(body["status"], "SpecApplied")
+    assert (applied["status"], applied["reason"]) == ("False", "ImmutableFieldChanged")
+    assert body["status"]["workers"] == 1 and body["status"]["phase"] == "Running"
+    assert body["status"]["acceptedSpec"]["resources"]["workers"] == 1
+    assert cluster.events == [("Warning", "ImmutableFieldChanged", "update not applied: fields other than "
+                                                                   "runPolicy.suspend cannot change after the job started")]
+    cluster.events.clear()
+    cluster.set_conditions("j-glue", "Created", "Running", "Restarting")
+    reconciler.reconcile(body)
+    assert [reason for _, reason, _ in cluster.events] == ["Restarting"]  # the refusal is said once
+    assert condition(body["status"], "SpecApplied")["reason"] == "ImmutableFieldChanged"
+
+
+def test_an_invalid_update_of_a_running_job_is_refused_not_failed(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"resources": {"gpusPerWorker": -1}})
+    reconciler.reconcile(body)
+    applied = condition(body["status"], "SpecApplied")
+    assert applied["status"] == "False" and applied["message"].startswith("spec is invalid: ")
+    assert "spec.resources.gpusPerWorker" in applied["message"] and body["status"]["phase"] == "Running"
+    assert [reason for _, reason, _ in cluster.events] == ["ImmutableFieldChanged"]
+
+
+def test_a_suspend_toggle_is_passed_to_the_running_stage(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"runPolicy": {"suspend": True}})
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True
+    assert condition(body["status"], "SpecApplied")["status"] == "True" and body["status"]["observedGeneration"] == 2
+    cluster.set_conditions("j-glue", "Created", "Suspended")
+    cluster.calls.clear()
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]  # toggled once
+    assert body["status"]["phase"] == "Suspended"
+
+
+def test_a_suspend_toggle_still_passes_while_another_change_is_refused(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = edited(started(reconciler, cluster, GLUE, "Created", "Running"),
+                  {"runPolicy": {"suspend": True}, "resources": {"workers": 4}})
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True
+    assert condition(body["status"], "SpecApplied")["reason"] == "ImmutableFieldChanged"
+
+
+def test_a_finished_stage_gets_no_suspend_patch(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running", "Failed")
+    body = edited(body, {"runPolicy": {"suspend": True}})
+    reconciler.reconcile(body)
+    assert ("patch", "mpijobs", "j-glue") not in cluster.calls and body["status"]["observedGeneration"] == 2
+
+
+# ------------------------------------------------------------------ writing
+
+
+def test_no_event_is_posted_for_a_job_deleted_before_its_status_was_written(reconciler: Reconciler,
+                                                                           cluster: FakeCluster) -> None:
+    cluster.job_exists = False
+    assert reconciler.reconcile(job(GLUE)) is None
+    assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")] and cluster.events == []
+
+
+def test_a_failing_events_api_never_fails_a_reconcile(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    cluster.fail_events = True
+    body = job(GLUE)
+    assert reconciler.reconcile(body)["phase"] == "Pending" and cluster.events == []
+
+
+def test_a_status_write_sends_only_the_fields_that_changed(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE)
+    cluster.status_patches.clear()
+    cluster.set_conditions("j-glue", "Created")
+    reconciler.reconcile(body)
+    assert sorted(cluster.status_patches[0]) == ["conditions", "phase", "stages"]
+
+
+def test_reports_go_through_the_same_writer(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    assert reconciler.record(body, {"progress": {"step": 1}}) is not None
+    assert reconciler.record(body, {"progress": {"step": 1}}) is None  # unchanged: not written again
+    assert cluster.calls == [("patch", "status", "j")] and body["status"]["progress"] == {"step": 1}
+    assert body["status"]["phase"] == "Running"
