@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .render.values import DEFAULT_TRAINER_IMAGE
+from .render.values import DEFAULT_NCCL_DEBUG, DEFAULT_TRAINER_IMAGE, NCCL_DEBUG_LEVELS
 
 
 class SettingsError(ValueError):
@@ -43,7 +43,8 @@ class OperatorSettings:
     webhook_cert_dir: str = "/etc/bert-operator/webhook"
     progress_stale_seconds: float = 600.0
     workers: int = 16
-    extra: dict[str, str] = field(default_factory=dict)
+    #: NCCL_DEBUG on every trainer rank (NCCL's levels); INFO prints topology and transports per rank.
+    nccl_debug: str = DEFAULT_NCCL_DEBUG
 
     @classmethod
     def from_env(cls, **overrides: object) -> "OperatorSettings":
@@ -56,6 +57,7 @@ class OperatorSettings:
             "webhook_port": _env_number(env, "BERTOP_WEBHOOK_PORT", int, 0),
             "webhook_cert_dir": env.get("BERTOP_WEBHOOK_CERT_DIR", "/etc/bert-operator/webhook"),
             "progress_stale_seconds": _env_number(env, "BERTOP_PROGRESS_STALE_SECONDS", float, 600.0),
+            "nccl_debug": env.get("BERTOP_NCCL_DEBUG") or DEFAULT_NCCL_DEBUG,
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
         settings = cls(**values)  # type: ignore[arg-type]
@@ -73,6 +75,8 @@ class OperatorSettings:
                               ("BERTOP_PROGRESS_STALE_SECONDS", self.progress_stale_seconds)):
             if seconds <= 0:
                 raise SettingsError(f"{flag}: must be positive, got {seconds}")
+        if self.nccl_debug not in NCCL_DEBUG_LEVELS:
+            raise SettingsError(f"BERTOP_NCCL_DEBUG: must be one of {', '.join(NCCL_DEBUG_LEVELS)}, got {self.nccl_debug!r}")
         if self.webhook_port:
             for name in ("tls.crt", "tls.key"):
                 path = Path(self.webhook_cert_dir) / name

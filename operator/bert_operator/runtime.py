@@ -49,7 +49,8 @@ class Runtime:
         reconciler = Reconciler(
             api=api,
             events=EventRecorder(client, api),
-            render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url),
+            render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url,
+                                           nccl_debug=settings.nccl_debug),
         )
         return cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now))
 

@@ -121,7 +121,7 @@ def test_deployment_is_one_hardened_replica_with_probe_ports_and_requests() -> N
     assert operator["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
     assert operator["args"] == ["operator", "--liveness-port=8080", "--metrics-port=9090", "--progress-port=8081"]
     assert {m["mountPath"] for m in operator["volumeMounts"]} == {"/tmp"}  # the only writable path
-    assert env(found) == {"BERTOP_NAMESPACES": "", "BERTOP_TRAINER_IMAGE": DEFAULT_TRAINER_IMAGE,
+    assert env(found) == {"BERTOP_NAMESPACES": "", "BERTOP_TRAINER_IMAGE": DEFAULT_TRAINER_IMAGE, "BERTOP_NCCL_DEBUG": "WARN",
                           "BERTOP_PROGRESS_URL": "http://bert-operator.bert-operator.svc:8081",
                           "BERTOP_RESYNC_SECONDS": "60", "BERTOP_PROGRESS_STALE_SECONDS": "600"}
     assert pod["serviceAccountName"] == kind(found, "ServiceAccount")[0]["metadata"]["name"]

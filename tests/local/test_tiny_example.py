@@ -77,7 +77,8 @@ def test_pretraining_learns_and_writes_everything_a_user_looks_at(tiny_run) -> N
 def test_fine_tuning_reports_its_metric(tiny_run) -> None:
     result, workdir, _ = tiny_run
     results = statuses(result.stdout)["tiny-cola"]["results"]
-    assert results["task"] == "CoLA" and -1.0 <= results["dev"]["mcc"] <= 1.0
+    # README: 0.36-0.68 from the tiny pretrained weights over several runs, 0.0 from random weights (one class).
+    assert results["task"] == "CoLA" and results["dev"]["mcc"] > 0.2
     assert (workdir / "volumes" / "bert-tiny" / "cola" / "glue" / "results.json").exists()  # <output>/<stage>/
 
 

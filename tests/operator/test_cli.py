@@ -102,6 +102,7 @@ def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) ->
         (operator(BERTOP_WEBHOOK_PORT="abc"), "BERTOP_WEBHOOK_PORT: must be an integer, got 'abc'"),
         (operator(BERTOP_RESYNC_SECONDS="soon"), "BERTOP_RESYNC_SECONDS: must be a number, got 'soon'"),
         (operator("--metrics-port", "70000"), "--metrics-port: must be a port from 0 to 65535, got 70000"),
+        (operator(BERTOP_NCCL_DEBUG="LOUD"), "BERTOP_NCCL_DEBUG: must be one of VERSION, WARN, INFO, TRACE, got 'LOUD'"),
         (operator("--webhook-port", "9443", "--webhook-cert-dir", str(tmp_path)),
          f"--webhook-cert-dir (BERTOP_WEBHOOK_CERT_DIR): {tmp_path / 'tls.crt'}: no such file"),
         (operator("--liveness-port", "0", "--metrics-port", "0"), "--kubeconfig: no cluster to connect to"),
@@ -109,3 +110,14 @@ def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) ->
     for result, message in cases:
         assert result.returncode == 2, result.stderr[-2000:]
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_the_repository_root_shadows_no_standard_library_module() -> None:
+    """operator/ holds the package bert_operator, so `python -m` from the root sees the real stdlib `operator`."""
+    script = "import operator, bert_operator, bert_trainer; print(operator.add(2, 3), bert_operator.__file__)"
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "5" and result.stdout.split()[1].endswith("operator/bert_operator/__init__.py")
+    crd = subprocess.run([sys.executable, "-m", "bert_operator.cli", "crd"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert crd.returncode == 0 and "kind: CustomResourceDefinition" in crd.stdout, crd.stderr

@@ -21,6 +21,9 @@ from ..contract import (
 from .command import TRAINER_ENTRY, launcher_command
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/bert-operator/trainer:0.1.0"
+#: NCCL's log levels; WARN keeps a rank's log to NCCL's warnings and errors (INFO adds topology per rank).
+NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
+DEFAULT_NCCL_DEBUG = "WARN"
 STAGE_INDEX_ANNOTATION = f"{LABEL_PREFIX}/stage-index"
 GENERATION_ANNOTATION = f"{LABEL_PREFIX}/job-generation"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -42,6 +45,8 @@ class RenderSettings:
     launcher_memory: str = "1Gi"
     #: Where trainers POST progress (the operator's Service); None: they only write progress.json.
     progress_url: str | None = None
+    #: NCCL_DEBUG exported to every rank.
+    nccl_debug: str = DEFAULT_NCCL_DEBUG
 
 
 def s3_env(store: DatasetSpec) -> list[dict[str, Any]]:
@@ -150,7 +155,7 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
         annotations[GENERATION_ANNOTATION] = str(job.metadata.generation)
 
     output_env = s3_env(spec.output) + _report_env(job, stage, settings)
-    launcher_env = [*output_env, {"name": "NCCL_DEBUG", "value": "INFO"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    launcher_env = [*output_env, {"name": "NCCL_DEBUG", "value": settings.nccl_debug}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
     exported = [item["name"] for item in output_env]
 
     pvc_volumes, pvc_mounts = _pvc_mounts(spec)
