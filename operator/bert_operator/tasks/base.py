@@ -66,3 +66,11 @@ class OperatorTask:
     def mpirun_binding(self, spec: BertTrainingJobSpec) -> list[str]:
         """Process binding: NVIDIA's fine-tuning and CPU launches map by slot without binding."""
         return ["--bind-to", "none", "--map-by", "slot"]
+
+
+class FineTuningTask(OperatorTask):
+    """A task that fine-tunes pretrained weights: it tokenizes, loads a checkpoint and needs TensorFlow locally."""
+
+    needs_vocab = True
+    needs_init_checkpoint = True
+    local_modules = ("tensorflow", "tokenizers")

@@ -9,17 +9,14 @@ from ..api.errors import FieldError
 from ..api.locations import data_root, in_pod, join
 from ..api.models import BertTrainingJobSpec, GlueTask
 from ..api.stages import Stage
-from .base import OperatorTask
+from .base import FineTuningTask
 from .flags import finetune_hyperparameters, finetune_model_flags
 
 
-class Glue(OperatorTask):
+class Glue(FineTuningTask):
     name = "glue"
     field = "glue"
     stage_name = "glue"
-    needs_vocab = True
-    needs_init_checkpoint = True
-    local_modules = ("tensorflow", "tokenizers")
 
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
         task: GlueTask = self.settings(spec)

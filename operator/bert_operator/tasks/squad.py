@@ -9,7 +9,7 @@ from ..api.errors import FieldError
 from ..api.locations import data_root, in_pod, join
 from ..api.models import BertTrainingJobSpec, SquadTask
 from ..api.stages import Stage
-from .base import OperatorTask
+from .base import FineTuningTask
 from .flags import finetune_hyperparameters, finetune_model_flags, number
 
 #: [CLS] question [SEP] context [SEP]: a SQuAD feature needs room for three
@@ -17,13 +17,10 @@ from .flags import finetune_hyperparameters, finetune_model_flags, number
 SQUAD_SPECIAL_TOKENS = 3
 
 
-class Squad(OperatorTask):
+class Squad(FineTuningTask):
     name = "squad"
     field = "squad"
     stage_name = "squad"
-    needs_vocab = True
-    needs_init_checkpoint = True
-    local_modules = ("tensorflow", "tokenizers")
 
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
         task: SquadTask = self.settings(spec)
