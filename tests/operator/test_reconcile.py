@@ -383,3 +383,48 @@ def test_reports_go_through_the_same_writer(reconciler: Reconciler, cluster: Fak
     assert reconciler.record(body, {"progress": {"step": 1}}) is None  # unchanged: not written again
     assert cluster.calls == [("patch", "status", "j")] and body["status"]["progress"] == {"step": 1}
     assert body["status"]["phase"] == "Running"
+
+
+# ------------------------------------------------ what a real API server does
+
+
+def normalised(value: Any) -> Any:
+    """JSON as a real API server hands it back: whole-number floats as integers (Go's encoding)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: normalised(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [normalised(item) for item in value]
+    return value
+
+
+def test_a_spec_read_back_with_normalised_numbers_is_not_a_change(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    spec = {**GLUE, "task": {"glue": {"epochs": 2.0, "learningRate": 2e-5}}}
+    body = job(spec)
+    reconciler.reconcile(body)
+    assert body["status"]["acceptedSpec"]["task"]["glue"]["epochs"] == 2.0
+    body = {**body, "spec": normalised(body["spec"]), "status": normalised(body["status"])}  # the next read
+    cluster.set_conditions("j-glue", "Created")
+    cluster.events.clear()
+    reconciler.reconcile(body)
+    assert condition(body["status"], "SpecApplied")["status"] == "True"
+    assert [reason for _, reason, _ in cluster.events] == ["Created"]
+
+
+def test_a_corrected_invalid_job_gets_its_own_start_and_completion_times(cluster: FakeCluster) -> None:
+    times = iter(["2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z", "2026-12-01T12:00:00Z"])
+    reconciler = Reconciler(api=cluster, events=cluster, clock=lambda: next(times))
+    bad = copy.deepcopy(GLUE)
+    bad["model"].pop("vocab")
+    body = job(bad)
+    reconciler.reconcile(body)
+    assert body["status"]["completionTime"] == "2026-12-01T10:00:00Z"
+    body["spec"], body["metadata"]["generation"] = copy.deepcopy(GLUE), 2
+    reconciler.reconcile(body)
+    assert body["status"]["startTime"] == "2026-12-01T11:00:00Z" and "completionTime" not in body["status"]
+    assert cluster.status_patches[-1]["completionTime"] is None  # removed on the server too (merge patch null)
+    cluster.set_conditions("j-glue", "Created", "Running", "Succeeded")
+    reconciler.reconcile(body)
+    status = body["status"]
+    assert status["phase"] == "Succeeded" and status["startTime"] < status["completionTime"] == "2026-12-01T12:00:00Z"

@@ -90,7 +90,10 @@ class LocalStages:
         raise NotImplementedError(f"MPIJob {namespace}/{name}: a local run's spec does not change while it runs")
 
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
-        self.status.update(status)
+        """A JSON merge patch of the status, as the API server applies it (null removes a field)."""
+        self.status.update({key: value for key, value in status.items() if value is not None})
+        for key in [key for key, value in status.items() if value is None]:
+            self.status.pop(key, None)
         self.save()
         return {"status": self.status}
 

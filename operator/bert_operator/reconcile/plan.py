@@ -65,9 +65,21 @@ class Plan:
     events: tuple[Event, ...] = field(default=())
 
 
+def canonical(value: Any) -> Any:
+    """`value` with every whole-number float as an int, as the API server stores JSON numbers (2.0 comes back 2)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def spec_hash(spec: dict[str, Any]) -> str:
-    """Hash of the fields that cannot change once a job started (all but runPolicy.suspend)."""
-    frozen = json.loads(json.dumps(spec))
+    """Hash of the fields that cannot change once a job started (all but runPolicy.suspend), by value:
+    a spec read back from the API server (numbers normalised) hashes as the one that was written."""
+    frozen = canonical(json.loads(json.dumps(spec)))
     frozen.get("runPolicy", {}).pop("suspend", None)
     return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -157,6 +169,9 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
     """Walk the stages in order: keep succeeded ones, create or follow the current one, stop there."""
     meta = body["metadata"]
     generation = meta.get("generation")
+    if not old.get("acceptedSpec"):
+        # Starting now: times left by an earlier verdict (an invalid spec, since corrected) are not this run's.
+        old = {key: value for key, value in old.items() if key not in ("startTime", "completionTime")}
     stages = stages_of(job.spec)
     recorded = {s.get("name"): s for s in old.get("stages") or []}
     entries: list[dict[str, Any]] = []

@@ -46,13 +46,14 @@ class JobWriter:
 
     def write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                      events: Iterable[Event] = ()) -> dict[str, Any] | None:
-        """Merge the fields of `new` that differ from `old`; then post `events`. Returns `new`, or None if
+        """Merge the fields of `new` that differ from `old` (null for those it dropped); then post `events`. Returns `new`, or None if
         nothing changed or the job is gone. `body["status"]` follows what was written."""
         if new == old:
             return None
         meta = body["metadata"]
         namespace = meta.get("namespace", "default")
         patch = {key: value for key, value in new.items() if old.get(key) != value}
+        patch.update({key: None for key in old if key not in new})  # a JSON merge patch removes a field with null
         if self.api.patch_job_status(namespace, meta["name"], patch) is None:
             return None  # the job was deleted meanwhile
         body["status"] = new
