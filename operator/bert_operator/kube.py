@@ -17,12 +17,28 @@ from kubernetes.client.rest import ApiException
 
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .metrics import API_ERRORS, API_REQUESTS
+from .reconcile.ports import Rejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MPI_GROUP, MPI_VERSION, MPI_PLURAL = "kubeflow.org", "v2beta1", "mpijobs"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+#: Answers that refuse the object itself (schema, admission): sending it again cannot succeed.
+REJECTED = frozenset({400, 422})
+
+
+def api_message(exc: ApiException) -> str:
+    """The API server's own message from an error answer (its Status body), else the HTTP reason."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or exc.reason or f"HTTP {exc.status}")
+
+
+class ConflictUnresolved(RuntimeError):
+    """A create kept answering 409 while the object it conflicts with could not be read."""
 
 
 def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
@@ -86,21 +102,32 @@ class KubeApi:
         """Create the MPIJob; if it exists already (restart, retry after a lost answer), return that one.
 
         Returns (mpijob, created). Never makes a second MPIJob: the name is
-        deterministic, so the API server's 409 is the duplicate guard.
+        deterministic, so the API server's 409 is the duplicate guard. A 409
+        whose object is gone by the time it is read (deleted in between) is
+        tried again a bounded number of times with backoff, then reported.
+        Raises :class:`Rejected` when the API server refuses the object itself.
         """
-        namespace = body["metadata"]["namespace"]
-        try:
-            answer = self._call("create", lambda: self.custom.create_namespaced_custom_object(
-                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, body, _preload_content=False))
-            # Decoded here: the generated client decodes only a 201 answer and returns None for a 200.
-            return json.loads(answer.data), True
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        existing = self.get_mpijob(namespace, body["metadata"]["name"])
-        if existing is None:  # deleted between the 409 and the read: try once more
-            return self.create_or_adopt_mpijob(body)
-        return existing, False
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        for attempt in range(1, self.attempts + 1):
+            try:
+                answer = self._call("create", lambda: self.custom.create_namespaced_custom_object(
+                    MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, body, _preload_content=False))
+                # Decoded here: the generated client decodes only a 201 answer and returns None for a 200.
+                return json.loads(answer.data), True
+            except ApiException as exc:
+                if exc.status in REJECTED:
+                    raise Rejected(exc.status, api_message(exc)) from None
+                if exc.status != 409:
+                    raise
+            existing = self.get_mpijob(namespace, name)
+            if existing is not None:
+                return existing, False
+            delay = self.backoff * 2 ** (attempt - 1)
+            log.warning("mpijob create conflict but not found mpijob=%s/%s attempt=%d delay=%.2fs", namespace, name,
+                        attempt, delay)
+            time.sleep(min(delay, 5.0))
+        raise ConflictUnresolved(f"MPIJob {namespace}/{name}: create answered 409 (exists) but reading it answered "
+                                 f"404 (not found) {self.attempts} times")
 
     def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self._call("patch", lambda: self.custom.patch_namespaced_custom_object(

@@ -73,6 +73,7 @@ class Runtime:
 
     def forget(self, namespace: str, name: str) -> None:
         self.jobs.pop((namespace, name), None)
+        self.reconciler.forget(namespace, name)
 
     def known(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.jobs.get((namespace, name))

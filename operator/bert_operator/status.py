@@ -43,6 +43,7 @@ REASON_VALID_SPEC = "SpecValid"
 REASON_IMMUTABLE = "ImmutableFieldChanged"
 REASON_APPLIED = "Applied"
 REASON_NAME_CONFLICT = "MPIJobNameConflict"
+REASON_REFUSED = "MPIJobRefused"
 
 
 @dataclass(frozen=True)

@@ -315,6 +315,43 @@ def failing(cluster: EmulatedCluster, method: str, url_part: str) -> dict[str, b
     return switch
 
 
+def answering(cluster: EmulatedCluster, method: str, url_part: str, status: int, message: str) -> None:
+    """Answer every matching request with an API error `status` carrying `message`, as a real API server would."""
+    def matches(request: kmock.Request) -> bool:
+        return request.method == method and url_part in str(request.url)
+
+    async def install() -> None:
+        cluster.emulator[matches] << kmock.KubernetesError(status=status, reason="Invalid", message=message)
+
+    cluster.call(install)
+
+
+def test_an_mpijob_the_api_server_refuses_fails_the_job_with_its_message(cluster: EmulatedCluster,
+                                                                         operator: OperatorProcess) -> None:
+    refusal = 'MPIJob.kubeflow.org "refused-1-squad" is invalid: spec.runPolicy.schedulingPolicy: Invalid value'
+    answering(cluster, "POST", "namespaces/refusing/mpijobs", 422, refusal)
+    cluster.apply_job(named(SQUAD, "refused-1", namespace="refusing"), uid="uid-refused-1")
+    cluster.wait(lambda: status(cluster, "refused-1", "refusing").get("phase") == "Failed", what="Failed")
+    failed = next(c for c in status(cluster, "refused-1", "refusing")["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "MPIJobRefused" and refusal in failed["message"] and "(422)" in failed["message"]
+    assert [e for e in events_for(cluster, "refused-1")] == [("Warning", "Failed")]
+
+
+def test_a_conflict_whose_object_cannot_be_read_is_retried_a_bounded_number_of_times(cluster: EmulatedCluster) -> None:
+    from bert_operator.kube import ConflictUnresolved, KubeApi
+
+    answering(cluster, "POST", "namespaces/ghost/mpijobs", 409, "already exists")
+    answering(cluster, "GET", "namespaces/ghost/mpijobs/ghost-squad", 404, "not found")  # deleted in between, each time
+    api = KubeApi(cluster.client, attempts=4, backoff=0.001)
+    body = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {"name": "ghost-squad", "namespace": "ghost"},
+            "spec": {}}
+    with pytest.raises(ConflictUnresolved, match="answered 409 .* but reading it answered 404"):
+        api.create_or_adopt_mpijob(body)
+    posts = [r for r in cluster.requests() if r[0] == "POST" and r[1] == "mpijobs" and r[4] == "ghost-squad"]
+    gets = [r for r in cluster.requests() if r[0] == "GET" and r[1] == "mpijobs" and r[4] == "ghost-squad"]
+    assert len(posts) == 4 and len(gets) == 4
+
+
 @pytest.mark.parametrize("point", ["after MPIJob create, before status", "after phase 1 succeeded, before phase 2 create"])
 def test_kill_mid_flow_then_restart_is_consistent(cluster: EmulatedCluster, operator: OperatorProcess, point: str) -> None:
     operator.stop()

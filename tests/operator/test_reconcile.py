@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bert_operator.reconcile import Reconciler
+from bert_operator.reconcile.ports import Rejected
 
 NOW = "2026-12-01T10:00:00Z"
 UID = "uid-of-the-job"
@@ -34,6 +35,8 @@ class FakeCluster:
         self.events: list[tuple[str, str, str]] = []
         self.job_exists = True
         self.fail_events = False
+        #: MPIJob names whose create the API server refuses (422), with its message.
+        self.refuse: dict[str, str] = {}
 
     # MPIJobApi
     def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -44,6 +47,8 @@ class FakeCluster:
         """As kube.KubeApi: a create, and on 409 the existing object (the read is part of the same call)."""
         name = body["metadata"]["name"]
         self.calls.append(("create", "mpijobs", name))
+        if name in self.refuse:
+            raise Rejected(422, self.refuse[name])
         if name in self.mpijobs:
             return copy.deepcopy(self.mpijobs[name]), False
         self.mpijobs[name] = copy.deepcopy(body)
@@ -232,11 +237,12 @@ def test_a_recorded_mpijob_deleted_behind_our_back_is_created_again(reconciler: 
 
 def test_an_mpijob_of_ours_that_exists_is_adopted_not_duplicated(reconciler: Reconciler, cluster: FakeCluster) -> None:
     first = job(GLUE)
-    reconciler.reconcile(copy.deepcopy(first))  # its status write was lost: the next sync starts from none
+    reconciler.reconcile(copy.deepcopy(first))  # then the operator died before its status write landed:
+    restarted = Reconciler(api=cluster, events=cluster, clock=lambda: NOW)  # the next one starts from no status
     cluster.set_conditions("j-glue", "Created", "Running", startTime="2026-12-01T09:00:00Z")
     cluster.calls.clear()
     cluster.events.clear()
-    reconciler.reconcile(first)
+    restarted.reconcile(first)
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")] and len(cluster.mpijobs) == 1
     assert first["status"]["phase"] == "Running" and first["status"]["stages"][0]["startTime"] == "2026-12-01T09:00:00Z"
 
@@ -428,3 +434,45 @@ def test_a_corrected_invalid_job_gets_its_own_start_and_completion_times(cluster
     reconciler.reconcile(body)
     status = body["status"]
     assert status["phase"] == "Succeeded" and status["startTime"] < status["completionTime"] == "2026-12-01T12:00:00Z"
+
+
+def test_an_mpijob_the_api_server_refuses_fails_the_job_once_without_retrying(reconciler: Reconciler,
+                                                                              cluster: FakeCluster) -> None:
+    cluster.refuse["j-glue"] = ('MPIJob.kubeflow.org "j-glue" is invalid: metadata.labels: Invalid value: '
+                                '"q-very-long": must be no more than 63 characters')
+    body = job(GLUE)
+    reconciler.reconcile(body)
+    assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    status = body["status"]
+    assert status["phase"] == "Failed" and condition(status, "Failed")["reason"] == "MPIJobRefused"
+    assert "must be no more than 63 characters" in condition(status, "Failed")["message"]
+    assert "acceptedSpec" not in status  # nothing of it ran: the user may still correct the spec
+    [(kind, reason, message)] = cluster.events
+    assert (kind, reason) == ("Warning", "Failed") and "the API server refused MPIJob j-glue (422)" in message
+    cluster.calls.clear()
+    assert reconciler.reconcile(body) is None and cluster.calls == []  # the resync does not retry it
+    del cluster.refuse["j-glue"]
+    body["spec"], body["metadata"]["generation"] = {**GLUE, "resources": {"workers": 2}}, 2
+    reconciler.reconcile(body)
+    assert body["status"]["phase"] == "Pending" and body["status"]["workers"] == 2
+
+
+def test_a_queued_event_with_the_status_from_before_our_write_repeats_nothing(reconciler: Reconciler,
+                                                                             cluster: FakeCluster) -> None:
+    cluster.refuse["j-glue"] = "invalid"
+    first = job(GLUE)
+    queued = copy.deepcopy(first)  # the same job as a second watch event delivered it, before our write
+    reconciler.reconcile(first)
+    cluster.calls.clear()
+    assert reconciler.reconcile(queued) is None
+    assert cluster.calls == [] and len(cluster.events) == 1 and queued["status"]["phase"] == "Failed"
+
+
+def test_an_event_from_before_a_spec_change_we_answered_is_ignored(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    older = copy.deepcopy(body)
+    newer = edited(body, {"runPolicy": {"suspend": True}})
+    reconciler.reconcile(newer)
+    cluster.calls.clear()
+    assert reconciler.reconcile(older) is None and cluster.calls == []
+    assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True  # not toggled back

@@ -9,12 +9,24 @@ event that woke us) is used as is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .ports import MPIJobApi
 
-#: MPIJobs by name as just observed; None: looked up and not found.
-Observed = Mapping[str, "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class RefusedCreate:
+    """What a create answered when the API server refused the MPIJob itself (schema or admission)."""
+
+    name: str
+    status: int
+    message: str
+
+
+#: MPIJobs by name as just observed; None: looked up and not found; RefusedCreate: creating it was refused.
+Observed = Mapping[str, "dict[str, Any] | RefusedCreate | None"]
 
 
 def names_to_read(status: Mapping[str, Any]) -> list[str]:

@@ -24,7 +24,7 @@ from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
 from ..render import RenderSettings, render_mpijob
 from ..tasks import stages_of, task_of
-from .observe import Observed
+from .observe import Observed, RefusedCreate
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,6 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
     recorded = {s.get("name"): s for s in old.get("stages") or []}
     entries: list[dict[str, Any]] = []
     phases: list[sm.StagePhase] = []
-    conflict = ""
     for stage in stages:
         name = stage.mpijob_name(job.metadata.name)
         entry = dict(recorded.get(stage.name) or {"name": stage.name})
@@ -187,9 +186,14 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
         mpijob = observed.get(name)
         if mpijob is None:
             return Plan(old, actions=(CreateMPIJob(stage.name, render_mpijob(job, stage, settings)),))
+        if isinstance(mpijob, RefusedCreate):  # sending it again cannot help: fail with the server's reason
+            refused = f"the API server refused MPIJob {name} ({mpijob.status}): {mpijob.message}"
+            phases.append(sm.StagePhase("Failed", sm.REASON_REFUSED, refused))
+            entries.append({**entry, "phase": "Failed", "completionTime": now})
+            break
         if not _owned(mpijob, meta.get("uid")):
-            conflict = f"MPIJob {name} exists and is not owned by this BertTrainingJob"
-            phases.append(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT, conflict))
+            phases.append(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT,
+                                        f"MPIJob {name} exists and is not owned by this BertTrainingJob"))
             entries.append(entry)
             break
         patch = _suspend_patch(job, mpijob)
@@ -222,8 +226,10 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
         "stages": entries,
         "conditions": conditions,
         "observedGeneration": generation,
-        "acceptedSpec": old.get("acceptedSpec") or normalized_spec(job),
     }
+    # The spec is accepted once an MPIJob of it exists; a job none of whose MPIJobs could be made may still change.
+    if old.get("acceptedSpec") or any(entry.get("mpiJob") for entry in entries):
+        new["acceptedSpec"] = old.get("acceptedSpec") or normalized_spec(job)
     new.setdefault("startTime", now)
     if state.phase in sm.TERMINAL_PHASES:
         new.setdefault("completionTime", now)
@@ -234,7 +240,7 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
         previous = sm.condition_of(old, sm.SPEC_APPLIED) or {}
         if previous.get("message") != refusal:  # said once per distinct refusal
             events.append(Event("Warning", sm.REASON_IMMUTABLE, f"update not applied: {refusal}"))
-    transition = sm.event_for_transition(old.get("phase"), state.phase, current, conflict or state.message)
+    transition = sm.event_for_transition(old.get("phase"), state.phase, current, state.message)
     if transition:
         events.append(Event(*transition))
     return Plan(new, events=tuple(events))

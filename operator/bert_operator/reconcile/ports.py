@@ -10,11 +10,25 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+class Rejected(Exception):
+    """The API server refused an object itself (400/422: its schema or an admission webhook said no).
+
+    Sending the same object again cannot succeed, so the reconciler fails the job with
+    the server's message instead of retrying.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class MPIJobApi(Protocol):
     """The reconciler's only API calls: read, create and patch MPIJobs; merge a job's status."""
 
     def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]: ...
+    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """(the MPIJob, whether it was created now); raises Rejected when the server refuses it."""
     def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None: ...
 

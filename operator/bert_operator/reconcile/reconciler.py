@@ -68,9 +68,12 @@ class Reconciler:
                 log.debug("reconciled job=%s/%s seconds=%.3f", namespace, name, elapsed)
 
     def _sync(self, body: dict[str, Any], held: dict[str, Any] | None) -> dict[str, Any] | None:
+        old = self.writer.latest(body)
+        if ((body.get("metadata") or {}).get("generation") or 0) < (old.get("observedGeneration") or 0):
+            return None  # an event from before a spec change we already answered
+        body["status"] = old
         if not needs_work(body):
             return None
-        old = body.get("status") or {}
         seen = observe(self.api, body, held)
         now = self.clock()
         for _ in range(MAX_ROUNDS):
@@ -83,5 +86,9 @@ class Reconciler:
     def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         """Write status fields that do not come from planning (a trainer report, a staleness verdict),
         through the same writer; the caller holds the job's lock."""
-        old = body.get("status") or {}
+        old = self.writer.latest(body)
         return self.writer.write_status(body, old, {**old, **patch})
+
+    def forget(self, namespace: str, name: str) -> None:
+        """A job was deleted: drop what this process remembers of it."""
+        self.writer.forget(namespace, name)

@@ -12,8 +12,9 @@ import logging
 from typing import Any, Iterable
 
 from ..metrics import MPIJOBS_CREATED
+from .observe import RefusedCreate
 from .plan import Action, CreateMPIJob, Event, PatchMPIJob
-from .ports import EventSink, MPIJobApi
+from .ports import EventSink, MPIJobApi, Rejected
 
 log = logging.getLogger("bert_operator.reconcile")
 
@@ -24,14 +25,39 @@ class JobWriter:
     def __init__(self, api: MPIJobApi, events: EventSink) -> None:
         self.api = api
         self.events = events
+        #: The status last written for each job by this process. Only this writer writes status, so it is
+        #: newer than any body a queued watch event still carries (see :meth:`latest`).
+        self._written: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def apply(self, job_name: str, actions: Iterable[Action]) -> dict[str, dict[str, Any]]:
+    @staticmethod
+    def _key(body: dict[str, Any]) -> tuple[str, str]:
+        meta = body.get("metadata") or {}
+        return meta.get("namespace", "default"), meta.get("name", "")
+
+    def latest(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The job's status as last written: ours if we wrote one since this process started, else the body's.
+
+        A watch event queued while we were writing carries the status from before our write; deciding from it
+        would repeat work already done (a second create, a second Event)."""
+        return self._written.get(self._key(body)) or body.get("status") or {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The job was deleted: a job re-created under its name starts from its own status."""
+        self._written.pop((namespace, name), None)
+
+    def apply(self, job_name: str, actions: Iterable[Action]) -> dict[str, dict[str, Any] | RefusedCreate]:
         """Run MPIJob writes; the API server's answers by MPIJob name (what to observe next)."""
-        answers: dict[str, dict[str, Any]] = {}
+        answers: dict[str, dict[str, Any] | RefusedCreate] = {}
         for action in actions:
             if isinstance(action, CreateMPIJob):
-                mpijob, created = self.api.create_or_adopt_mpijob(action.body)
                 meta = action.body["metadata"]
+                try:
+                    mpijob, created = self.api.create_or_adopt_mpijob(action.body)
+                except Rejected as exc:
+                    log.warning("mpijob refused job=%s/%s mpijob=%s code=%d message=%s", meta["namespace"], job_name,
+                                meta["name"], exc.status, exc.message)
+                    answers[meta["name"]] = RefusedCreate(meta["name"], exc.status, exc.message)
+                    continue
                 if created:
                     MPIJOBS_CREATED.inc()
                     log.info("mpijob created job=%s/%s mpijob=%s", meta["namespace"], job_name, meta["name"])
@@ -55,8 +81,10 @@ class JobWriter:
         patch = {key: value for key, value in new.items() if old.get(key) != value}
         patch.update({key: None for key in old if key not in new})  # a JSON merge patch removes a field with null
         if self.api.patch_job_status(namespace, meta["name"], patch) is None:
+            self.forget(namespace, meta["name"])
             return None  # the job was deleted meanwhile
         body["status"] = new
+        self._written[(namespace, meta["name"])] = new
         for event in events:
             self._post(body, event)
         log.info("status job=%s/%s phase=%s stage=%s", namespace, meta["name"], new.get("phase"), new.get("currentStage"))
