@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -22,6 +23,16 @@ def _env_number(env: Mapping[str, str], name: str, kind: type[int] | type[float]
         return kind(raw)
     except ValueError:
         raise SettingsError(f"{name}: must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+
+
+def _check_free(flag: str, port: int) -> None:
+    """Refuse a port another process holds now, rather than fail with a traceback once serving starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise SettingsError(f"{flag}: port {port} cannot be served ({exc.strerror}); choose a free port") from None
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class OperatorSettings:
         for flag, port, lowest in ports:
             if not lowest <= port <= 65535:
                 raise SettingsError(f"{flag}: must be a port from {lowest} to 65535, got {port}")
+        for flag, port, _ in ports:
+            if port:
+                _check_free(flag, port)
         for flag, seconds in (("--resync-seconds (BERTOP_RESYNC_SECONDS)", self.resync_seconds),
                               ("BERTOP_PROGRESS_STALE_SECONDS", self.progress_stale_seconds)):
             if seconds <= 0:

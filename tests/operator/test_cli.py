@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -98,7 +99,12 @@ def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) ->
                               text=True, cwd=tmp_path, timeout=60,
                               env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig"), **env})
 
+    busy = socket.socket()
+    busy.bind(("0.0.0.0", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
     cases = [
+        (operator("--progress-port", str(taken)), f"--progress-port: port {taken} cannot be served (Address already in use)"),
         (operator(BERTOP_WEBHOOK_PORT="abc"), "BERTOP_WEBHOOK_PORT: must be an integer, got 'abc'"),
         (operator(BERTOP_RESYNC_SECONDS="soon"), "BERTOP_RESYNC_SECONDS: must be a number, got 'soon'"),
         (operator("--metrics-port", "70000"), "--metrics-port: must be a port from 0 to 65535, got 70000"),
@@ -110,6 +116,7 @@ def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) ->
     for result, message in cases:
         assert result.returncode == 2, result.stderr[-2000:]
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    busy.close()
 
 
 def test_the_repository_root_shadows_no_standard_library_module() -> None:
