@@ -75,10 +75,12 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
 @kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})
 def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    if event["type"] == "DELETED":
-        return
     job = runtime.known(body.metadata.namespace, body.metadata.labels[JOB_NAME_LABEL])
-    if job is not None:
+    if job is None:
+        return
+    if event["type"] == "DELETED":  # gone: a job waiting for it (or missing it) reads again and goes on
+        runtime.reconciler.reconcile(job)
+    else:
         runtime.reconciler.reconcile(job, observed=plain(body))
 
 

@@ -37,6 +37,8 @@ SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 SPEC_APPLIED = "SpecApplied"
 PROGRESS_AVAILABLE = "ProgressAvailable"
+#: True while the job's current stage runs; False with the reason while it waits on something outside it.
+READY = "Ready"
 
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_VALID_SPEC = "SpecValid"
@@ -44,6 +46,9 @@ REASON_IMMUTABLE = "ImmutableFieldChanged"
 REASON_APPLIED = "Applied"
 REASON_NAME_CONFLICT = "MPIJobNameConflict"
 REASON_REFUSED = "MPIJobRefused"
+REASON_WAITING_FOR_OLD_MPIJOB = "WaitingForOldMPIJob"
+#: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
+WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB})
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,19 @@ def phase_conditions(
             out = set_condition(out, kind, True, state.reason, state.message, now, generation)
         elif existing is not None and existing.get("status") == "True":
             out = set_condition(out, kind, False, f"Not{kind}", f"job is {state.phase}", now, generation)
-    return out
+    return _ready(out, state, now, generation)
+
+
+def _ready(conditions: list[dict[str, Any]], state: JobState, now: str, generation: int | None) -> list[dict[str, Any]]:
+    """Ready: True while running, False with the reason while waiting on something outside the job, and
+    False with the phase once it is neither (only after it was first set, so a new job's list stays short)."""
+    if state.phase == "Running":
+        return set_condition(conditions, READY, True, "Running", "the current stage is running", now, generation)
+    if state.reason in WAITING_REASONS:
+        return set_condition(conditions, READY, False, state.reason, state.message, now, generation)
+    if condition_of({"conditions": conditions}, READY) is not None:
+        return set_condition(conditions, READY, False, state.phase, f"job is {state.phase}", now, generation)
+    return conditions
 
 
 def event_for_transition(old_phase: str | None, new_phase: str, stage: str, message: str) -> tuple[str, str, str] | None:

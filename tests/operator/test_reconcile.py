@@ -476,3 +476,32 @@ def test_an_event_from_before_a_spec_change_we_answered_is_ignored(reconciler: R
     cluster.calls.clear()
     assert reconciler.reconcile(older) is None and cluster.calls == []
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True  # not toggled back
+
+
+def test_a_job_reapplied_before_the_old_mpijob_is_collected_waits_then_proceeds(reconciler: Reconciler,
+                                                                               cluster: FakeCluster) -> None:
+    cluster.mpijobs["j-glue"] = {"metadata": {"name": "j-glue", "namespace": "ml", "ownerReferences": [
+        {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob", "name": "j", "uid": "uid-of-the-deleted-one"}]},
+        "spec": {"runPolicy": {"suspend": False}}}
+    body = job(GLUE)
+    reconciler.reconcile(body)
+    status = body["status"]
+    assert status["phase"] == "Pending" and "acceptedSpec" not in status
+    ready = condition(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "WaitingForOldMPIJob")
+    assert "uid-of-the-deleted-one" in ready["message"] and "garbage collector" in ready["message"]
+    del cluster.mpijobs["j-glue"]  # collected; its DELETED event wakes the job
+    cluster.calls.clear()
+    reconciler.reconcile(body)
+    assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert cluster.mpijobs["j-glue"]["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert condition(body["status"], "Ready")["status"] == "False" and body["status"]["acceptedSpec"]
+    cluster.set_conditions("j-glue", "Created", "Running")
+    reconciler.reconcile(body)
+    assert condition(body["status"], "Ready")["status"] == "True"
+
+
+def test_a_job_being_deleted_gets_nothing_created(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = job(GLUE)
+    body["metadata"]["deletionTimestamp"] = NOW
+    assert reconciler.reconcile(body) is None and cluster.calls == []

@@ -60,7 +60,7 @@ def test_phase_conditions_turn_off_what_no_longer_holds() -> None:
     running = sm.phase_conditions([], sm.JobState("Running", 0, "MPIJobRunning", ""), NOW, 1)
     done = sm.phase_conditions(running, sm.JobState("Succeeded", 0, "MPIJobSucceeded", ""), NOW, 1)
     by_type = {c["type"]: c["status"] for c in done}
-    assert by_type == {"Valid": "True", "Created": "True", "Running": "False", "Succeeded": "True"}
+    assert by_type == {"Valid": "True", "Created": "True", "Running": "False", "Succeeded": "True", "Ready": "False"}
 
 
 def test_events_only_on_transitions() -> None:

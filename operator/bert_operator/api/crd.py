@@ -29,6 +29,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Workers", "type": "integer", "jsonPath": ".status.workers", "description": "Worker pods."},
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs over all workers."},
     {"name": "Progress", "type": "string", "jsonPath": ".status.progress.display", "description": "Percent of all stages' steps done."},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
+     "description": "Why the job is not running, or Running."},
     {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage", "priority": 1, "description": "Stage running now."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

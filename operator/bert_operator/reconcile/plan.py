@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from .. import status as sm
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
+from ..api.presets import KIND
 from ..render import RenderSettings, render_mpijob
 from ..tasks import stages_of, task_of
 from .observe import Observed, RefusedCreate
@@ -101,10 +102,13 @@ def summary(job: BertTrainingJob) -> dict[str, Any]:
 
 
 def needs_work(body: Mapping[str, Any]) -> bool:
-    """False for a finished job whose spec has not changed since: nothing to read, nothing to decide."""
+    """False for a finished job whose spec has not changed since (nothing to read, nothing to decide), and for a
+    job being deleted (its MPIJobs go with it; making one now would only feed the garbage collector)."""
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
     status = body.get("status") or {}
-    generation = (body.get("metadata") or {}).get("generation")
-    return not (status.get("phase") in sm.TERMINAL_PHASES and status.get("observedGeneration") == generation)
+    return not (status.get("phase") in sm.TERMINAL_PHASES and status.get("observedGeneration") == meta.get("generation"))
 
 
 def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str,
@@ -152,6 +156,17 @@ def _owned(mpijob: Mapping[str, Any], uid: str | None) -> bool:
     return uid is None or any(o.get("uid") == uid for o in owners)
 
 
+def _earlier_incarnation(mpijob: Mapping[str, Any], meta: Mapping[str, Any]) -> str | None:
+    """The uid of a deleted BertTrainingJob of the same name that still owns `mpijob`, if that is whose it is.
+
+    `kubectl delete` then `apply` before the garbage collector has removed the old job's MPIJobs
+    finds them under our names; they go away on their own, so the new job waits rather than fails."""
+    for owner in (mpijob.get("metadata") or {}).get("ownerReferences") or []:
+        if owner.get("kind") == KIND and owner.get("name") == meta.get("name") and owner.get("uid") != meta.get("uid"):
+            return str(owner.get("uid"))
+    return None
+
+
 def _suspend_patch(job: BertTrainingJob, mpijob: Mapping[str, Any]) -> PatchMPIJob | None:
     """Pass a runPolicy.suspend toggle to a stage's MPIJob that is still running."""
     if sm.stage_phase(dict(mpijob)).phase in sm.TERMINAL_PHASES:
@@ -190,6 +205,13 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
             refused = f"the API server refused MPIJob {name} ({mpijob.status}): {mpijob.message}"
             phases.append(sm.StagePhase("Failed", sm.REASON_REFUSED, refused))
             entries.append({**entry, "phase": "Failed", "completionTime": now})
+            break
+        earlier = None if _owned(mpijob, meta.get("uid")) else _earlier_incarnation(mpijob, meta)
+        if earlier is not None:
+            phases.append(sm.StagePhase("Pending", sm.REASON_WAITING_FOR_OLD_MPIJOB,
+                                        f"MPIJob {name} still belongs to a deleted BertTrainingJob of this name (uid "
+                                        f"{earlier}); waiting for the garbage collector to remove it"))
+            entries.append({**entry, "phase": "Pending"})
             break
         if not _owned(mpijob, meta.get("uid")):
             phases.append(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT,
