@@ -11,7 +11,6 @@ import argparse
 import hashlib
 import logging
 import os
-import signal
 import tempfile
 import time
 
@@ -27,9 +26,6 @@ from bert_trainer.model.importer import load_init_checkpoint
 from bert_trainer.report import create_reporter
 
 log = logging.getLogger(__name__)
-
-# Fault injection for the resume test: SIGKILL ourselves after this optimizer step.
-FAULT_ENV = "BERT_TRAINER_KILL_AFTER_STEP"
 
 
 def scratch_dir_for(args: argparse.Namespace, rank: int) -> str:
@@ -103,7 +99,6 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
     last_ckpt = None
     metrics: dict = {}
     do_train = args.do_train or not args.do_eval
-    kill_after = int(os.environ.get(FAULT_ENV, "0") or 0)
 
     if do_train and start < args.num_train_steps:
         files, sharded = stage_inputs(args.input_files_dir, scratch, "train", world.rank, world.size)
@@ -135,9 +130,6 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
             just_saved = step % args.save_checkpoints_steps == 0 or step == args.num_train_steps
             stop.stop_if_asked(world, step, saved=last_ckpt,
                                save_now=lambda: save_for_stop(manager, reporter, step, last_ckpt, just_saved))
-            if kill_after and step == kill_after:
-                log.warning("event=fault_injection step=%d signal=SIGKILL", step)
-                os.kill(os.getpid(), signal.SIGKILL)
         results["steps"] = args.num_train_steps
     if last_ckpt is None:
         from bert_trainer.checkpoints import newest_checkpoint  # noqa: PLC0415
