@@ -8,10 +8,8 @@ rank starts identical whichever path was taken.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
-import tempfile
 import time
 
 import tensorflow as tf
@@ -24,18 +22,9 @@ from bert_trainer.engine import EngineOptions, PretrainEngine
 from bert_trainer.model import BertConfig
 from bert_trainer.model.importer import load_init_checkpoint
 from bert_trainer.report import create_reporter
+from bert_trainer.scratch import run_scratch_dir
 
 log = logging.getLogger(__name__)
-
-
-def scratch_dir_for(args: argparse.Namespace, rank: int) -> str:
-    """Local working space per run and rank (checkpoint staging, staged input)."""
-    # A hyphenated name: a "bert_trainer" folder in a cwd would pass for a namespace package.
-    base = args.local_dir or os.path.join(tempfile.gettempdir(), "bert-trainer-scratch")
-    tag = hashlib.sha1(args.output_dir.encode()).hexdigest()[:10]
-    path = os.path.join(base, tag, f"rank{rank}")
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 def stage_inputs(uri: str, scratch: str, name: str, rank: int = 0, size: int = 1) -> tuple[list[str], bool]:
@@ -79,7 +68,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
     """Train and/or evaluate as the flags say; returns the results dict (rank 0's)."""
     world = create_world(args.horovod)
     tf.random.set_seed(args.seed + world.rank)  # dropout differs per rank, init does not (seeded generator)
-    scratch = scratch_dir_for(args, world.rank)
+    scratch = run_scratch_dir(args.local_dir, args.output_dir, world.rank)  # checkpoint staging, staged input
     engine = PretrainEngine(cfg, engine_options(args), world)
     manager = CheckpointManager(engine.checkpoint(), args.output_dir, scratch)
 
