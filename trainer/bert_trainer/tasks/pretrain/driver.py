@@ -21,8 +21,8 @@ from bert_trainer.dist import create_world
 from bert_trainer.engine import EngineOptions, PretrainEngine
 from bert_trainer.model import BertConfig
 from bert_trainer.model.importer import load_init_checkpoint
-from bert_trainer.report import create_reporter
 from bert_trainer.scratch import run_scratch_dir
+from bert_trainer.tasks.pretrain.reporter import create_reporter
 
 log = logging.getLogger(__name__)
 
