@@ -1,12 +1,14 @@
 """Fixtures for the trainer tests: a tiny BERT config, tiny generated record sets,
-a moto S3 server on loopback, the MiniLM files shipped in a PyPI package, and a
-helper to run the real CLI in a subprocess."""
+a moto S3 server on loopback, the MiniLM files shipped in a PyPI package, and
+helpers to run the real CLI in a subprocess (to the end, or until the test kills it)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -61,5 +63,43 @@ def run_cli(tmp_path):
         full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2"}
         return subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
+
+    return _run
+
+
+@pytest.fixture()
+def run_cli_until_killed(tmp_path):
+    """Run ``python -m bert_trainer ARGS`` and SIGKILL it from outside as soon as its log has a
+    line containing `marker`: a crash at a moment the test chooses, with no help from the trainer.
+
+    Returns the process (returncode -9 when the kill landed) with stdout and stderr together as
+    ``stderr``; fails the test when the run ends, or `timeout` passes, without the marker.
+    """
+
+    def _run(args: list[str], marker: str, env: dict[str, str] | None = None,
+             timeout: int = 240) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        process = subprocess.Popen([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = threading.Timer(timeout, process.kill)
+        deadline.start()
+        lines: list[str] = []
+        seen = False
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if marker in line:
+                    process.send_signal(signal.SIGKILL)
+                    seen = True
+                    break
+            lines.extend(process.stdout)  # what it wrote before the kill landed
+            process.wait()
+        finally:
+            deadline.cancel()
+        output = "".join(lines)
+        if not seen:
+            pytest.fail(f"the run ended (status {process.returncode}) without logging {marker!r}:\n{output[-3000:]}")
+        return subprocess.CompletedProcess(process.args, process.returncode, "", output)
 
     return _run

@@ -10,14 +10,16 @@ import pytest
 from conftest import TINY, tiny_flags
 
 
-def test_killed_run_resumes_at_its_last_checkpoint_and_reports(run_cli, records, tmp_path):
+def test_killed_run_resumes_at_its_last_checkpoint_and_reports(run_cli, run_cli_until_killed, records, tmp_path):
     out = tmp_path / "out"
     cfg = tmp_path / "bert_config.json"
     cfg.write_text(json.dumps(TINY))
     flags = flags_without(tiny_flags(records, str(out), steps=20, save=5), "--bert_config_json")
     flags += ["--bert_config_file", str(cfg)]
-    killed = run_cli(flags, env={"BERT_TRAINER_KILL_AFTER_STEP": "12"})
-    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, no clean shutdown
+    # SIGKILL (no clean shutdown) once ckpt-10 is written, well before ckpt-15.
+    killed = run_cli_until_killed(flags, "event=checkpoint_saved step=10 ")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (out / "checkpoints" / "ckpt-15.index").exists()
     assert (out / "checkpoints" / "ckpt-10.index").is_file()
     assert json.loads((out / "progress.json").read_text())["step"] == 10
     assert not (out / "results.json").exists()

@@ -49,16 +49,19 @@ def test_sync_unreachable_bucket_or_missing_prefix_exits_2(run_cli, s3_env, buck
     assert "--source" in proc.stderr and expect in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_pretrain_with_s3_input_and_output_checkpoints_progress_and_resume(run_cli, s3_env, bucket, records,
-                                                                           tmp_path):
+def test_pretrain_with_s3_input_and_output_checkpoints_progress_and_resume(run_cli, run_cli_until_killed, s3_env,
+                                                                           bucket, records, tmp_path):
     upload_dir(s3_env, records["train"], bucket, "data/training")
     upload_dir(s3_env, records["eval"], bucket, "data/test")
     flags = tiny_flags({"train": f"s3://{bucket}/data/training", "eval": f"s3://{bucket}/data/test"},
                        f"s3://{bucket}/runs/job1", steps=10, save=5)
     flags += ["--local_dir", str(tmp_path / "scratch")]
-    killed = run_cli(flags, env={**s3_env, "BERT_TRAINER_KILL_AFTER_STEP": "7"})
+    # SIGKILL once ckpt-5 is uploaded, before the run can end (and write ckpt-10).
+    killed = run_cli_until_killed(flags, "event=checkpoint_saved step=5 ", env=s3_env)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert "runs/job1/checkpoints/ckpt-5.index" in keys(s3_env, bucket, "runs/job1/")
+    written = keys(s3_env, bucket, "runs/job1/")
+    assert "runs/job1/checkpoints/ckpt-5.index" in written
+    assert "runs/job1/checkpoints/ckpt-10.index" not in written and "runs/job1/results.json" not in written
     progress = json.loads(storage.read_bytes(f"s3://{bucket}/runs/job1/progress.json"))
     assert progress["step"] == 5 and progress["totalSteps"] == 10
 

@@ -1,11 +1,12 @@
 """Rank 0's reports to the operator, so progress and results appear on the BertTrainingJob.
 
 The operator renders three variables into the MPIJob (exported to ranks with
-mpirun -x): BERTJOB_PROGRESS_URL (its /progress/<namespace>/<name> endpoint),
-BERTJOB_STAGE and BERTJOB_TOKEN_FILE (a projected service-account token whose
-audience is the operator, rotated by the kubelet, so it is re-read for every
-report). Standard library only and never raising: a report that cannot be
-delivered is logged and dropped; progress.json in the output stays the record.
+mpirun -x; their names are bert_operator.contract's): BERTJOB_PROGRESS_URL (its
+/progress/<namespace>/<name> endpoint), BERTJOB_STAGE and BERTJOB_TOKEN_FILE (a
+projected service-account token whose audience is the operator, rotated by the
+kubelet, so it is re-read for every report). Standard library only and never
+raising: a report that cannot be delivered is logged and dropped; progress.json
+in the output stays the record.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from bert_operator.contract import ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ class ProgressPusher:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "ProgressPusher | None":
         """A pusher when the operator asked for reports (all three variables set), else None."""
-        url, stage, token = env.get("BERTJOB_PROGRESS_URL"), env.get("BERTJOB_STAGE"), env.get("BERTJOB_TOKEN_FILE")
+        url, stage, token = env.get(ENV_PROGRESS_URL), env.get(ENV_STAGE), env.get(ENV_TOKEN_FILE)
         if not (url and stage and token):
             return None
         return cls(url=url, stage=stage, token_file=token)
@@ -44,13 +47,13 @@ class ProgressPusher:
         now = time.monotonic()
         if not final and now - self._last_sent < self.min_interval:
             return False
-        sent = self._post({"stage": self.stage, "progress": progress})
+        sent = self._post({REPORT_STAGE: self.stage, REPORT_PROGRESS: progress})
         if sent:
             self._last_sent = now
         return sent
 
     def results(self, results: dict[str, Any]) -> bool:
-        return self._post({"stage": self.stage, "results": results})
+        return self._post({REPORT_STAGE: self.stage, REPORT_RESULTS: results})
 
     def _post(self, report: dict[str, Any]) -> bool:
         try:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 import time
 from typing import Any, Callable
@@ -15,19 +13,13 @@ import tensorflow as tf
 from bert_trainer import stop, storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.optim import DynamicLossScale, WarmupPolyDecay, all_finite, create_optimizer
-from bert_trainer.progress_push import ProgressPusher
-from bert_trainer.report import rfc3339_now
+from bert_trainer.reports import ReportWriter
 
-log = logging.getLogger(__name__)
 COMPUTE_DTYPES = {"fp32": tf.float32, "fp16": tf.float16, "bf16": tf.bfloat16}
 
 
-def write_json(uri: str, payload: Any) -> None:
-    storage.write_bytes(uri, json.dumps(payload, indent=2, ensure_ascii=False).encode())
-
-
 def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[[tf.Module, dict, tf.DType], tf.Tensor],
-              args: argparse.Namespace, world, pusher: ProgressPusher | None, scratch: str) -> dict[str, Any]:
+              args: argparse.Namespace, world, reports: ReportWriter, scratch: str) -> dict[str, Any]:
     """Train `model` for num_train_epochs over `train` (arrays); returns {steps, trainExamples, finalLoss, checkpoint}.
 
     Checkpoints the whole state (weights, optimizer slots, step, loss scale) every
@@ -81,13 +73,9 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
         if world.is_chief and (step % 20 == 0 or step == steps):
             elapsed = time.monotonic() - started
             done = step - start
-            progress = {"step": step, "totalSteps": steps, "loss": round(float(loss), 6),
-                        "sequencesPerSecond": round(done * args.train_batch_size * world.size / elapsed, 3),
-                        "etaSeconds": round(elapsed / done * (steps - step), 1), "updatedAt": rfc3339_now()}
-            write_json(storage.join(args.output_dir, "progress.json"), progress)
-            log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in progress.items()))
-            if pusher:
-                pusher.progress(progress, final=step == steps)
+            reports.progress({"step": step, "totalSteps": steps, "loss": round(float(loss), 6),
+                              "sequencesPerSecond": round(done * args.train_batch_size * world.size / elapsed, 3),
+                              "etaSeconds": round(elapsed / done * (steps - step), 1)}, final=step == steps)
         if world.is_chief and step % args.save_checkpoints_steps == 0 and step != steps:
             saved = manager.save(step)
         if step != steps:  # at the last step the run is done: nothing to stop
@@ -98,12 +86,8 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
             "checkpoint": checkpoint, "resumedFromStep": resumed}
 
 
-def finish(results: dict[str, Any], args: argparse.Namespace, world, pusher: ProgressPusher | None) -> dict[str, Any]:
+def finish(results: dict[str, Any], world, reports: ReportWriter) -> dict[str, Any]:
     """Rank 0 writes results.json and reports it; every rank waits so none exits before the chief is done."""
-    if world.is_chief:
-        results["updatedAt"] = rfc3339_now()
-        write_json(storage.join(args.output_dir, "results.json"), results)
-        if pusher:
-            pusher.results(results)
+    results = reports.results(results)
     world.barrier()
     return results

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -21,11 +20,12 @@ import tensorflow as tf
 from bert_trainer.dist import create_world
 from bert_trainer.finetune.classifier import BertClassifier, load_encoder
 from bert_trainer.finetune.glue_data import TASKS, read_examples
+from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.metrics import glue_metrics
 from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
 from bert_trainer.model.config import BertConfig
-from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
-from bert_trainer.progress_push import ProgressPusher
+from bert_trainer.reports import ReportWriter
+from bert_trainer.scratch import fresh_scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def predict(model: BertClassifier, features: dict[str, np.ndarray], batch_size: 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
     world = create_world(args.horovod)
-    scratch = tempfile.mkdtemp(prefix="bert-trainer-scratch-")
+    scratch = fresh_scratch_dir()
     fmt = TASKS[args.task_name]
     tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)
     # Read and encode every split first: bad data fails in seconds, before any weights load.
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
     variables = list(model.named_variables().values())
     world.broadcast_variables(variables)
     compute_dtype = COMPUTE_DTYPES[args.precision]
-    pusher = ProgressPusher.from_env() if world.is_chief else None
+    reports = ReportWriter(args.output_dir, chief=world.is_chief)
     results: dict[str, Any] = {"task": args.task_name}
 
     if train is not None:
@@ -73,11 +73,11 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
             logits = net(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True, compute_dtype=dtype)
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], logits))
 
-        results.update(fine_tune(model, train, loss_fn, args, world, pusher, scratch))
+        results.update(fine_tune(model, train, loss_fn, args, world, reports, scratch))
 
     if world.is_chief:
         for split, features in evals.items():
             predictions = predict(model, features, args.eval_batch_size, compute_dtype)
             results[split] = glue_metrics(args.task_name, features["labels"].tolist(), predictions.tolist())
             log.info("event=eval split=%s %s", split, json.dumps(results[split]))
-    return finish(results, args, world, pusher)
+    return finish(results, world, reports)

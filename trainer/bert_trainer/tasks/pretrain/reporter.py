@@ -1,5 +1,7 @@
-"""What a user (and the operator) sees of a run: progress.json every few steps,
-results.json at the end, TensorBoard event files and a loss-curve PNG.
+"""What a user (and the operator) sees of a pretraining run: progress.json every few
+steps and results.json at the end (both through :class:`bert_trainer.reports.ReportWriter`,
+the writer every task shares), and around them the pretraining-only parts: TensorBoard
+event files, the loss history and its PNG.
 
 Only rank 0 builds a Reporter; the others get ``NullReporter`` so no two processes
 ever write the same object.
@@ -7,22 +9,14 @@ ever write the same object.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import logging
 import os
 from typing import Any
 
 import tensorflow as tf
 
 from bert_trainer import storage
-from bert_trainer.progress_push import ProgressPusher
-
-log = logging.getLogger(__name__)
-
-
-def rfc3339_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+from bert_trainer.reports import ReportWriter
 
 
 class NullReporter:
@@ -48,7 +42,7 @@ class Reporter:
         self.writer = tf.summary.create_file_writer(self.tb_local)
         self.history: list[list[float]] = self._load_history()
         self.last: dict[str, Any] = {}
-        self.pusher = ProgressPusher.from_env()  # None unless the operator asked for reports
+        self.reports = ReportWriter(output_dir, chief=True)
 
     def _load_history(self) -> list[list[float]]:
         """Keep the loss curve whole across restarts: reload the previous run's points."""
@@ -76,7 +70,6 @@ class Reporter:
             "nspAccuracy": round(float(metrics["nsp_accuracy"]), 6),
             "sequencesPerSecond": round(float(sequences_per_second), 3),
             "etaSeconds": round(remaining / steps_per_second, 1) if steps_per_second > 0 else None,
-            "updatedAt": rfc3339_now(),
         }
         if step % self.every_steps == 0 or step == self.total_steps:
             self.flush(step)
@@ -84,11 +77,8 @@ class Reporter:
     def flush(self, step: int) -> None:
         if not self.last:
             return
-        storage.write_bytes(storage.join(self.output_dir, "progress.json"), json.dumps(self.last).encode())
+        self.reports.progress(self.last, final=step == self.total_steps)
         storage.write_bytes(storage.join(self.output_dir, "history.json"), json.dumps(self.history).encode())
-        log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in self.last.items()))
-        if self.pusher:
-            self.pusher.progress(self.last, final=step == self.total_steps)
 
     def upload_tensorboard(self) -> None:
         self.writer.flush()
@@ -129,13 +119,8 @@ class Reporter:
         results = dict(results)
         results["lossCurve"] = self._plot()
         results["tensorboard"] = storage.join(self.output_dir, "tensorboard")
-        results["updatedAt"] = rfc3339_now()
         self.upload_tensorboard()
-        storage.write_bytes(storage.join(self.output_dir, "results.json"), json.dumps(results, indent=2).encode())
-        log.info("event=results %s", json.dumps(results, sort_keys=True))
-        if self.pusher:
-            self.pusher.results(results)
-        return results
+        return self.reports.results(results)
 
 
 def create_reporter(is_chief: bool, output_dir: str, total_steps: int, scratch_dir: str, every_steps: int):

@@ -8,11 +8,8 @@ rank starts identical whichever path was taken.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
-import signal
-import tempfile
 import time
 
 import tensorflow as tf
@@ -24,22 +21,10 @@ from bert_trainer.dist import create_world
 from bert_trainer.engine import EngineOptions, PretrainEngine
 from bert_trainer.model import BertConfig
 from bert_trainer.model.importer import load_init_checkpoint
-from bert_trainer.report import create_reporter
+from bert_trainer.scratch import run_scratch_dir
+from bert_trainer.tasks.pretrain.reporter import create_reporter
 
 log = logging.getLogger(__name__)
-
-# Fault injection for the resume test: SIGKILL ourselves after this optimizer step.
-FAULT_ENV = "BERT_TRAINER_KILL_AFTER_STEP"
-
-
-def scratch_dir_for(args: argparse.Namespace, rank: int) -> str:
-    """Local working space per run and rank (checkpoint staging, staged input)."""
-    # A hyphenated name: a "bert_trainer" folder in a cwd would pass for a namespace package.
-    base = args.local_dir or os.path.join(tempfile.gettempdir(), "bert-trainer-scratch")
-    tag = hashlib.sha1(args.output_dir.encode()).hexdigest()[:10]
-    path = os.path.join(base, tag, f"rank{rank}")
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 def stage_inputs(uri: str, scratch: str, name: str, rank: int = 0, size: int = 1) -> tuple[list[str], bool]:
@@ -83,7 +68,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
     """Train and/or evaluate as the flags say; returns the results dict (rank 0's)."""
     world = create_world(args.horovod)
     tf.random.set_seed(args.seed + world.rank)  # dropout differs per rank, init does not (seeded generator)
-    scratch = scratch_dir_for(args, world.rank)
+    scratch = run_scratch_dir(args.local_dir, args.output_dir, world.rank)  # checkpoint staging, staged input
     engine = PretrainEngine(cfg, engine_options(args), world)
     manager = CheckpointManager(engine.checkpoint(), args.output_dir, scratch)
 
@@ -103,7 +88,6 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
     last_ckpt = None
     metrics: dict = {}
     do_train = args.do_train or not args.do_eval
-    kill_after = int(os.environ.get(FAULT_ENV, "0") or 0)
 
     if do_train and start < args.num_train_steps:
         files, sharded = stage_inputs(args.input_files_dir, scratch, "train", world.rank, world.size)
@@ -135,9 +119,6 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
             just_saved = step % args.save_checkpoints_steps == 0 or step == args.num_train_steps
             stop.stop_if_asked(world, step, saved=last_ckpt,
                                save_now=lambda: save_for_stop(manager, reporter, step, last_ckpt, just_saved))
-            if kill_after and step == kill_after:
-                log.warning("event=fault_injection step=%d signal=SIGKILL", step)
-                os.kill(os.getpid(), signal.SIGKILL)
         results["steps"] = args.num_train_steps
     if last_ckpt is None:
         from bert_trainer.checkpoints import newest_checkpoint  # noqa: PLC0415

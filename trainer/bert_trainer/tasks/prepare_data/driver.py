@@ -9,28 +9,21 @@ except to ask Horovod for the rank when no launcher variable gives it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import hashlib
-import json
 import logging
 import multiprocessing
 import os
-import tempfile
 import time
 
 from bert_trainer import storage
 from bert_trainer.prep import shards, worker
 from bert_trainer.prep.instances import Settings
-from bert_trainer.progress_push import ProgressPusher
+from bert_trainer.reports import ReportWriter
+from bert_trainer.scratch import run_scratch_dir
 
 log = logging.getLogger(__name__)
 
 RANK_ENV = (("HOROVOD_RANK", "HOROVOD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
             ("PMI_RANK", "PMI_SIZE"), ("PMIX_RANK", "PMIX_SIZE"))
-
-
-def rfc3339_now() -> str:  # as report.py's, which imports TensorFlow
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class HorovodMissing(RuntimeError):
@@ -60,14 +53,6 @@ def world(use_horovod: bool) -> Rank:
         raise HorovodMissing(str(exc)) from exc
     w.rank, w.size = hvd_world.rank, hvd_world.size
     return w
-
-
-def scratch_dir(args: argparse.Namespace, rank: int) -> str:
-    base = args.local_dir or os.path.join(tempfile.gettempdir(), "bert-trainer-scratch")
-    tag = hashlib.sha1(f"prepare:{args.input_dir}->{args.output_dir}".encode()).hexdigest()[:10]
-    path = os.path.join(base, tag, f"rank{rank}")
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 def stage_inputs(input_dir: str, entries: list[storage.Entry], scratch: str, output_dir: str) -> list[str]:
@@ -121,31 +106,27 @@ def _scan_all(files: list[str], pool) -> list[list[tuple[int, int]]]:
 
 
 class Progress:
-    """Rank 0's progress.json (step = shards done of totalSteps) and operator reports."""
+    """Rank 0's progress (step = shards done of totalSteps), at most every `every_s` seconds unless final."""
 
     def __init__(self, enabled: bool, output_dir: str, units: list[shards.Unit], every_s: float = 5.0) -> None:
-        self.enabled, self.output_dir, self.units, self.every_s = enabled, output_dir, units, every_s
+        self.output_dir, self.units, self.every_s = output_dir, units, every_s
+        self.reports = ReportWriter(output_dir, chief=enabled)
         self.expected = {f"{u.split}/{u.name}" for u in units}
-        self.pusher = ProgressPusher.from_env() if enabled else None
         self.start, self.last = time.monotonic(), 0.0
 
     def done(self) -> int:
         return len(finished(self.output_dir) & self.expected)
 
     def report(self, final: bool = False, done: int | None = None) -> int:
-        if not self.enabled or (not final and time.monotonic() - self.last < self.every_s):
+        if not self.reports.chief or (not final and time.monotonic() - self.last < self.every_s):
             return -1
         self.last = time.monotonic()
         done = self.done() if done is None else done
         elapsed = time.monotonic() - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
-        body = {"step": done, "totalSteps": len(self.units), "shardsDone": done, "shardsTotal": len(self.units),
-                "etaSeconds": round((len(self.units) - done) / rate, 1) if rate > 0 else None,
-                "updatedAt": rfc3339_now()}
-        storage.write_bytes(storage.join(self.output_dir, "progress.json"), json.dumps(body).encode())
-        log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in body.items()))
-        if self.pusher:
-            self.pusher.progress(body, final=final)
+        self.reports.progress({"step": done, "totalSteps": len(self.units),
+                               "etaSeconds": round((len(self.units) - done) / rate, 1) if rate > 0 else None},
+                              final=final)
         return done
 
 
@@ -154,7 +135,7 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
     before anything is written."""
     w = world(args.horovod)
     t0 = time.perf_counter()
-    scratch = scratch_dir(args, w.rank)
+    scratch = run_scratch_dir(args.local_dir, f"prepare:{args.input_dir}->{args.output_dir}", w.rank)
     files = stage_inputs(args.input_dir, entries, scratch, args.output_dir)
     if not files:
         raise shards.InputError(f"{args.input_dir}: no input files")
@@ -209,10 +190,6 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
         "sentencesPerSecond": round(totals["sentences"] / seconds, 1) if seconds > 0 else None,
         "instancesPerSecond": round(totals["instances"] / seconds, 1) if seconds > 0 else None,
         "training": storage.join(args.output_dir, "training"), "test": storage.join(args.output_dir, "test"),
-        "worldSize": w.size, "workers": workers, "updatedAt": rfc3339_now(),
+        "worldSize": w.size, "workers": workers,
     }
-    storage.write_bytes(storage.join(args.output_dir, "results.json"), json.dumps(results, indent=2).encode())
-    log.info("event=results %s", json.dumps(results, sort_keys=True))
-    if progress.pusher:
-        progress.pusher.results(results)
-    return results
+    return progress.reports.results(results)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -20,12 +19,13 @@ import tensorflow as tf
 from bert_trainer import storage
 from bert_trainer.dist import create_world
 from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
-from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish, write_json
+from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.metrics import squad_v1, squad_v2
 from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad
 from bert_trainer.finetune.tokenization import load_tokenizer
 from bert_trainer.model.config import BertConfig
-from bert_trainer.progress_push import ProgressPusher
+from bert_trainer.reports import ReportWriter, write_json
+from bert_trainer.scratch import fresh_scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _span_loss(model: BertSpanHead, batch: dict, dtype: tf.DType) -> tf.Tensor:
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
     world = create_world(args.horovod)
-    scratch = tempfile.mkdtemp(prefix="bert-trainer-scratch-")
+    scratch = fresh_scratch_dir()
     tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)
     v2 = args.version_2_with_negative
     window = dict(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride, max_query_length=args.max_query_length)
@@ -54,10 +54,10 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
         report = load_encoder(model, args.init_checkpoint, scratch)
         log.info("event=init_checkpoint_summary loaded=%d missing=%s unused=%s", len(report.loaded), report.missing, report.unused)
     world.broadcast_variables(list(model.named_variables().values()))
-    pusher = ProgressPusher.from_env() if world.is_chief else None
+    reports = ReportWriter(args.output_dir, chief=world.is_chief)
     results: dict[str, Any] = {"task": f"squad-v{'2.0' if v2 else '1.1'}"}
     if train is not None:
-        results.update(fine_tune(model, train, _span_loss, args, world, pusher, scratch))
+        results.update(fine_tune(model, train, _span_loss, args, world, reports, scratch))
     if predict_features and world.is_chief:
         arrays = feature_arrays(predict_features)
         compute_dtype = COMPUTE_DTYPES[args.precision]
@@ -86,4 +86,4 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
         else:
             results["predict"] = squad_v1(dataset, predictions)
         log.info("event=eval %s", results["predict"])
-    return finish(results, args, world, pusher)
+    return finish(results, world, reports)

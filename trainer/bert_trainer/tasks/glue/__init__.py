@@ -1,0 +1,45 @@
+"""``glue``: GLUE fine-tuning (CoLA, MRPC, MNLI), the flags of NVIDIA's run_classifier.py.
+
+This module is the command line (TensorFlow-free); the fine-tuning itself is
+:mod:`bert_trainer.tasks.glue.driver`, imported only once the flags passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bert_trainer import storage
+from bert_trainer.flags import bool_flag
+from bert_trainer.tasks.finetuning import add_finetune_arguments, run_finetune, validate_finetune
+
+NAME = "glue"
+HELP = "GLUE fine-tuning (CoLA, MRPC, MNLI)"
+
+
+def add_arguments(g: argparse.ArgumentParser) -> None:
+    g.add_argument("--task_name", required=True, choices=["CoLA", "MRPC", "MNLI"])
+    g.add_argument("--data_dir", required=True, help="folder with train.tsv and dev*.tsv: local or s3://")
+    bool_flag(g, "do_eval", "score the dev split(s)")
+    g.add_argument("--eval_batch_size", type=int, default=64)
+    add_finetune_arguments(g, batch=32, lr=2e-5, epochs=3.0, seq=128)
+
+
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Neither --do_train nor --do_eval means both; every split the run reads must exist."""
+    if not (args.do_train or args.do_eval):
+        args.do_train = args.do_eval = True
+    if args.eval_batch_size <= 0:
+        parser.error(f"--eval_batch_size must be positive, got {args.eval_batch_size}")
+    validate_finetune(parser, args)
+    splits = (["train"] if args.do_train else []) + (
+        ["dev_matched", "dev_mismatched"] if args.task_name == "MNLI" else ["dev"]) * bool(args.do_eval)
+    for split in splits:
+        path = storage.join(args.data_dir, f"{split}.tsv")
+        if not storage.exists(path):
+            parser.error(f"--data_dir: {path}: not found ({args.task_name} needs {', '.join(s + '.tsv' for s in splits)})")
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from bert_trainer.tasks.glue import driver  # noqa: PLC0415 - imports TensorFlow
+
+    return run_finetune(parser, args, NAME, driver.run)
