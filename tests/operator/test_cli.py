@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -128,3 +129,32 @@ def test_the_repository_root_shadows_no_standard_library_module() -> None:
     crd = subprocess.run([sys.executable, "-m", "bert_operator.cli", "crd"], cwd=REPO, capture_output=True, text=True,
                          timeout=60)
     assert crd.returncode == 0 and "kind: CustomResourceDefinition" in crd.stdout, crd.stderr
+
+
+#: The billion laughs in 1 KB (nine levels of nine aliases: 9**9 strings once expanded), inside a field that
+#: takes any mapping, in an otherwise valid job: what a validator walking the value never finishes.
+ALIAS_BOMB = PRETRAIN.read_text().replace("  resources:\n", "  resources:\n    affinity: {" + ", ".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{level}: &{level} [{','.join([f'*{below}'] * 9)}]" for below, level in zip("abcdefgh", "bcdefghi")]) + "}\n", 1)
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("alias bomb", ALIAS_BOMB, "the document expands to more than 20000 values"),
+    ("500 levels of flow nesting", "spec: " + "[" * 500 + "]" * 500 + "\n", "nested deeper than 256 levels"),
+    ("a 4301-digit integer", "spec: {resources: {workers: " + "9" * 4301 + "}}\n", "an integer of 4301 digits"),
+    ("a key written twice", PRETRAIN.read_text().replace("  task:\n", "  xla: true\n  xla: false\n  task:\n", 1),
+     "key 'xla' appears twice in one mapping"),
+])
+@pytest.mark.parametrize("command", ["validate", "render"])
+def test_hostile_yaml_is_refused_with_where_and_no_traceback(command: str, name: str, text: str, message: str) -> None:
+    result = bertjob(command, "-", stdin=text)
+    assert result.returncode == 2, result.stderr[-500:]
+    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr[-500:]
+    assert "<stdin>: <yaml>: invalid YAML at line " in result.stderr or "-: <yaml>: invalid YAML at line " in result.stderr
+    assert len(result.stderr) < 2000  # the value is not echoed back
+
+
+def test_an_integer_beyond_int64_is_refused_naming_its_field() -> None:
+    result = bertjob("validate", "-", stdin=PRETRAIN.read_text().replace("workers: 4", "workers: " + "9" * 400, 1))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "spec.resources.workers: must fit in a 64-bit integer (at most 19 digits)" in result.stderr

@@ -18,7 +18,8 @@ ALLOWED = {
     "type", "description", "properties", "items", "required", "enum", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
     "minProperties", "maxProperties", "additionalProperties", "anyOf",
-    "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "nullable", "x-kubernetes-list-type",
+    "x-kubernetes-map-type",
 }
 
 
@@ -85,3 +86,13 @@ def test_api_server_schema_enforces_one_task_and_ranges() -> None:
     document["spec"]["resources"] = {"gpusPerWorker": -1, "shmSize": "1 Gi"}
     errors = list(jsonschema.Draft4Validator(spec_schema()).iter_errors(document))
     assert len(errors) == 3
+
+
+def test_the_vendored_affinity_schema_is_kubernetes_own() -> None:
+    """api/schemas/affinity-v1.json is what scripts/vendor-k8s-schema.py makes of kubernetes-validate's schema."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "scripts/vendor-k8s-schema.py", "--check"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

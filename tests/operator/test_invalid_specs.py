@@ -23,6 +23,16 @@ def mutate(base: dict, fn: Callable[[dict], Any]) -> dict:
     return document
 
 
+def deep(levels: int) -> dict:
+    """{"a": {"a": ... {}}} nested `levels` deep, built without recursion."""
+    root: dict = {}
+    node = root
+    for _ in range(levels):
+        node["a"] = {}
+        node = node["a"]
+    return root
+
+
 def spec(doc: dict) -> dict:
     return doc["spec"]
 
@@ -104,6 +114,51 @@ CASES: list[tuple[str, dict, str, str]] = [
      "spec.output", "required field is missing"),
     ("secret name with spaces", mutate(BASE, lambda d: spec(d)["dataset"].update(credentialsSecret="my secret")),
      "spec.dataset.credentialsSecret", "must be a DNS-1123 subdomain"),
+    # What validate used to accept and the cluster refuses (issue 13 C) ...
+    ("queue name too long for a label", mutate(BASE, lambda d: spec(d).update(queueName="q" * 64)),
+     "spec.queueName", "must be a label value: at most 63"),
+    ("toleration Equal without key", mutate(BASE, lambda d: spec(d)["resources"].update(tolerations=[{"operator": "Equal", "value": "x"}])),
+     "spec.resources.tolerations[0].operator", "must be Exists when key is empty"),
+    ("tolerationSeconds without NoExecute", mutate(BASE, lambda d: spec(d)["resources"].update(tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 30}])),
+     "spec.resources.tolerations[0].tolerationSeconds", "only applies with effect NoExecute"),
+    ("tolerationSeconds beyond int64", mutate(BASE, lambda d: spec(d)["resources"].update(tolerations=[{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2**63}])),
+     "spec.resources.tolerations[0].tolerationSeconds", "must fit in a 64-bit integer"),
+    ("nodeSelector key not a label key", mutate(BASE, lambda d: spec(d)["resources"].update(nodeSelector={"gpu type": "a100"})),
+     "spec.resources.nodeSelector['gpu type']", "must be a label key"),
+    ("nodeSelector value not a label value", mutate(BASE, lambda d: spec(d)["resources"].update(nodeSelector={"gpu": "a100 80gb"})),
+     "spec.resources.nodeSelector['gpu']", "must be a label value"),
+    ("image with spaces", mutate(BASE, lambda d: spec(d).update(image="registry/trainer:1 --privileged")),
+     "spec.image", "an image reference without spaces"),
+    ("priority class not a DNS name", mutate(BASE, lambda d: spec(d)["resources"].update(priorityClassName="High Priority")),
+     "spec.resources.priorityClassName", "must be a DNS-1123 subdomain"),
+    ("scheduler not a DNS name", mutate(BASE, lambda d: spec(d)["resources"].update(schedulerName="Volcano!")),
+     "spec.resources.schedulerName", "must be a DNS-1123 subdomain"),
+    ("affinity that is not an Affinity", mutate(BASE, lambda d: spec(d)["resources"].update(affinity={"nodeAffinity": 5})),
+     "spec.resources.affinity.nodeAffinity", "must be an object (mapping), got 5"),
+    ("affinity with an unknown field", mutate(BASE, lambda d: spec(d)["resources"].update(affinity={"nodeAffinty": {}})),
+     "spec.resources.affinity", "unknown field; allowed fields here: nodeAffinity, podAffinity, podAntiAffinity"),
+    ("affinity term without its required key", mutate(BASE, lambda d: spec(d)["resources"].update(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"operator": "In"}]}]}}})),
+     "spec.resources.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]",
+     "required field 'key' is missing"),
+    ("pvc path climbing out of its claim", mutate(BASE, lambda d: spec(d).update(output={"uri": "pvc://claim/../../etc"})),
+     "spec.output.uri", "must not contain '..' segments"),
+    ("vocab path climbing out", mutate(SQUAD, lambda d: spec(d)["model"].update(vocab="pvc://models/../../etc/passwd")),
+     "spec.model.vocab", "must not contain '..' segments"),
+    ("a number given as text", mutate(BASE, lambda d: spec(d)["resources"].update(workers="4")),
+     "spec.resources.workers", "must be an integer, got '4'"),
+    ("true given for a number", mutate(BASE, lambda d: spec(d)["resources"].update(workers=True)),
+     "spec.resources.workers", "must be an integer, got True"),
+    ("not a number", mutate(BASE, lambda d: phases(d)[0].update(learningRate=float("nan"))),
+     "spec.task.pretrain.phases[0].learningRate", "must be a finite number, got nan"),
+    ("infinity", mutate(BASE, lambda d: phases(d)[0].update(learningRate=float("inf"))),
+     "spec.task.pretrain.phases[0].learningRate", "must be a finite number, got inf"),
+    ("a 400-digit integer", mutate(BASE, lambda d: spec(d)["task"]["pretrain"].update(trainSteps=10**400)),
+     "spec.task.pretrain.trainSteps", "must fit in a 64-bit integer"),
+    ("a spec nested 200 levels deep", mutate(BASE, lambda d: spec(d)["resources"].update(affinity=deep(200))),
+     "spec.resources.affinity.a.a.a", "nested deeper than 64 levels"),
+    # ... and credentials where they do not belong (D2).
+    ("credentials in an endpoint URL", mutate(BASE, lambda d: spec(d)["dataset"].update(endpoint="http://KEY:SECRET@minio.minio.svc:9000")),
+     "spec.dataset.endpoint", "without user:password@"),
 ]
 
 

@@ -92,6 +92,14 @@ def jobs(draw: st.DrawFn) -> dict[str, Any]:
             "metadata": {"name": draw(names), "namespace": "ns"}, "spec": spec}
 
 
+def assert_names_a_field(error: Any, document: dict[str, Any]) -> None:
+    """A field path into the document (a known root, or an unknown top-level key by its name), a message, and
+    no wall of text (offending values are quoted to 200 characters)."""
+    root = error.path.split(".", 1)[0].split("[", 1)[0]
+    assert error.path.startswith(PATH_ROOTS) or root in map(str, document), error
+    assert error.message and len(str(error)) < 1200, error
+
+
 def assert_renders_valid(document: dict[str, Any]) -> None:
     for mpijob in render_all(parse_job(document)):
         assert mpijob_errors(mpijob) == []
@@ -147,8 +155,64 @@ def test_random_mutations_are_valid_or_refused_with_a_path(document: dict[str, A
     except SpecError as exc:
         assert exc.errors
         for error in exc.errors:
-            # A field path into the document: a known root, or an unknown top-level key by its name.
-            assert error.path.startswith(PATH_ROOTS) or error.path in map(str, mutated), error
-            assert error.message
+            assert_names_a_field(error, mutated)
         return
     assert_renders_valid(mutated)
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    node = root
+    for _ in range(levels):
+        node["x"] = {}
+        node = node["x"]
+    return root
+
+
+#: Values a hostile or careless tenant puts anywhere: out-of-range numbers, non-numbers, text that breaks labels,
+#: names and paths, credentials in URLs, values nested past any real job, affinity-shaped nonsense.
+hostile = st.one_of(
+    junk,
+    st.sampled_from([10**400, -(2**63) - 1, 2**63, float("nan"), float("inf"), -float("inf"), 1e308, -0.0, 2.0]),
+    st.sampled_from(["4", "true", ".nan", "", " ", "a b", "x" * 64, "x" * 300, "UPPER", "-lead", "trail-", "a/b/c",
+                     "pvc://claim/../../etc", "s3://bucket/../x", "http://KEY:SECRET@minio:9000", "s3://b/../../",
+                     "ünïcode", "tab\there", "new\nline", "${HOME}", "$(rm -rf /)", "a" * 70_000]),
+    st.builds(_deep, st.integers(60, 120)),
+    st.fixed_dictionaries({"nodeAffinity": st.one_of(st.integers(), st.text(max_size=3), st.dictionaries(
+        st.sampled_from(["requiredDuringSchedulingIgnoredDuringExecution", "bogus"]), junk, max_size=2))}),
+)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs(), st.data())
+def test_hostile_mutations_are_refused_with_a_path_or_render_what_the_cluster_accepts(document: dict[str, Any],
+                                                                                       data: st.DataObject) -> None:
+    """1,000 generated jobs, each with one to three hostile edits: no exception but a SpecError naming a field, and
+    whatever is accepted renders MPIJobs the MPIJob CRD and Kubernetes' strict core schemas accept."""
+    mutated = copy.deepcopy(document)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(mutated)[1:]))
+        parent = mutated
+        try:
+            for key in path[:-1]:
+                parent = parent[key]
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit removed or replaced the way there
+        if isinstance(parent, dict):
+            if data.draw(st.booleans()):
+                parent[path[-1]] = data.draw(hostile)
+            else:
+                parent[data.draw(st.sampled_from(["affinity", "nodeSelector", "image", "queueName", "endpoint",
+                                                  "priorityClassName", "tolerations", str(path[-1])]))] = data.draw(hostile)
+        elif isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
+            parent[path[-1]] = data.draw(hostile)
+    try:
+        job = parse_job(mutated)
+    except SpecError as exc:
+        assert exc.errors
+        for error in exc.errors:
+            assert_names_a_field(error, mutated)
+        return
+    for mpijob in render_all(job):
+        assert mpijob_errors(mpijob) == []
+        assert pod_errors(mpijob) == []

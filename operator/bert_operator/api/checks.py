@@ -7,10 +7,11 @@ whichever task made it.
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Iterator
 
-from .errors import FieldError
+from .errors import FieldError, shown
 
 
 def check_seq(path: str, max_seq_length: int, max_positions: int) -> Iterator[FieldError]:
@@ -38,3 +39,32 @@ def check_relative(path: str, value: str | None) -> Iterator[FieldError]:
     pure = PurePosixPath(value)
     if not value or pure.is_absolute() or ".." in pure.parts:
         yield FieldError(path, f"must be a relative path inside the dataset without '..', got {value!r}")
+
+
+#: Kubernetes' qualified-name part and label-value syntax (apimachinery's validation).
+_NAME_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE_MAX = 63
+
+
+def check_label_key(path: str, key: str) -> Iterator[FieldError]:
+    """A label key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        yield FieldError(path, f"label key prefix must be a DNS subdomain (e.g. example.com), got {shown(key)}")
+    elif not name or len(name) > LABEL_VALUE_MAX or not _NAME_PART.match(name):
+        yield FieldError(path, "must be a label key: [prefix/]name, the name at most 63 letters, digits, '-', '_' or "
+                               f"'.', starting and ending with a letter or digit; got {shown(key)}")
+
+
+def check_label_value(path: str, value: str) -> Iterator[FieldError]:
+    """A label value: empty, or at most 63 letters, digits, '-', '_', '.', starting and ending alphanumeric."""
+    if value and (len(value) > LABEL_VALUE_MAX or not _NAME_PART.match(value)):
+        yield FieldError(path, "must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending "
+                               f"with a letter or digit; got {shown(value)}")
+
+
+def check_uri_path(path: str, uri: str | None) -> Iterator[FieldError]:
+    """A storage URI's path stays where it points: no '..' segment (pvc://claim/../../etc climbs out of the claim)."""
+    if uri and ".." in uri.split("://", 1)[-1].split("/"):
+        yield FieldError(path, f"must not contain '..' segments, got {shown(uri)}")

@@ -19,7 +19,7 @@ from .presets import API_GROUP, API_VERSION, CATEGORIES, KIND, PLURAL, SHORT_NAM
 from .status import BertTrainingJobStatus
 
 #: Keys of JSON Schema that a structural schema does not use.
-_DROPPED = {"title", "default", "$defs", "format"}
+_DROPPED = {"title", "default", "$defs", "format", "$comment"}
 
 #: Printer columns of `kubectl get btj`.
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -60,6 +60,11 @@ def _convert(node: Any, defs: dict[str, Any]) -> Any:
             node = {**inner, **{k: v for k, v in node.items() if k not in inner or k == "description"}}
         else:
             node["anyOf"] = options
+    if isinstance(node.get("type"), list):  # JSON schema's ["array", "null"]: OpenAPI's one type, nullable
+        kinds = [kind for kind in node["type"] if kind != "null"]
+        if len(kinds) < len(node["type"]):
+            node["nullable"] = True
+        node["type"] = kinds[0]
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROPPED:

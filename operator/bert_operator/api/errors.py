@@ -50,8 +50,14 @@ def format_path(loc: Iterable[str | int]) -> str:
     return out or "<document>"
 
 
-def _show(value: Any) -> str:
+#: Characters of an offending value an error line quotes; the rest is counted, not echoed.
+SHOWN_CHARACTERS = 200
+
+
+def shown(value: Any) -> str:
     if isinstance(value, str):
+        if len(value) > SHOWN_CHARACTERS:
+            return f"{value[:SHOWN_CHARACTERS]!r}... ({len(value)} characters)"
         return repr(value)
     if isinstance(value, dict):
         return "an object"
@@ -97,7 +103,7 @@ def allowed_fields(model: type[BaseModel]) -> list[str]:
 def _sentence(error: dict[str, Any], root: type[BaseModel]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    got = _show(error.get("input"))
+    got = shown(error.get("input"))
     loc = tuple(error["loc"])
     if kind == "missing":
         return "required field is missing"
@@ -115,6 +121,8 @@ def _sentence(error: dict[str, Any], root: type[BaseModel]) -> str:
         return f"must be an integer, got {got}"
     if kind in ("float_type", "float_parsing"):
         return f"must be a number, got {got}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {got}"
     if kind in ("bool_type", "bool_parsing"):
         return f"must be true or false, got {got}"
     if kind == "string_type":

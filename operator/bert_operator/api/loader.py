@@ -16,12 +16,13 @@ from typing import Any, Iterator
 
 import yaml
 
-#: Deepest nesting of mappings and lists (a real job is under 15 deep).
-MAX_DEPTH = 64
+#: Deepest nesting of mappings and lists the loader builds. A real job is under 15 deep; documents between
+#: api.parse.MAX_DEPTH and this are built and then refused with the field they start at.
+MAX_DEPTH = 256
 #: Nodes a document may expand to, aliases counted each time they are used (a real job has a few hundred).
 MAX_NODES = 20_000
-#: Digits of an integer (int64 has 19).
-MAX_INT_DIGITS = 30
+#: Digits of an integer the loader builds (int64 has 19; the field check refuses those beyond int64 by name).
+MAX_INT_DIGITS = 1000
 #: Characters of one scalar (a custom bert_config.json or an affinity fits easily).
 MAX_SCALAR = 64 * 1024
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from .vendored import schema as k8s_schema
 from .presets import API_GROUP, API_VERSION, BERT_PRESETS, KIND
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -33,7 +34,8 @@ STORAGE_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|pvc://[a-
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
+URL_PATTERN = r"^https?://[^\s/@]+(/\S*)?$"
+IMAGE_PATTERN = r"^[^\s]+$"
 
 #: What each pattern means, in the words error messages use.
 PATTERN_MEANINGS: dict[str, str] = {
@@ -42,7 +44,8 @@ PATTERN_MEANINGS: dict[str, str] = {
     DNS_LABEL_PATTERN: "a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters)",
     DNS_1035_PATTERN: "a DNS-1035 label (lower-case letters, digits and '-', starting with a letter)",
     DNS_SUBDOMAIN_PATTERN: "a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
-    URL_PATTERN: "an http:// or https:// URL",
+    URL_PATTERN: "an http:// or https:// URL without user:password@ (keys belong in credentialsSecret) or spaces",
+    IMAGE_PATTERN: "an image reference without spaces, e.g. registry/name:tag",
 }
 
 #: A Kubernetes resource quantity such as "1Gi", "500m" or "8".
@@ -65,6 +68,8 @@ StorageUri = Annotated[
     StringConstraints(pattern=STORAGE_URI_PATTERN),
 ]
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
+#: A core/v1 Affinity: its schema is Kubernetes' own (k8s_types.py), in the CRD and in the rules alike.
+Affinity = Annotated[dict[str, Any], WithJsonSchema(k8s_schema("affinity-v1"))]
 DnsSubdomain = Annotated[
     str,
     StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253),
@@ -79,6 +84,10 @@ class ApiModel(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        # No coercion: '4' is not 4, true is not 1, and .nan/.inf are not numbers; YAML and JSON both
+        # carry real types, and a quoted number is more often a mistake than a wish.
+        strict=True,
+        allow_inf_nan=False,
     )
 
 
@@ -88,7 +97,7 @@ class ApiModel(BaseModel):
 class BertConfig(BaseModel):
     """Google's bert_config.json, field for field (snake_case, as Google wrote it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     vocab_size: int = Field(30522, ge=1, description="Size of the WordPiece vocabulary. Default 30522 (uncased).")
     hidden_size: int = Field(768, ge=1, description="Width of the encoder layers and the pooler. Default 768.")
@@ -298,13 +307,9 @@ class ResourcesSpec(ApiModel):
     shm_size: Quantity = Field("1Gi", description="Size of the in-memory /dev/shm volume (NCCL, data loaders). Default 1Gi.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels worker and launcher pods must match.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for worker and launcher pods.")
-    affinity: dict[str, Any] | None = Field(
-        None,
-        description="A core/v1 Affinity for the worker pods.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    priority_class_name: str | None = Field(None, description="PriorityClass of the pods.")
-    scheduler_name: str | None = Field(None, description="Scheduler of the pods, e.g. volcano.")
+    affinity: Affinity | None = Field(None, description="A core/v1 Affinity for the worker pods.")
+    priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of the pods.")
+    scheduler_name: DnsSubdomain | None = Field(None, description="Scheduler of the pods, e.g. volcano.")
 
     def total_processes(self) -> int:
         """MPI ranks: one per GPU, or one per worker for CPU jobs."""
@@ -351,7 +356,8 @@ class BertTrainingJobSpec(ApiModel):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Workers, GPUs and pod resources.")
     dataset: DatasetSpec = Field(..., description="Input data location.")
     output: OutputSpec = Field(..., description="Results location.")
-    image: str | None = Field(None, min_length=1, description="Trainer image; default the operator's configured trainer image.")
+    image: Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=1024)] | None = Field(
+        None, description="Trainer image; default the operator's configured trainer image.")
     image_pull_policy: PullPolicy = Field("IfNotPresent", description="Always, IfNotPresent or Never. Default IfNotPresent.")
     image_pull_secrets: list[DnsSubdomain] = Field(default_factory=list, description="Secret names for pulling the image.")
     run_policy: RunPolicySpec = Field(default_factory=RunPolicySpec, description="Retry, deadline, cleanup and suspend settings.")

@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..tasks import TASK_NAMES, TASKS, OperatorTask, chosen_tasks, longest_pod_name
+from .checks import check_label_key, check_label_value, check_uri_path
 from .errors import FieldError
+from .k8s_types import type_errors
 from .models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
 
 #: Kubernetes DNS label limit, which pod names used as hostnames must respect.
@@ -51,9 +53,33 @@ def _check_spec(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
     yield from _check_inputs(spec, task)
     yield from _check_store("spec.dataset", spec.dataset)
     yield from _check_store("spec.output", spec.output)
-    for i, toleration in enumerate(spec.resources.tolerations):
+    for field, uri in (("vocab", spec.model.vocab), ("initCheckpoint", spec.model.init_checkpoint)):
+        yield from check_uri_path(f"spec.model.{field}", uri)
+    yield from _check_pods(spec)
+
+
+def _check_pods(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
+    """What the pods are given as is must be what Kubernetes accepts, or the MPIJob is refused after apply."""
+    resources = spec.resources
+    for key, value in resources.node_selector.items():
+        yield from check_label_key(f"spec.resources.nodeSelector[{key[:60]!r}]", key)
+        yield from check_label_value(f"spec.resources.nodeSelector[{key[:60]!r}]", value)
+    for i, toleration in enumerate(resources.tolerations):
+        path = f"spec.resources.tolerations[{i}]"
         if toleration.operator == "Exists" and toleration.value:
-            yield FieldError(f"spec.resources.tolerations[{i}].value", "must be empty when operator is Exists")
+            yield FieldError(f"{path}.value", "must be empty when operator is Exists")
+        if not toleration.key and toleration.operator != "Exists":
+            yield FieldError(f"{path}.operator", "must be Exists when key is empty (an empty key matches every taint)")
+        if toleration.key:
+            yield from check_label_key(f"{path}.key", toleration.key)
+        if toleration.value:
+            yield from check_label_value(f"{path}.value", toleration.value)
+        if toleration.toleration_seconds is not None and toleration.effect != "NoExecute":
+            yield FieldError(f"{path}.tolerationSeconds", f"only applies with effect NoExecute, got effect {toleration.effect}")
+    if resources.affinity is not None:
+        yield from type_errors("affinity-v1", resources.affinity, "spec.resources.affinity")
+    if spec.queue_name is not None:
+        yield from check_label_value("spec.queueName", spec.queue_name)  # it becomes the queue-name label
 
 
 def _check_inputs(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[FieldError]:
@@ -86,6 +112,7 @@ def _check_model(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
 
 
 def _check_store(path: str, store: DatasetSpec) -> Iterator[FieldError]:
+    yield from check_uri_path(f"{path}.uri", store.uri)
     if store.uri.startswith("s3://"):
         return
     for field, value in (("endpoint", store.endpoint), ("region", store.region), ("credentialsSecret", store.credentials_secret)):
