@@ -26,9 +26,17 @@ from typing import Final
 
 # --------------------------------------------------------------- identities
 
-#: Audience of the projected service-account token rank 0 sends with each report;
-#: the operator's TokenReview accepts only tokens minted for it.
+#: Audience prefix of the projected service-account token rank 0 sends with each report.
 TOKEN_AUDIENCE: Final = "bert-operator"
+#: Extras a TokenReview of a projected pod token carries (the pod the token was minted for).
+POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
+POD_UID_EXTRA: Final = "authentication.kubernetes.io/pod-uid"
+
+
+def token_audience(namespace: str, name: str) -> str:
+    """The audience of one job's report tokens: the API server confirms a token only for the audience it was
+    minted for, so a pod of job `bert-large` can never pass as one of job `bert`."""
+    return f"{TOKEN_AUDIENCE}/{namespace}/{name}"
 #: Where that token is mounted in launcher and worker pods.
 TOKEN_DIR: Final = "/var/run/secrets/bertoperator.io"
 TOKEN_FILE: Final = f"{TOKEN_DIR}/token"

@@ -148,10 +148,22 @@ class KubeApi:
                 return None
             raise
 
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A pod's metadata (labels, uid) as the API server has it; None if there is no such pod."""
+        core = kubernetes.client.CoreV1Api(self.custom.api_client)
+        try:
+            pod = self._call("get", lambda: core.read_namespaced_pod(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(pod.data)
+
     # --------------------------------------------------------- authentication
 
     def review_token(self, token: str, audience: str) -> dict[str, Any]:
         """The API server's verdict on a bearer token (TokenReview), as a dict."""
         review = kubernetes.client.V1TokenReview(spec=kubernetes.client.V1TokenReviewSpec(token=token, audiences=[audience]))
-        result = self._call("create", lambda: self.auth.create_token_review(review))
-        return result.to_dict().get("status") or {}
+        # Decoded here: the generated model insists on fields (spec.token) an answer need not echo.
+        answer = self._call("create", lambda: self.auth.create_token_review(review, _preload_content=False))
+        return json.loads(answer.data).get("status") or {}

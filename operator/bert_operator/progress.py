@@ -2,10 +2,13 @@
 
 Mechanism (see README, "Progress"): rank 0 of the trainer POSTs its
 progress.json / results.json to the operator's `/progress/<namespace>/<name>`
-endpoint with a projected service-account token whose audience is
-`bert-operator`. The operator checks the token with a TokenReview and accepts
-it only from a pod of that job's MPIJobs in that namespace. The operator thus
-needs no access to Secrets or object storage, and no per-job RBAC objects.
+endpoint with a projected service-account token whose audience is that job's
+own (`bert-operator/<namespace>/<name>`). The operator checks the token with a
+TokenReview for exactly that audience, then reads the pod the token was minted
+for and accepts the report only if that pod still exists with the token's uid
+and carries the job's `bertoperator.io/job-name` label. The operator thus needs
+no access to Secrets or object storage and no per-job RBAC objects; it reads
+pods (get) in the jobs' namespaces.
 """
 
 from __future__ import annotations
@@ -20,14 +23,13 @@ from aiohttp import web
 from . import status as sm
 from .api import SpecError
 from .api.parse import parse_job
-from .contract import TOKEN_AUDIENCE
+from .contract import JOB_NAME_LABEL, POD_NAME_EXTRA, POD_UID_EXTRA, token_audience
 from .kube import KubeApi
 from .metrics import PROGRESS_REPORTS
 from .reconcile import Reconciler
 from .reports import merge_report
 
 log = logging.getLogger(__name__)
-POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 def _age_seconds(stamp: str | None, now: datetime.datetime) -> float | None:
     if not stamp:
         return None
@@ -67,11 +69,29 @@ def staleness_patch(status: dict[str, Any], now: datetime.datetime, stale_after:
 class ProgressEndpoint:
     """aiohttp handler for trainer reports; authenticated by TokenReview."""
 
-    def __init__(self, api: KubeApi, reconciler: Reconciler, clock: Callable[[], str], audience: str = TOKEN_AUDIENCE) -> None:
+    def __init__(self, api: KubeApi, reconciler: Reconciler, clock: Callable[[], str]) -> None:
         self.api = api
         self.reconciler = reconciler
         self.clock = clock
-        self.audience = audience
+
+    def _refusal(self, namespace: str, name: str, user: dict[str, Any]) -> str | None:
+        """Why the token's pod may not report for this job, or None: it must be a pod of this namespace that
+        exists now, whose uid is the token's, and whose job-name label (set by the renderer) names this job."""
+        extra = user.get("extra") or {}
+        pod_name = (extra.get(POD_NAME_EXTRA) or [""])[0]
+        pod_uid = (extra.get(POD_UID_EXTRA) or [""])[0]
+        who = f"token of {user.get('username')} pod {pod_name!r}"
+        if not (user.get("username") or "").startswith(f"system:serviceaccount:{namespace}:") or not pod_name:
+            return f"{who} may not report for {namespace}/{name}: not a pod token of namespace {namespace}"
+        pod = self.api.get_pod(namespace, pod_name)
+        if pod is None:
+            return f"{who} may not report for {namespace}/{name}: no such pod"
+        meta = pod.get("metadata") or {}
+        if pod_uid and meta.get("uid") != pod_uid:
+            return f"{who} may not report for {namespace}/{name}: the pod of that name is another pod now"
+        if (meta.get("labels") or {}).get(JOB_NAME_LABEL) != name:
+            return f"{who} may not report for {namespace}/{name}: it is not a pod of that job"
+        return None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/progress/{namespace}/{name}", self.handle)]
@@ -100,14 +120,13 @@ class ProgressEndpoint:
         return web.json_response({"result": outcome, "message": text}, status=code)
 
     def apply(self, namespace: str, name: str, token: str, report: dict[str, Any]) -> tuple[str, int, str]:
-        """Authenticate, validate and write one report; (outcome, HTTP code, message)."""
-        review = self.api.review_token(token, self.audience)
-        user = review.get("user") or {}
-        pod = ((user.get("extra") or {}).get(POD_NAME_EXTRA) or [""])[0]
+        """Authenticate, authorise, validate and write one report; (outcome, HTTP code, message)."""
+        review = self.api.review_token(token, token_audience(namespace, name))
         if not review.get("authenticated"):
-            return "unauthenticated", 401, "token not accepted by the API server"
-        if not (user.get("username") or "").startswith(f"system:serviceaccount:{namespace}:") or not pod.startswith(f"{name}-"):
-            return "forbidden", 403, f"token of {user.get('username')} pod {pod!r} may not report for {namespace}/{name}"
+            return "unauthenticated", 401, f"token not accepted by the API server for audience {token_audience(namespace, name)}"
+        refusal = self._refusal(namespace, name, review.get("user") or {})
+        if refusal:
+            return "forbidden", 403, refusal
         with self.reconciler.lock(namespace, name):
             body = self.api.get_job(namespace, name)
             if body is None:

@@ -100,13 +100,14 @@ def prepare(cluster: EmulatedCluster) -> None:
             kind="CustomResourceDefinition", singular="customresourcedefinition", namespaced=False,
             verbs={"list", "watch", "get", "create"})
 
-        def answer_review() -> dict[str, Any]:
+        def answer_review(request: kmock.Request) -> dict[str, Any]:
             del cluster.emulator.objects["authentication.k8s.io/v1/tokenreviews", None, None]  # never stored by a real API server
             return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                    "spec": {"token": "t", "audiences": ["bert-operator"]}, "status": {
-                        "authenticated": True, "audiences": ["bert-operator"],
+                    "spec": {"token": "t", "audiences": request.data["spec"]["audiences"]}, "status": {
+                        "authenticated": True, "audiences": request.data["spec"]["audiences"],
                         "user": {"username": f"system:serviceaccount:{NS}:default",
-                                 "extra": {"authentication.kubernetes.io/pod-name": ["access-1-phase1-worker-0"]}}}}
+                                 "extra": {"authentication.kubernetes.io/pod-name": ["access-1-phase1-worker-0"],
+                                           "authentication.kubernetes.io/pod-uid": ["pod-uid-access-1"]}}}}
 
         cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
 
@@ -219,6 +220,7 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
     cluster.wait(lambda: status("access-1").get("phase") == "Pending", what="Pending")
     cluster.set_mpijob_conditions(NS, "access-1-phase1", "Created", "Running")
     cluster.wait(lambda: status("access-1").get("phase") == "Running", what="Running")
+    cluster.run_pod(NS, "access-1-phase1-worker-0", "access-1", uid="pod-uid-access-1")
     report = {"stage": "phase1", "progress": {"step": 5, "totalSteps": 90}}
     request = urllib.request.Request(f"http://127.0.0.1:{operator.progress_port}/progress/{NS}/access-1",
                                      data=json.dumps(report).encode(), method="POST",
@@ -250,7 +252,8 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
 
 #: Paths the scenario must reach, or the comparison below would prove little.
 EXERCISED = {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org", "mpijobs", "patch"),
-             ("kubeflow.org", "mpijobs", "get"), ("bertoperator.io", "berttrainingjobs", "get"), ("", "events", "create")}
+             ("kubeflow.org", "mpijobs", "get"), ("bertoperator.io", "berttrainingjobs", "get"), ("", "events", "create"),
+             ("", "pods", "get")}
 
 
 def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:

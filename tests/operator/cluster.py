@@ -86,6 +86,8 @@ class EmulatedCluster:
             verbs={"list", "watch", "get", "patch", "create", "update", "delete"}, subresources={"status"},
         )
         resources["v1/events"] = kmock.ResourceInfo(kind="Event", singular="event", namespaced=True, verbs={"create", "list"})
+        resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", singular="pod", namespaced=True,
+                                                  verbs={"create", "get", "list", "watch", "delete"})
         resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", singular="namespace", namespaced=False, verbs={"list", "watch"})
         resources["authentication.k8s.io/v1/tokenreviews"] = kmock.ResourceInfo(
             kind="TokenReview", singular="tokenreview", namespaced=False, verbs={"create"})
@@ -111,6 +113,13 @@ class EmulatedCluster:
         body = {**document, "metadata": {**document["metadata"], "uid": uid, "generation": 1}}
         namespace = body["metadata"].setdefault("namespace", "default")
         return self.custom.create_namespaced_custom_object("bertoperator.io", "v1alpha1", namespace, "berttrainingjobs", body)
+
+    def run_pod(self, namespace: str, name: str, job_name: str, uid: str) -> dict[str, Any]:
+        """A pod as the MPI Operator makes it for a stage: the renderer's job-name label, a uid."""
+        core = kubernetes.client.CoreV1Api(self.client)
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "uid": uid,
+                "labels": {"bertoperator.io/job-name": job_name}}, "spec": {"containers": []}}
+        return core.create_namespaced_pod(namespace, body, _preload_content=False)
 
     def leave_mpijob(self, namespace: str, job_name: str, stage: str, owner_uid: str | None) -> dict[str, Any]:
         """An MPIJob as an earlier operator life (owner_uid) or someone else (None) left it, labelled for `job_name`."""

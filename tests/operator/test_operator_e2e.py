@@ -182,12 +182,16 @@ def test_a_foreign_mpijob_with_our_name_is_a_conflict(cluster: EmulatedCluster, 
     assert condition(cluster, "foreign-1", "Failed")["reason"] == "MPIJobNameConflict"
 
 
-def review_answer(pod: str, namespace: str = NS, authenticated: bool = True) -> dict[str, Any]:
+def review_answer(asked: list[str], minted_for: str, pod: str, pod_uid: str, namespace: str = NS) -> dict[str, Any]:
+    """A real API server's TokenReview verdict: authenticated only for an audience the token was minted for."""
+    if minted_for not in asked:
+        return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"audiences": asked},
+                "status": {"authenticated": False, "error": "token audiences is invalid for the target audiences"}}
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-            "spec": {"token": "t", "audiences": ["bert-operator"]}, "status": {
-        "authenticated": authenticated, "audiences": ["bert-operator"],
+            "spec": {"token": "t", "audiences": asked}, "status": {
+        "authenticated": True, "audiences": [minted_for],
         "user": {"username": f"system:serviceaccount:{namespace}:default", "uid": "sa-uid",
-                 "extra": {"authentication.kubernetes.io/pod-name": [pod]}}}}
+                 "extra": {"authentication.kubernetes.io/pod-name": [pod], "authentication.kubernetes.io/pod-uid": [pod_uid]}}}}
 
 
 def post_progress(operator: OperatorProcess, name: str, report: dict[str, Any], token: str = "t") -> tuple[int, dict[str, Any]]:
@@ -203,13 +207,14 @@ def post_progress(operator: OperatorProcess, name: str, report: dict[str, Any], 
 
 @pytest.fixture(scope="module")
 def token_reviews(cluster: EmulatedCluster) -> dict[str, str]:
-    """The API server's TokenReview answers: authenticated, for the pod named in the returned dict."""
-    verdict = {"pod": ""}
+    """The API server's TokenReview answers for the token of the pod named in the returned dict (its uid, and the
+    audience it was minted for: by default that pod's job's, as the renderer mounts it)."""
+    verdict = {"pod": "", "uid": "", "audience": ""}
 
-    def answer_review() -> dict[str, Any]:
+    def answer_review(request: kmock.Request) -> dict[str, Any]:
         # The emulator stores every created object; a real API server never persists TokenReviews.
         del cluster.emulator.objects["authentication.k8s.io/v1/tokenreviews", None, None]
-        return review_answer(verdict["pod"])
+        return review_answer(request.data["spec"]["audiences"], verdict["audience"], verdict["pod"], verdict["uid"])
 
     async def install() -> None:
         cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
@@ -223,8 +228,9 @@ def test_progress_reaches_the_status_only_from_the_jobs_own_pods(
 ) -> None:
     cluster.apply_job(named(TINY, "progress-1"), uid="uid-progress-1")
     cluster.wait(lambda: status(cluster, "progress-1").get("phase") == "Pending", what="Pending")
+    cluster.run_pod(NS, "progress-1-phase1-worker-0", "progress-1", uid="pod-uid-1")
     verdict = token_reviews
-    verdict["pod"] = "progress-1-phase1-worker-0"
+    verdict.update(pod="progress-1-phase1-worker-0", uid="pod-uid-1", audience=f"bert-operator/{NS}/progress-1")
     report = {"stage": "phase1", "progress": {"step": 45, "totalSteps": 90, "loss": 7.25, "sequencesPerSecond": 812.5,
                                               "etaSeconds": 12.0, "updatedAt": "2026-11-26T10:00:00Z"}}
     code, _ = post_progress(operator, "progress-1", report)
@@ -240,14 +246,39 @@ def test_progress_reaches_the_status_only_from_the_jobs_own_pods(
 
     verdict["pod"] = "someone-else-worker-0"
     code, answer = post_progress(operator, "progress-1", report)
-    assert code == 403 and "may not report" in answer["message"]
+    assert code == 403 and "may not report" in answer["message"] and "no such pod" in answer["message"]
     verdict["pod"] = "progress-1-phase1-worker-0"
+    verdict["uid"] = "uid-of-an-earlier-pod-of-that-name"
+    code, answer = post_progress(operator, "progress-1", report)
+    assert code == 403 and "another pod now" in answer["message"]
+    verdict["uid"] = "pod-uid-1"
     code, answer = post_progress(operator, "progress-1", {"stage": "phase9", "progress": {"step": 1, "totalSteps": 2}})
     assert code == 400 and "stage: must be one of ['phase1', 'phase2']" in answer["message"]
     request = urllib.request.Request(f"http://127.0.0.1:{operator.progress_port}/progress/{NS}/progress-1", data=b"{}", method="POST")
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 401
+
+
+def test_a_pod_of_one_job_cannot_report_for_another_whose_name_it_starts_with(
+    cluster: EmulatedCluster, operator: OperatorProcess, token_reviews: dict[str, str]
+) -> None:
+    """Pods of job `bert-large` are named `bert-large-...`, which starts with `bert-`: the old prefix check let them
+    report for job `bert`. Their token's audience is bert-large's, and their label says bert-large: both refuse."""
+    for name in ("bert", "bert-large"):
+        cluster.apply_job(named(SQUAD, name), uid=f"uid-{name}")
+        cluster.wait(lambda: status(cluster, name).get("phase") == "Pending", what=f"{name} Pending")
+    cluster.run_pod(NS, "bert-large-squad-worker-0", "bert-large", uid="pod-uid-large")
+    report = {"stage": "squad", "progress": {"step": 1, "totalSteps": 10}}
+    token_reviews.update(pod="bert-large-squad-worker-0", uid="pod-uid-large", audience=f"bert-operator/{NS}/bert-large")
+    code, answer = post_progress(operator, "bert", report)
+    assert code == 401 and f"audience bert-operator/{NS}/bert" in answer["message"]
+    token_reviews["audience"] = f"bert-operator/{NS}/bert"  # even a token of the right audience: the pod is not bert's
+    code, answer = post_progress(operator, "bert", report)
+    assert code == 403 and "not a pod of that job" in answer["message"]
+    assert "progress" not in status(cluster, "bert")
+    token_reviews["audience"] = f"bert-operator/{NS}/bert-large"
+    assert post_progress(operator, "bert-large", report)[0] == 200
 
 
 def test_the_trainers_reporter_delivers_through_the_rendered_environment(
@@ -267,7 +298,8 @@ def test_the_trainers_reporter_delivers_through_the_rendered_environment(
     env["BERTJOB_PROGRESS_URL"] = env["BERTJOB_PROGRESS_URL"].replace("http://bert-operator.bert-operator.svc:8081", f"http://127.0.0.1:{operator.progress_port}")
     env["BERTJOB_TOKEN_FILE"] = str(token)
     pusher = ProgressPusher.from_env(env)
-    token_reviews["pod"] = "push-1-squad-worker-0"
+    cluster.run_pod(NS, "push-1-squad-worker-0", "push-1", uid="pod-uid-push-1")
+    token_reviews.update(pod="push-1-squad-worker-0", uid="pod-uid-push-1", audience=f"bert-operator/{NS}/push-1")
     assert pusher.progress({"step": 30, "totalSteps": 120, "loss": 1.5, "updatedAt": "2026-11-26T10:00:00Z"})
     assert not pusher.progress({"step": 31, "totalSteps": 120})  # rate-limited
     assert pusher.results({"exactMatch": 84.1, "f1": 90.9})

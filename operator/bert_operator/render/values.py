@@ -16,7 +16,7 @@ from ..api.stages import Stage
 from ..tasks import stage_data_path, task_of
 from ..contract import (
     ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL, TASK_LABEL,
-    TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE,
+    TOKEN_DIR, TOKEN_FILE, token_audience,
 )
 from .command import TRAINER_ENTRY, launcher_command
 
@@ -164,7 +164,8 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
     if settings.progress_url:
         # A short-lived token only the operator's audience accepts; rank 0 sends it with each report.
         volumes.append({"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": {
-            "audience": TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}})
+            "audience": token_audience(job.metadata.namespace, job.metadata.name), "expirationSeconds": 3600,
+            "path": "token"}}]}})
         worker_mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
     sync = None
     if not is_pvc(spec.dataset.uri):
