@@ -148,6 +148,13 @@ class KubeApi:
                 return None
             raise
 
+    def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
+        """Warning Events of a namespace, newest information included (the reconciler filters by object)."""
+        core = kubernetes.client.CoreV1Api(self.custom.api_client)
+        answer = self._call("list", lambda: core.list_namespaced_event(namespace, field_selector="type=Warning",
+                                                                       _preload_content=False))
+        return list(json.loads(answer.data).get("items") or [])
+
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A pod's metadata (labels, uid) as the API server has it; None if there is no such pod."""
         core = kubernetes.client.CoreV1Api(self.custom.api_client)

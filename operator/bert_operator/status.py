@@ -47,8 +47,9 @@ REASON_APPLIED = "Applied"
 REASON_NAME_CONFLICT = "MPIJobNameConflict"
 REASON_REFUSED = "MPIJobRefused"
 REASON_WAITING_FOR_OLD_MPIJOB = "WaitingForOldMPIJob"
+REASON_PODS_PENDING = "PodsPending"
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
-WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB})
+WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,7 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
 #: Paths the scenario must reach, or the comparison below would prove little.
 EXERCISED = {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org", "mpijobs", "patch"),
              ("kubeflow.org", "mpijobs", "get"), ("bertoperator.io", "berttrainingjobs", "get"), ("", "events", "create"),
-             ("", "pods", "get")}
+             ("", "pods", "get"), ("", "events", "list")}
 
 
 def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import kmock
+import kubernetes
 import pytest
 import yaml
 
@@ -345,6 +346,24 @@ def failing(cluster: EmulatedCluster, method: str, url_part: str) -> dict[str, b
 
     cluster.call(install)
     return switch
+
+
+def test_a_job_whose_pods_cannot_be_scheduled_says_why(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """The scheduler's FailedScheduling Event on a worker pod (the MPIJob gets no condition) reaches the job."""
+    cluster.apply_job(named(SQUAD, "unschedulable-1"), uid="uid-unschedulable-1")
+    cluster.wait(lambda: status(cluster, "unschedulable-1").get("phase") == "Pending", what="Pending")
+    cluster.set_mpijob_conditions(NS, "unschedulable-1-squad", "Created")
+    core = kubernetes.client.CoreV1Api(cluster.client)
+    core.create_namespaced_event(NS, {
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "unschedulable-1-squad-worker-0.1", "namespace": NS},
+        "involvedObject": {"kind": "Pod", "name": "unschedulable-1-squad-worker-0", "namespace": NS},
+        "type": "Warning", "reason": "FailedScheduling", "lastTimestamp": "2026-12-01T10:00:00Z",
+        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available."})
+    ready = cluster.wait(lambda: next((c for c in status(cluster, "unschedulable-1").get("conditions", [])
+                                       if c["type"] == "Ready" and c["reason"] == "PodsPending"), None), what="PodsPending")
+    assert ready["status"] == "False" and ready["message"].startswith(
+        "pod unschedulable-1-squad-worker-0: FailedScheduling: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
+    assert status(cluster, "unschedulable-1")["phase"] == "Created"
 
 
 def answering(cluster: EmulatedCluster, method: str, url_part: str, status: int, message: str) -> None:

@@ -37,6 +37,8 @@ class FakeCluster:
         self.fail_events = False
         #: MPIJob names whose create the API server refuses (422), with its message.
         self.refuse: dict[str, str] = {}
+        #: Warning Events of the namespace, as the MPI Operator and the scheduler post them.
+        self.warnings: list[dict[str, Any]] = []
 
     # MPIJobApi
     def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -64,6 +66,10 @@ class FakeCluster:
         self.calls.append(("patch", "status", name))
         self.status_patches.append(status)
         return {"status": status} if self.job_exists else None
+
+    def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
+        self.calls.append(("list", "events", namespace))
+        return copy.deepcopy(self.warnings)
 
     # EventSink
     def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
@@ -141,7 +147,8 @@ def test_the_mpijob_a_watch_event_carries_is_not_read_again(reconciler: Reconcil
     body = started(reconciler, cluster, GLUE)
     cluster.set_conditions("j-glue", "Created")
     reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))
-    assert cluster.calls == [("patch", "status", "j")] and body["status"]["phase"] == "Created"
+    # No MPIJob read; its pods are not running yet, so the namespace's Warnings are read for why.
+    assert cluster.calls == [("list", "events", "ml"), ("patch", "status", "j")] and body["status"]["phase"] == "Created"
 
 
 # ------------------------------------------------- the state table, row by row
@@ -164,10 +171,11 @@ def test_each_mpijob_condition_gives_the_job_its_phase(reconciler: Reconciler, c
     reconciler.reconcile(body)
     status = body["status"]
     assert status["phase"] == phase and status["stages"][0]["phase"] == phase
+    why = [("list", "events", "ml")] if phase in ("Pending", "Created") else []  # pods may be missing: read why
     if event is None:
-        assert cluster.calls == [("get", "mpijobs", "j-glue")] and cluster.events == []
+        assert cluster.calls == [("get", "mpijobs", "j-glue"), *why] and cluster.events == []
         return
-    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), *why, ("patch", "status", "j")]
     assert [(kind, reason) for kind, reason, _ in cluster.events] == [event]
     assert cluster.events[0][2].startswith(f"glue: Pending -> {phase}: MPIJob {phase.lower()}")
     assert condition(status, phase)["status"] == "True" and condition(status, "Created")["status"] == "True"
@@ -505,3 +513,30 @@ def test_a_job_being_deleted_gets_nothing_created(reconciler: Reconciler, cluste
     body = job(GLUE)
     body["metadata"]["deletionTimestamp"] = NOW
     assert reconciler.reconcile(body) is None and cluster.calls == []
+
+
+def warning(kind: str, name: str, reason: str, message: str, when: str) -> dict[str, Any]:
+    return {"type": "Warning", "reason": reason, "message": message, "lastTimestamp": when,
+            "involvedObject": {"kind": kind, "name": name, "namespace": "ml"}}
+
+
+def test_a_stage_whose_pods_wait_says_why_with_the_newest_warning(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created")
+    cluster.warnings = [
+        warning("MPIJob", "j-glue", "FailedCreatePod", 'pods "j-glue-worker-0" is forbidden: no PriorityClass with name '
+                "training-high was found", "2026-12-01T10:00:01Z"),
+        warning("Pod", "j-glue-worker-0", "FailedScheduling", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
+                "2026-12-01T10:00:05Z"),
+        warning("Pod", "j-glue2-worker-0", "FailedScheduling", "another job's pod", "2026-12-01T10:09:00Z"),
+        warning("Pod", "j-glue-squad-worker-0", "FailedScheduling", "job j-glue's pod", "2026-12-01T10:09:30Z"),
+        warning("Pod", "other-worker-0", "FailedScheduling", "not ours", "2026-12-01T10:10:00Z"),
+    ]
+    reconciler.reconcile(body)
+    ready = condition(body["status"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodsPending") and body["status"]["phase"] == "Created"
+    assert ready["message"] == "pod j-glue-worker-0: FailedScheduling: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
+    cluster.set_conditions("j-glue", "Created", "Running")
+    cluster.calls.clear()
+    reconciler.reconcile(body)
+    assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]  # running: no Event reads
+    assert condition(body["status"], "Ready")["status"] == "True"

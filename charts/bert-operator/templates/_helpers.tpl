@@ -58,7 +58,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   verbs: ["create", "get", "list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get"]

@@ -89,6 +89,10 @@ class LocalStages:
         this cannot happen here; say so rather than pretend to apply it."""
         raise NotImplementedError(f"MPIJob {namespace}/{name}: a local run's spec does not change while it runs")
 
+    def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
+        """Local processes start at once or fail with their log: nothing waits for a scheduler."""
+        return []
+
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         """A JSON merge patch of the status, as the API server applies it (null removes a field)."""
         self.status.update({key: value for key, value in status.items() if value is not None})

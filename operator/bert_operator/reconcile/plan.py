@@ -222,6 +222,8 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
         if patch is not None:
             return Plan(old, actions=(patch,))
         phase = sm.stage_phase(mpijob)
+        if name in observed.waiting and phase.phase in ("Pending", "Created"):
+            phase = sm.StagePhase(phase.phase, sm.REASON_PODS_PENDING, observed.waiting[name])
         mpi_status = mpijob.get("status") or {}
         entry.update({"name": stage.name, "mpiJob": name, "phase": phase.phase})
         entry.setdefault("startTime", mpi_status.get("startTime") or now)

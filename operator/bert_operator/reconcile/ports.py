@@ -31,6 +31,8 @@ class MPIJobApi(Protocol):
         """(the MPIJob, whether it was created now); raises Rejected when the server refuses it."""
     def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None: ...
+    def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
+        """Warning Events of a namespace (involvedObject, reason, message, times), as the API serves them."""
 
 
 class EventSink(Protocol):

@@ -80,7 +80,7 @@ class Reconciler:
             decided = plan(body, old, seen, now, self.render_settings)
             if not decided.actions:
                 return self.writer.write_status(body, old, decided.status, decided.events)
-            seen = {**seen, **self.writer.apply(body["metadata"]["name"], decided.actions)}
+            seen = seen.with_answers(self.writer.apply(body["metadata"]["name"], decided.actions))
         raise RuntimeError(f"job {body['metadata'].get('name')}: planning did not settle in {MAX_ROUNDS} rounds")
 
     def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
