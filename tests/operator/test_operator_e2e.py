@@ -15,8 +15,10 @@ import kubernetes
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from bert_operator.api.crd import crd
+from tests.conftest import MPIJOB_CRD, REPO
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
+from tests.operator.strict import StrictApiServer, load_crd
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
@@ -31,8 +33,15 @@ def named(document: dict[str, Any], name: str, namespace: str = NS) -> dict[str,
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
+    """kmock behind the strict layer (tests/operator/strict.py): schema 422s, pruning, defaults, number
+    normalisation and generation as a real API server has them, for BertTrainingJobs and MPIJobs."""
+    if not MPIJOB_CRD.exists():
+        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}; it ships in the project's shared/ folder")
     with EmulatedCluster(tmp_path_factory.mktemp("kmock")) as running:
+        running.strict = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)})
+        running.connect(running.call(running.strict.start))
         yield running
+        running.call(running.strict.stop)
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +102,37 @@ def test_failed_mpijob_fails_the_job_with_the_reason(cluster: EmulatedCluster, o
     assert ("Warning", "Failed") in events_for(cluster, "fail-1")
 
 
-def test_invalid_job_fails_with_field_path_and_creates_nothing(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
-    bad = named(SQUAD, "invalid-1")
+def test_a_job_read_back_with_normalised_numbers_is_not_an_update(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """squad-v1.1.yaml has `epochs: 2` (a float field): the API server stores 2, and acceptedSpec comes back as 2. A
+    fresh operator process (no memory of what it wrote) must still see the same spec, not a refused update."""
+    cluster.apply_job(named(SQUAD, "numbers-1"), uid="uid-numbers-1")
+    cluster.wait(lambda: status(cluster, "numbers-1").get("phase") == "Pending", what="Pending")
+    assert status(cluster, "numbers-1")["acceptedSpec"]["task"]["squad"]["epochs"] == 2
+    operator.stop()
+    operator.start()
+    cluster.set_mpijob_conditions(NS, "numbers-1-squad", "Created")
+    cluster.wait(lambda: status(cluster, "numbers-1").get("phase") == "Created", what="Created")
+    assert condition(cluster, "numbers-1", "SpecApplied")["status"] == "True"
+    assert ("Warning", "ImmutableFieldChanged") not in events_for(cluster, "numbers-1")
+
+
+def test_a_job_the_crd_schema_refuses_never_reaches_the_operator(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    bad = named(SQUAD, "schema-1")
     bad["spec"]["resources"]["gpusPerWorker"] = -1
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        cluster.apply_job(bad, uid="uid-schema-1")
+    assert refused.value.status == 422 and "spec.resources.gpusPerWorker" in json.loads(refused.value.body)["message"]
+
+
+def test_invalid_job_fails_with_field_path_and_creates_nothing(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """A job the CRD's schema lets through but a cross-field rule refuses: the operator fails it."""
+    bad = named(SQUAD, "invalid-1")
+    bad["spec"]["task"]["squad"]["docStride"] = 384
     cluster.apply_job(bad, uid="uid-invalid-1")
     cluster.wait(lambda: status(cluster, "invalid-1").get("phase") == "Failed", what="Failed")
     valid = condition(cluster, "invalid-1", "Valid")
     assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
-    assert "spec.resources.gpusPerWorker: must be >= 0, got -1" in valid["message"]
+    assert "spec.task.squad.docStride: must be < maxSeqLength (384), got 384" in valid["message"]
     assert ("Warning", "InvalidSpec") in events_for(cluster, "invalid-1")
     assert not [m for m in cluster.mpijobs(NS) if m["metadata"]["name"].startswith("invalid-1")]
 
@@ -176,7 +208,7 @@ def test_api_faults_are_retried_without_duplicates(cluster: EmulatedCluster, ope
 
 def test_a_foreign_mpijob_with_our_name_is_a_conflict(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
     foreign = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob",
-               "metadata": {"name": "foreign-1-squad", "namespace": NS}, "spec": {}}
+               "metadata": {"name": "foreign-1-squad", "namespace": NS}, "spec": {"mpiReplicaSpecs": {}}}
     cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", foreign)
     cluster.apply_job(named(SQUAD, "foreign-1"), uid="uid-foreign-1")
     cluster.wait(lambda: status(cluster, "foreign-1").get("phase") == "Failed", what="Failed on conflict")
@@ -232,11 +264,14 @@ def test_progress_reaches_the_status_only_from_the_jobs_own_pods(
     cluster.run_pod(NS, "progress-1-phase1-worker-0", "progress-1", uid="pod-uid-1")
     verdict = token_reviews
     verdict.update(pod="progress-1-phase1-worker-0", uid="pod-uid-1", audience=f"bert-operator/{NS}/progress-1")
-    report = {"stage": "phase1", "progress": {"step": 45, "totalSteps": 90, "loss": 7.25, "sequencesPerSecond": 812.5,
-                                              "etaSeconds": 12.0, "updatedAt": "2026-11-26T10:00:00Z"}}
+    report = {"stage": "phase1", "progress": {"step": 45, "totalSteps": 90, "loss": 7.25, "mlmAccuracy": 0.25,
+                                              "nspAccuracy": 0.75, "sequencesPerSecond": 812.5, "etaSeconds": 12.5,
+                                              "updatedAt": "2026-11-26T10:00:00Z"}}
     code, _ = post_progress(operator, "progress-1", report)
     assert code == 200
     progress = cluster.wait(lambda: status(cluster, "progress-1").get("progress"), what="progress")
+    # Every field the trainer reports survives the API server's pruning (the status schema is the contract's).
+    assert {k: progress[k] for k in report["progress"]} == report["progress"]
     assert progress["step"] == 45 and progress["loss"] == 7.25 and progress["stage"] == "phase1"
     assert progress["percent"] == 45  # half of phase 1, which is 90% of the steps
     assert condition(cluster, "progress-1", "ProgressAvailable")["status"] == "True"
@@ -395,7 +430,7 @@ def test_a_conflict_whose_object_cannot_be_read_is_retried_a_bounded_number_of_t
     answering(cluster, "GET", "namespaces/ghost/mpijobs/ghost-squad", 404, "not found")  # deleted in between, each time
     api = KubeApi(cluster.client, attempts=4, backoff=0.001)
     body = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {"name": "ghost-squad", "namespace": "ghost"},
-            "spec": {}}
+            "spec": {"mpiReplicaSpecs": {}}}
     with pytest.raises(ConflictUnresolved, match="answered 409 .* but reading it answered 404"):
         api.create_or_adopt_mpijob(body)
     posts = [r for r in cluster.requests() if r[0] == "POST" and r[1] == "mpijobs" and r[4] == "ghost-squad"]
