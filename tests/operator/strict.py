@@ -39,7 +39,8 @@ def crd_schema(crd: dict[str, Any], version: str) -> dict[str, Any]:
 
 
 def normalised(value: Any) -> Any:
-    """JSON numbers as the API server stores them: whole-number floats become integers."""
+    """JSON numbers as the API server stores them: whole-number floats become integers. (Written apart from the
+    operator's own reconcile.plan.canonical on purpose: this models the server, that one copes with it.)"""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):

@@ -17,6 +17,7 @@ import pytest
 
 from bert_operator.reconcile import Reconciler
 from bert_operator.reconcile.ports import Rejected
+from tests.operator.strict import normalised
 
 NOW = "2026-12-01T10:00:00Z"
 UID = "uid-of-the-job"
@@ -400,17 +401,6 @@ def test_reports_go_through_the_same_writer(reconciler: Reconciler, cluster: Fak
 
 
 # ------------------------------------------------ what a real API server does
-
-
-def normalised(value: Any) -> Any:
-    """JSON as a real API server hands it back: whole-number floats as integers (Go's encoding)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: normalised(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [normalised(item) for item in value]
-    return value
 
 
 def test_a_spec_read_back_with_normalised_numbers_is_not_a_change(reconciler: Reconciler, cluster: FakeCluster) -> None:
