@@ -21,6 +21,15 @@ class StorageError(RuntimeError):
     """An object store or path could not be read or written; message says which."""
 
 
+class UnsafeKey(StorageError):
+    """A listed key that would land outside the folder it is staged into (see :func:`local_paths`);
+    `flag` names the command-line flag of that input when the caller knows it."""
+
+    def __init__(self, message: str, flag: str | None = None) -> None:
+        super().__init__(message)
+        self.flag = flag
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One file under a prefix: its full URI, its path relative to the prefix, its size."""
@@ -196,6 +205,36 @@ def download_file(uri: str, local_path: str) -> None:
         shutil.copyfile(uri, local_path)
 
 
+def local_paths(dest: str, entries: list[Entry], *, flag: str | None = None) -> list[str]:
+    """The local path under ``dest`` of each listed entry, in order: the one place where a listed
+    key (or relative path) becomes a file name.
+
+    A key is its bucket's to choose: ``corpus//etc/x`` lists as relpath ``/etc/x``, which
+    ``os.path.join`` turns into ``/etc/x``; ``corpus/a/../../x`` climbs out of ``dest``. Every entry
+    must map to a path strictly inside ``dest``: relative, no empty, ``.`` or ``..`` segment, and
+    not through a symlink that leaves ``dest``. Backslashes are ordinary characters on POSIX and are
+    kept. The whole list is checked before the caller writes anything.
+
+    Why refuse (UnsafeKey, exit 2) rather than skip with a warning: such a key is either an attack or
+    a dataset written by a broken tool, and training on what is left after a silent skip gives
+    results that differ from what the user asked for, noticed only by whoever reads the log.
+    """
+    root = os.path.realpath(dest)
+    out = []
+    for entry in entries:
+        parts = entry.relpath.split("/")
+        bad = not entry.relpath or "\0" in entry.relpath or any(p in ("", ".", "..") for p in parts)
+        target = os.path.join(dest, *parts)
+        if not bad:
+            resolved = os.path.realpath(target)
+            bad = resolved == root or os.path.commonpath([root, resolved]) != root
+        if bad:
+            raise UnsafeKey(f"{entry.uri}: its path {entry.relpath!r} does not stay inside {dest} (absolute, "
+                            "empty, or with a '.' or '..' segment); refusing it before anything is written", flag)
+        out.append(target)
+    return out
+
+
 def check_readable_prefix(prefix: str) -> list[Entry]:
     """The files under ``prefix``, or StorageError explaining why there are none
     (missing bucket, bad credentials, empty prefix, missing directory)."""
@@ -222,11 +261,12 @@ def check_readable_prefix(prefix: str) -> list[Entry]:
 def sync(source: str, dest: str, *, progress=None) -> dict[str, int]:
     """Copy every file under ``source`` (s3:// prefix or local dir) into local ``dest``,
     skipping files already there with the same size (so a restarted init container
-    resumes). ``progress(done, total, copied_bytes)`` is called after each file."""
+    resumes). ``progress(done, total, copied_bytes)`` is called after each file. A key that
+    would land outside ``dest`` fails the whole sync before anything is copied (UnsafeKey)."""
     entries = check_readable_prefix(source)
+    targets = local_paths(dest, entries, flag="source")
     copied = skipped = copied_bytes = 0
-    for i, entry in enumerate(entries, 1):
-        target = os.path.join(dest, entry.relpath)
+    for i, (entry, target) in enumerate(zip(entries, targets), 1):
         if os.path.isfile(target) and os.path.getsize(target) == entry.size:
             skipped += 1
         else:

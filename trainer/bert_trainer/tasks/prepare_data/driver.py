@@ -57,22 +57,25 @@ def world(use_horovod: bool) -> Rank:
 
 def stage_inputs(input_dir: str, entries: list[storage.Entry], scratch: str, output_dir: str) -> list[str]:
     """Local paths of the input files (downloaded once from s3://, size-checked);
-    hidden files and anything under the output folder are left out."""
-    out_abs = None if storage.is_s3(output_dir) else os.path.abspath(output_dir) + os.sep
+    hidden files and anything under the output folder are left out. A key that would
+    land outside the staging folder is refused (storage.UnsafeKey, exit 2 naming
+    --input_dir) before anything is downloaded, whatever its segments look like."""
+    if not storage.is_s3(input_dir):
+        out_abs = None if storage.is_s3(output_dir) else os.path.abspath(output_dir) + os.sep
+        return [e.uri for e in entries if not _hidden(e) and not (out_abs and os.path.abspath(e.uri).startswith(out_abs))]
+    targets = storage.local_paths(os.path.join(scratch, "inputs"), entries, flag="input_dir")
     paths = []
-    for e in entries:
-        if any(part.startswith((".", "_")) for part in e.relpath.split("/")):
+    for e, target in zip(entries, targets):
+        if _hidden(e):
             continue
-        if not storage.is_s3(input_dir):
-            if out_abs and os.path.abspath(e.uri).startswith(out_abs):
-                continue
-            paths.append(e.uri)
-            continue
-        target = os.path.join(scratch, "inputs", e.relpath)
         if not (os.path.isfile(target) and os.path.getsize(target) == e.size):
             storage.download_file(e.uri, target)
         paths.append(target)
     return paths
+
+
+def _hidden(entry: storage.Entry) -> bool:
+    return any(part.startswith((".", "_")) for part in entry.relpath.split("/"))
 
 
 def finished(output_dir: str) -> set[str]:
