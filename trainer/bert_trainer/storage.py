@@ -176,6 +176,23 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, uri)
 
 
+def delete(uri: str) -> None:
+    """Remove an object or file; one that is already gone is not an error."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _client().delete_object(Bucket=bucket, Key=key)
+        except _s3_errors() as exc:
+            raise StorageError(f"{uri}: cannot delete ({exc})") from exc
+        return
+    try:
+        os.remove(uri)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot delete ({exc.strerror})") from exc
+
+
 def upload_file(local_path: str, uri: str) -> None:
     if is_s3(uri):
         bucket, key = split_s3(uri)
