@@ -9,6 +9,8 @@ what the operator's Secret provides.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
 import functools
 import logging
 import os
@@ -146,8 +148,7 @@ def read_if_exists(uri: str, endpoint: str | None = None) -> bytes | None:
         try:
             return _client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
         except _s3_errors() as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404", "NotFound"):
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise StorageError(f"{uri}: cannot read ({exc})") from exc
     try:
@@ -157,6 +158,52 @@ def read_if_exists(uri: str, endpoint: str | None = None) -> bytes | None:
         return None
     except OSError as exc:
         raise StorageError(f"{uri}: cannot read ({exc.strerror})") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Versioned:
+    """An object with its ETag and its age (seconds since it was last written, on the store's own clock)."""
+
+    data: bytes
+    etag: str
+    age_seconds: float
+
+
+def _s3_code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code")
+
+
+def read_versioned(uri: str) -> Versioned | None:
+    """An s3:// object with its ETag and age, or None when there is none.
+
+    The age compares the object's Last-Modified with the Date of the same response, both
+    the store's clock, so it does not depend on this machine's clock being right.
+    """
+    bucket, key = split_s3(uri)
+    try:
+        resp = _client().get_object(Bucket=bucket, Key=key)
+        data = resp["Body"].read()
+    except _s3_errors() as exc:
+        if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise StorageError(f"{uri}: cannot read ({exc})") from exc
+    date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    now = email.utils.parsedate_to_datetime(date) if date else datetime.datetime.now(datetime.timezone.utc)
+    return Versioned(data, resp["ETag"], max((now - resp["LastModified"]).total_seconds(), 0.0))
+
+
+def write_if(uri: str, data: bytes, *, etag: str | None) -> str | None:
+    """PUT an s3:// object only if its ETag is still `etag` (None: only if there is no such object);
+    returns the new ETag, or None when the condition did not hold (someone else wrote it first).
+    Conditional writes are what AWS S3 and MinIO do since 2024."""
+    bucket, key = split_s3(uri)
+    condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+    try:
+        return _client().put_object(Bucket=bucket, Key=key, Body=data, **condition)["ETag"]
+    except _s3_errors() as exc:
+        if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"):
+            return None
+        raise StorageError(f"{uri}: cannot write ({exc})") from exc
 
 
 def write_bytes(uri: str, data: bytes) -> None:

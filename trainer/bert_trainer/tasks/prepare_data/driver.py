@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import time
 
-from bert_trainer import storage
+from bert_trainer import output_lock, storage
 from bert_trainer.prep import shards, worker
 from bert_trainer.prep.instances import Settings
 from bert_trainer.reports import ReportWriter
@@ -135,7 +135,7 @@ class Progress:
 
 def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry]) -> dict:
     """Everything after flag validation; raises shards.InputError / StorageError for bad input
-    before anything is written."""
+    before anything is written. Rank 0 holds --output_dir (output_lock) while shards are made."""
     w = world(args.horovod)
     t0 = time.perf_counter()
     scratch = run_scratch_dir(args.local_dir, f"prepare:{args.input_dir}->{args.output_dir}", w.rank)
@@ -152,34 +152,41 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
     ctx = multiprocessing.get_context("fork")
     pool = ctx.Pool(workers, initializer=worker.init, initargs=(job,)) if workers > 1 else None
     try:
-        ranges = _scan_all(files, pool)
-        corpus = os.path.basename(args.output_dir.rstrip("/")) or "corpus"
-        units = shards.plan(ranges, args.n_shards, args.test_split, args.random_seed, corpus)
-        mine = units[w.rank::w.size]
-        done_before = finished(args.output_dir)
-        todo = [u for u in mine if f"{u.split}/{u.name}" not in done_before]
-        stale = remove_stale_temps(args.output_dir, todo)
-        log.info("event=plan files=%d documents=%d shards=%d rank=%d size=%d mine=%d skipped=%d stale_temps=%d "
-                 "workers=%d", len(files), sum(len(r) for r in ranges), len(units), w.rank, w.size, len(mine),
-                 len(mine) - len(todo), stale, workers)
-        progress = Progress(w.rank == 0, args.output_dir, units)
-        progress.report(final=True)
-        totals = {"documents": 0, "sentences": 0, "instances": 0, "bytes": 0}
-        if pool is None:
-            worker.init(job)
-            results = map(worker.make_shard, todo)
-        else:
-            results = pool.imap_unordered(worker.make_shard, todo)
-        for res in results:
-            for k in totals:
-                totals[k] += res[k]
-            log.info("event=shard_done split=%s index=%d instances=%d seconds=%.2f", res["split"], res["index"],
-                     res["instances"], res["seconds"])
-            progress.report()
+        # Taken once the pool has forked: a fork must not copy the lease's renewal thread mid-request.
+        with output_lock.hold(args.output_dir, task="prepare-data", chief=w.rank == 0):
+            return _make_shards(args, w, job, files, pool, workers, t0)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
+
+
+def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, files: list[str], pool, workers: int,
+                 t0: float) -> dict:
+    ranges = _scan_all(files, pool)
+    corpus = os.path.basename(args.output_dir.rstrip("/")) or "corpus"
+    units = shards.plan(ranges, args.n_shards, args.test_split, args.random_seed, corpus)
+    mine = units[w.rank::w.size]
+    done_before = finished(args.output_dir)
+    todo = [u for u in mine if f"{u.split}/{u.name}" not in done_before]
+    stale = remove_stale_temps(args.output_dir, todo)
+    log.info("event=plan files=%d documents=%d shards=%d rank=%d size=%d mine=%d skipped=%d stale_temps=%d "
+             "workers=%d", len(files), sum(len(r) for r in ranges), len(units), w.rank, w.size, len(mine),
+             len(mine) - len(todo), stale, workers)
+    progress = Progress(w.rank == 0, args.output_dir, units)
+    progress.report(final=True)
+    totals = {"documents": 0, "sentences": 0, "instances": 0, "bytes": 0}
+    if pool is None:
+        worker.init(job)
+        results = map(worker.make_shard, todo)
+    else:
+        results = pool.imap_unordered(worker.make_shard, todo)
+    for res in results:
+        for k in totals:
+            totals[k] += res[k]
+        log.info("event=shard_done split=%s index=%d instances=%d seconds=%.2f", res["split"], res["index"],
+                 res["instances"], res["seconds"])
+        progress.report()
     seconds = time.perf_counter() - t0
     if w.rank != 0:
         return totals

@@ -14,10 +14,10 @@ import time
 
 import tensorflow as tf
 
-from bert_trainer import stop, storage
+from bert_trainer import output_lock, stop, storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.data.pipeline import list_record_files, pretraining_dataset
-from bert_trainer.dist import create_world
+from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.engine import EngineOptions, PretrainEngine
 from bert_trainer.model import BertConfig
 from bert_trainer.model.importer import load_init_checkpoint
@@ -66,8 +66,13 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
-    """Train and/or evaluate as the flags say; returns the results dict (rank 0's)."""
+    """Train and/or evaluate as the flags say, holding --output_dir (output_lock); returns the results dict (rank 0's)."""
     world = create_world(args.horovod)
+    with output_lock.hold(args.output_dir, task="pretrain", chief=world.is_chief, world=world):
+        return _run(args, cfg, world)
+
+
+def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dict:
     tf.random.set_seed(args.seed + world.rank)  # dropout differs per rank, init does not (seeded generator)
     scratch = run_scratch_dir(args.local_dir, args.output_dir, world.rank)  # checkpoint staging, staged input
     engine = PretrainEngine(cfg, engine_options(args), world)
