@@ -9,6 +9,7 @@ except to ask Horovod for the rank when no launcher variable gives it.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing
 import os
@@ -133,6 +134,30 @@ class Progress:
         return done
 
 
+def shard_totals(output_dir: str, units: list[shards.Unit]) -> tuple[dict[str, int], int]:
+    """The counts of every planned shard, summed from the counts each was published with (so a
+    resumed run counts the shards an earlier run made too), and how many shards have none (made by a
+    version that kept no counts)."""
+    totals = dict.fromkeys(worker.COUNT_KEYS, 0)
+    missing = 0
+    for unit in units:
+        counts = _read_counts(output_dir, unit)
+        if counts is None:
+            missing += 1
+            continue
+        for key in totals:
+            totals[key] += counts[key]
+    return totals, missing
+
+
+def _read_counts(output_dir: str, unit: shards.Unit) -> dict[str, int] | None:
+    data = storage.read_if_exists(worker.counts_uri(output_dir, unit))
+    try:
+        return None if data is None else {key: int(json.loads(data)[key]) for key in worker.COUNT_KEYS}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry]) -> dict:
     """Everything after flag validation; raises shards.InputError / StorageError for bad input
     before anything is written. Rank 0 holds --output_dir (output_lock) while shards are made."""
@@ -175,30 +200,32 @@ def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, files: list
              len(mine) - len(todo), stale, workers)
     progress = Progress(w.rank == 0, args.output_dir, units)
     progress.report(final=True)
-    totals = {"documents": 0, "sentences": 0, "instances": 0, "bytes": 0}
+    made = dict.fromkeys(worker.COUNT_KEYS, 0)  # this run's (this rank's) work, for the rates
     if pool is None:
         worker.init(job)
         results = map(worker.make_shard, todo)
     else:
         results = pool.imap_unordered(worker.make_shard, todo)
     for res in results:
-        for k in totals:
-            totals[k] += res[k]
+        for k in made:
+            made[k] += res[k]
         log.info("event=shard_done split=%s index=%d instances=%d seconds=%.2f", res["split"], res["index"],
                  res["instances"], res["seconds"])
         progress.report()
     seconds = time.perf_counter() - t0
     if w.rank != 0:
-        return totals
+        return made
     while progress.report(final=True) < len(units):  # wait for the other ranks' shards
         time.sleep(2.0)
+    totals, missing = shard_totals(args.output_dir, units)
     results = {
         "shards": len(units), "trainingShards": sum(u.split == "training" for u in units),
         "testShards": sum(u.split == "test" for u in units), "skippedShards": len(mine) - len(todo),
-        **totals, "countsCover": "all shards made by this run" if w.size == 1 else "rank 0's shards",
-        "seconds": round(seconds, 3),
-        "sentencesPerSecond": round(totals["sentences"] / seconds, 1) if seconds > 0 else None,
-        "instancesPerSecond": round(totals["instances"] / seconds, 1) if seconds > 0 else None,
+        **totals, "countsCover": "all shards" if not missing else
+        f"{len(units) - missing} of {len(units)} shards ({missing} published without counts by an earlier version)",
+        "madeShards": len(todo), "seconds": round(seconds, 3),
+        "sentencesPerSecond": round(made["sentences"] / seconds, 1) if seconds > 0 else None,
+        "instancesPerSecond": round(made["instances"] / seconds, 1) if seconds > 0 else None,
         "training": storage.join(args.output_dir, "training"), "test": storage.join(args.output_dir, "test"),
         "worldSize": w.size, "workers": workers,
     }
