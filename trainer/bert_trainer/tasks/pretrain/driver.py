@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     start = int(engine.step.numpy())
 
     reporter = create_reporter(world.is_chief, args.output_dir, args.num_train_steps, scratch,
-                               args.report_every_steps)
+                               args.report_every_steps, start)
     if world.is_chief:
         storage.write_bytes(storage.join(args.output_dir, "bert_config.json"), cfg.to_json().encode())
     results: dict = {"steps": start, "resumedFromStep": resumed}
