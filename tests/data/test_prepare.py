@@ -123,7 +123,8 @@ def test_object_storage_in_and_out(corpus_dir, vocab_file, bucket, s3_env, run_c
     assert proc.returncode == 0, proc.stderr
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="tfrecord/")["Contents"])
     shards = [k for k in keys if k.endswith(".tfrecord")]
-    assert len(shards) == 6 and not any("/." in k for k in keys)
+    assert len(shards) == 6 and not any(".tmp-" in k or k.endswith("/.lease.json") for k in keys)
+    assert len([k for k in keys if "/.counts/" in k]) == 6  # each shard's counts, beside the splits
     assert any(k.endswith("results.json") for k in keys) and any(k.endswith("progress.json") for k in keys)
     local = tmp_path / "local" / CORPUS
     assert main(flags(corpus_dir, local, vocab_file)) == 0

@@ -177,20 +177,22 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
     ctx = multiprocessing.get_context("fork")
     pool = ctx.Pool(workers, initializer=worker.init, initargs=(job,)) if workers > 1 else None
     try:
-        # Taken once the pool has forked: a fork must not copy the lease's renewal thread mid-request.
+        ranges = _scan_all(files, pool)
+        corpus = os.path.basename(args.output_dir.rstrip("/")) or "corpus"
+        units = shards.plan(ranges, args.n_shards, args.test_split, args.random_seed, corpus)
+        # Held from the first write on (bad input has failed by now, with nothing written), and only once the
+        # pool has forked: a fork must not copy the lease's renewal thread in the middle of a request.
         with output_lock.hold(args.output_dir, task="prepare-data", chief=w.rank == 0):
-            return _make_shards(args, w, job, files, pool, workers, t0)
+            return _make_shards(args, w, job, ranges, units, pool, workers, t0)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
 
 
-def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, files: list[str], pool, workers: int,
-                 t0: float) -> dict:
-    ranges = _scan_all(files, pool)
-    corpus = os.path.basename(args.output_dir.rstrip("/")) or "corpus"
-    units = shards.plan(ranges, args.n_shards, args.test_split, args.random_seed, corpus)
+def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, ranges: list[list[tuple[int, int]]],
+                 units: list[shards.Unit], pool, workers: int, t0: float) -> dict:
+    files = job.files
     mine = units[w.rank::w.size]
     done_before = finished(args.output_dir)
     todo = [u for u in mine if f"{u.split}/{u.name}" not in done_before]
