@@ -81,6 +81,7 @@ def test_restart_skips_finished_shards_not_temp_files(corpus_dir, vocab_file, tm
     out = tmp_path / "out" / CORPUS
     assert main(flags(corpus_dir, out, vocab_file)) == 0
     before = shard_bytes(out)
+    full = json.loads((out / "results.json").read_text())
     victim = out / "training" / f"{CORPUS}_training_0001.tfrecord"
     victim.unlink()
     stale = out / "training" / f".{victim.name}.tmp-99999"
@@ -91,7 +92,17 @@ def test_restart_skips_finished_shards_not_temp_files(corpus_dir, vocab_file, tm
     assert shard_bytes(out) == before and not stale.exists()
     assert kept.stat().st_mtime == 1  # not rewritten
     results = json.loads((out / "results.json").read_text())
-    assert results["skippedShards"] == 5 and results["instances"] > 0
+    assert results["skippedShards"] == 5
+    # The counts cover every shard present, not only the one this run made (issue 13 E3a).
+    counts = ("documents", "sentences", "instances", "bytes")
+    assert {k: results[k] for k in counts} == {k: full[k] for k in counts}
+    assert results["countsCover"] == "all shards" and results["madeShards"] == 1
+    # A shard published by a version that kept no counts is said to be missing from them.
+    (out / ".counts" / "training" / f"{kept.name}.json").unlink()
+    assert main(flags(corpus_dir, out, vocab_file)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["countsCover"] == "5 of 6 shards (1 published without counts by an earlier version)"
+    assert 0 < results["instances"] < full["instances"]
 
 
 def _upload_dir(client, bucket, local: str, prefix: str) -> None:
@@ -112,7 +123,8 @@ def test_object_storage_in_and_out(corpus_dir, vocab_file, bucket, s3_env, run_c
     assert proc.returncode == 0, proc.stderr
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="tfrecord/")["Contents"])
     shards = [k for k in keys if k.endswith(".tfrecord")]
-    assert len(shards) == 6 and not any("/." in k for k in keys)
+    assert len(shards) == 6 and not any(".tmp-" in k or k.endswith("/.lease.json") for k in keys)
+    assert len([k for k in keys if "/.counts/" in k]) == 6  # each shard's counts, beside the splits
     assert any(k.endswith("results.json") for k in keys) and any(k.endswith("progress.json") for k in keys)
     local = tmp_path / "local" / CORPUS
     assert main(flags(corpus_dir, local, vocab_file)) == 0
@@ -197,4 +209,5 @@ def test_ranks_split_the_shards(corpus_dir, vocab_file, tmp_path, run_cli):
     assert "rank=1 size=2 mine=3" in errs[1] and "workers=1" in errs[1]
     assert shard_bytes(out) == shard_bytes(single)
     results = json.loads((out / "results.json").read_text())
-    assert results["worldSize"] == 2 and results["countsCover"] == "rank 0's shards"
+    assert results["worldSize"] == 2 and results["countsCover"] == "all shards"  # rank 0 counts every rank's shards
+    assert results["instances"] == json.loads((single / "results.json").read_text())["instances"]

@@ -58,3 +58,18 @@ def test_a_checkpoint_period_that_is_not_positive_is_refused(tmp_path: Path) -> 
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--save_checkpoints_steps must be positive, got 0" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_another_run_holds_is_refused(tmp_path: Path) -> None:
+    """Issue 13 E1b: fine-tuning takes the same one-writer lock as pretraining and prepare-data."""
+    from bert_trainer import output_lock
+
+    out = tmp_path / "out"
+    held = output_lock.acquire(str(out), "another run")
+    try:
+        result = subprocess.run(glue_args(out), cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    finally:
+        held.release()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--output_dir" in result.stderr and f"pid {os.getpid()} on" in result.stderr
+    assert "Traceback" not in result.stderr and not (out / "checkpoints").exists()

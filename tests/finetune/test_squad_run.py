@@ -46,3 +46,23 @@ def test_squad_bad_file_exits_2_naming_the_record(tmp_path: Path) -> None:
             "--do_train", "--train_file", str(tmp_path / "train.json")]
     result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--vocab_file: /nonexistent/vocab.txt: not found" in result.stderr
+
+
+def test_squad_refuses_an_output_another_run_holds(tmp_path: Path, minilm_dir: Path) -> None:
+    """Issue 13 E1b: SQuAD takes the one-writer lock of every task, before it reads any data."""
+    from bert_trainer import output_lock
+
+    long_squad(tmp_path / "train-v1.1.json", 4, seed=1, names=NAMES[:3])
+    out = tmp_path / "out"
+    args = ["squad", "--vocab_file", str(minilm_dir / "vocab.txt"), "--do_lower_case", "--bert_config_file",
+            str(minilm_dir / "config.json"), "--output_dir", str(out), "--do_train", "--train_file",
+            str(tmp_path / "train-v1.1.json"), "--max_seq_length", "64", "--doc_stride", "32", "--max_query_length", "16"]
+    held = output_lock.acquire(str(out), "another run")
+    try:
+        result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    finally:
+        held.release()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--output_dir" in result.stderr and f"pid {os.getpid()} on" in result.stderr
+    assert "Traceback" not in result.stderr and not (out / "checkpoints").exists()

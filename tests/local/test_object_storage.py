@@ -56,3 +56,19 @@ def test_missing_keys_are_named_before_anything_runs(tmp_path: Path, bucket: str
     assert "spec.dataset.credentialsSecret" in result.stderr and "'s3-keys'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_dataset_key_that_leaves_the_data_folder_fails_the_job_and_writes_nothing_outside(
+        tmp_path: Path, bucket: str, s3_env: dict[str, str]) -> None:
+    """Issue 13 D1: `corpus//<abs path>` used to be synced to that absolute path, and the job Succeeded."""
+    upload_inputs(bucket, s3_env["AWS_ENDPOINT_URL_S3"])
+    outside = tmp_path / "outside"
+    key = f"corpus/{outside}/planted.txt"  # corpus//tmp/...: the relpath is absolute
+    boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"]).put_object(Bucket=bucket, Key=key, Body=b"x")
+    jobs = write_jobs(tmp_path / "s3.yaml", s3_job(bucket))
+    result = run_local(str(jobs), "--workdir", str(tmp_path / "runs"), env=s3_env)
+    assert not outside.exists(), "the sync wrote outside the job's data folder"
+    assert result.returncode == 1, result.stderr[-3000:]
+    status = statuses(result.stdout)["s3-records"]
+    failed = condition(status, "Failed")
+    assert status["phase"] == "Failed" and key in failed["message"] and "does not stay inside" in failed["message"]

@@ -72,6 +72,7 @@ def test_cli_pretrain_under_horovodrun_only_rank0_writes(tmp_path, records):
     results = json.loads((out / "results.json").read_text())
     assert results["worldSize"] == 2 and results["globalBatchSize"] == 32 and results["steps"] == 10
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
-        "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-5.data-00000-of-00001", "ckpt-5.index"]
+        "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-10.manifest.json",
+        "ckpt-5.data-00000-of-00001", "ckpt-5.index", "ckpt-5.manifest.json"]
     assert len(list((out / "tensorboard").iterdir())) == 1  # one writer: rank 0
     assert "rank=1 size=2" in proc.stdout + proc.stderr

@@ -9,6 +9,8 @@ what the operator's Secret provides.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
 import functools
 import logging
 import os
@@ -19,6 +21,15 @@ log = logging.getLogger(__name__)
 
 class StorageError(RuntimeError):
     """An object store or path could not be read or written; message says which."""
+
+
+class UnsafeKey(StorageError):
+    """A listed key that would land outside the folder it is staged into (see :func:`local_paths`);
+    `flag` names the command-line flag of that input when the caller knows it."""
+
+    def __init__(self, message: str, flag: str | None = None) -> None:
+        super().__init__(message)
+        self.flag = flag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +148,7 @@ def read_if_exists(uri: str, endpoint: str | None = None) -> bytes | None:
         try:
             return _client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
         except _s3_errors() as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404", "NotFound"):
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise StorageError(f"{uri}: cannot read ({exc})") from exc
     try:
@@ -148,6 +158,52 @@ def read_if_exists(uri: str, endpoint: str | None = None) -> bytes | None:
         return None
     except OSError as exc:
         raise StorageError(f"{uri}: cannot read ({exc.strerror})") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Versioned:
+    """An object with its ETag and its age (seconds since it was last written, on the store's own clock)."""
+
+    data: bytes
+    etag: str
+    age_seconds: float
+
+
+def _s3_code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code")
+
+
+def read_versioned(uri: str) -> Versioned | None:
+    """An s3:// object with its ETag and age, or None when there is none.
+
+    The age compares the object's Last-Modified with the Date of the same response, both
+    the store's clock, so it does not depend on this machine's clock being right.
+    """
+    bucket, key = split_s3(uri)
+    try:
+        resp = _client().get_object(Bucket=bucket, Key=key)
+        data = resp["Body"].read()
+    except _s3_errors() as exc:
+        if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise StorageError(f"{uri}: cannot read ({exc})") from exc
+    date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    now = email.utils.parsedate_to_datetime(date) if date else datetime.datetime.now(datetime.timezone.utc)
+    return Versioned(data, resp["ETag"], max((now - resp["LastModified"]).total_seconds(), 0.0))
+
+
+def write_if(uri: str, data: bytes, *, etag: str | None) -> str | None:
+    """PUT an s3:// object only if its ETag is still `etag` (None: only if there is no such object);
+    returns the new ETag, or None when the condition did not hold (someone else wrote it first).
+    Conditional writes are what AWS S3 and MinIO do since 2024."""
+    bucket, key = split_s3(uri)
+    condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+    try:
+        return _client().put_object(Bucket=bucket, Key=key, Body=data, **condition)["ETag"]
+    except _s3_errors() as exc:
+        if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"):
+            return None
+        raise StorageError(f"{uri}: cannot write ({exc})") from exc
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -165,6 +221,23 @@ def write_bytes(uri: str, data: bytes) -> None:
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, uri)
+
+
+def delete(uri: str) -> None:
+    """Remove an object or file; one that is already gone is not an error."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _client().delete_object(Bucket=bucket, Key=key)
+        except _s3_errors() as exc:
+            raise StorageError(f"{uri}: cannot delete ({exc})") from exc
+        return
+    try:
+        os.remove(uri)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot delete ({exc.strerror})") from exc
 
 
 def upload_file(local_path: str, uri: str) -> None:
@@ -196,6 +269,36 @@ def download_file(uri: str, local_path: str) -> None:
         shutil.copyfile(uri, local_path)
 
 
+def local_paths(dest: str, entries: list[Entry], *, flag: str | None = None) -> list[str]:
+    """The local path under ``dest`` of each listed entry, in order: the one place where a listed
+    key (or relative path) becomes a file name.
+
+    A key is its bucket's to choose: ``corpus//etc/x`` lists as relpath ``/etc/x``, which
+    ``os.path.join`` turns into ``/etc/x``; ``corpus/a/../../x`` climbs out of ``dest``. Every entry
+    must map to a path strictly inside ``dest``: relative, no empty, ``.`` or ``..`` segment, and
+    not through a symlink that leaves ``dest``. Backslashes are ordinary characters on POSIX and are
+    kept. The whole list is checked before the caller writes anything.
+
+    Why refuse (UnsafeKey, exit 2) rather than skip with a warning: such a key is either an attack or
+    a dataset written by a broken tool, and training on what is left after a silent skip gives
+    results that differ from what the user asked for, noticed only by whoever reads the log.
+    """
+    root = os.path.realpath(dest)
+    out = []
+    for entry in entries:
+        parts = entry.relpath.split("/")
+        bad = not entry.relpath or "\0" in entry.relpath or any(p in ("", ".", "..") for p in parts)
+        target = os.path.join(dest, *parts)
+        if not bad:
+            resolved = os.path.realpath(target)
+            bad = resolved == root or os.path.commonpath([root, resolved]) != root
+        if bad:
+            raise UnsafeKey(f"{entry.uri}: its path {entry.relpath!r} does not stay inside {dest} (absolute, "
+                            "empty, or with a '.' or '..' segment); refusing it before anything is written", flag)
+        out.append(target)
+    return out
+
+
 def check_readable_prefix(prefix: str) -> list[Entry]:
     """The files under ``prefix``, or StorageError explaining why there are none
     (missing bucket, bad credentials, empty prefix, missing directory)."""
@@ -222,11 +325,12 @@ def check_readable_prefix(prefix: str) -> list[Entry]:
 def sync(source: str, dest: str, *, progress=None) -> dict[str, int]:
     """Copy every file under ``source`` (s3:// prefix or local dir) into local ``dest``,
     skipping files already there with the same size (so a restarted init container
-    resumes). ``progress(done, total, copied_bytes)`` is called after each file."""
+    resumes). ``progress(done, total, copied_bytes)`` is called after each file. A key that
+    would land outside ``dest`` fails the whole sync before anything is copied (UnsafeKey)."""
     entries = check_readable_prefix(source)
+    targets = local_paths(dest, entries, flag="source")
     copied = skipped = copied_bytes = 0
-    for i, entry in enumerate(entries, 1):
-        target = os.path.join(dest, entry.relpath)
+    for i, (entry, target) in enumerate(zip(entries, targets), 1):
         if os.path.isfile(target) and os.path.getsize(target) == entry.size:
             skipped += 1
         else:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..contract import utc_now
 from .commands import LocalCommand, launcher_command, sync_commands
+from .lifetime import die_with_parent
 from .volumes import VolumeMap
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,11 @@ class LocalStages:
                 log_file.write(f"# note: {note}\n")
             log_file.flush()
             # Its own session: Ctrl-C in the terminal reaches only us; we stop the stage with SIGTERM.
+            # And it dies with us (Linux), so a killed `bertjob` leaves no trainer behind: see lifetime.py.
+            # This thread waits for the process, as the kernel's parent-death signal requires.
             process = subprocess.Popen(command.argv, env=command.env, cwd=self.job_dir, stdout=log_file,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       preexec_fn=die_with_parent())
             run.process = process
             return process.wait()
 

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_trainer import storage
-from bert_trainer.checkpoints import CKPT_RE, fetch_checkpoint
+from bert_trainer.checkpoints import CKPT_RE, fetch_checkpoint, newest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,7 @@ def _newest_in(dir_uri: str) -> tuple[str, str]:
     st = [e for e in entries if e.relpath.endswith(".safetensors")]
     if st:
         return "safetensors", st[0].uri
-    best = None
-    for e in entries:
-        m = CKPT_RE.match(e.relpath)
-        if m and (best is None or int(m.group("step")) > best[0]):
-            best = (int(m.group("step")), storage.join(dir_uri, m.group("stem")))
+    best = newest_checkpoint(dir_uri)  # a published one (its manifest matches), not one half uploaded
     if best:
         return "tf", best[1]
     plain = [e for e in entries if e.relpath.endswith(".index")]  # e.g. bert_model.ckpt.index

@@ -4,12 +4,16 @@ Determinism: the instance RNG of a shard is seeded from (seed, split, index) onl
 so a shard's bytes do not depend on which process makes it or in what order.
 Atomicity: records go to a hidden temp file (ignored by the input pipeline, which
 skips names starting with '.') that is renamed, or uploaded as one object, when
-complete; a restart skips shards whose final file exists.
+complete; a restart skips shards whose final file exists. Each shard's counts
+are written to ``<output_dir>/.counts/<split>/<name>.json`` just before the shard
+is published, so that every published shard has them and a resumed run's
+results.json can count the shards an earlier run made.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import time
@@ -42,6 +46,17 @@ def init(job: Job) -> None:
     _STATE["tokenizer"] = vocab.make_tokenizer(list(job.tokens), job.lower_case)
     _STATE["ids"] = SpecialIds(index["[CLS]"], index["[SEP]"], index["[MASK]"], len(job.tokens),
                                [t.startswith("##") for t in job.tokens])
+
+
+#: What results.json counts per shard.
+COUNT_KEYS = ("documents", "sentences", "instances", "bytes")
+COUNTS_DIR = ".counts"
+
+
+def counts_uri(output_dir: str, unit: Unit) -> str:
+    """Where a shard's counts are kept: a hidden folder beside training/ and test/, which no reader of
+    the records lists (pretraining reads training/ and test/ only)."""
+    return storage.join(output_dir, COUNTS_DIR, unit.split, f"{unit.name}.json")
 
 
 def temp_prefix(unit: Unit) -> str:
@@ -95,6 +110,8 @@ def make_shard(unit: Unit) -> dict:
                 size += fh.write(b"".join(buf))
                 buf.clear()
         size += fh.write(b"".join(buf))
+    counts = {"documents": len(token_docs), "sentences": len(flat), "instances": len(instances), "bytes": size}
+    storage.write_bytes(counts_uri(job.output_dir, unit), json.dumps(counts).encode())  # before the shard
     if storage.is_s3(job.output_dir):
         try:
             storage.upload_file(tmp, final_uri(job.output_dir, unit))  # one PUT: all or nothing
@@ -102,5 +119,4 @@ def make_shard(unit: Unit) -> dict:
             os.remove(tmp)
     else:
         os.replace(tmp, final_uri(job.output_dir, unit))
-    return {"split": unit.split, "index": unit.index, "documents": len(token_docs), "sentences": len(flat),
-            "instances": len(instances), "bytes": size, "seconds": time.perf_counter() - t0}
+    return {"split": unit.split, "index": unit.index, **counts, "seconds": time.perf_counter() - t0}

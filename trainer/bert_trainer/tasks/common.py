@@ -87,9 +87,12 @@ def run_guarded(parser: argparse.ArgumentParser, task: str, work: Callable[[], o
 
     0 done; 143 stopped on SIGTERM/SIGINT after checkpointing (only `stoppable` tasks, whose loops
     check the stop flag; the others keep the default signal handling); 2 bad input, naming the
-    flag when the error carries one (`.flag`) or the file and record otherwise; 1 storage failure.
+    flag when the error carries one (`.flag`) or the file and record otherwise (every task's input
+    errors include an output held by another run and a listed key that would be staged outside its
+    folder); 1 storage failure.
     """
     from bert_trainer import stop  # noqa: PLC0415
+    from bert_trainer.output_lock import OutputBusy  # noqa: PLC0415
 
     if stoppable:
         stop.install()
@@ -100,7 +103,7 @@ def run_guarded(parser: argparse.ArgumentParser, task: str, work: Callable[[], o
         return stop.EXIT_STOPPED
     except horovod_errors as exc:
         parser.error(f"--horovod: {exc}")
-    except input_errors as exc:
+    except (*input_errors, OutputBusy, storage.UnsafeKey) as exc:
         flag = getattr(exc, "flag", None)
         if flag:
             parser.error(f"--{flag}: {exc}")

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bert_trainer.dist import create_world
+from bert_trainer import output_lock
+from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.finetune.classifier import BertClassifier, load_encoder
 from bert_trainer.finetune.glue_data import TASKS, read_examples
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
@@ -50,7 +51,13 @@ def predict(model: BertClassifier, features: dict[str, np.ndarray], batch_size: 
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
+    """Fine-tune and score as the flags say, holding --output_dir (output_lock); returns the results (rank 0's)."""
     world = create_world(args.horovod)
+    with output_lock.hold(args.output_dir, task="glue", chief=world.is_chief, world=world):
+        return _run(args, cfg, world)
+
+
+def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dict[str, Any]:
     scratch = fresh_scratch_dir()
     fmt = TASKS[args.task_name]
     tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)

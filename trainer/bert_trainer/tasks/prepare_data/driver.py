@@ -9,12 +9,13 @@ except to ask Horovod for the rank when no launcher variable gives it.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing
 import os
 import time
 
-from bert_trainer import storage
+from bert_trainer import output_lock, storage
 from bert_trainer.prep import shards, worker
 from bert_trainer.prep.instances import Settings
 from bert_trainer.reports import ReportWriter
@@ -57,22 +58,25 @@ def world(use_horovod: bool) -> Rank:
 
 def stage_inputs(input_dir: str, entries: list[storage.Entry], scratch: str, output_dir: str) -> list[str]:
     """Local paths of the input files (downloaded once from s3://, size-checked);
-    hidden files and anything under the output folder are left out."""
-    out_abs = None if storage.is_s3(output_dir) else os.path.abspath(output_dir) + os.sep
+    hidden files and anything under the output folder are left out. A key that would
+    land outside the staging folder is refused (storage.UnsafeKey, exit 2 naming
+    --input_dir) before anything is downloaded, whatever its segments look like."""
+    if not storage.is_s3(input_dir):
+        out_abs = None if storage.is_s3(output_dir) else os.path.abspath(output_dir) + os.sep
+        return [e.uri for e in entries if not _hidden(e) and not (out_abs and os.path.abspath(e.uri).startswith(out_abs))]
+    targets = storage.local_paths(os.path.join(scratch, "inputs"), entries, flag="input_dir")
     paths = []
-    for e in entries:
-        if any(part.startswith((".", "_")) for part in e.relpath.split("/")):
+    for e, target in zip(entries, targets):
+        if _hidden(e):
             continue
-        if not storage.is_s3(input_dir):
-            if out_abs and os.path.abspath(e.uri).startswith(out_abs):
-                continue
-            paths.append(e.uri)
-            continue
-        target = os.path.join(scratch, "inputs", e.relpath)
         if not (os.path.isfile(target) and os.path.getsize(target) == e.size):
             storage.download_file(e.uri, target)
         paths.append(target)
     return paths
+
+
+def _hidden(entry: storage.Entry) -> bool:
+    return any(part.startswith((".", "_")) for part in entry.relpath.split("/"))
 
 
 def finished(output_dir: str) -> set[str]:
@@ -130,9 +134,33 @@ class Progress:
         return done
 
 
+def shard_totals(output_dir: str, units: list[shards.Unit]) -> tuple[dict[str, int], int]:
+    """The counts of every planned shard, summed from the counts each was published with (so a
+    resumed run counts the shards an earlier run made too), and how many shards have none (made by a
+    version that kept no counts)."""
+    totals = dict.fromkeys(worker.COUNT_KEYS, 0)
+    missing = 0
+    for unit in units:
+        counts = _read_counts(output_dir, unit)
+        if counts is None:
+            missing += 1
+            continue
+        for key in totals:
+            totals[key] += counts[key]
+    return totals, missing
+
+
+def _read_counts(output_dir: str, unit: shards.Unit) -> dict[str, int] | None:
+    data = storage.read_if_exists(worker.counts_uri(output_dir, unit))
+    try:
+        return None if data is None else {key: int(json.loads(data)[key]) for key in worker.COUNT_KEYS}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry]) -> dict:
     """Everything after flag validation; raises shards.InputError / StorageError for bad input
-    before anything is written."""
+    before anything is written. Rank 0 holds --output_dir (output_lock) while shards are made."""
     w = world(args.horovod)
     t0 = time.perf_counter()
     scratch = run_scratch_dir(args.local_dir, f"prepare:{args.input_dir}->{args.output_dir}", w.rank)
@@ -152,43 +180,54 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
         ranges = _scan_all(files, pool)
         corpus = os.path.basename(args.output_dir.rstrip("/")) or "corpus"
         units = shards.plan(ranges, args.n_shards, args.test_split, args.random_seed, corpus)
-        mine = units[w.rank::w.size]
-        done_before = finished(args.output_dir)
-        todo = [u for u in mine if f"{u.split}/{u.name}" not in done_before]
-        stale = remove_stale_temps(args.output_dir, todo)
-        log.info("event=plan files=%d documents=%d shards=%d rank=%d size=%d mine=%d skipped=%d stale_temps=%d "
-                 "workers=%d", len(files), sum(len(r) for r in ranges), len(units), w.rank, w.size, len(mine),
-                 len(mine) - len(todo), stale, workers)
-        progress = Progress(w.rank == 0, args.output_dir, units)
-        progress.report(final=True)
-        totals = {"documents": 0, "sentences": 0, "instances": 0, "bytes": 0}
-        if pool is None:
-            worker.init(job)
-            results = map(worker.make_shard, todo)
-        else:
-            results = pool.imap_unordered(worker.make_shard, todo)
-        for res in results:
-            for k in totals:
-                totals[k] += res[k]
-            log.info("event=shard_done split=%s index=%d instances=%d seconds=%.2f", res["split"], res["index"],
-                     res["instances"], res["seconds"])
-            progress.report()
+        # Held from the first write on (bad input has failed by now, with nothing written), and only once the
+        # pool has forked: a fork must not copy the lease's renewal thread in the middle of a request.
+        with output_lock.hold(args.output_dir, task="prepare-data", chief=w.rank == 0):
+            return _make_shards(args, w, job, ranges, units, pool, workers, t0)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
+
+
+def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, ranges: list[list[tuple[int, int]]],
+                 units: list[shards.Unit], pool, workers: int, t0: float) -> dict:
+    files = job.files
+    mine = units[w.rank::w.size]
+    done_before = finished(args.output_dir)
+    todo = [u for u in mine if f"{u.split}/{u.name}" not in done_before]
+    stale = remove_stale_temps(args.output_dir, todo)
+    log.info("event=plan files=%d documents=%d shards=%d rank=%d size=%d mine=%d skipped=%d stale_temps=%d "
+             "workers=%d", len(files), sum(len(r) for r in ranges), len(units), w.rank, w.size, len(mine),
+             len(mine) - len(todo), stale, workers)
+    progress = Progress(w.rank == 0, args.output_dir, units)
+    progress.report(final=True)
+    made = dict.fromkeys(worker.COUNT_KEYS, 0)  # this run's (this rank's) work, for the rates
+    if pool is None:
+        worker.init(job)
+        results = map(worker.make_shard, todo)
+    else:
+        results = pool.imap_unordered(worker.make_shard, todo)
+    for res in results:
+        for k in made:
+            made[k] += res[k]
+        log.info("event=shard_done split=%s index=%d instances=%d seconds=%.2f", res["split"], res["index"],
+                 res["instances"], res["seconds"])
+        progress.report()
     seconds = time.perf_counter() - t0
     if w.rank != 0:
-        return totals
+        return made
     while progress.report(final=True) < len(units):  # wait for the other ranks' shards
         time.sleep(2.0)
+    totals, missing = shard_totals(args.output_dir, units)
     results = {
         "shards": len(units), "trainingShards": sum(u.split == "training" for u in units),
         "testShards": sum(u.split == "test" for u in units), "skippedShards": len(mine) - len(todo),
-        **totals, "countsCover": "all shards made by this run" if w.size == 1 else "rank 0's shards",
-        "seconds": round(seconds, 3),
-        "sentencesPerSecond": round(totals["sentences"] / seconds, 1) if seconds > 0 else None,
-        "instancesPerSecond": round(totals["instances"] / seconds, 1) if seconds > 0 else None,
+        **totals, "countsCover": "all shards" if not missing else
+        f"{len(units) - missing} of {len(units)} shards ({missing} published without counts by an earlier version)",
+        "madeShards": len(todo), "seconds": round(seconds, 3),
+        "sentencesPerSecond": round(made["sentences"] / seconds, 1) if seconds > 0 else None,
+        "instancesPerSecond": round(made["instances"] / seconds, 1) if seconds > 0 else None,
         "training": storage.join(args.output_dir, "training"), "test": storage.join(args.output_dir, "test"),
         "worldSize": w.size, "workers": workers,
     }

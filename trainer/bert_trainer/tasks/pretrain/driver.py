@@ -14,10 +14,10 @@ import time
 
 import tensorflow as tf
 
-from bert_trainer import stop, storage
+from bert_trainer import output_lock, stop, storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.data.pipeline import list_record_files, pretraining_dataset
-from bert_trainer.dist import create_world
+from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.engine import EngineOptions, PretrainEngine
 from bert_trainer.model import BertConfig
 from bert_trainer.model.importer import load_init_checkpoint
@@ -27,23 +27,24 @@ from bert_trainer.tasks.pretrain.reporter import create_reporter
 log = logging.getLogger(__name__)
 
 
-def stage_inputs(uri: str, scratch: str, name: str, rank: int = 0, size: int = 1) -> tuple[list[str], bool]:
+def stage_inputs(uri: str, scratch: str, name: str, rank: int = 0, size: int = 1, *,
+                 flag: str | None = None) -> tuple[list[str], bool]:
     """Local record files for a local dir or an s3:// prefix, and whether they are
     already this rank's shard. From s3 each rank downloads only its own files (the
     same files[rank::size] split the pipeline would make), size-checked so a
-    restarted pod does not download again."""
+    restarted pod does not download again. A key that would land outside the staging
+    folder is refused (storage.UnsafeKey naming `flag`) before anything is downloaded."""
     if not storage.is_s3(uri):
         return list_record_files(uri), False
     entries = [e for e in storage.list_files(uri) if "/" not in e.relpath]
     shard = size > 1 and len(entries) >= size
     mine = entries[rank::size] if shard else entries
-    dest = os.path.join(scratch, "inputs", name)
-    for entry in mine:
-        target = os.path.join(dest, entry.relpath)
+    targets = storage.local_paths(os.path.join(scratch, "inputs", name), mine, flag=flag)
+    for entry, target in zip(mine, targets):
         if not (os.path.isfile(target) and os.path.getsize(target) == entry.size):
             storage.download_file(entry.uri, target)
     log.info("event=inputs_staged name=%s files=%d of=%d rank=%d", name, len(mine), len(entries), rank)
-    return [os.path.join(dest, e.relpath) for e in mine], shard
+    return targets, shard
 
 
 def save_for_stop(manager: CheckpointManager, reporter, step: int, last: str | None, just_saved: bool) -> str | None:
@@ -65,8 +66,13 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
-    """Train and/or evaluate as the flags say; returns the results dict (rank 0's)."""
+    """Train and/or evaluate as the flags say, holding --output_dir (output_lock); returns the results dict (rank 0's)."""
     world = create_world(args.horovod)
+    with output_lock.hold(args.output_dir, task="pretrain", chief=world.is_chief, world=world):
+        return _run(args, cfg, world)
+
+
+def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dict:
     tf.random.set_seed(args.seed + world.rank)  # dropout differs per rank, init does not (seeded generator)
     scratch = run_scratch_dir(args.local_dir, args.output_dir, world.rank)  # checkpoint staging, staged input
     engine = PretrainEngine(cfg, engine_options(args), world)
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
     start = int(engine.step.numpy())
 
     reporter = create_reporter(world.is_chief, args.output_dir, args.num_train_steps, scratch,
-                               args.report_every_steps)
+                               args.report_every_steps, start)
     if world.is_chief:
         storage.write_bytes(storage.join(args.output_dir, "bert_config.json"), cfg.to_json().encode())
     results: dict = {"steps": start, "resumedFromStep": resumed}
@@ -90,7 +96,8 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
     do_train = args.do_train or not args.do_eval
 
     if do_train and start < args.num_train_steps:
-        files, sharded = stage_inputs(args.input_files_dir, scratch, "train", world.rank, world.size)
+        files, sharded = stage_inputs(args.input_files_dir, scratch, "train", world.rank, world.size,
+                                      flag="input_files_dir")
         ds = pretraining_dataset(files, args.train_batch_size, args.max_seq_length, args.max_predictions_per_seq,
                                  is_training=True, rank=0 if sharded else world.rank,
                                  num_ranks=1 if sharded else world.size, seed=args.seed + start)
@@ -137,7 +144,8 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
         "worldSize": world.size,
     })
     if args.do_eval:
-        eval_files, sharded = stage_inputs(args.eval_files_dir, scratch, "eval", world.rank, world.size)
+        eval_files, sharded = stage_inputs(args.eval_files_dir, scratch, "eval", world.rank, world.size,
+                                              flag="eval_files_dir")
         eval_ds = pretraining_dataset(eval_files, args.eval_batch_size, args.max_seq_length,
                                       args.max_predictions_per_seq, is_training=False,
                                       rank=0 if sharded else world.rank, num_ranks=1 if sharded else world.size)

@@ -10,13 +10,18 @@ ever write the same object.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from typing import Any
 
 import tensorflow as tf
 
 from bert_trainer import storage
 from bert_trainer.reports import ReportWriter
+from bert_trainer.tasks.pretrain.events import purge_after
+
+log = logging.getLogger(__name__)
 
 
 class NullReporter:
@@ -30,26 +35,46 @@ class NullReporter:
 
 
 class Reporter:
-    """Writes progress under ``output_dir`` (local or s3://)."""
+    """Writes progress under ``output_dir`` (local or s3://), for a run that starts at `start_step`."""
 
-    def __init__(self, output_dir: str, total_steps: int, scratch_dir: str, every_steps: int = 10) -> None:
+    def __init__(self, output_dir: str, total_steps: int, scratch_dir: str, every_steps: int = 10,
+                 start_step: int = 0) -> None:
         self.output_dir = output_dir
         self.total_steps = int(total_steps)
         self.every_steps = max(int(every_steps), 1)
         self.tb_local = (storage.join(output_dir, "tensorboard") if not storage.is_s3(output_dir)
                          else os.path.join(scratch_dir, "tensorboard"))
         os.makedirs(self.tb_local, exist_ok=True)
+        # Steps after start_step are logged again by this run: drop an earlier run's, before ours are written.
+        purge_after(start_step, self.tb_local,
+                    storage.join(output_dir, "tensorboard") if storage.is_s3(output_dir) else None)
         self.writer = tf.summary.create_file_writer(self.tb_local)
         self.history: list[list[float]] = self._load_history()
         self.last: dict[str, Any] = {}
         self.reports = ReportWriter(output_dir, chief=True)
 
     def _load_history(self) -> list[list[float]]:
-        """Keep the loss curve whole across restarts: reload the previous run's points."""
+        """Keep the loss curve whole across restarts: reload the previous run's points.
+
+        A history that cannot be parsed is not dropped silently (the next flush would replace
+        it, losing the earlier points for good): it is copied aside to
+        ``history.json.corrupt-<UTC time>`` and named in an ``event=history_unreadable`` warning.
+        A store that cannot be read is a StorageError (exit 1), for the same reason.
+        """
         uri = storage.join(self.output_dir, "history.json")
+        data = storage.read_if_exists(uri)
+        if data is None:
+            return []
         try:
-            return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else []
-        except (storage.StorageError, ValueError):
+            points = json.loads(data)
+            if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2 for p in points):
+                raise ValueError("not a list of [step, loss] points")
+            return [[int(step), float(loss)] for step, loss in points]
+        except (ValueError, TypeError) as exc:
+            aside = f"{uri}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            storage.write_bytes(aside, data)
+            log.warning("event=history_unreadable uri=%s kept=%s reason=%s; the loss curve restarts from this run",
+                        uri, aside, str(exc).splitlines()[0][:200])
             return []
 
     def record(self, step: int, metrics: dict[str, float], sequences_per_second: float) -> None:
@@ -123,5 +148,6 @@ class Reporter:
         return self.reports.results(results)
 
 
-def create_reporter(is_chief: bool, output_dir: str, total_steps: int, scratch_dir: str, every_steps: int):
-    return Reporter(output_dir, total_steps, scratch_dir, every_steps) if is_chief else NullReporter()
+def create_reporter(is_chief: bool, output_dir: str, total_steps: int, scratch_dir: str, every_steps: int,
+                    start_step: int = 0) -> Reporter | NullReporter:
+    return Reporter(output_dir, total_steps, scratch_dir, every_steps, start_step) if is_chief else NullReporter()

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bert_trainer import storage
-from bert_trainer.dist import create_world
+from bert_trainer import output_lock, storage
+from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.metrics import squad_v1, squad_v2
@@ -37,7 +37,13 @@ def _span_loss(model: BertSpanHead, batch: dict, dtype: tf.DType) -> tf.Tensor:
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
+    """Fine-tune and score as the flags say, holding --output_dir (output_lock); returns the results (rank 0's)."""
     world = create_world(args.horovod)
+    with output_lock.hold(args.output_dir, task="squad", chief=world.is_chief, world=world):
+        return _run(args, cfg, world)
+
+
+def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dict[str, Any]:
     scratch = fresh_scratch_dir()
     tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)
     v2 = args.version_2_with_negative
