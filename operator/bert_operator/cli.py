@@ -106,6 +106,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             trainer_image=args.trainer_image, kubeconfig=args.kubeconfig, liveness_port=args.liveness_port,
             metrics_port=args.metrics_port, progress_port=args.progress_port, progress_url=args.progress_url,
             resync_seconds=args.resync_seconds, webhook_port=args.webhook_port, webhook_cert_dir=args.webhook_cert_dir,
+            progress_cert_dir=args.progress_cert_dir,
         )
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics (0: off)")
     operator.add_argument("--progress-port", type=int, default=8081, help="trainer progress endpoint")
     operator.add_argument("--progress-url", default=None, help="URL pods reach the progress endpoint at; env BERTOP_PROGRESS_URL")
+    operator.add_argument("--progress-cert-dir", default=None,
+                          help="serve the progress endpoint over HTTPS with tls.crt and tls.key from this folder (its ca.crt, "
+                               "or tls.crt, is given to the trainer pods to verify it); env BERTOP_PROGRESS_CERT_DIR")
     operator.add_argument("--resync-seconds", type=float, default=None, help="safety-net resync period (default 60)")
     operator.add_argument("--webhook-port", type=int, default=None,
                           help="serve the validating admission webhook (HTTPS) on this port (default 0: off); env BERTOP_WEBHOOK_PORT")

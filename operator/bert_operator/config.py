@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -54,8 +55,25 @@ class OperatorSettings:
     webhook_cert_dir: str = "/etc/bert-operator/webhook"
     progress_stale_seconds: float = 600.0
     workers: int = 16
+    #: folder with tls.crt/tls.key (and ca.crt) to serve the progress endpoint over HTTPS; None: plain HTTP
+    progress_cert_dir: str | None = None
     #: NCCL_DEBUG on every trainer rank (NCCL's levels); INFO prints topology and transports per rank.
     nccl_debug: str = DEFAULT_NCCL_DEBUG
+
+    def progress_ca(self) -> str | None:
+        """The PEM trainer pods verify the progress endpoint with: the Secret's ca.crt, else tls.crt itself."""
+        if not self.progress_cert_dir:
+            return None
+        folder = Path(self.progress_cert_dir)
+        return next((folder / name).read_text() for name in ("ca.crt", "tls.crt") if (folder / name).is_file())
+
+    def progress_ssl(self) -> ssl.SSLContext | None:
+        """The server side of the progress endpoint's TLS, or None for plain HTTP."""
+        if not self.progress_cert_dir:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(Path(self.progress_cert_dir) / "tls.crt", Path(self.progress_cert_dir) / "tls.key")
+        return context
 
     @classmethod
     def from_env(cls, **overrides: object) -> "OperatorSettings":
@@ -69,6 +87,7 @@ class OperatorSettings:
             "webhook_cert_dir": env.get("BERTOP_WEBHOOK_CERT_DIR", "/etc/bert-operator/webhook"),
             "progress_stale_seconds": _env_number(env, "BERTOP_PROGRESS_STALE_SECONDS", float, 600.0),
             "nccl_debug": env.get("BERTOP_NCCL_DEBUG") or DEFAULT_NCCL_DEBUG,
+            "progress_cert_dir": env.get("BERTOP_PROGRESS_CERT_DIR") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
         settings = cls(**values)  # type: ignore[arg-type]
@@ -91,6 +110,14 @@ class OperatorSettings:
                 raise SettingsError(f"{flag}: must be positive, got {seconds}")
         if self.nccl_debug not in NCCL_DEBUG_LEVELS:
             raise SettingsError(f"BERTOP_NCCL_DEBUG: must be one of {', '.join(NCCL_DEBUG_LEVELS)}, got {self.nccl_debug!r}")
+        if self.progress_cert_dir:
+            for name in ("tls.crt", "tls.key"):
+                if not (Path(self.progress_cert_dir) / name).is_file():
+                    raise SettingsError(f"--progress-cert-dir (BERTOP_PROGRESS_CERT_DIR): {Path(self.progress_cert_dir) / name}: "
+                                        "no such file; HTTPS needs tls.crt and tls.key (a mounted kubernetes.io/tls Secret)")
+            if self.progress_url and not self.progress_url.startswith("https://"):
+                raise SettingsError(f"--progress-url (BERTOP_PROGRESS_URL): must be https:// when the endpoint serves "
+                                    f"HTTPS (--progress-cert-dir), got {self.progress_url!r}")
         if self.webhook_port:
             for name in ("tls.crt", "tls.key"):
                 path = Path(self.webhook_cert_dir) / name

@@ -53,6 +53,9 @@ ENV_STAGE: Final = "BERTJOB_STAGE"
 ENV_TOKEN_FILE: Final = "BERTJOB_TOKEN_FILE"
 #: All three, in the order the renderer sets them; set together or not at all.
 REPORT_ENV: Final = (ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE)
+#: With an https:// progress URL: the CA that signed the operator's certificate, PEM in base64 (one line, so
+#: `mpirun -x` carries it to every rank). A public certificate, not a secret.
+ENV_PROGRESS_CA: Final = "BERTJOB_PROGRESS_CA"
 
 # ------------------------------------------------------------------- labels
 

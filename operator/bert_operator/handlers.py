@@ -41,7 +41,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     app.add_routes(runtime.progress.routes())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", runtime.settings.progress_port).start()
+    await web.TCPSite(runner, "0.0.0.0", runtime.settings.progress_port, ssl_context=runtime.settings.progress_ssl()).start()
     memo.progress_runner = runner
     memo.resync_task = asyncio.create_task(runtime.resync_forever())
     log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*", runtime.settings.trainer_image)

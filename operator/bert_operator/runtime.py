@@ -50,7 +50,7 @@ class Runtime:
             api=api,
             events=EventRecorder(client, api),
             render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url,
-                                           nccl_debug=settings.nccl_debug),
+                                           nccl_debug=settings.nccl_debug, progress_ca=settings.progress_ca()),
         )
         return cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now))
 

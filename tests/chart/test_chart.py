@@ -216,3 +216,14 @@ def test_notes_tell_the_next_kubectl_apply_step() -> None:
     assert "MPI Operator" in text
     assert "does not watch" in notes(VALUE_SETS["namespaced"].copy() | {"watchNamespaces": ["research"]})
     assert "kubectl -n bert-operator get certificate bert-operator-webhook" in notes(VALUE_SETS["webhook-cert-manager"])
+
+
+def test_progress_tls_uses_the_webhook_certificate_and_an_https_url() -> None:
+    [deployment] = kind(objects({"webhook": {"enabled": True, "certificates": "helm"}, "progress": {"tls": True}}), "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    variables = {e["name"]: e.get("value") for e in container["env"]}
+    assert variables["BERTOP_PROGRESS_URL"] == f"https://bert-operator.{NAMESPACE}.svc:8081"
+    mounted = {m["mountPath"] for m in container["volumeMounts"]}
+    assert variables["BERTOP_PROGRESS_CERT_DIR"] in mounted
+    with pytest.raises(Exception, match="progress.tls needs webhook.enabled"):
+        objects({"progress": {"tls": True}})

@@ -110,6 +110,7 @@ def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) ->
         (operator(BERTOP_RESYNC_SECONDS="soon"), "BERTOP_RESYNC_SECONDS: must be a number, got 'soon'"),
         (operator("--metrics-port", "70000"), "--metrics-port: must be a port from 0 to 65535, got 70000"),
         (operator(BERTOP_NCCL_DEBUG="LOUD"), "BERTOP_NCCL_DEBUG: must be one of VERSION, WARN, INFO, TRACE, got 'LOUD'"),
+        (operator("--progress-cert-dir", str(tmp_path)), f"--progress-cert-dir (BERTOP_PROGRESS_CERT_DIR): {tmp_path / 'tls.crt'}: no such file"),
         (operator("--webhook-port", "9443", "--webhook-cert-dir", str(tmp_path)),
          f"--webhook-cert-dir (BERTOP_WEBHOOK_CERT_DIR): {tmp_path / 'tls.crt'}: no such file"),
         (operator("--liveness-port", "0", "--metrics-port", "0"), "--kubeconfig: no cluster to connect to"),

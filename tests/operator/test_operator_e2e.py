@@ -345,6 +345,74 @@ def test_the_trainers_reporter_delivers_through_the_rendered_environment(
     assert not pusher.progress({"step": 40, "totalSteps": 120}, final=True)  # unreadable token: dropped, no exception
 
 
+def tls_files(folder: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1 it signed, as a kubernetes.io/tls Secret holds them."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                            critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("test-ca", ca_key, "test-ca", ca_key, ca=True)
+    server = certificate("bert-operator", server_key, "test-ca", ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    (folder / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (folder / "tls.crt").write_bytes(server.public_bytes(pem))
+    (folder / "tls.key").write_bytes(server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                              serialization.NoEncryption()))
+    return folder
+
+
+def test_progress_over_https_is_verified_with_the_ca_the_mpijob_carries(
+    cluster: EmulatedCluster, operator: OperatorProcess, token_reviews: dict[str, str], tmp_path: Path
+) -> None:
+    from bert_trainer.progress_push import ProgressPusher
+
+    certs = tls_files(tmp_path)
+    operator.stop()  # this test's operator serves the endpoint over TLS
+    secure = OperatorProcess(cluster)
+    secure.extra = ("--progress-cert-dir", str(certs), "--progress-url", f"https://127.0.0.1:{secure.progress_port}")
+    try:
+        with secure:
+            cluster.apply_job(named(SQUAD, "tls-1"), uid="uid-tls-1")
+            mpijob = cluster.wait(lambda: next((m for m in cluster.mpijobs(NS) if m["metadata"]["name"] == "tls-1-squad"), None),
+                                  what="MPIJob")
+            launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e["value"] for e in launcher["env"] if "value" in e}
+            assert env["BERTJOB_PROGRESS_URL"].startswith(f"https://127.0.0.1:{secure.progress_port}/progress/")
+            assert "BERTJOB_PROGRESS_CA" in launcher["command"]  # exported to every rank, one line
+            token = tmp_path / "token"
+            token.write_text("projected-token\n")
+            env["BERTJOB_TOKEN_FILE"] = str(token)
+            cluster.run_pod(NS, "tls-1-squad-worker-0", "tls-1", uid="pod-uid-tls-1")
+            token_reviews.update(pod="tls-1-squad-worker-0", uid="pod-uid-tls-1", audience=f"bert-operator/{NS}/tls-1")
+            unverified = ProgressPusher.from_env({k: v for k, v in env.items() if k != "BERTJOB_PROGRESS_CA"})
+            assert not unverified.progress({"step": 1, "totalSteps": 10}, final=True)  # the system CAs do not know it
+            assert ProgressPusher.from_env(env).progress({"step": 5, "totalSteps": 10}, final=True)
+            assert cluster.wait(lambda: status(cluster, "tls-1").get("progress"), what="progress")["step"] == 5
+            plain = env["BERTJOB_PROGRESS_URL"].replace("https://", "http://")
+            assert not ProgressPusher(url=plain, stage="squad", token_file=str(token)).progress({"step": 6, "totalSteps": 10},
+                                                                                                 final=True)
+    finally:
+        operator.start()
+
+
 def test_restarts_never_duplicate_mpijobs(cluster: EmulatedCluster, operator: OperatorProcess, tmp_path: Path) -> None:
     """Jobs applied while the operator is down, and restarts (TERM and KILL), leave exactly one MPIJob per stage."""
     operator.stop()

@@ -11,16 +11,18 @@ in the output stays the record.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bert_operator.contract import ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
+from bert_operator.contract import ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class ProgressPusher:
     url: str
     stage: str
     token_file: str
+    #: PEM of the CA that signed the operator's certificate (an https:// URL); None: the system's CAs.
+    ca_pem: str | None = None
     min_interval: float = 10.0
     timeout: float = 5.0
     _last_sent: float = field(default=0.0, init=False)
@@ -40,7 +44,13 @@ class ProgressPusher:
         url, stage, token = env.get(ENV_PROGRESS_URL), env.get(ENV_STAGE), env.get(ENV_TOKEN_FILE)
         if not (url and stage and token):
             return None
-        return cls(url=url, stage=stage, token_file=token)
+        ca = env.get(ENV_PROGRESS_CA)
+        try:
+            ca_pem = base64.b64decode(ca, validate=True).decode() if ca else None
+        except (ValueError, UnicodeDecodeError):
+            log.warning("event=report_ca_unreadable variable=%s", ENV_PROGRESS_CA)
+            ca_pem = None
+        return cls(url=url, stage=stage, token_file=token, ca_pem=ca_pem)
 
     def progress(self, progress: dict[str, Any], final: bool = False) -> bool:
         """Send progress; at most one report per `min_interval` seconds unless `final`."""
@@ -67,7 +77,8 @@ class ProgressPusher:
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else None
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as answer:
                 return 200 <= answer.status < 300
         except urllib.error.HTTPError as exc:
             log.warning("event=report_refused status=%s body=%s", exc.code, exc.read()[:300].decode(errors="replace"))

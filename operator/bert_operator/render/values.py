@@ -6,6 +6,7 @@ template only places these values in the MPIJob's shape.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.stages import Stage
 from ..tasks import stage_data_path, task_of
 from ..contract import (
-    ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL, TASK_LABEL,
+    ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL, TASK_LABEL,
     TOKEN_DIR, TOKEN_FILE, token_audience,
 )
 from .command import TRAINER_ENTRY, launcher_command
@@ -47,6 +48,8 @@ class RenderSettings:
     progress_url: str | None = None
     #: NCCL_DEBUG exported to every rank.
     nccl_debug: str = DEFAULT_NCCL_DEBUG
+    #: PEM of the CA the ranks verify an https:// progress URL with (public; None: the system's CAs).
+    progress_ca: str | None = None
 
 
 def s3_env(store: DatasetSpec) -> list[dict[str, Any]]:
@@ -134,6 +137,8 @@ def _report_env(job: BertTrainingJob, stage: Stage, settings: RenderSettings) ->
         ENV_STAGE: stage.name,
         ENV_TOKEN_FILE: TOKEN_FILE,
     }
+    if settings.progress_ca:
+        values[ENV_PROGRESS_CA] = base64.b64encode(settings.progress_ca.encode()).decode()
     return [{"name": key, "value": value} for key, value in values.items()]
 
 
