@@ -7,6 +7,7 @@ operator's reconciler, with the trainer's command lines exactly as the MPIJobs c
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from pathlib import Path
@@ -77,8 +78,12 @@ def test_pretraining_learns_and_writes_everything_a_user_looks_at(tiny_run) -> N
 def test_fine_tuning_reports_its_metric(tiny_run) -> None:
     result, workdir, _ = tiny_run
     results = statuses(result.stdout)["tiny-cola"]["results"]
-    # README: 0.36-0.68 from the tiny pretrained weights over several runs, 0.0 from random weights (one class).
-    assert results["task"] == "CoLA" and results["dev"]["mcc"] > 0.2
+    # The MCC itself varies too much to assert (README: 0.33-0.73 mostly, about one run in seven collapses to one
+    # class); what must hold is that fine-tuning started from the pretrained encoder, every tensor of it.
+    assert results["task"] == "CoLA" and -1.0 <= results["dev"]["mcc"] <= 1.0 and results["steps"] == 188
+    log = (workdir / "default" / "tiny-cola" / "tiny-cola-glue.log").read_text()
+    assert re.search(r"event=init_checkpoint_summary loaded=\d+ missing=\[\] unused=\[\]", log), log[-2000:]
+    assert "source=" in log and "/pretrain/phase2/checkpoints/ckpt-60" in log
     assert (workdir / "volumes" / "bert-tiny" / "cola" / "glue" / "results.json").exists()  # <output>/<stage>/
 
 
