@@ -133,7 +133,7 @@ def test_invalid_job_fails_with_field_path_and_creates_nothing(cluster: Emulated
     valid = condition(cluster, "invalid-1", "Valid")
     assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
     assert "spec.task.squad.docStride: must be < maxSeqLength (384), got 384" in valid["message"]
-    assert ("Warning", "InvalidSpec") in events_for(cluster, "invalid-1")
+    assert cluster.wait(lambda: ("Warning", "InvalidSpec") in events_for(cluster, "invalid-1"), what="the Event")
     assert not [m for m in cluster.mpijobs(NS) if m["metadata"]["name"].startswith("invalid-1")]
 
 
@@ -462,11 +462,14 @@ def test_a_job_whose_pods_cannot_be_scheduled_says_why(cluster: EmulatedCluster,
         "involvedObject": {"kind": "Pod", "name": "unschedulable-1-squad-worker-0", "namespace": NS},
         "type": "Warning", "reason": "FailedScheduling", "lastTimestamp": "2026-12-01T10:00:00Z",
         "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available."})
-    ready = cluster.wait(lambda: next((c for c in status(cluster, "unschedulable-1").get("conditions", [])
-                                       if c["type"] == "Ready" and c["reason"] == "PodsPending"), None), what="PodsPending")
+    def waiting_created() -> dict[str, Any] | None:
+        current = status(cluster, "unschedulable-1")
+        ready = next((c for c in current.get("conditions", []) if c["type"] == "Ready" and c["reason"] == "PodsPending"), None)
+        return ready if current.get("phase") == "Created" else None
+
+    ready = cluster.wait(waiting_created, what="Created with Ready=False PodsPending")
     assert ready["status"] == "False" and ready["message"].startswith(
         "pod unschedulable-1-squad-worker-0: FailedScheduling: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
-    assert status(cluster, "unschedulable-1")["phase"] == "Created"
 
 
 def answering(cluster: EmulatedCluster, method: str, url_part: str, status: int, message: str) -> None:
@@ -488,7 +491,8 @@ def test_an_mpijob_the_api_server_refuses_fails_the_job_with_its_message(cluster
     cluster.wait(lambda: status(cluster, "refused-1", "refusing").get("phase") == "Failed", what="Failed")
     failed = next(c for c in status(cluster, "refused-1", "refusing")["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "MPIJobRefused" and refusal in failed["message"] and "(422)" in failed["message"]
-    assert [e for e in events_for(cluster, "refused-1")] == [("Warning", "Failed")]
+    cluster.wait(lambda: events_for(cluster, "refused-1"), what="the Event")  # posted once the status is written
+    assert events_for(cluster, "refused-1") == [("Warning", "Failed")]
 
 
 def test_a_conflict_whose_object_cannot_be_read_is_retried_a_bounded_number_of_times(cluster: EmulatedCluster) -> None:
