@@ -218,6 +218,8 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
     # A two-phase job through to its second MPIJob, with progress (TokenReview) and a suspend toggle.
     cluster.apply_job(named(TINY, "access-1"), uid="uid-access-1")
     cluster.wait(lambda: status("access-1").get("phase") == "Pending", what="Pending")
+    cluster.set_mpijob_conditions(NS, "access-1-phase1", "Created")  # Created, pods not running: Warnings are read
+    cluster.wait(lambda: status("access-1").get("phase") == "Created", what="Created")
     cluster.set_mpijob_conditions(NS, "access-1-phase1", "Created", "Running")
     cluster.wait(lambda: status("access-1").get("phase") == "Running", what="Running")
     cluster.run_pod(NS, "access-1-phase1-worker-0", "access-1", uid="pod-uid-access-1")

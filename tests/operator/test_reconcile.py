@@ -148,7 +148,7 @@ def test_the_mpijob_a_watch_event_carries_is_not_read_again(reconciler: Reconcil
     body = started(reconciler, cluster, GLUE)
     cluster.set_conditions("j-glue", "Created")
     reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))
-    # No MPIJob read; its pods are not running yet, so the namespace's Warnings are read for why.
+    # No MPIJob read; it is Created but not running, so the namespace's Warnings are read for why.
     assert cluster.calls == [("list", "events", "ml"), ("patch", "status", "j")] and body["status"]["phase"] == "Created"
 
 
@@ -172,7 +172,7 @@ def test_each_mpijob_condition_gives_the_job_its_phase(reconciler: Reconciler, c
     reconciler.reconcile(body)
     status = body["status"]
     assert status["phase"] == phase and status["stages"][0]["phase"] == phase
-    why = [("list", "events", "ml")] if phase in ("Pending", "Created") else []  # pods may be missing: read why
+    why = [("list", "events", "ml")] if phase == "Created" else []  # pods may be missing: read why
     if event is None:
         assert cluster.calls == [("get", "mpijobs", "j-glue"), *why] and cluster.events == []
         return
@@ -530,3 +530,32 @@ def test_a_stage_whose_pods_wait_says_why_with_the_newest_warning(reconciler: Re
     reconciler.reconcile(body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]  # running: no Event reads
     assert condition(body["status"], "Ready")["status"] == "True"
+
+
+def test_a_job_recreated_under_the_same_name_does_not_inherit_the_old_ones_status(reconciler: Reconciler,
+                                                                                  cluster: FakeCluster) -> None:
+    """Its DELETED event was missed: the writer's memory of the old job (generation 3) must not hide the new one."""
+    old = edited(edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"runPolicy": {"suspend": True}}),
+                 {"runPolicy": {"suspend": False}})
+    reconciler.reconcile(old)
+    del cluster.mpijobs["j-glue"]
+    cluster.calls.clear()
+    new = job(GLUE)
+    new["metadata"]["uid"] = "uid-of-the-new-job"
+    reconciler.reconcile(new)
+    assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
+    assert new["status"]["observedGeneration"] == 1
+
+
+def test_an_accepted_spec_that_no_longer_passes_the_rules_fails_the_job_with_a_status(reconciler: Reconciler,
+                                                                                      cluster: FakeCluster) -> None:
+    """After an upgrade with stricter rules (a 64-character queueName was accepted once), no traceback: Failed."""
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    body["status"]["acceptedSpec"] = {**body["status"]["acceptedSpec"], "queueName": "q" * 64}
+    body["spec"] = {**body["spec"], "queueName": "q" * 64}
+    reconciler.writer.forget("ml", "j")  # a new operator process reads the status from the API server
+    reconciler.reconcile(body)
+    failed = condition(body["status"], "Failed")
+    assert body["status"]["phase"] == "Failed" and failed["reason"] == "InvalidSpec"
+    assert failed["message"].startswith("the spec this job started with is no longer valid: spec.queueName:")
+    assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Warning", "InvalidSpec")]

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from ..status import stage_phase
-
 from .ports import MPIJobApi
-
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,6 @@ class RefusedCreate:
     name: str
     status: int
     message: str
-
 
 
 @dataclass(frozen=True)
@@ -51,8 +48,10 @@ def names_to_read(status: Mapping[str, Any]) -> list[str]:
             if entry.get("mpiJob") and entry.get("phase") != "Succeeded"]
 
 
-#: Stage phases in which pods may be missing: the MPI Operator says why only in Warning Events.
-WAITING_PHASES = frozenset({"Pending", "Created"})
+#: The stage phase in which pods may be missing and Warnings may say why: the MPI Operator sets Created when it
+#: first handles an MPIJob, before it makes any pod, so before Created there is nothing to read (and a job's
+#: start costs no Event list).
+WAITING_PHASE = "Created"
 
 
 def _when(event: Mapping[str, Any]) -> str:
@@ -92,8 +91,8 @@ def why_waiting(events: Iterable[Mapping[str, Any]], mpijob: str) -> str | None:
 
 
 def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None = None) -> Observed:
-    """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; and, when a stage's
-    pods are not all running yet, the Warning Events of its namespace (one list) that may say why."""
+    """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; and, while a stage is
+    Created but not running, the Warning Events of its namespace (one list) that may say why."""
     namespace = (body.get("metadata") or {}).get("namespace", "default")
     mpijobs: dict[str, Any] = {}
     if held is not None:
@@ -102,7 +101,7 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
         if name not in mpijobs:
             mpijobs[name] = api.get_mpijob(namespace, name)
     waiting_stages = [name for name, mpijob in mpijobs.items()
-                      if isinstance(mpijob, dict) and stage_phase(mpijob).phase in WAITING_PHASES]
+                      if isinstance(mpijob, dict) and stage_phase(mpijob).phase == WAITING_PHASE]
     waiting: dict[str, str] = {}
     if waiting_stages:
         events = api.list_warning_events(namespace)

@@ -130,10 +130,10 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
     return _advance(body, job, old, observed, now, settings, refusal=None)
 
 
-def _invalid(body: dict[str, Any], old: dict[str, Any], now: str, exc: SpecError) -> Plan:
-    """A job that never started and cannot: Failed with every field error, and nothing created."""
+def _invalid(body: dict[str, Any], old: dict[str, Any], now: str, exc: SpecError, prefix: str = "") -> Plan:
+    """A job whose spec cannot run: Failed with every field error (nothing more is created)."""
     generation = body["metadata"].get("generation")
-    message = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
+    message = prefix + "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
     conditions = sm.set_condition(old.get("conditions") or [], sm.VALID, False, sm.REASON_INVALID_SPEC, message, now, generation)
     conditions = sm.set_condition(conditions, sm.FAILED, True, sm.REASON_INVALID_SPEC, message, now, generation)
     new = {**old, "phase": "Failed", "conditions": conditions, "observedGeneration": generation, "completionTime": now}
@@ -147,7 +147,12 @@ def _refuse_update(body: dict[str, Any], old: dict[str, Any], observed: Observed
     live_suspend = ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend")
     if isinstance(live_suspend, bool):
         accepted_spec = {**accepted, "runPolicy": {**accepted.get("runPolicy", {}), "suspend": live_suspend}}
-    job = parse_job({**body, "spec": accepted_spec})
+    try:
+        job = parse_job({**body, "spec": accepted_spec})
+    except SpecError as exc:
+        # The spec the job started with breaks a rule it passed then (an operator upgrade made the rules
+        # stricter): no later stage can be rendered from it, so the job ends here, saying so.
+        return _invalid(body, old, now, exc, prefix="the spec this job started with is no longer valid: ")
     return _advance(body, job, old, observed, now, settings, refusal=why)
 
 
@@ -184,11 +189,12 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
     """Walk the stages in order: keep succeeded ones, create or follow the current one, stop there."""
     meta = body["metadata"]
     generation = meta.get("generation")
+    base = old
     if not old.get("acceptedSpec"):
         # Starting now: times left by an earlier verdict (an invalid spec, since corrected) are not this run's.
-        old = {key: value for key, value in old.items() if key not in ("startTime", "completionTime")}
+        base = {key: value for key, value in old.items() if key not in ("startTime", "completionTime")}
     stages = stages_of(job.spec)
-    recorded = {s.get("name"): s for s in old.get("stages") or []}
+    recorded = {s.get("name"): s for s in base.get("stages") or []}
     entries: list[dict[str, Any]] = []
     phases: list[sm.StagePhase] = []
     for stage in stages:
@@ -200,7 +206,7 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
             continue
         mpijob = observed.get(name)
         if mpijob is None:
-            return Plan(old, actions=(CreateMPIJob(stage.name, render_mpijob(job, stage, settings)),))
+            return Plan(base, actions=(CreateMPIJob(stage.name, render_mpijob(job, stage, settings)),))
         if isinstance(mpijob, RefusedCreate):  # sending it again cannot help: fail with the server's reason
             refused = f"the API server refused MPIJob {name} ({mpijob.status}): {mpijob.message}"
             phases.append(sm.StagePhase("Failed", sm.REASON_REFUSED, refused))
@@ -220,9 +226,9 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
             break
         patch = _suspend_patch(job, mpijob)
         if patch is not None:
-            return Plan(old, actions=(patch,))
+            return Plan(base, actions=(patch,))
         phase = sm.stage_phase(mpijob)
-        if name in observed.waiting and phase.phase in ("Pending", "Created"):
+        if name in observed.waiting and phase.phase == "Created":
             phase = sm.StagePhase(phase.phase, sm.REASON_PODS_PENDING, observed.waiting[name])
         mpi_status = mpijob.get("status") or {}
         entry.update({"name": stage.name, "mpiJob": name, "phase": phase.phase})
@@ -236,14 +242,14 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
     phases += [sm.StagePhase("Pending", "NotCreated", "")] * (len(stages) - len(phases))
 
     state = sm.job_state(phases)
-    conditions = sm.phase_conditions(old.get("conditions") or [], state, now, generation)
+    conditions = sm.phase_conditions(base.get("conditions") or [], state, now, generation)
     if refusal is None:
         conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, True, sm.REASON_APPLIED, "spec applied", now, generation)
     else:
         conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, False, sm.REASON_IMMUTABLE, refusal, now, generation)
     current = stages[state.stage_index].name
     new = {
-        **old,
+        **base,
         **summary(job),
         "phase": state.phase,
         "currentStage": current,

@@ -25,9 +25,10 @@ class JobWriter:
     def __init__(self, api: MPIJobApi, events: EventSink) -> None:
         self.api = api
         self.events = events
-        #: The status last written for each job by this process. Only this writer writes status, so it is
-        #: newer than any body a queued watch event still carries (see :meth:`latest`).
-        self._written: dict[tuple[str, str], dict[str, Any]] = {}
+        #: The status last written for each job by this process, with the uid of the object it was written to.
+        #: Only this writer writes status, so it is newer than any body a queued watch event still carries
+        #: (see :meth:`latest`); the uid keeps a job re-created under the same name from inheriting it.
+        self._written: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {}
 
     @staticmethod
     def _key(body: dict[str, Any]) -> tuple[str, str]:
@@ -39,7 +40,10 @@ class JobWriter:
 
         A watch event queued while we were writing carries the status from before our write; deciding from it
         would repeat work already done (a second create, a second Event)."""
-        return self._written.get(self._key(body)) or body.get("status") or {}
+        uid, written = self._written.get(self._key(body), (None, None))
+        if written is not None and uid == (body.get("metadata") or {}).get("uid"):
+            return written
+        return body.get("status") or {}
 
     def forget(self, namespace: str, name: str) -> None:
         """The job was deleted: a job re-created under its name starts from its own status."""
@@ -84,7 +88,7 @@ class JobWriter:
             self.forget(namespace, meta["name"])
             return None  # the job was deleted meanwhile
         body["status"] = new
-        self._written[(namespace, meta["name"])] = new
+        self._written[(namespace, meta["name"])] = (meta.get("uid"), new)
         for event in events:
             self._post(body, event)
         log.info("status job=%s/%s phase=%s stage=%s", namespace, meta["name"], new.get("phase"), new.get("currentStage"))
