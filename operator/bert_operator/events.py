@@ -7,7 +7,6 @@ import logging
 import uuid
 from typing import Any
 
-import kubernetes
 
 from .api.presets import API_GROUP, API_VERSION, KIND
 from .kube import KubeApi
@@ -19,8 +18,7 @@ COMPONENT = "bert-operator"
 class EventRecorder:
     """Posts core/v1 Events (what `kubectl describe btj` lists)."""
 
-    def __init__(self, client: kubernetes.client.ApiClient, api: KubeApi) -> None:
-        self.core = kubernetes.client.CoreV1Api(client)
+    def __init__(self, api: KubeApi) -> None:
         self.api = api
 
     def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
@@ -44,5 +42,5 @@ class EventRecorder:
             "lastTimestamp": now.isoformat(),
             "count": 1,
         }
-        self.api._call("create", lambda: self.core.create_namespaced_event(namespace, event))
+        self.api._call("create", lambda: self.api.core.create_namespaced_event(namespace, event))
         log.info("event job=%s/%s type=%s reason=%s", namespace, meta.get("name"), kind, reason)

@@ -65,6 +65,7 @@ class KubeApi:
 
     def __init__(self, client: kubernetes.client.ApiClient, attempts: int = 6, backoff: float = 0.05) -> None:
         self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.core = kubernetes.client.CoreV1Api(client)
         self.auth = kubernetes.client.AuthenticationV1Api(client)
         self.attempts = attempts
         self.backoff = backoff
@@ -150,16 +151,14 @@ class KubeApi:
 
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         """Warning Events of a namespace, newest information included (the reconciler filters by object)."""
-        core = kubernetes.client.CoreV1Api(self.custom.api_client)
-        answer = self._call("list", lambda: core.list_namespaced_event(namespace, field_selector="type=Warning",
+        answer = self._call("list", lambda: self.core.list_namespaced_event(namespace, field_selector="type=Warning",
                                                                        _preload_content=False))
         return list(json.loads(answer.data).get("items") or [])
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A pod's metadata (labels, uid) as the API server has it; None if there is no such pod."""
-        core = kubernetes.client.CoreV1Api(self.custom.api_client)
         try:
-            pod = self._call("get", lambda: core.read_namespaced_pod(name, namespace, _preload_content=False))
+            pod = self._call("get", lambda: self.core.read_namespaced_pod(name, namespace, _preload_content=False))
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -48,7 +48,7 @@ class Runtime:
         api = KubeApi(client)
         reconciler = Reconciler(
             api=api,
-            events=EventRecorder(client, api),
+            events=EventRecorder(api),
             render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url,
                                            nccl_debug=settings.nccl_debug, progress_ca=settings.progress_ca()),
         )
