@@ -39,7 +39,8 @@ class InputRefused(yaml.YAMLError):
 
 
 def _check_graph(root: yaml.Node) -> None:
-    """Depth, expanded size, integer digits and scalar length of a composed document, aliases included.
+    """Depth, expanded size, duplicate keys, integer digits and scalar length of a composed document, aliases
+    included.
 
     Iterative (no recursion to exhaust) and memoised per node, so an alias bomb is
     measured in time linear in the text, not in what it would expand to."""
@@ -66,9 +67,21 @@ def _check_graph(root: yaml.Node) -> None:
             _check_scalar(node)
             sizes[key] = 1
             continue
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node)
         on_path.add(key)
         stack.append((node, depth, True))
         stack.extend((child, depth + 1, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _check_unique_keys(mapping: yaml.MappingNode) -> None:
+    """A key written twice in one mapping is refused (YAML 1.2 forbids it; PyYAML keeps the last silently)."""
+    keys: set[str] = set()
+    for key, _ in mapping.value:
+        if isinstance(key, yaml.ScalarNode):
+            if key.value in keys:
+                raise InputRefused(f"key {key.value[:100]!r} appears twice in one mapping", key.start_mark)
+            keys.add(key.value)
 
 
 def _children(node: yaml.Node) -> Iterator[yaml.Node]:
@@ -89,24 +102,6 @@ def _check_scalar(node: yaml.ScalarNode) -> None:
             raise InputRefused(f"an integer of {digits} digits; at most {MAX_INT_DIGITS} are allowed", node.start_mark)
 
 
-def _check_unique_keys(node: yaml.Node) -> None:
-    """A key written twice in one mapping is refused (YAML 1.2 forbids it; PyYAML keeps the last silently)."""
-    stack, seen_nodes = [node], set()
-    while stack:
-        current = stack.pop()
-        if id(current) in seen_nodes:
-            continue
-        seen_nodes.add(id(current))
-        if isinstance(current, yaml.MappingNode):
-            keys: set[str] = set()
-            for key, _ in current.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in keys:
-                        raise InputRefused(f"key {key.value[:100]!r} appears twice in one mapping", key.start_mark)
-                    keys.add(key.value)
-        stack.extend(_children(current))
-
-
 def load_all(text: str) -> list[Any]:
     """Every document of `text`, each checked before it is constructed; raises yaml.YAMLError (or InputRefused)."""
     loader = _BASE_LOADER(text)
@@ -117,7 +112,6 @@ def load_all(text: str) -> list[Any]:
             if node is None:
                 continue
             _check_graph(node)
-            _check_unique_keys(node)
             documents.append(loader.construct_document(node))
     except RecursionError:  # the composer recurses once per level: far deeper than MAX_DEPTH
         raise InputRefused(f"nested deeper than {MAX_DEPTH} levels", None) from None
