@@ -39,7 +39,7 @@ class FakeCluster:
         #: MPIJob names whose create the API server refuses (422), with its message.
         self.refuse: dict[str, str] = {}
         #: Warning Events of the namespace, as the MPI Operator and the scheduler post them.
-        self.warnings: list[dict[str, Any]] = []
+        self.warnings: list[dict[str, Any]] | None = []
 
     # MPIJobApi
     def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -70,6 +70,8 @@ class FakeCluster:
 
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         self.calls.append(("list", "events", namespace))
+        if self.warnings is None:
+            raise PermissionError("events is forbidden: cannot list resource events")  # an install without the RBAC
         return copy.deepcopy(self.warnings)
 
     # EventSink
@@ -559,3 +561,11 @@ def test_an_accepted_spec_that_no_longer_passes_the_rules_fails_the_job_with_a_s
     assert body["status"]["phase"] == "Failed" and failed["reason"] == "InvalidSpec"
     assert failed["message"].startswith("the spec this job started with is no longer valid: spec.queueName:")
     assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Warning", "InvalidSpec")]
+
+
+def test_unreadable_warning_events_do_not_stop_the_job(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE)
+    cluster.warnings = None
+    cluster.set_conditions("j-glue", "Created")
+    reconciler.reconcile(body)
+    assert ("list", "events", "ml") in cluster.calls and body["status"]["phase"] == "Created"

@@ -9,12 +9,15 @@ event that woke us) is used as is.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from ..status import stage_phase
 from .ports import MPIJobApi
+
+log = logging.getLogger("bert_operator.reconcile")
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,11 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
                       if isinstance(mpijob, dict) and stage_phase(mpijob).phase == WAITING_PHASE]
     waiting: dict[str, str] = {}
     if waiting_stages:
-        events = api.list_warning_events(namespace)
+        try:
+            events = api.list_warning_events(namespace)
+        except Exception as exc:  # why a stage waits is a courtesy: never let reading it stop the job (RBAC, 5xx)
+            log.warning("warning events unreadable namespace=%s error=%s", namespace, type(exc).__name__)
+            events = []
         for name in waiting_stages:
             reason = why_waiting(events, name)
             if reason:
