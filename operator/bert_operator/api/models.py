@@ -343,6 +343,14 @@ class RunPolicySpec(ApiModel):
     active_deadline_seconds: int | None = Field(None, ge=1, description="Seconds a stage may run before it is failed.")
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
     clean_pod_policy: CleanPodPolicy = Field("Running", description="Pods to delete when a stage ends: None, Running or All. Default Running.")
+    max_restarts: int = Field(
+        3, ge=0, le=100,
+        description=(
+            "Times the operator re-creates a stage whose MPIJob failed for an infrastructure reason (a pod evicted or "
+            "preempted, a node lost), with exponential backoff; the trainer resumes from its newest checkpoint. A "
+            "failure of the job's own making (bad input, a trainer error) is never retried. Default 3."
+        ),
+    )
 
 
 class BertTrainingJobSpec(ApiModel):
@@ -361,7 +369,17 @@ class BertTrainingJobSpec(ApiModel):
     image_pull_policy: PullPolicy = Field("IfNotPresent", description="Always, IfNotPresent or Never. Default IfNotPresent.")
     image_pull_secrets: list[DnsSubdomain] = Field(default_factory=list, description="Secret names for pulling the image.")
     run_policy: RunPolicySpec = Field(default_factory=RunPolicySpec, description="Retry, deadline, cleanup and suspend settings.")
-    queue_name: DnsSubdomain | None = Field(None, description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label.")
+    queue_name: DnsSubdomain | None = Field(
+        None,
+        description=(
+            "Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label. Each stage's MPIJob is then created suspended "
+            "and Kueue decides when it runs (runPolicy.suspend deactivates the Kueue Workload instead)."
+        ),
+    )
+    workload_priority_class_name: DnsSubdomain | None = Field(
+        None,
+        description="Kueue WorkloadPriorityClass (only with queueName); sets the kueue.x-k8s.io/priority-class label.",
+    )
 
 
 class ObjectMeta(BaseModel):

@@ -80,6 +80,10 @@ def _check_pods(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
         yield from type_errors("affinity-v1", resources.affinity, "spec.resources.affinity")
     if spec.queue_name is not None:
         yield from check_label_value("spec.queueName", spec.queue_name)  # it becomes the queue-name label
+    if spec.workload_priority_class_name is not None:
+        if spec.queue_name is None:
+            yield FieldError("spec.workloadPriorityClassName", "only applies with queueName (a Kueue WorkloadPriorityClass)")
+        yield from check_label_value("spec.workloadPriorityClassName", spec.workload_priority_class_name)
 
 
 def _check_inputs(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[FieldError]:

@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from ..contract import PROGRESS_FIELDS
 
-JobPhase = Literal["Pending", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
+JobPhase = Literal["Pending", "Queued", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
 
 class StatusModel(BaseModel):
@@ -64,12 +64,17 @@ class StageStatus(StatusModel):
     phase: JobPhase | None = None
     start_time: str | None = None
     completion_time: str | None = None
+    restarts: int | None = Field(None, description="Times the operator re-created this stage's MPIJob after an infrastructure failure.")
+    last_restart_reason: str | None = Field(None, description="Why the stage was last restarted, e.g. 'pod j-phase1-worker-1: Evicted: ...'.")
+    last_restart_time: str | None = Field(None, description="When the failed MPIJob of the last restart was deleted.")
+    restarted_mpi_job_uid: str | None = Field(
+        None, description="uid of the failed MPIJob the last restart replaced (so one failure is counted once).")
 
 
 class BertTrainingJobStatus(StatusModel):
     """Observed state of a BertTrainingJob."""
 
-    phase: JobPhase | None = Field(None, description="Pending, Created, Running, Restarting, Suspended, Succeeded or Failed.")
+    phase: JobPhase | None = Field(None, description="Pending, Queued (waiting for Kueue), Created, Running, Restarting, Suspended, Succeeded or Failed.")
     task: str | None = Field(None, description="pretrain, squad, glue or prepareData.")
     model: str | None = Field(None, description="Model preset.")
     workers: int | None = None
