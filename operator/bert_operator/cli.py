@@ -106,7 +106,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             trainer_image=args.trainer_image, kubeconfig=args.kubeconfig, liveness_port=args.liveness_port,
             metrics_port=args.metrics_port, progress_port=args.progress_port, progress_url=args.progress_url,
             resync_seconds=args.resync_seconds, webhook_port=args.webhook_port, webhook_cert_dir=args.webhook_cert_dir,
-            progress_cert_dir=args.progress_cert_dir,
+            progress_cert_dir=args.progress_cert_dir, restart_backoff_seconds=args.restart_backoff_seconds,
         )
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="serve the progress endpoint over HTTPS with tls.crt and tls.key from this folder (its ca.crt, "
                                "or tls.crt, is given to the trainer pods to verify it); env BERTOP_PROGRESS_CERT_DIR")
     operator.add_argument("--resync-seconds", type=float, default=None, help="safety-net resync period (default 60)")
+    operator.add_argument("--restart-backoff-seconds", type=float, default=None,
+                          help="wait before re-creating a stage that failed for an infrastructure reason, doubling per "
+                               "restart (default 10, at most BERTOP_RESTART_BACKOFF_MAX_SECONDS, 360); env "
+                               "BERTOP_RESTART_BACKOFF_SECONDS")
     operator.add_argument("--webhook-port", type=int, default=None,
                           help="serve the validating admission webhook (HTTPS) on this port (default 0: off); env BERTOP_WEBHOOK_PORT")
     operator.add_argument("--webhook-cert-dir", default=None,

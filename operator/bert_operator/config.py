@@ -59,6 +59,10 @@ class OperatorSettings:
     progress_cert_dir: str | None = None
     #: NCCL_DEBUG on every trainer rank (NCCL's levels); INFO prints topology and transports per rank.
     nccl_debug: str = DEFAULT_NCCL_DEBUG
+    #: Seconds before the first re-creation of a stage that failed for an infrastructure reason (doubling per
+    #: restart, at most restart_backoff_max_seconds).
+    restart_backoff_seconds: float = 10.0
+    restart_backoff_max_seconds: float = 360.0
 
     def progress_ca(self) -> str | None:
         """The PEM trainer pods verify the progress endpoint with: the Secret's ca.crt, else tls.crt itself."""
@@ -88,6 +92,8 @@ class OperatorSettings:
             "progress_stale_seconds": _env_number(env, "BERTOP_PROGRESS_STALE_SECONDS", float, 600.0),
             "nccl_debug": env.get("BERTOP_NCCL_DEBUG") or DEFAULT_NCCL_DEBUG,
             "progress_cert_dir": env.get("BERTOP_PROGRESS_CERT_DIR") or None,
+            "restart_backoff_seconds": _env_number(env, "BERTOP_RESTART_BACKOFF_SECONDS", float, 10.0),
+            "restart_backoff_max_seconds": _env_number(env, "BERTOP_RESTART_BACKOFF_MAX_SECONDS", float, 360.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
         settings = cls(**values)  # type: ignore[arg-type]
@@ -105,7 +111,9 @@ class OperatorSettings:
             if port:
                 _check_free(flag, port)
         for flag, seconds in (("--resync-seconds (BERTOP_RESYNC_SECONDS)", self.resync_seconds),
-                              ("BERTOP_PROGRESS_STALE_SECONDS", self.progress_stale_seconds)):
+                              ("BERTOP_PROGRESS_STALE_SECONDS", self.progress_stale_seconds),
+                              ("--restart-backoff-seconds (BERTOP_RESTART_BACKOFF_SECONDS)", self.restart_backoff_seconds),
+                              ("BERTOP_RESTART_BACKOFF_MAX_SECONDS", self.restart_backoff_max_seconds)):
             if seconds <= 0:
                 raise SettingsError(f"{flag}: must be positive, got {seconds}")
         if self.nccl_debug not in NCCL_DEBUG_LEVELS:

@@ -69,7 +69,7 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     # Our own status writes come back as MODIFIED events; they carry nothing new. MPIJob changes
     # arrive through mpijob_event, missed ones through the resync.
     if not runtime.reconciler.is_current(job):
-        runtime.reconciler.reconcile(job)
+        runtime.reconcile(job)
 
 
 @kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})
@@ -79,9 +79,9 @@ def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
     if job is None:
         return
     if event["type"] == "DELETED":  # gone: a job waiting for it (or missing it) reads again and goes on
-        runtime.reconciler.reconcile(job)
+        runtime.reconcile(job)
     else:
-        runtime.reconciler.reconcile(job, observed=plain(body))
+        runtime.reconcile(job, observed=plain(body))
 
 
 def register_webhook(registry: kopf.OperatorRegistry | None = None) -> None:

@@ -16,6 +16,8 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 
 from .api.presets import API_GROUP, API_VERSION, PLURAL
+from .contract import JOB_NAME_LABEL, STAGE_LABEL
+from .kueue import JOB_UID_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION
 from .metrics import API_ERRORS, API_REQUESTS
 from .reconcile.ports import Rejected
 
@@ -133,6 +135,48 @@ class KubeApi:
     def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self._call("patch", lambda: self.custom.patch_namespaced_custom_object(
             MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, name, patch))
+
+    def delete_mpijob(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        """Delete the MPIJob of `uid` in the foreground: it stays (with deletionTimestamp) until the garbage collector
+        has removed its pods, launcher Job and Services, so a stage re-created under the same name never meets
+        the old pods. None once it is gone; a 409 (the name holds another uid by now) counts as gone."""
+        options = kubernetes.client.V1DeleteOptions(propagation_policy="Foreground",
+                                                    preconditions=kubernetes.client.V1Preconditions(uid=uid))
+        try:
+            answer = self._call("delete", lambda: self.custom.delete_namespaced_custom_object(
+                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, name, body=options, _preload_content=False))
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return None
+            raise
+        left = json.loads(answer.data or b"{}")
+        # An object that is still there comes back as itself; one deleted at once as a Status.
+        return left if left.get("kind") == "MPIJob" and (left.get("metadata") or {}).get("deletionTimestamp") else None
+
+    def list_stage_pods(self, namespace: str, job: str, stage: str) -> list[dict[str, Any]]:
+        selector = f"{JOB_NAME_LABEL}={job},{STAGE_LABEL}={stage}"
+        answer = self._call("list", lambda: self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                                          _preload_content=False))
+        return list(json.loads(answer.data).get("items") or [])
+
+    # ----------------------------------------------------------- Kueue Workloads
+
+    def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
+        try:
+            answer = self._call("list", lambda: self.custom.list_namespaced_custom_object(
+                WORKLOAD_GROUP, WORKLOAD_VERSION, namespace, WORKLOAD_PLURAL,
+                label_selector=f"{JOB_UID_LABEL}={mpijob_uid}"))
+        except ApiException as exc:
+            if exc.status == 404:  # Kueue is not installed
+                return None
+            raise
+        items = answer.get("items") or []
+        # Kueue keeps one Workload per job; when it replaces one, the newest is the one it acts on.
+        return max(items, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or "")) if items else None
+
+    def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._call("patch", lambda: self.custom.patch_namespaced_custom_object(
+            WORKLOAD_GROUP, WORKLOAD_VERSION, namespace, WORKLOAD_PLURAL, name, patch))
 
     # -------------------------------------------------------- BertTrainingJobs
 

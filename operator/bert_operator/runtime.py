@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -19,6 +20,7 @@ from .metrics import JOBS_BY_PHASE
 from .progress import ProgressEndpoint, staleness_patch
 from .contract import utc_now
 from .reconcile import Reconciler
+from .reconcile.recovery import RecoverySettings, seconds_until_due
 from .render import RenderSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class Runtime:
     reconciler: Reconciler
     progress: ProgressEndpoint
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: One timer per job with a restart waiting out its backoff: it reconciles the job when the restart is due.
+    timers: dict[tuple[str, str], threading.Timer] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> "Runtime":
@@ -51,6 +55,7 @@ class Runtime:
             events=EventRecorder(api),
             render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url,
                                            nccl_debug=settings.nccl_debug, progress_ca=settings.progress_ca()),
+            recovery=RecoverySettings(settings.restart_backoff_seconds, settings.restart_backoff_max_seconds),
         )
         return cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now))
 
@@ -74,6 +79,36 @@ class Runtime:
     def forget(self, namespace: str, name: str) -> None:
         self.jobs.pop((namespace, name), None)
         self.reconciler.forget(namespace, name)
+        timer = self.timers.pop((namespace, name), None)
+        if timer is not None:
+            timer.cancel()
+
+    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> None:
+        """Reconcile a job now, and again when a restart it waits for is due (no watch event will say so)."""
+        self.reconciler.reconcile(body, observed)
+        self._wake_for_restart(body)
+
+    def _wake_for_restart(self, body: dict[str, Any]) -> None:
+        now = datetime.datetime.now(tz=datetime.timezone.utc)
+        delay = seconds_until_due(body.get("status") or {}, now, self.reconciler.recovery)
+        meta = body["metadata"]
+        key = (meta.get("namespace", "default"), meta["name"])
+        if delay is None or (key in self.timers and self.timers[key].is_alive()):
+            return
+        timer = threading.Timer(delay + 1.0, self._due, args=key)  # +1 s: status times are to the second
+        timer.daemon = True
+        self.timers[key] = timer
+        timer.start()
+
+    def _due(self, namespace: str, name: str) -> None:
+        self.timers.pop((namespace, name), None)
+        body = self.jobs.get((namespace, name))
+        if body is None:
+            return
+        try:
+            self.reconcile(body)
+        except Exception:
+            log.exception("restart reconcile failed job=%s/%s", namespace, name)
 
     def known(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.jobs.get((namespace, name))
@@ -88,7 +123,7 @@ class Runtime:
         now = datetime.datetime.now(tz=datetime.timezone.utc)
         for (namespace, name), body in list(self.jobs.items()):
             try:
-                self.reconciler.reconcile(body)
+                self.reconcile(body)
                 patch = staleness_patch(body.get("status") or {}, now, self.settings.progress_stale_seconds)
                 if patch:
                     with self.reconciler.lock(namespace, name):
@@ -96,7 +131,7 @@ class Runtime:
             except Exception:
                 log.exception("resync failed job=%s/%s", namespace, name)
         phases = Counter((body.get("status") or {}).get("phase") or "Pending" for body in self.jobs.values())
-        for phase in ("Pending", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"):
+        for phase in ("Pending", "Queued", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"):
             JOBS_BY_PHASE.labels(phase=phase).set(phases.get(phase, 0))
 
     async def resync_forever(self) -> None:

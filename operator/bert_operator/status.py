@@ -6,12 +6,17 @@ and the reconciler only decides whether to write the result.
 | MPIJob condition (latest True)  | stage phase  |
 | ------------------------------- | ------------ |
 | none yet                        | Pending      |
+| (suspended by Kueue)            | Queued       |
 | Created                         | Created      |
 | Running                         | Running      |
 | Restarting                      | Restarting   |
 | Suspended                       | Suspended    |
 | Succeeded                       | Succeeded    |
 | Failed                          | Failed       |
+
+A queued job's stage whose MPIJob Kueue holds suspended is Queued (reconcile/plan.py, with the reason from
+its Kueue Workload, bert_operator.kueue); a stage whose MPIJob failed for an infrastructure reason is
+Restarting until it is created again (reconcile/failures.py, recovery.py).
 
 The job's phase is its current stage's phase, except that a succeeded
 stage with a stage after it is not the end: the job goes on (`Created` for
@@ -30,6 +35,8 @@ TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 # Condition types and reasons this operator writes on a BertTrainingJob.
 VALID = "Valid"
 CREATED = "Created"
+#: True while Kueue holds the current stage (its MPIJob suspended, not by the user), with Kueue's reason.
+QUEUED = "Queued"
 RUNNING = "Running"
 SUSPENDED = "Suspended"
 RESTARTING = "Restarting"
@@ -48,6 +55,12 @@ REASON_NAME_CONFLICT = "MPIJobNameConflict"
 REASON_REFUSED = "MPIJobRefused"
 REASON_WAITING_FOR_OLD_MPIJOB = "WaitingForOldMPIJob"
 REASON_PODS_PENDING = "PodsPending"
+#: A failed stage's MPIJob was deleted and is made again after a backoff.
+REASON_RESTART_SCHEDULED = "RestartScheduled"
+#: The Warning Event of each restart.
+REASON_STAGE_RESTARTED = "StageRestarted"
+#: A stage failed for an infrastructure reason once more than runPolicy.maxRestarts allows.
+REASON_RESTART_LIMIT = "RestartLimitExceeded"
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
 WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
 
@@ -135,6 +148,7 @@ def job_state(stage_phases: list[StagePhase]) -> JobState:
 
 #: The condition each phase makes True; the others of this set become False.
 PHASE_CONDITIONS = {
+    "Queued": QUEUED,
     "Created": CREATED,
     "Running": RUNNING,
     "Restarting": RESTARTING,
@@ -149,8 +163,8 @@ def phase_conditions(
 ) -> list[dict[str, Any]]:
     """Set the lifecycle conditions for `state`.
 
-    Created stays True once a stage was created; Running, Restarting and
-    Suspended reflect the present; Succeeded and Failed are final.
+    Created stays True once a stage was created; Queued, Running, Restarting
+    and Suspended reflect the present; Succeeded and Failed are final.
     """
     out = set_condition(conditions, VALID, True, REASON_VALID_SPEC, "spec is valid", now, generation)
     created = state.phase != "Pending" or condition_of({"conditions": conditions}, CREATED) is not None
@@ -173,17 +187,20 @@ def _ready(conditions: list[dict[str, Any]], state: JobState, now: str, generati
     False with the phase once it is neither (only after it was first set, so a new job's list stays short)."""
     if state.phase == "Running":
         return set_condition(conditions, READY, True, "Running", "the current stage is running", now, generation)
-    if state.reason in WAITING_REASONS:
+    if state.reason in WAITING_REASONS or state.phase == "Queued":
         return set_condition(conditions, READY, False, state.reason, state.message, now, generation)
     if condition_of({"conditions": conditions}, READY) is not None:
         return set_condition(conditions, READY, False, state.phase, f"job is {state.phase}", now, generation)
     return conditions
 
 
-def event_for_transition(old_phase: str | None, new_phase: str, stage: str, message: str) -> tuple[str, str, str] | None:
-    """(type, reason, message) of the Event a phase change deserves, or None when nothing changed."""
+def event_for_transition(old_phase: str | None, new_phase: str, stage: str, message: str,
+                         reason: str = "") -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event a phase change deserves, or None when nothing changed; a Warning for a
+    failure, a restart and a preemption (queued again after Kueue evicted the stage)."""
     if old_phase == new_phase:
         return None
-    kind = "Warning" if new_phase in ("Failed", "Restarting") else "Normal"
+    warning = new_phase in ("Failed", "Restarting") or (new_phase == "Queued" and reason == "Evicted")
+    kind = "Warning" if warning else "Normal"
     text = f"{stage}: {old_phase or 'New'} -> {new_phase}" + (f": {message}" if message else "")
     return kind, new_phase, text

@@ -40,6 +40,13 @@ class FakeCluster:
         self.refuse: dict[str, str] = {}
         #: Warning Events of the namespace, as the MPI Operator and the scheduler post them.
         self.warnings: list[dict[str, Any]] | None = []
+        #: Pods of the namespace (what a label-selected list of a stage's pods answers from).
+        self.pods: list[dict[str, Any]] = []
+        #: Kueue Workloads by name, as Kueue makes them (labelled with their MPIJob's uid).
+        self.workloads: dict[str, dict[str, Any]] = {}
+        #: Whether a delete leaves the MPIJob in place with a deletionTimestamp (foreground: its pods go first).
+        self.foreground = True
+        self._uids = 0
 
     # MPIJobApi
     def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -54,14 +61,43 @@ class FakeCluster:
             raise Rejected(422, self.refuse[name])
         if name in self.mpijobs:
             return copy.deepcopy(self.mpijobs[name]), False
-        self.mpijobs[name] = copy.deepcopy(body)
-        return copy.deepcopy(body), True
+        self._uids += 1
+        created = copy.deepcopy(body)
+        created["metadata"]["uid"] = f"mpijob-uid-{self._uids}"
+        self.mpijobs[name] = created
+        return copy.deepcopy(created), True
 
     def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("patch", "mpijobs", name))
         target = self.mpijobs[name]
         target["spec"]["runPolicy"] = {**target["spec"].get("runPolicy", {}), **patch["spec"]["runPolicy"]}
         return copy.deepcopy(target)
+
+    def delete_mpijob(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        self.calls.append(("delete", "mpijobs", name))
+        target = self.mpijobs.get(name)
+        if target is None or target["metadata"]["uid"] != uid:
+            return None
+        if not self.foreground:
+            del self.mpijobs[name]
+            return None
+        target["metadata"]["deletionTimestamp"] = NOW
+        return copy.deepcopy(target)
+
+    def list_stage_pods(self, namespace: str, job: str, stage: str) -> list[dict[str, Any]]:
+        self.calls.append(("list", "pods", f"{job}/{stage}"))
+        return [copy.deepcopy(p) for p in self.pods if p["metadata"].get("labels") == {
+            "bertoperator.io/job-name": job, "bertoperator.io/stage": stage}]
+
+    def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
+        self.calls.append(("list", "workloads", mpijob_uid))
+        found = [w for w in self.workloads.values() if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == mpijob_uid]
+        return copy.deepcopy(found[0]) if found else None
+
+    def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch", "workloads", name))
+        self.workloads[name]["spec"].update(patch["spec"])
+        return copy.deepcopy(self.workloads[name])
 
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         self.calls.append(("patch", "status", name))
@@ -175,6 +211,7 @@ def test_each_mpijob_condition_gives_the_job_its_phase(reconciler: Reconciler, c
     status = body["status"]
     assert status["phase"] == phase and status["stages"][0]["phase"] == phase
     why = [("list", "events", "ml")] if phase == "Created" else []  # pods may be missing: read why
+    why += [("list", "pods", "j/glue")] if phase == "Failed" else []  # the pods say whether to restart it
     if event is None:
         assert cluster.calls == [("get", "mpijobs", "j-glue"), *why] and cluster.events == []
         return

@@ -178,9 +178,21 @@ def job_body(job: BertTrainingJob, status: dict[str, Any]) -> dict[str, Any]:
             "spec": normalized_spec(job), "status": status}
 
 
+def without_queue(job: BertTrainingJob) -> BertTrainingJob:
+    """The job as this machine runs it: no Kueue here to admit a queued MPIJob, so it is not queued (on a
+    cluster without Kueue it would wait suspended for ever)."""
+    if job.spec.queue_name is None and job.spec.workload_priority_class_name is None:
+        return job
+    spec = job.spec.model_copy(update={"queue_name": None, "workload_priority_class_name": None})
+    return job.model_copy(update={"spec": spec})
+
+
 def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, interrupt: Interrupt) -> LocalRun:
     """Run one job to Succeeded, Failed or an interrupt; returns its final status."""
     name = job.metadata.name
+    if job.spec.queue_name:
+        display.line(f"{name}: spec.queueName {job.spec.queue_name!r} ignored: no Kueue on this machine, it runs at once")
+        job = without_queue(job)
     job_dir = (options.workdir / job.metadata.namespace / name).resolve()
     volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir)
     outputs = volumes.local_uri(job.spec.output.uri)

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ class LocalStages:
             if name in self.runs:
                 return copy.deepcopy(self.runs[name].mpijob), False
             mpijob = copy.deepcopy(body)
+            mpijob["metadata"]["uid"] = str(uuid.uuid4())  # as the API server gives every object
             mpijob["status"] = {"conditions": []}
             run = StageRun(mpijob, self.job_dir / f"{name}.log")
             self.runs[name] = run
@@ -89,6 +91,26 @@ class LocalStages:
         spec is fixed for the whole run (a suspended job is rendered suspended and never starts), so
         this cannot happen here; say so rather than pretend to apply it."""
         raise NotImplementedError(f"MPIJob {namespace}/{name}: a local run's spec does not change while it runs")
+
+    def delete_mpijob(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        """The reconciler deletes only a stage that failed for an infrastructure reason, which local processes do
+        not report (their failures are the job's own, or an interrupt); a finished stage has no process left."""
+        with self.lock:
+            run = self.runs.get(name)
+            if run is not None and (run.mpijob.get("metadata") or {}).get("uid") == uid:
+                del self.runs[name]
+        return None
+
+    def list_stage_pods(self, namespace: str, job: str, stage: str) -> list[dict[str, Any]]:
+        """No pods here; a failed local stage is judged by its condition (the exit code and error line)."""
+        return []
+
+    def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
+        """No Kueue here (a local run drops queueName)."""
+        return None
+
+    def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError(f"Workload {namespace}/{name}: there is no Kueue in a local run")
 
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         """Local processes start at once or fail with their log: nothing waits for a scheduler."""

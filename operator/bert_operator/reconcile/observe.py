@@ -4,7 +4,10 @@ Which MPIJobs that is follows from the job's recorded status alone (no spec
 parsing): the stages recorded with an MPIJob that had not succeeded yet. A stage
 never created has nothing to read; the plan creates it, and a 409 adopts an
 MPIJob that exists after all. An MPIJob the caller already holds (the watch
-event that woke us) is used as is.
+event that woke us) is used as is. What the MPIJobs read say decides the rest:
+the Warning Events of a stage that waits for pods, the pods of a stage whose
+failure was not judged yet (the cause decides a restart), the Kueue Workload
+of a queued stage that is suspended or that the user suspends.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
-from ..status import stage_phase
+from .. import kueue
+from ..status import TERMINAL_PHASES, stage_phase
 from .ports import MPIJobApi
 
 log = logging.getLogger("bert_operator.reconcile")
@@ -30,19 +34,31 @@ class RefusedCreate:
 
 
 @dataclass(frozen=True)
+class Deleted:
+    """What a delete answered when the MPIJob was gone at once (no dependents left to wait for): the MPIJob as it
+    was before, so that the plan still knows which failure it deleted."""
+
+    mpijob: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Observed:
-    """What the next decision depends on: MPIJobs by name (None: looked up and not found; RefusedCreate: creating
-    it was refused), and for stages that wait, the newest Warning that says why (by MPIJob name)."""
+    """What the next decision depends on, by MPIJob name: the MPIJobs (None: looked up and not found;
+    RefusedCreate: creating it was refused; Deleted: deleted by this reconcile); for stages that wait, the newest
+    Warning that says why; for failed stages not judged yet, their pods; for queued stages, their Kueue Workload
+    (None: Kueue has made none, or Kueue is not installed)."""
 
     mpijobs: Mapping[str, Any] = field(default_factory=dict)
     waiting: Mapping[str, str] = field(default_factory=dict)
+    pods: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    workloads: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
         return self.mpijobs.get(name)
 
-    def with_answers(self, answers: Mapping[str, Any]) -> "Observed":
-        """This observation after MPIJob writes, with the API server's answers in place of what was read."""
-        return replace(self, mpijobs={**self.mpijobs, **answers})
+    def with_answers(self, mpijobs: Mapping[str, Any], workloads: Mapping[str, Any] | None = None) -> "Observed":
+        """This observation after writes, with the API server's answers in place of what was read."""
+        return replace(self, mpijobs={**self.mpijobs, **mpijobs}, workloads={**self.workloads, **(workloads or {})})
 
 
 def names_to_read(status: Mapping[str, Any]) -> list[str]:
@@ -63,7 +79,7 @@ def _when(event: Mapping[str, Any]) -> str:
                or event.get("firstTimestamp") or "")
 
 
-def _is_pod_of(pod: str, mpijob: str) -> bool:
+def is_pod_of(pod: str, mpijob: str) -> bool:
     """The MPI Operator's pod names: `<mpijob>-worker-<n>` and the launcher Job's `<mpijob>-launcher-<suffix>`
     (a prefix test alone would take job `a-glue`'s pods for job `a`'s stage `glue`'s)."""
     rest = pod[len(mpijob) + 1:] if pod.startswith(f"{mpijob}-") else ""
@@ -83,7 +99,7 @@ def why_waiting(events: Iterable[Mapping[str, Any]], mpijob: str) -> str | None:
         kind, name = involved.get("kind"), str(involved.get("name") or "")
         if event.get("type") != "Warning":
             continue
-        if (kind == "MPIJob" and name == mpijob) or (kind == "Pod" and _is_pod_of(name, mpijob)):
+        if (kind == "MPIJob" and name == mpijob) or (kind == "Pod" and is_pod_of(name, mpijob)):
             relevant.append(event)
     if not relevant:
         return None
@@ -93,16 +109,54 @@ def why_waiting(events: Iterable[Mapping[str, Any]], mpijob: str) -> str | None:
     return text[:500]
 
 
+def _unjudged_failures(status: Mapping[str, Any], mpijobs: Mapping[str, Any]) -> dict[str, str]:
+    """Failed MPIJobs whose failure the status has not counted yet, with their stage's name."""
+    out = {}
+    for entry in status.get("stages") or []:
+        mpijob = mpijobs.get(entry.get("mpiJob") or "")
+        if not isinstance(mpijob, dict) or stage_phase(mpijob).phase != "Failed" or entry.get("phase") == "Failed":
+            continue
+        if (mpijob.get("metadata") or {}).get("uid") != entry.get("restartedMpiJobUid"):
+            out[entry["mpiJob"]] = entry["name"]
+    return out
+
+
+def _needs_workload(mpijob: Any, user_suspend: bool) -> bool:
+    """A queued, unfinished MPIJob that Kueue holds (why?) or that the user suspends (its Workload is deactivated)."""
+    if not isinstance(mpijob, dict) or not kueue.is_queued(mpijob) or not (mpijob.get("metadata") or {}).get("uid"):
+        return False
+    phase = stage_phase(mpijob).phase
+    return phase not in TERMINAL_PHASES and (kueue.suspended(mpijob) or phase == "Suspended" or user_suspend)
+
+
 def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None = None) -> Observed:
-    """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; and, while a stage is
-    Created but not running, the Warning Events of its namespace (one list) that may say why."""
-    namespace = (body.get("metadata") or {}).get("namespace", "default")
+    """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; while a stage is
+    Created but not running, the Warning Events of its namespace (one list) that may say why; the pods of a stage
+    that failed (one list); the Workload of a queued stage Kueue holds or the user suspends (one list)."""
+    meta = body.get("metadata") or {}
+    namespace = meta.get("namespace", "default")
+    status = body.get("status") or {}
     mpijobs: dict[str, Any] = {}
     if held is not None:
         mpijobs[held["metadata"]["name"]] = held
-    for name in names_to_read(body.get("status") or {}):
+    for name in names_to_read(status):
         if name not in mpijobs:
             mpijobs[name] = api.get_mpijob(namespace, name)
+    pods: dict[str, list[dict[str, Any]]] = {}
+    for name, stage in _unjudged_failures(status, mpijobs).items():
+        try:
+            pods[name] = api.list_stage_pods(namespace, meta.get("name", ""), stage)
+        except Exception as exc:  # judged from the MPIJob's condition alone (an install without pods: list)
+            log.warning("pods unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
+    user_suspend = ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend") is True
+    workloads: dict[str, dict[str, Any] | None] = {}
+    for name, mpijob in mpijobs.items():
+        if _needs_workload(mpijob, user_suspend):
+            try:
+                workloads[name] = api.find_workload(namespace, mpijob["metadata"]["uid"])
+            except Exception as exc:  # why a stage is queued is a courtesy: Kueue's API may be absent or refused
+                log.warning("workload unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
+                workloads[name] = None
     waiting_stages = [name for name, mpijob in mpijobs.items()
                       if isinstance(mpijob, dict) and stage_phase(mpijob).phase == WAITING_PHASE]
     waiting: dict[str, str] = {}
@@ -116,4 +170,4 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             reason = why_waiting(events, name)
             if reason:
                 waiting[name] = reason
-    return Observed(mpijobs, waiting)
+    return Observed(mpijobs, waiting, pods, workloads)

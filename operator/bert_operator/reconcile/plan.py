@@ -19,13 +19,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .. import kueue
 from .. import status as sm
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
 from ..api.presets import KIND
+from ..api.stages import Stage
 from ..render import RenderSettings, render_mpijob
 from ..tasks import stages_of, task_of
-from .observe import Observed, RefusedCreate
+from .failures import classify
+from .observe import Deleted, Observed, RefusedCreate
+from .recovery import RecoverySettings, due_at, format_time, parse_time, pending_restart
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,34 @@ class CreateMPIJob:
 
 @dataclass(frozen=True)
 class PatchMPIJob:
-    """Merge-patch a stage's MPIJob (the only one: passing runPolicy.suspend on)."""
+    """Merge-patch a stage's MPIJob (the only one: passing runPolicy.suspend on, for a job without a queue)."""
 
     namespace: str
     name: str
     patch: dict[str, Any]
 
 
-Action = CreateMPIJob | PatchMPIJob
+@dataclass(frozen=True)
+class DeleteMPIJob:
+    """Delete a stage's failed MPIJob (that uid only, its pods first) so that the stage can be created again."""
+
+    namespace: str
+    name: str
+    uid: str
+    mpijob: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PatchWorkload:
+    """Merge-patch the Kueue Workload of a queued stage's MPIJob (the only one: spec.active from runPolicy.suspend)."""
+
+    namespace: str
+    name: str
+    mpijob: str
+    patch: dict[str, Any]
+
+
+Action = CreateMPIJob | PatchMPIJob | DeleteMPIJob | PatchWorkload
 
 
 @dataclass(frozen=True)
@@ -111,10 +135,22 @@ def needs_work(body: Mapping[str, Any]) -> bool:
     return not (status.get("phase") in sm.TERMINAL_PHASES and status.get("observedGeneration") == meta.get("generation"))
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every step of one plan shares: the job's body, its old status, the observation, now, the settings."""
+
+    body: dict[str, Any]
+    old: dict[str, Any]
+    observed: Observed
+    now: str
+    settings: RenderSettings
+    recovery: RecoverySettings
+
+
 def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str,
-         settings: RenderSettings | None = None) -> Plan:
+         settings: RenderSettings | None = None, recovery: RecoverySettings | None = None) -> Plan:
     """The next status of the job `body` given the MPIJobs `observed` (by name), with the writes and Events it needs."""
-    settings = settings or RenderSettings()
+    ctx = Context(body, old, observed, now, settings or RenderSettings(), recovery or RecoverySettings())
     if not needs_work(body):
         return Plan(old)
     accepted = old.get("acceptedSpec")
@@ -122,12 +158,20 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
         job = parse_job(body)
     except SpecError as exc:
         if accepted:  # running job, broken update: refuse it, keep running the accepted spec
-            return _refuse_update(body, old, observed, now, settings, f"spec is invalid: {exc.render()}", accepted)
+            return _refuse_update(ctx, f"spec is invalid: {exc.render()}", accepted)
         return _invalid(body, old, now, exc)
-    if accepted and spec_hash(accepted) != spec_hash(normalized_spec(job)):
-        return _refuse_update(body, old, observed, now, settings,
-                              "fields other than runPolicy.suspend cannot change after the job started", accepted)
-    return _advance(body, job, old, observed, now, settings, refusal=None)
+    if accepted and spec_hash(_today(body, accepted)) != spec_hash(normalized_spec(job)):
+        return _refuse_update(ctx, "fields other than runPolicy.suspend cannot change after the job started", accepted)
+    return _advance(ctx, job, refusal=None)
+
+
+def _today(body: dict[str, Any], accepted: dict[str, Any]) -> dict[str, Any]:
+    """The accepted spec with today's defaults filled in: a field an operator upgrade added (with its default) is
+    not a change the user made. As stored if it no longer parses (then it differs, and the refusal says why)."""
+    try:
+        return normalized_spec(parse_job({**body, "spec": accepted}))
+    except SpecError:
+        return accepted
 
 
 def _invalid(body: dict[str, Any], old: dict[str, Any], now: str, exc: SpecError, prefix: str = "") -> Plan:
@@ -140,20 +184,19 @@ def _invalid(body: dict[str, Any], old: dict[str, Any], now: str, exc: SpecError
     return Plan(new, events=(Event("Warning", sm.REASON_INVALID_SPEC, message),))
 
 
-def _refuse_update(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str, settings: RenderSettings,
-                   why: str, accepted: dict[str, Any]) -> Plan:
+def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any]) -> Plan:
     """Keep running the accepted spec and say why the change was not applied; a suspend toggle still passes."""
     accepted_spec = accepted
-    live_suspend = ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend")
+    live_suspend = ((ctx.body.get("spec") or {}).get("runPolicy") or {}).get("suspend")
     if isinstance(live_suspend, bool):
         accepted_spec = {**accepted, "runPolicy": {**accepted.get("runPolicy", {}), "suspend": live_suspend}}
     try:
-        job = parse_job({**body, "spec": accepted_spec})
+        job = parse_job({**ctx.body, "spec": accepted_spec})
     except SpecError as exc:
         # The spec the job started with breaks a rule it passed then (an operator upgrade made the rules
         # stricter): no later stage can be rendered from it, so the job ends here, saying so.
-        return _invalid(body, old, now, exc, prefix="the spec this job started with is no longer valid: ")
-    return _advance(body, job, old, observed, now, settings, refusal=why)
+        return _invalid(ctx.body, ctx.old, ctx.now, exc, prefix="the spec this job started with is no longer valid: ")
+    return _advance(ctx, job, refusal=why)
 
 
 def _owned(mpijob: Mapping[str, Any], uid: str | None) -> bool:
@@ -172,23 +215,123 @@ def _earlier_incarnation(mpijob: Mapping[str, Any], meta: Mapping[str, Any]) -> 
     return None
 
 
-def _suspend_patch(job: BertTrainingJob, mpijob: Mapping[str, Any]) -> PatchMPIJob | None:
-    """Pass a runPolicy.suspend toggle to a stage's MPIJob that is still running."""
+def _suspend_patch(job: BertTrainingJob, mpijob: Mapping[str, Any], observed: Observed) -> PatchMPIJob | PatchWorkload | None:
+    """Pass a runPolicy.suspend toggle on to a stage that is still running: to its MPIJob, or, for a queued job
+    (Kueue owns the MPIJob's suspend), to its Workload's spec.active."""
     if sm.stage_phase(dict(mpijob)).phase in sm.TERMINAL_PHASES:
         return None
     want = job.spec.run_policy.suspend
+    meta = mpijob["metadata"]
+    if job.spec.queue_name:
+        workload = observed.workloads.get(meta["name"])
+        patch = kueue.activation_patch(workload, want)
+        if workload is None or patch is None:
+            return None
+        return PatchWorkload(meta["namespace"], workload["metadata"]["name"], meta["name"], patch)
     have = bool(((mpijob.get("spec") or {}).get("runPolicy") or {}).get("suspend", False))
     if want == have:
         return None
-    meta = mpijob["metadata"]
     return PatchMPIJob(meta["namespace"], meta["name"], {"spec": {"runPolicy": {"suspend": want}}})
 
 
-def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], observed: Observed, now: str,
-             settings: RenderSettings, *, refusal: str | None) -> Plan:
+@dataclass(frozen=True)
+class Followed:
+    """One stage's part of the next status: its phase, its status entry, and an Event it deserves."""
+
+    phase: sm.StagePhase
+    entry: dict[str, Any]
+    event: Event | None = None
+
+
+def _restart_wait(ctx: Context, job: BertTrainingJob, entry: dict[str, Any]) -> Followed:
+    """A stage between the delete of its failed MPIJob and its re-creation (once that MPIJob is gone and the backoff
+    is over); the same words all along, so waiting writes nothing."""
+    limit = job.spec.run_policy.max_restarts
+    due = format_time(due_at(entry, ctx.recovery))
+    message = f"restart {entry.get('restarts')} of {limit} (not before {due}): {entry.get('lastRestartReason')}"
+    return Followed(sm.StagePhase("Restarting", sm.REASON_RESTART_SCHEDULED, message), {**entry, "phase": "Restarting"})
+
+
+def _failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: dict[str, Any],
+            deleting: bool) -> Followed | DeleteMPIJob:
+    """A stage whose MPIJob failed: restart it (delete it first) if the infrastructure failed it and restarts are
+    left, else fail the job with the cause."""
+    meta = mpijob["metadata"]
+    name, uid = meta["name"], str(meta.get("uid") or "")
+    delete = DeleteMPIJob(meta.get("namespace", "default"), name, uid, mpijob)
+    if uid and uid == entry.get("restartedMpiJobUid"):  # this failure was counted: only its delete is left
+        return _restart_wait(ctx, job, entry) if deleting else delete
+    failure = classify(mpijob, ctx.observed.pods.get(name, ()))
+    failed = {**entry, "phase": "Failed", "completionTime": (mpijob.get("status") or {}).get("completionTime") or ctx.now}
+    if not failure.retry:
+        return Followed(sm.StagePhase("Failed", failure.reason, failure.message), failed)
+    restarts, limit = int(entry.get("restarts") or 0), job.spec.run_policy.max_restarts
+    if restarts >= limit:
+        message = (f"MPIJob {name} failed for an infrastructure reason after {restarts} restart(s) "
+                   f"(runPolicy.maxRestarts: {limit}): {failure.message}")
+        return Followed(sm.StagePhase("Failed", sm.REASON_RESTART_LIMIT, message), failed)
+    if not deleting:
+        return delete
+    counted = {**entry, "phase": "Restarting", "restarts": restarts + 1, "lastRestartTime": ctx.now,
+               "lastRestartReason": f"{failure.reason}: {failure.message}"[:500], "restartedMpiJobUid": uid}
+    waiting = _restart_wait(ctx, job, counted)
+    return Followed(waiting.phase, waiting.entry,
+                    Event("Warning", sm.REASON_STAGE_RESTARTED, f"{entry['name']}: {waiting.phase.message}"))
+
+
+def _queue_phase(job: BertTrainingJob, mpijob: dict[str, Any], phase: sm.StagePhase, observed: Observed) -> sm.StagePhase:
+    """A queued job's stage that Kueue holds (suspended, and not by the user) is Queued, with Kueue's reason."""
+    if not job.spec.queue_name or job.spec.run_policy.suspend or phase.phase in sm.TERMINAL_PHASES:
+        return phase
+    if kueue.suspended(mpijob) or phase.phase == "Suspended":
+        return kueue.queued_phase(mpijob, observed.workloads.get(mpijob["metadata"]["name"]))
+    return phase
+
+
+def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, Any]) -> Followed | Action:
+    """The phase of one stage that has not succeeded, or the write it needs first."""
+    meta = ctx.body["metadata"]
+    name = stage.mpijob_name(job.metadata.name)
+    seen = ctx.observed.get(name)
+    if seen is None:
+        if pending_restart(entry) and parse_time(ctx.now) < due_at(entry, ctx.recovery):
+            return _restart_wait(ctx, job, entry)
+        return CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
+    if isinstance(seen, RefusedCreate):  # sending it again cannot help: fail with the server's reason
+        refused = f"the API server refused MPIJob {name} ({seen.status}): {seen.message}"
+        return Followed(sm.StagePhase("Failed", sm.REASON_REFUSED, refused), {**entry, "phase": "Failed", "completionTime": ctx.now})
+    deleting = isinstance(seen, Deleted) or bool((seen.get("metadata") or {}).get("deletionTimestamp"))
+    mpijob = seen.mpijob if isinstance(seen, Deleted) else seen
+    earlier = None if _owned(mpijob, meta.get("uid")) else _earlier_incarnation(mpijob, meta)
+    if earlier is not None:
+        return Followed(sm.StagePhase("Pending", sm.REASON_WAITING_FOR_OLD_MPIJOB,
+                                      f"MPIJob {name} still belongs to a deleted BertTrainingJob of this name (uid "
+                                      f"{earlier}); waiting for the garbage collector to remove it"), {**entry, "phase": "Pending"})
+    if not _owned(mpijob, meta.get("uid")):
+        return Followed(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT,
+                                      f"MPIJob {name} exists and is not owned by this BertTrainingJob"), entry)
+    mpi_status = mpijob.get("status") or {}
+    entry = {**entry, "name": stage.name, "mpiJob": name}
+    entry.setdefault("startTime", mpi_status.get("startTime") or ctx.now)
+    phase = sm.stage_phase(mpijob)
+    if phase.phase == "Failed":  # (a Deleted one is always a failed one: only those are deleted)
+        return _failed(ctx, job, entry, mpijob, deleting)
+    patch = _suspend_patch(job, mpijob, ctx.observed)
+    if patch is not None:
+        return patch
+    if name in ctx.observed.waiting and phase.phase == "Created":
+        phase = sm.StagePhase(phase.phase, sm.REASON_PODS_PENDING, ctx.observed.waiting[name])
+    phase = _queue_phase(job, mpijob, phase, ctx.observed)
+    entry["phase"] = phase.phase
+    if phase.phase in sm.TERMINAL_PHASES:
+        entry.setdefault("completionTime", mpi_status.get("completionTime") or ctx.now)
+    return Followed(phase, entry)
+
+
+def _advance(ctx: Context, job: BertTrainingJob, *, refusal: str | None) -> Plan:
     """Walk the stages in order: keep succeeded ones, create or follow the current one, stop there."""
-    meta = body["metadata"]
-    generation = meta.get("generation")
+    body, old, now = ctx.body, ctx.old, ctx.now
+    generation = body["metadata"].get("generation")
     base = old
     if not old.get("acceptedSpec"):
         # Starting now: times left by an earlier verdict (an invalid spec, since corrected) are not this run's.
@@ -197,47 +340,23 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
     recorded = {s.get("name"): s for s in base.get("stages") or []}
     entries: list[dict[str, Any]] = []
     phases: list[sm.StagePhase] = []
+    events: list[Event] = []
+    restarted = False
     for stage in stages:
-        name = stage.mpijob_name(job.metadata.name)
         entry = dict(recorded.get(stage.name) or {"name": stage.name})
         if entry.get("phase") == "Succeeded":
             phases.append(sm.StagePhase("Succeeded", "Succeeded", ""))
             entries.append(entry)
             continue
-        mpijob = observed.get(name)
-        if mpijob is None:
-            return Plan(base, actions=(CreateMPIJob(stage.name, render_mpijob(job, stage, settings)),))
-        if isinstance(mpijob, RefusedCreate):  # sending it again cannot help: fail with the server's reason
-            refused = f"the API server refused MPIJob {name} ({mpijob.status}): {mpijob.message}"
-            phases.append(sm.StagePhase("Failed", sm.REASON_REFUSED, refused))
-            entries.append({**entry, "phase": "Failed", "completionTime": now})
-            break
-        earlier = None if _owned(mpijob, meta.get("uid")) else _earlier_incarnation(mpijob, meta)
-        if earlier is not None:
-            phases.append(sm.StagePhase("Pending", sm.REASON_WAITING_FOR_OLD_MPIJOB,
-                                        f"MPIJob {name} still belongs to a deleted BertTrainingJob of this name (uid "
-                                        f"{earlier}); waiting for the garbage collector to remove it"))
-            entries.append({**entry, "phase": "Pending"})
-            break
-        if not _owned(mpijob, meta.get("uid")):
-            phases.append(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT,
-                                        f"MPIJob {name} exists and is not owned by this BertTrainingJob"))
-            entries.append(entry)
-            break
-        patch = _suspend_patch(job, mpijob)
-        if patch is not None:
-            return Plan(base, actions=(patch,))
-        phase = sm.stage_phase(mpijob)
-        if name in observed.waiting and phase.phase == "Created":
-            phase = sm.StagePhase(phase.phase, sm.REASON_PODS_PENDING, observed.waiting[name])
-        mpi_status = mpijob.get("status") or {}
-        entry.update({"name": stage.name, "mpiJob": name, "phase": phase.phase})
-        entry.setdefault("startTime", mpi_status.get("startTime") or now)
-        if phase.phase in sm.TERMINAL_PHASES:
-            entry.setdefault("completionTime", mpi_status.get("completionTime") or now)
-        phases.append(phase)
-        entries.append(entry)
-        if phase.phase != "Succeeded":
+        followed = _follow(ctx, job, stage, entry)
+        if not isinstance(followed, Followed):
+            return Plan(base, actions=(followed,))
+        phases.append(followed.phase)
+        entries.append(followed.entry)
+        if followed.event is not None:
+            events.append(followed.event)
+            restarted = True
+        if followed.phase.phase != "Succeeded":
             break
     phases += [sm.StagePhase("Pending", "NotCreated", "")] * (len(stages) - len(phases))
 
@@ -265,12 +384,11 @@ def _advance(body: dict[str, Any], job: BertTrainingJob, old: dict[str, Any], ob
         new.setdefault("completionTime", now)
         if state.phase == "Succeeded" and new.get("progress"):
             new["progress"] = {**new["progress"], "percent": 100, "display": "100%"}
-    events: list[Event] = []
     if refusal is not None:
         previous = sm.condition_of(old, sm.SPEC_APPLIED) or {}
         if previous.get("message") != refusal:  # said once per distinct refusal
             events.append(Event("Warning", sm.REASON_IMMUTABLE, f"update not applied: {refusal}"))
-    transition = sm.event_for_transition(old.get("phase"), state.phase, current, state.message)
-    if transition:
+    transition = sm.event_for_transition(old.get("phase"), state.phase, current, state.message, state.reason)
+    if transition and not restarted:  # a restart's own Warning says it all
         events.append(Event(*transition))
     return Plan(new, events=tuple(events))

@@ -24,12 +24,20 @@ class Rejected(Exception):
 
 
 class MPIJobApi(Protocol):
-    """The reconciler's only API calls: read, create and patch MPIJobs; merge a job's status."""
+    """The reconciler's only API calls: read, create, patch and delete MPIJobs; read a failed stage's pods; read and
+    patch a queued stage's Kueue Workload; merge a job's status."""
 
     def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """(the MPIJob, whether it was created now); raises Rejected when the server refuses it."""
     def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
+    def delete_mpijob(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        """Delete the MPIJob of that uid, its dependents (pods) first; the MPIJob while they go, None once gone."""
+    def list_stage_pods(self, namespace: str, job: str, stage: str) -> list[dict[str, Any]]:
+        """The pods of one stage of a job (by the labels the renderer puts on them)."""
+    def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
+        """The Kueue Workload of an MPIJob (by Kueue's job-uid label); None if there is none or no Kueue."""
+    def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None: ...
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         """Warning Events of a namespace (involvedObject, reason, message, times), as the API serves them."""

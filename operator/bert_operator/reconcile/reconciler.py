@@ -23,11 +23,12 @@ from ..tasks import TASKS
 from .observe import observe
 from .plan import needs_work, plan
 from .ports import EventSink, MPIJobApi
+from .recovery import RecoverySettings
 from .writer import JobWriter
 
 log = logging.getLogger("bert_operator.reconcile")
 #: More planning rounds than any job can need (one per stage created in one reconcile, one per
-#: suspend toggle, one final); reaching it means a plan keeps asking for writes, a bug.
+#: suspend toggle or restart delete, one final); reaching it means a plan keeps asking for writes, a bug.
 MAX_ROUNDS = 2 * max(4, len(TASKS)) + 2
 
 
@@ -38,6 +39,7 @@ class Reconciler:
     api: MPIJobApi
     events: EventSink
     render_settings: RenderSettings = field(default_factory=RenderSettings)
+    recovery: RecoverySettings = field(default_factory=RecoverySettings)
     clock: Callable[[], str] = utc_now
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
 
@@ -77,10 +79,10 @@ class Reconciler:
         seen = observe(self.api, body, held)
         now = self.clock()
         for _ in range(MAX_ROUNDS):
-            decided = plan(body, old, seen, now, self.render_settings)
+            decided = plan(body, old, seen, now, self.render_settings, self.recovery)
             if not decided.actions:
                 return self.writer.write_status(body, old, decided.status, decided.events)
-            seen = seen.with_answers(self.writer.apply(body["metadata"]["name"], decided.actions))
+            seen = self.writer.apply(body["metadata"]["name"], decided.actions, seen)
         raise RuntimeError(f"job {body['metadata'].get('name')}: planning did not settle in {MAX_ROUNDS} rounds")
 
     def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:

@@ -12,8 +12,8 @@ import logging
 from typing import Any, Iterable
 
 from ..metrics import MPIJOBS_CREATED
-from .observe import RefusedCreate
-from .plan import Action, CreateMPIJob, Event, PatchMPIJob
+from .observe import Deleted, Observed, RefusedCreate
+from .plan import Action, CreateMPIJob, DeleteMPIJob, Event, PatchMPIJob, PatchWorkload
 from .ports import EventSink, MPIJobApi, Rejected
 
 log = logging.getLogger("bert_operator.reconcile")
@@ -49,9 +49,10 @@ class JobWriter:
         """The job was deleted: a job re-created under its name starts from its own status."""
         self._written.pop((namespace, name), None)
 
-    def apply(self, job_name: str, actions: Iterable[Action]) -> dict[str, dict[str, Any] | RefusedCreate]:
-        """Run MPIJob writes; the API server's answers by MPIJob name (what to observe next)."""
-        answers: dict[str, dict[str, Any] | RefusedCreate] = {}
+    def apply(self, job_name: str, actions: Iterable[Action], observed: Observed) -> Observed:
+        """Run MPIJob and Workload writes; `observed` with the API server's answers in place (what to plan on next)."""
+        answers: dict[str, dict[str, Any] | RefusedCreate | Deleted] = {}
+        workloads: dict[str, dict[str, Any]] = {}
         for action in actions:
             if isinstance(action, CreateMPIJob):
                 meta = action.body["metadata"]
@@ -70,9 +71,18 @@ class JobWriter:
                 answers[meta["name"]] = mpijob
             elif isinstance(action, PatchMPIJob):
                 answers[action.name] = self.api.patch_mpijob(action.namespace, action.name, action.patch)
+            elif isinstance(action, DeleteMPIJob):
+                left = self.api.delete_mpijob(action.namespace, action.name, action.uid)
+                log.info("mpijob deleted for a restart job=%s/%s mpijob=%s uid=%s", action.namespace, job_name,
+                         action.name, action.uid)
+                answers[action.name] = left if left is not None else Deleted(action.mpijob)
+            elif isinstance(action, PatchWorkload):
+                workloads[action.mpijob] = self.api.patch_workload(action.namespace, action.name, action.patch)
+                log.info("workload patched job=%s/%s workload=%s patch=%s", action.namespace, job_name, action.name,
+                         action.patch)
             else:  # pragma: no cover - Action is a closed union
                 raise TypeError(f"unknown action {action!r}")
-        return answers
+        return observed.with_answers(answers, workloads)
 
     def write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                      events: Iterable[Event] = ()) -> dict[str, Any] | None:

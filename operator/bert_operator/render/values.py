@@ -124,7 +124,8 @@ def _owner_references(job: BertTrainingJob) -> list[dict[str, Any]]:
 
 
 def _run_policy(spec: BertTrainingJobSpec) -> dict[str, Any]:
-    return spec.run_policy.model_dump(by_alias=True, exclude_none=True)
+    # maxRestarts is the operator's (it re-creates the MPIJob); the MPIJob's runPolicy has no such field.
+    return spec.run_policy.model_dump(by_alias=True, exclude_none=True, exclude={"max_restarts"})
 
 
 def _report_env(job: BertTrainingJob, stage: Stage, settings: RenderSettings) -> list[dict[str, Any]]:
