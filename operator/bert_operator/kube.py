@@ -170,7 +170,10 @@ class KubeApi:
             if exc.status == 404:  # Kueue is not installed
                 return None
             raise
-        items = answer.get("items") or []
+        # Checked again here: acting on another job's Workload (spec.active) must not hang on a server honouring
+        # the selector.
+        items = [w for w in answer.get("items") or []
+                 if ((w.get("metadata") or {}).get("labels") or {}).get(JOB_UID_LABEL) == mpijob_uid]
         # Kueue keeps one Workload per job; when it replaces one, the newest is the one it acts on.
         return max(items, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or "")) if items else None
 

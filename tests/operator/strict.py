@@ -8,20 +8,32 @@ kmock stores whatever it is sent. A real kube-apiserver, for objects of a CRD:
 - stores JSON numbers as Go does: a whole-number float (2.0) comes back as 2;
 - with the status subresource on: ignores status in writes to the object, and everything but
   status in writes to /status;
-- sets metadata.generation to 1 on create and bumps it on every change of spec, and only then.
+- sets metadata.generation to 1 on create and bumps it on every change of spec, and only then;
+- gives a created object a uid and a creationTimestamp (kept where a test set them, so it can
+  name owners);
+- runs mutating admission on create (the webhooks a test installs, such as Kueue's, which
+  suspends every MPIJob that carries a queue-name label);
+- deletes with `preconditions.uid` only the object of that uid (409 otherwise), and with
+  `propagationPolicy: Foreground` keeps the object, with deletionTimestamp and the
+  foregroundDeletion finalizer, until the garbage collector has removed its dependents (here: a
+  short while), then removes it.
 
-This proxy does each of those for the resources it is given CRD schemas for, on loopback in front
-of kmock; every other request (watches included) is forwarded unchanged, so the real operator and
-the real kubernetes client see a server that behaves like the real one in these respects. A write
-is applied here (merge patch, RFC 7386), checked, and forwarded to kmock as the equivalent merge
-patch, so kmock's watch events, and reactions tests install on kmock, still apply.
+And for every resource: a list with a `labelSelector` answers only the matching objects (kmock
+ignores selectors). This proxy does each of those on loopback in front of kmock; every other
+request (watches included) is forwarded unchanged, so the real operator and the real kubernetes
+client see a server that behaves like the real one in these respects. A write is applied here
+(merge patch, RFC 7386), checked, and forwarded to kmock as the equivalent merge patch, so kmock's
+watch events, and reactions tests install on kmock, still apply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from typing import Any
+import time
+import uuid
+from typing import Any, Callable
 
 import jsonschema
 import yaml
@@ -102,22 +114,104 @@ def invalid(kind: str, name: str, errors: list[str]) -> web.Response:
                               "message": message, "reason": "Invalid", "code": 422}, status=422)
 
 
+#: A mutating admission webhook: (resource plural, the object being created) -> the object to store.
+Admission = Callable[[str, dict[str, Any]], dict[str, Any]]
+#: How long the garbage collector takes to remove a foreground-deleted object's dependents here.
+FOREGROUND_SECONDS = 0.3
+
+
+def selected(labels: dict[str, str], selector: str) -> bool:
+    """Whether `labels` match a label selector of equality terms (`a=b`, `a==b`, `a!=b`, `a`, `!a`), as the API
+    server reads the labelSelector parameter."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
 class StrictApiServer(NamespacesProxy):
     """kmock behind the API server's custom-resource semantics, for the resources given (plural -> CRD object)."""
 
-    def __init__(self, upstream: str, crds: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, upstream: str, crds: dict[str, dict[str, Any]], admission: list[Admission] | None = None) -> None:
         super().__init__(upstream, [])
         self.crds = crds
+        self.admission = list(admission or [])
         self.validators = {plural: jsonschema.Draft4Validator(crd_schema(crd, crd["spec"]["versions"][0]["name"]))
                            for plural, crd in crds.items()}
         #: (method, path, message) of every write it refused with 422
         self.refused: list[tuple[str, str, str]] = []
+        #: (user agent, object name, propagationPolicy) of every delete of a custom resource it answered
+        self.deletes: list[tuple[str, str, str | None]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and "labelSelector" in request.query and request.query.get("watch") not in ("true", "1"):
+            return await self._selected_list(request)
         route = _PATH.match(request.path)
+        if route is not None and route["plural"] in self.crds and request.method == "DELETE" and route["name"]:
+            return await self._delete(request, route)
         if route is None or route["plural"] not in self.crds or request.method not in ("POST", "PATCH"):
             return await super().handle(request)
         return await self._write(request, route)
+
+    async def _selected_list(self, request: web.Request) -> web.StreamResponse:
+        query = {k: v for k, v in request.query.items() if k != "labelSelector"}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        async with self.session.get(self.upstream + request.path, params=query, headers=headers) as upstream:
+            if upstream.status != 200:
+                return web.Response(status=upstream.status, body=await upstream.read(),
+                                    content_type=upstream.content_type)
+            answer = await upstream.json()
+        selector = request.query["labelSelector"]
+        answer["items"] = [item for item in answer.get("items") or []
+                           if selected((item.get("metadata") or {}).get("labels") or {}, selector)]
+        return web.json_response(answer)
+
+    async def _delete(self, request: web.Request, route: re.Match[str]) -> web.StreamResponse:
+        options = json.loads(await request.read() or b"{}")
+        self.deletes.append((request.headers.get("User-Agent", ""), route["name"], options.get("propagationPolicy")))
+        old = await self._get(route, {"Accept": "application/json"})
+        if old is None:
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                                      "code": 404, "message": f'{route["plural"]} "{route["name"]}" not found'}, status=404)
+        want = (options.get("preconditions") or {}).get("uid")
+        have = (old.get("metadata") or {}).get("uid")
+        if want and want != have:
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                                      "code": 409, "message": f"Precondition failed: UID in precondition: {want}, "
+                                                              f"UID in object meta: {have}"}, status=409)
+        url = f"{self.upstream}{request.path}"
+        if options.get("propagationPolicy") != "Foreground":
+            async with self.session.delete(url) as upstream:
+                return web.Response(status=upstream.status, body=await upstream.read(), content_type="application/json")
+        if (old.get("metadata") or {}).get("deletionTimestamp"):
+            return web.json_response(old)
+        marked = {"metadata": {"deletionTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "finalizers": ["foregroundDeletion"]}}
+        async with self.session.patch(url, json=marked, headers={"Content-Type": "application/merge-patch+json"}) as upstream:
+            answer = await upstream.json()
+
+        async def collect() -> None:
+            """The garbage collector, done with the dependents: drops its finalizer, and the object goes."""
+            await asyncio.sleep(FOREGROUND_SECONDS)
+            async with self.session.patch(url, json={"metadata": {"finalizers": None}},
+                                          headers={"Content-Type": "application/merge-patch+json"}):
+                pass
+            async with self.session.delete(url):
+                pass
+
+        asyncio.get_running_loop().create_task(collect())
+        return web.json_response(answer)
 
     async def _get(self, route: re.Match[str], headers: dict[str, str]) -> dict[str, Any] | None:
         url = f"{self.upstream}/apis/{route['group']}/{route['version']}/namespaces/{route['namespace']}/" \
@@ -156,7 +250,12 @@ class StrictApiServer(NamespacesProxy):
                 new[part] = pruned(new[part], schema["properties"].get(part, {"x-kubernetes-preserve-unknown-fields": True}))
         meta = dict(new.get("metadata") or {})
         if old is None:
+            for admit in self.admission:
+                new = admit(route["plural"], new)
+                meta = dict(new.get("metadata") or {})
             meta["generation"] = 1
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         else:
             before = (old.get("metadata") or {}).get("generation") or 1
             meta["generation"] = before + (1 if new.get("spec") != old.get("spec") else 0)
