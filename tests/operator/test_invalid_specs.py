@@ -171,6 +171,8 @@ CASES: list[tuple[str, dict, str, str]] = [
      "spec.runPolicy.schedulingPolicy.priorityClass", "must be a DNS-1123 subdomain"),
     ("unknown scheduling field", mutate(BASE, lambda d: spec(d)["runPolicy"].update(schedulingPolicy={"minMember": 2})),
      "spec.runPolicy.schedulingPolicy.minMember", "unknown field; allowed fields here: minAvailable, queue, minResources"),
+    ("TTL beyond int32 (the MPIJob's type)", mutate(BASE, lambda d: spec(d)["runPolicy"].update(ttlSecondsAfterFinished=2**31)),
+     "spec.runPolicy.ttlSecondsAfterFinished", "must be <= 2147483647"),
     ("launcher retries beyond int32", mutate(BASE, lambda d: spec(d)["runPolicy"].update(backoffLimit=2**31)),
      "spec.runPolicy.backoffLimit", "must be <= 2147483647"),
     ("pod label the operator owns", mutate(BASE, lambda d: spec(d)["resources"].update(podTemplate={"labels": {"bertoperator.io/job-name": "x"}})),

@@ -368,17 +368,19 @@ class OutputSpec(DatasetSpec):
 
 #: The MPI Operator's int32 fields (its CRD's format: int32).
 INT32_MAX = 2**31 - 1
+#: An int32 field of the MPIJob: a larger value is refused by the MPI Operator's CRD after `validate` said yes.
+Int32 = Annotated[int, Field(le=INT32_MAX)]
 
 
 class SchedulingPolicySpec(ApiModel):
     """The MPIJob's runPolicy.schedulingPolicy (MPI Operator v0.8), field for field: the PodGroup of a gang scheduler."""
 
-    min_available: int | None = Field(
-        None, ge=1, le=INT32_MAX,
+    min_available: Int32 | None = Field(
+        None, ge=1,
         description=(
-            "Pods the PodGroup needs before any runs (minMember), at most resources.workers. Default with schedulerName "
-            "volcano or scheduler-plugins-scheduler: resources.workers, the pods that exist when the gang is scheduled "
-            "(the launcher is created only once the workers are ready)."
+            "Pods the PodGroup needs before any runs (minMember), at most resources.workers. Default resources.workers "
+            "on every MPIJob: the pods that exist while the gang waits (the launcher is created only once the workers "
+            "are ready, so the MPI Operator's own default, workers + 1, would never be met)."
         ),
     )
     queue: DnsSubdomain | None = Field(None, description="Volcano Queue of the PodGroup (volcano only).")
@@ -388,9 +390,8 @@ class SchedulingPolicySpec(ApiModel):
     priority_class: DnsSubdomain | None = Field(
         None, description="PriorityClass of the PodGroup (volcano only); default resources.priorityClassName."
     )
-    schedule_timeout_seconds: int | None = Field(
-        None, ge=0, le=INT32_MAX,
-        description="Seconds the gang may wait to be scheduled (scheduler-plugins only). Default the scheduler's.",
+    schedule_timeout_seconds: Int32 | None = Field(
+        None, ge=0, description="Seconds the gang may wait to be scheduled (scheduler-plugins only). Default the scheduler's."
     )
 
 
@@ -398,8 +399,8 @@ class RunPolicySpec(ApiModel):
     """Passed through to the MPIJob's runPolicy (maxRestarts is the operator's own)."""
 
     suspend: bool = Field(False, description="Create the MPIJob suspended (no pods); flip to false to start. Default false.")
-    backoff_limit: int | None = Field(
-        None, ge=0, le=INT32_MAX,
+    backoff_limit: Int32 | None = Field(
+        None, ge=0,
         description=(
             "Times the launcher pod is re-created before its stage fails. Default 0: a failed launcher fails the "
             "stage at once, with the trainer's error in the launcher's termination message, and the operator "
@@ -407,7 +408,7 @@ class RunPolicySpec(ApiModel):
         ),
     )
     active_deadline_seconds: int | None = Field(None, ge=1, description="Seconds a stage may run before it is failed.")
-    ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
+    ttl_seconds_after_finished: Int32 | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
     clean_pod_policy: CleanPodPolicy = Field("Running", description="Pods to delete when a stage ends: None, Running or All. Default Running.")
     max_restarts: int = Field(
         3, ge=0, le=100,
