@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .api.reserved import KUEUE_QUEUE_LABEL as QUEUE_LABEL
 from .status import StagePhase
 
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
 #: Kueue labels each Workload with the uid of the job it stands for.
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL = "kueue.x-k8s.io", "v1beta1", "workloads"

@@ -16,6 +16,9 @@ import yaml
 
 from bert_operator.cli import build_parser
 from bert_operator.render import RenderSettings, render_all
+from bert_operator.render.image import (
+    SSH_AUTH_MOUNT_PATH, SSH_PORT, SSHD_CONFIG, TRAINER_GID, TRAINER_HOME, TRAINER_UID, WORKER_COMMAND,
+)
 from bert_operator.api.parse import parse_job
 from tests.chart.render import objects
 from tests.conftest import REPO
@@ -192,13 +195,47 @@ def test_trainer_image_provides_what_the_rendered_mpijobs_run() -> None:
     replicas = mpijob["spec"]["mpiReplicaSpecs"]
     launcher = replicas["Launcher"]["template"]["spec"]["containers"][0]["command"]
     worker = replicas["Worker"]["template"]["spec"]["containers"][0]["command"]
-    assert launcher[0] == "mpirun" and worker == ["/usr/sbin/sshd", "-De"]
+    assert launcher[0] == "mpirun" and worker == WORKER_COMMAND and worker[0] == "/usr/sbin/sshd"
     module = launcher[launcher.index("-m") + 1]
     assert module == "bert_trainer" and importlib.util.find_spec("bert_trainer.__main__") is not None
     assert exec_form(final.last("CMD"))[:3] == ["python", "-m", "bert_trainer"]
-    # sshd as root with the MPI Operator's keys at /root/.ssh (the rendered MPIJob sets no sshAuthMountPath).
-    assert "sshAuthMountPath" not in mpijob["spec"] and final.last("USER") == "root"
-    assert "mkdir -p /run/sshd /root/.ssh" in " ".join(final.all("RUN"))
+
+
+def sshd_settings(final: Stage) -> dict[str, str]:
+    """The settings the runtime stage's printf writes into the user's sshd_config."""
+    runs = " ".join(final.all("RUN"))
+    written = re.search(r"printf '%s\\n' (.*?) > (\S+)", runs)
+    assert written, "no sshd_config written by printf"
+    assert written.group(2) == SSHD_CONFIG, f"sshd_config written to {written.group(2)}, the workers read {SSHD_CONFIG}"
+    return dict(line.split(" ", 1) for line in shlex.split(written.group(1)))
+
+
+def test_trainer_image_runs_the_rendered_pods_as_its_non_root_user() -> None:
+    """The rendered MPIJobs run as TRAINER_UID with sshd on SSH_PORT: the image must have made exactly that."""
+    final = DOCKERFILES["Dockerfile.trainer"].final
+    runs = " ".join(final.all("RUN"))
+    assert final.last("USER") == f"{TRAINER_UID}:{TRAINER_GID}"
+    assert f"useradd --uid {TRAINER_UID} --gid {TRAINER_GID} --create-home --home-dir {TRAINER_HOME}" in runs
+    assert f"groupadd --gid {TRAINER_GID}" in runs
+    job = parse_job(yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text()))
+    [mpijob] = render_all(job, RenderSettings())
+    assert mpijob["spec"]["sshAuthMountPath"] == SSH_AUTH_MOUNT_PATH == f"{TRAINER_HOME}/.ssh"
+    for replica in mpijob["spec"]["mpiReplicaSpecs"].values():
+        context = replica["template"]["spec"]["securityContext"]
+        assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (TRAINER_UID, TRAINER_GID, TRAINER_GID)
+    launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+    assert "--allow-run-as-root" not in launcher
+    # sshd as that user: its port is the one mpirun's ssh is given, its host key and pid file are the user's and
+    # outside ~/.ssh (the MPI Operator's key mount hides what the image put there).
+    settings = sshd_settings(final)
+    assert launcher[launcher.index("plm_rsh_args") + 1] == f"-p {settings['Port']}" and int(settings["Port"]) == SSH_PORT > 1023
+    assert {int(p) for p in final.last("EXPOSE").split()} == {SSH_PORT}
+    for key in ("HostKey", "PidFile"):
+        assert settings[key].startswith(f"{TRAINER_HOME}/") and not settings[key].startswith(f"{SSH_AUTH_MOUNT_PATH}/"), key
+    assert settings["StrictModes"] == "no" and settings["UsePAM"] == "no" and settings["PasswordAuthentication"] == "no"
+    assert f"ssh-keygen -q -t ed25519 -N \"\" -f {settings['HostKey']}" in runs
+    assert f"chown -R bert:bert {SSHD_CONFIG.rsplit('/', 1)[0]}" in runs
+    assert "--allow-run-as-root" not in (REPO / "Dockerfile.trainer").read_text()
 
 
 def test_requirements_script_lists_the_extras() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bert_operator.local import commands
 from bert_operator.local.commands import container_env, launcher_command, s3_endpoint
 from bert_operator.local.runner import resumable
 from bert_operator.local.volumes import to_local
@@ -135,12 +136,31 @@ def test_secret_keys_come_from_the_environment_and_local_endpoints_win() -> None
 
 def test_several_processes_need_mpirun_and_say_so() -> None:
     mpijob = {"spec": {"mpiReplicaSpecs": {"Launcher": {"template": {"spec": {"containers": [{
-        "command": ["mpirun", "--allow-run-as-root", "-np", "8", "python", "-m", "bert_trainer", "glue", "--horovod"],
+        "command": ["mpirun", "-np", "8", "python", "-m", "bert_trainer", "glue", "--horovod"],
     }]}}}}}}
     with pytest.raises(ValueError, match="8 processes need mpirun"):
         launcher_command(mpijob, [], environ={"PATH": "/nonexistent"})
     one = launcher_command(mpijob, [], processes=1, environ={"PATH": "/nonexistent"})
     assert one.argv[1:4] == ["-m", "bert_trainer", "glue"]
+
+
+@pytest.mark.parametrize(("euid", "allowed"), [(0, True), (1000, False)])
+def test_open_mpi_may_run_as_root_only_in_a_local_run_as_root(tmp_path, monkeypatch, euid: int, allowed: bool) -> None:
+    """The pods run as a user (no --allow-run-as-root); a local run as root (CI) needs Open MPI's consent."""
+    fake = tmp_path / "mpirun"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(commands.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(commands, "horovod_installed", lambda: True)
+    mpijob = {"spec": {"mpiReplicaSpecs": {"Launcher": {"template": {"spec": {"containers": [{
+        "command": ["mpirun", "-np", "8", "python", "-m", "bert_trainer", "glue", "--horovod"],
+    }]}}}}}}
+    command = commands.launcher_command(mpijob, [], processes=2, environ={"PATH": str(tmp_path)})
+    assert command.argv[:4] == ["mpirun", "--oversubscribe", "-np", "2"]
+    granted = {key: command.env.get(key) for key in commands.ROOT_ALLOWED_ENV}
+    assert granted == ({"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"} if allowed
+                       else {"OMPI_ALLOW_RUN_AS_ROOT": None, "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": None})
+    assert any("root" in note for note in command.notes) is allowed
 
 
 def test_a_rerun_keeps_only_succeeded_stages() -> None:

@@ -75,7 +75,7 @@ def test_bert_large_pretraining_runs_the_recipe_on_32_gpus() -> None:
     assert phase1["spec"]["slotsPerWorker"] == 8
     assert phase1["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 4
     launcher = phase1["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
-    assert launcher["command"][:4] == ["mpirun", "--allow-run-as-root", "-np", "32"]
+    assert launcher["command"][:3] == ["mpirun", "-np", "32"] and "--allow-run-as-root" not in launcher["command"]
     assert "--bind-to" in launcher["command"] and "socket" in launcher["command"]
 
     worker = worker_pod(phase1)
@@ -198,7 +198,10 @@ def test_run_policy_queue_and_scheduling_pass_through() -> None:
     document["spec"]["imagePullSecrets"] = ["registry-creds"]
     document["spec"]["image"] = "registry.example/bert:1"
     mpijob = render_all(parse_job(document))[0]
-    assert mpijob["spec"]["runPolicy"] == {"suspend": True, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 60, "cleanPodPolicy": "All"}
+    assert mpijob["spec"]["runPolicy"] == {
+        "suspend": True, "backoffLimit": 0, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 60,
+        "cleanPodPolicy": "All", "schedulingPolicy": {"minAvailable": 4},
+    }
     assert mpijob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     worker = worker_pod(mpijob)
     assert worker["schedulerName"] == "volcano" and worker["imagePullSecrets"] == [{"name": "registry-creds"}]
@@ -234,3 +237,139 @@ def test_the_schema_checks_are_not_vacuous() -> None:
     worker["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": {"count": 4}}
     worker["volumes"][0]["emptyDir"]["medium"] = ["Memory"]
     assert pod_errors(bad_pod)
+
+
+def launcher_of(mpijob: dict) -> dict:
+    return mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]
+
+
+def with_spec(name: str, change) -> list[dict]:
+    """The MPIJobs of example `name` after `change(spec)`, each checked against both schemas."""
+    document = load(example(name))
+    change(document["spec"])
+    mpijobs = render_all(parse_job(document))
+    for mpijob in mpijobs:
+        assert mpijob_errors(mpijob) == [] and pod_errors(mpijob) == []
+    return mpijobs
+
+
+def test_kueue_owns_suspend_and_reads_queue_and_priority_from_mpijob_labels() -> None:
+    def queued(spec: dict) -> None:
+        spec.update(queueName="team-a", workloadPriorityClassName="research-low")
+        spec["runPolicy"] = {"suspend": False}
+
+    for mpijob in with_spec("bert-large-pretrain.yaml", queued):
+        assert mpijob["spec"]["runPolicy"]["suspend"] is True
+        assert mpijob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+        assert mpijob["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "research-low"
+        for replica in mpijob["spec"]["mpiReplicaSpecs"].values():
+            assert not any(key.startswith("kueue.x-k8s.io/") for key in replica["template"]["metadata"]["labels"])
+    [unqueued] = with_spec("squad-v1.1.yaml", lambda spec: None)
+    assert unqueued["spec"]["runPolicy"]["suspend"] is False
+    assert not any(key.startswith("kueue.x-k8s.io/") for key in unqueued["metadata"]["labels"])
+
+
+def test_a_failed_launcher_fails_the_stage_at_once_with_its_log_tail() -> None:
+    [mpijob] = with_spec("squad-v1.1.yaml", lambda spec: None)
+    launcher = launcher_of(mpijob)
+    assert launcher["restartPolicy"] == "Never" and mpijob["spec"]["runPolicy"]["backoffLimit"] == 0
+    [container] = launcher["template"]["spec"]["containers"]
+    assert container["name"] == "launcher" and container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # A user's own backoffLimit stays; maxRestarts is the operator's and never reaches the MPIJob.
+    [kept] = with_spec("squad-v1.1.yaml", lambda spec: spec.update(runPolicy={"backoffLimit": 2, "maxRestarts": 5}))
+    assert kept["spec"]["runPolicy"]["backoffLimit"] == 2 and "maxRestarts" not in kept["spec"]["runPolicy"]
+
+
+def crd_scheduling_policy() -> dict:
+    from tests.schemas import mpijob_validator
+
+    schema = mpijob_validator().schema
+    return schema["properties"]["spec"]["properties"]["runPolicy"]["properties"]["schedulingPolicy"]
+
+
+def test_scheduling_policy_is_the_mpi_operators_field_for_field() -> None:
+    from bert_operator.api.models import SchedulingPolicySpec
+
+    crd = crd_scheduling_policy()["properties"]
+    assert {field.alias for field in SchedulingPolicySpec.model_fields.values()} == set(crd)
+    policy = {"minAvailable": 2, "queue": "research", "minResources": {"nvidia.com/gpu": 16, "cpu": "64"},
+              "priorityClass": "training-high", "scheduleTimeoutSeconds": 600}
+
+    def gang(spec: dict) -> None:
+        spec["resources"]["schedulerName"] = "volcano"
+        spec["runPolicy"] = {"schedulingPolicy": policy}
+
+    for mpijob in with_spec("bert-large-pretrain.yaml", gang):
+        assert mpijob["spec"]["runPolicy"]["schedulingPolicy"] == {**policy, "minResources": {"nvidia.com/gpu": "16", "cpu": "64"}}
+
+
+@pytest.mark.parametrize("scheduler", ["volcano", "scheduler-plugins-scheduler", None])
+def test_the_gang_is_the_workers_unless_set(scheduler: str | None) -> None:
+    """The launcher is created once the workers are ready, so a PodGroup counting it (the MPI Operator's own
+    default, workers + 1) would never form: every MPIJob says minAvailable = workers."""
+    def spec_for(spec: dict) -> None:
+        if scheduler:
+            spec["resources"]["schedulerName"] = scheduler
+    for mpijob in with_spec("bert-large-pretrain.yaml", spec_for):
+        assert mpijob["spec"]["runPolicy"]["schedulingPolicy"] == {"minAvailable": 4}
+        assert mpijob["spec"]["launcherCreationPolicy"] == "WaitForWorkersReady"
+
+
+def test_pod_template_labels_and_annotations_reach_launcher_and_workers_only() -> None:
+    template = {"labels": {"team": "nlp", "cost-center": "cc-1234"},
+                "annotations": {"kueue.x-k8s.io/podset-required-topology": "cloud.provider.com/topology-block"}}
+    for mpijob in with_spec("bert-large-pretrain.yaml", lambda spec: spec["resources"].update(podTemplate=template)):
+        assert "team" not in mpijob["metadata"]["labels"]
+        for replica in ("Launcher", "Worker"):
+            metadata = mpijob["spec"]["mpiReplicaSpecs"][replica]["template"]["metadata"]
+            assert metadata["labels"]["team"] == "nlp" and metadata["labels"]["cost-center"] == "cc-1234"
+            assert metadata["labels"]["bertoperator.io/job-name"] == "bert-large-lamb"
+            assert metadata["annotations"] == template["annotations"]
+
+
+def storage(mpijob: dict) -> tuple[dict, str | None, str | None]:
+    """(the dataset volume's emptyDir, the sync container's and the worker's ephemeral-storage request)."""
+    worker = worker_pod(mpijob)
+    volume = next((v["emptyDir"] for v in worker["volumes"] if v["name"] == "dataset"), {})
+    init = (worker.get("initContainers") or [{}])[0].get("resources", {}).get("requests", {}).get("ephemeral-storage")
+    main = worker["containers"][0]["resources"].get("requests", {}).get("ephemeral-storage")
+    return volume, init, main
+
+
+@pytest.mark.parametrize(("name", "size"), [("bert-large-pretrain.yaml", "400Gi"), ("squad-v1.1.yaml", "2Gi"),
+                                            ("prepare-data.yaml", "200Gi"), ("tiny-pretrain-s3.yaml", "400Gi")])
+def test_synced_dataset_gets_a_sized_disk_per_task(name: str, size: str) -> None:
+    from bert_operator.api.models import ResourcesSpec
+    from bert_operator.tasks import task_of
+
+    mpijob = with_spec(name, lambda spec: None)[0]
+    assert storage(mpijob) == ({"sizeLimit": size}, size, size)
+    # The default is the task's, and the field's description says it (kubectl explain shows it).
+    assert task_of(parse_job(load(example(name))).spec).dataset_storage == size
+    assert f"{task_of(parse_job(load(example(name))).spec).name} {size}" in ResourcesSpec.model_fields["dataset_storage"].description
+    overridden = with_spec(name, lambda spec: spec["resources"].update(datasetStorage="50Gi"))[0]
+    assert storage(overridden) == ({"sizeLimit": "50Gi"}, "50Gi", "50Gi")
+
+
+def test_glue_default_storage_is_documented_and_a_pvc_dataset_needs_no_disk() -> None:
+    from bert_operator.api.models import ResourcesSpec
+    from bert_operator.tasks import TASKS
+
+    description = ResourcesSpec.model_fields["dataset_storage"].description
+    assert all(f"{task.name} {task.dataset_storage}" in description for task in TASKS)
+    [mpijob] = with_spec("glue-mrpc.yaml", lambda spec: None)
+    assert storage(mpijob) == ({}, None, None)
+
+
+def test_pods_run_as_the_images_user_with_its_sshd() -> None:
+    from bert_operator.render.image import SSH_AUTH_MOUNT_PATH, SSH_PORT, TRAINER_UID, WORKER_COMMAND
+
+    [mpijob] = with_spec("squad-v1.1.yaml", lambda spec: None)
+    assert mpijob["spec"]["sshAuthMountPath"] == SSH_AUTH_MOUNT_PATH
+    for replica in mpijob["spec"]["mpiReplicaSpecs"].values():
+        context = replica["template"]["spec"]["securityContext"]
+        assert context["runAsUser"] == context["fsGroup"] == TRAINER_UID and context["runAsNonRoot"] is True
+    assert worker_pod(mpijob)["containers"][0]["command"] == WORKER_COMMAND
+    command = launcher_of(mpijob)["template"]["spec"]["containers"][0]["command"]
+    rsh = command.index("plm_rsh_args")
+    assert command[rsh - 1] == "-mca" and command[rsh + 1] == f"-p {SSH_PORT}"

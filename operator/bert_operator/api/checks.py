@@ -47,14 +47,28 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 LABEL_VALUE_MAX = 63
 
 
-def check_label_key(path: str, key: str) -> Iterator[FieldError]:
-    """A label key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters."""
+#: Kubernetes' limit on all of an object's annotations together, keys and values (apimachinery's).
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def check_label_key(path: str, key: str, kind: str = "label key") -> Iterator[FieldError]:
+    """A label key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
+
+    Annotation keys and resource names are the same qualified names; `kind` names which in the message.
+    """
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        yield FieldError(path, f"label key prefix must be a DNS subdomain (e.g. example.com), got {shown(key)}")
+        yield FieldError(path, f"{kind} prefix must be a DNS subdomain (e.g. example.com), got {shown(key)}")
     elif not name or len(name) > LABEL_VALUE_MAX or not _NAME_PART.match(name):
-        yield FieldError(path, "must be a label key: [prefix/]name, the name at most 63 letters, digits, '-', '_' or "
+        yield FieldError(path, f"must be a {kind}: [prefix/]name, the name at most 63 letters, digits, '-', '_' or "
                                f"'.', starting and ending with a letter or digit; got {shown(key)}")
+
+
+def check_annotations_size(path: str, annotations: dict[str, str]) -> Iterator[FieldError]:
+    """All annotations of a pod together fit the API server's 256 KiB, or the pod is refused."""
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        yield FieldError(path, f"annotations total {size} bytes (keys and values), at most {ANNOTATIONS_MAX_BYTES} are allowed")
 
 
 def check_label_value(path: str, value: str) -> Iterator[FieldError]:

@@ -295,6 +295,18 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = Field(None, description="How long a NoExecute taint is tolerated.")
 
 
+class PodTemplateMeta(ApiModel):
+    """Metadata a platform asks pods to carry; the operator's own keys are refused (api/rules.py)."""
+
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels for launcher and worker pods, e.g. team or cost-center."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations for launcher and worker pods, e.g. kueue.x-k8s.io/podset-required-topology.",
+    )
+
+
 class ResourcesSpec(ApiModel):
     """How many machines and what each worker pod asks for."""
 
@@ -309,7 +321,26 @@ class ResourcesSpec(ApiModel):
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for worker and launcher pods.")
     affinity: Affinity | None = Field(None, description="A core/v1 Affinity for the worker pods.")
     priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of the pods.")
-    scheduler_name: DnsSubdomain | None = Field(None, description="Scheduler of the pods, e.g. volcano.")
+    scheduler_name: DnsSubdomain | None = Field(
+        None,
+        description=(
+            "Scheduler of the pods, e.g. volcano or scheduler-plugins-scheduler (gang scheduling: see "
+            "runPolicy.schedulingPolicy)."
+        ),
+    )
+    pod_template: PodTemplateMeta | None = Field(
+        None, description="Labels and annotations added to the launcher and worker pods (cost labels, Kueue topology)."
+    )
+    dataset_storage: Quantity | None = Field(
+        None,
+        description=(
+            "Local disk for an s3:// dataset synced into each worker: the sizeLimit of its emptyDir and the "
+            "ephemeral-storage request of the worker's sync and main containers. Default per task, sized from "
+            "the recipe's data: pretrain 400Gi per phase (one phase's TFRecords of the 170 GB+ Wikipedia and "
+            "BookCorpus corpus), prepareData 200Gi (that corpus as text), glue 8Gi (MNLI, the largest GLUE task, "
+            "is under 1 GB), squad 2Gi (SQuAD's JSON files are under 100 MB). Unused for a pvc:// dataset."
+        ),
+    )
 
     def total_processes(self) -> int:
         """MPI ranks: one per GPU, or one per worker for CPU jobs."""
@@ -335,13 +366,49 @@ class OutputSpec(DatasetSpec):
     uri: StorageUri = Field(..., description="s3://bucket/prefix or pvc://claim/path for checkpoints, progress and results.")
 
 
+#: The MPI Operator's int32 fields (its CRD's format: int32).
+INT32_MAX = 2**31 - 1
+#: An int32 field of the MPIJob: a larger value is refused by the MPI Operator's CRD after `validate` said yes.
+Int32 = Annotated[int, Field(le=INT32_MAX)]
+
+
+class SchedulingPolicySpec(ApiModel):
+    """The MPIJob's runPolicy.schedulingPolicy (MPI Operator v0.8), field for field: the PodGroup of a gang scheduler."""
+
+    min_available: Int32 | None = Field(
+        None, ge=1,
+        description=(
+            "Pods the PodGroup needs before any runs (minMember), at most resources.workers. Default resources.workers "
+            "on every MPIJob: the pods that exist while the gang waits (the launcher is created only once the workers "
+            "are ready, so the MPI Operator's own default, workers + 1, would never be met)."
+        ),
+    )
+    queue: DnsSubdomain | None = Field(None, description="Volcano Queue of the PodGroup (volcano only).")
+    min_resources: dict[str, Quantity] | None = Field(
+        None, description="Resources the PodGroup needs before any pod runs, e.g. {nvidia.com/gpu: 32}. Default the MPI Operator's sum."
+    )
+    priority_class: DnsSubdomain | None = Field(
+        None, description="PriorityClass of the PodGroup (volcano only); default resources.priorityClassName."
+    )
+    schedule_timeout_seconds: Int32 | None = Field(
+        None, ge=0, description="Seconds the gang may wait to be scheduled (scheduler-plugins only). Default the scheduler's."
+    )
+
+
 class RunPolicySpec(ApiModel):
-    """Passed through to the MPIJob's runPolicy."""
+    """Passed through to the MPIJob's runPolicy (maxRestarts is the operator's own)."""
 
     suspend: bool = Field(False, description="Create the MPIJob suspended (no pods); flip to false to start. Default false.")
-    backoff_limit: int | None = Field(None, ge=0, description="Launcher retries before the job fails.")
+    backoff_limit: Int32 | None = Field(
+        None, ge=0,
+        description=(
+            "Times the launcher pod is re-created before its stage fails. Default 0: a failed launcher fails the "
+            "stage at once, with the trainer's error in the launcher's termination message, and the operator "
+            "decides whether to re-create the stage (maxRestarts)."
+        ),
+    )
     active_deadline_seconds: int | None = Field(None, ge=1, description="Seconds a stage may run before it is failed.")
-    ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
+    ttl_seconds_after_finished: Int32 | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
     clean_pod_policy: CleanPodPolicy = Field("Running", description="Pods to delete when a stage ends: None, Running or All. Default Running.")
     max_restarts: int = Field(
         3, ge=0, le=100,
@@ -350,6 +417,9 @@ class RunPolicySpec(ApiModel):
             "preempted, a node lost), with exponential backoff; the trainer resumes from its newest checkpoint. A "
             "failure of the job's own making (bad input, a trainer error) is never retried. Default 3."
         ),
+    )
+    scheduling_policy: SchedulingPolicySpec | None = Field(
+        None, description="Gang scheduling (the MPIJob's runPolicy.schedulingPolicy); needs a gang-scheduling MPI Operator."
     )
 
 

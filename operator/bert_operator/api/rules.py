@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..tasks import TASK_NAMES, TASKS, OperatorTask, chosen_tasks, longest_pod_name
-from .checks import check_label_key, check_label_value, check_uri_path
-from .errors import FieldError
+from .checks import check_annotations_size, check_label_key, check_label_value, check_uri_path
+from .errors import FieldError, shown
 from .k8s_types import type_errors
-from .models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
+from .models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec, PodTemplateMeta, ResourcesSpec, SchedulingPolicySpec
+from .reserved import owner_of, reserved_listing
 
 #: Kubernetes DNS label limit, which pod names used as hostnames must respect.
 MAX_POD_NAME = 63
@@ -84,6 +85,42 @@ def _check_pods(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
         if spec.queue_name is None:
             yield FieldError("spec.workloadPriorityClassName", "only applies with queueName (a Kueue WorkloadPriorityClass)")
         yield from check_label_value("spec.workloadPriorityClassName", spec.workload_priority_class_name)
+    if resources.pod_template is not None:
+        yield from _check_pod_template("spec.resources.podTemplate", resources.pod_template)
+    if spec.run_policy.scheduling_policy is not None:
+        yield from _check_scheduling("spec.runPolicy.schedulingPolicy", spec.run_policy.scheduling_policy, resources)
+
+
+def _check_pod_template(path: str, template: PodTemplateMeta) -> Iterator[FieldError]:
+    """Keys and values the API server accepts on a pod, and none that the operator or the MPI Operator write."""
+    for field, entries in (("labels", template.labels), ("annotations", template.annotations)):
+        for key, value in entries.items():
+            where = f"{path}.{field}[{key[:60]!r}]"
+            owner = owner_of(key)
+            if owner is not None:
+                yield FieldError(where, f"{shown(key)} is set by {owner}; podTemplate may set any key but "
+                                        f"{reserved_listing()}")
+                continue
+            yield from check_label_key(where, key, "label key" if field == "labels" else "annotation key")
+            if field == "labels":
+                yield from check_label_value(where, value)
+    yield from check_annotations_size(f"{path}.annotations", template.annotations)
+
+
+def _check_scheduling(path: str, policy: SchedulingPolicySpec, resources: ResourcesSpec) -> Iterator[FieldError]:
+    """A PodGroup that can be scheduled, asking for resources by their real names.
+
+    The launcher is created only after every worker is ready (launcherCreationPolicy WaitForWorkersReady), so
+    while the gang waits only the workers exist: a minAvailable above resources.workers is never reached.
+    """
+    if policy.min_available is not None and policy.min_available > resources.workers:
+        yield FieldError(
+            f"{path}.minAvailable",
+            f"must be <= resources.workers ({resources.workers}): the launcher pod is created only after the workers "
+            f"are ready, so a gang of {policy.min_available} pods never forms; got {policy.min_available}",
+        )
+    for name in policy.min_resources or {}:
+        yield from check_label_key(f"{path}.minResources[{name[:60]!r}]", name, "resource name")
 
 
 def _check_inputs(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[FieldError]:

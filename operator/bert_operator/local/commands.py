@@ -3,8 +3,9 @@
 The command lines are taken from the MPIJob the operator would create, not
 rebuilt: the only changes are the ones a pod's runtime makes for it (mount
 paths bound to folders, Secret references resolved, the image's `python`
-being this interpreter) and, for one process, running the rank directly
-instead of through mpirun. So a local run tests exactly what a cluster runs.
+being this interpreter, Open MPI allowed to run as root when this process
+is root) and, for one process, running the rank directly instead of through
+mpirun. So a local run tests exactly what a cluster runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ ENVIRONMENT_WINS = {
     "AWS_ENDPOINT_URL_S3": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
     "AWS_DEFAULT_REGION": ("AWS_DEFAULT_REGION",),
 }
+
+
+#: Open MPI's consent to run as root (both are required), set for local runs as root only.
+ROOT_ALLOWED_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 def s3_endpoint(spec_endpoint: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -127,4 +132,9 @@ def launcher_command(mpijob: dict[str, Any], mounts: list[tuple[str, Path]], pro
     mpirun[np_index] = str(count)
     # Local cores rarely match the job's slots; ranks share this machine's cores.
     mpirun.insert(1, "--oversubscribe")
+    if os.geteuid() == 0:
+        # The pods run as the image's user, so the rendered mpirun has no --allow-run-as-root; here (a CI
+        # container, a root shell) Open MPI would refuse to start. Its own variables allow root for this run only.
+        env.update(ROOT_ALLOWED_ENV)
+        notes.append("running as root: Open MPI allowed to with OMPI_ALLOW_RUN_AS_ROOT (the cluster's pods run as a user)")
     return LocalCommand("launcher", [*mpirun, *_this_python(rank_args)], env, notes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..api.models import BertTrainingJobSpec
 from ..api.stages import Stage
 from ..tasks import task_of
+from .image import SSH_PORT
 
 #: How a container starts the trainer (the image's interpreter); local mode finds and replaces exactly this.
 TRAINER_ENTRY = ("python", "-m", "bert_trainer")
@@ -24,11 +25,16 @@ def mpirun(spec: BertTrainingJobSpec, exported: list[str]) -> list[str]:
     The task decides process binding (NVIDIA bound pretraining ranks to
     sockets, fine-tuning by slot). Ranks started over ssh do not inherit the
     pod's environment, so every variable they need is exported with -x.
+    The pods run as the image's user, so no --allow-run-as-root (NVIDIA's
+    containers ran as root); the workers' sshd listens on SSH_PORT, which
+    plm_rsh_args passes to every ssh that mpirun starts, so the port is
+    rendered in one place for both sides rather than baked into the image.
     """
     exports = [flag for name in (*BASE_EXPORTS, *exported) for flag in ("-x", name)]
     return [
-        "mpirun", "--allow-run-as-root", "-np", str(spec.resources.total_processes()),
+        "mpirun", "-np", str(spec.resources.total_processes()),
         *task_of(spec).mpirun_binding(spec), *exports, "-mca", "pml", "ob1", "-mca", "btl", "^openib",
+        "-mca", "plm_rsh_args", f"-p {SSH_PORT}",
     ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from ..api.locations import PvcRef, is_pvc, join, SYNCED_DATA_ROOT
 from ..api.models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
 from ..api.presets import API_GROUP, API_VERSION, KIND
+from ..api.reserved import KUEUE_PRIORITY_LABEL, KUEUE_QUEUE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL
 from ..api.stages import Stage
 from ..tasks import stage_data_path, task_of
 from ..contract import (
@@ -20,6 +21,7 @@ from ..contract import (
     TOKEN_DIR, TOKEN_FILE, token_audience,
 )
 from .command import TRAINER_ENTRY, launcher_command
+from .image import SSH_AUTH_MOUNT_PATH, WORKER_COMMAND, container_security_context, pod_security_context
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/bert-operator/trainer:0.1.0"
 #: NCCL's log levels; WARN keeps a rank's log to NCCL's warnings and errors (INFO adds topology per rank).
@@ -27,9 +29,10 @@ NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 DEFAULT_NCCL_DEBUG = "WARN"
 STAGE_INDEX_ANNOTATION = f"{LABEL_PREFIX}/stage-index"
 GENERATION_ANNOTATION = f"{LABEL_PREFIX}/job-generation"
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-#: The MPI Operator mounts its generated SSH keys here; workers run sshd.
-WORKER_COMMAND = ["/usr/sbin/sshd", "-De"]
+#: A failed launcher fails its stage at once; the operator decides about re-creating it (runPolicy.maxRestarts).
+DEFAULT_BACKOFF_LIMIT = 0
+#: RunPolicySpec fields that are the operator's, not the MPIJob's runPolicy (the API server would prune them).
+OPERATOR_RUN_POLICY_FIELDS = frozenset({"max_restarts"})
 DATA_VOLUME = "dataset"
 SHM_VOLUME = "dshm"
 TOKEN_VOLUME = "bertoperator-token"
@@ -92,6 +95,7 @@ def _pod_common(spec: BertTrainingJobSpec) -> dict[str, Any]:
         common["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in res.tolerations]
     if res.affinity:
         common["affinity"] = res.affinity
+    common["securityContext"] = pod_security_context()
     if res.priority_class_name:
         common["priorityClassName"] = res.priority_class_name
     if res.scheduler_name:
@@ -124,8 +128,22 @@ def _owner_references(job: BertTrainingJob) -> list[dict[str, Any]]:
 
 
 def _run_policy(spec: BertTrainingJobSpec) -> dict[str, Any]:
-    # maxRestarts is the operator's (it re-creates the MPIJob); the MPIJob's runPolicy has no such field.
-    return spec.run_policy.model_dump(by_alias=True, exclude_none=True, exclude={"max_restarts"})
+    """The MPIJob's runPolicy: the user's, with the defaults the operator's recovery and Kueue rely on.
+
+    backoffLimit 0 unless set: the launcher's Job then fails on the first failed launcher pod, whose
+    termination message carries the trainer's error, and the operator (not the Job controller) decides
+    about a retry. With a queueName the MPIJob is always created suspended: Kueue un-suspends it on
+    admission, and a user's runPolicy.suspend deactivates the Workload instead (the reconciler's part).
+    """
+    policy = spec.run_policy.model_dump(by_alias=True, exclude_none=True, exclude=set(OPERATOR_RUN_POLICY_FIELDS))
+    policy.setdefault("backoffLimit", DEFAULT_BACKOFF_LIMIT)
+    if spec.queue_name:
+        policy["suspend"] = True
+    # The launcher is created only once every worker is ready (WaitForWorkersReady), so a gang scheduler's
+    # PodGroup can only ever hold the workers: the MPI Operator's own default, workers + 1, would wait forever.
+    # Harmless without gang scheduling (the MPI Operator reads schedulingPolicy only for PodGroups).
+    policy.setdefault("schedulingPolicy", {}).setdefault("minAvailable", spec.resources.workers)
+    return policy
 
 
 def _report_env(job: BertTrainingJob, stage: Stage, settings: RenderSettings) -> list[dict[str, Any]]:
@@ -143,19 +161,33 @@ def _report_env(job: BertTrainingJob, stage: Stage, settings: RenderSettings) ->
     return [{"name": key, "value": value} for key, value in values.items()]
 
 
+def _kueue_labels(spec: BertTrainingJobSpec) -> dict[str, str]:
+    """Kueue reads the queue and the WorkloadPriorityClass from the MPIJob's own labels."""
+    labels: dict[str, str] = {}
+    if spec.queue_name:
+        labels[KUEUE_QUEUE_LABEL] = spec.queue_name
+    if spec.workload_priority_class_name:
+        labels[KUEUE_PRIORITY_LABEL] = spec.workload_priority_class_name
+    return labels
+
+
 def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings) -> dict[str, Any]:
     """Everything the MPIJob template places, for one stage of `job`."""
     spec = job.spec
     task_name = task_of(spec).name
     name = stage.mpijob_name(job.metadata.name)
     pod_labels = {
-        "app.kubernetes.io/managed-by": "bert-operator",
-        "app.kubernetes.io/part-of": "bert-operator",
+        MANAGED_BY_LABEL: "bert-operator",
+        PART_OF_LABEL: "bert-operator",
         JOB_NAME_LABEL: job.metadata.name,
         STAGE_LABEL: stage.name,
         TASK_LABEL: task_name,
     }
-    labels = {**pod_labels, **({KUEUE_QUEUE_LABEL: spec.queue_name} if spec.queue_name else {})}
+    labels = {**pod_labels, **_kueue_labels(spec)}
+    template = spec.resources.pod_template
+    # The rules refuse a user key the operator sets; the operator's labels are placed last all the same.
+    template_labels = {**(template.labels if template else {}), **pod_labels}
+    template_annotations = dict(template.annotations) if template else {}
     annotations = {STAGE_INDEX_ANNOTATION: str(stage.index)}
     if job.metadata.generation is not None:
         annotations[GENERATION_ANNOTATION] = str(job.metadata.generation)
@@ -174,9 +206,13 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
             "path": "token"}}]}})
         worker_mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
     sync = None
+    worker_resources = _worker_resources(spec)
     if not is_pvc(spec.dataset.uri):
         subpath = stage_data_path(spec, stage)
-        volumes.append({"name": DATA_VOLUME, "emptyDir": {}})
+        storage = spec.resources.dataset_storage or task_of(spec).dataset_storage
+        volumes.append({"name": DATA_VOLUME, "emptyDir": {"sizeLimit": storage}})
+        # The scheduler places a worker only where the synced data fits; the kubelet evicts one that outgrows it.
+        worker_resources.setdefault("requests", {})["ephemeral-storage"] = storage
         worker_mounts.append({"name": DATA_VOLUME, "mountPath": SYNCED_DATA_ROOT})
         sync = {
             "command": [
@@ -185,16 +221,20 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
             ],
             "env": s3_env(spec.dataset),
             "mounts": [{"name": DATA_VOLUME, "mountPath": SYNCED_DATA_ROOT}],
+            "resources": {"requests": {"ephemeral-storage": storage}},
         }
 
     return {
         "name": name,
         "namespace": job.metadata.namespace,
         "labels": labels,
-        "pod_labels": pod_labels,
+        "pod_labels": template_labels,
+        "pod_annotations": template_annotations,
         "annotations": annotations,
         "owner_references": _owner_references(job),
         "slots_per_worker": max(spec.resources.gpus_per_worker, 1),
+        "ssh_auth_mount_path": SSH_AUTH_MOUNT_PATH,
+        "container_security": container_security_context(),
         "run_policy": _run_policy(spec),
         "workers": spec.resources.workers,
         "image": spec.image or settings.default_image,
@@ -207,7 +247,7 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
             "limits": {"memory": settings.launcher_memory},
         },
         "worker_command": WORKER_COMMAND,
-        "worker_resources": _worker_resources(spec),
+        "worker_resources": worker_resources,
         "worker_mounts": worker_mounts,
         "volumes": volumes,
         "sync": sync,

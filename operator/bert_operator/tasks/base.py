@@ -31,6 +31,9 @@ class OperatorTask:
     #: Whether the task tokenizes (needs spec.model.vocab) or fine-tunes (needs spec.model.initCheckpoint).
     needs_vocab: ClassVar[bool] = False
     needs_init_checkpoint: ClassVar[bool] = False
+    #: Default of spec.resources.datasetStorage: local disk for one stage's s3:// data in a worker. Generous on
+    #: purpose (the sync fails when the disk is full, and an emptyDir over its sizeLimit evicts the pod).
+    dataset_storage: ClassVar[str]
     #: Python modules its trainer imports, checked before a local run starts.
     local_modules: ClassVar[tuple[str, ...]] = ()
 

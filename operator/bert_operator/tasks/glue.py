@@ -15,6 +15,8 @@ from .flags import finetune_hyperparameters, finetune_model_flags
 
 class Glue(FineTuningTask):
     name = "glue"
+    #: MNLI, the largest of the GLUE tasks run here, is under 1 GB.
+    dataset_storage = "8Gi"
     field = "glue"
     stage_name = "glue"
 

@@ -22,6 +22,9 @@ from .flags import model_flags, number, optimizer_flags, speed_flags
 
 class Pretrain(OperatorTask):
     name = "pretrain"
+    #: One phase's TFRecords of Wikipedia + BookCorpus: the recipe gives over 170 GB for the corpus, and its
+    #: records (each document dupe_factor times) are of that order; twice that.
+    dataset_storage = "400Gi"
     field = "pretrain"
     local_modules = ("tensorflow",)
 

@@ -19,6 +19,8 @@ SQUAD_SPECIAL_TOKENS = 3
 
 class Squad(FineTuningTask):
     name = "squad"
+    #: SQuAD's train and dev JSON files are under 100 MB together.
+    dataset_storage = "2Gi"
     field = "squad"
     stage_name = "squad"
 
