@@ -28,6 +28,7 @@ from tests.chart.namespaces_proxy import NamespacesProxy
 from tests.chart.render import kind, objects
 from tests.conftest import REPO, free_port
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
+from tests.operator.kueue_shim import KueueShim
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
@@ -112,6 +113,7 @@ def prepare(cluster: EmulatedCluster) -> None:
         cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
 
     cluster.call(declare)
+    cluster.kueue = KueueShim(cluster, NS)  # Kueue's Workloads as a resource
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +209,13 @@ def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
             for resource in rule["resources"] for verb in rule["verbs"]}
 
 
+def give_uid(cluster: EmulatedCluster, mpijob: str) -> None:
+    """The uid a real API server gives every object it creates (the emulator gives none; Kueue and restarts key on it)."""
+    cluster.wait(lambda: any(m["metadata"]["name"] == mpijob for m in cluster.mpijobs(NS)), what=mpijob)
+    cluster.custom.patch_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", mpijob,
+                                                  {"metadata": {"uid": f"uid-{mpijob}"}})
+
+
 def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.Request]:
     """Every path of the operator that calls the API; returns the requests it sent (discovery excluded)."""
     status = lambda name: cluster.job(NS, name).get("status") or {}  # noqa: E731
@@ -234,6 +243,21 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
     cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "access-1", patch)
     cluster.wait(lambda: next(m for m in cluster.mpijobs(NS) if m["metadata"]["name"] == "access-1-phase2")["spec"]["runPolicy"].get("suspend"),
                  what="suspended MPIJob")
+    # A queued job: its Workload read while Kueue holds it, deactivated when the user suspends it.
+    cluster.apply_job(named({**SQUAD, "spec": {**SQUAD["spec"], "queueName": "team-a"}}, "queued-1"), uid="uid-queued-1")
+    cluster.wait(lambda: status("queued-1").get("phase") == "Queued", what="Queued")
+    give_uid(cluster, "queued-1-squad")
+    cluster.kueue.pending("queued-1-squad", "no quota")
+    patch = {"metadata": {"generation": 2}, "spec": {"runPolicy": {"suspend": True}}}
+    cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "queued-1", patch)
+    cluster.wait(lambda: cluster.kueue.workload("queued-1-squad")["spec"]["active"] is False, what="inactive Workload")
+    # A stage whose worker was evicted: its pods listed, its MPIJob deleted for a restart.
+    cluster.apply_job(named(SQUAD, "evict-1"), uid="uid-evict-1")
+    cluster.wait(lambda: status("evict-1").get("phase") == "Pending", what="Pending")
+    give_uid(cluster, "evict-1-squad")
+    cluster.custom.patch_namespaced_custom_object_status("kubeflow.org", "v2beta1", NS, "mpijobs", "evict-1-squad", {
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "MPIJobEvicted", "message": "1/1 workers are evicted"}]}})
+    cluster.wait(lambda: (status("evict-1").get("stages") or [{}])[0].get("restarts") == 1, what="a restart")
     # An invalid job (status and a Warning Event, no MPIJob), and a resync over all of them.
     cluster.apply_job(bad_job(), uid="uid-bad-1")
     cluster.wait(lambda: status("bad-1").get("phase") == "Failed", what="Failed")
@@ -255,7 +279,8 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
 #: Paths the scenario must reach, or the comparison below would prove little.
 EXERCISED = {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org", "mpijobs", "patch"),
              ("kubeflow.org", "mpijobs", "get"), ("bertoperator.io", "berttrainingjobs", "get"), ("", "events", "create"),
-             ("", "pods", "get"), ("", "events", "list")}
+             ("", "pods", "get"), ("", "events", "list"), ("", "pods", "list"), ("kubeflow.org", "mpijobs", "delete"),
+             ("kueue.x-k8s.io", "workloads", "list"), ("kueue.x-k8s.io", "workloads", "patch")}
 
 
 def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:
