@@ -13,7 +13,8 @@ import yaml
 from bert_operator.api.crd import crd
 from tests.conftest import MPIJOB_CRD, REPO
 from tests.operator.cluster import EmulatedCluster
-from tests.operator.strict import StrictApiServer, load_crd
+from tests.operator.kueue_shim import webhook
+from tests.operator.strict import FOREGROUND_SECONDS, StrictApiServer, load_crd
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 GROUP, VERSION, PLURAL = "bertoperator.io", "v1alpha1", "berttrainingjobs"
@@ -24,7 +25,8 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster
     if not MPIJOB_CRD.exists():
         pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}")
     with EmulatedCluster(tmp_path_factory.mktemp("strict")) as running:
-        server = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)})
+        server = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)},
+                                 admission=[webhook])
         running.connect(running.call(server.start))
         yield running
         running.call(server.stop)
@@ -83,3 +85,48 @@ def test_objects_that_break_the_crd_schema_are_422(strict: EmulatedCluster) -> N
         strict.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", "strict", "mpijobs", mpijob)
     assert refused.value.status == 422 and "slotsPerWorker" in json.loads(refused.value.body)["message"]
     assert strict.mpijobs("strict") == []  # nothing stored, unlike kmock alone
+
+
+def mpijob(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob",
+            "metadata": {"name": name, "namespace": "strict", "labels": labels or {}},
+            "spec": {"mpiReplicaSpecs": {}, "runPolicy": {"suspend": False}}}
+
+
+def make(cluster: EmulatedCluster, body: dict[str, Any]) -> dict[str, Any]:
+    answer = cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", "strict", "mpijobs", body,
+                                                            _preload_content=False)
+    return json.loads(answer.data)
+
+
+def test_created_objects_get_a_uid_and_mutating_admission_runs(strict: EmulatedCluster) -> None:
+    queued = make(strict, mpijob("queued", {"kueue.x-k8s.io/queue-name": "team-a"}))
+    plain = make(strict, mpijob("plain"))
+    assert queued["metadata"]["uid"] and queued["metadata"]["uid"] != plain["metadata"]["uid"]
+    assert queued["metadata"]["creationTimestamp"]
+    assert queued["spec"]["runPolicy"]["suspend"] is True and plain["spec"]["runPolicy"]["suspend"] is False
+
+
+def test_a_delete_honours_the_uid_precondition_and_foreground_propagation(strict: EmulatedCluster) -> None:
+    created = make(strict, mpijob("doomed"))
+    wrong = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid="someone-else"))
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        strict.custom.delete_namespaced_custom_object("kubeflow.org", "v2beta1", "strict", "mpijobs", "doomed", body=wrong)
+    assert refused.value.status == 409
+    options = kubernetes.client.V1DeleteOptions(propagation_policy="Foreground",
+                                                preconditions=kubernetes.client.V1Preconditions(uid=created["metadata"]["uid"]))
+    answer = strict.custom.delete_namespaced_custom_object("kubeflow.org", "v2beta1", "strict", "mpijobs", "doomed", body=options)
+    assert answer["metadata"]["deletionTimestamp"] and answer["metadata"]["finalizers"] == ["foregroundDeletion"]
+    assert any(m["metadata"]["name"] == "doomed" for m in strict.mpijobs("strict"))  # still there, being deleted
+    strict.wait(lambda: not any(m["metadata"]["name"] == "doomed" for m in strict.mpijobs("strict")),
+                timeout=10 * FOREGROUND_SECONDS + 5, what="the object gone after its dependents")
+
+
+def test_a_list_with_a_label_selector_answers_only_the_matching_objects(strict: EmulatedCluster) -> None:
+    make(strict, mpijob("team-a-1", {"team": "a", "tier": "gold"}))
+    make(strict, mpijob("team-b-1", {"team": "b"}))
+    names = lambda selector: sorted(m["metadata"]["name"] for m in strict.custom.list_namespaced_custom_object(  # noqa: E731
+        "kubeflow.org", "v2beta1", "strict", "mpijobs", label_selector=selector)["items"])
+    assert names("team=a") == ["team-a-1"]
+    assert names("team!=a,team") == ["team-b-1"]
+    assert names("team=a,!tier") == []
