@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--resync-seconds", type=float, default=None, help="safety-net resync period (default 60)")
     operator.add_argument("--restart-backoff-seconds", type=float, default=None,
                           help="wait before re-creating a stage that failed for an infrastructure reason, doubling per "
-                               "restart (default 10, at most BERTOP_RESTART_BACKOFF_MAX_SECONDS, 360); env "
+                               "restart (default 30, at most BERTOP_RESTART_BACKOFF_MAX_SECONDS, 360); env "
                                "BERTOP_RESTART_BACKOFF_SECONDS")
     operator.add_argument("--webhook-port", type=int, default=None,
                           help="serve the validating admission webhook (HTTPS) on this port (default 0: off); env BERTOP_WEBHOOK_PORT")

@@ -61,7 +61,7 @@ class OperatorSettings:
     nccl_debug: str = DEFAULT_NCCL_DEBUG
     #: Seconds before the first re-creation of a stage that failed for an infrastructure reason (doubling per
     #: restart, at most restart_backoff_max_seconds).
-    restart_backoff_seconds: float = 10.0
+    restart_backoff_seconds: float = 30.0
     restart_backoff_max_seconds: float = 360.0
 
     def progress_ca(self) -> str | None:
@@ -92,7 +92,7 @@ class OperatorSettings:
             "progress_stale_seconds": _env_number(env, "BERTOP_PROGRESS_STALE_SECONDS", float, 600.0),
             "nccl_debug": env.get("BERTOP_NCCL_DEBUG") or DEFAULT_NCCL_DEBUG,
             "progress_cert_dir": env.get("BERTOP_PROGRESS_CERT_DIR") or None,
-            "restart_backoff_seconds": _env_number(env, "BERTOP_RESTART_BACKOFF_SECONDS", float, 10.0),
+            "restart_backoff_seconds": _env_number(env, "BERTOP_RESTART_BACKOFF_SECONDS", float, 30.0),
             "restart_backoff_max_seconds": _env_number(env, "BERTOP_RESTART_BACKOFF_MAX_SECONDS", float, 360.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ()})

@@ -15,9 +15,15 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 @dataclass(frozen=True)
 class RecoverySettings:
-    """Backoff before re-creating a failed stage: `backoff_seconds` x 2^(restart - 1), at most `max_backoff_seconds`."""
+    """Backoff before re-creating a failed stage: `backoff_seconds` x 2^(restart - 1), at most `max_backoff_seconds`.
 
-    backoff_seconds: float = 10.0
+    30 s by default, not the Job controller's 10: a trainer killed without SIGTERM leaves its output lease
+    (bert_trainer/output_lock.py), and its successor waits for such a lease to expire only when it was last renewed
+    more than two renew periods (2 x 15 s) ago; sooner, it takes the old writer for a live one and refuses (exit 2,
+    which is never retried). The failure is counted after the old trainer died, so 30 s later is always past that.
+    """
+
+    backoff_seconds: float = 30.0
     max_backoff_seconds: float = 360.0
 
     def delay(self, restart: int) -> float:
