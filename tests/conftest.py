@@ -67,3 +67,9 @@ def bucket(s3_env: dict[str, str], request: pytest.FixtureRequest) -> str:
     name = "t-" + request.node.name.replace("_", "-").replace("[", "-").replace("]", "").lower()[:50].rstrip("-")
     boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=name)
     return name
+
+
+def rank_command(launcher: list[str]) -> list[str]:
+    """A rank's `python -m bert_trainer <task> ...` within a launcher's command (`... launch -- mpirun ... python ...`)."""
+    starts = [i for i in range(len(launcher) - 2) if launcher[i:i + 3] == ["python", "-m", "bert_trainer"]]
+    return launcher[starts[-1]:]

@@ -21,7 +21,7 @@ from bert_operator.render.image import (
 )
 from bert_operator.api.parse import parse_job
 from tests.chart.render import objects
-from tests.conftest import REPO
+from tests.conftest import REPO, rank_command
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
@@ -189,14 +189,16 @@ def test_trainer_image_provides_what_the_rendered_mpijobs_run() -> None:
     assert {"openssh-server", "openmpi-bin", "libnccl2", "python3"} <= installed_packages(final)
     # A scratch working directory, not the source tree (the package lives in the virtual environment).
     assert final.last("WORKDIR") not in ("/src", "/src/") and not (REPO / final.last("WORKDIR").lstrip("/")).exists()
-    # The commands the MPIJobs run: mpirun (Open MPI), sshd on the workers, python -m bert_trainer.
+    # The commands the MPIJobs run: python -m bert_trainer launch (waits for the workers), then mpirun (Open MPI);
+    # sshd on the workers; python -m bert_trainer on each rank.
     job = parse_job(yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text()))
     [mpijob] = render_all(job, RenderSettings())
     replicas = mpijob["spec"]["mpiReplicaSpecs"]
     launcher = replicas["Launcher"]["template"]["spec"]["containers"][0]["command"]
     worker = replicas["Worker"]["template"]["spec"]["containers"][0]["command"]
-    assert launcher[0] == "mpirun" and worker == WORKER_COMMAND and worker[0] == "/usr/sbin/sshd"
-    module = launcher[launcher.index("-m") + 1]
+    assert launcher[:4] == ["python", "-m", "bert_trainer", "launch"] and launcher[launcher.index("--") + 1] == "mpirun"
+    assert worker == WORKER_COMMAND and worker[0] == "/usr/sbin/sshd"
+    module = rank_command(launcher)[2]
     assert module == "bert_trainer" and importlib.util.find_spec("bert_trainer.__main__") is not None
     assert exec_form(final.last("CMD"))[:3] == ["python", "-m", "bert_trainer"]
 

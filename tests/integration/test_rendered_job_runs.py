@@ -20,7 +20,7 @@ import yaml
 
 from bert_operator.api.parse import parse_job
 from bert_operator.render import render_all
-from tests.conftest import REPO
+from tests.conftest import REPO, rank_command
 
 pytest.importorskip("tensorflow")
 
@@ -71,7 +71,7 @@ def test_rendered_sync_and_two_phase_pretraining_run_against_object_storage(tmp_
         sync = run(worker["initContainers"][0]["command"], env, tmp_path, data_root)
         assert sync.returncode == 0, sync.stderr[-2000:]
         launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
-        trainer = launcher[launcher.index("python"):]
+        trainer = rank_command(launcher)
         result = run(trainer, env, tmp_path, data_root)
         assert result.returncode == 0, result.stderr[-3000:]
         logs.append(result.stdout + result.stderr)
@@ -101,8 +101,10 @@ def test_every_rendered_trainer_command_parses_with_the_trainers_own_cli(example
     document = yaml.safe_load((REPO / "examples" / example).read_text())
     for mpijob in render_all(parse_job(document)):
         launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
-        args = build_parser().parse_args(launcher[launcher.index("bert_trainer") + 1:])
+        args = build_parser().parse_args(rank_command(launcher)[3:])
         assert args.task in ("pretrain", "prepare-data", "glue", "squad") and args.horovod is True
+        wait = build_parser().parse_args(launcher[3:])  # the launcher's own `launch ... -- mpirun ...`
+        assert wait.task == "launch" and wait.ssh_port == 2222 and "mpirun" in wait.command
         worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
         for init in worker.get("initContainers", []):
             assert build_parser().parse_args(init["command"][3:]).task == "sync"

@@ -17,6 +17,7 @@ import pytest
 from bert_operator.api.parse import parse_text
 from bert_operator.local.volumes import to_local
 from bert_operator.render import render_all
+from tests.conftest import rank_command
 from tests.local.helpers import TINY, TINY_INPUTS, condition, run_local, statuses
 
 pytestmark = pytest.mark.timeout(900)
@@ -94,7 +95,7 @@ def test_each_stage_ran_the_rendered_launcher_command_with_volumes_bound(tiny_ru
     for job in parse_text(TINY.read_text(), TINY.name):
         for mpijob in render_all(job):
             command = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
-            rendered = [to_local(arg, mounts) for arg in command[command.index("bert_trainer") + 1:]]
+            rendered = [to_local(arg, mounts) for arg in rank_command(command)[3:]]
             log = workdir / "default" / job.metadata.name / f"{mpijob['metadata']['name']}.log"
             header = next(line for line in log.read_text().splitlines() if " launcher: " in line)
             ran = shlex.split(header.split(" launcher: ", 1)[1])

@@ -12,7 +12,7 @@ import yaml
 from bert_operator.api.parse import parse_job, parse_text
 from bert_operator.tasks import stages_of
 from bert_operator.render import RenderSettings, render_all, render_mpijob
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, rank_command
 from tests.schemas import mpijob_errors, pod_errors
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,7 +34,7 @@ def example(name: str) -> Path:
 def command_flags(mpijob: dict) -> dict[str, str | bool]:
     """The trainer flags of the launcher's command as {flag: value or True}."""
     command = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
-    trainer = command[command.index("bert_trainer") + 2:]
+    trainer = rank_command(command)[4:]
     flags: dict[str, str | bool] = {}
     for i, arg in enumerate(trainer):
         if arg.startswith("--"):
@@ -75,7 +75,8 @@ def test_bert_large_pretraining_runs_the_recipe_on_32_gpus() -> None:
     assert phase1["spec"]["slotsPerWorker"] == 8
     assert phase1["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 4
     launcher = phase1["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
-    assert launcher["command"][:3] == ["mpirun", "-np", "32"] and "--allow-run-as-root" not in launcher["command"]
+    assert launcher["command"][:7] == ["python", "-m", "bert_trainer", "launch", "--ssh_port", "2222", "--"]
+    assert launcher["command"][7:10] == ["mpirun", "-np", "32"] and "--allow-run-as-root" not in launcher["command"]
     assert "--bind-to" in launcher["command"] and "socket" in launcher["command"]
 
     worker = worker_pod(phase1)
@@ -373,3 +374,12 @@ def test_pods_run_as_the_images_user_with_its_sshd() -> None:
     command = launcher_of(mpijob)["template"]["spec"]["containers"][0]["command"]
     rsh = command.index("plm_rsh_args")
     assert command[rsh - 1] == "-mca" and command[rsh + 1] == f"-p {SSH_PORT}"
+
+
+def test_any_text_a_spec_may_carry_renders_as_yaml_characters_beyond_the_bmp_included() -> None:
+    """JSON escapes an emoji as a surrogate pair, which YAML parsers refuse: the template's JSON is YAML's."""
+    document = load(example("glue-mrpc.yaml"))
+    document["spec"]["resources"]["podTemplate"] = {"annotations": {"team": "nlp 🚀 \\ud83d \u00e9 \U0010fffd"}}
+    [mpijob] = render_all(parse_job(document))
+    pod = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]
+    assert pod["metadata"]["annotations"]["team"] == "nlp 🚀 \\ud83d \u00e9 \U0010fffd"

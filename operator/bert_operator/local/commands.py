@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..render.command import TRAINER_ENTRY
+from ..render.command import LAUNCH_TASK, TRAINER_ENTRY
 from .volumes import to_local
 
 #: Container variables that the user's environment overrides (name -> the local variables that win):
@@ -75,6 +75,15 @@ def container_env(container: dict[str, Any], environ: Mapping[str, str]) -> dict
     return env
 
 
+def without_wait(command: list[str]) -> list[str]:
+    """The launcher's command without its `python -m bert_trainer launch ... --` prefix: it waits for worker pods'
+    sshd, and a local run has no worker pods (its ranks start on this machine)."""
+    prefix = [*TRAINER_ENTRY, LAUNCH_TASK]
+    if command[:len(prefix)] == prefix and "--" in command:
+        return command[command.index("--") + 1:]
+    return command
+
+
 def python_argv(command: list[str]) -> tuple[list[str], list[str]]:
     """Split `[...mpirun flags..., python, -m, bert_trainer, ...]` at the interpreter (render's TRAINER_ENTRY)."""
     width = len(TRAINER_ENTRY)
@@ -111,7 +120,7 @@ def launcher_command(mpijob: dict[str, Any], mounts: list[tuple[str, Path]], pro
     """
     environ = os.environ if environ is None else environ
     container = _pod(mpijob, "Launcher")["containers"][0]
-    mpirun, rank_args = python_argv(container["command"])
+    mpirun, rank_args = python_argv(without_wait(container["command"]))
     rank_args = [to_local(arg, mounts) for arg in rank_args]
     env = container_env(container, environ)
     np_index = mpirun.index("-np") + 1

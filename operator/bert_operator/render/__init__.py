@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -19,14 +21,31 @@ __all__ = ["RenderSettings", "render_mpijob", "render_all"]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: A UTF-16 surrogate pair as json.dumps escapes a character beyond the BMP, not itself behind an escaped backslash.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _astral(match: re.Match[str]) -> str:
+    high, low = int(match[2], 16) - 0xD800, int(match[3], 16) - 0xDC00
+    return f"{match[1]}\\U{0x10000 + (high << 10) + low:08x}"
+
+
+def yaml_json(value: Any) -> str:
+    """`value` as JSON that is also valid YAML, for any string (keys sorted, as Jinja's own tojson): ASCII only, with a character beyond the BMP (an
+    emoji in an annotation) as YAML's \\UXXXXXXXX instead of JSON's surrogate pair, which YAML parsers refuse."""
+    return _SURROGATE_PAIR.sub(_astral, json.dumps(value, ensure_ascii=True, sort_keys=True))
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("bert_operator.render", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
     )
+    environment.filters["tojson"] = yaml_json
+    return environment
 
 
 def render_mpijob(job: BertTrainingJob, stage: Stage, settings: RenderSettings | None = None) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from .image import SSH_PORT
 
 #: How a container starts the trainer (the image's interpreter); local mode finds and replaces exactly this.
 TRAINER_ENTRY = ("python", "-m", "bert_trainer")
+#: The trainer's task that waits for the workers' sshd, then execs the rest of the launcher's command.
+LAUNCH_TASK = "launch"
 #: Variables every rank needs from the launcher's environment.
 BASE_EXPORTS = ("NCCL_DEBUG", "LD_LIBRARY_PATH", "PATH", "PYTHONUNBUFFERED")
 
@@ -49,5 +51,8 @@ def trainer_command(spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
 
 
 def launcher_command(spec: BertTrainingJobSpec, stage: Stage, exported: list[str]) -> list[str]:
-    """The launcher container's whole command."""
-    return [*mpirun(spec, exported), *trainer_command(spec, stage)]
+    """The launcher container's whole command: `python -m bert_trainer launch` waits until every worker's sshd
+    answers (the MPI Operator may start the launcher before its workers are ready: a queued MPIJob resumed by
+    Kueue, kubeflow/mpi-operator#615), then execs mpirun with the trainer's command."""
+    wait = [*TRAINER_ENTRY, LAUNCH_TASK, "--ssh_port", str(SSH_PORT), "--"]
+    return [*wait, *mpirun(spec, exported), *trainer_command(spec, stage)]
