@@ -291,7 +291,8 @@ def test_an_evicted_worker_restarts_the_stage_after_backoff(reconciler: Reconcil
     assert body["status"]["phase"] == "Running" and body["status"]["stages"][0]["restarts"] == 1
 
 
-def test_a_failure_is_counted_once_even_when_a_stale_event_shows_it_again(reconciler: Reconciler, cluster: KueueCluster) -> None:
+def test_a_failure_is_counted_once_even_when_a_stale_event_shows_it_again(reconciler: Reconciler, cluster: KueueCluster,
+                                                                        clock: Clock) -> None:
     body = fresh(reconciler, cluster, GLUE)
     cluster.pods = [EVICTED_WORKER]
     failed(cluster, reason="MPIJobEvicted")
@@ -299,13 +300,20 @@ def test_a_failure_is_counted_once_even_when_a_stale_event_shows_it_again(reconc
     reconciler.reconcile(body)
     assert body["status"]["stages"][0]["restarts"] == 1
     cluster.calls.clear()
-    reconciler.reconcile(body, observed=stale)  # a watch event from before the delete
-    assert cluster.calls == [("delete", "mpijobs", "j-glue")]  # deleted again (idempotent), not counted again
-    assert body["status"]["stages"][0]["restarts"] == 1
+    reconciler.reconcile(body, observed=stale)  # a watch event from before the delete: read again, not trusted
+    assert cluster.calls == [("get", "mpijobs", "j-glue")]  # still there (its pods go first): it waits
+    assert body["status"]["stages"][0]["restarts"] == 1 and body["status"]["stages"][0]["phase"] == "Restarting"
+    # Re-created and running, then the old MPIJob's late event arrives: the stage is what the API says now.
+    del cluster.mpijobs["j-glue"]
+    clock.now = LATER
+    reconciler.reconcile(body)
+    cluster.set_conditions("j-glue", "Created", "Running")
+    reconciler.reconcile(body)
     cluster.calls.clear()
-    reconciler.reconcile(body)  # still there (its pods go first): waits
-    assert cluster.calls == [("get", "mpijobs", "j-glue")]
-    assert body["status"]["stages"][0]["phase"] == "Restarting"
+    cluster.events.clear()
+    reconciler.reconcile(body, observed=stale)
+    assert cluster.calls == [("get", "mpijobs", "j-glue")] and cluster.events == []
+    assert body["status"]["phase"] == "Running" and body["status"]["stages"][0]["restarts"] == 1
 
 
 def test_an_mpijob_gone_at_once_is_counted_and_recreated_after_backoff(reconciler: Reconciler, cluster: KueueCluster,

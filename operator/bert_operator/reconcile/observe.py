@@ -109,6 +109,14 @@ def why_waiting(events: Iterable[Mapping[str, Any]], mpijob: str) -> str | None:
     return text[:500]
 
 
+def _replaced(mpijob: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether `mpijob` is the failed MPIJob a restart deleted: a late watch event of it (kopf orders events per
+    object, and the re-created MPIJob is another object) says nothing about the stage now, so it is read again."""
+    meta = mpijob.get("metadata") or {}
+    return any(entry.get("mpiJob") == meta.get("name") and entry.get("restartedMpiJobUid") == meta.get("uid")
+               for entry in status.get("stages") or [])
+
+
 def _unjudged_failures(status: Mapping[str, Any], mpijobs: Mapping[str, Any]) -> dict[str, str]:
     """Failed MPIJobs whose failure the status has not counted yet, with their stage's name."""
     out = {}
@@ -137,7 +145,7 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
     namespace = meta.get("namespace", "default")
     status = body.get("status") or {}
     mpijobs: dict[str, Any] = {}
-    if held is not None:
+    if held is not None and not _replaced(held, status):
         mpijobs[held["metadata"]["name"]] = held
     for name in names_to_read(status):
         if name not in mpijobs:
