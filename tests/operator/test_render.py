@@ -75,8 +75,9 @@ def test_bert_large_pretraining_runs_the_recipe_on_32_gpus() -> None:
     assert phase1["spec"]["slotsPerWorker"] == 8
     assert phase1["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 4
     launcher = phase1["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
-    assert launcher["command"][:7] == ["python", "-m", "bert_trainer", "launch", "--ssh_port", "2222", "--"]
-    assert launcher["command"][7:10] == ["mpirun", "-np", "32"] and "--allow-run-as-root" not in launcher["command"]
+    assert launcher["command"][:9] == ["python", "-m", "bert_trainer", "launch", "--ssh_port", "2222",
+                                       "--timeout_seconds", "86400", "--"]
+    assert launcher["command"][9:12] == ["mpirun", "-np", "32"] and "--allow-run-as-root" not in launcher["command"]
     assert "--bind-to" in launcher["command"] and "socket" in launcher["command"]
 
     worker = worker_pod(phase1)

@@ -17,6 +17,9 @@ from .image import SSH_PORT
 TRAINER_ENTRY = ("python", "-m", "bert_trainer")
 #: The trainer's task that waits for the workers' sshd, then execs the rest of the launcher's command.
 LAUNCH_TASK = "launch"
+#: How long it waits: a day, because a queued stage's launcher may start while its workers still sync the dataset
+#: (hundreds of GiB for pretraining); runPolicy.activeDeadlineSeconds is the stage's own bound.
+LAUNCH_WAIT_SECONDS = 86400
 #: Variables every rank needs from the launcher's environment.
 BASE_EXPORTS = ("NCCL_DEBUG", "LD_LIBRARY_PATH", "PATH", "PYTHONUNBUFFERED")
 
@@ -54,5 +57,5 @@ def launcher_command(spec: BertTrainingJobSpec, stage: Stage, exported: list[str
     """The launcher container's whole command: `python -m bert_trainer launch` waits until every worker's sshd
     answers (the MPI Operator may start the launcher before its workers are ready: a queued MPIJob resumed by
     Kueue, kubeflow/mpi-operator#615), then execs mpirun with the trainer's command."""
-    wait = [*TRAINER_ENTRY, LAUNCH_TASK, "--ssh_port", str(SSH_PORT), "--"]
+    wait = [*TRAINER_ENTRY, LAUNCH_TASK, "--ssh_port", str(SSH_PORT), "--timeout_seconds", str(LAUNCH_WAIT_SECONDS), "--"]
     return [*wait, *mpirun(spec, exported), *trainer_command(spec, stage)]

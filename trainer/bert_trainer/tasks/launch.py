@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hostfile", default=os.environ.get(HOSTFILE_ENV, DEFAULT_HOSTFILE),
                         help=f"MPI hostfile naming the workers (default ${HOSTFILE_ENV}, else {DEFAULT_HOSTFILE})")
     parser.add_argument("--ssh_port", type=int, default=22, help="port the workers' sshd listens on")
-    parser.add_argument("--timeout_seconds", type=float, default=1800.0,
-                        help="give up when a worker has not answered for this long (default 1800)")
+    parser.add_argument("--timeout_seconds", type=float, default=86400.0,
+                        help="give up when a worker has not answered for this long (default 86400, a day: a queued "
+                             "stage's workers may still be syncing a large dataset)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to exec (mpirun ...)")
 
 
