@@ -123,7 +123,8 @@ def test_deployment_is_one_hardened_replica_with_probe_ports_and_requests() -> N
     assert {m["mountPath"] for m in operator["volumeMounts"]} == {"/tmp"}  # the only writable path
     assert env(found) == {"BERTOP_NAMESPACES": "", "BERTOP_TRAINER_IMAGE": DEFAULT_TRAINER_IMAGE, "BERTOP_NCCL_DEBUG": "WARN",
                           "BERTOP_PROGRESS_URL": "http://bert-operator.bert-operator.svc:8081",
-                          "BERTOP_RESYNC_SECONDS": "60", "BERTOP_PROGRESS_STALE_SECONDS": "600"}
+                          "BERTOP_RESYNC_SECONDS": "60", "BERTOP_PROGRESS_STALE_SECONDS": "600",
+                          "BERTOP_RESTART_BACKOFF_SECONDS": "30", "BERTOP_RESTART_BACKOFF_MAX_SECONDS": "360"}
     assert pod["serviceAccountName"] == kind(found, "ServiceAccount")[0]["metadata"]["name"]
     assert operator["image"] == "ghcr.io/bert-operator/operator:0.1.0"  # appVersion when image.tag is empty
     off = objects(VALUE_SETS["metrics-off"])
