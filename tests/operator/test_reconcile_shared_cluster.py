@@ -93,6 +93,17 @@ def fresh(reconciler: Reconciler, cluster: FakeCluster, spec: dict[str, Any]) ->
     return body
 
 
+def admitted(reconciler: Reconciler, cluster: KueueCluster) -> dict[str, Any]:
+    """A queued GLUE job whose Workload Kueue admitted, running; calls and Events so far forgotten."""
+    body = fresh(reconciler, cluster, QUEUED_GLUE)
+    cluster.add_workload("j-glue")
+    cluster.admit("j-glue")
+    reconciler.reconcile(body)
+    cluster.calls.clear()
+    cluster.events.clear()
+    return body
+
+
 def suspend_writes(cluster: FakeCluster) -> list[tuple[str, str, str]]:
     return [call for call in cluster.calls if call[:2] == ("patch", "mpijobs")]
 
@@ -157,13 +168,8 @@ def test_admission_runs_the_stage_and_turns_queued_off(reconciler: Reconciler, c
 
 def test_a_preemption_queues_the_stage_again_with_a_warning_and_re_admission_resumes_it(
         reconciler: Reconciler, cluster: KueueCluster) -> None:
-    body = fresh(reconciler, cluster, QUEUED_GLUE)
-    cluster.add_workload("j-glue")
-    cluster.admit("j-glue")
-    reconciler.reconcile(body)
+    body = admitted(reconciler, cluster)
     cluster.preempt("j-glue")
-    cluster.calls.clear()
-    cluster.events.clear()
     reconciler.reconcile(body)
     status = body["status"]
     assert status["phase"] == "Queued" and condition(status, "Queued")["reason"] == "Evicted"
@@ -177,11 +183,7 @@ def test_a_preemption_queues_the_stage_again_with_a_warning_and_re_admission_res
 
 def test_a_users_suspend_of_a_queued_job_deactivates_its_workload_and_resuming_activates_it(
         reconciler: Reconciler, cluster: KueueCluster) -> None:
-    body = fresh(reconciler, cluster, QUEUED_GLUE)
-    cluster.add_workload("j-glue")
-    cluster.admit("j-glue")
-    reconciler.reconcile(body)
-    cluster.calls.clear()
+    body = admitted(reconciler, cluster)
     body["spec"]["runPolicy"] = {"suspend": True}
     body["metadata"]["generation"] = 2
     reconciler.reconcile(body)
