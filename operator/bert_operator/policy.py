@@ -1,0 +1,330 @@
+"""Applying BertTrainingPolicies to a job: one pure function for the admission webhook and the operator alike.
+
+:func:`decide` takes a job as written, the labels of its namespace and every policy, and answers the job as it
+runs (defaults filled in where the job is silent, forced values in place), what each policy set, and every way
+the job breaks a policy, each naming the field and the policy. The rules of combining several policies that
+select one namespace:
+
+- **defaults and forced values**: policies that set the same field to the same value agree; different values
+  are a conflict. A conflict is not resolved by order: the job is refused naming both policies (and the
+  policies' status shows it), because a tenant's job must not depend on which of two rules happens to win.
+- **limits**: every policy's limits hold at once, so the most restrictive wins: the smallest maximum, an image or
+  URI allowed by every policy that lists any, a field forbidden by any policy.
+- **order**: defaults fill only the fields the job leaves unset; forced values replace whatever is there; limits are
+  checked on the result. Forbidden fields are checked on the job as written: a tenant may not set them, while
+  the policies' own defaults and forced values may.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+from pydantic import ValidationError
+
+from .api.errors import FieldError, SpecError, from_validation_error, shown
+from .api.models import BertTrainingJob
+from .api.parse import parse_job
+from .api.policy import BertTrainingPolicy, LabelSelector, PolicyValues
+
+#: Where each field of PolicyValues lives in a job's spec (wire paths under `spec`).
+VALUE_PATHS: dict[str, tuple[str, ...]] = {
+    "image": ("image",),
+    "queue_name": ("queueName",),
+    "workload_priority_class_name": ("workloadPriorityClassName",),
+    "priority_class_name": ("resources", "priorityClassName"),
+    "scheduler_name": ("resources", "schedulerName"),
+    "node_selector": ("resources", "nodeSelector"),
+    "tolerations": ("resources", "tolerations"),
+    "precision": ("precision",),
+}
+RUN_POLICY_PATHS: dict[str, tuple[str, ...]] = {
+    "active_deadline_seconds": ("runPolicy", "activeDeadlineSeconds"),
+    "ttl_seconds_after_finished": ("runPolicy", "ttlSecondsAfterFinished"),
+    "max_restarts": ("runPolicy", "maxRestarts"),
+}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One value a policy gave the job: where, what, and whether as a default or forced."""
+
+    path: str
+    value: Any
+    how: str
+    policy: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A job under its namespace's policies: the body it runs as, what the policies set, and what they refuse."""
+
+    body: dict[str, Any]
+    policies: tuple[str, ...] = ()
+    applied: tuple[Applied, ...] = ()
+    violations: tuple[FieldError, ...] = ()
+    job: BertTrainingJob | None = field(default=None, compare=False)
+
+    def status(self) -> dict[str, Any] | None:
+        """`status.policy` of the job: which policies applied and what they set (None when none selects it)."""
+        if not self.policies:
+            return None
+        return {"policies": list(self.policies),
+                "applied": [{"path": a.path, "value": a.value, "how": a.how, "policy": a.policy} for a in self.applied]}
+
+
+# ----------------------------------------------------------------- selection
+
+
+def selects(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """Whether a metav1.LabelSelector selects an object with `labels` (an empty selector selects everything)."""
+    if any(labels.get(key) != value for key, value in selector.match_labels.items()):
+        return False
+    for requirement in selector.match_expressions:
+        present = requirement.key in labels
+        if requirement.operator == "In" and labels.get(requirement.key) not in requirement.values:
+            return False
+        if requirement.operator == "NotIn" and present and labels[requirement.key] in requirement.values:
+            return False
+        if requirement.operator == "Exists" and not present:
+            return False
+        if requirement.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def selecting(policies: Iterable[BertTrainingPolicy], labels: Mapping[str, str]) -> list[BertTrainingPolicy]:
+    """The policies that select a namespace with `labels`, by name."""
+    return sorted((p for p in policies if selects(p.spec.namespace_selector, labels)), key=lambda p: p.metadata.name)
+
+
+# ------------------------------------------------------------------ values
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_wire(item) for item in value]
+    if hasattr(value, "model_dump"):
+        return value.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return value
+
+
+def values_of(given: PolicyValues, namespace: str, name: str) -> dict[tuple[str, ...], Any]:
+    """The spec paths a policy's defaults or forced values set, with their wire values."""
+    out: dict[tuple[str, ...], Any] = {}
+    for attribute, path in VALUE_PATHS.items():
+        value = getattr(given, attribute)
+        if value is not None:
+            out[path] = _wire(value)
+    if given.run_policy is not None:
+        for attribute, path in RUN_POLICY_PATHS.items():
+            value = getattr(given.run_policy, attribute)
+            if value is not None:
+                out[path] = value
+    output = getattr(given, "output", None)
+    if output is not None:
+        wire = _wire(output)
+        wire["uri"] = fill(wire["uri"], namespace, name)
+        out[("output",)] = wire
+    return out
+
+
+def fill(template: str, namespace: str, name: str) -> str:
+    """A URI template with the job's namespace and name in place of {namespace} and {name}."""
+    return template.replace("{namespace}", namespace).replace("{name}", name)
+
+
+def _get(spec: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = spec
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _set(spec: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = spec
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = copy.deepcopy(value)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return "spec." + ".".join(path)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two selecting policies give one field different values (as defaults, or as forced values)."""
+
+    path: tuple[str, ...]
+    part: str
+    first: tuple[str, Any]
+    second: tuple[str, Any]
+
+    def error(self) -> FieldError:
+        (a, value_a), (b, value_b) = self.first, self.second
+        return FieldError(_dotted(self.path), (
+            f"BertTrainingPolicies {a} and {b} give different {self.part} values ({shown(value_a)} and "
+            f"{shown(value_b)}); the platform team must resolve the conflict"))
+
+
+def _gathered(policies: list[BertTrainingPolicy], part: str, namespace: str, name: str
+              ) -> tuple[dict[tuple[str, ...], tuple[Any, str]], list[Conflict]]:
+    """Each path the policies' `part` (defaults or forced) sets, with its value and policy, and the conflicts
+    (a conflicting path is set by none)."""
+    chosen: dict[tuple[str, ...], tuple[Any, str]] = {}
+    found: list[Conflict] = []
+    for policy in policies:
+        for path, value in values_of(getattr(policy.spec, part), namespace, name).items():
+            if path in chosen and chosen[path][0] != value:
+                first = (chosen[path][1], chosen[path][0])
+                found.append(Conflict(path, part, first, (policy.metadata.name, value)))
+            chosen.setdefault(path, (value, policy.metadata.name))
+    conflicting = {conflict.path for conflict in found}
+    return {path: item for path, item in chosen.items() if path not in conflicting}, found
+
+
+# ------------------------------------------------------------------ limits
+
+
+def _under(uri: str, prefix: str) -> bool:
+    """Whether `uri` lies under `prefix` as a path (s3://b/team-a does not hold s3://b/team-ab)."""
+    bare = prefix.rstrip("/")
+    return uri == bare or uri.startswith(bare + "/")
+
+
+def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> Iterator[FieldError]:
+    """Every limit of every policy the job (defaults and forced values applied) breaks."""
+    spec, meta = job.spec, job.metadata
+    res = spec.resources
+    gpus = res.workers * res.gpus_per_worker
+    for policy in policies:
+        limits, by = policy.spec.limits, f"BertTrainingPolicy {policy.metadata.name}"
+        if limits.max_gpus_per_job is not None and gpus > limits.max_gpus_per_job:
+            yield FieldError("spec.resources.gpusPerWorker", (
+                f"{res.gpus_per_worker} exceeds {limits.max_gpus_per_job} GPUs per job allowed by {by} "
+                f"({res.workers} x {res.gpus_per_worker} = {gpus})"))
+        if limits.max_workers is not None and res.workers > limits.max_workers:
+            yield FieldError("spec.resources.workers", f"{res.workers} exceeds {limits.max_workers} workers allowed by {by}")
+        if limits.max_gpus_per_worker is not None and res.gpus_per_worker > limits.max_gpus_per_worker:
+            yield FieldError("spec.resources.gpusPerWorker",
+                             f"{res.gpus_per_worker} exceeds {limits.max_gpus_per_worker} GPUs per worker allowed by {by}")
+        if limits.allowed_images is not None and spec.image is not None and not any(
+                fnmatch.fnmatchcase(spec.image, glob) for glob in limits.allowed_images):
+            yield FieldError("spec.image", f"{shown(spec.image)} is not allowed by {by}: the image must match one of "
+                                           f"{', '.join(limits.allowed_images) or '(none)'}")
+        if limits.allowed_presets is not None and spec.model.preset not in limits.allowed_presets:
+            yield FieldError("spec.model.preset", f"{spec.model.preset!r} is not allowed by {by}; allowed: "
+                                                  f"{', '.join(limits.allowed_presets) or '(none)'}")
+        if limits.allow_custom_model_config is False and spec.model.config is not None:
+            yield FieldError("spec.model.config", f"a custom model config is not allowed by {by}; use a preset")
+        for path, uri, prefixes in (("spec.dataset.uri", spec.dataset.uri, limits.allowed_dataset_prefixes),
+                                    ("spec.output.uri", spec.output.uri, limits.allowed_output_prefixes)):
+            if prefixes is None:
+                continue
+            filled = [fill(prefix, meta.namespace, meta.name) for prefix in prefixes]
+            if not any(_under(uri, prefix) for prefix in filled):
+                yield FieldError(path, f"{shown(uri)} is not under a location allowed by {by}: "
+                                       f"{', '.join(filled) or '(none)'}")
+        deadline = spec.run_policy.active_deadline_seconds
+        if limits.max_active_deadline_seconds is not None:
+            if deadline is None:
+                yield FieldError("spec.runPolicy.activeDeadlineSeconds",
+                                 f"required by {by}: at most {limits.max_active_deadline_seconds}")
+            elif deadline > limits.max_active_deadline_seconds:
+                yield FieldError("spec.runPolicy.activeDeadlineSeconds",
+                                 f"{deadline} exceeds {limits.max_active_deadline_seconds} allowed by {by}")
+        pretrain = spec.task.pretrain
+        if limits.max_train_steps is not None and pretrain is not None and pretrain.train_steps > limits.max_train_steps:
+            yield FieldError("spec.task.pretrain.trainSteps",
+                             f"{pretrain.train_steps} exceeds {limits.max_train_steps} steps allowed by {by}")
+
+
+def forbidden_errors(spec: Mapping[str, Any], policies: list[BertTrainingPolicy]) -> Iterator[FieldError]:
+    """Fields the tenant set although a policy reserves them for the platform."""
+    for policy in policies:
+        for dotted in policy.spec.limits.forbidden_fields:
+            if _get(spec, tuple(dotted.split("."))) is not None:
+                yield FieldError(f"spec.{dotted}", f"may not be set in this namespace (BertTrainingPolicy "
+                                                  f"{policy.metadata.name} sets it); remove it")
+
+
+# ---------------------------------------------------------------- deciding
+
+
+def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterable[BertTrainingPolicy]) -> Decision:
+    """The job `body` (as written) under the policies that select its namespace (labelled `labels`).
+
+    Raises SpecError when the job with the policies' values is no valid job (the same errors `parse_job` gives);
+    otherwise returns the Decision, whose violations are empty when every policy allows the job."""
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+    chosen = selecting(policies, labels)
+    written = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    if not chosen:
+        return Decision(dict(body), job=parse_job(dict(body)))
+    defaults, default_conflicts = _gathered(chosen, "defaults", namespace, name)
+    forced, forced_conflicts = _gathered(chosen, "forced", namespace, name)
+    spec = copy.deepcopy(written)
+    applied: list[Applied] = []
+    for path, (value, policy) in sorted(defaults.items()):
+        if _get(written, path) is None and path not in forced:
+            _set(spec, path, value)
+            applied.append(Applied(_dotted(path), value, "default", policy))
+    for path, (value, policy) in sorted(forced.items()):
+        _set(spec, path, value)
+        applied.append(Applied(_dotted(path), value, "forced", policy))
+    merged = {**body, "spec": spec}
+    job = parse_job(merged)
+    violations = [*(c.error() for c in (*default_conflicts, *forced_conflicts)), *forbidden_errors(written, chosen),
+                  *limit_errors(job, chosen)]
+    return Decision(merged, tuple(p.metadata.name for p in chosen), tuple(applied), tuple(violations), job)
+
+
+def parse_policy(document: Any) -> BertTrainingPolicy:
+    """A policy document validated, every error with its field path (SpecError), as the webhook refuses them."""
+    if not isinstance(document, dict):
+        raise SpecError([FieldError("<document>", "must be a mapping (a BertTrainingPolicy)")])
+    try:
+        policy = BertTrainingPolicy.model_validate(document)
+    except ValidationError as exc:
+        raise SpecError(from_validation_error(exc, BertTrainingPolicy)) from None
+    errors = list(_policy_rules(policy))
+    if errors:
+        raise SpecError(errors)
+    return policy
+
+
+def _policy_rules(policy: BertTrainingPolicy) -> Iterator[FieldError]:
+    for i, requirement in enumerate(policy.spec.namespace_selector.match_expressions):
+        path = f"spec.namespaceSelector.matchExpressions[{i}].values"
+        if requirement.operator in ("In", "NotIn") and not requirement.values:
+            yield FieldError(path, f"must not be empty with operator {requirement.operator}")
+        if requirement.operator in ("Exists", "DoesNotExist") and requirement.values:
+            yield FieldError(path, f"must be empty with operator {requirement.operator}")
+    forced = values_of(policy.spec.forced, "{namespace}", "{name}")
+    for path in values_of(policy.spec.defaults, "{namespace}", "{name}"):
+        if path in forced:
+            yield FieldError("spec.defaults", f"sets {_dotted(path)}, which spec.forced also sets: the default would "
+                                              "never apply; keep one of them")
+
+
+def conflicts(policies: Iterable[BertTrainingPolicy], namespaces: Mapping[str, Mapping[str, str]]) -> dict[str, list[str]]:
+    """For the policies' status: by policy name, the conflicts it is part of in the namespaces given (name -> labels),
+    as 'spec.queueName in namespace team-a: BertTrainingPolicies a and b give different ...' lines."""
+    found: dict[str, list[str]] = {}
+    policies = list(policies)
+    for namespace, labels in sorted(namespaces.items()):
+        chosen = selecting(policies, labels)
+        for part in ("defaults", "forced"):
+            for conflict in _gathered(chosen, part, namespace, "{name}")[1]:
+                error = conflict.error()
+                for policy in (conflict.first[0], conflict.second[0]):
+                    found.setdefault(policy, []).append(f"{error.path} in namespace {namespace}: {error.message}")
+    return found

@@ -1,0 +1,235 @@
+"""BertTrainingPolicies applied to jobs (bert_operator.policy): selection, defaults, forced values, limits, conflicts.
+
+Pure unit tests of the one function the webhook and the operator share, and hypothesis-generated policies and jobs:
+a job the policies allow never exceeds any of their limits, and what they give it is always a valid job.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bert_operator.api import SpecError
+from bert_operator.api.policy import LabelSelector
+from bert_operator.policy import conflicts, decide, parse_policy, selects
+
+GLUE = {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
+        "metadata": {"name": "mrpc", "namespace": "team-a"},
+        "spec": {"task": {"glue": {}}, "model": {"vocab": "s3://bert-models/vocab.txt", "initCheckpoint": "s3://bert-models/base"},
+                 "dataset": {"uri": "s3://bert-data/glue"}, "output": {"uri": "s3://bert-results/team-a/mrpc"}}}
+TEAM = {"team": "a"}
+
+
+def policy(name: str, selector: dict[str, Any] | None = None, **spec: Any) -> Any:
+    return parse_policy({"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy", "metadata": {"name": name},
+                         "spec": {"namespaceSelector": selector if selector is not None else {"matchLabels": TEAM}, **spec}})
+
+
+def job(**spec: Any) -> dict[str, Any]:
+    body = copy.deepcopy(GLUE)
+    body["spec"].update(spec)
+    return body
+
+
+def messages(decision: Any) -> list[str]:
+    return [str(error) for error in decision.violations]
+
+
+#: The admin guide's team namespace: every job through the team's queue, at most 16 GPUs, images from the team's
+#: registry only, results only under the team's prefix.
+TEAM_DEFAULT = dict(
+    forced={"queueName": "team-a"},
+    defaults={"priorityClassName": "batch-low", "nodeSelector": {"pool": "gpu"}, "output": {
+        "uri": "s3://bert-results/{namespace}/{name}", "credentialsSecret": "team-a-s3"}},
+    limits={"maxGpusPerJob": 16, "allowedImages": ["registry.example.com/team-a/*"],
+            "allowedOutputPrefixes": ["s3://bert-results/{namespace}/"]},
+)
+
+
+def test_the_admin_guides_namespace_forces_the_queue_and_fills_defaults() -> None:
+    decision = decide(job(resources={"workers": 2, "gpusPerWorker": 8}), TEAM, [policy("team-default", **TEAM_DEFAULT)])
+    assert decision.violations == ()
+    assert decision.job.spec.queue_name == "team-a" and decision.job.spec.resources.priority_class_name == "batch-low"
+    assert decision.job.spec.resources.node_selector == {"pool": "gpu"}
+    assert decision.job.spec.output.uri == "s3://bert-results/team-a/mrpc"  # the job's own: it set one
+    assert decision.status() == {"policies": ["team-default"], "applied": [
+        {"path": "spec.resources.nodeSelector", "value": {"pool": "gpu"}, "how": "default", "policy": "team-default"},
+        {"path": "spec.resources.priorityClassName", "value": "batch-low", "how": "default", "policy": "team-default"},
+        {"path": "spec.queueName", "value": "team-a", "how": "forced", "policy": "team-default"}]}
+
+
+def test_a_job_over_the_gpu_limit_is_refused_naming_the_field_the_policy_and_the_arithmetic() -> None:
+    decision = decide(job(resources={"workers": 4, "gpusPerWorker": 8}), TEAM, [policy("team-default", **TEAM_DEFAULT)])
+    assert messages(decision) == ["spec.resources.gpusPerWorker: 8 exceeds 16 GPUs per job allowed by BertTrainingPolicy "
+                                  "team-default (4 x 8 = 32)"]
+
+
+def test_images_and_output_outside_what_the_policy_allows_are_refused() -> None:
+    decision = decide(job(image="docker.io/someone/bert:latest", output={"uri": "s3://bert-results/team-b/x"}), TEAM,
+                      [policy("team-default", **TEAM_DEFAULT)])
+    assert messages(decision) == [
+        "spec.image: 'docker.io/someone/bert:latest' is not allowed by BertTrainingPolicy team-default: the image must "
+        "match one of registry.example.com/team-a/*",
+        "spec.output.uri: 's3://bert-results/team-b/x' is not under a location allowed by BertTrainingPolicy "
+        "team-default: s3://bert-results/team-a/"]
+    allowed = decide(job(image="registry.example.com/team-a/trainer:1.2"), TEAM, [policy("team-default", **TEAM_DEFAULT)])
+    assert allowed.violations == ()
+
+
+def test_a_prefix_is_a_path_not_a_string_prefix() -> None:
+    limits = {"allowedOutputPrefixes": ["s3://bert-results/team-a"]}
+    assert decide(job(output={"uri": "s3://bert-results/team-a/x"}), TEAM, [policy("p", limits=limits)]).violations == ()
+    assert decide(job(output={"uri": "s3://bert-results/team-ab/x"}), TEAM, [policy("p", limits=limits)]).violations
+
+
+def test_the_default_output_is_the_template_filled_with_the_jobs_namespace_and_name() -> None:
+    body = job()
+    del body["spec"]["output"]
+    decision = decide(body, TEAM, [policy("team-default", **TEAM_DEFAULT)])
+    assert decision.violations == ()
+    assert decision.job.spec.output.uri == "s3://bert-results/team-a/mrpc"
+    assert decision.job.spec.output.credentials_secret == "team-a-s3"
+
+
+def test_defaults_never_override_what_the_job_set_but_forced_values_do() -> None:
+    policies = [policy("p", defaults={"precision": "bf16", "priorityClassName": "low"}, forced={"schedulerName": "volcano"})]
+    decision = decide(job(precision="fp32", resources={"schedulerName": "default-scheduler"}), TEAM, policies)
+    spec = decision.job.spec
+    assert (spec.precision, spec.resources.priority_class_name, spec.resources.scheduler_name) == ("fp32", "low", "volcano")
+    unset = decide(job(), TEAM, policies).job.spec
+    assert unset.precision == "bf16"  # the model's own default (fp16) is not the job saying so
+
+
+def test_a_policy_that_selects_another_namespace_does_nothing() -> None:
+    decision = decide(job(resources={"workers": 64}), {"team": "b"}, [policy("team-default", **TEAM_DEFAULT)])
+    assert decision.violations == () and decision.policies == () and decision.status() is None
+    assert decision.job.spec.queue_name is None
+
+
+def test_forbidden_fields_are_refused_when_the_tenant_sets_them_but_policies_may_set_them() -> None:
+    policies = [policy("p", limits={"forbiddenFields": ["resources.tolerations", "image"]},
+                       forced={"tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]})]
+    refused = decide(job(image="x/y:1", resources={"tolerations": [{"operator": "Exists"}]}), TEAM, policies)
+    assert messages(refused) == [
+        "spec.resources.tolerations: may not be set in this namespace (BertTrainingPolicy p sets it); remove it",
+        "spec.image: may not be set in this namespace (BertTrainingPolicy p sets it); remove it"]
+    allowed = decide(job(), TEAM, policies)
+    assert allowed.violations == () and allowed.job.spec.resources.tolerations[0].key == "gpu"
+
+
+def test_several_policies_the_most_restrictive_limit_wins_and_values_must_agree() -> None:
+    loose = policy("a-loose", limits={"maxGpusPerJob": 64, "maxWorkers": 8}, forced={"queueName": "team-a"})
+    tight = policy("b-tight", {"matchExpressions": [{"key": "team", "operator": "Exists"}]},
+                   limits={"maxGpusPerJob": 8}, forced={"queueName": "team-a"})
+    decision = decide(job(resources={"workers": 2, "gpusPerWorker": 8}), TEAM, [tight, loose])
+    assert decision.policies == ("a-loose", "b-tight")
+    assert messages(decision) == ["spec.resources.gpusPerWorker: 8 exceeds 8 GPUs per job allowed by BertTrainingPolicy "
+                                  "b-tight (2 x 8 = 16)"]
+    other = policy("c-other", forced={"queueName": "shared"})
+    clash = decide(job(resources={"workers": 1, "gpusPerWorker": 8}), TEAM, [loose, other])
+    assert messages(clash) == ["spec.queueName: BertTrainingPolicies a-loose and c-other give different forced values "
+                               "('team-a' and 'shared'); the platform team must resolve the conflict"]
+    assert clash.job.spec.queue_name is None  # neither wins
+    assert conflicts([loose, other, tight], {"team-a": TEAM, "elsewhere": {}}) == {
+        "a-loose": [f"spec.queueName in namespace team-a: {clash.violations[0].message}"],
+        "c-other": [f"spec.queueName in namespace team-a: {clash.violations[0].message}"]}
+
+
+def test_limits_on_presets_custom_configs_deadlines_and_steps() -> None:
+    policies = [policy("p", limits={"allowedPresets": ["base"], "allowCustomModelConfig": False,
+                                    "maxActiveDeadlineSeconds": 86400, "maxTrainSteps": 1000})]
+    pretrain = {"task": {"pretrain": {"trainSteps": 5000}}, "model": {"preset": "custom", "config": {"hidden_size": 256,
+                "num_attention_heads": 4}}, "dataset": {"uri": "s3://bert-data/wiki"}, "output": {"uri": "s3://bert-results/x"}}
+    decision = decide({**GLUE, "spec": pretrain}, TEAM, policies)
+    assert [e.path for e in decision.violations] == ["spec.model.preset", "spec.model.config",
+                                                     "spec.runPolicy.activeDeadlineSeconds", "spec.task.pretrain.trainSteps"]
+    assert messages(decision)[2] == "spec.runPolicy.activeDeadlineSeconds: required by BertTrainingPolicy p: at most 86400"
+
+
+def test_a_job_the_policies_make_invalid_fails_as_an_invalid_spec() -> None:
+    with pytest.raises(SpecError, match="spec.queueName"):
+        decide(job(), TEAM, [policy("p", forced={"queueName": "q" * 64})])
+
+
+@pytest.mark.parametrize(("selector", "labels", "selected"), [
+    ({}, {}, True),
+    ({"matchLabels": {"team": "a"}}, {"team": "a", "x": "y"}, True),
+    ({"matchLabels": {"team": "a"}}, {"team": "b"}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold", "silver"]}]}, {"tier": "gold"}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]}, {}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gold"]}]}, {}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gold"]}]}, {"tier": "gold"}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"tier": ""}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {"tier": "x"}, False),
+])
+def test_namespace_selectors_mean_what_kubernetes_label_selectors_mean(selector: dict, labels: dict, selected: bool) -> None:
+    assert selects(LabelSelector.model_validate(selector), labels) is selected
+
+
+@pytest.mark.parametrize(("spec", "path"), [
+    ({"namespaceSelector": {"matchExpressions": [{"key": "t", "operator": "In"}]}}, "spec.namespaceSelector.matchExpressions[0].values"),
+    ({"namespaceSelector": {"matchExpressions": [{"key": "t", "operator": "Exists", "values": ["x"]}]}},
+     "spec.namespaceSelector.matchExpressions[0].values"),
+    ({"defaults": {"queueName": "a"}, "forced": {"queueName": "b"}}, "spec.defaults"),
+    ({"limits": {"forbiddenFields": ["task"]}}, "spec.limits.forbiddenFields[0]"),
+    ({"limits": {"maxGpusPerJob": -1}}, "spec.limits.maxGpusPerJob"),
+    ({"defaults": {"output": {"uri": "ftp://x"}}}, "spec.defaults.output.uri"),
+])
+def test_an_invalid_policy_is_refused_with_the_field(spec: dict, path: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse_policy({"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy", "metadata": {"name": "p"},
+                      "spec": spec})
+    assert path in [error.path for error in refused.value.errors]
+
+
+# ---------------------------------------------------------------- properties
+
+limits = st.fixed_dictionaries({}, optional={
+    "maxGpusPerJob": st.integers(0, 64), "maxWorkers": st.integers(1, 16), "maxGpusPerWorker": st.integers(0, 16),
+    "allowedPresets": st.lists(st.sampled_from(["base", "large", "custom"]), unique=True),
+    "allowedImages": st.lists(st.sampled_from(["registry.example.com/*", "registry.example.com/team-a/*", "*:stable"]),
+                              max_size=2),
+})
+values = st.fixed_dictionaries({}, optional={
+    "queueName": st.sampled_from(["team-a", "shared"]), "precision": st.sampled_from(["fp32", "fp16", "bf16"]),
+    "priorityClassName": st.sampled_from(["low", "high"]),
+})
+jobs = st.fixed_dictionaries({
+    "workers": st.integers(1, 16), "gpusPerWorker": st.integers(0, 16),
+    "preset": st.sampled_from(["base", "large"]),
+    "image": st.sampled_from([None, "registry.example.com/team-a/trainer:1", "registry.example.com/x:stable", "docker.io/x:1"]),
+})
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(limits, values, values), min_size=1, max_size=3), jobs)
+def test_an_allowed_job_exceeds_no_limit_and_is_always_a_valid_job(generated: list, drawn: dict) -> None:
+    import fnmatch
+
+    policies = [policy(f"p{i}", limits=lim, defaults={k: v for k, v in defaults.items() if k not in forced}, forced=forced)
+                for i, (lim, defaults, forced) in enumerate(generated)]  # a field both defaulted and forced is refused
+    body = job(resources={"workers": drawn["workers"], "gpusPerWorker": drawn["gpusPerWorker"]},
+               model={**GLUE["spec"]["model"], "preset": drawn["preset"]}, **({"image": drawn["image"]} if drawn["image"] else {}))
+    decision = decide(body, TEAM, policies)
+    assert decision.job is not None  # what the policies give a valid job is a valid job
+    for error in decision.violations:
+        assert error.path.startswith("spec.") and "BertTrainingPolic" in error.message
+    if decision.violations:
+        return
+    spec = decision.job.spec
+    gpus = spec.resources.workers * spec.resources.gpus_per_worker
+    for given_policy in policies:
+        limit = given_policy.spec.limits
+        assert limit.max_gpus_per_job is None or gpus <= limit.max_gpus_per_job
+        assert limit.max_workers is None or spec.resources.workers <= limit.max_workers
+        assert limit.max_gpus_per_worker is None or spec.resources.gpus_per_worker <= limit.max_gpus_per_worker
+        assert limit.allowed_presets is None or spec.model.preset in limit.allowed_presets
+        assert limit.allowed_images is None or spec.image is None or any(
+            fnmatch.fnmatchcase(spec.image, glob) for glob in limit.allowed_images)
+        for key, field in (("queueName", "queue_name"), ("precision", "precision")):
+            forced = given_policy.spec.forced.model_dump(by_alias=True).get(key)
+            assert forced is None or getattr(spec, field) == forced
