@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -48,6 +49,14 @@ RUN_POLICY_PATHS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class PolicyInput:
+    """What deciding a job needs besides the job: its namespace's labels and every policy (the operator's cache)."""
+
+    labels: Mapping[str, str]
+    policies: tuple[BertTrainingPolicy, ...]
+
+
+@dataclass(frozen=True)
 class Applied:
     """One value a policy gave the job: where, what, and whether as a default or forced."""
 
@@ -72,7 +81,8 @@ class Decision:
         if not self.policies:
             return None
         return {"policies": list(self.policies),
-                "applied": [{"path": a.path, "value": a.value, "how": a.how, "policy": a.policy} for a in self.applied]}
+                "applied": [{"path": a.path, "value": a.value if isinstance(a.value, str) else json.dumps(
+                    a.value, separators=(",", ":"), sort_keys=True), "how": a.how, "policy": a.policy} for a in self.applied]}
 
 
 # ----------------------------------------------------------------- selection

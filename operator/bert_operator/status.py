@@ -61,6 +61,8 @@ REASON_RESTART_SCHEDULED = "RestartScheduled"
 REASON_STAGE_RESTARTED = "StageRestarted"
 #: A stage failed for an infrastructure reason once more than runPolicy.maxRestarts allows.
 REASON_RESTART_LIMIT = "RestartLimitExceeded"
+#: A job that has not started breaks a BertTrainingPolicy of its namespace: failed before anything is created.
+REASON_POLICY_VIOLATION = "PolicyViolation"
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
 WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
 

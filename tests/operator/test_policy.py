@@ -57,7 +57,7 @@ def test_the_admin_guides_namespace_forces_the_queue_and_fills_defaults() -> Non
     assert decision.job.spec.resources.node_selector == {"pool": "gpu"}
     assert decision.job.spec.output.uri == "s3://bert-results/team-a/mrpc"  # the job's own: it set one
     assert decision.status() == {"policies": ["team-default"], "applied": [
-        {"path": "spec.resources.nodeSelector", "value": {"pool": "gpu"}, "how": "default", "policy": "team-default"},
+        {"path": "spec.resources.nodeSelector", "value": '{"pool":"gpu"}', "how": "default", "policy": "team-default"},
         {"path": "spec.resources.priorityClassName", "value": "batch-low", "how": "default", "policy": "team-default"},
         {"path": "spec.queueName", "value": "team-a", "how": "forced", "policy": "team-default"}]}
 

@@ -71,6 +71,23 @@ class StageStatus(StatusModel):
         None, description="uid of the failed MPIJob the last restart replaced (so one failure is counted once).")
 
 
+class PolicyApplied(StatusModel):
+    """One value a BertTrainingPolicy gave the job."""
+
+    path: str = Field(..., description="The spec field, e.g. spec.queueName.")
+    value: str = Field(..., description="The value it got: a string as is, anything else as JSON (e.g. {\"pool\":\"gpu\"}).")
+    how: Literal["default", "forced"] = Field(..., description="default (the job left it unset) or forced (replaces the job's).")
+    policy: str = Field(..., description="The BertTrainingPolicy that set it.")
+
+
+class PolicyStatus(StatusModel):
+    """Which BertTrainingPolicies select the job's namespace and what they set, so a user sees why a job got a
+    queue or a node selector."""
+
+    policies: list[str] = Field(default_factory=list, description="Names of the policies that apply.")
+    applied: list[PolicyApplied] = Field(default_factory=list, description="Each value they gave the job.")
+
+
 class BertTrainingJobStatus(StatusModel):
     """Observed state of a BertTrainingJob."""
 
@@ -91,6 +108,7 @@ class BertTrainingJobStatus(StatusModel):
         description="The spec the job started with; later changes other than runPolicy.suspend are refused.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+    policy: PolicyStatus | None = Field(None, description="The BertTrainingPolicies that apply and what they set.")
     results: dict[str, Any] | None = Field(
         None,
         description="Final metrics and checkpoint URI from results.json.",

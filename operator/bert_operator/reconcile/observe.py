@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from .. import kueue
+from ..policy import PolicyInput
 from ..status import TERMINAL_PHASES, stage_phase
 from .ports import MPIJobApi
 
@@ -52,6 +53,8 @@ class Observed:
     waiting: Mapping[str, str] = field(default_factory=dict)
     pods: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     workloads: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
+    #: The namespace's labels and the BertTrainingPolicies (None: the operator applies none).
+    policy: PolicyInput | None = None
 
     def get(self, name: str) -> Any:
         return self.mpijobs.get(name)
@@ -137,7 +140,8 @@ def _needs_workload(mpijob: Any, user_suspend: bool) -> bool:
     return phase not in TERMINAL_PHASES and (kueue.suspended(mpijob) or phase == "Suspended" or user_suspend)
 
 
-def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None = None) -> Observed:
+def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None = None,
+            policy: PolicyInput | None = None) -> Observed:
     """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; while a stage is
     Created but not running, the Warning Events of its namespace (one list) that may say why; the pods of a stage
     that failed (one list); the Workload of a queued stage Kueue holds or the user suspends (one list)."""
@@ -178,4 +182,4 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             reason = why_waiting(events, name)
             if reason:
                 waiting[name] = reason
-    return Observed(mpijobs, waiting, pods, workloads)
+    return Observed(mpijobs, waiting, pods, workloads, policy)

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from .. import kueue
 from .. import status as sm
+from ..policy import decide
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
 from ..api.presets import KIND
@@ -162,7 +163,7 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
         return _invalid(body, old, now, exc)
     if accepted and spec_hash(_today(body, accepted)) != spec_hash(normalized_spec(job)):
         return _refuse_update(ctx, "fields other than runPolicy.suspend cannot change after the job started", accepted)
-    return _advance(ctx, job, refusal=None)
+    return _advance(ctx, job, body, refusal=None)
 
 
 def _today(body: dict[str, Any], accepted: dict[str, Any]) -> dict[str, Any]:
@@ -190,13 +191,45 @@ def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any]) -> Plan:
     live_suspend = ((ctx.body.get("spec") or {}).get("runPolicy") or {}).get("suspend")
     if isinstance(live_suspend, bool):
         accepted_spec = {**accepted, "runPolicy": {**accepted.get("runPolicy", {}), "suspend": live_suspend}}
+    written = {**ctx.body, "spec": accepted_spec}
     try:
-        job = parse_job({**ctx.body, "spec": accepted_spec})
+        job = parse_job(written)
     except SpecError as exc:
         # The spec the job started with breaks a rule it passed then (an operator upgrade made the rules
         # stricter): no later stage can be rendered from it, so the job ends here, saying so.
         return _invalid(ctx.body, ctx.old, ctx.now, exc, prefix="the spec this job started with is no longer valid: ")
-    return _advance(ctx, job, refusal=why)
+    return _advance(ctx, job, written, refusal=why)
+
+
+def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tuple[BertTrainingJob, dict[str, Any] | None] | Plan:
+    """The job as its namespace's BertTrainingPolicies make it (defaults, forced values), with its status.policy; or,
+    for a job that has not started, the plan that fails it for breaking a policy (nothing is created).
+
+    A started job is not judged again: a policy edited later gives its next stage the policy's current defaults
+    and forced values, but its limits bind only jobs that have not started."""
+    if ctx.observed.policy is None:
+        return job, None
+    started = bool(ctx.old.get("acceptedSpec"))
+    try:
+        decision = decide(written, ctx.observed.policy.labels, ctx.observed.policy.policies)
+    except SpecError as exc:
+        return _violation(ctx, exc.errors, None, prefix="the job with its BertTrainingPolicies' values is not valid: ")
+    if decision.violations and not started:
+        return _violation(ctx, decision.violations, decision.status())
+    return (decision.job or job), decision.status()
+
+
+def _violation(ctx: Context, errors: Any, policy: dict[str, Any] | None, prefix: str = "") -> Plan:
+    """Failed with reason PolicyViolation and every field it concerns; a Warning Event; nothing created."""
+    generation = ctx.body["metadata"].get("generation")
+    message = prefix + "; ".join(f"{e.path}: {e.message}" for e in errors)
+    conditions = sm.set_condition(ctx.old.get("conditions") or [], sm.FAILED, True, sm.REASON_POLICY_VIOLATION, message,
+                                  ctx.now, generation)
+    new = {**ctx.old, "phase": "Failed", "conditions": conditions, "observedGeneration": generation,
+           "completionTime": ctx.now}
+    if policy is not None:
+        new["policy"] = policy
+    return Plan(new, events=(Event("Warning", sm.REASON_POLICY_VIOLATION, message),))
 
 
 def _owned(mpijob: Mapping[str, Any], uid: str | None) -> bool:
@@ -328,8 +361,13 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
     return Followed(phase, entry)
 
 
-def _advance(ctx: Context, job: BertTrainingJob, *, refusal: str | None) -> Plan:
-    """Walk the stages in order: keep succeeded ones, create or follow the current one, stop there."""
+def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any], *, refusal: str | None) -> Plan:
+    """Walk the stages in order: keep succeeded ones, create or follow the current one, stop there (the job as its
+    policies make it; the spec it is accepted with is its own)."""
+    governed = _govern(ctx, written_job, written)
+    if isinstance(governed, Plan):
+        return governed
+    job, policy_status = governed
     body, old, now = ctx.body, ctx.old, ctx.now
     generation = body["metadata"].get("generation")
     base = old
@@ -378,7 +416,11 @@ def _advance(ctx: Context, job: BertTrainingJob, *, refusal: str | None) -> Plan
     }
     # The spec is accepted once an MPIJob of it exists; a job none of whose MPIJobs could be made may still change.
     if old.get("acceptedSpec") or any(entry.get("mpiJob") for entry in entries):
-        new["acceptedSpec"] = old.get("acceptedSpec") or normalized_spec(job)
+        new["acceptedSpec"] = old.get("acceptedSpec") or normalized_spec(written_job)
+    if policy_status is not None:
+        new["policy"] = policy_status
+    else:
+        new.pop("policy", None)
     new.setdefault("startTime", now)
     if state.phase in sm.TERMINAL_PHASES:
         new.setdefault("completionTime", now)

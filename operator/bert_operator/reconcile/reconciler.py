@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..contract import utc_now
 from ..metrics import RECONCILE_SECONDS
+from ..policy import PolicyInput
 from ..render import RenderSettings
 from ..tasks import TASKS
 from .observe import observe
@@ -40,6 +41,8 @@ class Reconciler:
     events: EventSink
     render_settings: RenderSettings = field(default_factory=RenderSettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
+    #: The policies and labels of a namespace (the operator's watch cache); None: no policies apply.
+    policies: Callable[[str], PolicyInput | None] = lambda namespace: None
     clock: Callable[[], str] = utc_now
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
 
@@ -76,7 +79,7 @@ class Reconciler:
         body["status"] = old
         if not needs_work(body):
             return None
-        seen = observe(self.api, body, held)
+        seen = observe(self.api, body, held, self.policies((body.get("metadata") or {}).get("namespace", "default")))
         now = self.clock()
         for _ in range(MAX_ROUNDS):
             decided = plan(body, old, seen, now, self.render_settings, self.recovery)
