@@ -17,6 +17,7 @@ import prometheus_client
 from aiohttp import web
 
 from . import webhook
+from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
 from .contract import JOB_NAME_LABEL
@@ -84,8 +85,20 @@ def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
         runtime.reconcile(job, observed=plain(body))
 
 
+@kopf.on.event(API_GROUP, API_VERSION, POLICY_PLURAL)
+def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.policies.policy_event(event["type"], plain(body))
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.policies.namespace_event(event["type"], plain(body))
+
+
 def register_webhook(registry: kopf.OperatorRegistry | None = None) -> None:
-    """The validating admission handler, registered only when the webhook is served (kopf refuses
-    admission handlers without a server). Status writes (the /status subresource) are not validated."""
+    """The validating admission handlers (jobs, policies), registered only when the webhook is served (kopf
+    refuses admission handlers without a server). Status writes (the /status subresource) are not validated."""
     kopf.on.validate(API_GROUP, API_VERSION, PLURAL, id=webhook.HANDLER_ID, operations=["CREATE", "UPDATE"],
                      registry=registry)(webhook.validate_job)
+    kopf.on.validate(API_GROUP, API_VERSION, POLICY_PLURAL, id=webhook.POLICY_HANDLER_ID, operations=["CREATE", "UPDATE"],
+                     registry=registry)(webhook.validate_policy)

@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 import kubernetes
 from kubernetes.client.rest import ApiException
 
+from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .contract import JOB_NAME_LABEL, STAGE_LABEL
 from .kueue import JOB_UID_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION
@@ -211,6 +212,34 @@ class KubeApi:
                 return None
             raise
         return json.loads(pod.data)
+
+    # ------------------------------------------------ policies and namespaces
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        """Every BertTrainingPolicy; none when the policy CRD is not installed (404)."""
+        try:
+            answer = self._call("list", lambda: self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, POLICY_PLURAL))
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(answer.get("items") or [])
+
+    def patch_policy_status(self, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge a policy's status; None if the policy is gone."""
+        try:
+            return self._call("patch", lambda: self.custom.patch_cluster_custom_object_status(
+                API_GROUP, API_VERSION, POLICY_PLURAL, name, {"status": status}))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_namespace_labels(self) -> dict[str, dict[str, str]]:
+        """Every namespace's labels, by name."""
+        answer = self._call("list", lambda: self.core.list_namespace(_preload_content=False))
+        return {item["metadata"]["name"]: dict(item["metadata"].get("labels") or {})
+                for item in json.loads(answer.data).get("items") or []}
 
     # --------------------------------------------------------- authentication
 

@@ -17,6 +17,7 @@ from .config import OperatorSettings
 from .events import EventRecorder
 from .kube import KubeApi, load_config
 from .metrics import JOBS_BY_PHASE
+from .policy_cache import PolicyCache, policy_status
 from .progress import ProgressEndpoint, staleness_patch
 from .contract import utc_now
 from .reconcile import Reconciler
@@ -42,22 +43,28 @@ class Runtime:
     api: KubeApi
     reconciler: Reconciler
     progress: ProgressEndpoint
+    policies: PolicyCache
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: One timer per job with a restart waiting out its backoff: it reconciles the job when the restart is due.
     timers: dict[tuple[str, str], threading.Timer] = field(default_factory=dict)
+
+    #: The status last written to each policy, so a resync writes only what changed.
+    policy_statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> "Runtime":
         client = load_config(settings.kubeconfig)
         api = KubeApi(client)
+        policies = PolicyCache(api)
         reconciler = Reconciler(
             api=api,
             events=EventRecorder(api),
             render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url,
                                            nccl_debug=settings.nccl_debug, progress_ca=settings.progress_ca()),
             recovery=RecoverySettings(settings.restart_backoff_seconds, settings.restart_backoff_max_seconds),
+            policies=policies.input_for,
         )
-        return cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now))
+        return cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now), policies)
 
     def connection_info(self) -> kopf.ConnectionInfo:
         """The client's credentials in kopf's terms, so both speak to the API server as the same identity."""
@@ -130,9 +137,24 @@ class Runtime:
                         self.reconciler.record(body, patch)
             except Exception:
                 log.exception("resync failed job=%s/%s", namespace, name)
+        self.write_policy_statuses()
         phases = Counter((body.get("status") or {}).get("phase") or "Pending" for body in self.jobs.values())
         for phase in ("Pending", "Queued", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"):
             JOBS_BY_PHASE.labels(phase=phase).set(phases.get(phase, 0))
+
+    def write_policy_statuses(self) -> None:
+        """Each policy's status (namespaces and jobs it selects, conflicts, validity), written when it changed."""
+        names = set(self.policies.generations)
+        for name in sorted(names):
+            jobs_in = lambda namespace: sum(1 for ns, _ in self.jobs if ns == namespace)  # noqa: E731
+            try:
+                status = policy_status(name, self.policies, jobs_in)
+                if self.policy_statuses.get(name) != status and self.api.patch_policy_status(name, status) is not None:
+                    self.policy_statuses[name] = status
+            except Exception:
+                log.exception("policy status failed policy=%s", name)
+        for gone in set(self.policy_statuses) - names:
+            self.policy_statuses.pop(gone, None)
 
     async def resync_forever(self) -> None:
         loop = asyncio.get_running_loop()

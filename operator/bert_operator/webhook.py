@@ -22,33 +22,54 @@ import kopf
 
 from .api import SpecError
 from .api.parse import parse_job
+from .policy import PolicyInput, decide, parse_policy
 from .runtime import plain
 
 #: kopf serves each admission handler at /<handler id>; the chart's webhook configuration points there.
 HANDLER_ID = "validate-berttrainingjob"
 PATH = f"/{HANDLER_ID}"
+POLICY_HANDLER_ID = "validate-berttrainingpolicy"
 #: 422 Unprocessable Entity, the code the API server itself uses for invalid objects.
 INVALID_CODE = 422
 
 log = logging.getLogger(__name__)
 
 
-def verdict(body: Mapping[str, Any]) -> str | None:
-    """None if `body` is a valid BertTrainingJob, else one `path: message` line per problem."""
+def verdict(body: Mapping[str, Any], policy: PolicyInput | None = None) -> str | None:
+    """None if `body` is a valid BertTrainingJob that its namespace's policies allow, else one `path: message` line
+    per problem (the policy's name in each policy line)."""
     try:
-        parse_job(plain(body))
+        job = plain(body)
+        if policy is None:
+            parse_job(job)
+            return None
+        decision = decide(job, policy.labels, policy.policies)
     except SpecError as exc:
         return exc.render()
-    return None
+    return "\n".join(str(error) for error in decision.violations) or None
 
 
-def validate_job(body: Mapping[str, Any], **_: Any) -> None:
-    """kopf validating handler: refuse an invalid job with every field error."""
-    problems = verdict(body)
+def validate_job(body: Mapping[str, Any], memo: Any = None, operation: str | None = None, **_: Any) -> None:
+    """kopf validating handler: refuse an invalid job, or one its namespace's BertTrainingPolicies do not allow,
+    with every field error. An update of a started job is judged as a job only: policies bind jobs before they
+    start (a policy edited later does not make running jobs' updates fail)."""
+    namespace = (body.get("metadata") or {}).get("namespace", "default")
+    started = bool((body.get("status") or {}).get("acceptedSpec"))
+    policies = memo.runtime.policies.input_for(namespace) if memo is not None and not started else None
+    problems = verdict(body, policies)
     if problems is not None:
         meta = body.get("metadata") or {}
         log.info("admission refused job=%s/%s problems=%d", meta.get("namespace"), meta.get("name"), len(problems.splitlines()))
         raise kopf.AdmissionError(problems, code=INVALID_CODE)
+
+
+def validate_policy(body: Mapping[str, Any], **_: Any) -> None:
+    """kopf validating handler: refuse an invalid BertTrainingPolicy with every field error."""
+    try:
+        parse_policy(plain(body))
+    except SpecError as exc:
+        log.info("admission refused policy=%s problems=%d", (body.get("metadata") or {}).get("name"), len(exc.errors))
+        raise kopf.AdmissionError(exc.render(), code=INVALID_CODE) from None
 
 
 def server(port: int, cert_dir: str, file_check_interval: float = 60.0) -> kopf.WebhookServer:
@@ -65,7 +86,9 @@ class RefusalsAreNotErrors(logging.Filter):
     `kubectl apply` is not an operator error. Such records become INFO (seen with BERTOP_DEBUG=1)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and record.getMessage().startswith(f"Webhook {HANDLER_ID!r} failed permanently"):
+        message = record.getMessage()
+        refusals = tuple(f"Webhook {handler!r} failed permanently" for handler in (HANDLER_ID, POLICY_HANDLER_ID))
+        if record.levelno == logging.ERROR and message.startswith(refusals):
             record.levelno, record.levelname = logging.INFO, "INFO"
             return logging.getLogger().isEnabledFor(logging.INFO)
         return True

@@ -1,10 +1,12 @@
 """A loopback proxy in front of the API emulator that also serves /api/v1/namespaces.
 
 kmock 0.8 cannot parse `/api/v1/namespaces` (cluster-scoped core objects), and
-kopf in namespaced mode lists and watches namespaces. This proxy answers those
-two requests itself (a NamespaceList of the given names; a watch that stays open
-without events, like a real one with no namespace changes) and records them;
-everything else goes to the emulator unchanged, streamed (watches included).
+kopf lists and watches namespaces (in namespaced mode to follow them, and for the
+operator's own namespace watch: policies select namespaces by label). This proxy
+answers those requests itself (a NamespaceList of the given names with their
+labels; a watch that stays open without events, like a real one with no namespace
+changes; a GET of one) and records them; everything else goes to the emulator
+unchanged, streamed (watches included).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "kee
 
 
 class NamespacesProxy:
-    def __init__(self, upstream: str, namespaces: list[str]) -> None:
+    def __init__(self, upstream: str, namespaces: list[str] | dict[str, dict[str, str]]) -> None:
         self.upstream = upstream.rstrip("/")
-        self.namespaces = namespaces
+        #: Namespace name -> its labels (a list of names: no labels but the name label every namespace has).
+        self.namespaces = dict(namespaces) if isinstance(namespaces, dict) else {name: {} for name in namespaces}
         #: (user agent, verb) of each namespaces request the proxy answered itself
         self.answered: list[tuple[str, str]] = []
         self.stopping = asyncio.Event()
@@ -46,9 +49,21 @@ class NamespacesProxy:
     def _closed(self, request: web.Request) -> bool:
         return self.stopping.is_set() or request.transport is None or request.transport.is_closing()
 
+    def _namespace(self, name: str) -> dict[str, Any]:
+        labels = {"kubernetes.io/metadata.name": name, **self.namespaces[name]}
+        return {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": name, "uid": f"ns-{name}", "resourceVersion": "1", "labels": labels}, "status": {"phase": "Active"}}
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/api/v1/namespaces" and request.method == "GET":
             return await self._namespaces(request)
+        if request.path.startswith("/api/v1/namespaces/") and request.path.count("/") == 4 and request.method == "GET":
+            name = request.path.rsplit("/", 1)[1]
+            self.answered.append((request.headers.get("User-Agent", ""), "get"))
+            if name not in self.namespaces:
+                return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                                          "code": 404, "message": f'namespaces "{name}" not found'}, status=404)
+            return web.json_response(self._namespace(name))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         body = await request.read()
         async with self.session.request(request.method, self.upstream + request.path_qs, headers=headers,
@@ -75,9 +90,7 @@ class NamespacesProxy:
         watch = request.query.get("watch", "").lower() in ("true", "1")
         self.answered.append((request.headers.get("User-Agent", ""), "watch" if watch else "list"))
         if not watch:
-            items: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                "name": name, "uid": f"ns-{name}", "resourceVersion": "1", "labels": {"kubernetes.io/metadata.name": name}},
-                "status": {"phase": "Active"}} for name in self.namespaces]
+            items: list[dict[str, Any]] = [self._namespace(name) for name in self.namespaces]
             return web.json_response({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "1"}, "items": items})
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         await response.prepare(request)

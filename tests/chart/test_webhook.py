@@ -58,7 +58,9 @@ def test_the_handler_is_registered_only_when_served() -> None:
     registry = kopf.OperatorRegistry()
     assert registry._webhooks.get_all_handlers() == []
     handlers.register_webhook(registry)
-    [handler] = registry._webhooks.get_all_handlers()
+    handler, policies = registry._webhooks.get_all_handlers()
     assert handler.id == webhook.HANDLER_ID and set(handler.operations) == {"CREATE", "UPDATE"}
     assert handler.subresource is None and handler.fn is webhook.validate_job
     assert handler.selector.group == "bertoperator.io" and handler.selector.any_name == "berttrainingjobs"
+    assert policies.id == webhook.POLICY_HANDLER_ID and policies.fn is webhook.validate_policy
+    assert policies.selector.any_name == "berttrainingpolicies" and set(policies.operations) == {"CREATE", "UPDATE"}

@@ -85,6 +85,10 @@ class EmulatedCluster:
             kind="MPIJob", singular="mpijob", namespaced=True,
             verbs={"list", "watch", "get", "patch", "create", "update", "delete"}, subresources={"status"},
         )
+        resources["bertoperator.io/v1alpha1/berttrainingpolicies"] = kmock.ResourceInfo(
+            kind="BertTrainingPolicy", singular="berttrainingpolicy", namespaced=False, shortnames={"btp"},
+            verbs={"list", "watch", "get", "patch", "create", "update", "delete"}, subresources={"status"},
+        )
         resources["v1/events"] = kmock.ResourceInfo(kind="Event", singular="event", namespaced=True, verbs={"create", "list"})
         resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", singular="pod", namespaced=True,
                                                   verbs={"create", "get", "list", "watch", "delete"})

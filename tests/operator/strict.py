@@ -143,8 +143,9 @@ def selected(labels: dict[str, str], selector: str) -> bool:
 class StrictApiServer(NamespacesProxy):
     """kmock behind the API server's custom-resource semantics, for the resources given (plural -> CRD object)."""
 
-    def __init__(self, upstream: str, crds: dict[str, dict[str, Any]], admission: list[Admission] | None = None) -> None:
-        super().__init__(upstream, [])
+    def __init__(self, upstream: str, crds: dict[str, dict[str, Any]], admission: list[Admission] | None = None,
+                 namespaces: dict[str, dict[str, str]] | None = None) -> None:
+        super().__init__(upstream, namespaces or {})
         self.crds = crds
         self.admission = list(admission or [])
         self.validators = {plural: jsonschema.Draft4Validator(crd_schema(crd, crd["spec"]["versions"][0]["name"]))

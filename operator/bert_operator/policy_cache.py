@@ -1,0 +1,125 @@
+"""The operator's view of BertTrainingPolicies and namespace labels: what the webhook and the reconciler decide with.
+
+kopf's watches keep it current (:meth:`PolicyCache.policy_event`, :meth:`namespace_event`). Two reads close the
+gaps a watch leaves: the first use lists every policy (a job met before the policy watch's first event must not
+escape the policies), and a namespace not seen yet makes it list the namespaces again (a list, not a get, so that the
+operator needs no more than the watch's verbs). Invalid policies (possible only with the webhook
+off) are kept apart with their errors: they apply to no job, and their status says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Mapping, Protocol
+
+from .api import SpecError
+from .api.policy import BertTrainingPolicy
+from .policy import PolicyInput, parse_policy
+
+log = logging.getLogger(__name__)
+
+
+class PolicyApi(Protocol):
+    """The reads the cache may make (kube.KubeApi)."""
+
+    def list_policies(self) -> list[dict[str, Any]]: ...
+    def list_namespace_labels(self) -> dict[str, dict[str, str]]: ...
+
+
+class PolicyCache:
+    """Policies by name, namespace labels by name; thread-safe (kopf's handlers and the webhook run in threads)."""
+
+    def __init__(self, api: PolicyApi) -> None:
+        self.api = api
+        self.lock = threading.Lock()
+        self.policies: dict[str, BertTrainingPolicy] = {}
+        #: Policies that do not parse, with the errors (their status says so; they apply to nothing).
+        self.invalid: dict[str, str] = {}
+        #: The uid and generation each policy was last seen at (its status records observedGeneration).
+        self.generations: dict[str, int | None] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.loaded = False
+
+    # ------------------------------------------------------------ watches
+
+    def policy_event(self, kind: str, body: Mapping[str, Any]) -> None:
+        """A watch event of a BertTrainingPolicy (ADDED, MODIFIED, DELETED, or None for kopf's initial listing)."""
+        name = str((body.get("metadata") or {}).get("name") or "")
+        with self.lock:
+            self.policies.pop(name, None)
+            self.invalid.pop(name, None)
+            if kind == "DELETED":
+                self.generations.pop(name, None)
+                return
+            self.generations[name] = (body.get("metadata") or {}).get("generation")
+            try:
+                self.policies[name] = parse_policy(dict(body))
+            except SpecError as exc:
+                self.invalid[name] = exc.render()
+                log.warning("policy invalid policy=%s problems=%d", name, len(exc.errors))
+
+    def namespace_event(self, kind: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        with self.lock:
+            if kind == "DELETED":
+                self.namespaces.pop(str(meta.get("name")), None)
+            else:
+                self.namespaces[str(meta.get("name"))] = dict(meta.get("labels") or {})
+
+    # ------------------------------------------------------------- reads
+
+    def _load(self) -> None:
+        if self.loaded:
+            return
+        try:
+            listed = self.api.list_policies()
+        except Exception as exc:  # the CRD not installed (404) is an empty list; anything else: try again next time
+            log.warning("policies unreadable error=%s", type(exc).__name__)
+            return
+        for body in listed:
+            self.policy_event("ADDED", body)
+        self.loaded = True
+
+    def labels(self, namespace: str) -> dict[str, str]:
+        with self.lock:
+            known = self.namespaces.get(namespace)
+        if known is not None:
+            return known
+        listed = self.api.list_namespace_labels()
+        with self.lock:
+            for name, labels in listed.items():
+                self.namespaces.setdefault(name, labels)
+            return dict(self.namespaces.get(namespace) or {})
+
+    def input_for(self, namespace: str) -> PolicyInput | None:
+        """The labels of `namespace` and every valid policy; None when there are no policies at all."""
+        self._load()
+        with self.lock:
+            policies = tuple(self.policies[name] for name in sorted(self.policies))
+        if not policies:
+            return None
+        return PolicyInput(self.labels(namespace), policies)
+
+    def snapshot(self) -> tuple[dict[str, BertTrainingPolicy], dict[str, str], dict[str, dict[str, str]]]:
+        """Copies of the policies, the invalid ones' errors and the namespaces' labels (for the policies' status)."""
+        self._load()
+        with self.lock:
+            return dict(self.policies), dict(self.invalid), {k: dict(v) for k, v in self.namespaces.items()}
+
+
+def policy_status(name: str, cache: PolicyCache, jobs_in: Callable[[str], int]) -> dict[str, Any]:
+    """What a policy's status shows: how many namespaces and jobs it selects, its conflicts, whether it is valid."""
+    from .policy import conflicts, selects  # noqa: PLC0415 - policy imports the API models; keep this module light
+
+    policies, invalid, namespaces = cache.snapshot()
+    generation = cache.generations.get(name)
+    if name in invalid:
+        condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": invalid[name][:2000]}
+        return {"namespaces": 0, "jobs": 0, "conflicts": [], "conditions": [condition], "observedGeneration": generation}
+    policy = policies[name]
+    selected = [ns for ns, labels in namespaces.items() if selects(policy.spec.namespace_selector, labels)]
+    found = conflicts(policies.values(), {ns: namespaces[ns] for ns in selected}).get(name, [])
+    condition = {"type": "Valid", "status": "True", "reason": "PolicyValid", "message": "policy is valid"}
+    return {"namespaces": len(selected), "jobs": sum(jobs_in(ns) for ns in selected), "conflicts": found,
+            "conditions": [condition], "observedGeneration": generation}
