@@ -70,13 +70,11 @@ class PolicyCache:
     # ------------------------------------------------------------- reads
 
     def _load(self) -> None:
+        """List every policy once. A policy CRD that is not installed lists as none (kube.py); any other failure
+        propagates, so that a job waits (the reconcile is retried) rather than runs without its policies."""
         if self.loaded:
             return
-        try:
-            listed = self.api.list_policies()
-        except Exception as exc:  # the CRD not installed (404) is an empty list; anything else: try again next time
-            log.warning("policies unreadable error=%s", type(exc).__name__)
-            return
+        listed = self.api.list_policies()
         for body in listed:
             self.policy_event("ADDED", body)
         self.loaded = True

@@ -1,0 +1,72 @@
+"""The operator's policy cache: watch events, the first list, a namespace missed by the watch, failing closed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bert_operator.policy_cache import PolicyCache, policy_status
+
+POLICY = {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy", "metadata": {"name": "p", "generation": 3},
+          "spec": {"namespaceSelector": {"matchLabels": {"team": "a"}}, "forced": {"queueName": "team-a"}}}
+
+
+class Api:
+    def __init__(self, policies: list[dict[str, Any]] | Exception) -> None:
+        self.policies = policies
+        self.namespaces = {"team-a": {"team": "a"}, "team-b": {"team": "b"}}
+        self.calls: list[str] = []
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        self.calls.append("list policies")
+        if isinstance(self.policies, Exception):
+            raise self.policies
+        return self.policies
+
+    def list_namespace_labels(self) -> dict[str, dict[str, str]]:
+        self.calls.append("list namespaces")
+        return self.namespaces
+
+
+def test_the_first_use_lists_the_policies_and_a_missed_namespace_lists_the_namespaces() -> None:
+    api = Api([POLICY])
+    cache = PolicyCache(api)
+    given = cache.input_for("team-a")
+    assert given is not None and [p.metadata.name for p in given.policies] == ["p"] and given.labels == {"team": "a"}
+    cache.input_for("team-b")
+    assert api.calls == ["list policies", "list namespaces"]  # one list each; team-b was listed with team-a
+    assert cache.input_for("gone") is not None and api.calls[-1] == "list namespaces"
+
+
+def test_watch_events_replace_and_remove_policies_and_no_policy_means_none() -> None:
+    cache = PolicyCache(Api([]))
+    assert cache.input_for("team-a") is None
+    cache.policy_event("ADDED", POLICY)
+    cache.namespace_event("ADDED", {"metadata": {"name": "team-a", "labels": {"team": "a"}}})
+    assert cache.input_for("team-a").policies[0].spec.forced.queue_name == "team-a"
+    cache.policy_event("DELETED", POLICY)
+    assert cache.input_for("team-a") is None
+
+
+def test_an_invalid_policy_applies_to_nothing_and_its_status_says_why() -> None:
+    cache = PolicyCache(Api([]))
+    cache.policy_event("ADDED", {**POLICY, "spec": {"limits": {"maxGpusPerJob": -1}}})
+    assert cache.input_for("team-a") is None
+    status = policy_status("p", cache, lambda namespace: 0)
+    assert status["conditions"][0]["status"] == "False" and "spec.limits.maxGpusPerJob" in status["conditions"][0]["message"]
+    assert status["observedGeneration"] == 3
+
+
+def test_a_policy_list_that_fails_fails_the_caller_instead_of_running_jobs_without_policies() -> None:
+    cache = PolicyCache(Api(ConnectionError("API down")))
+    with pytest.raises(ConnectionError):
+        cache.input_for("team-a")
+
+
+def test_the_status_counts_namespaces_and_jobs_it_selects() -> None:
+    cache = PolicyCache(Api([POLICY]))
+    cache.namespace_event("ADDED", {"metadata": {"name": "team-a", "labels": {"team": "a"}}})
+    cache.namespace_event("ADDED", {"metadata": {"name": "team-b", "labels": {"team": "b"}}})
+    status = policy_status("p", cache, lambda namespace: {"team-a": 2, "team-b": 5}[namespace])
+    assert (status["namespaces"], status["jobs"], status["conflicts"]) == (1, 2, [])
