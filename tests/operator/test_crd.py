@@ -12,7 +12,7 @@ import yaml
 from bert_operator.api import SpecError
 from bert_operator.api.crd import crd, crd_yaml, policy_crd, policy_crd_yaml
 from bert_operator.policy import parse_policy
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import ALL_EXAMPLES, EXAMPLES, POLICY_EXAMPLES, REPO
 from tests.schemas import KUBERNETES_VERSION
 
 #: Keywords a structural schema node may carry.
@@ -113,6 +113,18 @@ def test_every_field_is_described_for_kubectl_explain(schema) -> None:
 def test_examples_pass_the_api_servers_schema(path) -> None:
     for document in yaml.safe_load_all(path.read_text()):
         jsonschema.Draft4Validator(spec_schema()).validate(document)
+
+
+def test_every_example_is_a_job_or_a_policy() -> None:
+    """The split in tests/conftest.py drops no example from both the job tests and the policy tests."""
+    assert EXAMPLES and POLICY_EXAMPLES and sorted(EXAMPLES + POLICY_EXAMPLES) == ALL_EXAMPLES
+
+
+@pytest.mark.parametrize("path", POLICY_EXAMPLES, ids=lambda p: p.name)
+def test_policy_examples_pass_the_api_servers_schema_and_parse(path) -> None:
+    [document] = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    jsonschema.Draft4Validator(policy_schema()).validate(document)
+    assert parse_policy(document).metadata.name == path.stem.removeprefix("policy-")
 
 
 @pytest.mark.parametrize("field, value", [
