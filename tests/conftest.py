@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def _kinds(path: Path) -> set[str]:
+    return {document.get("kind") for document in yaml.safe_load_all(path.read_text()) if document}
+
+
+#: Every example file; the jobs (what most tests render, run or admit) and the policies are told apart by kind.
+ALL_EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+EXAMPLES = [path for path in ALL_EXAMPLES if _kinds(path) == {"BertTrainingJob"}]
+POLICY_EXAMPLES = [path for path in ALL_EXAMPLES if _kinds(path) == {"BertTrainingPolicy"}]
 MPIJOB_CRD = REPO.parent / "shared" / "crds" / "kubeflow.org_mpijobs.yaml"
 
 

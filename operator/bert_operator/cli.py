@@ -17,7 +17,7 @@ import yaml
 from .api import SpecError
 from .api.parse import parse_text
 from .tasks import task_of
-from .api.crd import crd_yaml
+from .api.crd import crd_yaml, policy_crd_yaml
 from .render import RenderSettings, render_all
 from .render.values import DEFAULT_TRAINER_IMAGE
 
@@ -63,7 +63,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
-    print(crd_yaml(), end="")
+    print(policy_crd_yaml() if args.policy else crd_yaml(), end="")
     return EXIT_OK
 
 
@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--image", default=DEFAULT_TRAINER_IMAGE, help=f"trainer image when spec.image is unset (default {DEFAULT_TRAINER_IMAGE})")
     render.set_defaults(func=cmd_render)
 
-    crd = sub.add_parser("crd", help="print the BertTrainingJob CustomResourceDefinition")
+    crd = sub.add_parser("crd", help="print the BertTrainingJob CustomResourceDefinition (--policy: BertTrainingPolicy's)")
+    crd.add_argument("--policy", action="store_true",
+                     help="print the BertTrainingPolicy CRD instead (manifests/policy-crd.yaml is its output)")
     crd.set_defaults(func=cmd_crd)
 
     run = sub.add_parser("run", help="run the jobs of a file to completion on this machine (--local), no cluster needed")

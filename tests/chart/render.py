@@ -11,6 +11,9 @@ from tests.conftest import REPO
 
 CHART = REPO / "charts" / "bert-operator"
 RELEASE, NAMESPACE = "bert-operator", "bert-operator"
+#: Where the chart sends BertTrainingPolicy admission reviews: kopf's path for the operator's handler id
+#: validate-berttrainingpolicy (as /validate-berttrainingjob is bert_operator.webhook.PATH).
+POLICY_WEBHOOK_PATH = "/validate-berttrainingpolicy"
 
 
 @lru_cache(maxsize=1)
@@ -45,3 +48,10 @@ def notes(values: dict[str, Any] | None = None) -> str:
 
 def kind(found: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
     return [obj for obj in found if obj["kind"] == wanted]
+
+
+def one(found: list[dict[str, Any]], wanted: str, name: str = RELEASE) -> dict[str, Any]:
+    """The one object of kind `wanted` named `name` (default the release's: the operator's own ClusterRole, say,
+    among the tenant roles)."""
+    [obj] = [obj for obj in kind(found, wanted) if obj["metadata"]["name"] == name]
+    return obj

@@ -8,20 +8,27 @@ import ssl
 from typing import Any
 
 import helm_python
+import jsonschema
 from cryptography import x509
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd_yaml
+from bert_operator.api.crd import crd_yaml, policy_crd, policy_crd_yaml
+from bert_operator.policy import parse_policy
 from bert_operator.render.values import DEFAULT_TRAINER_IMAGE
 from bert_operator.webhook import PATH as WEBHOOK_PATH
-from tests.chart.render import CHART, NAMESPACE, chart, crd_objects, kind, notes, objects
+from tests.chart.render import CHART, NAMESPACE, chart, crd_objects, kind, notes, objects, one
 from tests.chart.test_operator_access import granted
 from tests.conftest import REPO
 from tests.schemas import object_errors
 
+#: A default policy from values: the cluster-wide example's spec.
+CLUSTER_DEFAULTS = yaml.safe_load((REPO / "examples" / "policy-cluster-defaults.yaml").read_text())
+
 #: Kinds Kubernetes' own schemas do not cover (CRDs of other projects); checked by hand below instead.
 FOREIGN_KINDS = {("cert-manager.io/v1", "Certificate"), ("cert-manager.io/v1", "Issuer"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+#: The chart's own kind: checked against its CRD's schema (as the API server would) and parse_policy (as the webhook).
+POLICY_KIND = ("bertoperator.io/v1alpha1", "BertTrainingPolicy")
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -31,7 +38,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "webhook-helm-certs": {"webhook": {"enabled": True, "certificates": "helm"}, "watchNamespaces": ["ml-training"]},
     "metrics-servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
     "metrics-off": {"metrics": {"enabled": False}},
+    "default-policy": {"defaultPolicy": {"enabled": True, "name": "cluster-defaults", "spec": CLUSTER_DEFAULTS["spec"]}},
+    "tenant-roles-off": {"tenantRoles": {"enabled": False}},
     "everything": {"watchNamespaces": ["a"], "webhook": {"enabled": True}, "metrics": {"serviceMonitor": {"enabled": True}},
+                   "defaultPolicy": {"enabled": True, "name": "default", "spec": {"limits": {"maxGpusPerJob": 16}}},
                    "serviceAccount": {"name": "custom-sa", "annotations": {"team": "ml"}}, "debug": True,
                    "imagePullSecrets": [{"name": "registry"}], "nodeSelector": {"pool": "system"},
                    "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}], "priorityClassName": "system-cluster-critical"},
@@ -67,6 +77,10 @@ def test_every_rendered_object_is_valid(name: str) -> None:
         if (obj["apiVersion"], obj["kind"]) in FOREIGN_KINDS:
             assert obj["metadata"]["namespace"] == NAMESPACE and obj["spec"], where
             continue
+        if (obj["apiVersion"], obj["kind"]) == POLICY_KIND:
+            jsonschema.Draft4Validator(policy_schema()).validate(obj)
+            parse_policy(obj)
+            continue
         assert object_errors(obj) == [], f"{name}: {where}"
     for obj in crd_objects():
         assert object_errors(obj) == [], obj["metadata"]["name"]
@@ -89,10 +103,16 @@ def test_foreign_kinds_have_the_fields_their_operators_require() -> None:
     assert not kind(own, "Issuer") and kind(own, "Certificate")[0]["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
 
 
-def test_crds_folder_is_the_generated_crd() -> None:
-    [entry] = chart().crds
-    assert (CHART / "crds" / "berttrainingjobs.yaml").read_text() == crd_yaml() == entry["data"], \
+def policy_schema() -> dict[str, Any]:
+    return policy_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_crds_folder_is_the_generated_crds() -> None:
+    jobs, policies = chart().crds  # Helm installs them in file-name order, before any template
+    assert (CHART / "crds" / "berttrainingjobs.yaml").read_text() == crd_yaml() == jobs["data"], \
         "run: bertjob crd > charts/bert-operator/crds/berttrainingjobs.yaml"
+    assert (CHART / "crds" / "berttrainingpolicies.yaml").read_text() == policy_crd_yaml() == policies["data"], \
+        "run: bertjob crd --policy > charts/bert-operator/crds/berttrainingpolicies.yaml"
 
 
 def test_install_yaml_is_the_chart_rendered_with_defaults() -> None:
@@ -102,8 +122,10 @@ def test_install_yaml_is_the_chart_rendered_with_defaults() -> None:
     text = (REPO / "manifests" / "install.yaml").read_text()
     assert text == module.install_yaml(), "run: python scripts/render-install.py"
     documents = [d for d in yaml.safe_load_all(text) if d]
-    assert [d["kind"] for d in documents[:2]] == ["Namespace", "CustomResourceDefinition"]
-    assert {(d["kind"], d["metadata"]["name"]) for d in documents[2:]} == {(o["kind"], o["metadata"]["name"]) for o in objects()}
+    assert [d["kind"] for d in documents[:3]] == ["Namespace", "CustomResourceDefinition", "CustomResourceDefinition"]
+    assert [d["metadata"]["name"] for d in documents[1:3]] == ["berttrainingjobs.bertoperator.io",
+                                                                "berttrainingpolicies.bertoperator.io"]
+    assert {(d["kind"], d["metadata"]["name"]) for d in documents[3:]} == {(o["kind"], o["metadata"]["name"]) for o in objects()}
 
 
 def test_deployment_is_one_hardened_replica_with_probe_ports_and_requests() -> None:
@@ -131,17 +153,39 @@ def test_deployment_is_one_hardened_replica_with_probe_ports_and_requests() -> N
     assert "--metrics-port=0" in container(off)["args"] and "metrics" not in {p["name"] for p in container(off)["ports"]}
 
 
+#: What the operator's ClusterRole grants in either mode: cluster-scoped resources, which no Role can grant.
+CLUSTER_SCOPED = {("authentication.k8s.io", "tokenreviews", "create"),
+                  ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+                  ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+                  ("bertoperator.io", "berttrainingpolicies", "list"), ("bertoperator.io", "berttrainingpolicies", "watch"),
+                  ("bertoperator.io", "berttrainingpolicies/status", "patch"),
+                  ("", "namespaces", "list"), ("", "namespaces", "watch")}
+
+
+def triples(rules: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Every (group, resource, verb) the rules grant, repeats kept."""
+    return [(group, resource, verb) for rule in rules for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]]
+
+
+@pytest.mark.parametrize("name", ["defaults", "namespaced"])
+def test_the_operator_reads_policies_and_namespace_labels_and_writes_policy_status_in_both_modes(name: str) -> None:
+    found = objects(VALUE_SETS[name])
+    rules = one(found, "ClusterRole")["rules"]
+    assert CLUSTER_SCOPED <= granted(rules)
+    for role in [one(found, "ClusterRole"), *kind(found, "Role")]:
+        listed = triples(role["rules"])
+        assert len(listed) == len(set(listed)), f"{role['kind']} {role['metadata']['name']} grants a verb twice"
+
+
 def test_namespaced_mode_grants_job_access_only_in_the_watched_namespaces() -> None:
-    cluster_wide = granted(kind(objects(), "ClusterRole")[0]["rules"])
+    cluster_wide = granted(one(objects(), "ClusterRole")["rules"])
     found = objects(VALUE_SETS["namespaced"])
     assert env(found)["BERTOP_NAMESPACES"] == "ml-training,research"
-    [cluster_role] = kind(found, "ClusterRole")
-    cluster_scoped = granted(cluster_role["rules"])
-    # Cluster-scoped only: TokenReviews, kopf's CRD watch, and the namespaces kopf follows in namespaced mode.
-    assert cluster_scoped == {("authentication.k8s.io", "tokenreviews", "create"),
-                              ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-                              ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-                              ("", "namespaces", "list"), ("", "namespaces", "watch")}
+    cluster_scoped = granted(one(found, "ClusterRole")["rules"])
+    # Cluster-scoped only: TokenReviews, kopf's CRD watch, policies and the namespaces whose labels select them
+    # (and which kopf follows in namespaced mode).
+    assert cluster_scoped == CLUSTER_SCOPED
     roles = kind(found, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-training", "research"]
     for role in roles:
@@ -156,7 +200,8 @@ def test_webhook_with_cert_manager_is_wired_to_the_operators_handler() -> None:
     found = objects(VALUE_SETS["webhook-cert-manager"])
     [configuration] = kind(found, "ValidatingWebhookConfiguration")
     assert configuration["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "bert-operator/bert-operator-webhook"}
-    [hook] = configuration["webhooks"]
+    hook, _policies = configuration["webhooks"]
+    assert hook["name"] == "validate.berttrainingjobs.bertoperator.io"
     assert hook["clientConfig"]["service"] == {"name": "bert-operator", "namespace": NAMESPACE, "path": WEBHOOK_PATH, "port": 443}
     assert "caBundle" not in hook["clientConfig"]  # cert-manager's cainjector fills it in
     assert hook["rules"] == [{"apiGroups": ["bertoperator.io"], "apiVersions": ["v1alpha1"], "resources": ["berttrainingjobs"],
@@ -177,7 +222,8 @@ def test_helm_generated_certificate_is_signed_by_the_ca_bundle_for_the_service_n
     found = objects(VALUE_SETS["webhook-helm-certs"])
     [secret] = kind(found, "Secret")
     [configuration] = kind(found, "ValidatingWebhookConfiguration")
-    [hook] = configuration["webhooks"]
+    hook, policies = configuration["webhooks"]
+    assert policies["clientConfig"]["caBundle"] == hook["clientConfig"]["caBundle"]  # one Service, one certificate
     assert "annotations" not in configuration["metadata"]
     assert hook["namespaceSelector"] == {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["ml-training"]}]}
     ca = base64.b64decode(hook["clientConfig"]["caBundle"])
@@ -204,6 +250,12 @@ def test_helm_generated_certificate_is_signed_by_the_ca_bundle_for_the_service_n
     ({"metrics": {"port": 70000}}, "port"),
     ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
     ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),
+    ({"webhook": {"policyFailurePolicy": "Sometimes"}}, "policyFailurePolicy"),
+    ({"tenantRoles": {"enabled": "yes"}}, "tenantRoles"),
+    ({"tenantRoles": {"aggregate": True}}, "tenantRoles"),
+    ({"defaultPolicy": {"enabled": True, "name": "Team_A", "spec": {}}}, "defaultPolicy"),
+    ({"defaultPolicy": {"enabled": True, "name": "default", "spec": {"limit": {"maxGpusPerJob": 16}}}}, "defaultPolicy"),
+    ({"defaultPolicy": {"enabled": True, "name": "default", "spec": "limits: {}"}}, "defaultPolicy"),
 ])
 def test_values_schema_refuses_bad_values(bad: dict[str, Any], where: str) -> None:
     with pytest.raises(helm_python.HelmError) as caught:

@@ -87,6 +87,12 @@ def test_crd_command_prints_the_checked_in_crd() -> None:
     assert result.stdout == (REPO / "manifests" / "crd.yaml").read_text()
 
 
+def test_crd_policy_prints_the_checked_in_policy_crd() -> None:
+    result = bertjob("crd", "--policy")
+    assert result.returncode == 0
+    assert result.stdout == (REPO / "manifests" / "policy-crd.yaml").read_text()
+
+
 def test_usage_error_exits_2() -> None:
     result = bertjob("render")
     assert result.returncode == 2 and "usage: bertjob render" in result.stderr

@@ -1,4 +1,4 @@
-"""The CRD is generated from the models, structural, and agrees with them."""
+"""The CRDs (BertTrainingJob, BertTrainingPolicy) are generated from the models, structural, and agree with them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd, crd_yaml
-from tests.conftest import EXAMPLES, REPO
+from bert_operator.api import SpecError
+from bert_operator.api.crd import crd, crd_yaml, policy_crd, policy_crd_yaml
+from bert_operator.policy import parse_policy
+from tests.conftest import ALL_EXAMPLES, EXAMPLES, POLICY_EXAMPLES, REPO
 from tests.schemas import KUBERNETES_VERSION
 
 #: Keywords a structural schema node may carry.
@@ -27,6 +29,14 @@ def spec_schema() -> dict[str, Any]:
     return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
+def policy_schema() -> dict[str, Any]:
+    return policy_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+#: Both CRDs' root schemas, for the rules every one of them must keep.
+SCHEMAS = {"job": spec_schema, "policy": policy_schema}
+
+
 def nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     yield path, node
     for name, child in node.get("properties", {}).items():
@@ -41,8 +51,14 @@ def test_checked_in_crd_is_the_generated_one() -> None:
     assert (REPO / "manifests" / "crd.yaml").read_text() == crd_yaml(), "run: bertjob crd > manifests/crd.yaml"
 
 
-def test_crd_object_is_valid_for_kubernetes() -> None:
-    kubernetes_validate.validate(crd(), KUBERNETES_VERSION, strict=True)
+def test_checked_in_policy_crd_is_the_generated_one() -> None:
+    assert (REPO / "manifests" / "policy-crd.yaml").read_text() == policy_crd_yaml(), \
+        "run: bertjob crd --policy > manifests/policy-crd.yaml"
+
+
+@pytest.mark.parametrize("make", [crd, policy_crd], ids=["job", "policy"])
+def test_crd_object_is_valid_for_kubernetes(make) -> None:
+    kubernetes_validate.validate(make(), KUBERNETES_VERSION, strict=True)
 
 
 def test_crd_names_columns_and_status_subresource() -> None:
@@ -55,8 +71,26 @@ def test_crd_names_columns_and_status_subresource() -> None:
     assert columns[:6] == ["Phase", "Task", "Model", "Workers", "GPUs", "Progress"] and columns[-1] == "Age"
 
 
-def test_schema_is_structural() -> None:
-    for path, node in nodes(spec_schema()):
+def test_policy_crd_is_cluster_scoped_with_its_names_columns_and_status_subresource() -> None:
+    spec = policy_crd()["spec"]
+    assert spec["scope"] == "Cluster" and spec["group"] == "bertoperator.io"
+    assert spec["names"] == {"kind": "BertTrainingPolicy", "listKind": "BertTrainingPolicyList", "plural": "berttrainingpolicies",
+                             "singular": "berttrainingpolicy", "shortNames": ["btp"], "categories": crd()["spec"]["names"]["categories"]}
+    [version] = spec["versions"]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns == {"Namespaces": ".status.namespaces", "Jobs": ".status.jobs",
+                       "Valid": '.status.conditions[?(@.type=="Valid")].status', "Conflict": ".status.conflicts[0]",
+                       "Age": ".metadata.creationTimestamp"}
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert set(status) == {"namespaces", "jobs", "conflicts", "conditions", "observedGeneration", "kopf"}
+    job_status = spec_schema()["properties"]["status"]["properties"]
+    assert status["conditions"]["items"] == job_status["conditions"]["items"]  # the job's Condition, one model
+
+
+@pytest.mark.parametrize("schema", SCHEMAS.values(), ids=SCHEMAS.keys())
+def test_schema_is_structural(schema) -> None:
+    for path, node in nodes(schema()):
         assert set(node) <= ALLOWED, f"{path}: {set(node) - ALLOWED}"
         if node.get("x-kubernetes-int-or-string"):
             assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}] and "type" not in node, path
@@ -68,8 +102,9 @@ def test_schema_is_structural() -> None:
             pytest.fail(f"{path}: exclusiveMinimum must be boolean in OpenAPI v3.0")
 
 
-def test_every_field_is_described_for_kubectl_explain() -> None:
-    spec = spec_schema()["properties"]["spec"]
+@pytest.mark.parametrize("schema", SCHEMAS.values(), ids=SCHEMAS.keys())
+def test_every_field_is_described_for_kubectl_explain(schema) -> None:
+    spec = schema()["properties"]["spec"]
     undocumented = [path for path, node in nodes(spec) if path and not path.endswith(("[]", "}")) and "description" not in node]
     assert undocumented == []
 
@@ -78,6 +113,34 @@ def test_every_field_is_described_for_kubectl_explain() -> None:
 def test_examples_pass_the_api_servers_schema(path) -> None:
     for document in yaml.safe_load_all(path.read_text()):
         jsonschema.Draft4Validator(spec_schema()).validate(document)
+
+
+def test_every_example_is_a_job_or_a_policy() -> None:
+    """The split in tests/conftest.py drops no example from both the job tests and the policy tests."""
+    assert EXAMPLES and POLICY_EXAMPLES and sorted(EXAMPLES + POLICY_EXAMPLES) == ALL_EXAMPLES
+
+
+@pytest.mark.parametrize("path", POLICY_EXAMPLES, ids=lambda p: p.name)
+def test_policy_examples_pass_the_api_servers_schema_and_parse(path) -> None:
+    [document] = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    jsonschema.Draft4Validator(policy_schema()).validate(document)
+    assert parse_policy(document).metadata.name == path.stem.removeprefix("policy-")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("limits", {"maxGpusPerJob": -1}),
+    ("limits", {"forbiddenFields": ["spec.image"]}),
+    ("forced", {"queueName": "Team_A"}),
+    ("defaults", {"output": {"endpoint": "https://s3.example.com"}}),
+    ("namespaceSelector", {"matchExpressions": [{"key": "team", "operator": "Matches"}]}),
+])
+def test_policy_schema_refuses_what_parse_policy_refuses(field: str, value: dict[str, Any]) -> None:
+    """The API server refuses a malformed policy even with the webhook off, as the webhook would."""
+    document = {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy", "metadata": {"name": "p"},
+                "spec": {field: value}}
+    assert list(jsonschema.Draft4Validator(policy_schema()).iter_errors(document))
+    with pytest.raises(SpecError):
+        parse_policy(document)
 
 
 def test_api_server_schema_enforces_one_task_and_ranges() -> None:

@@ -1,10 +1,10 @@
-"""The BertTrainingJob CustomResourceDefinition, generated from the models.
+"""The CustomResourceDefinitions (BertTrainingJob, BertTrainingPolicy), generated from the models.
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI
 v3.0 schema: no $ref, no `anyOf` that carries types, no `const`, boolean
 `exclusiveMinimum`, no `additionalProperties: false` beside `properties`.
 :func:`structural` performs exactly those translations, so the checked-in
-`manifests/crd.yaml` is always a function of the Python models.
+`manifests/crd.yaml` and `manifests/policy-crd.yaml` are always a function of the Python models.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel
 
 from .models import BertTrainingJobSpec
+from .policy import POLICY_KIND, POLICY_PLURAL, POLICY_SHORT_NAMES, POLICY_SINGULAR, BertTrainingPolicySpec
 from .presets import API_GROUP, API_VERSION, CATEGORIES, KIND, PLURAL, SHORT_NAMES, SINGULAR
-from .status import BertTrainingJobStatus
+from .status import BertTrainingJobStatus, BertTrainingPolicyStatus
 
 #: Keys of JSON Schema that a structural schema does not use.
 _DROPPED = {"title", "default", "$defs", "format", "$comment"}
@@ -32,6 +33,18 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
      "description": "Why the job is not running, or Running."},
     {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage", "priority": 1, "description": "Stage running now."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+#: Printer columns of `kubectl get btp`. JSONPath cannot count a list, so the conflicts show as the Valid
+#: condition's status and, with -o wide, the first conflict's text.
+POLICY_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Namespaces", "type": "integer", "jsonPath": ".status.namespaces", "description": "Namespaces it selects."},
+    {"name": "Jobs", "type": "integer", "jsonPath": ".status.jobs", "description": "BertTrainingJobs in those namespaces."},
+    {"name": "Valid", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Valid\")].status",
+     "description": "False when the policy is invalid or conflicts with another one."},
+    {"name": "Conflict", "type": "string", "jsonPath": ".status.conflicts[0]", "priority": 1,
+     "description": "The first conflict with another policy."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -104,9 +117,9 @@ def spec_schema() -> dict[str, Any]:
     return schema
 
 
-def status_schema() -> dict[str, Any]:
-    """Structural schema of `.status`, with room for kopf's own bookkeeping."""
-    schema = structural(BertTrainingJobStatus)
+def status_schema(model: type[BaseModel] = BertTrainingJobStatus) -> dict[str, Any]:
+    """Structural schema of `.status`, with room for kopf's own bookkeeping (its handlers' progress)."""
+    schema = structural(model)
     schema.pop("x-kubernetes-preserve-unknown-fields", None)
     schema["properties"]["kopf"] = {
         "type": "object",
@@ -116,24 +129,37 @@ def status_schema() -> dict[str, Any]:
     return schema
 
 
-def crd() -> dict[str, Any]:
-    """The whole CustomResourceDefinition object."""
+def _definition(kind: str, plural: str, singular: str, short_names: tuple[str, ...], scope: str,
+                columns: list[dict[str, Any]], description: str, spec: dict[str, Any],
+                status: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """One CustomResourceDefinition of the group: both kinds share everything but their names and schemas."""
+    properties = {
+        "apiVersion": {"type": "string", "description": f"{API_GROUP}/{API_VERSION}"},
+        "kind": {"type": "string", "description": kind},
+        "metadata": {"type": "object"},
+        "spec": spec,
+        "status": status,
+    }
+    root: dict[str, Any] = {"type": "object", "description": description}
+    if required:
+        root["required"] = required
+    root["properties"] = properties
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{PLURAL}.{API_GROUP}",
+            "name": f"{plural}.{API_GROUP}",
             "labels": {"app.kubernetes.io/name": "bert-operator", "app.kubernetes.io/component": "crd"},
         },
         "spec": {
             "group": API_GROUP,
-            "scope": "Namespaced",
+            "scope": scope,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
                 "categories": list(CATEGORIES),
             },
             "versions": [
@@ -142,28 +168,40 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "BertTrainingJob runs BERT pretraining, fine-tuning or data preparation as Kubeflow MPIJobs.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string", "description": "bertoperator.io/v1alpha1"},
-                                "kind": {"type": "string", "description": "BertTrainingJob"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(),
-                                "status": status_schema(),
-                            },
-                        }
-                    },
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },
     }
 
 
+def crd() -> dict[str, Any]:
+    """The BertTrainingJob CustomResourceDefinition."""
+    return _definition(
+        KIND, PLURAL, SINGULAR, SHORT_NAMES, "Namespaced", PRINTER_COLUMNS,
+        "BertTrainingJob runs BERT pretraining, fine-tuning or data preparation as Kubeflow MPIJobs.",
+        spec_schema(), status_schema(), ["spec"])
+
+
+def policy_crd() -> dict[str, Any]:
+    """The BertTrainingPolicy CustomResourceDefinition: cluster-scoped, because a platform team's rule selects
+    namespaces and must not live in (or be editable from) any tenant's namespace. The spec may be omitted: an empty
+    policy selects every namespace and sets nothing, as its models default."""
+    return _definition(
+        POLICY_KIND, POLICY_PLURAL, POLICY_SINGULAR, POLICY_SHORT_NAMES, "Cluster", POLICY_PRINTER_COLUMNS,
+        "BertTrainingPolicy: a platform team's defaults, limits and forced values for the BertTrainingJobs of the "
+        "namespaces it selects.",
+        structural(BertTrainingPolicySpec), status_schema(BertTrainingPolicyStatus), [])
+
+
 def crd_yaml() -> str:
     """The CRD as the YAML `bertjob crd` prints and manifests/crd.yaml holds."""
     header = "# Generated by `bertjob crd` from bert_operator.api.models; do not edit by hand.\n"
     return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
+
+
+def policy_crd_yaml() -> str:
+    """The policy CRD as the YAML `bertjob crd --policy` prints and manifests/policy-crd.yaml holds."""
+    header = "# Generated by `bertjob crd --policy` from bert_operator.api.policy; do not edit by hand.\n"
+    return header + yaml.safe_dump(policy_crd(), sort_keys=False, width=120)

@@ -1,4 +1,4 @@
-"""The BertTrainingJob status the operator writes, as models.
+"""The status the operator writes on BertTrainingJobs and BertTrainingPolicies, as models.
 
 Only the CRD generator and the operator use these; they exist so that the
 status subresource has a real schema (and so `kubectl explain` can describe
@@ -114,3 +114,17 @@ class BertTrainingJobStatus(StatusModel):
         description="Final metrics and checkpoint URI from results.json.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+
+# A platform team must see a broken or conflicting policy on the policy itself, not only in its tenants' refused jobs.
+class BertTrainingPolicyStatus(StatusModel):
+    """Observed state of a BertTrainingPolicy: what it reaches, and whether it is valid and agrees with the others."""
+
+    namespaces: int | None = Field(None, ge=0, description="Namespaces the namespaceSelector selects now.")
+    jobs: int | None = Field(None, ge=0, description="BertTrainingJobs in those namespaces.")
+    conflicts: list[str] = Field(
+        default_factory=list, description="Fields another selecting policy gives a different value, one line each "
+                                          "('spec.queueName in namespace team-a: ...'); jobs there are refused.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Valid: False, with the reason and message, when the policy is invalid or conflicts.")
+    observed_generation: int | None = Field(None, description="metadata.generation the status was computed from.")
