@@ -118,6 +118,10 @@ def policy_status(name: str, cache: PolicyCache, jobs_in: Callable[[str], int]) 
     policy = policies[name]
     selected = [ns for ns, labels in namespaces.items() if selects(policy.spec.namespace_selector, labels)]
     found = conflicts(policies.values(), {ns: namespaces[ns] for ns in selected}).get(name, [])
-    condition = {"type": "Valid", "status": "True", "reason": "PolicyValid", "message": "policy is valid"}
+    if found:  # its jobs there are refused until the platform team settles it
+        condition = {"type": "Valid", "status": "False", "reason": "PolicyConflict",
+                     "message": f"{len(found)} conflict(s) with other policies; jobs there are refused: {found[0]}"[:2000]}
+    else:
+        condition = {"type": "Valid", "status": "True", "reason": "PolicyValid", "message": "policy is valid"}
     return {"namespaces": len(selected), "jobs": sum(jobs_in(ns) for ns in selected), "conflicts": found,
             "conditions": [condition], "observedGeneration": generation}

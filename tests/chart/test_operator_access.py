@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.chart.namespaces_proxy import NamespacesProxy
-from tests.chart.render import kind, objects
+from tests.chart.render import kind, objects, one
 from tests.conftest import REPO, free_port
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
 from tests.operator.kueue_shim import KueueShim
@@ -306,7 +306,7 @@ EXERCISED = {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org
 def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:
     used = used_verbs(exercise(served.cluster, served.operator)) | {
         ("", "namespaces", verb) for agent, verb in served.proxy.answered if agent.startswith(OPERATOR_AGENTS)}
-    [role] = kind(objects(), "ClusterRole")
+    role = one(objects(), "ClusterRole")
     rules = granted(role["rules"])
     assert used - rules == set(), f"used but not granted: {sorted(used - rules)}"
     assert rules - used == set(), f"granted but never used: {sorted(rules - used)}"
@@ -335,12 +335,13 @@ def test_namespaced_mode_uses_only_what_its_roles_grant(tmp_path_factory: pytest
     outside = [f"{r.method} {r.url.path}" for r in requests if r.namespace not in (NS, None)]
     assert outside == []
     cluster_wide = {f"{r.method} {r.url.path}" for r in requests if r.namespace is None
-                    and r.resource.plural not in ("customresourcedefinitions", "tokenreviews")}
+                    and r.resource.plural not in ("customresourcedefinitions", "tokenreviews", "berttrainingpolicies")}
+    # Cluster-scoped by nature: CRDs, TokenReviews, the policies (namespaces are answered by the proxy).
     assert cluster_wide == set(), "namespaced mode must not list or watch job resources cluster-wide"
     used = used_verbs(requests) | {("", "namespaces", verb) for agent, verb in proxy.answered if agent.startswith(OPERATOR_AGENTS)}
     assert {("", "namespaces", "list"), ("", "namespaces", "watch")} <= used  # kopf follows the watched namespace
     rendered = objects({"watchNamespaces": [NS]})
-    [cluster_role] = kind(rendered, "ClusterRole")
+    cluster_role = one(rendered, "ClusterRole")
     [role] = kind(rendered, "Role")
     assert role["metadata"]["namespace"] == NS
     rules = granted(cluster_role["rules"]) | granted(role["rules"])

@@ -41,7 +41,8 @@ from aiohttp import web
 
 from tests.chart.namespaces_proxy import HOP_HEADERS, NamespacesProxy
 
-_PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)"
+#: A custom resource path: namespaced (`.../namespaces/<ns>/<plural>/...`) or cluster-scoped (`.../<plural>/...`).
+_PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[^/]+)"
                    r"(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$")
 
 
@@ -215,8 +216,8 @@ class StrictApiServer(NamespacesProxy):
         return web.json_response(answer)
 
     async def _get(self, route: re.Match[str], headers: dict[str, str]) -> dict[str, Any] | None:
-        url = f"{self.upstream}/apis/{route['group']}/{route['version']}/namespaces/{route['namespace']}/" \
-              f"{route['plural']}/{route['name']}"
+        scope = f"namespaces/{route['namespace']}/" if route["namespace"] else ""
+        url = f"{self.upstream}/apis/{route['group']}/{route['version']}/{scope}{route['plural']}/{route['name']}"
         async with self.session.get(url, headers=headers) as answer:
             return await answer.json() if answer.status == 200 else None
 

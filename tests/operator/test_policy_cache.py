@@ -70,3 +70,14 @@ def test_the_status_counts_namespaces_and_jobs_it_selects() -> None:
     cache.namespace_event("ADDED", {"metadata": {"name": "team-b", "labels": {"team": "b"}}})
     status = policy_status("p", cache, lambda namespace: {"team-a": 2, "team-b": 5}[namespace])
     assert (status["namespaces"], status["jobs"], status["conflicts"]) == (1, 2, [])
+
+
+def test_a_conflict_makes_both_policies_invalid_on_their_status() -> None:
+    other = {**POLICY, "metadata": {"name": "q"}, "spec": {**POLICY["spec"], "forced": {"queueName": "shared"}}}
+    cache = PolicyCache(Api([POLICY, other]))
+    cache.namespace_event("ADDED", {"metadata": {"name": "team-a", "labels": {"team": "a"}}})
+    for name in ("p", "q"):
+        status = policy_status(name, cache, lambda namespace: 1)
+        valid = status["conditions"][0]
+        assert (valid["status"], valid["reason"]) == ("False", "PolicyConflict") and len(status["conflicts"]) == 1
+        assert "spec.queueName in namespace team-a: BertTrainingPolicies p and q" in status["conflicts"][0]

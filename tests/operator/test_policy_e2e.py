@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd
+from bert_operator.api.crd import crd, policy_crd
 from tests.chart.test_operator_access import Served, _PinnedHostConnection, chart_certificates
 from tests.conftest import MPIJOB_CRD, REPO, free_port
 from tests.operator.cluster import EmulatedCluster, OperatorProcess
@@ -47,7 +47,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     certs.mkdir()
     ca = chart_certificates(certs)
     with EmulatedCluster(workdir) as cluster:
-        cluster.strict = StrictApiServer(cluster.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)},
+        cluster.strict = StrictApiServer(cluster.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD),
+                                                       "berttrainingpolicies": policy_crd()},
                                          namespaces={TEAM: LABEL, "other": {}})
         cluster.connect(cluster.call(cluster.strict.start))
         cluster.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", POLICY)
@@ -156,7 +157,7 @@ def test_a_policy_edited_later_leaves_a_running_job_alone_and_the_policy_shows_w
     cluster.apply_job(squad("running-1"), uid="uid-running-1")
     cluster.wait(lambda: mpijob(cluster, "running-1-squad"), what="MPIJob")
     cluster.custom.patch_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", "team-a",
-                                               {"metadata": {"generation": 2}, "spec": {"limits": {"maxGpusPerJob": 1}}})
+                                               {"spec": {"limits": {"maxGpusPerJob": 1}}})  # generation 2 (strict layer)
     cluster.set_mpijob_conditions(TEAM, "running-1-squad", "Created", "Running")
     cluster.custom.patch_namespaced_custom_object("kubeflow.org", "v2beta1", TEAM, "mpijobs", "running-1-squad",
                                                   {"spec": {"runPolicy": {"suspend": False}}})  # Kueue admitted it
