@@ -35,32 +35,38 @@ INVALID_CODE = 422
 log = logging.getLogger(__name__)
 
 
-def verdict(body: Mapping[str, Any], policy: PolicyInput | None = None) -> str | None:
-    """None if `body` is a valid BertTrainingJob that its namespace's policies allow, else one `path: message` line
-    per problem (the policy's name in each policy line)."""
+def verdict(body: Mapping[str, Any], policy: PolicyInput | None = None) -> tuple[str | None, list[str]]:
+    """(None if `body` is a valid BertTrainingJob that its namespace's policies allow, else one `path: message` line
+    per problem with the policy's name in each policy line; what the policies will set, one line each)."""
     try:
         job = plain(body)
         if policy is None:
             parse_job(job)
-            return None
+            return None, []
         decision = decide(job, policy.labels, policy.policies)
     except SpecError as exc:
-        return exc.render()
-    return "\n".join(str(error) for error in decision.violations) or None
+        return exc.render(), []
+    shown = [f"BertTrainingPolicy {a['policy']} sets {a['path']} ({a['how']}): {a['value']}"
+             for a in (decision.status() or {}).get("applied", [])]
+    return "\n".join(str(error) for error in decision.violations) or None, shown
 
 
-def validate_job(body: Mapping[str, Any], memo: Any = None, operation: str | None = None, **_: Any) -> None:
+def validate_job(body: Mapping[str, Any], memo: Any = None, warnings: list[str] | None = None, **_: Any) -> None:
     """kopf validating handler: refuse an invalid job, or one its namespace's BertTrainingPolicies do not allow,
-    with every field error. An update of a started job is judged as a job only: policies bind jobs before they
-    start (a policy edited later does not make running jobs' updates fail)."""
+    with every field error; admit an allowed one with a warning per value the policies give it (kubectl prints
+    them), so a user sees at apply time why the job gets a queue or a node selector. An update of a started job is
+    judged as a job only: policies bind jobs before they start."""
     namespace = (body.get("metadata") or {}).get("namespace", "default")
     started = bool((body.get("status") or {}).get("acceptedSpec"))
     policies = memo.runtime.policies.input_for(namespace) if memo is not None and not started else None
-    problems = verdict(body, policies)
-    if problems is not None:
-        meta = body.get("metadata") or {}
-        log.info("admission refused job=%s/%s problems=%d", meta.get("namespace"), meta.get("name"), len(problems.splitlines()))
-        raise kopf.AdmissionError(problems, code=INVALID_CODE)
+    problems, applied = verdict(body, policies)
+    if problems is None:
+        if warnings is not None:
+            warnings.extend(applied)
+        return
+    meta = body.get("metadata") or {}
+    log.info("admission refused job=%s/%s problems=%d", meta.get("namespace"), meta.get("name"), len(problems.splitlines()))
+    raise kopf.AdmissionError(problems, code=INVALID_CODE)
 
 
 def validate_policy(body: Mapping[str, Any], **_: Any) -> None:

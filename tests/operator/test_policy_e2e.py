@@ -85,7 +85,10 @@ def wait_for_webhook(served: Served) -> None:
 
 def test_the_webhook_refuses_a_job_the_policy_does_not_allow_naming_field_and_policy(served: Served) -> None:
     wait_for_webhook(served)
-    served.cluster.wait(lambda: served.review(squad("probe-1"))["allowed"], what="the policy cache loaded")
+    admitted = served.cluster.wait(lambda: (a := served.review(squad("probe-1")))["allowed"] and a, what="an admission")
+    # Admitted with what the policy gives it, as warnings kubectl prints at apply time.
+    assert admitted["warnings"] == ['BertTrainingPolicy team-a sets spec.resources.nodeSelector (default): {"pool":"a100"}',
+                                    "BertTrainingPolicy team-a sets spec.queueName (forced): team-a"]
     answer = served.review(squad("too-big", workers=4, gpusPerWorker=8))
     assert answer["allowed"] is False and answer["status"]["code"] == 422
     assert answer["status"]["message"] == ("spec.resources.gpusPerWorker: 8 exceeds 16 GPUs per job allowed by "
