@@ -134,10 +134,9 @@ def values_of(given: PolicyValues, namespace: str, name: str) -> dict[tuple[str,
             if value is not None:
                 out[path] = value
     output = getattr(given, "output", None)
-    if output is not None:
-        wire = _wire(output)
-        wire["uri"] = fill(wire["uri"], namespace, name)
-        out[("output",)] = wire
+    if output is not None:  # field by field: a job that names its own uri still gets the store's endpoint and Secret
+        for key, value in _wire(output).items():
+            out[("output", key)] = fill(value, namespace, name) if key == "uri" else value
     return out
 
 

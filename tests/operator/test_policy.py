@@ -57,6 +57,7 @@ def test_the_admin_guides_namespace_forces_the_queue_and_fills_defaults() -> Non
     assert decision.job.spec.resources.node_selector == {"pool": "gpu"}
     assert decision.job.spec.output.uri == "s3://bert-results/team-a/mrpc"  # the job's own: it set one
     assert decision.status() == {"policies": ["team-default"], "applied": [
+        {"path": "spec.output.credentialsSecret", "value": "team-a-s3", "how": "default", "policy": "team-default"},
         {"path": "spec.resources.nodeSelector", "value": '{"pool":"gpu"}', "how": "default", "policy": "team-default"},
         {"path": "spec.resources.priorityClassName", "value": "batch-low", "how": "default", "policy": "team-default"},
         {"path": "spec.queueName", "value": "team-a", "how": "forced", "policy": "team-default"}]}
@@ -93,6 +94,9 @@ def test_the_default_output_is_the_template_filled_with_the_jobs_namespace_and_n
     assert decision.violations == ()
     assert decision.job.spec.output.uri == "s3://bert-results/team-a/mrpc"
     assert decision.job.spec.output.credentials_secret == "team-a-s3"
+    own = decide(job(output={"uri": "s3://bert-results/team-a/elsewhere"}), TEAM, [policy("team-default", **TEAM_DEFAULT)])
+    assert own.job.spec.output.uri == "s3://bert-results/team-a/elsewhere"  # the job's own uri, the store's Secret
+    assert own.job.spec.output.credentials_secret == "team-a-s3"
 
 
 def test_defaults_never_override_what_the_job_set_but_forced_values_do() -> None:

@@ -50,6 +50,9 @@ def test_the_4x8_pretraining_job_is_refused_naming_the_policy_and_each_field() -
         "spec.resources.tolerations": "may not be set in this namespace (BertTrainingPolicy team-a sets it); remove it",
         "spec.output.uri": "'s3://bert-results/bert-large-lamb' is not under a location allowed by BertTrainingPolicy "
                            "team-a: s3://bert-results/team-a/",
+        # The team's store and Secret are the platform's: a tenant cannot point its output elsewhere.
+        "spec.output.endpoint": "may not be set in this namespace (BertTrainingPolicy team-a sets it); remove it",
+        "spec.output.credentialsSecret": "may not be set in this namespace (BertTrainingPolicy team-a sets it); remove it",
     }
 
 
@@ -68,7 +71,8 @@ def test_a_compliant_job_gets_the_forced_queue_the_teams_defaults_and_the_cluste
     status = decision.status()
     assert status["policies"] == ["cluster-defaults", "team-a"]
     assert {(a["path"], a["how"], a["policy"]) for a in status["applied"]} >= {
-        ("spec.queueName", "forced", "team-a"), ("spec.output", "default", "team-a"),
+        ("spec.queueName", "forced", "team-a"), ("spec.output.uri", "default", "team-a"),
+        ("spec.output.credentialsSecret", "default", "team-a"),
         ("spec.runPolicy.activeDeadlineSeconds", "default", "cluster-defaults")}
 
 
@@ -100,11 +104,14 @@ def test_each_rule_of_the_team_namespace_refuses_the_job_that_breaks_it(spec: di
     assert error.path == path and words in error.message and "BertTrainingPolicy" in error.message
 
 
-def test_the_teams_own_image_and_prefix_are_allowed() -> None:
+def test_the_teams_own_image_and_prefix_are_allowed_and_the_output_goes_to_the_teams_store() -> None:
     job = compliant_glue(image="registry.example.com/team-a/bert-trainer:0.2.0-rc1",
-                         output={"uri": "s3://bert-results/team-a/experiments/mrpc-3", "credentialsSecret": "bert-results-s3"},
+                         output={"uri": "s3://bert-results/team-a/experiments/mrpc-3"},
                          resources={"workers": 2, "gpusPerWorker": 8})
-    assert decide(job, TEAM_A_LABELS, POLICIES).violations == ()
+    decision = decide(job, TEAM_A_LABELS, POLICIES)
+    assert decision.violations == ()
+    output = decision.job.spec.output  # its own uri; the store and Secret from the policy
+    assert (output.endpoint, output.credentials_secret) == ("https://s3.example.com", "bert-results-s3")
 
 
 def test_outside_team_a_only_the_cluster_defaults_apply() -> None:
