@@ -18,6 +18,14 @@ file: the bundle format checks each tensor's CRC32C), is logged as
 Checkpoints without a manifest (written before manifests existed) are still
 accepted, after every checkpoint that has one: they are tried last, newest first,
 and used if TensorFlow restores them.
+
+Retention (``keep``, the trainer's ``--keep_checkpoint_max``): after each save is
+published, checkpoints beyond the newest ``keep`` are deleted, locally and under the
+output location, manifest first (so no reader takes a half-deleted one for published).
+The one this run resumed from is never deleted (it is the fallback should the new ones
+turn out unreadable), nor the newest (the final one, at the end). BERT-Large with LAMB
+writes about 4 GB per checkpoint; kept all, a run of 7,820 steps saved every 100 leaves
+some 300 GB.
 """
 
 from __future__ import annotations
@@ -127,12 +135,16 @@ class CheckpointManager:
     """Saves ``tf.train.Checkpoint`` objects locally and publishes them to ``output_dir``."""
 
     def __init__(self, checkpoint: tf.train.Checkpoint, output_dir: str, scratch_dir: str,
-                 keep_local: int = 3) -> None:
+                 keep_local: int = 3, keep: int = 0) -> None:
         self.checkpoint = checkpoint
         self.remote_dir = storage.join(output_dir, "checkpoints")
         self.local_dir = self.remote_dir if not storage.is_s3(output_dir) else os.path.join(scratch_dir, "checkpoints")
         self.scratch_dir = scratch_dir
         self.keep_local = keep_local
+        #: How many checkpoints to keep under the output location (0: all).
+        self.keep = keep
+        #: The step restore_newest resumed from: never deleted by retention.
+        self.resumed_from: int | None = None
 
     def save(self, step: int) -> str:
         """Write ckpt-<step>, then its manifest (last); returns its URI under output_dir.
@@ -157,7 +169,31 @@ class CheckpointManager:
         manifest = {"checkpoint": stem, "step": step, "files": files}
         storage.write_bytes(manifest_uri(uri), json.dumps(manifest, indent=1).encode())
         log.info("event=checkpoint_saved step=%d uri=%s", step, uri)
+        if self.keep:
+            self.retain(step)
         return uri
+
+    def retain(self, newest: int) -> list[int]:
+        """Delete the checkpoints beyond the newest `keep` (never `newest`, never the one resumed from); the steps
+        deleted. Only after `newest` is published, so there is always a complete checkpoint to resume from."""
+        steps = sorted({c.step for c in list_checkpoints(self.remote_dir)}, reverse=True)
+        kept = set(steps[:self.keep]) | {newest} | ({self.resumed_from} if self.resumed_from is not None else set())
+        doomed = [step for step in steps if step not in kept]
+        if not doomed:
+            return []
+        listed = [e for e in storage.list_files(self.remote_dir) if "/" not in e.relpath]
+        for step in doomed:
+            stem = f"ckpt-{step}"
+            storage.delete(manifest_uri(storage.join(self.remote_dir, stem)))  # unpublished first
+            for entry in listed:
+                if entry.relpath.startswith(stem + ".") and not entry.relpath.endswith(MANIFEST_SUFFIX):
+                    storage.delete(entry.uri)
+            if self.local_dir != self.remote_dir:
+                for name in os.listdir(self.local_dir) if os.path.isdir(self.local_dir) else []:
+                    if name.startswith(stem + "."):
+                        os.remove(os.path.join(self.local_dir, name))
+        log.info("event=checkpoints_pruned kept=%s deleted=%s", sorted(kept), doomed)
+        return doomed
 
     def _prune_local(self) -> None:
         """Keep the local scratch copy small: the object store holds the full history."""
@@ -192,6 +228,7 @@ class CheckpointManager:
                 continue
             log.info("event=resumed step=%d uri=%s manifest=%s skipped=%d", candidate.step, candidate.uri,
                      "yes" if candidate.files is not None else "no (written before manifests)", len(skipped))
+            self.resumed_from = candidate.step
             return candidate.step
         if skipped:
             raise CheckpointError(f"{self.remote_dir}: no checkpoint can be restored ({'; '.join(skipped)}); "

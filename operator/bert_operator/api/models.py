@@ -364,6 +364,14 @@ class OutputSpec(DatasetSpec):
     """Where checkpoints, progress.json, results.json and logs go; one sub-folder per stage."""
 
     uri: StorageUri = Field(..., description="s3://bucket/prefix or pvc://claim/path for checkpoints, progress and results.")
+    keep_checkpoints: int = Field(
+        3, ge=0, le=1000,
+        description=(
+            "Checkpoints each stage keeps under its output folder: older ones are deleted after each save (never the "
+            "one a rerun resumed from, never the newest, which is the final one at the end). 0 keeps all. BERT-Large "
+            "with LAMB writes about 4 GB per checkpoint. Default 3."
+        ),
+    )
 
 
 #: The MPI Operator's int32 fields (its CRD's format: int32).

@@ -40,6 +40,11 @@ def tokenizer_flags(spec: BertTrainingJobSpec) -> list[str]:
     return ["--vocab_file", in_pod(spec.model.vocab), *(["--do_lower_case"] if spec.model.lower_case else [])]
 
 
+def retention_flags(spec: BertTrainingJobSpec) -> list[str]:
+    """How many checkpoints a training stage keeps (output.keepCheckpoints; 0 keeps all)."""
+    return ["--keep_checkpoint_max", str(spec.output.keep_checkpoints)]
+
+
 def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str) -> list[str]:
     """Tokenizer, model, pretrained weights and output: what squad and glue both pass."""
     assert spec.model.init_checkpoint  # guaranteed by the rules
@@ -48,6 +53,7 @@ def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str) -> list[str
         *model_flags(spec),
         "--init_checkpoint", in_pod(spec.model.init_checkpoint),
         "--output_dir", output_dir,
+        *retention_flags(spec),
     ]
 
 

@@ -17,7 +17,7 @@ from ..api.models import BertTrainingJobSpec, PrepareDataTask, PretrainTask
 from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
 from .base import OperatorTask
-from .flags import model_flags, number, optimizer_flags, speed_flags
+from .flags import model_flags, number, optimizer_flags, retention_flags, speed_flags
 
 
 class Pretrain(OperatorTask):
@@ -97,6 +97,7 @@ class Pretrain(OperatorTask):
             *speed_flags(spec),
             *(["--allreduce_post_accumulation"] if phase.accumulation_steps > 1 else []),
             "--save_checkpoints_steps", str(task.save_checkpoints_steps),
+            *retention_flags(spec),
             *(["--init_checkpoint", init] if init else []),
             "--do_train", "--do_eval",
         ]

@@ -27,6 +27,15 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
 
 
+KEEP_HELP = ("checkpoints kept under --output_dir: older ones are deleted after each save (never the one resumed "
+             "from, never the newest); 0 keeps all (default 0)")
+
+
+def check_keep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.keep_checkpoint_max < 0:
+        parser.error(f"--keep_checkpoint_max must be 0 (keep all) or positive, got {args.keep_checkpoint_max}")
+
+
 def model_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BertConfig:
     """The architecture the model flags name, checked to fit --max_seq_length."""
     cfg = _resolve_config(parser, args)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Callable
 
 from bert_trainer import storage
 from bert_trainer.flags import add_model_flags, add_optimizer_flags, bool_flag
-from bert_trainer.tasks.common import check_init_checkpoint, check_output_dir, model_config, require_positive, run_guarded
+from bert_trainer.tasks.common import (KEEP_HELP, check_init_checkpoint, check_keep, check_output_dir, model_config,
+                                      require_positive, run_guarded)
 
 if TYPE_CHECKING:
     from bert_trainer.model.config import BertConfig
@@ -38,11 +39,13 @@ def add_finetune_arguments(g: argparse.ArgumentParser, *, batch: int, lr: float,
     g.add_argument("--seed", type=int, default=12345)
     g.add_argument("--save_checkpoints_steps", type=int, default=1000,
                    help="full-state checkpoint period in steps (also on SIGTERM and at the end); a rerun resumes")
+    g.add_argument("--keep_checkpoint_max", type=int, default=0, help=KEEP_HELP)
 
 
 def validate_finetune(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What every fine-tuning task checks before TensorFlow loads (exit 2 naming the flag); sets args.bert_config."""
     require_positive(parser, args, POSITIVE)
+    check_keep(parser, args)
     if args.learning_rate <= 0 or args.num_train_epochs <= 0:
         parser.error("--learning_rate and --num_train_epochs must be positive")
     if not 0 <= args.warmup_proportion < 1:

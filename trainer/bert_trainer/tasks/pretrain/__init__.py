@@ -11,8 +11,8 @@ import argparse
 
 from bert_trainer import storage
 from bert_trainer.flags import add_model_flags, add_optimizer_flags, bool_flag
-from bert_trainer.tasks.common import (check_init_checkpoint, check_output_dir, model_config, require_positive,
-                                       run_guarded)
+from bert_trainer.tasks.common import (KEEP_HELP, check_init_checkpoint, check_keep, check_output_dir, model_config,
+                                       require_positive, run_guarded)
 
 NAME = "pretrain"
 HELP = "masked-LM + next-sentence pretraining"
@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_optimizer_flags(p, optimizer="lamb")
     bool_flag(p, "allreduce_post_accumulation", "allreduce once per optimizer step, not per micro-batch")
     p.add_argument("--save_checkpoints_steps", type=int, default=1000)
+    p.add_argument("--keep_checkpoint_max", type=int, default=0, help=KEEP_HELP)
     p.add_argument("--init_checkpoint", help="weights only: our ckpt, Google TF1 ckpt, HF safetensors, or a dir")
     bool_flag(p, "do_train", "train (the default when neither --do_train nor --do_eval is given)")
     bool_flag(p, "do_eval", "evaluate on --eval_files_dir at the end")
@@ -51,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Fail early (exit 2) on anything that would otherwise fail hours into a job; sets args.bert_config."""
     require_positive(parser, args, POSITIVE)
+    check_keep(parser, args)
     if args.num_warmup_steps < 0:
         parser.error("--num_warmup_steps must be >= 0")
     if args.learning_rate <= 0:

@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     tf.random.set_seed(args.seed + world.rank)  # dropout differs per rank, init does not (seeded generator)
     scratch = run_scratch_dir(args.local_dir, args.output_dir, world.rank)  # checkpoint staging, staged input
     engine = PretrainEngine(cfg, engine_options(args), world)
-    manager = CheckpointManager(engine.checkpoint(), args.output_dir, scratch)
+    manager = CheckpointManager(engine.checkpoint(), args.output_dir, scratch, keep=args.keep_checkpoint_max)
 
     resumed = manager.restore_newest()
     if resumed is None and args.init_checkpoint:
