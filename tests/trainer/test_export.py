@@ -54,7 +54,7 @@ def test_minilm_import_then_export_gives_back_the_same_tensors_bit_for_bit(minil
     for name, value in original.items():
         if name in not_carried:
             continue
-        ours = exported[canonical_hf_name(name)]  # BertModel's "embeddings..." is BertForPreTraining's "bert.embeddings..."
+        ours = exported[canonical_hf_name(name)]  # BertModel's "embeddings.*": BertForPreTraining's "bert.embeddings.*"
         assert (ours.dtype, ours.shape) == (value.dtype, value.shape), name
         assert ours.tobytes() == value.tobytes(), name
     # What the export adds: the pretraining heads a sentence-embedding BertModel does not have (freshly initialised).

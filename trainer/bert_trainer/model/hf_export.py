@@ -42,7 +42,8 @@ def architecture(names: Mapping[str, object]) -> str:
 
 
 def hf_tensors(named: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Our values under Hugging Face names, Linear weights transposed to [out, in] (contiguous, as safetensors needs)."""
+    """Our values under Hugging Face names, Linear weights transposed to [out, in]
+    (and contiguous: safetensors writes the buffer as it lies)."""
     out: dict[str, np.ndarray] = {}
     for gname, value in named.items():
         hf, transpose = google_to_hf(gname)
@@ -51,7 +52,7 @@ def hf_tensors(named: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def hf_config(cfg: BertConfig, arch: str, num_labels: int | None = None) -> dict[str, object]:
-    """config.json: our BertConfig under transformers' field names (the same names), plus what HF needs to pick the class."""
+    """config.json: our BertConfig (transformers uses the same field names) plus what HF needs to pick the class."""
     body: dict[str, object] = {
         "architectures": [arch], "model_type": "bert", **cfg.to_dict(),
         "hidden_act": _HF_ACTIVATIONS.get(cfg.hidden_act, cfg.hidden_act),

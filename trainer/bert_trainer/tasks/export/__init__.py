@@ -43,7 +43,8 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def _check_checkpoint(parser: argparse.ArgumentParser, uri: str) -> None:
-    """A prefix with its .index, or a folder with ckpt-N.index in it or in its checkpoints/ (a listing, no TensorFlow)."""
+    """A prefix with its .index, or a folder with ckpt-N.index in it or in its checkpoints/
+    (a listing: TensorFlow is not loaded yet)."""
     try:
         if storage.exists(uri + ".index"):
             return

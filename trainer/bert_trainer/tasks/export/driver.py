@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> list[str]:
                                   vocab_file=args.vocab_file, do_lower_case=args.do_lower_case)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # a BERT-Large export stages 1.3 GB of weights here
-    log.info("event=export checkpoint=%s architecture=%s files=%d", where, architecture(named), len(written))
-    print(json.dumps({"event": "export_done", "checkpoint": where, "architecture": architecture(named),
-                      "files": written}), flush=True)
+    arch = architecture(named)
+    log.info("event=export checkpoint=%s architecture=%s files=%d", where, arch, len(written))
+    print(json.dumps({"event": "export_done", "checkpoint": where, "architecture": arch, "files": written}), flush=True)
     return written
