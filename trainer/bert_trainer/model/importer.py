@@ -2,10 +2,12 @@
 
 * this project's checkpoints (tf.train.Checkpoint object graph, ``ckpt-N``),
 * Google's TF1 BERT checkpoints (``bert_model.ckpt``, names like ``bert/encoder/layer_0/...``),
-* Hugging Face BERT ``*.safetensors`` (BertModel or BertForPreTraining naming).
+* Hugging Face BERT ``*.safetensors`` (BertModel, BertForPreTraining, BertForSequenceClassification or
+  BertForQuestionAnswering naming; the last two into a model with that head).
 
 Our variables carry Google names, so Google import is a direct lookup and Hugging
-Face import is a name translation plus a transpose of Linear weights. Every import
+Face import is a name translation plus a transpose of Linear weights
+(:mod:`bert_trainer.model.hf_names`, shared with the export). Every import
 returns an ``ImportReport`` so callers (and tests) can check that nothing was
 silently missed or left unused.
 """
@@ -22,13 +24,10 @@ import tensorflow as tf
 
 from bert_trainer import storage
 from bert_trainer.checkpoints import CKPT_RE, fetch_checkpoint, newest_checkpoint
+from bert_trainer.model.hf_names import HF_BUFFERS, HF_TIED, hf_to_google
 
 log = logging.getLogger(__name__)
 
-# Non-weight tensors some exports carry; skipping them is not "unused weights".
-HF_BUFFERS = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
-# Tied duplicates of our word embeddings / MLM bias in BertForPreTraining exports.
-HF_TIED = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
 # Optimizer state and counters in Google's TF1 checkpoints.
 TF1_NON_WEIGHTS = re.compile(r"(adam_[mv]|Momentum|global_step|lamb_[mv]|/m$|/v$|beta[12]_power|loss_scale|good_steps)")
 
@@ -44,30 +43,6 @@ class ImportReport:
     loaded: list[str]
     missing: list[str]  # model variables the source did not provide (keep their initial values)
     unused: list[str]   # source weights that matched nothing in the model
-
-
-def hf_to_google(name: str) -> tuple[str, bool] | None:
-    """Translate a Hugging Face BERT tensor name to (Google name, transpose?).
-    Returns None for names that are not BERT weights (caller reports them unused)."""
-    n = name[len("bert."):] if name.startswith("bert.") else name
-    if n == "cls.predictions.bias":
-        return "cls/predictions/output_bias", False
-    if n == "cls.seq_relationship.weight":
-        return "cls/seq_relationship/output_weights", False  # both [2, hidden]
-    if n == "cls.seq_relationship.bias":
-        return "cls/seq_relationship/output_bias", False
-    if n.startswith("embeddings.") and n.endswith("_embeddings.weight"):
-        return "bert/" + n[: -len(".weight")].replace(".", "/"), False
-    m = re.match(r"^(.*)\.(weight|bias|gamma|beta)$", n)
-    if not m:
-        return None
-    path, leaf = m.group(1), m.group(2)
-    path = re.sub(r"encoder\.layer\.(\d+)", r"encoder.layer_\1", path).replace(".", "/")
-    if not n.startswith("cls."):
-        path = "bert/" + path
-    if path.endswith("LayerNorm"):
-        return f"{path}/{'gamma' if leaf in ('weight', 'gamma') else 'beta'}", False
-    return f"{path}/{'kernel' if leaf == 'weight' else 'bias'}", leaf == "weight"
 
 
 def _assign_all(model, tensors: dict[str, np.ndarray], source: str, kind: str,

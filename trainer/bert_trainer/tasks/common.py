@@ -38,14 +38,15 @@ def check_keep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 def model_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BertConfig:
     """The architecture the model flags name, checked to fit --max_seq_length."""
-    cfg = _resolve_config(parser, args)
+    cfg = resolve_config(parser, args)
     if args.max_seq_length > cfg.max_position_embeddings:
         parser.error(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "
                      f"{cfg.max_position_embeddings}")
     return cfg
 
 
-def _resolve_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BertConfig:
+def resolve_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BertConfig:
+    """The architecture the model flags name (tasks without --max_seq_length, e.g. export, use this directly)."""
     # Imported here: the presets come with the operator's API models (pydantic), a tenth of a
     # second that --help, sync and the earlier checks need not pay.
     from bert_trainer.model.config import BertConfig, ConfigError  # noqa: PLC0415

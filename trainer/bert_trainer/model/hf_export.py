@@ -1,0 +1,97 @@
+"""Write our weights as a Hugging Face BERT folder that ``from_pretrained`` loads.
+
+``config.json`` (BertConfig fields, the architecture), ``model.safetensors`` (names and
+layouts of :mod:`bert_trainer.model.hf_names`, the same table the importer reads) and,
+given a vocab, ``vocab.txt`` and ``tokenizer_config.json`` for BertTokenizer.
+
+Which architecture follows from the head the weights hold: the MLM + NSP heads are a
+BertForPreTraining, Google run_classifier's ``output_weights`` a
+BertForSequenceClassification, run_squad's ``cls/squad`` a BertForQuestionAnswering.
+NumPy only (no TensorFlow): the caller hands over the values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+import numpy as np
+
+from bert_trainer import storage
+from bert_trainer.model.config import BertConfig
+from bert_trainer.model.hf_names import google_to_hf
+
+# Our tanh-approximated GELU spellings -> the name transformers' ACT2FN has for that function.
+_HF_ACTIVATIONS = {"gelu_tanh": "gelu_new"}
+
+
+class ExportError(ValueError):
+    """The weights cannot be exported as they are; the message says which and why."""
+
+
+def architecture(names: Mapping[str, object]) -> str:
+    """The Hugging Face class whose state dict these of our variables make."""
+    if "cls/squad/output_weights" in names:
+        return "BertForQuestionAnswering"
+    if "output_weights" in names:
+        return "BertForSequenceClassification"
+    if "cls/predictions/output_bias" in names and "cls/seq_relationship/output_weights" in names:
+        return "BertForPreTraining"
+    raise ExportError("the weights hold none of the pretraining, GLUE or SQuAD heads")
+
+
+def hf_tensors(named: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Our values under Hugging Face names, Linear weights transposed to [out, in]
+    (and contiguous: safetensors writes the buffer as it lies)."""
+    out: dict[str, np.ndarray] = {}
+    for gname, value in named.items():
+        hf, transpose = google_to_hf(gname)
+        out[hf] = np.ascontiguousarray(value.T if transpose else value)
+    return out
+
+
+def hf_config(cfg: BertConfig, arch: str, num_labels: int | None = None) -> dict[str, object]:
+    """config.json: our BertConfig (transformers uses the same field names) plus what HF needs to pick the class."""
+    body: dict[str, object] = {
+        "architectures": [arch], "model_type": "bert", **cfg.to_dict(),
+        "hidden_act": _HF_ACTIVATIONS.get(cfg.hidden_act, cfg.hidden_act),
+        "position_embedding_type": "absolute", "torch_dtype": "float32",
+    }
+    if num_labels is not None:  # HF derives num_labels from id2label; without it a 3-way MNLI head loads as 2-way
+        body["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
+        body["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
+    return body
+
+
+def tokenizer_config(do_lower_case: bool, model_max_length: int) -> dict[str, object]:
+    return {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case, "model_max_length": model_max_length}
+
+
+def write_hf_export(named: Mapping[str, np.ndarray], cfg: BertConfig, output_dir: str, scratch_dir: str, *,
+                    vocab_file: str | None = None, do_lower_case: bool = False) -> list[str]:
+    """Write the folder under ``output_dir`` (local or s3://); returns the URIs written. The weights go
+    first and config.json after them, so a folder with a config.json has its weights."""
+    from safetensors.numpy import save_file  # noqa: PLC0415
+
+    arch = architecture(named)
+    num_labels = int(named["output_weights"].shape[0]) if arch == "BertForSequenceClassification" else None
+    tensors = hf_tensors(named)
+    local = os.path.join(scratch_dir, "model.safetensors")
+    os.makedirs(scratch_dir, exist_ok=True)
+    save_file(tensors, local, metadata={"format": "pt"})  # transformers refuses safetensors without a format
+    written = []
+    weights_uri = storage.join(output_dir, "model.safetensors")
+    storage.upload_file(local, weights_uri)
+    written.append(weights_uri)
+    config_uri = storage.join(output_dir, "config.json")
+    storage.write_bytes(config_uri, json.dumps(hf_config(cfg, arch, num_labels), indent=2).encode())
+    written.append(config_uri)
+    if vocab_file:
+        vocab_uri = storage.join(output_dir, "vocab.txt")
+        storage.write_bytes(vocab_uri, storage.read_bytes(vocab_file))
+        tok_uri = storage.join(output_dir, "tokenizer_config.json")
+        storage.write_bytes(tok_uri, json.dumps(tokenizer_config(do_lower_case, cfg.max_position_embeddings),
+                                                indent=2).encode())
+        written += [vocab_uri, tok_uri]
+    return written

@@ -1,0 +1,64 @@
+"""``export``: a checkpoint of ours as a Hugging Face folder (config.json, model.safetensors, vocab.txt,
+tokenizer_config.json), so what training produced loads with ``from_pretrained`` outside this project.
+
+This module is the command line (TensorFlow-free); the reading and writing is
+:mod:`bert_trainer.tasks.export.driver`, imported only once the flags passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bert_trainer import storage
+from bert_trainer.flags import add_model_flags, bool_flag
+from bert_trainer.tasks.common import check_output_dir, resolve_config, run_guarded
+
+NAME = "export"
+HELP = "write a checkpoint as a Hugging Face BERT folder (config.json, model.safetensors, vocab, tokenizer config)"
+
+
+def add_arguments(g: argparse.ArgumentParser) -> None:
+    g.add_argument("--checkpoint", required=True,
+                   help="a ckpt-N prefix, a checkpoints folder or a task's --output_dir (its newest published "
+                        "checkpoint): local or s3://")
+    g.add_argument("--output_dir", required=True, help="folder to write the Hugging Face files to: local or s3://")
+    g.add_argument("--vocab_file", help="WordPiece vocab.txt to ship with the model (without it, no tokenizer files)")
+    bool_flag(g, "do_lower_case", "the vocab is uncased (written to tokenizer_config.json)")
+    add_model_flags(g)
+
+
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checkpoint there, vocab within the model's embeddings, output writable; sets args.bert_config."""
+    args.bert_config = resolve_config(parser, args)
+    _check_checkpoint(parser, args.checkpoint)
+    if args.vocab_file:
+        try:
+            entries = storage.read_bytes(args.vocab_file).decode().splitlines()
+        except (storage.StorageError, UnicodeDecodeError) as exc:
+            parser.error(f"--vocab_file: {exc}")
+        if len(entries) > args.bert_config.vocab_size:  # token ids past the embedding table fail at inference
+            parser.error(f"--vocab_file: {args.vocab_file} has {len(entries)} entries, more than the model's "
+                         f"vocab_size {args.bert_config.vocab_size}")
+    check_output_dir(parser, args.output_dir)
+
+
+def _check_checkpoint(parser: argparse.ArgumentParser, uri: str) -> None:
+    """A prefix with its .index, or a folder with ckpt-N.index in it or in its checkpoints/
+    (a listing: TensorFlow is not loaded yet)."""
+    try:
+        if storage.exists(uri + ".index"):
+            return
+        for folder in (uri, storage.join(uri, "checkpoints")):
+            if any("/" not in e.relpath and e.relpath.endswith(".index") for e in storage.list_files(folder)):
+                return
+    except storage.StorageError as exc:
+        parser.error(f"--checkpoint: {exc}")
+    parser.error(f"--checkpoint: {uri}: no checkpoint here (a ckpt-N prefix, or a folder holding ckpt-N.index "
+                 "or checkpoints/ckpt-N.index)")
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from bert_trainer.tasks.export import driver  # noqa: PLC0415 - imports TensorFlow
+
+    return run_guarded(parser, NAME, lambda: driver.run(args, args.bert_config), stoppable=False,
+                       input_errors=(driver.CheckpointMismatch,))
