@@ -102,4 +102,15 @@ PROGRESS_FIELD_NAMES: Final = tuple(field.name for field in PROGRESS_FIELDS)
 
 def utc_now() -> str:
     """Now as RFC 3339 in UTC to the second: the one timestamp format in status, reports and Events."""
-    return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_utc(datetime.datetime.now(tz=datetime.timezone.utc))
+
+
+def format_utc(moment: datetime.datetime) -> str:
+    """A moment in utc_now's format."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(stamp: str) -> datetime.datetime:
+    """An RFC 3339 time as written in status and reports (`Z` or an offset; naive means UTC); ValueError if not one."""
+    moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.timezone.utc)

@@ -68,9 +68,8 @@ class Applied:
 
 @dataclass(frozen=True)
 class Decision:
-    """A job under its namespace's policies: the body it runs as, what the policies set, and what they refuse."""
+    """A job under its namespace's policies: the job it runs as, what the policies set, and what they refuse."""
 
-    body: dict[str, Any]
     policies: tuple[str, ...] = ()
     applied: tuple[Applied, ...] = ()
     violations: tuple[FieldError, ...] = ()
@@ -277,7 +276,7 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     chosen = selecting(policies, labels)
     written = body.get("spec") if isinstance(body.get("spec"), dict) else {}
     if not chosen:
-        return Decision(dict(body), job=parse_job(dict(body)))
+        return Decision(job=parse_job(dict(body)))
     defaults, default_conflicts = _gathered(chosen, "defaults", namespace, name)
     forced, forced_conflicts = _gathered(chosen, "forced", namespace, name)
     spec = copy.deepcopy(written)
@@ -293,7 +292,7 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     job = parse_job(merged)
     violations = [*(c.error() for c in (*default_conflicts, *forced_conflicts)), *forbidden_errors(written, chosen),
                   *limit_errors(job, chosen)]
-    return Decision(merged, tuple(p.metadata.name for p in chosen), tuple(applied), tuple(violations), job)
+    return Decision(tuple(p.metadata.name for p in chosen), tuple(applied), tuple(violations), job)
 
 
 def parse_policy(document: Any) -> BertTrainingPolicy:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from .api import SpecError
 from .api.policy import BertTrainingPolicy
-from .policy import PolicyInput, parse_policy
+from .policy import PolicyInput, conflicts, parse_policy, selects
 
 log = logging.getLogger(__name__)
 
@@ -99,29 +100,41 @@ class PolicyCache:
             return None
         return PolicyInput(self.labels(namespace), policies)
 
-    def snapshot(self) -> tuple[dict[str, BertTrainingPolicy], dict[str, str], dict[str, dict[str, str]]]:
-        """Copies of the policies, the invalid ones' errors and the namespaces' labels (for the policies' status)."""
+    def snapshot(self) -> "Snapshot":
+        """Copies of the policies, the invalid ones' errors, their generations and the namespaces' labels."""
         self._load()
         with self.lock:
-            return dict(self.policies), dict(self.invalid), {k: dict(v) for k, v in self.namespaces.items()}
+            return Snapshot(dict(self.policies), dict(self.invalid), dict(self.generations),
+                            {k: dict(v) for k, v in self.namespaces.items()})
 
 
-def policy_status(name: str, cache: PolicyCache, jobs_in: Callable[[str], int]) -> dict[str, Any]:
-    """What a policy's status shows: how many namespaces and jobs it selects, its conflicts, whether it is valid."""
-    from .policy import conflicts, selects  # noqa: PLC0415 - policy imports the API models; keep this module light
+@dataclass(frozen=True)
+class Snapshot:
+    """The cache at one moment, for computing every policy's status from the same view."""
 
-    policies, invalid, namespaces = cache.snapshot()
-    generation = cache.generations.get(name)
-    if name in invalid:
-        condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": invalid[name][:2000]}
-        return {"namespaces": 0, "jobs": 0, "conflicts": [], "conditions": [condition], "observedGeneration": generation}
-    policy = policies[name]
-    selected = [ns for ns, labels in namespaces.items() if selects(policy.spec.namespace_selector, labels)]
-    found = conflicts(policies.values(), {ns: namespaces[ns] for ns in selected}).get(name, [])
-    if found:  # its jobs there are refused until the platform team settles it
-        condition = {"type": "Valid", "status": "False", "reason": "PolicyConflict",
-                     "message": f"{len(found)} conflict(s) with other policies; jobs there are refused: {found[0]}"[:2000]}
-    else:
-        condition = {"type": "Valid", "status": "True", "reason": "PolicyValid", "message": "policy is valid"}
-    return {"namespaces": len(selected), "jobs": sum(jobs_in(ns) for ns in selected), "conflicts": found,
-            "conditions": [condition], "observedGeneration": generation}
+    policies: dict[str, BertTrainingPolicy]
+    invalid: dict[str, str]
+    generations: dict[str, int | None]
+    namespaces: dict[str, dict[str, str]]
+
+
+def policy_statuses(snapshot: Snapshot, jobs_in: Callable[[str], int]) -> dict[str, dict[str, Any]]:
+    """Each policy's status by name: how many namespaces and jobs it selects, its conflicts, whether it is valid
+    (conflicts are found once, over every namespace)."""
+    found = conflicts(snapshot.policies.values(), snapshot.namespaces)
+    out: dict[str, dict[str, Any]] = {}
+    for name, errors in snapshot.invalid.items():
+        condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": errors[:2000]}
+        out[name] = {"namespaces": 0, "jobs": 0, "conflicts": [], "conditions": [condition],
+                     "observedGeneration": snapshot.generations.get(name)}
+    for name, policy in snapshot.policies.items():
+        selected = [ns for ns, labels in snapshot.namespaces.items() if selects(policy.spec.namespace_selector, labels)]
+        mine = found.get(name, [])
+        if mine:  # its jobs there are refused until the platform team settles it
+            condition = {"type": "Valid", "status": "False", "reason": "PolicyConflict",
+                         "message": f"{len(mine)} conflict(s) with other policies; jobs there are refused: {mine[0]}"[:2000]}
+        else:
+            condition = {"type": "Valid", "status": "True", "reason": "PolicyValid", "message": "policy is valid"}
+        out[name] = {"namespaces": len(selected), "jobs": sum(jobs_in(ns) for ns in selected), "conflicts": mine,
+                     "conditions": [condition], "observedGeneration": snapshot.generations.get(name)}
+    return out

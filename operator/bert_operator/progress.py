@@ -23,7 +23,7 @@ from aiohttp import web
 from . import status as sm
 from .api import SpecError
 from .api.parse import parse_job
-from .contract import JOB_NAME_LABEL, POD_NAME_EXTRA, POD_UID_EXTRA, token_audience
+from .contract import JOB_NAME_LABEL, POD_NAME_EXTRA, POD_UID_EXTRA, parse_utc, token_audience
 from .kube import KubeApi
 from .metrics import PROGRESS_REPORTS
 from .reconcile import Reconciler
@@ -34,11 +34,9 @@ def _age_seconds(stamp: str | None, now: datetime.datetime) -> float | None:
     if not stamp:
         return None
     try:
-        then = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        then = parse_utc(stamp)
     except ValueError:
         return None
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=datetime.timezone.utc)
     return (now - then).total_seconds()
 
 

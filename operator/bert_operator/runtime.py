@@ -17,7 +17,7 @@ from .config import OperatorSettings
 from .events import EventRecorder
 from .kube import KubeApi, load_config
 from .metrics import JOBS_BY_PHASE
-from .policy_cache import PolicyCache, policy_status
+from .policy_cache import PolicyCache, policy_statuses
 from .progress import ProgressEndpoint, staleness_patch
 from .contract import utc_now
 from .reconcile import Reconciler
@@ -144,16 +144,21 @@ class Runtime:
 
     def write_policy_statuses(self) -> None:
         """Each policy's status (namespaces and jobs it selects, conflicts, validity), written when it changed."""
-        names = set(self.policies.generations)
-        for name in sorted(names):
-            jobs_in = lambda namespace: sum(1 for ns, _ in self.jobs if ns == namespace)  # noqa: E731
+        jobs = Counter(namespace for namespace, _ in self.jobs)
+        try:
+            statuses = policy_statuses(self.policies.snapshot(), lambda namespace: jobs[namespace])
+        except Exception:  # policies unreadable: the next resync tries again
+            log.exception("policy statuses failed")
+            return
+        for name, status in sorted(statuses.items()):
+            if self.policy_statuses.get(name) == status:
+                continue
             try:
-                status = policy_status(name, self.policies, jobs_in)
-                if self.policy_statuses.get(name) != status and self.api.patch_policy_status(name, status) is not None:
+                if self.api.patch_policy_status(name, status) is not None:
                     self.policy_statuses[name] = status
             except Exception:
                 log.exception("policy status failed policy=%s", name)
-        for gone in set(self.policy_statuses) - names:
+        for gone in set(self.policy_statuses) - set(statuses):
             self.policy_statuses.pop(gone, None)
 
     async def resync_forever(self) -> None:

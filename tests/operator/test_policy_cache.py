@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bert_operator.policy_cache import PolicyCache, policy_status
+from bert_operator.policy_cache import PolicyCache, policy_statuses
 
 POLICY = {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy", "metadata": {"name": "p", "generation": 3},
           "spec": {"namespaceSelector": {"matchLabels": {"team": "a"}}, "forced": {"queueName": "team-a"}}}
@@ -53,7 +53,7 @@ def test_an_invalid_policy_applies_to_nothing_and_its_status_says_why() -> None:
     cache = PolicyCache(Api([]))
     cache.policy_event("ADDED", {**POLICY, "spec": {"limits": {"maxGpusPerJob": -1}}})
     assert cache.input_for("team-a") is None
-    status = policy_status("p", cache, lambda namespace: 0)
+    status = policy_statuses(cache.snapshot(), lambda namespace: 0)["p"]
     assert status["conditions"][0]["status"] == "False" and "spec.limits.maxGpusPerJob" in status["conditions"][0]["message"]
     assert status["observedGeneration"] == 3
 
@@ -68,7 +68,7 @@ def test_the_status_counts_namespaces_and_jobs_it_selects() -> None:
     cache = PolicyCache(Api([POLICY]))
     cache.namespace_event("ADDED", {"metadata": {"name": "team-a", "labels": {"team": "a"}}})
     cache.namespace_event("ADDED", {"metadata": {"name": "team-b", "labels": {"team": "b"}}})
-    status = policy_status("p", cache, lambda namespace: {"team-a": 2, "team-b": 5}[namespace])
+    status = policy_statuses(cache.snapshot(), lambda namespace: {"team-a": 2, "team-b": 5}[namespace])["p"]
     assert (status["namespaces"], status["jobs"], status["conflicts"]) == (1, 2, [])
 
 
@@ -77,7 +77,7 @@ def test_a_conflict_makes_both_policies_invalid_on_their_status() -> None:
     cache = PolicyCache(Api([POLICY, other]))
     cache.namespace_event("ADDED", {"metadata": {"name": "team-a", "labels": {"team": "a"}}})
     for name in ("p", "q"):
-        status = policy_status(name, cache, lambda namespace: 1)
+        status = policy_statuses(cache.snapshot(), lambda namespace: 1)[name]
         valid = status["conditions"][0]
         assert (valid["status"], valid["reason"]) == ("False", "PolicyConflict") and len(status["conflicts"]) == 1
         assert "spec.queueName in namespace team-a: BertTrainingPolicies p and q" in status["conflicts"][0]

@@ -21,16 +21,17 @@ from typing import Any, Mapping
 
 from .. import kueue
 from .. import status as sm
-from ..policy import decide
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
 from ..api.presets import KIND
 from ..api.stages import Stage
+from ..contract import format_utc, parse_utc
+from ..policy import decide, selecting
 from ..render import RenderSettings, render_mpijob
 from ..tasks import stages_of, task_of
 from .failures import classify
 from .observe import Deleted, Observed, RefusedCreate
-from .recovery import RecoverySettings, due_at, format_time, parse_time, pending_restart
+from .recovery import RecoverySettings, due_at, pending_restart
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def _restart_wait(ctx: Context, job: BertTrainingJob, entry: dict[str, Any]) -> 
     """A stage between the delete of its failed MPIJob and its re-creation (once that MPIJob is gone and the backoff
     is over); the same words all along, so waiting writes nothing."""
     limit = job.spec.run_policy.max_restarts
-    due = format_time(due_at(entry, ctx.recovery))
+    due = format_utc(due_at(entry, ctx.recovery))
     message = f"restart {entry.get('restarts')} of {limit} (not before {due}): {entry.get('lastRestartReason')}"
     return Followed(sm.StagePhase("Restarting", sm.REASON_RESTART_SCHEDULED, message), {**entry, "phase": "Restarting"})
 
@@ -327,7 +328,7 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
     name = stage.mpijob_name(job.metadata.name)
     seen = ctx.observed.get(name)
     if seen is None:
-        if pending_restart(entry) and parse_time(ctx.now) < due_at(entry, ctx.recovery):
+        if pending_restart(entry) and parse_utc(ctx.now) < due_at(entry, ctx.recovery):
             return _restart_wait(ctx, job, entry)
         return CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
     if isinstance(seen, RefusedCreate):  # sending it again cannot help: fail with the server's reason

@@ -10,7 +10,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+from ..contract import parse_utc
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,9 @@ class RecoverySettings:
         return min(self.backoff_seconds * 2 ** max(restart - 1, 0), self.max_backoff_seconds)
 
 
-def parse_time(text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
-
-
-def format_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT)
-
-
 def due_at(entry: Mapping[str, Any], settings: RecoverySettings) -> datetime.datetime:
     """When the stage's pending restart may create its MPIJob again."""
-    started = parse_time(str(entry["lastRestartTime"]))
+    started = parse_utc(str(entry["lastRestartTime"]))
     return started + datetime.timedelta(seconds=settings.delay(int(entry.get("restarts") or 1)))
 
 

@@ -39,7 +39,7 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
     step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     state = {"model": model, "optimizer": optimizer, "step": step_counter, **({"loss_scale": loss_scale} if loss_scale else {})}
     manager = CheckpointManager(tf.train.Checkpoint(**state), args.output_dir, scratch,
-                                keep=getattr(args, "keep_checkpoint_max", 0))
+                                keep=args.keep_checkpoint_max)
     resumed = manager.restore_newest()  # every rank reads the same checkpoint, so they stay identical
     start = int(step_counter.numpy())
     dataset = (tf.data.Dataset.from_tensor_slices(train).shard(world.size, world.rank)
