@@ -162,18 +162,22 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
         if accepted:  # running job, broken update: refuse it, keep running the accepted spec
             return _refuse_update(ctx, f"spec is invalid: {exc.render()}", accepted)
         return _invalid(body, old, now, exc)
-    if accepted and spec_hash(_today(body, accepted)) != spec_hash(normalized_spec(job)):
+    if accepted and not _unchanged(body, accepted, job):
         return _refuse_update(ctx, "fields other than runPolicy.suspend cannot change after the job started", accepted)
     return _advance(ctx, job, body, refusal=None)
 
 
-def _today(body: dict[str, Any], accepted: dict[str, Any]) -> dict[str, Any]:
-    """The accepted spec with today's defaults filled in: a field an operator upgrade added (with its default) is
-    not a change the user made. As stored if it no longer parses (then it differs, and the refusal says why)."""
+def _unchanged(body: dict[str, Any], accepted: dict[str, Any], job: BertTrainingJob) -> bool:
+    """Whether the job's spec is the accepted one (runPolicy.suspend aside). Compared as stored first (every
+    reconcile, no parsing), then with today's defaults filled into the accepted spec: a field an operator upgrade
+    added, with its default, is not a change the user made."""
+    current = spec_hash(normalized_spec(job))
+    if spec_hash(accepted) == current:
+        return True
     try:
-        return normalized_spec(parse_job({**body, "spec": accepted}))
-    except SpecError:
-        return accepted
+        return spec_hash(normalized_spec(parse_job({**body, "spec": accepted}))) == current
+    except SpecError:  # no longer valid: a change, and the refusal says why
+        return False
 
 
 def _invalid(body: dict[str, Any], old: dict[str, Any], now: str, exc: SpecError, prefix: str = "") -> Plan:
@@ -208,11 +212,12 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
 
     A started job is not judged again: a policy edited later gives its next stage the policy's current defaults
     and forced values, but its limits bind only jobs that have not started."""
-    if ctx.observed.policy is None:
+    given = ctx.observed.policy
+    if given is None or not selecting(given.policies, given.labels):  # no policy here: nothing to merge or parse
         return job, None
     started = bool(ctx.old.get("acceptedSpec"))
     try:
-        decision = decide(written, ctx.observed.policy.labels, ctx.observed.policy.policies)
+        decision = decide(written, given.labels, given.policies)
     except SpecError as exc:
         return _violation(ctx, exc.errors, None, prefix="the job with its BertTrainingPolicies' values is not valid: ")
     if decision.violations and not started:
