@@ -161,7 +161,7 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
     except SpecError as exc:
         if accepted:  # running job, broken update: refuse it, keep running the accepted spec
             return _refuse_update(ctx, f"spec is invalid: {exc.render()}", accepted)
-        return _invalid(body, old, now, exc)
+        return _ended(ctx, exc.errors, sm.REASON_INVALID_SPEC)
     if accepted and not _unchanged(body, accepted, job):
         return _refuse_update(ctx, "fields other than runPolicy.suspend cannot change after the job started", accepted)
     return _advance(ctx, job, body, refusal=None)
@@ -180,14 +180,18 @@ def _unchanged(body: dict[str, Any], accepted: dict[str, Any], job: BertTraining
         return False
 
 
-def _invalid(body: dict[str, Any], old: dict[str, Any], now: str, exc: SpecError, prefix: str = "") -> Plan:
-    """A job whose spec cannot run: Failed with every field error (nothing more is created)."""
-    generation = body["metadata"].get("generation")
-    message = prefix + "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
-    conditions = sm.set_condition(old.get("conditions") or [], sm.VALID, False, sm.REASON_INVALID_SPEC, message, now, generation)
-    conditions = sm.set_condition(conditions, sm.FAILED, True, sm.REASON_INVALID_SPEC, message, now, generation)
-    new = {**old, "phase": "Failed", "conditions": conditions, "observedGeneration": generation, "completionTime": now}
-    return Plan(new, events=(Event("Warning", sm.REASON_INVALID_SPEC, message),))
+def _ended(ctx: Context, errors: Any, reason: str, prefix: str = "", extra: dict[str, Any] | None = None) -> Plan:
+    """A job that cannot run as it is: Failed with `reason` and every field error, a Warning Event, nothing created.
+    An invalid spec also makes Valid False; a policy violation leaves Valid alone (the spec itself is valid)."""
+    generation = ctx.body["metadata"].get("generation")
+    message = prefix + "; ".join(f"{e.path}: {e.message}" for e in errors)
+    conditions = ctx.old.get("conditions") or []
+    if reason == sm.REASON_INVALID_SPEC:
+        conditions = sm.set_condition(conditions, sm.VALID, False, reason, message, ctx.now, generation)
+    conditions = sm.set_condition(conditions, sm.FAILED, True, reason, message, ctx.now, generation)
+    new = {**ctx.old, **(extra or {}), "phase": "Failed", "conditions": conditions, "observedGeneration": generation,
+           "completionTime": ctx.now}
+    return Plan(new, events=(Event("Warning", reason, message),))
 
 
 def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any]) -> Plan:
@@ -202,7 +206,7 @@ def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any]) -> Plan:
     except SpecError as exc:
         # The spec the job started with breaks a rule it passed then (an operator upgrade made the rules
         # stricter): no later stage can be rendered from it, so the job ends here, saying so.
-        return _invalid(ctx.body, ctx.old, ctx.now, exc, prefix="the spec this job started with is no longer valid: ")
+        return _ended(ctx, exc.errors, sm.REASON_INVALID_SPEC, prefix="the spec this job started with is no longer valid: ")
     return _advance(ctx, job, written, refusal=why)
 
 
@@ -219,23 +223,11 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     try:
         decision = decide(written, given.labels, given.policies)
     except SpecError as exc:
-        return _violation(ctx, exc.errors, None, prefix="the job with its BertTrainingPolicies' values is not valid: ")
+        return _ended(ctx, exc.errors, sm.REASON_POLICY_VIOLATION,
+                      prefix="the job with its BertTrainingPolicies' values is not valid: ")
     if decision.violations and not started:
-        return _violation(ctx, decision.violations, decision.status())
+        return _ended(ctx, decision.violations, sm.REASON_POLICY_VIOLATION, extra={"policy": decision.status()})
     return (decision.job or job), decision.status()
-
-
-def _violation(ctx: Context, errors: Any, policy: dict[str, Any] | None, prefix: str = "") -> Plan:
-    """Failed with reason PolicyViolation and every field it concerns; a Warning Event; nothing created."""
-    generation = ctx.body["metadata"].get("generation")
-    message = prefix + "; ".join(f"{e.path}: {e.message}" for e in errors)
-    conditions = sm.set_condition(ctx.old.get("conditions") or [], sm.FAILED, True, sm.REASON_POLICY_VIOLATION, message,
-                                  ctx.now, generation)
-    new = {**ctx.old, "phase": "Failed", "conditions": conditions, "observedGeneration": generation,
-           "completionTime": ctx.now}
-    if policy is not None:
-        new["policy"] = policy
-    return Plan(new, events=(Event("Warning", sm.REASON_POLICY_VIOLATION, message),))
 
 
 def _owned(mpijob: Mapping[str, Any], uid: str | None) -> bool:
