@@ -57,6 +57,14 @@ class PolicyInput:
 
 
 @dataclass(frozen=True)
+class PoliciesUnreadable:
+    """The policies could not be read (the API failed): no MPIJob may be created until they can, or a job would run
+    without its namespace's rules."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Applied:
     """One value a policy gave the job: where, what, and whether as a default or forced."""
 

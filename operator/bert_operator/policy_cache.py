@@ -72,7 +72,8 @@ class PolicyCache:
 
     def _load(self) -> None:
         """List every policy once. A policy CRD that is not installed lists as none (kube.py); any other failure
-        propagates, so that a job waits (the reconcile is retried) rather than runs without its policies."""
+        propagates: the webhook refuses to admit, and the reconciler creates no MPIJob, saying why
+        (Ready=False, reason PoliciesUnreadable), rather than run a job without its policies."""
         if self.loaded:
             return
         listed = self.api.list_policies()

@@ -63,6 +63,8 @@ REASON_STAGE_RESTARTED = "StageRestarted"
 REASON_RESTART_LIMIT = "RestartLimitExceeded"
 #: A job that has not started breaks a BertTrainingPolicy of its namespace: failed before anything is created.
 REASON_POLICY_VIOLATION = "PolicyViolation"
+#: The policies could not be read: the next MPIJob waits for them.
+REASON_POLICIES_UNREADABLE = "PoliciesUnreadable"
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
 WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
 

@@ -107,3 +107,34 @@ def test_policy_values_that_make_the_job_invalid_fail_it_naming_the_field(cluste
     assert failed["reason"] == "PolicyViolation" and failed["message"].startswith(
         "the job with its BertTrainingPolicies' values is not valid: spec.resources.nodeSelector")
     assert cluster2.mpijobs == {}
+
+
+class Unreadable:
+    """A policy source whose API is down."""
+
+    def __call__(self, namespace: str) -> PolicyInput:
+        raise ConnectionError("connection refused")
+
+
+def test_unreadable_policies_hold_a_new_job_with_a_status_a_condition_and_one_event(cluster: FakeCluster) -> None:
+    reconciler = reconciler_for(cluster, Unreadable())  # type: ignore[arg-type]
+    body = job(GLUE)
+    reconciler.reconcile(body)
+    assert cluster.mpijobs == {} and cluster.calls == [("patch", "status", "j")]
+    ready = condition(body["status"], "Ready")
+    assert body["status"]["phase"] == "Pending" and (ready["status"], ready["reason"]) == ("False", "PoliciesUnreadable")
+    assert "ConnectionError: connection refused" in ready["message"]
+    assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Warning", "PoliciesUnreadable")]
+    reconciler.reconcile(body)  # still down: nothing new to say
+    assert len(cluster.events) == 1 and cluster.mpijobs == {}
+    readable = reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE)))
+    readable.reconcile(body)
+    assert cluster.mpijobs["j-glue"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+
+
+def test_unreadable_policies_let_a_running_stage_go_on(cluster: FakeCluster) -> None:
+    body = job(GLUE)
+    reconciler_for(cluster, Policies()).reconcile(body)
+    cluster.set_conditions("j-glue", "Created", "Running")
+    reconciler_for(cluster, Unreadable()).reconcile(body)  # type: ignore[arg-type]
+    assert body["status"]["phase"] == "Running" and condition(body["status"], "Ready")["status"] == "True"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from .. import kueue
-from ..policy import PolicyInput
+from ..policy import PoliciesUnreadable, PolicyInput
 from ..status import TERMINAL_PHASES, stage_phase
 from .ports import MPIJobApi
 
@@ -53,8 +53,9 @@ class Observed:
     waiting: Mapping[str, str] = field(default_factory=dict)
     pods: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     workloads: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
-    #: The namespace's labels and the BertTrainingPolicies (None: the operator applies none).
-    policy: PolicyInput | None = None
+    #: The namespace's labels and the BertTrainingPolicies (None: the operator applies none; PoliciesUnreadable:
+    #: reading them failed).
+    policy: PolicyInput | PoliciesUnreadable | None = None
 
     def get(self, name: str) -> Any:
         return self.mpijobs.get(name)
@@ -141,7 +142,7 @@ def _needs_workload(mpijob: Any, user_suspend: bool) -> bool:
 
 
 def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None = None,
-            policy: PolicyInput | None = None) -> Observed:
+            policy: PolicyInput | PoliciesUnreadable | None = None) -> Observed:
     """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; while a stage is
     Created but not running, the Warning Events of its namespace (one list) that may say why; the pods of a stage
     that failed (one list); the Workload of a queued stage Kueue holds or the user suspends (one list)."""

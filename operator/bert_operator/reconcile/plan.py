@@ -26,7 +26,7 @@ from ..api.parse import parse_job
 from ..api.presets import KIND
 from ..api.stages import Stage
 from ..contract import format_utc, parse_utc
-from ..policy import decide, selecting
+from ..policy import PoliciesUnreadable, decide, selecting
 from ..render import RenderSettings, render_mpijob
 from ..tasks import stages_of, task_of
 from .failures import classify
@@ -217,6 +217,8 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     A started job is not judged again: a policy edited later gives its next stage the policy's current defaults
     and forced values, but its limits bind only jobs that have not started."""
     given = ctx.observed.policy
+    if isinstance(given, PoliciesUnreadable):  # a running stage goes on; a new MPIJob waits (_advance)
+        return job, ctx.old.get("policy")
     if given is None or not selecting(given.policies, given.labels):  # no policy here: nothing to merge or parse
         return job, None
     started = bool(ctx.old.get("acceptedSpec"))
@@ -228,6 +230,20 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     if decision.violations and not started:
         return _ended(ctx, decision.violations, sm.REASON_POLICY_VIOLATION, extra={"policy": decision.status()})
     return (decision.job or job), decision.status()
+
+
+def _waiting_for_policies(ctx: Context, base: dict[str, Any], unreadable: PoliciesUnreadable) -> Plan:
+    """A stage to create while the policies cannot be read: nothing is created, the job says why (Ready=False, a
+    Warning Event once), and the next reconcile (the resync at the latest) tries again."""
+    generation = ctx.body["metadata"].get("generation")
+    message = f"waiting to create the next MPIJob: the BertTrainingPolicies cannot be read ({unreadable.reason})"
+    before = sm.condition_of(base, sm.READY) or {}
+    conditions = sm.set_condition(base.get("conditions") or [], sm.READY, False, sm.REASON_POLICIES_UNREADABLE, message,
+                                  ctx.now, generation)
+    new = {**base, "phase": base.get("phase") or "Pending", "conditions": conditions}
+    events = () if before.get("reason") == sm.REASON_POLICIES_UNREADABLE else (
+        Event("Warning", sm.REASON_POLICIES_UNREADABLE, message),)
+    return Plan(new, events=events)
 
 
 def _owned(mpijob: Mapping[str, Any], uid: str | None) -> bool:
@@ -385,6 +401,8 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
             entries.append(entry)
             continue
         followed = _follow(ctx, job, stage, entry)
+        if isinstance(followed, CreateMPIJob) and isinstance(ctx.observed.policy, PoliciesUnreadable):
+            return _waiting_for_policies(ctx, base, ctx.observed.policy)
         if not isinstance(followed, Followed):
             return Plan(base, actions=(followed,))
         phases.append(followed.phase)

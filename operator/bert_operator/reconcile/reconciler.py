@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..contract import utc_now
 from ..metrics import RECONCILE_SECONDS
-from ..policy import PolicyInput
+from ..policy import PoliciesUnreadable, PolicyInput
 from ..render import RenderSettings
 from ..tasks import TASKS
 from .observe import observe
@@ -79,7 +79,7 @@ class Reconciler:
         body["status"] = old
         if not needs_work(body):
             return None
-        seen = observe(self.api, body, held, self.policies((body.get("metadata") or {}).get("namespace", "default")))
+        seen = observe(self.api, body, held, self._policies((body.get("metadata") or {}).get("namespace", "default")))
         now = self.clock()
         for _ in range(MAX_ROUNDS):
             decided = plan(body, old, seen, now, self.render_settings, self.recovery)
@@ -87,6 +87,13 @@ class Reconciler:
                 return self.writer.write_status(body, old, decided.status, decided.events)
             seen = self.writer.apply(body["metadata"]["name"], decided.actions, seen)
         raise RuntimeError(f"job {body['metadata'].get('name')}: planning did not settle in {MAX_ROUNDS} rounds")
+
+    def _policies(self, namespace: str) -> PolicyInput | PoliciesUnreadable | None:
+        try:
+            return self.policies(namespace)
+        except Exception as exc:  # the plan waits visibly instead of creating MPIJobs without the policies
+            log.warning("policies unreadable namespace=%s error=%s", namespace, type(exc).__name__)
+            return PoliciesUnreadable(f"{type(exc).__name__}: {exc}"[:300])
 
     def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         """Write status fields that do not come from planning (a trainer report, a staleness verdict),
