@@ -116,6 +116,8 @@ def test_operator_refuses_unusable_settings_before_connecting(tmp_path: Path) ->
         (operator(BERTOP_RESYNC_SECONDS="soon"), "BERTOP_RESYNC_SECONDS: must be a number, got 'soon'"),
         (operator("--metrics-port", "70000"), "--metrics-port: must be a port from 0 to 65535, got 70000"),
         (operator(BERTOP_NCCL_DEBUG="LOUD"), "BERTOP_NCCL_DEBUG: must be one of VERSION, WARN, INFO, TRACE, got 'LOUD'"),
+        (operator("--restart-backoff-seconds", "0"), "--restart-backoff-seconds (BERTOP_RESTART_BACKOFF_SECONDS): must be positive, got 0"),
+        (operator(BERTOP_RESTART_BACKOFF_MAX_SECONDS="soon"), "BERTOP_RESTART_BACKOFF_MAX_SECONDS: must be a number, got 'soon'"),
         (operator("--progress-cert-dir", str(tmp_path)), f"--progress-cert-dir (BERTOP_PROGRESS_CERT_DIR): {tmp_path / 'tls.crt'}: no such file"),
         (operator("--webhook-port", "9443", "--webhook-cert-dir", str(tmp_path)),
          f"--webhook-cert-dir (BERTOP_WEBHOOK_CERT_DIR): {tmp_path / 'tls.crt'}: no such file"),

@@ -117,6 +117,14 @@ CASES: list[tuple[str, dict, str, str]] = [
     # What validate used to accept and the cluster refuses (issue 13 C) ...
     ("queue name too long for a label", mutate(BASE, lambda d: spec(d).update(queueName="q" * 64)),
      "spec.queueName", "must be a label value: at most 63"),
+    ("workload priority without a queue", mutate(BASE, lambda d: (spec(d).pop("queueName", None),
+                                                                  spec(d).update(workloadPriorityClassName="high"))),
+     "spec.workloadPriorityClassName", "only applies with queueName (a Kueue WorkloadPriorityClass)"),
+    ("negative checkpoints to keep", mutate(BASE, lambda d: spec(d)["output"].update(keepCheckpoints=-1)),
+     "spec.output.keepCheckpoints", "must be >= 0, got -1"),
+    ("negative max restarts", mutate(BASE, lambda d: spec(d)["runPolicy"].update(maxRestarts=-1)
+                                     if "runPolicy" in spec(d) else spec(d).update(runPolicy={"maxRestarts": -1})),
+     "spec.runPolicy.maxRestarts", "must be >= 0, got -1"),
     ("toleration Equal without key", mutate(BASE, lambda d: spec(d)["resources"].update(tolerations=[{"operator": "Equal", "value": "x"}])),
      "spec.resources.tolerations[0].operator", "must be Exists when key is empty"),
     ("tolerationSeconds without NoExecute", mutate(BASE, lambda d: spec(d)["resources"].update(tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 30}])),
