@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from pydantic import ValidationError
 
-from .api.errors import FieldError, SpecError, from_validation_error, shown
+from .api.errors import FieldError, SpecError, format_path, from_validation_error, shown
 from .api.models import BertTrainingJob
 from .api.parse import parse_job
 from .api.policy import BertTrainingPolicy, LabelSelector, PolicyValues
@@ -170,10 +170,6 @@ def _set(spec: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = copy.deepcopy(value)
 
 
-def _dotted(path: tuple[str, ...]) -> str:
-    return "spec." + ".".join(path)
-
-
 @dataclass(frozen=True)
 class Conflict:
     """Two selecting policies give one field different values (as defaults, or as forced values)."""
@@ -185,7 +181,7 @@ class Conflict:
 
     def error(self) -> FieldError:
         (a, value_a), (b, value_b) = self.first, self.second
-        return FieldError(_dotted(self.path), (
+        return FieldError(format_path(("spec", *self.path)), (
             f"BertTrainingPolicies {a} and {b} give different {self.part} values ({shown(value_a)} and "
             f"{shown(value_b)}); the platform team must resolve the conflict"))
 
@@ -292,10 +288,10 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     for path, (value, policy) in sorted(defaults.items()):
         if _get(written, path) is None and path not in forced:
             _set(spec, path, value)
-            applied.append(Applied(_dotted(path), value, "default", policy))
+            applied.append(Applied(format_path(("spec", *path)), value, "default", policy))
     for path, (value, policy) in sorted(forced.items()):
         _set(spec, path, value)
-        applied.append(Applied(_dotted(path), value, "forced", policy))
+        applied.append(Applied(format_path(("spec", *path)), value, "forced", policy))
     merged = {**body, "spec": spec}
     job = parse_job(merged)
     violations = [*(c.error() for c in (*default_conflicts, *forced_conflicts)), *forbidden_errors(written, chosen),
@@ -327,8 +323,9 @@ def _policy_rules(policy: BertTrainingPolicy) -> Iterator[FieldError]:
     forced = values_of(policy.spec.forced, "{namespace}", "{name}")
     for path in values_of(policy.spec.defaults, "{namespace}", "{name}"):
         if path in forced:
-            yield FieldError("spec.defaults", f"sets {_dotted(path)}, which spec.forced also sets: the default would "
-                                              "never apply; keep one of them")
+            field_path = format_path(("spec", *path))
+            yield FieldError("spec.defaults", f"sets {field_path}, which spec.forced also sets: the default would never "
+                                              "apply; keep one of them")
 
 
 def conflicts(policies: Iterable[BertTrainingPolicy], namespaces: Mapping[str, Mapping[str, str]]) -> dict[str, list[str]]:
