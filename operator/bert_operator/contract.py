@@ -74,6 +74,18 @@ REPORT_STAGE: Final = "stage"
 REPORT_PROGRESS: Final = "progress"
 REPORT_RESULTS: Final = "results"
 
+# ------------------------------------------------------------------- export
+
+#: Where a training stage writes what it exports, under its output folder: `<stage output>/export/<format>/`.
+#: The trainer writes there; the operator lists those URIs in `status.results.artifacts` once the stage succeeded.
+EXPORT_FOLDER: Final = "export"
+#: Export formats: a Hugging Face folder (config.json, model.safetensors, vocab.txt, tokenizer_config.json) and a
+#: TensorFlow SavedModel with a `serving_default` signature (TF Serving, Triton). The trainer's `--export_formats`
+#: takes a comma-separated subset of these (empty: none).
+EXPORT_HF: Final = "hf"
+EXPORT_SAVEDMODEL: Final = "savedmodel"
+EXPORT_FORMATS: Final = (EXPORT_HF, EXPORT_SAVEDMODEL)
+
 
 @dataclass(frozen=True)
 class ReportField:
