@@ -14,8 +14,9 @@ from typing import Sequence
 
 import yaml
 
-from .api import SpecError
+from .api import BertTrainingJob, SpecError
 from .api.parse import parse_text
+from .dependencies import resolve_file
 from .tasks import task_of
 from .api.crd import crd_yaml, policy_crd_yaml
 from .render import RenderSettings, render_all
@@ -44,17 +45,21 @@ def _read(path: str) -> str:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
 
 
+def _resolved(path: str, *, need_all: bool) -> list[BertTrainingJob]:
+    """The jobs of one file, with the references between them resolved (as if each producer had succeeded)."""
+    return resolve_file(parse_text(_read(path), path), path, need_all=need_all)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
-        jobs = parse_text(_read(path), path)
-        for job in jobs:
+        for job in _resolved(path, need_all=False):
             print(f"{path}: {job.metadata.namespace}/{job.metadata.name} is a valid {task_of(job.spec).name} job")
     return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     settings = RenderSettings(default_image=args.image)
-    objects = [obj for path in args.files for job in parse_text(_read(path), path) for obj in render_all(job, settings)]
+    objects = [obj for path in args.files for job in _resolved(path, need_all=True) for obj in render_all(job, settings)]
     if args.output == "json":
         print(json.dumps(objects[0] if len(objects) == 1 else {"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
     else:

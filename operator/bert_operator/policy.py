@@ -238,7 +238,7 @@ def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> It
             yield FieldError("spec.model.config", f"a custom model config is not allowed by {by}; use a preset")
         for path, uri, prefixes in (("spec.dataset.uri", spec.dataset.uri, limits.allowed_dataset_prefixes),
                                     ("spec.output.uri", spec.output.uri, limits.allowed_output_prefixes)):
-            if prefixes is None:
+            if prefixes is None or uri is None:  # dataset.fromJob: another job's output, which these limits bound
                 continue
             filled = [fill(prefix, meta.namespace, meta.name) for prefix in prefixes]
             if not any(_under(uri, prefix) for prefix in filled):

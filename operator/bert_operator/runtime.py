@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import kopf
 import kubernetes
 
+from . import dependencies
 from .config import OperatorSettings
 from .events import EventRecorder
 from .kube import KubeApi, load_config
@@ -50,6 +51,8 @@ class Runtime:
 
     #: The status last written to each policy, so a resync writes only what changed.
     policy_statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: (namespace, producer) -> the jobs that have not started and wait for its outputs (bert_operator.dependencies).
+    dependents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> "Runtime":
@@ -64,7 +67,9 @@ class Runtime:
             recovery=RecoverySettings(settings.restart_backoff_seconds, settings.restart_backoff_max_seconds),
             policies=policies.input_for,
         )
-        return cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now), policies)
+        runtime = cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now), policies)
+        reconciler.jobs = runtime.known  # producers of a job that waits: the watch cache, else one read
+        return runtime
 
     def connection_info(self) -> kopf.ConnectionInfo:
         """The client's credentials in kopf's terms, so both speak to the API server as the same identity."""
@@ -81,7 +86,29 @@ class Runtime:
         meta = body["metadata"]
         key = (meta.get("namespace", "default"), meta["name"])
         self.jobs[key] = body
+        self._index_dependent(key, body)
         return body
+
+    def _index_dependent(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
+        """Index a job under each producer it waits for (entries go when the producer wakes them: a stale one only
+        costs a reconcile that finds nothing to do)."""
+        namespace, name = key
+        status = (body or {}).get("status") or {}
+        waits = body is not None and not status.get("resolved") and status.get("phase") not in ("Succeeded", "Failed")
+        for producer in dependencies.producer_names((body or {}).get("spec") or {}) if waits else ():
+            self.dependents.setdefault((namespace, producer), set()).add(name)
+
+    def wake_dependents(self, namespace: str, producer: str) -> None:
+        """Reconcile the jobs waiting for `producer` (it changed phase, or was deleted): no watch event of theirs says so."""
+        for name in sorted(self.dependents.pop((namespace, producer), set())):
+            body = self.jobs.get((namespace, name))
+            if body is None:
+                continue
+            try:
+                self.reconcile(body)
+            except Exception:
+                log.exception("dependent reconcile failed job=%s/%s producer=%s", namespace, name, producer)
+            self._index_dependent((namespace, name), body)  # still waiting: keep it in the index
 
     def forget(self, namespace: str, name: str) -> None:
         self.jobs.pop((namespace, name), None)

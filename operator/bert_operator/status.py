@@ -46,6 +46,8 @@ SPEC_APPLIED = "SpecApplied"
 PROGRESS_AVAILABLE = "ProgressAvailable"
 #: True while the job's current stage runs; False with the reason while it waits on something outside it.
 READY = "Ready"
+#: True while the job waits for the jobs it takes inputs from (spec.dataset.fromJob, ...): bert_operator.dependencies.
+WAITING = "Waiting"
 
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_VALID_SPEC = "SpecValid"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bert_operator.api.parse import parse_text
+from bert_operator.dependencies import resolve_file
 from bert_operator.local.volumes import to_local
 from bert_operator.render import render_all
 from tests.conftest import rank_command
@@ -92,7 +93,7 @@ def test_each_stage_ran_the_rendered_launcher_command_with_volumes_bound(tiny_ru
     """A local run's argv is the MPIJob's, with only mount paths and the interpreter swapped."""
     _, workdir, _ = tiny_run
     mounts = [("/mnt/pvc/bert-tiny-inputs", TINY_INPUTS), ("/mnt/pvc/bert-tiny", workdir.resolve() / "volumes" / "bert-tiny")]
-    for job in parse_text(TINY.read_text(), TINY.name):
+    for job in resolve_file(parse_text(TINY.read_text(), TINY.name)):
         for mpijob in render_all(job):
             command = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
             rendered = [to_local(arg, mounts) for arg in rank_command(command)[3:]]

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bert_operator.api.parse import parse_job, parse_text
+from bert_operator.dependencies import resolve_file
 from bert_operator.tasks import stages_of
 from bert_operator.render import RenderSettings, render_all, render_mpijob
 from tests.conftest import EXAMPLES, rank_command
@@ -23,8 +24,10 @@ def load(path: Path) -> dict:
 
 
 def rendered(path: Path, **settings) -> list[dict]:
-    """The MPIJobs of every job in the file (the tiny example has four documents)."""
-    return [mpijob for job in parse_text(path.read_text(), path.name) for mpijob in render_all(job, RenderSettings(**settings))]
+    """The MPIJobs of every job in the file (the tiny example has three documents), references between them resolved
+    as `bertjob render` resolves them."""
+    jobs = resolve_file(parse_text(path.read_text(), path.name))
+    return [mpijob for job in jobs for mpijob in render_all(job, RenderSettings(**settings))]
 
 
 def example(name: str) -> Path:

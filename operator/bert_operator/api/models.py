@@ -36,6 +36,8 @@ DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 URL_PATTERN = r"^https?://[^\s/@]+(/\S*)?$"
 IMAGE_PATTERN = r"^[^\s]+$"
+#: A BertTrainingJob of the same namespace (a DNS-1035 label, written so that its meaning differs from the name's).
+JOB_REF_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 #: What each pattern means, in the words error messages use.
 PATTERN_MEANINGS: dict[str, str] = {
@@ -46,6 +48,8 @@ PATTERN_MEANINGS: dict[str, str] = {
     DNS_SUBDOMAIN_PATTERN: "a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
     URL_PATTERN: "an http:// or https:// URL without user:password@ (keys belong in credentialsSecret) or spaces",
     IMAGE_PATTERN: "an image reference without spaces, e.g. registry/name:tag",
+    JOB_REF_PATTERN: ("the name of a BertTrainingJob in this job's namespace (a DNS-1035 label; a job of another "
+                      "namespace, namespace/name, cannot be referenced)"),
 }
 
 #: A Kubernetes resource quantity such as "1Gi", "500m" or "8".
@@ -74,6 +78,9 @@ DnsSubdomain = Annotated[
     str,
     StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253),
 ]
+#: The name of another BertTrainingJob of the same namespace, whose outputs this job takes as inputs.
+JobRef = Annotated[str, StringConstraints(pattern=JOB_REF_PATTERN, max_length=63)]
+ExportFormat = Literal["hf", "savedmodel"]
 
 
 class ApiModel(BaseModel):
@@ -116,6 +123,20 @@ class BertConfig(BaseModel):
     initializer_range: float = Field(0.02, gt=0.0, description="Stddev of the truncated-normal initializer. Default 0.02.")
 
 
+class CheckpointRef(ApiModel):
+    """A job of the same namespace whose final checkpoint this job starts from."""
+
+    from_job: JobRef = Field(..., description="The BertTrainingJob (same namespace) whose checkpoint to start from.")
+    stage: DnsLabel | None = Field(
+        None, description="Its stage whose checkpoint to take, e.g. phase1; default its last stage (phase2 of NVIDIA's two phases).")
+
+
+class VocabRef(ApiModel):
+    """A job of the same namespace whose vocab this job uses."""
+
+    from_job: JobRef = Field(..., description="The BertTrainingJob (same namespace) whose spec.model.vocab to use.")
+
+
 class ModelSpec(ApiModel):
     """Which BERT to train or fine-tune and where its vocabulary and weights come from."""
 
@@ -135,8 +156,22 @@ class ModelSpec(ApiModel):
         None,
         description=(
             "Weights to start from: this project's checkpoint folder, a Google TF1 BERT checkpoint, or a "
-            "Hugging Face BERT safetensors file. Required by squad and glue."
+            "Hugging Face BERT safetensors file. Required by squad and glue (or initCheckpointFrom)."
         ),
+    )
+    # A structural CRD schema cannot hold a string-or-object field, so the reference is a field of its own,
+    # as core/v1's env value and valueFrom are.
+    init_checkpoint_from: CheckpointRef | None = Field(
+        None,
+        description=(
+            "Start from the final checkpoint of another job of this namespace (instead of initCheckpoint): this job "
+            "waits until that job Succeeded, then reads its stage's output folder."
+        ),
+    )
+    vocab_from: VocabRef | None = Field(
+        None,
+        description="Use the vocab of another job of this namespace (instead of vocab), e.g. the prepareData job "
+                    "that tokenized the pretraining data; this job waits until that job Succeeded.",
     )
 
     def resolved_config(self) -> BertConfig:
@@ -249,6 +284,13 @@ class GlueTask(ApiModel):
     warmup_proportion: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps for linear warmup. Default 0.1.")
 
 
+class RecordSet(ApiModel):
+    """The lengths of one more set of pretraining records."""
+
+    max_seq_length: int = Field(..., ge=8, le=4096, description="Tokens per instance, e.g. 512 for phase 2.")
+    max_predictions_per_seq: int = Field(..., ge=1, description="Masked positions per instance, e.g. 80 for phase 2.")
+
+
 class PrepareDataTask(ApiModel):
     """Raw text (Wikipedia extracts, books) to sharded pretraining TFRecords in NVIDIA's layout."""
 
@@ -261,6 +303,16 @@ class PrepareDataTask(ApiModel):
     test_split: int = Field(10, ge=0, le=50, description="Percent of shards held out for evaluation. Default 10.")
     seed: int = Field(12345, ge=0, description="Random seed; the same seed gives the same records. Default 12345.")
     whole_word_masking: bool = Field(False, description="Mask whole words rather than single WordPieces. Default false.")
+    # NVIDIA's create_datasets_from_start.sh makes phase 1's and phase 2's records from one corpus; one job
+    # that does the same is one producer that a two-phase pretraining job can depend on.
+    extra_sets: list[RecordSet] = Field(
+        default_factory=list, max_length=3,
+        description=(
+            "Further record sets made from the same text with other lengths, e.g. [{maxSeqLength: 512, "
+            "maxPredictionsPerSeq: 80}] for phase 2 of NVIDIA's recipe; one MPIJob each (stage prepare-seq<N>), "
+            "after the first set's (stage prepare). Every other setting is shared."
+        ),
+    )
 
     def folder_name(self, *, lower_case: bool) -> str:
         """NVIDIA's name for the TFRecord set these settings produce."""
@@ -271,6 +323,12 @@ class PrepareDataTask(ApiModel):
             max_predictions_per_seq=self.max_predictions_per_seq, masked_lm_prob=self.masked_lm_prob,
             random_seed=self.seed, dupe_factor=self.dupe_factor, shards=self.shards, test_split=self.test_split,
         )
+
+    def record_sets(self) -> list["PrepareDataTask"]:
+        """Each set this job makes, as the settings of a one-set job: the first, then extraSets in order."""
+        return [self, *(self.model_copy(update={"max_seq_length": extra.max_seq_length,
+                                                "max_predictions_per_seq": extra.max_predictions_per_seq,
+                                                "extra_sets": []}) for extra in self.extra_sets)]
 
 
 class TaskSpec(ApiModel):
@@ -347,10 +405,10 @@ class ResourcesSpec(ApiModel):
         return self.workers * max(self.gpus_per_worker, 1)
 
 
-class DatasetSpec(ApiModel):
-    """Where the job's input lives; staged into each worker before training starts."""
+class StoreSpec(ApiModel):
+    """An object store or volume location and how to reach it."""
 
-    uri: StorageUri = Field(..., description="s3://bucket/prefix (synced into the workers) or pvc://claim/path (mounted read-only).")
+    uri: StorageUri | None = Field(None, description="s3://bucket/prefix or pvc://claim/path.")
     endpoint: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = Field(
         None, description="S3 endpoint URL for MinIO, Ceph or another S3-compatible store; default AWS."
     )
@@ -360,7 +418,22 @@ class DatasetSpec(ApiModel):
     )
 
 
-class OutputSpec(DatasetSpec):
+class DatasetSpec(StoreSpec):
+    """Where the job's input lives; staged into each worker before training starts. Exactly one of uri, fromJob."""
+
+    uri: StorageUri | None = Field(
+        None, description="s3://bucket/prefix (synced into the workers) or pvc://claim/path (mounted read-only).")
+    from_job: JobRef | None = Field(
+        None,
+        description=(
+            "Read the records a prepareData job of this namespace made (instead of uri): this job waits until that "
+            "job Succeeded; each pretraining phase reads the set with its maxSeqLength and maxPredictionsPerSeq. "
+            "endpoint, region and credentialsSecret default to that job's output's."
+        ),
+    )
+
+
+class OutputSpec(StoreSpec):
     """Where checkpoints, progress.json, results.json and logs go; one sub-folder per stage."""
 
     uri: StorageUri = Field(..., description="s3://bucket/prefix or pvc://claim/path for checkpoints, progress and results.")
@@ -370,6 +443,15 @@ class OutputSpec(DatasetSpec):
             "Checkpoints each stage keeps under its output folder: older ones are deleted after each save (never the "
             "one a rerun resumed from, never the newest, which is the final one at the end). 0 keeps all. BERT-Large "
             "with LAMB writes about 4 GB per checkpoint. Default 3."
+        ),
+    )
+    export_formats: list[ExportFormat] | None = Field(
+        None, max_length=2,
+        description=(
+            "What each training stage exports at its end under <stage output>/export/<format>/, listed in "
+            "status.results.artifacts: hf (a Hugging Face folder: config.json, model.safetensors, vocab.txt, "
+            "tokenizer_config.json) and savedmodel (a TensorFlow SavedModel with a serving_default signature for "
+            "TF Serving or Triton). Default [hf, savedmodel] for squad and glue, [hf] for pretrain; [] exports nothing."
         ),
     )
 

@@ -16,7 +16,7 @@ from ..tasks import TASK_NAMES, TASKS, OperatorTask, chosen_tasks, longest_pod_n
 from .checks import check_annotations_size, check_label_key, check_label_value, check_uri_path
 from .errors import FieldError, shown
 from .k8s_types import type_errors
-from .models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec, PodTemplateMeta, ResourcesSpec, SchedulingPolicySpec
+from .models import BertTrainingJob, BertTrainingJobSpec, PodTemplateMeta, StoreSpec, ResourcesSpec, SchedulingPolicySpec
 from .reserved import owner_of, reserved_listing
 
 #: Kubernetes DNS label limit, which pod names used as hostnames must respect.
@@ -25,7 +25,23 @@ MAX_POD_NAME = 63
 
 def check(job: BertTrainingJob) -> list[FieldError]:
     """Every cross-field rule `job` breaks (empty when the job is valid)."""
-    return [*_check_spec(job.spec), *_check_name(job)]
+    return [*_check_spec(job.spec), *_check_name(job), *_check_self_reference(job)]
+
+
+def _check_self_reference(job: BertTrainingJob) -> Iterator[FieldError]:
+    """A job that waits for its own outputs waits for ever (longer cycles are found across jobs: dependencies.py)."""
+    for path, producer in references(job.spec):
+        if producer == job.metadata.name:
+            yield FieldError(path, f"names this job itself ({producer!r}); a job cannot take its inputs from its own outputs")
+
+
+def references(spec: BertTrainingJobSpec) -> list[tuple[str, str]]:
+    """(field path, job name) of every other job whose outputs `spec` takes as inputs."""
+    model = spec.model
+    refs = [("spec.dataset.fromJob", spec.dataset.from_job),
+            ("spec.model.initCheckpointFrom.fromJob", model.init_checkpoint_from.from_job if model.init_checkpoint_from else None),
+            ("spec.model.vocabFrom.fromJob", model.vocab_from.from_job if model.vocab_from else None)]
+    return [(path, name) for path, name in refs if name]
 
 
 def _check_name(job: BertTrainingJob) -> Iterator[FieldError]:
@@ -52,8 +68,9 @@ def _check_spec(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
     yield from _check_model(spec)
     yield from task.check(spec, spec.model.resolved_config().max_position_embeddings)
     yield from _check_inputs(spec, task)
-    yield from _check_store("spec.dataset", spec.dataset)
+    yield from _check_dataset(spec, task)
     yield from _check_store("spec.output", spec.output)
+    yield from _check_exports(spec)
     for field, uri in (("vocab", spec.model.vocab), ("initCheckpoint", spec.model.init_checkpoint)):
         yield from check_uri_path(f"spec.model.{field}", uri)
     yield from _check_pods(spec)
@@ -124,13 +141,44 @@ def _check_scheduling(path: str, policy: SchedulingPolicySpec, resources: Resour
 
 
 def _check_inputs(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[FieldError]:
-    """The model files a task needs: a vocab to tokenize with, pretrained weights to fine-tune."""
-    if task.needs_vocab and spec.model.vocab is None:
+    """The model files a task needs: a vocab to tokenize with, pretrained weights to fine-tune; each given once,
+    as a location or as another job's output."""
+    model = spec.model
+    if task.needs_vocab and model.vocab is None and model.vocab_from is None:
         users = _listing([t.name for t in TASKS if t.needs_vocab])
-        yield FieldError("spec.model.vocab", f"required for {users}: the vocab.txt to tokenize with")
-    if task.needs_init_checkpoint and spec.model.init_checkpoint is None:
+        yield FieldError("spec.model.vocab", f"required for {users}: the vocab.txt to tokenize with (or vocabFrom)")
+    if task.needs_init_checkpoint and model.init_checkpoint is None and model.init_checkpoint_from is None:
         users = _listing([t.name for t in TASKS if t.needs_init_checkpoint])
-        yield FieldError("spec.model.initCheckpoint", f"required for {users}: the pretrained weights to fine-tune")
+        yield FieldError("spec.model.initCheckpoint",
+                         f"required for {users}: the pretrained weights to fine-tune (or initCheckpointFrom)")
+    if model.vocab is not None and model.vocab_from is not None:
+        yield FieldError("spec.model.vocabFrom", "set vocab or vocabFrom, not both")
+    if model.init_checkpoint is not None and model.init_checkpoint_from is not None:
+        yield FieldError("spec.model.initCheckpointFrom", "set initCheckpoint or initCheckpointFrom, not both")
+
+
+def _check_dataset(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[FieldError]:
+    """A location or a producer, and a producer only where one exists: prepareData makes pretraining records;
+    the GLUE and SQuAD files are downloaded, not made by any job."""
+    dataset = spec.dataset
+    if dataset.uri is None and dataset.from_job is None:
+        yield FieldError("spec.dataset.uri", "required (or fromJob: a prepareData job of this namespace)")
+        return
+    if dataset.uri is not None and dataset.from_job is not None:
+        yield FieldError("spec.dataset.fromJob", "set uri or fromJob, not both")
+        return
+    if dataset.from_job is not None:
+        if task.name != "pretrain":
+            yield FieldError("spec.dataset.fromJob", f"only pretrain reads records another job makes (a prepareData "
+                                                     f"job); {task.name} reads files, so give dataset.uri")
+        return
+    yield from _check_store("spec.dataset", dataset)
+
+
+def _check_exports(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
+    formats = spec.output.export_formats or []
+    if len(set(formats)) != len(formats):
+        yield FieldError("spec.output.exportFormats", f"lists a format twice: {formats}")
 
 
 def _listing(names: list[str]) -> str:
@@ -152,9 +200,9 @@ def _check_model(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
         )
 
 
-def _check_store(path: str, store: DatasetSpec) -> Iterator[FieldError]:
+def _check_store(path: str, store: StoreSpec) -> Iterator[FieldError]:
     yield from check_uri_path(f"{path}.uri", store.uri)
-    if store.uri.startswith("s3://"):
+    if store.uri is None or store.uri.startswith("s3://"):
         return
     for field, value in (("endpoint", store.endpoint), ("region", store.region), ("credentialsSecret", store.credentials_secret)):
         if value is not None:

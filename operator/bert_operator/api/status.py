@@ -71,6 +71,35 @@ class StageStatus(StatusModel):
         None, description="uid of the failed MPIJob the last restart replaced (so one failure is counted once).")
 
 
+class StoreLocation(StatusModel):
+    """A location and how to reach it (a Secret by name only)."""
+
+    uri: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    credentials_secret: str | None = None
+
+
+class ResolvedLocations(StatusModel):
+    """Where the job reads and writes, with other jobs' outputs and policies' defaults filled in; fixed when its
+    first MPIJob is made (the rendered MPIJobs hold these)."""
+
+    dataset: StoreLocation | None = None
+    output: StoreLocation | None = None
+    vocab: str | None = None
+    init_checkpoint: str | None = None
+    data_paths: list[str] | None = Field(None, description="Each pretraining phase's records folder under dataset.uri.")
+
+
+class DependencyStatus(StatusModel):
+    """A job whose outputs this job takes as inputs."""
+
+    name: str = Field(..., description="The BertTrainingJob (same namespace).")
+    uid: str | None = Field(None, description="Its uid when first seen: a job of that name made later is another job.")
+    phase: str | None = Field(None, description="Its phase when last looked at.")
+    fields: list[str] = Field(default_factory=list, description="The spec fields that name it, e.g. spec.dataset.fromJob.")
+
+
 class PolicyApplied(StatusModel):
     """One value a BertTrainingPolicy gave the job."""
 
@@ -109,9 +138,14 @@ class BertTrainingJobStatus(StatusModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     policy: PolicyStatus | None = Field(None, description="The BertTrainingPolicies that apply and what they set.")
+    resolved: ResolvedLocations | None = None
+    dependencies: list[DependencyStatus] = Field(
+        default_factory=list, description="Jobs this job takes inputs from (spec.dataset.fromJob, "
+                                          "spec.model.initCheckpointFrom, spec.model.vocabFrom).")
     results: dict[str, Any] | None = Field(
         None,
-        description="Final metrics and checkpoint URI from results.json.",
+        description="Final metrics and checkpoint URI from results.json; artifacts: the exported models' URIs "
+                    "(stage, format, uri).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 

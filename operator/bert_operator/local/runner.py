@@ -1,4 +1,4 @@
-"""`bertjob run --local`: the jobs of a YAML file, in order, on this machine.
+"""`bertjob run --local`: the jobs of a YAML file, on this machine, each once the jobs it takes inputs from succeeded.
 
 Each job goes through the operator's own :class:`Reconciler` (same
 validation, same MPIJobs, same phase machine and status), with
@@ -7,6 +7,11 @@ progress.json and results.json are folded into the status with the
 operator's `merge_report`, so the status printed at the end, and kept in
 `<workdir>/<namespace>/<name>/status.json`, has the shape `kubectl get btj -o
 yaml` shows.
+
+Jobs that take inputs from other jobs (spec.dataset.fromJob, model.initCheckpointFrom,
+model.vocabFrom) are resolved by the reconciler as on a cluster, from the other jobs'
+statuses; the file's order only breaks ties. A job whose producer failed fails with
+DependencyFailed and the jobs that do not depend on it still run.
 
 A second run resumes: stages that succeeded are skipped (their status is
 kept), a stage that was stopped starts again and the trainer resumes from its
@@ -24,23 +29,25 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
+from ..api.rules import references
 from ..contract import utc_now
+from ..dependencies import find_cycle, producer_names
 from ..reconcile import Reconciler, normalized_spec, spec_hash
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
 from ..reports import merge_report
-from ..status import TERMINAL_PHASES
+from ..status import TERMINAL_PHASES, WAITING, condition_of
 from ..tasks import report_uri, stages_of, task_of
 from .commands import s3_endpoint
 from .display import Display
 from .stages import LocalStages
-from .volumes import LocalSetupError, VolumeMap, check_inputs, volume_map
+from .volumes import LocalSetupError, VolumeMap, check_inputs, claim_annotations, volume_map
 
 POLL_SECONDS = 0.5
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -66,6 +73,7 @@ class LocalRun:
     phase: str
     status: dict[str, Any]
     outputs: str
+    body: dict[str, Any] = field(default_factory=dict)
 
 
 class Interrupt:
@@ -99,7 +107,7 @@ def check_trainer_installed(job: BertTrainingJob) -> None:
 def check_credentials(job: BertTrainingJob, environ: Mapping[str, str] = os.environ) -> None:
     """Secrets do not exist locally: the keys a pod would get from them must be in the environment."""
     for field_path, store in (("spec.dataset", job.spec.dataset), ("spec.output", job.spec.output)):
-        if not (store.uri.startswith("s3://") and store.credentials_secret):
+        if not ((store.uri or "").startswith("s3://") and store.credentials_secret):
             continue
         missing = [name for name in S3_SECRET_KEYS if not environ.get(name)]
         if missing:
@@ -187,19 +195,24 @@ def without_queue(job: BertTrainingJob) -> BertTrainingJob:
     return job.model_copy(update={"spec": spec})
 
 
-def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, interrupt: Interrupt) -> LocalRun:
-    """Run one job to Succeeded, Failed or an interrupt; returns its final status."""
+Lookup = Callable[[str, str], dict[str, Any] | None]
+
+
+def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, interrupt: Interrupt,
+            jobs: Lookup = lambda namespace, name: None, annotated: dict[str, tuple[str, str]] | None = None) -> LocalRun:
+    """Run one job to Succeeded, Failed or an interrupt; returns its final status. `jobs` finds the other jobs
+    (this run's and earlier runs'), for a job that takes inputs from them."""
     name = job.metadata.name
     if job.spec.queue_name:
         display.line(f"{name}: spec.queueName {job.spec.queue_name!r} ignored: no Kueue on this machine, it runs at once")
         job = without_queue(job)
     job_dir = (options.workdir / job.metadata.namespace / name).resolve()
-    volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir)
+    volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir, annotated)
     outputs = volumes.local_uri(job.spec.output.uri)
     status = load_status(job_dir, job, options.fresh)
     if status.get("phase") == "Succeeded":
         display.line(f"{name}: already Succeeded in an earlier run ({job_dir / 'status.json'}); skipped")
-        return LocalRun(name, "Succeeded", status, outputs)
+        return LocalRun(name, "Succeeded", status, outputs, job_body(job, status))
     check_trainer_installed(job)
     check_credentials(job)
     check_inputs(job, volumes)
@@ -211,11 +224,16 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     body = job_body(job, status)
     stages = LocalStages(job_dir, volumes, body["status"], processes=options.processes)
     # Default render settings: the image is not used locally, and progress comes from the report files, not a URL.
-    reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings())
+    reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings(), jobs=jobs)
     reports = ReportReader(job, volumes)
     display.start(name)
     started = time.monotonic()
     reconciler.reconcile(body)
+    waiting = condition_of(body["status"], WAITING) or {}
+    if waiting.get("status") == "True":  # nothing here will make the producer succeed while this job waits
+        display.close()
+        raise LocalSetupError(f"{name}: {waiting.get('message')}; run that job first (in this file, or an earlier run "
+                              f"with the same --workdir)")
     interrupted = False
     try:
         while body["status"].get("phase") not in (*TERMINAL_PHASES, "Suspended"):
@@ -240,7 +258,7 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     phase = body["status"]["phase"]
     took = time.monotonic() - started
     display.line(f"{name}: {phase} after {took:.0f}s; status in {job_dir / 'status.json'}, outputs in {outputs}")
-    return LocalRun(name, "Interrupted" if interrupted else phase, body["status"], outputs)
+    return LocalRun(name, "Interrupted" if interrupted else phase, body["status"], outputs, body)
 
 
 def printable_status(run: LocalRun) -> dict[str, Any]:
@@ -249,26 +267,71 @@ def printable_status(run: LocalRun) -> dict[str, Any]:
     return {"name": run.name, "status": status}
 
 
+def dependency_order(jobs: list[BertTrainingJob]) -> list[BertTrainingJob]:
+    """The jobs with every producer before the jobs that take its outputs, the file's order otherwise; a cycle is
+    refused with the jobs on it (as the operator refuses it)."""
+    by_name = {job.metadata.name: job for job in jobs}
+    specs = {name: normalized_spec(job) for name, job in by_name.items()}
+    ordered: list[BertTrainingJob] = []
+    placed: set[str] = set()
+    for job in jobs:
+        cycle = find_cycle(job.metadata.name, specs[job.metadata.name],
+                           {name: {"spec": spec} for name, spec in specs.items()})
+        if cycle:
+            raise LocalSetupError(f"{job.metadata.name}: jobs {' -> '.join(cycle)} wait for each other's outputs, so "
+                                  "none can start; break the cycle")
+    def place(name: str) -> None:
+        if name in placed or name not in by_name:
+            return
+        placed.add(name)
+        for producer in producer_names(specs[name]):
+            place(producer)
+        ordered.append(by_name[name])
+    # (placed before its producers are visited: a cycle was refused above, so none is left to loop on)
+    for job in jobs:
+        place(job.metadata.name)
+    return ordered
+
+
+def saved_run(options: LocalOptions, job: BertTrainingJob) -> dict[str, Any] | None:
+    """A job of the file as an earlier run left it (its saved status), for the jobs that take its outputs."""
+    path = options.workdir / job.metadata.namespace / job.metadata.name / "status.json"
+    try:
+        return job_body(job, json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
 def run_jobs(jobs: list[BertTrainingJob], options: LocalOptions, display: Display | None = None) -> tuple[int, list[LocalRun]]:
-    """Run the jobs in order, each after the one before succeeded; returns (exit code, outcomes)."""
+    """Run the jobs, each once the jobs it takes inputs from are done; returns (exit code, outcomes)."""
     display = display or Display()
-    chosen = [job for job in jobs if not options.only or job.metadata.name in options.only]
     unknown = sorted(set(options.only) - {job.metadata.name for job in jobs})
     if unknown:
         raise LocalSetupError(f"--job: no job named {', '.join(unknown)} in the file (it has {', '.join(j.metadata.name for j in jobs)})")
+    by_name = {job.metadata.name: job for job in jobs}
+    for job in jobs:
+        missing = [f"{path}: {name}" for path, name in references(job.spec) if name not in by_name]
+        if missing:
+            raise LocalSetupError(f"{job.metadata.name}: {'; '.join(missing)} is not a job of this file; locally a job "
+                                  "can only take inputs from the jobs run with it")
+    chosen = [job for job in dependency_order(jobs) if not options.only or job.metadata.name in options.only]
+    annotated = claim_annotations(jobs)
+    done: dict[str, dict[str, Any]] = {}
+
+    def lookup(namespace: str, name: str) -> dict[str, Any] | None:
+        if name in done:
+            return done[name]
+        return saved_run(options, by_name[name]) if name in by_name else None
+
     runs: list[LocalRun] = []
     with Interrupt() as interrupt:
         for job in chosen:
-            run = run_job(job, options, display, interrupt)
+            run = run_job(job, options, display, interrupt, lookup, annotated)
             runs.append(run)
+            done[run.name] = run.body
             if run.phase == "Interrupted":
                 return EXIT_INTERRUPTED, runs
-            if run.phase != "Succeeded":
-                later = [j.metadata.name for j in chosen[len(runs):]]
-                if later:
-                    display.line(f"not started, as {run.name} did not succeed: {', '.join(later)}")
-                return EXIT_FAILED, runs
-    return EXIT_SUCCEEDED, runs
+    return (EXIT_SUCCEEDED if all(run.phase == "Succeeded" for run in runs) else EXIT_FAILED), runs
 
 
 def status_yaml(runs: list[LocalRun]) -> str:

@@ -63,17 +63,33 @@ class VolumeMap:
         return sorted(table.items(), key=lambda item: len(item[0]), reverse=True)
 
 
-def volume_map(job: BertTrainingJob, yaml_dir: Path, overrides: dict[str, Path], workdir: Path, job_dir: Path) -> VolumeMap:
-    """The folders one job's claims use: flags win over annotations, annotations over the default."""
+def claim_annotations(jobs: list[BertTrainingJob]) -> dict[str, tuple[str, str]]:
+    """Claim -> (folder as annotated, job that says so) over every job of a file: a claim is one volume of the
+    namespace, so a job reading another job's output (spec.dataset.fromJob, ...) finds it where its producer wrote
+    it. Two jobs giving one claim different folders is refused."""
+    found: dict[str, tuple[str, str]] = {}
+    for job in jobs:
+        for key, value in job.metadata.annotations.items():
+            if not key.startswith(CLAIM_ANNOTATION_PREFIX):
+                continue
+            claim = key[len(CLAIM_ANNOTATION_PREFIX):]
+            earlier = found.setdefault(claim, (value, job.metadata.name))
+            if earlier[0] != value:
+                raise LocalSetupError(f"metadata.annotations[{key}]: job {job.metadata.name} puts claim {claim} in "
+                                      f"{value!r}, job {earlier[1]} in {earlier[0]!r}; one claim is one folder")
+    return found
+
+
+def volume_map(job: BertTrainingJob, yaml_dir: Path, overrides: dict[str, Path], workdir: Path, job_dir: Path,
+               annotated: dict[str, tuple[str, str]] | None = None) -> VolumeMap:
+    """The folders one job's claims use: flags win over annotations (the file's, else the job's own), annotations
+    over the default."""
     claims: dict[str, Path] = {}
     sources: dict[str, str] = {}
-    for key, value in job.metadata.annotations.items():
-        if not key.startswith(CLAIM_ANNOTATION_PREFIX):
-            continue
-        claim = key[len(CLAIM_ANNOTATION_PREFIX):]
+    for claim, (value, _) in (annotated if annotated is not None else claim_annotations([job])).items():
         path = Path(value).expanduser()
         claims[claim] = (path if path.is_absolute() else yaml_dir / path).resolve()
-        sources[claim] = f"metadata.annotations[{key}]"
+        sources[claim] = f"metadata.annotations[{CLAIM_ANNOTATION_PREFIX}{claim}]"
     for claim, path in overrides.items():
         claims[claim] = path.expanduser().resolve()
         sources[claim] = f"--volume {claim}={path}"
@@ -92,7 +108,8 @@ def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
     """Fail before starting anything when a local input named by the spec is missing.
 
     Only pvc:// inputs are checked here (object storage is checked by the trainer, which
-    reaches it with the credentials of the environment). Outputs are created as needed.
+    reaches it with the credentials of the environment). Outputs are created as needed, and
+    inputs another job makes (spec.dataset.fromJob, ...) are that job's outputs.
     """
     spec = job.spec
     inputs = [("spec.dataset.uri", spec.dataset.uri), ("spec.model.vocab", spec.model.vocab),
@@ -108,4 +125,5 @@ def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
         raise LocalSetupError(f"{field_path}: {uri} is {local} locally ({where}), which does not exist")
 
 
-__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "VolumeMap", "check_inputs", "to_local", "volume_map"]
+__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "VolumeMap", "check_inputs", "claim_annotations", "to_local",
+           "volume_map"]

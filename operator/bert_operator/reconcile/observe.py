@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from .. import kueue
+from .. import dependencies, kueue
 from ..policy import PoliciesUnreadable, PolicyInput
 from ..status import TERMINAL_PHASES, stage_phase
 from .ports import MPIJobApi
@@ -56,6 +56,8 @@ class Observed:
     #: The namespace's labels and the BertTrainingPolicies (None: the operator applies none; PoliciesUnreadable:
     #: reading them failed).
     policy: PolicyInput | PoliciesUnreadable | None = None
+    #: The jobs a job that has not started takes inputs from, directly or through others (None: not found).
+    producers: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
         return self.mpijobs.get(name)
@@ -142,7 +144,8 @@ def _needs_workload(mpijob: Any, user_suspend: bool) -> bool:
 
 
 def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None = None,
-            policy: PolicyInput | PoliciesUnreadable | None = None) -> Observed:
+            policy: PolicyInput | PoliciesUnreadable | None = None,
+            jobs: Callable[[str, str], dict[str, Any] | None] | None = None) -> Observed:
     """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; while a stage is
     Created but not running, the Warning Events of its namespace (one list) that may say why; the pods of a stage
     that failed (one list); the Workload of a queued stage Kueue holds or the user suspends (one list)."""
@@ -183,4 +186,7 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             reason = why_waiting(events, name)
             if reason:
                 waiting[name] = reason
-    return Observed(mpijobs, waiting, pods, workloads, policy)
+    producers: dict[str, dict[str, Any] | None] = {}
+    if jobs is not None and not status.get("resolved"):  # a started job has its inputs: no other job is read
+        producers = dependencies.chain(meta.get("name", ""), body.get("spec") or {}, lambda name: jobs(namespace, name))
+    return Observed(mpijobs, waiting, pods, workloads, policy, producers)

@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .. import dependencies as deps
 from .. import kueue
 from .. import status as sm
 from ..api import BertTrainingJob, SpecError
@@ -232,6 +233,39 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     return (decision.job or job), decision.status()
 
 
+def _resolve(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tuple[BertTrainingJob, list[dict[str, Any]]] | Plan:
+    """The job with the locations of the jobs it takes inputs from, and status.dependencies; or the plan that makes it
+    wait for them (nothing is created) or fails it. A started job uses what it recorded and reads no other job."""
+    record = ctx.old.get("resolved")
+    if ctx.old.get("acceptedSpec") and record:
+        return deps.apply_record(job, record), list(ctx.old.get("dependencies") or [])
+    spec = written.get("spec") or {}
+    if not deps.raw_references(spec):
+        return job, []
+    outcome = deps.resolve(job, spec, ctx.observed.producers, list(ctx.old.get("dependencies") or []))
+    if isinstance(outcome, deps.Resolved):
+        return outcome.job, outcome.dependencies
+    if isinstance(outcome, deps.Broken):
+        return _ended(ctx, outcome.errors, outcome.reason, extra={"dependencies": outcome.dependencies})
+    return _waiting_for_jobs(ctx, job, outcome)
+
+
+def _waiting_for_jobs(ctx: Context, job: BertTrainingJob, waiting: deps.Waiting) -> Plan:
+    """Pending, Waiting=True and Ready=False with DependencyNotReady naming the jobs; one Event when it starts
+    waiting (a producer's progress does not rewrite the status)."""
+    generation = ctx.body["metadata"].get("generation")
+    before = sm.condition_of(ctx.old, sm.WAITING) or {}
+    conditions = ctx.old.get("conditions") or []
+    conditions = sm.set_condition(conditions, sm.VALID, True, sm.REASON_VALID_SPEC, "spec is valid", ctx.now, generation)
+    for kind in (sm.WAITING, sm.READY):
+        conditions = sm.set_condition(conditions, kind, kind == sm.WAITING, deps.REASON_NOT_READY, waiting.message,
+                                      ctx.now, generation)
+    new = {**ctx.old, **summary(job), "phase": "Pending", "conditions": conditions, "observedGeneration": generation,
+           "dependencies": waiting.dependencies}
+    events = () if before.get("status") == "True" else (Event("Normal", deps.REASON_NOT_READY, waiting.message),)
+    return Plan(new, events=events)
+
+
 def _waiting_for_policies(ctx: Context, base: dict[str, Any], unreadable: PoliciesUnreadable) -> Plan:
     """A stage to create while the policies cannot be read: nothing is created, the job says why (Ready=False, a
     Warning Event once), and the next reconcile (the resync at the latest) tries again."""
@@ -382,6 +416,10 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     if isinstance(governed, Plan):
         return governed
     job, policy_status = governed
+    resolved = _resolve(ctx, job, written)
+    if isinstance(resolved, Plan):
+        return resolved
+    job, dependencies = resolved
     body, old, now = ctx.body, ctx.old, ctx.now
     generation = body["metadata"].get("generation")
     base = old
@@ -416,6 +454,10 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
 
     state = sm.job_state(phases)
     conditions = sm.phase_conditions(base.get("conditions") or [], state, now, generation)
+    if sm.condition_of(base, sm.WAITING) is not None:
+        names = ", ".join(entry["name"] for entry in dependencies)
+        conditions = sm.set_condition(conditions, sm.WAITING, False, deps.REASON_READY, f"BertTrainingJob {names} succeeded",
+                                      now, generation)
     if refusal is None:
         conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, True, sm.REASON_APPLIED, "spec applied", now, generation)
     else:
@@ -433,6 +475,9 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     # The spec is accepted once an MPIJob of it exists; a job none of whose MPIJobs could be made may still change.
     if old.get("acceptedSpec") or any(entry.get("mpiJob") for entry in entries):
         new["acceptedSpec"] = old.get("acceptedSpec") or normalized_spec(written_job)
+        new["resolved"] = old.get("resolved") or deps.locations(job)  # what the MPIJobs hold; dependents read it
+    if dependencies:
+        new["dependencies"] = dependencies
     if policy_status is not None:
         new["policy"] = policy_status
     else:

@@ -43,6 +43,9 @@ class Reconciler:
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
     #: The policies and labels of a namespace (the operator's watch cache); None: no policies apply.
     policies: Callable[[str], PolicyInput | None] = lambda namespace: None
+    #: Another job of a namespace by name (the operator's watch cache, else a read), for jobs that take inputs from
+    #: other jobs; None: not found.
+    jobs: Callable[[str, str], dict[str, Any] | None] = lambda namespace, name: None
     clock: Callable[[], str] = utc_now
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
 
@@ -79,7 +82,8 @@ class Reconciler:
         body["status"] = old
         if not needs_work(body):
             return None
-        seen = observe(self.api, body, held, self._policies((body.get("metadata") or {}).get("namespace", "default")))
+        seen = observe(self.api, body, held, self._policies((body.get("metadata") or {}).get("namespace", "default")),
+                       self.jobs)
         now = self.clock()
         for _ in range(MAX_ROUNDS):
             decided = plan(body, old, seen, now, self.render_settings, self.recovery)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.locations import PvcRef, is_pvc, join, SYNCED_DATA_ROOT
-from ..api.models import BertTrainingJob, BertTrainingJobSpec, DatasetSpec
+from ..api.models import BertTrainingJob, BertTrainingJobSpec, StoreSpec
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.reserved import KUEUE_PRIORITY_LABEL, KUEUE_QUEUE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL
 from ..api.stages import Stage
@@ -55,7 +55,7 @@ class RenderSettings:
     progress_ca: str | None = None
 
 
-def s3_env(store: DatasetSpec) -> list[dict[str, Any]]:
+def s3_env(store: StoreSpec) -> list[dict[str, Any]]:
     """boto3's standard variables for a store; keys only through secretKeyRef, never inlined."""
     if not store.uri.startswith("s3://"):
         return []

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Iterator
 
 from ..api.errors import FieldError
+from ..contract import EXPORT_HF, EXPORT_SAVEDMODEL
 from ..api.locations import join
 from ..api.models import BertTrainingJobSpec
 from ..api.stages import Stage
@@ -36,6 +37,8 @@ class OperatorTask:
     dataset_storage: ClassVar[str]
     #: Python modules its trainer imports, checked before a local run starts.
     local_modules: ClassVar[tuple[str, ...]] = ()
+    #: What each stage exports at its end unless spec.output.exportFormats says otherwise (contract.EXPORT_FORMATS).
+    default_exports: ClassVar[tuple[str, ...]] = ()
 
     def settings(self, spec: BertTrainingJobSpec) -> Any:
         """This task's part of the spec (e.g. a PretrainTask)."""
@@ -57,6 +60,11 @@ class OperatorTask:
         """Where a stage writes (checkpoints, records, progress.json, results.json) under the output `base`."""
         return join(base, stage.name)
 
+    def exports(self, spec: BertTrainingJobSpec) -> list[str]:
+        """The formats each stage exports at its end: spec.output.exportFormats, else this task's default."""
+        chosen = spec.output.export_formats
+        return list(self.default_exports if chosen is None else chosen)
+
     def trainer_args(self, spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
         """Arguments after `python -m bert_trainer` for one stage, in NVIDIA's flag names."""
         raise NotImplementedError(f"task {self.name} renders no trainer command")
@@ -77,3 +85,5 @@ class FineTuningTask(OperatorTask):
     needs_vocab = True
     needs_init_checkpoint = True
     local_modules = ("tensorflow", "tokenizers")
+    #: A fine-tuned model is what gets served: both formats.
+    default_exports = (EXPORT_HF, EXPORT_SAVEDMODEL)

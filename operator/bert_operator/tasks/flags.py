@@ -45,8 +45,13 @@ def retention_flags(spec: BertTrainingJobSpec) -> list[str]:
     return ["--keep_checkpoint_max", str(spec.output.keep_checkpoints)]
 
 
-def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str) -> list[str]:
-    """Tokenizer, model, pretrained weights and output: what squad and glue both pass."""
+def export_flags(formats: list[str]) -> list[str]:
+    """What a training stage exports at its end (none: no flag, the trainer's default)."""
+    return ["--export_formats", ",".join(formats)] if formats else []
+
+
+def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str, exports: list[str]) -> list[str]:
+    """Tokenizer, model, pretrained weights, output and exports: what squad and glue both pass."""
     assert spec.model.init_checkpoint  # guaranteed by the rules
     return [
         *tokenizer_flags(spec),
@@ -54,6 +59,7 @@ def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str) -> list[str
         "--init_checkpoint", in_pod(spec.model.init_checkpoint),
         "--output_dir", output_dir,
         *retention_flags(spec),
+        *export_flags(exports),
     ]
 
 

@@ -36,7 +36,7 @@ class Glue(FineTuningTask):
             "glue", "--horovod",
             "--task_name", task.task_name,
             "--data_dir", join(data_root(spec), self.data_path(spec, stage)),
-            *finetune_model_flags(spec, self.output(spec, stage, in_pod(spec.output.uri))),
+            *finetune_model_flags(spec, self.output(spec, stage, in_pod(spec.output.uri)), self.exports(spec)),
             "--do_train", "--do_eval",
             *finetune_hyperparameters(spec, task),
         ]

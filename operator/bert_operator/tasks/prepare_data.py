@@ -1,7 +1,9 @@
 """prepareData: raw text to sharded pretraining TFRecords, in the folder NVIDIA's scripts name after the settings.
 
 Its output is not `<output>/<stage>` but `<output>/<NVIDIA's set name>/books_wiki_en_corpus`,
-so a pretraining job with default phases finds the records without configuration.
+so a pretraining job with default phases finds the records without configuration. One job may make
+several sets (phase 1's and phase 2's lengths, as NVIDIA's create_datasets_from_start.sh does), one
+stage each, so that a two-phase pretraining job depends on one producer (spec.dataset.fromJob).
 """
 
 from __future__ import annotations
@@ -27,22 +29,44 @@ class PrepareData(OperatorTask):
     needs_vocab = True
     local_modules = ("tokenizers",)
 
+    def stages(self, spec: BertTrainingJobSpec) -> list[Stage]:
+        """`prepare` for the first record set, then `prepare-seq<N>` for each of extraSets, one MPIJob each."""
+        sets = self.settings(spec).record_sets()
+        return [Stage(0, self.stage_name), *(Stage(i, f"{self.stage_name}-seq{s.max_seq_length}")
+                                             for i, s in enumerate(sets) if i > 0)]
+
+    def record_set(self, spec: BertTrainingJobSpec, stage: Stage) -> PrepareDataTask:
+        """The settings of the one set `stage` makes."""
+        return self.settings(spec).record_sets()[stage.index]
+
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
         prep: PrepareDataTask = self.settings(spec)
         yield from check_seq("spec.task.prepareData", prep.max_seq_length, max_positions)
         yield from check_predictions("spec.task.prepareData", prep.max_predictions_per_seq, prep.max_seq_length)
+        lengths = [prep.max_seq_length]
+        for i, extra in enumerate(prep.extra_sets):
+            path = f"spec.task.prepareData.extraSets[{i}]"
+            yield from check_seq(path, extra.max_seq_length, max_positions)
+            yield from check_predictions(path, extra.max_predictions_per_seq, extra.max_seq_length)
+            if extra.max_seq_length in lengths:  # a stage per length: the name must be unique
+                yield FieldError(f"{path}.maxSeqLength", f"each set needs its own maxSeqLength; {extra.max_seq_length} "
+                                                         f"is already made by this job")
+            lengths.append(extra.max_seq_length)
         if prep.shards < spec.resources.workers:
             yield FieldError(
                 "spec.task.prepareData.shards",
                 f"must be >= resources.workers ({spec.resources.workers}) so every worker writes a shard, got {prep.shards}",
             )
+        if spec.output.export_formats:
+            yield FieldError("spec.output.exportFormats", "prepareData trains no model, so nothing can be exported; "
+                                                          "leave it unset")
 
     def output(self, spec: BertTrainingJobSpec, stage: Stage, base: str) -> str:
-        folder = self.settings(spec).folder_name(lower_case=spec.model.lower_case)
+        folder = self.record_set(spec, stage).folder_name(lower_case=spec.model.lower_case)
         return join(base, folder, NVIDIA_CORPUS_FOLDER)
 
     def trainer_args(self, spec: BertTrainingJobSpec, stage: Stage) -> list[str]:
-        task: PrepareDataTask = self.settings(spec)
+        task = self.record_set(spec, stage)
         return [
             "prepare-data", "--horovod",
             "--input_dir", data_root(spec),

@@ -17,7 +17,8 @@ from ..api.models import BertTrainingJobSpec, PrepareDataTask, PretrainTask
 from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
 from .base import OperatorTask
-from .flags import model_flags, number, optimizer_flags, retention_flags, speed_flags
+from ..contract import EXPORT_HF
+from .flags import export_flags, model_flags, number, optimizer_flags, retention_flags, speed_flags
 
 
 class Pretrain(OperatorTask):
@@ -27,6 +28,8 @@ class Pretrain(OperatorTask):
     dataset_storage = "400Gi"
     field = "pretrain"
     local_modules = ("tensorflow",)
+    #: A pretrained model is fine-tuned further, seldom served: the Hugging Face folder only.
+    default_exports = (EXPORT_HF,)
 
     def stages(self, spec: BertTrainingJobSpec) -> list[Stage]:
         task: PretrainTask = self.settings(spec)
@@ -98,6 +101,7 @@ class Pretrain(OperatorTask):
             *(["--allreduce_post_accumulation"] if phase.accumulation_steps > 1 else []),
             "--save_checkpoints_steps", str(task.save_checkpoints_steps),
             *retention_flags(spec),
+            *export_flags(self.exports(spec)),
             *(["--init_checkpoint", init] if init else []),
             "--do_train", "--do_eval",
         ]

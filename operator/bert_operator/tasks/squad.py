@@ -46,7 +46,7 @@ class Squad(FineTuningTask):
         v2 = ["--version_2_with_negative", "--null_score_diff_threshold", number(task.null_score_diff_threshold)]
         return [
             "squad", "--horovod",
-            *finetune_model_flags(spec, self.output(spec, stage, in_pod(spec.output.uri))),
+            *finetune_model_flags(spec, self.output(spec, stage, in_pod(spec.output.uri)), self.exports(spec)),
             "--do_train", "--train_file", join(root, train_file),
             "--do_predict", "--predict_file", join(root, predict_file),
             "--doc_stride", str(task.doc_stride),
