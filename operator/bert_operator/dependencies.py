@@ -101,6 +101,15 @@ def find_cycle(name: str, spec: Mapping[str, Any], jobs: Mapping[str, dict[str, 
     return walk(name, [name])
 
 
+def cycle_error(name: str, spec: Mapping[str, Any], jobs: Mapping[str, dict[str, Any] | None]) -> FieldError | None:
+    """The field error for a cycle through job `name` (spec `spec`) among `jobs`, on the field that starts it."""
+    cycle = find_cycle(name, spec, jobs)
+    if not cycle:
+        return None
+    path = next(p for p, other in raw_references(spec) if other == cycle[1])
+    return FieldError(path, f"jobs {' -> '.join(cycle)} wait for each other's outputs, so none can start; break the cycle")
+
+
 @dataclass(frozen=True)
 class Waiting:
     """Some producer has not succeeded yet; `message` names each."""
@@ -184,11 +193,9 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
         if body is not None:
             entry["uid"] = (body.get("metadata") or {}).get("uid") or recorded.get(entry["name"], {}).get("uid")
             entry["phase"] = (body.get("status") or {}).get("phase") or "Pending"
-    cycle = find_cycle(name, spec, jobs)
-    if cycle:
-        path = next(p for p, other in refs if other == cycle[1])
-        return Broken(REASON_CYCLE, [FieldError(path, f"jobs {' -> '.join(cycle)} wait for each other's outputs, so "
-                                                      f"none can start; break the cycle")], entries)
+    cycle = cycle_error(name, spec, jobs)
+    if cycle is not None:
+        return Broken(REASON_CYCLE, [cycle], entries)
     errors: list[FieldError] = []
     waiting: list[str] = []
     for entry in entries:
@@ -341,11 +348,9 @@ def resolve_in_file(job: BertTrainingJob, bodies: Mapping[str, dict[str, Any]], 
     refs = raw_references(spec)
     if not refs:
         return job
-    cycle = find_cycle(job.metadata.name, spec, bodies)
-    if cycle:
-        path = next(p for p, other in refs if other == cycle[1])
-        raise SpecError([FieldError(path, f"jobs {' -> '.join(cycle)} wait for each other's outputs, so none can "
-                                          f"start; break the cycle")])
+    cycle = cycle_error(job.metadata.name, spec, bodies)
+    if cycle is not None:
+        raise SpecError([cycle])
     missing = [FieldError(path, f"BertTrainingJob {name} is not in this file; its outputs are known only once it "
                                 f"ran (kubectl apply resolves it on the cluster)") for path, name in refs if name not in bodies]
     if missing:
@@ -368,5 +373,5 @@ def resolve_file(jobs: list[BertTrainingJob], source: str | None = None, *, need
     return out
 
 
-__all__ = ["Broken", "Resolved", "Resolution", "Waiting", "apply_record", "chain", "find_cycle", "in_file", "locations",
+__all__ = ["Broken", "Resolved", "Resolution", "Waiting", "apply_record", "chain", "cycle_error", "find_cycle", "in_file", "locations",
            "producer_names", "raw_references", "resolve", "resolve_file", "resolve_in_file"]

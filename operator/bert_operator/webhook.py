@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import kopf
 
+from . import dependencies
 from .api import SpecError
 from .api.parse import parse_job
 from .policy import PolicyInput, decide, parse_policy
@@ -60,6 +61,8 @@ def validate_job(body: Mapping[str, Any], memo: Any = None, warnings: list[str] 
     started = bool((body.get("status") or {}).get("acceptedSpec"))
     policies = memo.runtime.policies.input_for(namespace) if memo is not None and not started else None
     problems, applied = verdict(body, policies)
+    if problems is None and memo is not None and not started:
+        problems = _cycle(body, namespace, memo.runtime.jobs)
     if problems is None:
         if warnings is not None:
             warnings.extend(applied)
@@ -67,6 +70,17 @@ def validate_job(body: Mapping[str, Any], memo: Any = None, warnings: list[str] 
     meta = body.get("metadata") or {}
     log.info("admission refused job=%s/%s problems=%d", meta.get("namespace"), meta.get("name"), len(problems.splitlines()))
     raise kopf.AdmissionError(problems, code=INVALID_CODE)
+
+
+def _cycle(body: Mapping[str, Any], namespace: str, known: Mapping[tuple[str, str], dict[str, Any]]) -> str | None:
+    """'path: message' when this job and the jobs it names (as the operator's watch cache holds them) wait for each
+    other, so that `kubectl apply` refuses the job that closes a cycle; the operator fails one that got past."""
+    job = plain(body)
+    spec, name = job.get("spec") or {}, (job.get("metadata") or {}).get("name", "")
+    if not dependencies.raw_references(spec):
+        return None
+    found = dependencies.cycle_error(name, spec, dependencies.chain(name, spec, lambda other: known.get((namespace, other))))
+    return None if found is None else str(found)
 
 
 def validate_policy(body: Mapping[str, Any], **_: Any) -> None:

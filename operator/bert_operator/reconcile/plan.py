@@ -26,10 +26,11 @@ from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
 from ..api.presets import KIND
 from ..api.stages import Stage
-from ..contract import format_utc, parse_utc
+from ..api.locations import join
+from ..contract import EXPORT_FOLDER, format_utc, parse_utc
 from ..policy import PoliciesUnreadable, decide, selecting
 from ..render import RenderSettings, render_mpijob
-from ..tasks import stages_of, task_of
+from ..tasks import report_uri, stages_of, task_of
 from .failures import classify
 from .observe import Deleted, Observed, RefusedCreate
 from .recovery import RecoverySettings, due_at, pending_restart
@@ -409,6 +410,15 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
     return Followed(phase, entry)
 
 
+def _artifacts(job: BertTrainingJob, stages: list[Stage], entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The exports of the stages that succeeded (the trainer writes <stage output>/export/<format>/ before it exits
+    0, or fails the stage), in stage order: what status.results.artifacts lists."""
+    done = {entry.get("name") for entry in entries if entry.get("phase") == "Succeeded"}
+    formats = task_of(job.spec).exports(job.spec)
+    return [{"stage": stage.name, "format": fmt, "uri": join(report_uri(job.spec, stage), EXPORT_FOLDER, fmt)}
+            for stage in stages if stage.name in done for fmt in formats]
+
+
 def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any], *, refusal: str | None) -> Plan:
     """Walk the stages in order: keep succeeded ones, create or follow the current one, stop there (the job as its
     policies make it; the spec it is accepted with is its own)."""
@@ -482,6 +492,9 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
         new["policy"] = policy_status
     else:
         new.pop("policy", None)
+    artifacts = _artifacts(job, stages, entries)
+    if artifacts and (new.get("results") or {}).get("artifacts") != artifacts:
+        new["results"] = {**(new.get("results") or {}), "artifacts": artifacts}
     new.setdefault("startTime", now)
     if state.phase in sm.TERMINAL_PHASES:
         new.setdefault("completionTime", now)
