@@ -38,7 +38,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checkpoint there, vocab within the model's embeddings, output writable; sets args.bert_config."""
     args.bert_config = resolve_config(parser, args)
-    _check_checkpoint(parser, args.checkpoint)
+    check_checkpoint(parser, args.checkpoint)
     if args.vocab_file:
         try:
             entries = storage.read_bytes(args.vocab_file).decode().splitlines()
@@ -50,7 +50,7 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_output_dir(parser, args.output_dir)
 
 
-def _check_checkpoint(parser: argparse.ArgumentParser, uri: str) -> None:
+def check_checkpoint(parser: argparse.ArgumentParser, uri: str, flag: str = "checkpoint") -> None:
     """A prefix with its .index, or a folder with ckpt-N.index in it or in its checkpoints/
     (a listing: TensorFlow is not loaded yet)."""
     try:
@@ -60,8 +60,8 @@ def _check_checkpoint(parser: argparse.ArgumentParser, uri: str) -> None:
             if any("/" not in e.relpath and e.relpath.endswith(".index") for e in storage.list_files(folder)):
                 return
     except storage.StorageError as exc:
-        parser.error(f"--checkpoint: {exc}")
-    parser.error(f"--checkpoint: {uri}: no checkpoint here (a ckpt-N prefix, or a folder holding ckpt-N.index "
+        parser.error(f"--{flag}: {exc}")
+    parser.error(f"--{flag}: {uri}: no checkpoint here (a ckpt-N prefix, or a folder holding ckpt-N.index "
                  "or checkpoints/ckpt-N.index)")
 
 
