@@ -231,3 +231,27 @@ def test_no_export_formats_means_no_export_folder_and_an_empty_list(tmp_path, mi
     assert json.loads((tmp_path / "out" / "results.json").read_text())["exported"] == []
     assert not (tmp_path / "out" / "export").exists()
     assert np.isfinite(json.loads((tmp_path / "out" / "results.json").read_text())["finalLoss"])
+
+
+def test_a_squad_run_exports_a_savedmodel_that_predict_scores_as_the_run_did(tmp_path, minilm_dir):
+    """A small SQuAD head trained and scored on two real dev paragraphs, exported as a SavedModel: predict on it
+    gives the run's own predictions.json, answer for answer, and its scores."""
+    dev = json.loads((DATA / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    article = dev["data"][0]
+    (tmp_path / "slice.json").write_text(json.dumps({"version": "1.1", "data": [
+        {**article, "paragraphs": article["paragraphs"][:2]}]}))
+    window = ["--max_seq_length", "64", "--doc_stride", "32", "--max_query_length", "16"]
+    assert cli.main(["squad", "--train_file", str(tmp_path / "slice.json"), "--predict_file", str(tmp_path / "slice.json"),
+                     "--do_train", "--do_predict", "--vocab_file", str(minilm_dir / "vocab.txt"), "--do_lower_case",
+                     "--bert_config_json", json.dumps({**SMALL, "num_hidden_layers": 1}), "--output_dir",
+                     str(tmp_path / "run"), "--train_batch_size", "8", "--num_train_epochs", "1",
+                     "--learning_rate", "1e-3", "--export_formats", "savedmodel", *window]) == 0
+    run = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert run["exported"] == ["savedmodel"] and not (tmp_path / "run" / "export" / "hf").exists()
+    assert cli.main(["predict", "--model", str(tmp_path / "run" / "export" / "savedmodel"), "--task_name", "squad",
+                     "--predict_file", str(tmp_path / "slice.json"), "--output_dir", str(tmp_path / "out"),
+                     *window]) == 0
+    ours = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert ours == json.loads((tmp_path / "run" / "predictions.json").read_text())
+    assert len(ours) == sum(len(p["qas"]) for p in article["paragraphs"][:2]) and any(ours.values())
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"] == run["predict"]
