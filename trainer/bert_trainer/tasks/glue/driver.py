@@ -25,8 +25,8 @@ from bert_trainer.finetune.glue_data import TASKS, read_examples
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.metrics import glue_metrics
 from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
-from bert_trainer.model.export import export_stage
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.export import export_stage
 from bert_trainer.reports import ReportWriter
 from bert_trainer.scratch import fresh_scratch_dir
 

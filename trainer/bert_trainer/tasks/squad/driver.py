@@ -23,8 +23,8 @@ from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad, score
 from bert_trainer.finetune.tokenization import load_tokenizer
-from bert_trainer.model.export import export_stage
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.export import export_stage
 from bert_trainer.reports import ReportWriter, write_json
 from bert_trainer.scratch import fresh_scratch_dir
 
