@@ -13,9 +13,9 @@ def bool_flag(parser: argparse.ArgumentParser, name: str, help_: str) -> None:
     parser.add_argument(f"--{name}", action="store_true", default=False, help=help_)
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """Exactly one way to name the architecture."""
-    model = parser.add_mutually_exclusive_group(required=True)
+def add_model_flags(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """Exactly one way to name the architecture (at most one, where not `required`)."""
+    model = parser.add_mutually_exclusive_group(required=required)
     model.add_argument("--bert_model", choices=["base", "large"], help="Google's uncased preset")
     model.add_argument("--bert_config_json", help="bert_config as an inline JSON object")
     model.add_argument("--bert_config_file", help="bert_config.json: local path or s3:// URI")

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bert_trainer import storage
+from bert_trainer.finetune.metrics import squad_v1, squad_v2
 
 
 class SquadDataError(ValueError):
@@ -45,8 +46,9 @@ class Feature:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def read_squad(uri: str, version_2: bool) -> list[SquadExample]:
-    """Examples of a SQuAD JSON file (local or s3://); answers must lie where answer_start says."""
+def read_squad(uri: str, version_2: bool, *, require_answers: bool = True) -> list[SquadExample]:
+    """Examples of a SQuAD JSON file (local or s3://); answers must lie where answer_start says. Without
+    `require_answers` (prediction only), an answerable question may come without its answers."""
     try:
         document = json.loads(storage.read_bytes(uri).decode("utf-8"))
     except storage.StorageError as exc:
@@ -75,7 +77,7 @@ def read_squad(uri: str, version_2: bool) -> list[SquadExample]:
                         raise SquadDataError(
                             f"{where} ({qa['id']}): answer {text!r} is not in the context at answer_start {start}")
                     answers.append((text, start))
-                if not impossible and not answers:
+                if require_answers and not impossible and not answers:
                     raise SquadDataError(f"{where} ({qa['id']}): an answerable question needs at least one answer")
                 examples.append(SquadExample(qa["id"], qa["question"], context, tuple(answers), impossible))
     if not examples:
@@ -185,3 +187,16 @@ def postprocess(examples: Sequence[SquadExample], features: Sequence[Feature], s
         else:
             predictions[example.qid] = best_text
     return predictions, null_odds
+
+
+def score(examples: Sequence[SquadExample], predictions: dict[str, str], null_odds: dict[str, float],
+          version_2: bool) -> dict[str, float]:
+    """The official metrics of `predictions` against the examples' answers (v2.0: the null odds, squashed to
+    (0, 1), as the no-answer probabilities evaluate-v2.0.py takes)."""
+    dataset = {"data": [{"paragraphs": [{"context": e.context, "qas": [
+        {"id": e.qid, "question": e.question, "answers": [{"text": t, "answer_start": s} for t, s in e.answers]}]}]}
+        for e in examples]}
+    if version_2:
+        probabilities = {qid: float(1 / (1 + np.exp(-min(max(v, -50.0), 50.0)))) for qid, v in null_odds.items()}
+        return squad_v2(dataset, predictions, probabilities)
+    return squad_v1(dataset, predictions)

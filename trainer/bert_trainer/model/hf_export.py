@@ -68,14 +68,31 @@ def tokenizer_config(do_lower_case: bool, model_max_length: int) -> dict[str, ob
     return {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case, "model_max_length": model_max_length}
 
 
+def num_labels_of(named: Mapping[str, object], arch: str) -> int | None:
+    """A classifier's label count (its output_weights rows; any value with a shape); None for the other heads."""
+    return int(named["output_weights"].shape[0]) if arch == "BertForSequenceClassification" else None
+
+
+def metadata_files(named: Mapping[str, object], cfg: BertConfig, *, vocab_file: str | None = None,
+                   do_lower_case: bool = False) -> dict[str, bytes]:
+    """config.json and, given a vocab, vocab.txt and tokenizer_config.json: what the HF folder ships beside its
+    weights, and the SavedModel export in its assets/ (so both describe model and tokenizer alike)."""
+    arch = architecture(named)
+    files = {"config.json": json.dumps(hf_config(cfg, arch, num_labels_of(named, arch)), indent=2).encode()}
+    if vocab_file:
+        files["vocab.txt"] = storage.read_bytes(vocab_file)
+        files["tokenizer_config.json"] = json.dumps(tokenizer_config(do_lower_case, cfg.max_position_embeddings),
+                                                    indent=2).encode()
+    return files
+
+
 def write_hf_export(named: Mapping[str, np.ndarray], cfg: BertConfig, output_dir: str, scratch_dir: str, *,
                     vocab_file: str | None = None, do_lower_case: bool = False) -> list[str]:
     """Write the folder under ``output_dir`` (local or s3://); returns the URIs written. The weights go
     first and config.json after them, so a folder with a config.json has its weights."""
     from safetensors.numpy import save_file  # noqa: PLC0415
 
-    arch = architecture(named)
-    num_labels = int(named["output_weights"].shape[0]) if arch == "BertForSequenceClassification" else None
+    metadata = metadata_files(named, cfg, vocab_file=vocab_file, do_lower_case=do_lower_case)
     tensors = hf_tensors(named)
     local = os.path.join(scratch_dir, "model.safetensors")
     os.makedirs(scratch_dir, exist_ok=True)
@@ -84,14 +101,9 @@ def write_hf_export(named: Mapping[str, np.ndarray], cfg: BertConfig, output_dir
     weights_uri = storage.join(output_dir, "model.safetensors")
     storage.upload_file(local, weights_uri)
     written.append(weights_uri)
-    config_uri = storage.join(output_dir, "config.json")
-    storage.write_bytes(config_uri, json.dumps(hf_config(cfg, arch, num_labels), indent=2).encode())
-    written.append(config_uri)
-    if vocab_file:
-        vocab_uri = storage.join(output_dir, "vocab.txt")
-        storage.write_bytes(vocab_uri, storage.read_bytes(vocab_file))
-        tok_uri = storage.join(output_dir, "tokenizer_config.json")
-        storage.write_bytes(tok_uri, json.dumps(tokenizer_config(do_lower_case, cfg.max_position_embeddings),
-                                                indent=2).encode())
-        written += [vocab_uri, tok_uri]
+    for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
+        if name in metadata:
+            uri = storage.join(output_dir, name)
+            storage.write_bytes(uri, metadata[name])
+            written.append(uri)
     return written

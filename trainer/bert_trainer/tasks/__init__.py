@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from bert_trainer.tasks import export, glue, launch, prepare_data, pretrain, squad, sync
+from bert_trainer.tasks import export, glue, launch, predict, prepare_data, pretrain, squad, sync
 
 
 class Task(Protocol):
@@ -28,4 +28,4 @@ class Task(Protocol):
 
 
 #: In the order a pipeline runs them; the subcommands are listed in this order.
-TASKS: tuple[Task, ...] = (pretrain, prepare_data, glue, squad, export, sync, launch)
+TASKS: tuple[Task, ...] = (pretrain, prepare_data, glue, squad, export, predict, sync, launch)

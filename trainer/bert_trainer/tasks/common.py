@@ -99,9 +99,10 @@ def run_guarded(parser: argparse.ArgumentParser, task: str, work: Callable[[], o
     check the stop flag; the others keep the default signal handling); 2 bad input, naming the
     flag when the error carries one (`.flag`) or the file and record otherwise (every task's input
     errors include an output held by another run and a listed key that would be staged outside its
-    folder); 1 storage failure.
+    folder); 1 storage failure, or an export (--export_formats) that failed after training.
     """
     from bert_trainer import stop  # noqa: PLC0415
+    from bert_trainer.export_layout import ExportFailed  # noqa: PLC0415
     from bert_trainer.output_lock import OutputBusy  # noqa: PLC0415
 
     if stoppable:
@@ -119,6 +120,10 @@ def run_guarded(parser: argparse.ArgumentParser, task: str, work: Callable[[], o
             parser.error(f"--{flag}: {exc}")
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ExportFailed as exc:
+        log.error("event=export_failed %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except storage.StorageError as exc:
         log.error("event=storage_error %s", exc)
         print(f"error: {exc}", file=sys.stderr)

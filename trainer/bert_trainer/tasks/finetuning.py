@@ -11,6 +11,7 @@ import argparse
 from typing import TYPE_CHECKING, Callable
 
 from bert_trainer import storage
+from bert_trainer.export_layout import add_export_flag, check_export_flag
 from bert_trainer.flags import add_model_flags, add_optimizer_flags, bool_flag
 from bert_trainer.tasks.common import (KEEP_HELP, check_init_checkpoint, check_keep, check_output_dir, model_config,
                                       require_positive, run_guarded)
@@ -40,11 +41,14 @@ def add_finetune_arguments(g: argparse.ArgumentParser, *, batch: int, lr: float,
     g.add_argument("--save_checkpoints_steps", type=int, default=1000,
                    help="full-state checkpoint period in steps (also on SIGTERM and at the end); a rerun resumes")
     g.add_argument("--keep_checkpoint_max", type=int, default=0, help=KEEP_HELP)
+    add_export_flag(g)
 
 
 def validate_finetune(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """What every fine-tuning task checks before TensorFlow loads (exit 2 naming the flag); sets args.bert_config."""
+    """What every fine-tuning task checks before TensorFlow loads (exit 2 naming the flag); sets args.bert_config
+    and makes args.export_formats a list. The task has resolved args.do_train first."""
     require_positive(parser, args, POSITIVE)
+    check_export_flag(parser, args, trains=args.do_train)
     check_keep(parser, args)
     if args.learning_rate <= 0 or args.num_train_epochs <= 0:
         parser.error("--learning_rate and --num_train_epochs must be positive")

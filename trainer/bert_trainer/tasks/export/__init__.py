@@ -1,5 +1,7 @@
 """``export``: a checkpoint of ours as a Hugging Face folder (config.json, model.safetensors, vocab.txt,
-tokenizer_config.json), so what training produced loads with ``from_pretrained`` outside this project.
+tokenizer_config.json), so what training produced loads with ``from_pretrained`` outside this project, or
+(``--format savedmodel``) as a TensorFlow SavedModel with a ``serving_default`` signature for TF Serving and
+Triton (:mod:`bert_trainer.model.savedmodel_export`). The head (pretraining, GLUE, SQuAD) is read from the checkpoint.
 
 This module is the command line (TensorFlow-free); the reading and writing is
 :mod:`bert_trainer.tasks.export.driver`, imported only once the flags passed.
@@ -9,20 +11,26 @@ from __future__ import annotations
 
 import argparse
 
+from bert_operator.contract import EXPORT_FORMATS, EXPORT_HF
 from bert_trainer import storage
 from bert_trainer.flags import add_model_flags, bool_flag
 from bert_trainer.tasks.common import check_output_dir, resolve_config, run_guarded
 
 NAME = "export"
-HELP = "write a checkpoint as a Hugging Face BERT folder (config.json, model.safetensors, vocab, tokenizer config)"
+HELP = ("write a checkpoint as a Hugging Face BERT folder (config.json, model.safetensors, vocab, tokenizer config) "
+        "or a TensorFlow SavedModel (serving_default signature)")
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint", required=True,
                    help="a ckpt-N prefix, a checkpoints folder or a task's --output_dir (its newest published "
                         "checkpoint): local or s3://")
-    g.add_argument("--output_dir", required=True, help="folder to write the Hugging Face files to: local or s3://")
-    g.add_argument("--vocab_file", help="WordPiece vocab.txt to ship with the model (without it, no tokenizer files)")
+    g.add_argument("--output_dir", required=True, help="folder to write the exported model to: local or s3://")
+    g.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_HF,
+                   help="hf: a Hugging Face folder (default); savedmodel: a TensorFlow SavedModel whose serving_default "
+                        "takes int32 input_ids/input_mask/segment_ids [batch, seq] and returns the head's logits")
+    g.add_argument("--vocab_file", help="WordPiece vocab.txt to ship with the model (without it, no tokenizer files; "
+                                        "a SavedModel ships them in assets/)")
     bool_flag(g, "do_lower_case", "the vocab is uncased (written to tokenizer_config.json)")
     add_model_flags(g)
 
@@ -30,7 +38,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checkpoint there, vocab within the model's embeddings, output writable; sets args.bert_config."""
     args.bert_config = resolve_config(parser, args)
-    _check_checkpoint(parser, args.checkpoint)
+    check_checkpoint(parser, args.checkpoint)
     if args.vocab_file:
         try:
             entries = storage.read_bytes(args.vocab_file).decode().splitlines()
@@ -42,7 +50,7 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_output_dir(parser, args.output_dir)
 
 
-def _check_checkpoint(parser: argparse.ArgumentParser, uri: str) -> None:
+def check_checkpoint(parser: argparse.ArgumentParser, uri: str, flag: str = "checkpoint") -> None:
     """A prefix with its .index, or a folder with ckpt-N.index in it or in its checkpoints/
     (a listing: TensorFlow is not loaded yet)."""
     try:
@@ -52,8 +60,8 @@ def _check_checkpoint(parser: argparse.ArgumentParser, uri: str) -> None:
             if any("/" not in e.relpath and e.relpath.endswith(".index") for e in storage.list_files(folder)):
                 return
     except storage.StorageError as exc:
-        parser.error(f"--checkpoint: {exc}")
-    parser.error(f"--checkpoint: {uri}: no checkpoint here (a ckpt-N prefix, or a folder holding ckpt-N.index "
+        parser.error(f"--{flag}: {exc}")
+    parser.error(f"--{flag}: {uri}: no checkpoint here (a ckpt-N prefix, or a folder holding ckpt-N.index "
                  "or checkpoints/ckpt-N.index)")
 
 

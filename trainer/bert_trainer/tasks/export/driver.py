@@ -1,4 +1,5 @@
-"""The driver behind `python -m bert_trainer export`: read one of our checkpoints, write it as Hugging Face files.
+"""The driver behind `python -m bert_trainer export`: read one of our checkpoints, write it as Hugging Face files
+or a SavedModel (--format).
 
 Which model a checkpoint holds is read from the checkpoint itself: each variable is
 saved with its Google name (``named_variable`` makes it the variable's name, which the
@@ -22,7 +23,8 @@ from bert_trainer.checkpoints import fetch_checkpoint
 from bert_trainer.finetune.classifier import BertClassifier, BertSpanHead
 from bert_trainer.model.bert import BertPretrainer
 from bert_trainer.model.config import BertConfig
-from bert_trainer.model.hf_export import ExportError, architecture, write_hf_export
+from bert_trainer.model.export import write_export
+from bert_trainer.model.hf_export import ExportError, architecture
 from bert_trainer.model.importer import ImportError_, load_tf_checkpoint, resolve_init_checkpoint
 from bert_trainer.scratch import fresh_scratch_dir
 
@@ -88,12 +90,12 @@ def run(args: argparse.Namespace, cfg: BertConfig) -> list[str]:
         if kind != "tf":
             raise CheckpointMismatch(f"{where}: already Hugging Face safetensors, nothing to export", "checkpoint")
         model = restore(fetch_checkpoint(where, os.path.join(scratch, "checkpoint")), cfg, model_flag)
-        named = {name: var.numpy() for name, var in model.named_variables().items()}
-        written = write_hf_export(named, cfg, args.output_dir, os.path.join(scratch, "hf"),
-                                  vocab_file=args.vocab_file, do_lower_case=args.do_lower_case)
+        written = write_export(args.format, model, cfg, args.output_dir, os.path.join(scratch, args.format),
+                               vocab_file=args.vocab_file, do_lower_case=args.do_lower_case)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # a BERT-Large export stages 1.3 GB of weights here
-    arch = architecture(named)
-    log.info("event=export checkpoint=%s architecture=%s files=%d", where, arch, len(written))
-    print(json.dumps({"event": "export_done", "checkpoint": where, "architecture": arch, "files": written}), flush=True)
+    arch = architecture(model.named_variables())
+    log.info("event=export checkpoint=%s format=%s architecture=%s files=%d", where, args.format, arch, len(written))
+    print(json.dumps({"event": "export_done", "checkpoint": where, "format": args.format, "architecture": arch,
+                      "files": written}), flush=True)
     return written

@@ -3,8 +3,9 @@
 Reads the task's TSVs, encodes them with WordPiece, fine-tunes a BertClassifier
 from --init_checkpoint with the warmup + linear-decay schedule (AdamW by
 default, as NVIDIA's run_classifier), then scores every dev split with the
-task's GLUE metric. Rank 0 writes progress.json, the final checkpoint and
-results.json under --output_dir, and reports them to the operator when asked.
+task's GLUE metric. Rank 0 writes progress.json, the final checkpoint, the
+--export_formats exports (<output_dir>/export/<format>/) and results.json under
+--output_dir, and reports them to the operator when asked.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.metrics import glue_metrics
 from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.export import export_stage
 from bert_trainer.reports import ReportWriter
 from bert_trainer.scratch import fresh_scratch_dir
 
@@ -87,4 +89,6 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
             predictions = predict(model, features, args.eval_batch_size, compute_dtype)
             results[split] = glue_metrics(args.task_name, features["labels"].tolist(), predictions.tolist())
             log.info("event=eval split=%s %s", split, json.dumps(results[split]))
+    results["exported"] = export_stage(model, cfg, args.output_dir, args.export_formats, vocab_file=args.vocab_file,
+                                       do_lower_case=args.do_lower_case) if world.is_chief else []
     return finish(results, world, reports)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from bert_trainer import storage
+from bert_trainer.export_layout import add_export_flag, check_export_flag
 from bert_trainer.flags import add_model_flags, add_optimizer_flags, bool_flag
 from bert_trainer.tasks.common import (KEEP_HELP, check_init_checkpoint, check_keep, check_output_dir, model_config,
                                        require_positive, run_guarded)
@@ -47,12 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_eval_steps", type=int, default=100)
     p.add_argument("--report_every_steps", type=int, default=10, help="progress.json period in steps")
     p.add_argument("--local_dir", help="local scratch space (default: $TMPDIR/bert-trainer-scratch)")
+    add_export_flag(p)
 
 
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Fail early (exit 2) on anything that would otherwise fail hours into a job; sets args.bert_config."""
     require_positive(parser, args, POSITIVE)
     check_keep(parser, args)
+    check_export_flag(parser, args, trains=args.do_train or not args.do_eval)
     if args.num_warmup_steps < 0:
         parser.error("--num_warmup_steps must be >= 0")
     if args.learning_rate <= 0:

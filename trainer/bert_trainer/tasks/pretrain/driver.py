@@ -2,7 +2,9 @@
 
 Order of start-up matters: resume from output_dir (full state) wins over
 --init_checkpoint (weights only), and rank 0's state is broadcast last so every
-rank starts identical whichever path was taken.
+rank starts identical whichever path was taken. At the end rank 0 writes the
+--export_formats exports (<output_dir>/export/<format>/, no tokenizer files: the
+task takes no vocab) before results.json.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bert_trainer.data.pipeline import list_record_files, pretraining_dataset
 from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.engine import EngineOptions, PretrainEngine
 from bert_trainer.model import BertConfig
+from bert_trainer.model.export import export_stage
 from bert_trainer.model.importer import load_init_checkpoint
 from bert_trainer.scratch import run_scratch_dir
 from bert_trainer.tasks.pretrain.reporter import create_reporter
@@ -155,4 +158,5 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
                         "evalNspAccuracy": world.allreduce_scalar(ev["nsp_accuracy"])})
         log.info("event=eval loss=%.4f mlm_accuracy=%.4f nsp_accuracy=%.4f batches=%d",
                  results["evalLoss"], results["evalMlmAccuracy"], results["evalNspAccuracy"], ev["batches"])
+    results["exported"] = export_stage(engine.model, cfg, args.output_dir, args.export_formats) if world.is_chief else []
     return reporter.finish(results)

@@ -4,7 +4,8 @@ Reads the official JSON, cuts contexts into doc_stride windows, fine-tunes a
 BertSpanHead from --init_checkpoint, predicts spans for --predict_file, maps
 them back to the original text (n-best, v2.0 null threshold) and scores them
 with the official metric definitions. Rank 0 writes predictions.json,
-null_odds.json (v2.0), the checkpoint and results.json under --output_dir.
+null_odds.json (v2.0), the checkpoint, the --export_formats exports
+(<output_dir>/export/<format>/) and results.json under --output_dir.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from bert_trainer import output_lock, storage
 from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
-from bert_trainer.finetune.metrics import squad_v1, squad_v2
-from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad
+from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad, score
 from bert_trainer.finetune.tokenization import load_tokenizer
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.export import export_stage
 from bert_trainer.reports import ReportWriter, write_json
 from bert_trainer.scratch import fresh_scratch_dir
 
@@ -82,14 +83,10 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
             predict_examples, predict_features, np.concatenate(starts), np.concatenate(ends), n_best=args.n_best_size,
             max_answer_length=args.max_answer_length, version_2=v2, null_score_diff_threshold=args.null_score_diff_threshold)
         write_json(storage.join(args.output_dir, "predictions.json"), predictions)
-        dataset = {"data": [{"paragraphs": [{"context": e.context, "qas": [
-            {"id": e.qid, "question": e.question, "answers": [{"text": t, "answer_start": s} for t, s in e.answers]}]}]}
-            for e in predict_examples]}
         if v2:
             write_json(storage.join(args.output_dir, "null_odds.json"), null_odds)
-            probabilities = {qid: float(1 / (1 + np.exp(-min(max(v, -50.0), 50.0)))) for qid, v in null_odds.items()}
-            results["predict"] = squad_v2(dataset, predictions, probabilities)
-        else:
-            results["predict"] = squad_v1(dataset, predictions)
+        results["predict"] = score(predict_examples, predictions, null_odds, v2)
         log.info("event=eval %s", results["predict"])
+    results["exported"] = export_stage(model, cfg, args.output_dir, args.export_formats, vocab_file=args.vocab_file,
+                                       do_lower_case=args.do_lower_case) if world.is_chief else []
     return finish(results, world, reports)

@@ -1,0 +1,155 @@
+"""The driver behind `python -m bert_trainer predict`: load the model (SavedModel, Hugging Face folder or one of
+our checkpoints), run it over the file's features in batches, write predictions and, when scored, metrics.json.
+
+Every kind of model is run through the same ``serving_default`` function: the SavedModel's own, or
+:class:`~bert_trainer.model.savedmodel_export.ServingModule` around the model built in-process, so the three
+give the same outputs by the same names. Features are made exactly as the training tasks make theirs
+(``encode_pairs`` for GLUE, ``make_features`` windows for SQuAD), so the metrics match a training run's dev
+evaluation of the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from bert_trainer import storage
+from bert_trainer.checkpoints import fetch_checkpoint
+from bert_trainer.finetune.classifier import BertClassifier, BertSpanHead
+from bert_trainer.finetune.glue_data import TASKS as GLUE_TASKS
+from bert_trainer.finetune.glue_data import read_examples
+from bert_trainer.finetune.metrics import glue_metrics
+from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad, score
+from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
+from bert_trainer.model.importer import ImportError_, load_safetensors, resolve_init_checkpoint
+from bert_trainer.model.savedmodel_export import INPUTS, ServingModule, load_serving
+from bert_trainer.reports import write_json
+from bert_trainer.scratch import fresh_scratch_dir
+from bert_trainer.tasks.export.driver import CheckpointMismatch, restore
+from bert_trainer.tasks.predict import NEEDS, SQUAD
+
+log = logging.getLogger(__name__)
+Serve = Callable[..., dict[str, tf.Tensor]]
+
+
+class PredictMismatch(ValueError):
+    """The model cannot run this task (wrong head, label count or files); ``flag`` is the one to fix."""
+
+    def __init__(self, message: str, flag: str = "model") -> None:
+        super().__init__(message)
+        self.flag = flag
+
+
+def _fetch_folder(uri: str, local: str) -> str:
+    """A local copy of a folder (an s3:// prefix is downloaded; a local folder is used where it is)."""
+    if not storage.is_s3(uri):
+        return uri
+    entries = storage.list_files(uri)
+    for entry, target in zip(entries, storage.local_paths(local, entries, flag="model")):
+        storage.download_file(entry.uri, target)
+    return local
+
+
+def load_model(args: argparse.Namespace, scratch: str) -> tuple[Serve, str, Any]:
+    """(serving function, architecture, what keeps it alive) for --model, whichever kind it is."""
+    if args.model_kind == "savedmodel":
+        loaded, fn, arch = load_serving(_fetch_folder(args.model, os.path.join(scratch, "savedmodel")))
+        return fn, arch, loaded
+    if args.model_kind == "hf":
+        local = os.path.join(scratch, "hf", "model.safetensors")
+        storage.download_file(storage.join(args.model, "model.safetensors"), local)
+        task_labels = None if args.task_name == SQUAD else len(GLUE_TASKS[args.task_name].labels)
+        model = BertSpanHead(args.bert_config) if task_labels is None else BertClassifier(args.bert_config, task_labels)
+        report = load_safetensors(model, local)
+        if report.missing or report.unused:
+            raise PredictMismatch(f"{args.model}: model.safetensors does not hold this head's weights (missing "
+                                  f"{report.missing or 'none'}, unused {report.unused or 'none'})")
+    else:
+        model_flag = next(f for f in ("bert_model", "bert_config_json", "bert_config_file") if getattr(args, f))
+        try:
+            kind, where = resolve_init_checkpoint(args.model)
+        except ImportError_ as exc:
+            raise PredictMismatch(str(exc)) from exc
+        if kind != "tf":
+            raise PredictMismatch(f"{where}: a safetensors file, not one of our checkpoints (export it, or pass "
+                                  "the Hugging Face folder)")
+        try:
+            model = restore(fetch_checkpoint(where, os.path.join(scratch, "checkpoint")), args.bert_config, model_flag)
+        except CheckpointMismatch as exc:
+            raise PredictMismatch(str(exc), "model" if exc.flag == "checkpoint" else exc.flag) from exc
+    module = ServingModule(model)
+    return module.serve, module.arch, module
+
+
+def run_batches(serve: Serve, arrays: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Every output of `serve` over all rows of `arrays`, batch by batch, concatenated."""
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(arrays["input_ids"]), batch_size):
+        batch = {name: tf.constant(arrays[name][start:start + batch_size], tf.int32) for name in INPUTS}
+        for name, value in serve(**batch).items():
+            out.setdefault(name, []).append(value.numpy())
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    scratch = fresh_scratch_dir()
+    try:
+        return _run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, scratch: str) -> dict[str, Any]:
+    tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)
+    squad = args.task_name == SQUAD
+    # Read and featurise first: bad data fails before any weights load.
+    if squad:
+        v2 = args.version_2_with_negative
+        examples = read_squad(args.predict_file, v2, require_answers=False)
+        features = make_features(examples, tokenizer, training=False, max_seq_length=args.max_seq_length,
+                                 doc_stride=args.doc_stride, max_query_length=args.max_query_length)
+        arrays = feature_arrays(features)
+    else:
+        folder, _, name = args.predict_file.rpartition("/")
+        glue_examples = read_examples(args.task_name, folder or ".", name[: -len(".tsv")])
+        arrays = encode_pairs(tokenizer, [e.text_a for e in glue_examples], [e.text_b for e in glue_examples],
+                              args.max_seq_length)
+    serve, arch, _keep = load_model(args, scratch)
+    if arch != NEEDS[args.task_name]:
+        raise PredictMismatch(f"{args.model} is a {arch}; --task_name {args.task_name} needs a {NEEDS[args.task_name]}")
+    outputs = run_batches(serve, arrays, args.predict_batch_size)
+    summary: dict[str, Any] = {"task": args.task_name, "model": args.model, "predict_file": args.predict_file}
+    if squad:
+        predictions, null_odds = postprocess(
+            examples, features, outputs["start_logits"], outputs["end_logits"], n_best=args.n_best_size,
+            max_answer_length=args.max_answer_length, version_2=v2,
+            null_score_diff_threshold=args.null_score_diff_threshold)
+        write_json(storage.join(args.output_dir, "predictions.json"), predictions)
+        if v2:
+            write_json(storage.join(args.output_dir, "null_odds.json"), null_odds)
+        summary["examples"] = len(examples)
+        if all(e.answers or e.is_impossible for e in examples):  # answers to score against
+            summary["metrics"] = score(examples, predictions, null_odds, v2)
+    else:
+        labels = GLUE_TASKS[args.task_name].labels
+        logits = outputs["logits"]
+        if logits.shape[-1] != len(labels):
+            raise PredictMismatch(f"{args.model}: {logits.shape[-1]} labels; {args.task_name} has {len(labels)}")
+        predicted = np.argmax(logits, -1)
+        lines = ["index\tprediction"] + [f"{i}\t{labels[p]}" for i, p in enumerate(predicted)]
+        storage.write_bytes(storage.join(args.output_dir, "predictions.tsv"), ("\n".join(lines) + "\n").encode())
+        summary["examples"] = len(glue_examples)
+        summary["metrics"] = glue_metrics(args.task_name, [e.label for e in glue_examples], predicted.tolist())
+    if "metrics" in summary:
+        write_json(storage.join(args.output_dir, "metrics.json"), summary)
+    log.info("event=predict task=%s examples=%d metrics=%s", args.task_name, summary["examples"],
+             json.dumps(summary.get("metrics")))
+    print(json.dumps({"event": "predict_done", **summary}), flush=True)
+    return summary
