@@ -39,6 +39,8 @@ REASON_READY = "DependenciesReady"
 REASON_FAILED = "DependencyFailed"
 REASON_INVALID = "DependencyInvalid"
 REASON_CYCLE = "DependencyCycle"
+#: The reasons a job fails with because of the jobs it names.
+REASONS = frozenset({REASON_FAILED, REASON_INVALID, REASON_CYCLE})
 
 DATASET_FIELD = "spec.dataset.fromJob"
 CHECKPOINT_FIELD = "spec.model.initCheckpointFrom.fromJob"
@@ -191,7 +193,9 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
     for entry in entries:
         body = jobs.get(entry["name"])
         if body is not None:
-            entry["uid"] = (body.get("metadata") or {}).get("uid") or recorded.get(entry["name"], {}).get("uid")
+            uid = (body.get("metadata") or {}).get("uid") or recorded.get(entry["name"], {}).get("uid")
+            if uid:  # (local mode has none)
+                entry["uid"] = uid
             entry["phase"] = (body.get("status") or {}).get("phase") or "Pending"
     cycle = cycle_error(name, spec, jobs)
     if cycle is not None:
@@ -215,9 +219,8 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
             failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
             errors.append(FieldError(where, f"BertTrainingJob {producer} Failed ({failed.get('reason', 'Failed')}: "
                                             f"{str(failed.get('message', ''))[:300]})"))
-        elif phase != "Succeeded":
-            shown = (status.get("progress") or {}).get("display")
-            waiting.append(f"{producer} ({phase}{', ' + shown if shown else ''})")
+        elif phase != "Succeeded":  # (its phase only: the message, hence the status, changes when the phase does)
+            waiting.append(f"{producer} ({phase})")
     if errors:
         return Broken(REASON_FAILED, errors, entries)
     if waiting:

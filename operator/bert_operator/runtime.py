@@ -118,9 +118,14 @@ class Runtime:
             timer.cancel()
 
     def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> None:
-        """Reconcile a job now, and again when a restart it waits for is due (no watch event will say so)."""
+        """Reconcile a job now, and again when a restart it waits for is due (no watch event will say so); when its
+        phase changed, the jobs waiting for its outputs (its Succeeded or Failed is what they wait for)."""
+        before = (body.get("status") or {}).get("phase")
         self.reconciler.reconcile(body, observed)
         self._wake_for_restart(body)
+        if (body.get("status") or {}).get("phase") != before:
+            meta = body["metadata"]
+            self.wake_dependents(meta.get("namespace", "default"), meta["name"])
 
     def _wake_for_restart(self, body: dict[str, Any]) -> None:
         now = datetime.datetime.now(tz=datetime.timezone.utc)

@@ -1,7 +1,9 @@
 """The README's main job: `bertjob run --local examples/bertjob-tiny.yaml`, end to end (about 90 s on 2 cores).
 
 prepareData (two sequence lengths) -> two-phase pretraining -> CoLA fine-tuning, through the
-operator's reconciler, with the trainer's command lines exactly as the MPIJobs carry them.
+operator's reconciler, with the trainer's command lines exactly as the MPIJobs carry them. The jobs
+name each other (spec.dataset.fromJob, model.initCheckpointFrom, model.vocabFrom): the reconciler
+resolves them from the producers' statuses, as on a cluster.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     return result, workdir, time.monotonic() - started
 
 
-def test_all_four_jobs_succeed_with_the_operators_status(tiny_run) -> None:
+def test_all_three_jobs_succeed_with_the_operators_status(tiny_run) -> None:
     result, workdir, seconds = tiny_run
     assert result.returncode == 0, result.stderr[-3000:]
     found = statuses(result.stdout)
-    assert list(found) == ["tiny-data-seq64", "tiny-data-seq128", "tiny-pretrain", "tiny-cola"]
+    assert list(found) == ["tiny-data", "tiny-pretrain", "tiny-cola"]
     for name, status in found.items():
         assert status["phase"] == "Succeeded", (name, status)
         assert condition(status, "Valid")["status"] == "True"
@@ -47,18 +49,26 @@ def test_all_four_jobs_succeed_with_the_operators_status(tiny_run) -> None:
         saved = json.loads((workdir / "default" / name / "status.json").read_text())
         assert {k: v for k, v in saved.items() if k != "acceptedSpec"} == status
     assert [s["name"] for s in found["tiny-pretrain"]["stages"]] == ["phase1", "phase2"]
+    assert [s["name"] for s in found["tiny-data"]["stages"]] == ["prepare", "prepare-seq128"]
     assert seconds < 300, f"the embedded default must run in under 5 minutes, took {seconds:.0f} s"
 
 
 def test_data_preparation_wrote_records_for_both_phases(tiny_run) -> None:
     result, workdir, _ = tiny_run
     found = statuses(result.stdout)
-    for name in ("tiny-data-seq64", "tiny-data-seq128"):
-        results = found[name]["results"]
-        assert results["documents"] == 480 and results["instances"] > 1000
+    results = found["tiny-data"]["results"]  # (the last stage's report: seq 128)
+    assert results["documents"] == 480 and results["instances"] > 1000
     records = workdir / "volumes" / "bert-tiny" / "records"
+    folders = sorted(folder.name for folder in records.iterdir())
+    assert [name.split("_max_pred")[0] for name in folders] == ["lower_case_1_seq_len_128", "lower_case_1_seq_len_64"]
     for folder in records.iterdir():
         assert len(list((folder / "books_wiki_en_corpus" / "training").iterdir())) > 0
+    # tiny-pretrain read them: each phase the set of its lengths, found through spec.dataset.fromJob
+    resolved = found["tiny-pretrain"]["resolved"]
+    assert resolved["dataset"] == {"uri": "pvc://bert-tiny/records"}
+    assert resolved["dataPaths"] == [f"{name}/books_wiki_en_corpus" for name in reversed(folders)]
+    assert found["tiny-pretrain"]["dependencies"] == [
+        {"name": "tiny-data", "fields": ["spec.dataset.fromJob"], "phase": "Succeeded"}]
 
 
 def test_pretraining_learns_and_writes_everything_a_user_looks_at(tiny_run) -> None:
@@ -87,6 +97,25 @@ def test_fine_tuning_reports_its_metric(tiny_run) -> None:
     assert re.search(r"event=init_checkpoint_summary loaded=\d+ missing=\[\] unused=\[\]", log), log[-2000:]
     assert "source=" in log and "/pretrain/phase2/checkpoints/ckpt-60" in log
     assert (workdir / "volumes" / "bert-tiny" / "cola" / "glue" / "results.json").exists()  # <output>/<stage>/
+    cola = statuses(result.stdout)["tiny-cola"]
+    assert cola["resolved"]["initCheckpoint"] == "pvc://bert-tiny/pretrain/phase2"  # initCheckpointFrom, last stage
+    assert cola["resolved"]["vocab"] == "pvc://bert-tiny-inputs/vocab.txt"  # vocabFrom tiny-data
+
+
+def test_every_training_stage_exported_what_its_task_exports_by_default(tiny_run) -> None:
+    result, workdir, _ = tiny_run
+    found = statuses(result.stdout)
+    assert found["tiny-pretrain"]["results"]["artifacts"] == [
+        {"stage": "phase1", "format": "hf", "uri": "pvc://bert-tiny/pretrain/phase1/export/hf"},
+        {"stage": "phase2", "format": "hf", "uri": "pvc://bert-tiny/pretrain/phase2/export/hf"}]
+    assert found["tiny-cola"]["results"]["artifacts"] == [
+        {"stage": "glue", "format": "hf", "uri": "pvc://bert-tiny/cola/glue/export/hf"},
+        {"stage": "glue", "format": "savedmodel", "uri": "pvc://bert-tiny/cola/glue/export/savedmodel"}]
+    volume = workdir / "volumes" / "bert-tiny"
+    for folder in ("pretrain/phase1", "pretrain/phase2", "cola/glue"):
+        assert {p.name for p in (volume / folder / "export" / "hf").iterdir()} >= {"config.json", "model.safetensors"}
+    assert (volume / "cola" / "glue" / "export" / "savedmodel" / "saved_model.pb").exists()
+    assert found["tiny-cola"]["results"]["exported"] == ["hf", "savedmodel"]
 
 
 def test_each_stage_ran_the_rendered_launcher_command_with_volumes_bound(tiny_run) -> None:
@@ -107,5 +136,5 @@ def test_a_second_run_skips_what_succeeded(tiny_run) -> None:
     _, workdir, _ = tiny_run
     again = run_local(str(TINY), "--workdir", str(workdir), timeout=120)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("already Succeeded in an earlier run") == 4
+    assert again.stderr.count("already Succeeded in an earlier run") == 3
     assert all(status["phase"] == "Succeeded" for status in statuses(again.stdout).values())

@@ -184,12 +184,15 @@ def _unchanged(body: dict[str, Any], accepted: dict[str, Any], job: BertTraining
 
 def _ended(ctx: Context, errors: Any, reason: str, prefix: str = "", extra: dict[str, Any] | None = None) -> Plan:
     """A job that cannot run as it is: Failed with `reason` and every field error, a Warning Event, nothing created.
-    An invalid spec also makes Valid False; a policy violation leaves Valid alone (the spec itself is valid)."""
+    An invalid spec also makes Valid False; a policy violation leaves Valid alone (the spec itself is valid); a
+    dependency that cannot be met makes it True (it is)."""
     generation = ctx.body["metadata"].get("generation")
     message = prefix + "; ".join(f"{e.path}: {e.message}" for e in errors)
     conditions = ctx.old.get("conditions") or []
     if reason == sm.REASON_INVALID_SPEC:
         conditions = sm.set_condition(conditions, sm.VALID, False, reason, message, ctx.now, generation)
+    elif reason in deps.REASONS:  # the spec is valid; the jobs it names cannot give it its inputs
+        conditions = sm.set_condition(conditions, sm.VALID, True, sm.REASON_VALID_SPEC, "spec is valid", ctx.now, generation)
     conditions = sm.set_condition(conditions, sm.FAILED, True, reason, message, ctx.now, generation)
     new = {**ctx.old, **(extra or {}), "phase": "Failed", "conditions": conditions, "observedGeneration": generation,
            "completionTime": ctx.now}
