@@ -29,6 +29,7 @@ from .api.errors import FieldError
 from .api.models import DatasetSpec, StoreSpec
 from .api.parse import parse_job
 from .api.presets import NVIDIA_CORPUS_FOLDER
+from .api.rules import references
 from .tasks import stage_data_path, stages_of, task_of
 
 #: Jobs a cycle search reads at most (a chain of data, pretraining and fine-tuning jobs is 3 long).
@@ -165,7 +166,7 @@ def _store(store: StoreSpec) -> dict[str, Any]:
 def apply_record(job: BertTrainingJob, record: Mapping[str, Any]) -> BertTrainingJob:
     """`job` with the locations a started job recorded (it never resolves again)."""
     spec = job.spec
-    if not raw_references(spec.model_dump(by_alias=True, exclude_none=True, mode="json")):
+    if not references(spec):  # (every reconcile of a started job passes here: attribute reads only)
         return job
     dataset = spec.dataset
     if spec.dataset.from_job and record.get("dataset"):
