@@ -15,13 +15,17 @@ import yaml
 
 from bert_operator.api.crd import crd, policy_crd
 from tests.chart.test_operator_access import Served, chart_certificates
-from tests.conftest import MPIJOB_CRD, REPO, free_port
+from bert_operator.api.parse import parse_text
+from bert_operator.dependencies import resolve_file
+from bert_operator.render import render_all
+from tests.conftest import MPIJOB_CRD, REPO, free_port, rank_command
 from tests.operator.cluster import EmulatedCluster, OperatorProcess
 from tests.operator.strict import StrictApiServer, load_crd
 from tests.operator.test_policy_e2e import wait_for_webhook
 
 NS = "ml-training"
 END_TO_END = list(yaml.safe_load_all((REPO / "examples" / "bert-end-to-end.yaml").read_text()))
+TINY = REPO / "examples" / "bertjob-tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ca = chart_certificates(certs)
     with EmulatedCluster(workdir) as cluster:
         cluster.strict = StrictApiServer(cluster.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD),
-                                                       "berttrainingpolicies": policy_crd()}, namespaces={NS: {}})
+                                                       "berttrainingpolicies": policy_crd()}, namespaces={NS: {}, "default": {}})
         cluster.connect(cluster.call(cluster.strict.start))
         port = free_port()
         operator = OperatorProcess(cluster, "--webhook-port", str(port), "--webhook-cert-dir", str(certs),
@@ -166,3 +170,26 @@ def test_a_cycle_is_refused_at_admission_and_failed_by_the_operator_if_it_gets_p
         assert condition(ended, "Failed")["reason"] in ("DependencyCycle", "DependencyFailed")
     assert condition(status(cluster, "bert-data-loop"), "Failed")["reason"] == "DependencyCycle"
     assert not any(name.endswith("-loop") or "-loop-" in name for name in mpijob_names(cluster))
+
+
+def test_the_tiny_file_runs_on_the_cluster_as_local_mode_and_bertjob_render_run_it(served: Served) -> None:
+    """The same file, the same way: applied at once, the operator creates each stage's MPIJob in the order local mode
+    runs them, with the trainer command `bertjob render` gives (which tests/local checks local mode runs)."""
+    cluster = served.cluster
+    expected = {m["metadata"]["name"]: m for job in resolve_file(parse_text(TINY.read_text(), TINY.name))
+                for m in render_all(job)}
+    for document in yaml.safe_load_all(TINY.read_text()):
+        cluster.apply_job(document, uid=f"uid-{document['metadata']['name']}")
+    created: list[str] = []
+    for name in expected:  # tiny-data-prepare, ..., tiny-cola-glue: the order local mode runs them in
+        found = cluster.wait(lambda: {m["metadata"]["name"]: m for m in cluster.mpijobs("default")}.get(name),
+                             what=f"MPIJob {name}")
+        assert set(m["metadata"]["name"] for m in cluster.mpijobs("default")) == {*created, name}
+        launcher = [str(a) for a in found["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]]
+        want = expected[name]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+        assert rank_command(launcher) == rank_command(want), name
+        cluster.set_mpijob_conditions("default", name, "Created", "Running", "Succeeded")
+        created.append(name)
+    final = cluster.wait(lambda: (s := cluster.job("default", "tiny-cola").get("status") or {}).get("phase")
+                         == "Succeeded" and s, what="tiny-cola Succeeded")
+    assert final["resolved"]["initCheckpoint"] == "pvc://bert-tiny/pretrain/phase2"
