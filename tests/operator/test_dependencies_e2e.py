@@ -13,15 +13,13 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd, policy_crd
-from tests.chart.test_operator_access import Served, chart_certificates
 from bert_operator.api.parse import parse_text
 from bert_operator.dependencies import resolve_file
 from bert_operator.render import render_all
-from tests.conftest import MPIJOB_CRD, REPO, free_port, rank_command
-from tests.operator.cluster import EmulatedCluster, OperatorProcess
-from tests.operator.strict import StrictApiServer, load_crd
-from tests.operator.test_policy_e2e import wait_for_webhook
+from tests.chart.test_operator_access import Served
+from tests.conftest import REPO, rank_command
+from tests.operator.cluster import EmulatedCluster
+from tests.operator.test_policy_e2e import wait_for_webhook, webhooked_operator
 
 NS = "ml-training"
 END_TO_END = list(yaml.safe_load_all((REPO / "examples" / "bert-end-to-end.yaml").read_text()))
@@ -30,24 +28,8 @@ TINY = REPO / "examples" / "bertjob-tiny.yaml"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not MPIJOB_CRD.exists():
-        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}")
-    workdir = tmp_path_factory.mktemp("dependencies")
-    certs = workdir / "certs"
-    certs.mkdir()
-    ca = chart_certificates(certs)
-    with EmulatedCluster(workdir) as cluster:
-        cluster.strict = StrictApiServer(cluster.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD),
-                                                       "berttrainingpolicies": policy_crd()}, namespaces={NS: {}, "default": {}})
-        cluster.connect(cluster.call(cluster.strict.start))
-        port = free_port()
-        operator = OperatorProcess(cluster, "--webhook-port", str(port), "--webhook-cert-dir", str(certs),
-                                   resync_seconds=60.0).start()
-        try:
-            yield Served(cluster, operator, port, ca, cluster.strict)
-        finally:
-            operator.stop()
-            cluster.call(cluster.strict.stop)
+    with webhooked_operator(tmp_path_factory.mktemp("dependencies"), {NS: {}, "default": {}}, 60.0) as served:
+        yield served
 
 
 def status(cluster: EmulatedCluster, name: str) -> dict[str, Any]:

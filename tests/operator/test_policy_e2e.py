@@ -4,12 +4,14 @@ operator before anything is created; a policy edited later leaves running jobs a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import ssl
 import time
 import uuid
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -38,28 +40,38 @@ def squad(name: str, **resources: Any) -> dict[str, Any]:
     return document
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@contextlib.contextmanager
+def webhooked_operator(workdir: Path, namespaces: dict[str, dict[str, str]], resync_seconds: float,
+                       before: Callable[[EmulatedCluster], None] = lambda cluster: None) -> Iterator[Served]:
+    """The strict emulated API (both CRDs, the real MPIJob CRD, `namespaces` with their labels) and the operator
+    process serving its webhook over HTTPS with the chart's certificates; `before` runs once the API is up."""
     if not MPIJOB_CRD.exists():
         pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}")
-    workdir = tmp_path_factory.mktemp("policy")
     certs = workdir / "certs"
     certs.mkdir()
     ca = chart_certificates(certs)
     with EmulatedCluster(workdir) as cluster:
         cluster.strict = StrictApiServer(cluster.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD),
-                                                       "berttrainingpolicies": policy_crd()},
-                                         namespaces={TEAM: LABEL, "other": {}})
+                                                       "berttrainingpolicies": policy_crd()}, namespaces=namespaces)
         cluster.connect(cluster.call(cluster.strict.start))
-        cluster.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", POLICY)
+        before(cluster)
         port = free_port()
         operator = OperatorProcess(cluster, "--webhook-port", str(port), "--webhook-cert-dir", str(certs),
-                                   resync_seconds=1.0).start()
+                                   resync_seconds=resync_seconds).start()
         try:
             yield Served(cluster, operator, port, ca, cluster.strict)
         finally:
             operator.stop()
             cluster.call(cluster.strict.stop)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    def add_policy(cluster: EmulatedCluster) -> None:
+        cluster.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", POLICY)
+
+    with webhooked_operator(tmp_path_factory.mktemp("policy"), {TEAM: LABEL, "other": {}}, 1.0, add_policy) as served:
+        yield served
 
 
 def status(cluster: EmulatedCluster, name: str) -> dict[str, Any]:
