@@ -246,8 +246,8 @@ def notes(runs: dict[str, dict[str, Any]]) -> list[str]:
         out.append(f"GLUE: scored on the full official dev set; BERT-Base: {HF_GLUE}.")
     if "squad" in runs:
         s = runs["squad"]
-        out.append(f"SQuAD v1.1: trained on {s['train_questions']} questions of {s['train_articles']} dev articles "
-                   f"(the first {s['train_fraction']:.0%} by title), scored on {s['heldout_questions']} questions of the other {s['heldout_articles']} "
+        out.append(f"SQuAD v1.1: trained on {s['train_questions']} questions (train ex.) from the first {s['train_articles']} "
+                   f"dev articles by title ({s['train_fraction']:.0%}), scored on {s['heldout_questions']} questions of the other {s['heldout_articles']} "
                    f"articles (official v1.1 EM/F1); {s['features']} train windows. BERT-Base: {DEVLIN}, after the "
                    "87.6k-question train set: an anchor, not the same split.")
     out.append("MiniLM-L6: all-MiniLM-L6-v2 is a sentence-embedding model; no published figures on these dev sets.")
