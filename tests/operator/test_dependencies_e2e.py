@@ -58,7 +58,7 @@ def succeed(cluster: EmulatedCluster, mpijob: str) -> None:
     cluster.set_mpijob_conditions(NS, mpijob, "Created", "Running", "Succeeded")
 
 
-def renamed(document: dict[str, Any], suffix: str, **refs: str) -> dict[str, Any]:
+def renamed(document: dict[str, Any], suffix: str, **refs: Any) -> dict[str, Any]:
     copied = copy.deepcopy(document)
     copied["metadata"]["name"] += suffix
     for path, target in refs.items():
@@ -66,7 +66,10 @@ def renamed(document: dict[str, Any], suffix: str, **refs: str) -> dict[str, Any
         *parents, last = path.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[last] = target
+        if target is None:
+            node.pop(last, None)
+        else:
+            node[last] = target
     return copied
 
 
@@ -129,6 +132,23 @@ def test_a_failed_producer_fails_the_job_that_waits_for_it(served: Served) -> No
     assert not any(name.startswith("bert-pretrain-2") for name in mpijob_names(cluster))
     events = [(e["type"], e["reason"]) for e in cluster.events() if e["involved_object"]["name"] == "bert-pretrain-2"]
     assert ("Warning", "DependencyFailed") in events
+
+
+def test_a_producer_deleted_before_it_succeeded_fails_the_job_that_waits_for_it(served: Served) -> None:
+    cluster = served.cluster
+    data, squad = END_TO_END[0], END_TO_END[2]
+    cluster.apply_job(renamed(data, "-3"), uid="uid-d3")
+    cluster.apply_job(renamed(squad, "-3", **{"model.vocabFrom": {"fromJob": "bert-data-3"},
+                                              "model.initCheckpointFrom": None, "model.initCheckpoint": "s3://bert-models/ckpt"}),
+                      uid="uid-s3")
+    cluster.wait(lambda: (status(cluster, "bert-squad-3").get("dependencies") or [{}])[0].get("uid") == "uid-d3",
+                 what="the dependent saw its producer")
+    cluster.custom.delete_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "bert-data-3")
+    failed = cluster.wait(lambda: (s := status(cluster, "bert-squad-3")).get("phase") == "Failed" and s,
+                          what="the dependent failed")
+    assert condition(failed, "Failed")["message"] == (
+        "spec.model.vocabFrom.fromJob: BertTrainingJob bert-data-3 (uid uid-d3) was deleted before it succeeded; "
+        "apply it again, then this job again")
 
 
 def test_a_cycle_is_refused_at_admission_and_failed_by_the_operator_if_it_gets_past(served: Served) -> None:
