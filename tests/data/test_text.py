@@ -38,3 +38,21 @@ def test_book_is_one_document_and_lines_form():
     assert docs == book_document(book) == [["Chapter one.", "It was a dark night.", "The rain fell.",
                                             "It fell hard."]]
     assert to_lines([["a.", "b."], ["c."]]) == "a.\nb.\n\nc.\n"
+
+
+def test_a_doc_tag_inside_article_text_does_not_split_the_document() -> None:
+    """Issue 17: "no <command> or <doc> given" in an article cut it in two; only a tag at a line's start counts."""
+    from bert_trainer.prep.shards import scan_file  # noqa: PLC0415
+    from bert_trainer.prep.text import wiki_documents  # noqa: PLC0415
+
+    article = ('<doc id="1" url="u" title="Shell">\nShell\n\nThe shell says no <command> or <doc> given. '
+               'It then exits. A </doc> here is text too.\n</doc>\n<doc id="2" url="v" title="Two">\nTwo\n\n'
+               'Second article. It has two sentences.\n</doc>\n')
+    docs = wiki_documents(article)
+    assert len(docs) == 2
+    assert docs[0] == ["The shell says no <command> or <doc> given.", "It then exits.", "A </doc> here is text too."]
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as fh:
+        fh.write(article)
+    assert len(scan_file(fh.name)) == 2

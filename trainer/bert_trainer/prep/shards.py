@@ -13,7 +13,9 @@ import heapq
 import random
 import re
 
-_DOC_START = re.compile(rb"<doc[\s>]")
+#: A document starts where a line starts with a <doc> tag (the extractor's own lines), never at a "<doc>"
+#: inside an article's text ("no <command> or <doc> given").
+_DOC_START = re.compile(rb"^<doc[\s>]", re.MULTILINE)
 
 
 class InputError(ValueError):

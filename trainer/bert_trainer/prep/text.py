@@ -66,7 +66,9 @@ def _paragraph_sentences(lines) -> list[str]:
     return sentences
 
 
-_DOC_OPEN = re.compile(r"<doc\b[^>]*>")
+#: The extractor's tags stand on lines of their own; a "<doc>" or "</doc>" inside article text is text.
+_DOC_OPEN = re.compile(r"^<doc\b[^>]*>", re.MULTILINE)
+_DOC_CLOSE = re.compile(r"^</doc>\s*$", re.MULTILINE)
 _TITLE = re.compile(r'title="([^"]*)"')
 
 
@@ -79,7 +81,7 @@ def wiki_documents(text: str) -> list[list[str]]:
     """Sentences of each ``<doc ...>...</doc>`` block; the title line that the
     extractor repeats first is dropped, as are empty articles."""
     docs = []
-    for block in text.split("</doc>"):
+    for block in _DOC_CLOSE.split(text):
         m = _DOC_OPEN.search(block)
         if not m:
             continue
