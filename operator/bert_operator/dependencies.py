@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from pydantic import ValidationError
+
 from .api import BertTrainingJob, SpecError
 from .api.errors import FieldError
 from .api.models import DatasetSpec, StoreSpec
@@ -254,7 +256,11 @@ def _output(producer: _Producer) -> StoreSpec:
     """Where the producer wrote: its recorded output (a policy's default included), else its spec's."""
     recorded = producer.record.get("output")
     if recorded:
-        return StoreSpec.model_validate(recorded, strict=False)
+        try:
+            return StoreSpec.model_validate(recorded, strict=False)
+        except ValidationError:  # a status edited by hand: say so instead of failing every reconcile
+            raise SpecError([FieldError("status.resolved.output", f"BertTrainingJob {producer.job.metadata.name}'s "
+                                                                 f"recorded output is not a location: {recorded!r}"[:300])]) from None
     out = producer.job.spec.output
     return StoreSpec(uri=out.uri, endpoint=out.endpoint, region=out.region, credentials_secret=out.credentials_secret)
 

@@ -68,14 +68,11 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
         runtime.forget(namespace, name)
         runtime.wake_dependents(namespace, name)  # a job waiting for this one fails, saying so
         return
-    before = (runtime.jobs.get((namespace, name)) or {}).get("status") or {}
     job = runtime.remember(plain(body))
     # Our own status writes come back as MODIFIED events; they carry nothing new. MPIJob changes
     # arrive through mpijob_event, missed ones through the resync.
     if not runtime.reconciler.is_current(job):
-        runtime.reconcile(job)
-    if ((job.get("status") or {}).get("phase")) != before.get("phase"):  # Succeeded or Failed: its dependents go on
-        runtime.wake_dependents(namespace, name)
+        runtime.reconcile(job)  # (which wakes the jobs waiting for this one when its phase changes)
 
 
 @kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})

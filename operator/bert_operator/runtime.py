@@ -89,13 +89,14 @@ class Runtime:
         self._index_dependent(key, body)
         return body
 
-    def _index_dependent(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
+    def _index_dependent(self, key: tuple[str, str], body: dict[str, Any]) -> None:
         """Index a job under each producer it waits for (entries go when the producer wakes them: a stale one only
         costs a reconcile that finds nothing to do)."""
+        status = body.get("status") or {}
+        if status.get("resolved") or status.get("phase") in ("Succeeded", "Failed"):  # waits for nobody
+            return
         namespace, name = key
-        status = (body or {}).get("status") or {}
-        waits = body is not None and not status.get("resolved") and status.get("phase") not in ("Succeeded", "Failed")
-        for producer in dependencies.producer_names((body or {}).get("spec") or {}) if waits else ():
+        for producer in dependencies.producer_names(body.get("spec") or {}):
             self.dependents.setdefault((namespace, producer), set()).add(name)
 
     def wake_dependents(self, namespace: str, producer: str) -> None:

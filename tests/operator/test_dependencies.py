@@ -300,3 +300,22 @@ def test_validate_refuses_a_cycle_in_a_file_with_exit_2_naming_the_field(tmp_pat
     assert first == (f"{cyclic}: bert-data: spec.model.vocabFrom.fromJob: jobs bert-data -> bert-squad -> "
                      "bert-pretrain -> bert-data wait for each other's outputs, so none can start; break the cycle")
     assert len(parse_text(cyclic.read_text(), str(cyclic))) == 4  # each job alone is valid: the cycle is the file's
+
+
+def test_export_formats_must_be_known_and_listed_once() -> None:
+    squad = documents()["bert-squad"]
+    squad["spec"]["output"]["exportFormats"] = ["hf", "hf"]
+    assert errors_of(squad) == ["spec.output.exportFormats: lists a format twice: ['hf', 'hf']"]
+    squad["spec"]["output"]["exportFormats"] = ["onnx"]
+    [error] = errors_of(squad)
+    assert error.startswith("spec.output.exportFormats[0]: must be one of 'hf' or 'savedmodel', got 'onnx'")
+
+
+def test_a_producers_hand_edited_record_is_an_invalid_dependency_not_a_crash() -> None:
+    jobs = documents()
+    pretrain = succeeded(jobs["bert-pretrain"], resolved={"output": {"uri": 42}})
+    producers = {"bert-data": succeeded(jobs["bert-data"]), "bert-pretrain": pretrain}
+    result = plan(jobs["bert-squad"], {}, Observed(producers=producers), NOW)
+    assert result.actions == () and failed_reason(result)[0] == "DependencyInvalid"
+    assert "status.resolved.output: BertTrainingJob bert-pretrain's recorded output is not a location" in \
+        failed_reason(result)[1]

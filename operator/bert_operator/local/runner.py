@@ -37,7 +37,7 @@ from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.rules import references
 from ..contract import utc_now
-from ..dependencies import find_cycle, producer_names
+from ..dependencies import cycle_error, producer_names
 from ..reconcile import Reconciler, normalized_spec, spec_hash
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
@@ -274,20 +274,20 @@ def dependency_order(jobs: list[BertTrainingJob]) -> list[BertTrainingJob]:
     specs = {name: normalized_spec(job) for name, job in by_name.items()}
     ordered: list[BertTrainingJob] = []
     placed: set[str] = set()
+    bodies = {name: {"spec": spec} for name, spec in specs.items()}
     for job in jobs:
-        cycle = find_cycle(job.metadata.name, specs[job.metadata.name],
-                           {name: {"spec": spec} for name, spec in specs.items()})
-        if cycle:
-            raise LocalSetupError(f"{job.metadata.name}: jobs {' -> '.join(cycle)} wait for each other's outputs, so "
-                                  "none can start; break the cycle")
-    def place(name: str) -> None:
+        cycle = cycle_error(job.metadata.name, specs[job.metadata.name], bodies)
+        if cycle is not None:
+            raise LocalSetupError(f"{job.metadata.name}: {cycle}")
+
+    def place(name: str) -> None:  # depth first, producers before their dependents (no cycle is left)
         if name in placed or name not in by_name:
             return
         placed.add(name)
         for producer in producer_names(specs[name]):
             place(producer)
         ordered.append(by_name[name])
-    # (placed before its producers are visited: a cycle was refused above, so none is left to loop on)
+
     for job in jobs:
         place(job.metadata.name)
     return ordered
