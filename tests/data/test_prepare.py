@@ -211,3 +211,69 @@ def test_ranks_split_the_shards(corpus_dir, vocab_file, tmp_path, run_cli):
     results = json.loads((out / "results.json").read_text())
     assert results["worldSize"] == 2 and results["countsCover"] == "all shards"  # rank 0 counts every rank's shards
     assert results["instances"] == json.loads((single / "results.json").read_text())["instances"]
+
+
+def _topic_corpus(directory: Path, vocab_tokens: list[str], n_docs: int, fmt: str = "bert") -> dict[int, int]:
+    """A file of ``n_docs`` documents (``fmt``: bert or wikipedia), each written with words of its own
+    (disjoint sets of whole-word vocab tokens), so the document a token came from can be read off its
+    id: id -> document."""
+    import random
+
+    from bert_trainer.prep.corpus import word_list
+
+    words = word_list(vocab_tokens, limit=40 * n_docs)
+    rng = random.Random(3)
+    owner, lines = {}, []
+    index = {t: i for i, t in enumerate(vocab_tokens)}
+    for d in range(n_docs):
+        own = words[40 * d:40 * (d + 1)]
+        owner.update({index[w]: d for w in own})
+        sentences = [" ".join(rng.choice(own) for _ in range(rng.randint(6, 14))).capitalize() + "."
+                     for _ in range(rng.randint(25, 40))]
+        if fmt == "wikipedia":
+            lines += [f'<doc id="{d}" url="u{d}" title="Doc {d}">', f"Doc {d}", ""]
+            lines += [" ".join(sentences[i:i + 4]) for i in range(0, len(sentences), 4)] + ["</doc>"]
+        else:
+            lines += sentences + [""]
+    directory.mkdir()
+    (directory / "formatted.txt").write_text("\n".join(lines))
+    return owner
+
+
+@pytest.mark.parametrize("fmt", ["wikipedia", "bert"])
+def test_random_next_sentences_never_come_from_the_same_document(fmt, vocab_tokens, vocab_file, tmp_path):
+    """Issue 17: with as many shards as documents each shard held one, and every sentence B labelled random
+    came from A's own document. Now B comes from another document (the shard's donors) in every split."""
+    import tensorflow as tf
+
+    owner = _topic_corpus(tmp_path / "in", vocab_tokens, n_docs=12, fmt=fmt)
+    out = tmp_path / "out" / CORPUS
+    # 12 documents: 11 training shards of one document each, and one test shard of one document
+    assert main(flags(tmp_path / "in", out, vocab_file, shards=11, dupe=3)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["inputFormats"] == {fmt: 1} and results["documents"] == 12
+    counts = {"training": [0, 0], "test": [0, 0]}
+    for path in sorted(out.glob("*/*.tfrecord")):
+        for raw in tf.data.TFRecordDataset([str(path)]):
+            f = tf.train.Example.FromString(raw.numpy()).features.feature
+            ids, seg = f["input_ids"].int64_list.value, f["segment_ids"].int64_list.value
+            masked = set(f["masked_lm_positions"].int64_list.value)
+            sides = [{owner[t] for i, (t, s) in enumerate(zip(ids, seg)) if s == side and t in owner
+                      and i not in masked} for side in (0, 1)]
+            label = f["next_sentence_labels"].int64_list.value[0]
+            if not sides[0] or not sides[1]:
+                continue  # a side of punctuation and masks only
+            assert len(sides[0]) == len(sides[1]) == 1, (path.name, sides)  # each side from one document
+            assert (sides[0] == sides[1]) == (label == 0), (path.name, label, sides)
+            counts[path.parent.name][label] += 1
+    for split, (same, random_b) in counts.items():
+        assert same > 3 and random_b > 3, (split, counts)  # both labels, in both splits
+
+
+def test_a_bert_format_corpus_forced_to_books_is_one_document(vocab_tokens, vocab_file, tmp_path, capsys):
+    _topic_corpus(tmp_path / "in", vocab_tokens, n_docs=4)
+    with pytest.raises(SystemExit) as exc:
+        main(flags(tmp_path / "in", tmp_path / "out" / CORPUS, vocab_file, shards=2,
+                   extra=["--input_format", "books"]))
+    assert exc.value.code == 2
+    assert "--n_shards: 1 training documents cannot fill 2 shards" in capsys.readouterr().err

@@ -170,6 +170,17 @@ def test_prepare_data_writes_nvidia_named_folder_on_cpu_workers() -> None:
     )
     assert mpijob["spec"]["slotsPerWorker"] == 1
     assert "nvidia.com/gpu" not in worker_pod(mpijob)["containers"][0]["resources"].get("limits", {})
+    assert "--input_format" not in flags  # auto: the trainer detects each file's format
+
+
+def test_prepare_data_input_format_reaches_the_trainer() -> None:
+    document = load(example("prepare-data.yaml"))
+    document["spec"]["task"]["prepareData"]["inputFormat"] = "bert"
+    [mpijob] = render_all(parse_job(document))
+    assert command_flags(mpijob)["--input_format"] == "bert"
+    document["spec"]["task"]["prepareData"]["inputFormat"] = "text"
+    with pytest.raises(Exception, match="inputFormat"):
+        parse_job(document)
 
 
 def test_default_pretrain_phase_reads_what_default_prepare_data_writes() -> None:

@@ -294,6 +294,14 @@ class RecordSet(ApiModel):
 class PrepareDataTask(ApiModel):
     """Raw text (Wikipedia extracts, books) to sharded pretraining TFRecords in NVIDIA's layout."""
 
+    input_format: Literal["auto", "wikipedia", "books", "bert"] = Field(
+        "auto",
+        description=(
+            "How the text under dataset.uri is laid out: wikipedia (WikiExtractor <doc> blocks), books (plain "
+            "text, one book per file), or bert (one sentence per line and a blank line between documents, the "
+            "input of Google's and NVIDIA's create_pretraining_data.py). Default auto: detected per file."
+        ),
+    )
     max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per instance. Default 128 (512 for phase 2 data).")
     max_predictions_per_seq: int = Field(20, ge=1, description="Masked positions per instance. Default 20 (80 for phase 2 data).")
     masked_lm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Share of tokens masked. Default 0.15.")

@@ -73,6 +73,7 @@ class PrepareData(OperatorTask):
             "--output_dir", self.output(spec, stage, in_pod(spec.output.uri)),
             *tokenizer_flags(spec),
             *(["--do_whole_word_mask"] if task.whole_word_masking else []),
+            *(["--input_format", task.input_format] if task.input_format != "auto" else []),
             "--max_seq_length", str(task.max_seq_length),
             "--max_predictions_per_seq", str(task.max_predictions_per_seq),
             "--masked_lm_prob", number(task.masked_lm_prob),

@@ -8,7 +8,10 @@ written here from the description:
 * A random prefix of the gathered segments is sentence A. With probability 0.5
   (always when only one segment was gathered) sentence B comes from a random
   position of another document (label 1) and the unused segments are put back;
-  otherwise B is the rest of the gathered segments (label 0).
+  otherwise B is the rest of the gathered segments (label 0). "Another document"
+  is drawn uniformly from the shard's other documents and its donors (documents
+  of other shards, see prep/shards.py), never A's own, unless the corpus has one
+  document only (then, as in Google's script, B comes from A's document).
 * The pair is trimmed to fit, one token at a time from the longer side, randomly
   front or back.
 * ``round(len * masked_lm_prob)`` positions (at least 1, at most
@@ -94,7 +97,9 @@ def _mask(tokens: list[int], a_len: int, s: Settings, ids: SpecialIds, rng: rand
 
 
 def _instances_from_document(docs: list[list[list[int]]], index: int, s: Settings, ids: SpecialIds,
-                             rng: random.Random):
+                             rng: random.Random, sources: int):
+    """Instances of ``docs[index]``; random next sentences come from ``docs[:sources]`` (the shard's
+    documents, then its donors), never from ``docs[index]`` itself when there is another."""
     doc = docs[index]
     max_tokens = s.max_seq_length - 3
     target = max_tokens
@@ -114,11 +119,9 @@ def _instances_from_document(docs: list[list[list[int]]], index: int, s: Setting
                 is_random = 1
                 want = target - len(a)
                 other = index
-                if len(docs) > 1:
-                    for _ in range(10):
-                        other = rng.randrange(len(docs))
-                        if other != index:
-                            break
+                if sources > 1:  # uniform over the other documents: one draw, never A's own
+                    other = rng.randrange(sources - 1)
+                    other += other >= index
                 rdoc = docs[other]
                 for seg in rdoc[rng.randrange(len(rdoc)):]:
                     b.extend(seg)
@@ -142,14 +145,17 @@ def _finish(a, b, is_random: int, s: Settings, ids: SpecialIds, rng: random.Rand
     return masked, segment_ids, positions, labels, is_random
 
 
-def create_instances(docs: list[list[list[int]]], s: Settings, ids: SpecialIds, rng: random.Random):
+def create_instances(docs: list[list[list[int]]], s: Settings, ids: SpecialIds, rng: random.Random,
+                     donors: list[list[list[int]]] | None = None):
     """Yield (input_ids, segment_ids, masked_lm_positions, masked_lm_ids, next_sentence_label),
     unpadded, for ``dupe_factor`` passes over ``docs`` (lists of token-id sentences),
-    shuffled. Empty sentences and documents must be removed beforehand."""
+    shuffled. ``donors`` (documents of other shards) only lend random next sentences.
+    Empty sentences and documents must be removed beforehand."""
     out = []
+    pool = docs + list(donors or [])
     for _ in range(s.dupe_factor):
         for index in range(len(docs)):
-            out.extend(_instances_from_document(docs, index, s, ids, rng))
+            out.extend(_instances_from_document(pool, index, s, ids, rng, len(pool)))
     rng.shuffle(out)
     return out
 

@@ -1,6 +1,14 @@
-"""Formatting: Wikipedia extractor ``<doc ...>`` blocks and plain-text books to
-documents of sentences, and the "one sentence per line, blank line between
-documents" text form. Sentence splitting is rule based (no model, no download)."""
+"""Formatting: the three input formats to documents of sentences, and back.
+
+* ``wikipedia``: WikiExtractor output, ``<doc ...>`` blocks, one paragraph per line;
+* ``books``: plain text, one book per file (one document), paragraphs split into
+  sentences;
+* ``bert``: the text Google's and NVIDIA's ``create_pretraining_data.py`` read, one
+  sentence per line and a blank line between documents. Lines are taken as they are
+  (not split again), so a corpus already formatted for those scripts gives the same
+  documents and sentences here.
+
+Sentence splitting is rule based (no model, no download)."""
 
 from __future__ import annotations
 
@@ -107,9 +115,69 @@ def book_document(text: str) -> list[list[str]]:
     return [sentences] if sentences else []
 
 
-def documents(text: str) -> list[list[str]]:
-    """Documents (lists of sentences) of one input text of either kind."""
-    return wiki_documents(text) if is_wiki(text) else book_document(text)
+def bert_document(text: str) -> list[list[str]]:
+    """One document of the ``bert`` format (the text between two blank lines): each
+    non-empty line, stripped, is a sentence, as ``create_pretraining_data.py`` reads it."""
+    sentences = [ln.strip() for ln in text.splitlines()]
+    sentences = [s for s in sentences if s]
+    return [sentences] if sentences else []
+
+
+def window_sentences(window: str, input_format: str) -> list[str]:
+    """The whole sentences of a window cut out of a document (a donor's loan, see prep/worker.py):
+    the lines cut at both ends and the extractor's tag lines are dropped; the lines between are
+    whole paragraphs (or, for ``bert``, sentences)."""
+    lines = window.splitlines()[1:-1]
+    lines = [ln.strip() for ln in lines if ln.strip() and not _DOC_OPEN.match(ln) and not _DOC_CLOSE.match(ln)]
+    if input_format == "bert":
+        return lines
+    return _paragraph_sentences(lines)
+
+
+#: How much of a file ``detect_format`` reads.
+DETECT_BYTES = 65536
+
+#: The formats ``--input_format`` names; ``auto`` picks one per file with ``detect_format``.
+FORMATS = ("wikipedia", "books", "bert")
+
+#: Terminal punctuation, optionally closed by quotes or brackets: how a line that is one sentence ends.
+_SENTENCE_END = re.compile(r"""[.!?]["'\u201d\u2019)\]]*$""")
+_BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
+
+
+def detect_format(sample: str, cut: bool = False) -> str:
+    """The format of a file from its first bytes (``cut``: the sample stops inside the file).
+
+    ``wikipedia`` when it starts with a ``<doc`` tag. ``bert`` when blank lines cut it
+    into blocks of several lines (2 or more on average, over at least 2 blocks) and
+    nearly every line (90%) is one whole sentence: one that ends with terminal
+    punctuation and that the splitter does not cut. Otherwise ``books``: a wrapped
+    book has lines that stop mid-sentence, and a book of one paragraph per line has
+    blocks of one line or lines of several sentences, so neither looks like ``bert``.
+    A ``bert`` file of one document (no blank line) reads as ``books`` with the same
+    result: one document whose lines hold its sentences.
+    """
+    if is_wiki(sample):
+        return "wikipedia"
+    blocks = [[ln.strip() for ln in b.splitlines() if ln.strip()] for b in _BLANK_LINES.split(sample)]
+    if cut and len(blocks) > 2:
+        blocks = blocks[:-1]  # the sample ends inside a block: do not judge by a cut line
+    blocks = [b for b in blocks if b]
+    lines = [ln for b in blocks for ln in b]
+    if len(blocks) < 2 or len(lines) < 2 * len(blocks):
+        return "books"
+    whole = sum(1 for ln in lines if _SENTENCE_END.search(ln) and len(split_sentences(ln)) == 1)
+    return "bert" if whole >= 0.9 * len(lines) else "books"
+
+
+def documents(text: str, input_format: str | None = None) -> list[list[str]]:
+    """Documents (lists of sentences) of one input text in ``input_format`` (detected when None)."""
+    input_format = input_format or detect_format(text[:DETECT_BYTES], cut=len(text) > DETECT_BYTES)
+    if input_format == "wikipedia":
+        return wiki_documents(text)
+    if input_format == "bert":
+        return bert_document(text)
+    return book_document(text)
 
 
 def to_lines(docs: list[list[str]]) -> str:

@@ -67,25 +67,43 @@ def final_uri(output_dir: str, unit: Unit) -> str:
     return storage.join(output_dir, unit.split, unit.name)
 
 
-def _documents(job: Job, unit: Unit) -> list[list[str]]:
+#: Bytes of text a donor document lends per max_seq_length token (a WordPiece token is ~4-5 bytes of
+#: English): enough for one sentence B of any length, without reading (or tokenizing) a whole book.
+DONOR_BYTES_PER_TOKEN = 8
+
+
+def _documents(job: Job, unit: Unit) -> tuple[list[list[str]], list[list[str]]]:
+    """The sentences of the shard's documents, and of a window of each of its donors."""
     docs: list[list[str]] = []
+    donors: list[list[str]] = []
+    window = DONOR_BYTES_PER_TOKEN * job.settings.max_seq_length
+    rng = random.Random(f"donor-windows:{job.seed}:{unit.split}:{unit.index}")
     handles: dict[int, object] = {}
     try:
-        for f, start, end in unit.docs:
+        for f, start, end, fmt in unit.docs:
             fh = handles.get(f) or handles.setdefault(f, open(job.files[f], "rb"))
             fh.seek(start)
-            docs.extend(text.documents(fh.read(end - start).decode("utf-8")))
+            docs.extend(text.documents(fh.read(end - start).decode("utf-8"), fmt))
+        for f, start, end, fmt in unit.donors:
+            fh = handles.get(f) or handles.setdefault(f, open(job.files[f], "rb"))
+            if end - start <= window:
+                fh.seek(start)
+                donors.extend(text.documents(fh.read(end - start).decode("utf-8"), fmt))
+                continue
+            offset = start + int(rng.random() * (end - start - window))
+            fh.seek(offset)
+            sentences = text.window_sentences(fh.read(window).decode("utf-8", "ignore"), fmt)
+            if sentences:
+                donors.append(sentences)
     finally:
         for fh in handles.values():
             fh.close()
-    return docs
+    return docs, donors
 
 
-def make_shard(unit: Unit) -> dict:
-    """Build and publish one shard; returns its counts."""
-    job: Job = _STATE["job"]
-    t0 = time.perf_counter()
-    docs = _documents(job, unit)
+def _token_docs(docs: list[list[str]]) -> tuple[list[list[list[int]]], int]:
+    """Token ids of each document's sentences, empty sentences and documents dropped; and the number
+    of sentences read."""
     flat = [s for doc in docs for s in doc]
     ids = vocab.tokenize_sentences(_STATE["tokenizer"], flat)
     token_docs, k = [], 0
@@ -94,8 +112,18 @@ def make_shard(unit: Unit) -> dict:
         k += len(doc)
         if sents:
             token_docs.append(sents)
+    return token_docs, len(flat)
+
+
+def make_shard(unit: Unit) -> dict:
+    """Build and publish one shard; returns its counts."""
+    job: Job = _STATE["job"]
+    t0 = time.perf_counter()
+    docs, donor_docs = _documents(job, unit)
+    token_docs, n_sentences = _token_docs(docs)
+    donors, _ = _token_docs(donor_docs)
     rng = random.Random(f"{job.seed}:{unit.split}:{unit.index}")
-    instances = create_instances(token_docs, job.settings, _STATE["ids"], rng) if token_docs else []
+    instances = create_instances(token_docs, job.settings, _STATE["ids"], rng, donors) if token_docs else []
 
     local_dir = (os.path.join(job.output_dir, unit.split) if not storage.is_s3(job.output_dir)
                  else os.path.join(job.scratch, "out", unit.split))
@@ -110,7 +138,7 @@ def make_shard(unit: Unit) -> dict:
                 size += fh.write(b"".join(buf))
                 buf.clear()
         size += fh.write(b"".join(buf))
-    counts = {"documents": len(token_docs), "sentences": len(flat), "instances": len(instances), "bytes": size}
+    counts = {"documents": len(token_docs), "sentences": n_sentences, "instances": len(instances), "bytes": size}
     storage.write_bytes(counts_uri(job.output_dir, unit), json.dumps(counts).encode())  # before the shard
     if storage.is_s3(job.output_dir):
         try:

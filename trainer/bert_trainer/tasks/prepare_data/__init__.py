@@ -1,4 +1,5 @@
-"""``prepare-data``: raw text (Wikipedia extractor output, books) to pretraining TFRecords.
+"""``prepare-data``: raw text (Wikipedia extractor output, books, or text already in the one sentence per
+line form of Google's script) to pretraining TFRecords.
 
 This module is the command line; the work is :mod:`bert_trainer.tasks.prepare_data.driver`.
 Neither imports TensorFlow (but for the driver's Horovod fallback).
@@ -10,10 +11,11 @@ import argparse
 
 from bert_trainer import storage
 from bert_trainer.flags import bool_flag
+from bert_trainer.prep.text import FORMATS
 from bert_trainer.tasks.common import check_output_dir, require_positive, run_guarded
 
 NAME = "prepare-data"
-HELP = "raw text (Wikipedia extractor output, books) to pretraining TFRecords"
+HELP = "raw text (Wikipedia extractor output, books, one sentence per line) to pretraining TFRecords"
 
 
 def add_arguments(d: argparse.ArgumentParser) -> None:
@@ -21,6 +23,10 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--input_dir", required=True, help="raw text: local dir or s3:// prefix (read recursively)")
     d.add_argument("--output_dir", required=True,
                    help="local dir or s3:// prefix; training/ and test/ shards, progress.json, results.json")
+    d.add_argument("--input_format", choices=("auto", *FORMATS), default="auto",
+                   help="wikipedia (WikiExtractor <doc> blocks), books (plain text, one book per file) or bert "
+                        "(one sentence per line, a blank line between documents, as create_pretraining_data.py "
+                        "reads); auto: detected per file")
     d.add_argument("--vocab_file", required=True, help="WordPiece vocab.txt: local path or s3:// URI")
     bool_flag(d, "do_lower_case", "lower-case and strip accents (uncased models)")
     bool_flag(d, "do_whole_word_mask", "mask whole words (a token and its ## pieces) together")

@@ -9,6 +9,8 @@ except to ask Horovod for the rank when no launcher variable gives it.
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import json
 import logging
 import multiprocessing
@@ -105,8 +107,14 @@ def remove_stale_temps(output_dir: str, units: list[shards.Unit]) -> int:
     return removed
 
 
-def _scan_all(files: list[str], pool) -> list[list[tuple[int, int]]]:
-    return list(pool.imap(shards.scan_file, files, chunksize=4)) if pool else [shards.scan_file(f) for f in files]
+def _scan_all(files: list[str], pool, input_format: str) -> list[tuple[str, list[tuple[int, int]]]]:
+    scan = functools.partial(shards.scan_file, input_format=input_format)
+    return list(pool.imap(scan, files, chunksize=4)) if pool else [scan(f) for f in files]
+
+
+def format_counts(scanned: list[tuple[str, list[tuple[int, int]]]]) -> dict[str, int]:
+    """Input files per format (what --input_format auto chose), for the log and results.json."""
+    return dict(sorted(collections.Counter(fmt for fmt, _ in scanned).items()))
 
 
 class Progress:
@@ -177,7 +185,7 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
     ctx = multiprocessing.get_context("fork")
     pool = ctx.Pool(workers, initializer=worker.init, initargs=(job,)) if workers > 1 else None
     try:
-        ranges = _scan_all(files, pool)
+        ranges = _scan_all(files, pool, args.input_format)
         corpus = os.path.basename(args.output_dir.rstrip("/")) or "corpus"
         units = shards.plan(ranges, args.n_shards, args.test_split, args.random_seed, corpus)
         # Held from the first write on (bad input has failed by now, with nothing written), and only once the
@@ -190,16 +198,18 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
             pool.join()
 
 
-def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, ranges: list[list[tuple[int, int]]],
+def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, ranges: list[tuple[str, list[tuple[int, int]]]],
                  units: list[shards.Unit], pool, workers: int, t0: float) -> dict:
     files = job.files
     mine = units[w.rank::w.size]
     done_before = finished(args.output_dir)
     todo = [u for u in mine if f"{u.split}/{u.name}" not in done_before]
     stale = remove_stale_temps(args.output_dir, todo)
-    log.info("event=plan files=%d documents=%d shards=%d rank=%d size=%d mine=%d skipped=%d stale_temps=%d "
-             "workers=%d", len(files), sum(len(r) for r in ranges), len(units), w.rank, w.size, len(mine),
-             len(mine) - len(todo), stale, workers)
+    formats = format_counts(ranges)
+    log.info("event=plan files=%d formats=%s documents=%d shards=%d rank=%d size=%d mine=%d skipped=%d "
+             "stale_temps=%d workers=%d", len(files), ",".join(f"{k}:{v}" for k, v in formats.items()),
+             sum(len(r) for _, r in ranges), len(units), w.rank, w.size, len(mine), len(mine) - len(todo), stale,
+             workers)
     progress = Progress(w.rank == 0, args.output_dir, units)
     progress.report(final=True)
     made = dict.fromkeys(worker.COUNT_KEYS, 0)  # this run's (this rank's) work, for the rates
@@ -229,6 +239,6 @@ def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, ranges: lis
         "sentencesPerSecond": round(made["sentences"] / seconds, 1) if seconds > 0 else None,
         "instancesPerSecond": round(made["instances"] / seconds, 1) if seconds > 0 else None,
         "training": storage.join(args.output_dir, "training"), "test": storage.join(args.output_dir, "test"),
-        "worldSize": w.size, "workers": workers,
+        "worldSize": w.size, "workers": workers, "inputFormats": formats,
     }
     return progress.reports.results(results)
