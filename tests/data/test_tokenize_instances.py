@@ -117,3 +117,35 @@ def test_fast_record_encoding_matches_protobuf():
     assert list(ex["input_ids"].int64_list.value) == ids + [0, 0]
     assert list(ex["masked_lm_weights"].float_list.value) == [1.0, 1.0, 0.0]
     assert list(ex["next_sentence_labels"].int64_list.value) == [1]
+
+
+@pytest.mark.parametrize("seq,pred,wwm", [(128, 20, False), (512, 80, True)])
+def test_batch_encoding_gives_the_bytes_of_the_one_record_encoder(token_docs, vocab_tokens, seq, pred, wwm):
+    """encode_batch (numpy varints, cached headers) writes, record for record, what the plain encoder writes
+    for each instance; TensorFlow parses it back to the instance."""
+    import numpy as np
+    from tensorflow.core.example import example_pb2
+
+    from bert_trainer.prep.instances import Corpus, create_batches
+    from bert_trainer.prep.records import encode_batch, frame, padded_pretraining_example, read_records
+
+    s = Settings(seq, pred, 0.15, 0.1, dupe_factor=1, whole_word_mask=wwm)
+    ids = special_ids(vocab_tokens)
+    [batch] = list(create_batches(Corpus.from_documents(token_docs[:30]), s, ids, random.Random(2),
+                                  np.random.default_rng(2)))
+    framed = encode_batch(batch, seq, pred)
+    assert len(framed) == len(batch) > 50
+    for i, record in enumerate(framed):
+        inst = batch.instance(i)
+        assert record == frame(padded_pretraining_example(*inst, seq, pred))
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".tfrecord") as fh:
+        fh.write(b"".join(framed))
+        fh.flush()
+        first = example_pb2.Example.FromString(next(read_records(fh.name))).features.feature
+    input_ids, segment_ids, positions, labels, nsp = batch.instance(0)
+    assert list(first["input_ids"].int64_list.value) == input_ids + [0] * (seq - len(input_ids))
+    assert list(first["segment_ids"].int64_list.value) == segment_ids + [0] * (seq - len(segment_ids))
+    assert list(first["masked_lm_ids"].int64_list.value) == labels + [0] * (pred - len(labels))
+    assert list(first["next_sentence_labels"].int64_list.value) == [nsp]

@@ -4,7 +4,7 @@ written here from the description:
 
 * Segments (sentences) of a document are gathered until ``target`` tokens, where
   target is ``max_seq_length - 3`` or, with probability ``short_seq_prob``, a
-  random length in [2, max_seq_length - 3].
+  random length in [2, max_seq_length - 3] (drawn once per document and pass).
 * A random prefix of the gathered segments is sentence A. With probability 0.5
   (always when only one segment was gathered) sentence B comes from a random
   position of another document (label 1) and the unused segments are put back;
@@ -12,18 +12,38 @@ written here from the description:
   is drawn uniformly from the shard's other documents and its donors (documents
   of other shards, see prep/shards.py), never A's own, unless the corpus has one
   document only (then, as in Google's script, B comes from A's document).
-* The pair is trimmed to fit, one token at a time from the longer side, randomly
-  front or back.
+* The pair is trimmed to fit, one token at a time from the longer side (B on a
+  tie), randomly front or back.
 * ``round(len * masked_lm_prob)`` positions (at least 1, at most
   ``max_predictions_per_seq``) are predicted; [CLS]/[SEP] never. Each is replaced
   by [MASK] 80%, kept 10%, a random vocab id 10%. Whole-word masking picks whole
   words (a token and its ``##`` continuations) as units.
+
+Where the time goes, and why it is split this way: only the packing decisions
+(which sentences make A and B) are sequential, one Python step per instance, on
+the sentences' token offsets; no token is touched there. Everything per token is
+done for a block of instances at once in numpy (``Batch``): trimming (how many
+tokens leave each side depends only on the two lengths, and which end each comes
+from is a fair coin per token, so a binomial draw per side gives the same
+distribution as the token-by-token loop), gathering the tokens into a padded
+matrix, and masking (a random key per candidate position, the smallest keys
+chosen). Whole-word masking keeps a per-instance loop (a word is chosen or
+skipped as a unit, which does not vectorise), so it is slower.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import hashlib
+import itertools
 import random
+
+import numpy as np
+
+#: Instances processed together in numpy: big enough to amortise numpy's per-call cost, small enough
+#: that the [block, max_seq_length] temporaries stay a few MB.
+BLOCK = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,125 +65,232 @@ class SpecialIds:
     is_continuation: list[bool]  # id -> token starts with "##"
 
 
-def _truncate_pair(a: list[int], b: list[int], max_tokens: int, rng: random.Random) -> None:
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
-        if rng.random() < 0.5:
-            del longer[0]
-        else:
-            longer.pop()
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """The token ids of a shard's documents (then its donors) in one flat array.
+
+    ``offsets[k]`` is where sentence k starts in ``tokens`` (one more entry: the end);
+    ``doc_sentences[d]`` is document d's first sentence (one more entry: the end).
+    Documents from ``own`` on are donors: they only lend random next sentences."""
+
+    tokens: np.ndarray
+    offsets: list[int]
+    doc_sentences: list[int]
+    own: int
+
+    @classmethod
+    def from_documents(cls, docs: list[list[list[int]]], donors: list[list[list[int]]] | None = None) -> "Corpus":
+        """From documents of token-id sentences (empty sentences and documents removed beforehand)."""
+        every = [*docs, *(donors or [])]
+        lengths = [len(s) for doc in every for s in doc]
+        offsets = [0, *np.cumsum(lengths, dtype=np.int64).tolist()]
+        doc_sentences = [0, *np.cumsum([len(doc) for doc in every], dtype=np.int64).tolist()]
+        tokens = np.fromiter(itertools.chain.from_iterable(s for doc in every for s in doc), dtype=np.int32,
+                             count=offsets[-1])
+        return cls(tokens, offsets, doc_sentences, len(docs))
 
 
-def _mask(tokens: list[int], a_len: int, s: Settings, ids: SpecialIds, rng: random.Random):
-    """Mask ``[CLS] A [SEP] B [SEP]`` (A has ``a_len`` tokens). Returns (masked tokens,
-    sorted positions, original ids at those positions)."""
-    n_tokens = len(tokens)
-    candidates = [*range(1, a_len + 1), *range(a_len + 2, n_tokens - 1)]  # never [CLS]/[SEP]
-    if s.whole_word_mask:
-        cont = ids.is_continuation
-        groups: list = []
-        for i in candidates:
-            if groups and cont[tokens[i]] and groups[-1][-1] == i - 1:
-                groups[-1].append(i)
-            else:
-                groups.append([i])
+@dataclasses.dataclass
+class Batch:
+    """Instances as padded arrays: what a record holds, before encoding."""
+
+    input_ids: np.ndarray  # [n, max_seq_length] int32, masked, 0-padded
+    lengths: np.ndarray  # [n] real tokens ([CLS] A [SEP] B [SEP])
+    a_lengths: np.ndarray  # [n] tokens of A (segment 0 is [CLS] A [SEP])
+    positions: np.ndarray  # [n, max_predictions_per_seq] sorted, 0-padded
+    masked_ids: np.ndarray  # [n, max_predictions_per_seq] original ids at positions, 0-padded
+    n_predictions: np.ndarray  # [n]
+    next_sentence_labels: np.ndarray  # [n] 1: B is random
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def segment_ids(self) -> np.ndarray:
+        """[n, max_seq_length]: 1 on ``B [SEP]``, 0 elsewhere (padding included)."""
+        j = np.arange(self.input_ids.shape[1])
+        return ((j >= self.a_lengths[:, None] + 2) & (j < self.lengths[:, None])).astype(np.int8)
+
+    def instance(self, i: int) -> tuple:
+        """Instance ``i`` unpadded: (input_ids, segment_ids, positions, masked ids, next sentence label)."""
+        n, k, la = int(self.lengths[i]), int(self.n_predictions[i]), int(self.a_lengths[i])
+        return (self.input_ids[i, :n].tolist(), [0] * (la + 2) + [1] * (n - la - 2), self.positions[i, :k].tolist(),
+                self.masked_ids[i, :k].tolist(), int(self.next_sentence_labels[i]))
+
+
+def numpy_rng(key: str) -> np.random.Generator:
+    """A numpy generator seeded from a string (the shard's seed key), the same on every platform."""
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+
+
+def _pairs(corpus: Corpus, s: Settings, rng: random.Random) -> np.ndarray:
+    """The packing decisions of ``dupe_factor`` passes: rows (a_start, a_len, b_start, b_len, label) into
+    ``corpus.tokens``, untrimmed. The only per-instance Python step; it never touches a token."""
+    off, docs, sources = corpus.offsets, corpus.doc_sentences, len(corpus.doc_sentences) - 1
+    max_tokens = s.max_seq_length - 3
+    out: list[tuple[int, int, int, int, int]] = []
+    append, rand, randint, randrange = out.append, rng.random, rng.randint, rng.randrange
+    for _ in range(s.dupe_factor):
+        for index in range(corpus.own):
+            first, last = docs[index], docs[index + 1]
+            target = randint(2, max_tokens) if rand() < s.short_seq_prob else max_tokens
+            start = i = first
+            while i < last:
+                if i == last - 1 or off[i + 1] - off[start] >= target:
+                    n_chunk = i - start + 1
+                    a_end = start + (1 if n_chunk < 2 else randint(1, n_chunk - 1))
+                    a0, a1 = off[start], off[a_end]
+                    if n_chunk == 1 or rand() < 0.5:
+                        other = index
+                        if sources > 1:  # uniform over the other documents: one draw, never A's own
+                            other = randrange(sources - 1)
+                            other += other >= index
+                        r_first, r_last = docs[other], docs[other + 1]
+                        j = r_first + randrange(r_last - r_first)
+                        # sentences from j on until B holds target - len(A) tokens (at least one sentence)
+                        k = bisect.bisect_left(off, off[j] + target - (a1 - a0), j + 1, r_last)
+                        append((a0, a1 - a0, off[j], off[k] - off[j], 1))
+                        i = a_end - 1  # the unused segments start the next chunk
+                    else:
+                        append((a0, a1 - a0, a1, off[i + 1] - a1, 0))
+                    start = i + 1
+                i += 1
+    return np.asarray(out, dtype=np.int64).reshape(-1, 5)
+
+
+def _trim(la: np.ndarray, lb: np.ndarray, max_tokens: int, nprng: np.random.Generator):
+    """Lengths after trimming to ``max_tokens`` and tokens removed from the front of each side.
+
+    The token-by-token loop removes from the longer side, B on a tie: first the
+    difference from the longer side, then alternately B, A, B, ... So the counts
+    per side follow from the lengths, and each removal's end is a fair coin."""
+    excess = np.maximum(la + lb - max_tokens, 0)
+    first = np.minimum(excess, np.abs(la - lb))
+    rest = excess - first
+    ra = np.where(la > lb, first, 0) + rest // 2
+    rb = np.where(la > lb, 0, first) + rest - rest // 2
+    return la - ra, lb - rb, nprng.binomial(ra, 0.5), nprng.binomial(rb, 0.5)
+
+
+def _mask_block(tokens: np.ndarray, n: np.ndarray, la: np.ndarray, s: Settings, ids: SpecialIds,
+                nprng: np.random.Generator):
+    """Mask a block in place; returns (sorted positions, original ids, number predicted), 0-padded."""
+    rows, width = tokens.shape
+    p = s.max_predictions_per_seq
+    j = np.arange(width)
+    candidate = (j >= 1) & (j < n[:, None] - 1) & (j != la[:, None] + 1)  # never [CLS]/[SEP]/padding
+    k = np.minimum(np.minimum(p, np.maximum(1, np.rint(n * s.masked_lm_prob).astype(np.int64))),
+                   candidate.sum(axis=1))
+    keys = nprng.random((rows, width), dtype=np.float32)
+    keys[~candidate] = 2.0
+    if p < width:
+        picked = np.argpartition(keys, p - 1, axis=1)[:, :p]
     else:
-        groups = candidates
+        picked = np.broadcast_to(j, (rows, width))[:, :p].copy()
+    picked = np.take_along_axis(picked, np.argsort(np.take_along_axis(keys, picked, axis=1), axis=1), axis=1)
+    valid = np.arange(picked.shape[1]) < k[:, None]
+    positions = np.sort(np.where(valid, picked, width), axis=1)
+    valid = positions < width
+    positions = np.where(valid, positions, 0)
+    row = np.broadcast_to(np.arange(rows)[:, None], positions.shape)
+    original = np.where(valid, tokens[row, positions], 0)
+    r = nprng.random(positions.shape)
+    replaced = np.where(r < 0.8, ids.mask, np.where(r >= 0.9, nprng.integers(0, ids.vocab_size, positions.shape),
+                                                    original))
+    tokens[row[valid], positions[valid]] = replaced[valid]
+    return _pad(positions, p), _pad(original, p), k
+
+
+def _pad(a: np.ndarray, width: int) -> np.ndarray:
+    return a if a.shape[1] == width else np.pad(a, ((0, 0), (0, width - a.shape[1])))
+
+
+def _mask_block_whole_words(tokens: np.ndarray, n: np.ndarray, la: np.ndarray, s: Settings, ids: SpecialIds,
+                            rng: random.Random):
+    """Whole-word masking, one instance at a time (see the module docstring)."""
+    p = s.max_predictions_per_seq
+    positions = np.zeros((len(n), p), np.int64)
+    original = np.zeros((len(n), p), np.int64)
+    counts = np.zeros(len(n), np.int64)
+    for r in range(len(n)):
+        row = tokens[r, :n[r]].tolist()
+        masked, chosen, labels = _mask_whole_words(row, int(la[r]), s, ids, rng)
+        tokens[r, :n[r]] = masked
+        positions[r, :len(chosen)], original[r, :len(chosen)], counts[r] = chosen, labels, len(chosen)
+    return positions, original, counts
+
+
+def _mask_whole_words(tokens: list[int], a_len: int, s: Settings, ids: SpecialIds, rng: random.Random):
+    """Mask ``[CLS] A [SEP] B [SEP]`` by whole words. Returns (masked tokens, sorted positions, original ids)."""
+    n_tokens = len(tokens)
+    cont = ids.is_continuation
+    groups: list[list[int]] = []
+    for i in [*range(1, a_len + 1), *range(a_len + 2, n_tokens - 1)]:  # never [CLS]/[SEP]
+        if groups and cont[tokens[i]] and groups[-1][-1] == i - 1:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
     num_to_predict = min(s.max_predictions_per_seq, max(1, int(round(n_tokens * s.masked_lm_prob))))
     out = list(tokens)
     chosen: list[int] = []
     rand = rng.random
-    mask, vocab_size, wwm = ids.mask, ids.vocab_size, s.whole_word_mask
     n = len(groups)
-    # A lazy Fisher-Yates shuffle: draw groups in random order only until enough are chosen.
-    for k in range(n):
+    for k in range(n):  # a lazy Fisher-Yates shuffle: groups in random order until enough are chosen
         if len(chosen) >= num_to_predict:
             break
         j = k + int(rand() * (n - k))
         groups[k], groups[j] = groups[j], groups[k]
-        group = groups[k] if wwm else (groups[k],)
-        if len(chosen) + len(group) > num_to_predict:
+        if len(chosen) + len(groups[k]) > num_to_predict:
             continue
-        for pos in group:
+        for pos in groups[k]:
             r = rand()
             if r < 0.8:
-                out[pos] = mask
+                out[pos] = ids.mask
             elif r >= 0.9:
-                out[pos] = int(rand() * vocab_size)
-            # else: keep the original token
+                out[pos] = int(rand() * ids.vocab_size)
             chosen.append(pos)
     chosen.sort()
     return out, chosen, [tokens[p] for p in chosen]
 
 
-def _instances_from_document(docs: list[list[list[int]]], index: int, s: Settings, ids: SpecialIds,
-                             rng: random.Random, sources: int):
-    """Instances of ``docs[index]``; random next sentences come from ``docs[:sources]`` (the shard's
-    documents, then its donors), never from ``docs[index]`` itself when there is another."""
-    doc = docs[index]
-    max_tokens = s.max_seq_length - 3
-    target = max_tokens
-    if rng.random() < s.short_seq_prob:
-        target = rng.randint(2, max_tokens)
-    chunk: list[list[int]] = []
-    length = 0
-    i = 0
-    while i < len(doc):
-        chunk.append(doc[i])
-        length += len(doc[i])
-        if i == len(doc) - 1 or length >= target:
-            a_end = 1 if len(chunk) < 2 else rng.randint(1, len(chunk) - 1)
-            a = [t for seg in chunk[:a_end] for t in seg]
-            b: list[int] = []
-            if len(chunk) == 1 or rng.random() < 0.5:
-                is_random = 1
-                want = target - len(a)
-                other = index
-                if sources > 1:  # uniform over the other documents: one draw, never A's own
-                    other = rng.randrange(sources - 1)
-                    other += other >= index
-                rdoc = docs[other]
-                for seg in rdoc[rng.randrange(len(rdoc)):]:
-                    b.extend(seg)
-                    if len(b) >= want:
-                        break
-                i -= len(chunk) - a_end  # the unused segments start the next chunk
-            else:
-                is_random = 0
-                b = [t for seg in chunk[a_end:] for t in seg]
-            _truncate_pair(a, b, max_tokens, rng)
-            if a and b:
-                yield _finish(a, b, is_random, s, ids, rng)
-            chunk, length = [], 0
-        i += 1
+def _block(corpus: Corpus, pairs: np.ndarray, s: Settings, ids: SpecialIds, rng: random.Random,
+           nprng: np.random.Generator) -> Batch:
+    width = s.max_seq_length
+    la, lb, a_front, b_front = _trim(pairs[:, 1], pairs[:, 3], width - 3, nprng)
+    keep = (la > 0) & (lb > 0)
+    la, lb, a0, b0, label = la[keep], lb[keep], (pairs[:, 0] + a_front)[keep], (pairs[:, 2] + b_front)[keep], \
+        pairs[keep, 4]
+    n = la + lb + 3
+    j = np.arange(width)
+    source = np.where(j <= la[:, None], a0[:, None] + j - 1, b0[:, None] + j - la[:, None] - 2)
+    tokens = corpus.tokens[np.clip(source, 0, max(len(corpus.tokens) - 1, 0))] if len(corpus.tokens) else \
+        np.zeros(source.shape, np.int32)
+    tokens[:, 0] = ids.cls
+    tokens[(j == la[:, None] + 1) | (j == n[:, None] - 1)] = ids.sep
+    tokens[j >= n[:, None]] = 0
+    if s.whole_word_mask:
+        positions, original, k = _mask_block_whole_words(tokens, n, la, s, ids, rng)
+    else:
+        positions, original, k = _mask_block(tokens, n, la, s, ids, nprng)
+    return Batch(tokens, n, la, positions, original, k, label)
 
 
-def _finish(a, b, is_random: int, s: Settings, ids: SpecialIds, rng: random.Random) -> tuple:
-    tokens = [ids.cls, *a, ids.sep, *b, ids.sep]
-    segment_ids = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-    masked, positions, labels = _mask(tokens, len(a), s, ids, rng)
-    return masked, segment_ids, positions, labels, is_random
+def create_batches(corpus: Corpus, s: Settings, ids: SpecialIds, rng: random.Random,
+                   nprng: np.random.Generator):
+    """Yield the shard's instances, shuffled, in Batches of at most BLOCK."""
+    pairs = _pairs(corpus, s, rng)
+    pairs = pairs[nprng.permutation(len(pairs))]
+    for start in range(0, len(pairs), BLOCK):
+        batch = _block(corpus, pairs[start:start + BLOCK], s, ids, rng, nprng)
+        if len(batch):
+            yield batch
 
 
 def create_instances(docs: list[list[list[int]]], s: Settings, ids: SpecialIds, rng: random.Random,
-                     donors: list[list[list[int]]] | None = None):
-    """Yield (input_ids, segment_ids, masked_lm_positions, masked_lm_ids, next_sentence_label),
-    unpadded, for ``dupe_factor`` passes over ``docs`` (lists of token-id sentences),
-    shuffled. ``donors`` (documents of other shards) only lend random next sentences.
-    Empty sentences and documents must be removed beforehand."""
-    out = []
-    pool = docs + list(donors or [])
-    for _ in range(s.dupe_factor):
-        for index in range(len(docs)):
-            out.extend(_instances_from_document(pool, index, s, ids, rng, len(pool)))
-    rng.shuffle(out)
-    return out
-
-
-def encode_instance(inst: tuple, s: Settings) -> bytes:
-    """The padded record of one instance in the standard schema."""
-    from bert_trainer.prep.records import padded_pretraining_example  # noqa: PLC0415
-
-    input_ids, segment_ids, positions, labels, is_random = inst
-    return padded_pretraining_example(input_ids, segment_ids, positions, labels, is_random, s.max_seq_length,
-                                      s.max_predictions_per_seq)
+                     donors: list[list[list[int]]] | None = None, nprng: np.random.Generator | None = None):
+    """The instances of ``dupe_factor`` passes over ``docs`` (lists of token-id sentences), shuffled, as
+    unpadded tuples (input_ids, segment_ids, masked_lm_positions, masked_lm_ids, next_sentence_label):
+    ``create_batches`` for tests and tools. ``donors`` (documents of other shards) only lend random next
+    sentences. Empty sentences and documents must be removed beforehand."""
+    nprng = nprng or np.random.default_rng(rng.getrandbits(64))
+    corpus = Corpus.from_documents(docs, donors)
+    return [b.instance(i) for b in create_batches(corpus, s, ids, rng, nprng) for i in range(len(b))]

@@ -2,9 +2,13 @@
 
 The standard pretraining schema has only int64 and float lists, so the protobuf
 wire format is a few nested length-delimited fields. CRC32C (masked, as TFRecord
-requires) comes from the copy of absl inside TensorFlow's shared library through
-ctypes when it is there (1 GB/s+), otherwise from a pure-Python table (slow but
-correct). ``tests/data`` checks TensorFlow parses what we write.
+requires) comes from ``google-crc32c``'s C extension, else from the copy of absl
+inside TensorFlow's shared library through ctypes, else from a pure-Python table
+(slow but correct). ``tests/data`` checks TensorFlow parses what we write.
+
+``encode_batch`` writes a whole Batch of instances: the varints of every id are
+computed in numpy at once, and each record is then a join of a few byte strings
+whose headers depend only on lengths (cached), so no Python runs per token.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import logging
 import os
 import struct
 import sysconfig
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +98,18 @@ def _candidate_symbols(path: str) -> list[str]:
     return [n for n in names if n.startswith("_ZN")]
 
 
+def _google_crc32c():
+    """google-crc32c's C implementation, or None (not installed, or only its pure-Python fallback)."""
+    try:
+        import google_crc32c  # noqa: PLC0415
+    except ImportError:
+        return None
+    return google_crc32c.value if google_crc32c.implementation == "c" else None
+
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 try:
-    crc32c = _absl_crc32c() or crc32c_python
+    crc32c = _google_crc32c() or _absl_crc32c() or crc32c_python
 except Exception:  # noqa: BLE001 - any trouble loading the library: use the portable one
     crc32c = crc32c_python
 if crc32c is crc32c_python:
@@ -204,6 +219,99 @@ def padded_pretraining_example(input_ids: list[int], segment_ids: list[int], pos
         _fast_entry("masked_lm_weights", _field(2, _field(1, _ONE_F * k + _ZERO_F * ppad))),
         _fast_entry("next_sentence_labels", _field(3, _field(1, _VARINTS[next_sentence_label]))),
     )))
+
+
+_HEADERS: dict[int, bytes] = {}  # record length -> its 12-byte TFRecord header
+
+
+def _framed(record: bytes) -> bytes:
+    header = _HEADERS.get(len(record))
+    if header is None:
+        length = struct.pack("<Q", len(record))
+        header = _HEADERS.setdefault(len(record), length + struct.pack("<I", _masked(crc32c(length))))
+    return header + record + struct.pack("<I", _masked(crc32c(record)))
+
+
+def varint_rows(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The packed varints of each row of a non-negative int matrix (ids below 2**21), concatenated row
+    after row, and each row's end offset in them."""
+    v = values.astype(np.uint32)
+    width = 1 + (v >= 1 << 7).astype(np.int64) + (v >= 1 << 14)
+    if (v >= 1 << 21).any():
+        raise ValueError("an id of 2**21 or more (a vocab of over two million tokens)")
+    b = np.empty(v.shape + (3,), np.uint8)
+    b[..., 0] = (v & 0x7F) | ((v >= 1 << 7) << 7)
+    b[..., 1] = ((v >> 7) & 0x7F) | ((v >= 1 << 14) << 7)
+    b[..., 2] = v >> 14
+    packed = b[np.arange(3) < width[..., None]]
+    return packed.tobytes(), np.cumsum(width.sum(axis=1))
+
+
+class _Entries:
+    """The bytes of map entries of the pretraining schema, cached by what they depend on."""
+
+    def __init__(self, max_seq_length: int, max_predictions_per_seq: int) -> None:
+        self.s, self.p = max_seq_length, max_predictions_per_seq
+        self.heads: dict[tuple[str, int], bytes] = {}
+        self.whole: dict[tuple, bytes] = {}
+
+    def head(self, name: str, packed_len: int) -> bytes:
+        """Everything of an int64 entry before its packed values (which are ``packed_len`` bytes)."""
+        key = (name, packed_len)
+        got = self.heads.get(key)
+        if got is None:
+            values_head = _VARINTS[(1 << 3) | 2] + _v(packed_len)  # Int64List.value, packed
+            list_len = len(values_head) + packed_len
+            feature_head = _VARINTS[(3 << 3) | 2] + _v(list_len)  # Feature.int64_list
+            feature_len = len(feature_head) + list_len
+            value_field = _VARINTS[(2 << 3) | 2] + _v(feature_len)  # the map entry's value: the Feature
+            body_len = len(_KEYS[name]) + len(value_field) + feature_len
+            got = self.heads.setdefault(key, _VARINTS[(1 << 3) | 2] + _v(body_len) + _KEYS[name] + value_field +
+                                        feature_head + values_head)
+        return got
+
+    def fixed(self, key: tuple, make) -> bytes:
+        got = self.whole.get(key)
+        if got is None:
+            got = self.whole.setdefault(key, make())
+        return got
+
+    def mask(self, n: int) -> bytes:
+        return self.fixed(("mask", n), lambda: _fast_entry("input_mask", _field(3, _field(1, b"\1" * n + b"\0" * (
+            self.s - n)))))
+
+    def segments(self, a_len: int, n: int) -> bytes:
+        return self.fixed(("seg", a_len, n), lambda: _fast_entry("segment_ids", _field(3, _field(1, bytes(
+            a_len + 2) + b"\1" * (n - a_len - 2) + bytes(self.s - n)))))
+
+    def weights(self, k: int) -> bytes:
+        return self.fixed(("w", k), lambda: _fast_entry("masked_lm_weights", _field(2, _field(1, _ONE_F * k + _ZERO_F * (
+            self.p - k)))))
+
+    def label(self, label: int) -> bytes:
+        return self.fixed(("nsl", label), lambda: _fast_entry("next_sentence_labels", _field(3, _field(1, _VARINTS[
+            label]))))
+
+
+def encode_batch(batch, max_seq_length: int, max_predictions_per_seq: int) -> list[bytes]:
+    """The framed TFRecords of a ``prep.instances.Batch``, in order: the same bytes as
+    ``frame(padded_pretraining_example(...))`` of each instance."""
+    entries = _Entries(max_seq_length, max_predictions_per_seq)
+    ids, ids_end = varint_rows(batch.input_ids)
+    pos, pos_end = varint_rows(batch.positions)
+    mids, mids_end = varint_rows(batch.masked_ids)
+    out = []
+    i0 = p0 = m0 = 0
+    head = entries.head
+    for n, la, k, label, i1, p1, m1 in zip(batch.lengths.tolist(), batch.a_lengths.tolist(),
+                                           batch.n_predictions.tolist(), batch.next_sentence_labels.tolist(),
+                                           ids_end.tolist(), pos_end.tolist(), mids_end.tolist()):
+        features = b"".join((head("input_ids", i1 - i0), ids[i0:i1], entries.mask(n), entries.segments(la, n),
+                             head("masked_lm_positions", p1 - p0), pos[p0:p1], head("masked_lm_ids", m1 - m0),
+                             mids[m0:m1], entries.weights(k), entries.label(label)))
+        out.append(_framed(_VARINTS[(1 << 3) | 2] + _v(len(features)) + features))
+        i0, p0, m0 = i1, p1, m1
+    return out
 
 
 def read_records(path: str):

@@ -20,9 +20,10 @@ import time
 
 from bert_trainer import storage
 from bert_trainer.prep import text, vocab
-from bert_trainer.prep.instances import Settings, SpecialIds, create_instances, encode_instance
-from bert_trainer.prep.records import frame
+from bert_trainer.prep.instances import Corpus, Settings, SpecialIds, create_batches, numpy_rng
+from bert_trainer.prep.records import encode_batch
 from bert_trainer.prep.shards import Unit
+from bert_trainer.prep.word_cache import CachedWordPiece
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ def init(job: Job) -> None:
     """Per process: the tokenizer and special ids (pool initializer)."""
     index = {t: i for i, t in enumerate(job.tokens)}
     _STATE["job"] = job
-    _STATE["tokenizer"] = vocab.make_tokenizer(list(job.tokens), job.lower_case)
+    _STATE["tokenizer"] = CachedWordPiece(vocab.make_tokenizer(list(job.tokens), job.lower_case), job.lower_case)
     _STATE["ids"] = SpecialIds(index["[CLS]"], index["[SEP]"], index["[MASK]"], len(job.tokens),
                                [t.startswith("##") for t in job.tokens])
 
@@ -105,7 +106,7 @@ def _token_docs(docs: list[list[str]]) -> tuple[list[list[list[int]]], int]:
     """Token ids of each document's sentences, empty sentences and documents dropped; and the number
     of sentences read."""
     flat = [s for doc in docs for s in doc]
-    ids = vocab.tokenize_sentences(_STATE["tokenizer"], flat)
+    ids = _STATE["tokenizer"].encode(flat)
     token_docs, k = [], 0
     for doc in docs:
         sents = [ids[k + j] for j in range(len(doc)) if ids[k + j]]
@@ -122,23 +123,22 @@ def make_shard(unit: Unit) -> dict:
     docs, donor_docs = _documents(job, unit)
     token_docs, n_sentences = _token_docs(docs)
     donors, _ = _token_docs(donor_docs)
-    rng = random.Random(f"{job.seed}:{unit.split}:{unit.index}")
-    instances = create_instances(token_docs, job.settings, _STATE["ids"], rng, donors) if token_docs else []
+    key = f"{job.seed}:{unit.split}:{unit.index}"
+    rng, nprng = random.Random(key), numpy_rng(key)
+    s = job.settings
 
     local_dir = (os.path.join(job.output_dir, unit.split) if not storage.is_s3(job.output_dir)
                  else os.path.join(job.scratch, "out", unit.split))
     os.makedirs(local_dir, exist_ok=True)
     tmp = os.path.join(local_dir, f"{temp_prefix(unit)}{os.getpid()}")
-    size = 0
+    size = instances = 0
     with open(tmp, "wb") as fh:
-        buf = []
-        for inst in instances:
-            buf.append(frame(encode_instance(inst, job.settings)))
-            if len(buf) >= 512:
-                size += fh.write(b"".join(buf))
-                buf.clear()
-        size += fh.write(b"".join(buf))
-    counts = {"documents": len(token_docs), "sentences": n_sentences, "instances": len(instances), "bytes": size}
+        if token_docs:
+            corpus = Corpus.from_documents(token_docs, donors)
+            for batch in create_batches(corpus, s, _STATE["ids"], rng, nprng):
+                size += fh.write(b"".join(encode_batch(batch, s.max_seq_length, s.max_predictions_per_seq)))
+                instances += len(batch)
+    counts = {"documents": len(token_docs), "sentences": n_sentences, "instances": instances, "bytes": size}
     storage.write_bytes(counts_uri(job.output_dir, unit), json.dumps(counts).encode())  # before the shard
     if storage.is_s3(job.output_dir):
         try:
