@@ -114,3 +114,16 @@ def test_wikipedia_is_detected_and_a_forced_format_that_does_not_fit_is_an_input
     assert err.value.flag == "input_format"
     path.write_text('<doc id="1" url="u" title="T">\nT\n\nText here.\n</doc>\n')
     assert scan_file(str(path))[0] == "wikipedia"
+
+
+def test_a_bert_file_whose_first_document_is_longer_than_the_sample_is_still_bert(tmp_path) -> None:
+    """A formatted corpus that starts with a book (one document of thousands of lines) has no blank line in
+    the bytes detection reads; it is bert all the same, and its later documents are separate."""
+    from bert_trainer.prep.shards import scan_file  # noqa: PLC0415
+    from bert_trainer.prep.text import DETECT_BYTES  # noqa: PLC0415
+
+    book = "".join(f"Sentence number {i} of the book is here.\n" for i in range(3 * DETECT_BYTES // 40))
+    path = tmp_path / "formatted.txt"
+    path.write_text(book + "\n" + BERT_FORMAT)
+    fmt, ranges = scan_file(str(path))
+    assert fmt == "bert" and len(ranges) == 4

@@ -149,3 +149,19 @@ def test_batch_encoding_gives_the_bytes_of_the_one_record_encoder(token_docs, vo
     assert list(first["segment_ids"].int64_list.value) == segment_ids + [0] * (seq - len(segment_ids))
     assert list(first["masked_lm_ids"].int64_list.value) == labels + [0] * (pred - len(labels))
     assert list(first["next_sentence_labels"].int64_list.value) == [nsp]
+
+
+def test_varint_rows_match_the_one_value_encoder_for_every_width():
+    import numpy as np
+
+    from bert_trainer.prep.records import _varint, varint_rows
+
+    rng = np.random.default_rng(0)
+    for top in (100, 30522, 1 << 16, 1 << 21):  # one byte only; a BERT vocab; past the tables; the largest
+        values = rng.integers(0, top, (7, 9))
+        values[0, :3] = [0, top - 1, min(127, top - 1)]
+        packed, ends = varint_rows(values)
+        rows = [b"".join(_varint(int(v)) for v in row) for row in values]
+        assert packed == b"".join(rows) and ends.tolist() == np.cumsum([len(r) for r in rows]).tolist()
+    with pytest.raises(ValueError, match="2\\*\\*21"):
+        varint_rows(np.array([[1 << 21]]))

@@ -50,7 +50,7 @@ def test_every_ascii_character_gives_the_tokenizers_ids(vocab_tokens, lower_case
     want = reference(tokenizer, sentences)
     assert cached.encode(sentences[:1500]) == want[:1500]
     assert cached.encode(sentences) == want  # the second time most words come from the cache
-    assert len(cached._cache) <= max_words
+    assert cached.cached_words <= max_words
     assert any(tokenizer.token_to_id("[UNK]") in ids for ids in want)  # the long runs did reach [UNK]
 
 

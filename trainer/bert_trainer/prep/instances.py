@@ -89,6 +89,19 @@ class Corpus:
                              count=offsets[-1])
         return cls(tokens, offsets, doc_sentences, len(docs))
 
+    @classmethod
+    def from_flat(cls, tokens: np.ndarray, lengths: np.ndarray, doc_counts: list[int], own: int) -> "Corpus":
+        """From the ids of every sentence one after the other, each sentence's length and each document's
+        number of sentences (the first ``own`` documents are the shard's, the rest donors). Empty sentences,
+        then documents left empty, are dropped, as create_pretraining_data.py drops them."""
+        keep = lengths > 0
+        doc_of = np.repeat(np.arange(len(doc_counts)), doc_counts)
+        kept = np.bincount(doc_of[keep], minlength=len(doc_counts))
+        nonempty = kept > 0
+        offsets = [0, *np.cumsum(lengths[keep]).tolist()]
+        doc_sentences = [0, *np.cumsum(kept[nonempty]).tolist()]
+        return cls(tokens, offsets, doc_sentences, int(nonempty[:own].sum()))
+
 
 @dataclasses.dataclass
 class Batch:
@@ -128,26 +141,28 @@ def _pairs(corpus: Corpus, s: Settings, rng: random.Random) -> np.ndarray:
     off, docs, sources = corpus.offsets, corpus.doc_sentences, len(corpus.doc_sentences) - 1
     max_tokens = s.max_seq_length - 3
     out: list[tuple[int, int, int, int, int]] = []
-    append, rand, randint, randrange = out.append, rng.random, rng.randint, rng.randrange
+    # int(rand() * n) for a uniform draw from range(n): random.randrange and randint cost ~2 us each in Python.
+    append, rand, bisect_left = out.append, rng.random, bisect.bisect_left
     for _ in range(s.dupe_factor):
         for index in range(corpus.own):
             first, last = docs[index], docs[index + 1]
-            target = randint(2, max_tokens) if rand() < s.short_seq_prob else max_tokens
+            target = 2 + int(rand() * (max_tokens - 1)) if rand() < s.short_seq_prob else max_tokens
             start = i = first
             while i < last:
                 if i == last - 1 or off[i + 1] - off[start] >= target:
                     n_chunk = i - start + 1
-                    a_end = start + (1 if n_chunk < 2 else randint(1, n_chunk - 1))
+                    a_end = start + (1 if n_chunk < 2 else 1 + int(rand() * (n_chunk - 1)))
                     a0, a1 = off[start], off[a_end]
                     if n_chunk == 1 or rand() < 0.5:
                         other = index
                         if sources > 1:  # uniform over the other documents: one draw, never A's own
-                            other = randrange(sources - 1)
+                            other = int(rand() * (sources - 1))
                             other += other >= index
-                        r_first, r_last = docs[other], docs[other + 1]
-                        j = r_first + randrange(r_last - r_first)
+                        r_first = docs[other]
+                        r_last = docs[other + 1]
+                        j = r_first + int(rand() * (r_last - r_first))
                         # sentences from j on until B holds target - len(A) tokens (at least one sentence)
-                        k = bisect.bisect_left(off, off[j] + target - (a1 - a0), j + 1, r_last)
+                        k = bisect_left(off, off[j] + target - (a1 - a0), j + 1, r_last)
                         append((a0, a1 - a0, off[j], off[k] - off[j], 1))
                         i = a_end - 1  # the unused segments start the next chunk
                     else:

@@ -14,6 +14,7 @@ whose headers depend only on lengths (cached), so no Python runs per token.
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import logging
 import os
@@ -222,6 +223,7 @@ def padded_pretraining_example(input_ids: list[int], segment_ids: list[int], pos
 
 
 _HEADERS: dict[int, bytes] = {}  # record length -> its 12-byte TFRecord header
+_U32 = struct.Struct("<I").pack
 
 
 def _framed(record: bytes) -> bytes:
@@ -229,87 +231,85 @@ def _framed(record: bytes) -> bytes:
     if header is None:
         length = struct.pack("<Q", len(record))
         header = _HEADERS.setdefault(len(record), length + struct.pack("<I", _masked(crc32c(length))))
-    return header + record + struct.pack("<I", _masked(crc32c(record)))
+    crc = crc32c(record)
+    return header + record + _U32((((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)  # _masked, inlined
 
 
 def varint_rows(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     """The packed varints of each row of a non-negative int matrix (ids below 2**21), concatenated row
     after row, and each row's end offset in them."""
-    v = values.astype(np.uint32)
-    width = 1 + (v >= 1 << 7).astype(np.int64) + (v >= 1 << 14)
-    if (v >= 1 << 21).any():
+    top = int(values.max()) if values.size else 0
+    if top < 1 << 7:  # one byte each (positions of a 128-token instance): nothing to compress
+        return values.astype(np.uint8).tobytes(), np.arange(1, len(values) + 1, dtype=np.int64) * values.shape[1]
+    if top >= 1 << 21:
         raise ValueError("an id of 2**21 or more (a vocab of over two million tokens)")
+    v = values.astype(np.uint32)
+    two, three = v >= 1 << 7, v >= 1 << 14
+    width = 1 + two.astype(np.int64) + three
     b = np.empty(v.shape + (3,), np.uint8)
-    b[..., 0] = (v & 0x7F) | ((v >= 1 << 7) << 7)
-    b[..., 1] = ((v >> 7) & 0x7F) | ((v >= 1 << 14) << 7)
+    b[..., 0] = (v & 0x7F) | (two << 7)
+    b[..., 1] = ((v >> 7) & 0x7F) | (three << 7)
     b[..., 2] = v >> 14
-    packed = b[np.arange(3) < width[..., None]]
-    return packed.tobytes(), np.cumsum(width.sum(axis=1))
+    return b[np.arange(3) < width[..., None]].tobytes(), np.cumsum(width.sum(axis=1))
 
 
 class _Entries:
-    """The bytes of map entries of the pretraining schema, cached by what they depend on."""
+    """The bytes of map entries of the pretraining schema that depend only on lengths, cached: a record
+    is then a join of these and three slices of packed ids."""
 
     def __init__(self, max_seq_length: int, max_predictions_per_seq: int) -> None:
-        self.s, self.p = max_seq_length, max_predictions_per_seq
-        self.heads: dict[tuple[str, int], bytes] = {}
-        self.whole: dict[tuple, bytes] = {}
+        s, p = max_seq_length, max_predictions_per_seq
+        self.s = s
+        self.heads = {name: {} for name in ("input_ids", "masked_lm_positions", "masked_lm_ids")}
+        self.masks = [_fast_entry("input_mask", _field(3, _field(1, b"\1" * n + b"\0" * (s - n)))) for n in range(s + 1)]
+        self.weights = [_fast_entry("masked_lm_weights", _field(2, _field(1, _ONE_F * k + _ZERO_F * (p - k))))
+                        for k in range(p + 1)]
+        self.labels = [_fast_entry("next_sentence_labels", _field(3, _field(1, _VARINTS[label]))) for label in (0, 1)]
+        self.segments: dict[tuple[int, int], bytes] = {}
 
     def head(self, name: str, packed_len: int) -> bytes:
         """Everything of an int64 entry before its packed values (which are ``packed_len`` bytes)."""
-        key = (name, packed_len)
-        got = self.heads.get(key)
-        if got is None:
-            values_head = _VARINTS[(1 << 3) | 2] + _v(packed_len)  # Int64List.value, packed
-            list_len = len(values_head) + packed_len
-            feature_head = _VARINTS[(3 << 3) | 2] + _v(list_len)  # Feature.int64_list
-            feature_len = len(feature_head) + list_len
-            value_field = _VARINTS[(2 << 3) | 2] + _v(feature_len)  # the map entry's value: the Feature
-            body_len = len(_KEYS[name]) + len(value_field) + feature_len
-            got = self.heads.setdefault(key, _VARINTS[(1 << 3) | 2] + _v(body_len) + _KEYS[name] + value_field +
-                                        feature_head + values_head)
-        return got
+        values_head = _VARINTS[(1 << 3) | 2] + _v(packed_len)  # Int64List.value, packed
+        list_len = len(values_head) + packed_len
+        feature_head = _VARINTS[(3 << 3) | 2] + _v(list_len)  # Feature.int64_list
+        feature_len = len(feature_head) + list_len
+        value_field = _VARINTS[(2 << 3) | 2] + _v(feature_len)  # the map entry's value: the Feature
+        body_len = len(_KEYS[name]) + len(value_field) + feature_len
+        got = _VARINTS[(1 << 3) | 2] + _v(body_len) + _KEYS[name] + value_field + feature_head + values_head
+        return self.heads[name].setdefault(packed_len, got)
 
-    def fixed(self, key: tuple, make) -> bytes:
-        got = self.whole.get(key)
-        if got is None:
-            got = self.whole.setdefault(key, make())
-        return got
+    def segment(self, a_len: int, n: int) -> bytes:
+        got = _fast_entry("segment_ids", _field(3, _field(1, bytes(a_len + 2) + b"\1" * (n - a_len - 2) +
+                                                          bytes(self.s - n))))
+        return self.segments.setdefault((a_len, n), got)
 
-    def mask(self, n: int) -> bytes:
-        return self.fixed(("mask", n), lambda: _fast_entry("input_mask", _field(3, _field(1, b"\1" * n + b"\0" * (
-            self.s - n)))))
 
-    def segments(self, a_len: int, n: int) -> bytes:
-        return self.fixed(("seg", a_len, n), lambda: _fast_entry("segment_ids", _field(3, _field(1, bytes(
-            a_len + 2) + b"\1" * (n - a_len - 2) + bytes(self.s - n)))))
-
-    def weights(self, k: int) -> bytes:
-        return self.fixed(("w", k), lambda: _fast_entry("masked_lm_weights", _field(2, _field(1, _ONE_F * k + _ZERO_F * (
-            self.p - k)))))
-
-    def label(self, label: int) -> bytes:
-        return self.fixed(("nsl", label), lambda: _fast_entry("next_sentence_labels", _field(3, _field(1, _VARINTS[
-            label]))))
+@functools.lru_cache(maxsize=4)
+def _entries(max_seq_length: int, max_predictions_per_seq: int) -> _Entries:
+    return _Entries(max_seq_length, max_predictions_per_seq)  # one per process and record shape: caches persist
 
 
 def encode_batch(batch, max_seq_length: int, max_predictions_per_seq: int) -> list[bytes]:
     """The framed TFRecords of a ``prep.instances.Batch``, in order: the same bytes as
     ``frame(padded_pretraining_example(...))`` of each instance."""
-    entries = _Entries(max_seq_length, max_predictions_per_seq)
+    e = _entries(max_seq_length, max_predictions_per_seq)
     ids, ids_end = varint_rows(batch.input_ids)
     pos, pos_end = varint_rows(batch.positions)
     mids, mids_end = varint_rows(batch.masked_ids)
+    ids_heads, pos_heads, mids_heads = e.heads["input_ids"], e.heads["masked_lm_positions"], e.heads["masked_lm_ids"]
+    masks, weights, labels, segments = e.masks, e.weights, e.labels, e.segments
+    tag, framed = _VARINTS[(1 << 3) | 2], _framed
     out = []
     i0 = p0 = m0 = 0
-    head = entries.head
     for n, la, k, label, i1, p1, m1 in zip(batch.lengths.tolist(), batch.a_lengths.tolist(),
                                            batch.n_predictions.tolist(), batch.next_sentence_labels.tolist(),
                                            ids_end.tolist(), pos_end.tolist(), mids_end.tolist()):
-        features = b"".join((head("input_ids", i1 - i0), ids[i0:i1], entries.mask(n), entries.segments(la, n),
-                             head("masked_lm_positions", p1 - p0), pos[p0:p1], head("masked_lm_ids", m1 - m0),
-                             mids[m0:m1], entries.weights(k), entries.label(label)))
-        out.append(_framed(_VARINTS[(1 << 3) | 2] + _v(len(features)) + features))
+        features = b"".join((
+            ids_heads.get(i1 - i0) or e.head("input_ids", i1 - i0), ids[i0:i1], masks[n],
+            segments.get((la, n)) or e.segment(la, n),
+            pos_heads.get(p1 - p0) or e.head("masked_lm_positions", p1 - p0), pos[p0:p1],
+            mids_heads.get(m1 - m0) or e.head("masked_lm_ids", m1 - m0), mids[m0:m1], weights[k], labels[label]))
+        out.append(framed(tag + _v(len(features)) + features))
         i0, p0, m0 = i1, p1, m1
     return out
 

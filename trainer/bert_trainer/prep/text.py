@@ -148,23 +148,27 @@ _BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
 def detect_format(sample: str, cut: bool = False) -> str:
     """The format of a file from its first bytes (``cut``: the sample stops inside the file).
 
-    ``wikipedia`` when it starts with a ``<doc`` tag. ``bert`` when blank lines cut it
-    into blocks of several lines (2 or more on average, over at least 2 blocks) and
-    nearly every line (90%) is one whole sentence: one that ends with terminal
-    punctuation and that the splitter does not cut. Otherwise ``books``: a wrapped
-    book has lines that stop mid-sentence, and a book of one paragraph per line has
-    blocks of one line or lines of several sentences, so neither looks like ``bert``.
-    A ``bert`` file of one document (no blank line) reads as ``books`` with the same
-    result: one document whose lines hold its sentences.
+    ``wikipedia`` when it starts with a ``<doc`` tag. ``bert`` when nearly every line
+    (90%, of at least 3) is one whole sentence: it ends with terminal punctuation and
+    the splitter does not cut it; and, where blank lines cut the sample into blocks,
+    the blocks hold 2 or more lines on average. Otherwise ``books``: a wrapped book has
+    lines that stop mid-sentence, and a book of one paragraph per line has lines of
+    several sentences or blocks of one line, so neither looks like ``bert``. A sample
+    with no blank line at all (a first document longer than the sample) is ``bert``
+    when its lines are sentences: a ``bert`` file of one document reads the same as a
+    book of one sentence per line, and the blank lines further on then separate
+    documents.
     """
     if is_wiki(sample):
         return "wikipedia"
     blocks = [[ln.strip() for ln in b.splitlines() if ln.strip()] for b in _BLANK_LINES.split(sample)]
-    if cut and len(blocks) > 2:
+    if cut and len(blocks) > 1:
         blocks = blocks[:-1]  # the sample ends inside a block: do not judge by a cut line
+    elif cut and blocks and len(blocks[0]) > 1:
+        blocks = [blocks[0][:-1]]
     blocks = [b for b in blocks if b]
     lines = [ln for b in blocks for ln in b]
-    if len(blocks) < 2 or len(lines) < 2 * len(blocks):
+    if len(lines) < 3 or len(blocks) > 1 and len(lines) < 2 * len(blocks):
         return "books"
     whole = sum(1 for ln in lines if _SENTENCE_END.search(ln) and len(split_sentences(ln)) == 1)
     return "bert" if whole >= 0.9 * len(lines) else "books"

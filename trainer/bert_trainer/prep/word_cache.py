@@ -19,6 +19,11 @@ that Python's C string methods do exactly:
 Words not yet cached are sent to the real tokenizer in one batch per call, so the
 ids are always the tokenizer's own. Sentences with any non-ASCII character go to
 the tokenizer whole (Unicode normalisation and punctuation classes are its job).
+
+``encode_flat`` does a whole shard with no Python step per sentence or word: the
+ASCII sentences are joined with newlines (a word of their own, mapped to -1), split
+by one regex call, looked up with ``map``, and flattened into numpy, where the
+newlines give the sentence lengths.
 ``tests/data/test_word_cache.py`` checks the equality on every ASCII character and
 on real text.
 """
@@ -28,54 +33,92 @@ from __future__ import annotations
 import itertools
 import re
 
+import numpy as np
+
 #: ASCII control characters BertNormalizer removes (tab, newline and carriage return are whitespace).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_WORDS_UNCASED = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
-_WORDS_CASED = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9\s]")
+_WORDS_UNCASED = re.compile(r"\n|[a-z0-9]+|[^a-z0-9\s]")
+_WORDS_CASED = re.compile(r"\n|[A-Za-z0-9]+|[^A-Za-z0-9\s]")
+#: The ids of the newline between two joined sentences (int32 -1): not a token, a boundary.
+_BOUNDARY = np.asarray([-1], np.int32).tobytes()
 
 
 class CachedWordPiece:
     """``encode(sentences)`` gives what ``tokenizer.encode_batch(..., add_special_tokens=False)`` gives.
 
-    ``max_words`` bounds the cache (a word and its ids take ~150 bytes, so the
-    default is ~30 MB); once full, new words are still tokenized, just not kept."""
+    ``max_words`` bounds the cache (a word and its ids take ~120 bytes, so the
+    default is ~25 MB); once full, new words are still tokenized, just not kept."""
 
     def __init__(self, tokenizer, lower_case: bool, max_words: int = 200_000) -> None:
         self._tokenizer = getattr(tokenizer, "_tokenizer", tokenizer)  # the Tokenizer inside the wrapper
         self._encode = getattr(self._tokenizer, "encode_batch_fast", None) or self._tokenizer.encode_batch
         self._lower = lower_case
         self._words = _WORDS_UNCASED if lower_case else _WORDS_CASED
-        self._cache: dict[str, list[int]] = {}
-        self._max_words = max_words
+        self._cache: dict[str, bytes] = {"\n": _BOUNDARY}  # word -> its ids as int32 bytes
+        self._max_words = max_words + 1
         self.misses = 0  # words sent to the tokenizer
 
-    def _split(self, sentence: str) -> list[str]:
-        if not sentence.isprintable():  # a control character (or tab, newline: kept as whitespace)
-            sentence = _CONTROL.sub("", sentence)
-        return self._words.findall(sentence.lower() if self._lower else sentence)
+    @property
+    def cached_words(self) -> int:
+        return len(self._cache) - 1  # the boundary is not a word
 
     def encode(self, sentences: list[str]) -> list[list[int]]:
+        """The ids of each sentence, as lists."""
+        tokens, lengths = self.encode_flat(sentences)
+        ends = np.cumsum(lengths)
+        return [tokens[e - n:e].tolist() for e, n in zip(ends.tolist(), lengths.tolist())]
+
+    def encode_flat(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all sentences one after the other (int32) and each sentence's number of ids."""
         if not sentences:
-            return []
-        words: list[list[str] | None] = [self._split(s) if s.isascii() else None for s in sentences]
+            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+        ascii_ok = [s.isascii() and "\n" not in s for s in sentences]
+        if all(ascii_ok):
+            return self._encode_ascii(sentences)
+        fast = [s for s, ok in zip(sentences, ascii_ok) if ok]
+        slow = [s for s, ok in zip(sentences, ascii_ok) if not ok]
+        fast_tokens, fast_lengths = self._encode_ascii(fast) if fast else (np.zeros(0, np.int32), np.zeros(0, np.int64))
+        slow_ids = [e.ids for e in self._encode(slow, add_special_tokens=False)]
+        slow_lengths = np.fromiter(map(len, slow_ids), np.int64, count=len(slow_ids))
+        slow_tokens = np.fromiter(itertools.chain.from_iterable(slow_ids), np.int32, count=int(slow_lengths.sum()))
+        ok = np.fromiter(ascii_ok, bool, count=len(sentences))
+        lengths = np.empty(len(sentences), np.int64)
+        lengths[ok], lengths[~ok] = fast_lengths, slow_lengths
+        starts = np.cumsum(lengths) - lengths
+        tokens = np.empty(int(lengths.sum()), np.int32)
+        for part, part_lengths, where in ((fast_tokens, fast_lengths, ok), (slow_tokens, slow_lengths, ~ok)):
+            if len(part):  # each sentence's ids to its place: a shift per sentence, repeated over its ids
+                part_starts = np.cumsum(part_lengths) - part_lengths
+                tokens[np.repeat(starts[where] - part_starts, part_lengths) + np.arange(len(part))] = part
+        return tokens, lengths
+
+    def _encode_ascii(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        text = "\n".join(sentences)
+        if _CONTROL.search(text):
+            text = _CONTROL.sub("", text)
+        words = self._words.findall(text.lower() if self._lower else text)
         cache = self._cache
-        missing = list({w for ws in words if ws is not None for w in ws if w not in cache})
-        fresh = dict(zip(missing, (e.ids for e in self._encode(missing, add_special_tokens=False)))) if missing \
-            else {}
-        room = self._max_words - len(cache)
-        if room > 0:
-            cache.update(itertools.islice(fresh.items(), room))
-        self.misses += len(missing)
-        whole = [s for s, ws in zip(sentences, words) if ws is None]
-        whole_ids = iter([e.ids for e in self._encode(whole, add_special_tokens=False)] if whole else [])
-        out: list[list[int]] = []
-        for ws in words:
-            if ws is None:
-                out.append(next(whole_ids))
-                continue
-            ids: list[int] = []
-            for w in ws:
-                got = cache.get(w)
-                ids += got if got is not None else fresh[w]
-            out.append(ids)
-        return out
+        ids = list(map(cache.get, words))  # each word's ids as int32 bytes, None when not cached
+        misses: list[int] = []
+        k = -1
+        try:
+            while True:  # list.index scans in C; misses are few once the cache is warm
+                k = ids.index(None, k + 1)
+                misses.append(k)
+        except ValueError:
+            pass
+        if misses:
+            missing = list({words[k] for k in misses})
+            fresh = {w: np.asarray(e.ids, np.int32).tobytes()
+                     for w, e in zip(missing, self._encode(missing, add_special_tokens=False))}
+            self.misses += len(missing)
+            room = self._max_words - len(cache)
+            if room > 0:
+                cache.update(itertools.islice(fresh.items(), room))
+            for k in misses:
+                ids[k] = fresh[words[k]]
+        flat = np.frombuffer(b"".join(ids), np.int32)
+        boundaries = np.flatnonzero(flat == -1)
+        ends = np.append(boundaries, len(flat))
+        lengths = ends - np.concatenate(([0], boundaries + 1))
+        return (flat[flat != -1] if len(boundaries) else flat.copy()), lengths.astype(np.int64)

@@ -102,27 +102,15 @@ def _documents(job: Job, unit: Unit) -> tuple[list[list[str]], list[list[str]]]:
     return docs, donors
 
 
-def _token_docs(docs: list[list[str]]) -> tuple[list[list[list[int]]], int]:
-    """Token ids of each document's sentences, empty sentences and documents dropped; and the number
-    of sentences read."""
-    flat = [s for doc in docs for s in doc]
-    ids = _STATE["tokenizer"].encode(flat)
-    token_docs, k = [], 0
-    for doc in docs:
-        sents = [ids[k + j] for j in range(len(doc)) if ids[k + j]]
-        k += len(doc)
-        if sents:
-            token_docs.append(sents)
-    return token_docs, len(flat)
-
-
 def make_shard(unit: Unit) -> dict:
     """Build and publish one shard; returns its counts."""
     job: Job = _STATE["job"]
     t0 = time.perf_counter()
     docs, donor_docs = _documents(job, unit)
-    token_docs, n_sentences = _token_docs(docs)
-    donors, _ = _token_docs(donor_docs)
+    every = docs + donor_docs
+    tokens, lengths = _STATE["tokenizer"].encode_flat([s for doc in every for s in doc])
+    corpus = Corpus.from_flat(tokens, lengths, [len(doc) for doc in every], own=len(docs))
+    n_sentences = sum(len(doc) for doc in docs)
     key = f"{job.seed}:{unit.split}:{unit.index}"
     rng, nprng = random.Random(key), numpy_rng(key)
     s = job.settings
@@ -133,12 +121,11 @@ def make_shard(unit: Unit) -> dict:
     tmp = os.path.join(local_dir, f"{temp_prefix(unit)}{os.getpid()}")
     size = instances = 0
     with open(tmp, "wb") as fh:
-        if token_docs:
-            corpus = Corpus.from_documents(token_docs, donors)
+        if corpus.own:
             for batch in create_batches(corpus, s, _STATE["ids"], rng, nprng):
                 size += fh.write(b"".join(encode_batch(batch, s.max_seq_length, s.max_predictions_per_seq)))
                 instances += len(batch)
-    counts = {"documents": len(token_docs), "sentences": n_sentences, "instances": instances, "bytes": size}
+    counts = {"documents": corpus.own, "sentences": n_sentences, "instances": instances, "bytes": size}
     storage.write_bytes(counts_uri(job.output_dir, unit), json.dumps(counts).encode())  # before the shard
     if storage.is_s3(job.output_dir):
         try:
