@@ -18,9 +18,13 @@ Prints instances per CPU-second of each, the ratio to the reference, scaling fro
 to N processes, and the output's distributions side by side (prep/stats.py) so the
 speed is shown for statistically the same records.
 
-    .venv/bin/python bench/data_prep_throughput.py [--mb 20] [--workers N] [--work DIR]
+    .venv/bin/python bench/data_prep_throughput.py [--mb 20 | --text squad] [--workers N] [--work DIR]
         [--reference pypi|none|PATH/create_pretraining_data.py] [--skip_raw] [--json out.json]
         [--max_seq_length 128 --max_predictions_per_seq 20 --dupe_factor 5 --n_shards 64]
+
+``--text squad`` replaces the generated corpus by real English: the contexts of the
+official SQuAD v1.1 dev set in ``../shared/data`` (one document per article, about
+1.3 MB; non-ASCII text included), so the word cache meets real words and their tail.
 
 ``--reference pypi`` (the default) takes Google's script, unchanged, from the
 ``bert-tensorflow`` 1.0.4 wheel on PyPI (downloaded once to ``--work``); ``PATH`` runs a
@@ -96,6 +100,21 @@ def write_formatted(corpus: Path, directory: Path) -> Path:
                 fh.write(to_lines(documents(p.read_text(encoding="utf-8"))) + "\n")
     stamp.write_text(source)
     return path
+
+
+def write_squad_text(work: Path) -> Path:
+    """The contexts of SQuAD v1.1 dev (one document per article, one sentence per line) as a corpus."""
+    from bert_trainer.prep.text import split_sentences, to_lines
+
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "dev-v1.1.json"
+    if not source.exists():
+        sys.exit(f"--text squad needs {source}")
+    articles = json.loads(source.read_text(encoding="utf-8"))["data"]
+    docs = [[s for p in a["paragraphs"] for s in split_sentences(p["context"])] for a in articles]
+    directory = work / "squad-text"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "formatted.txt").write_text(to_lines(docs), encoding="utf-8")
+    return directory / "formatted.txt"
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
@@ -187,6 +206,8 @@ def summary(paths: list[str], vocab: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=20)
+    ap.add_argument("--text", choices=("generated", "squad"), default="generated",
+                    help="generated corpus of --mb MB, or the real English of SQuAD v1.1 dev's contexts")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the 'all cores' run")
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "bert-data-prep-bench"))
     ap.add_argument("--vocab_file")
@@ -208,10 +229,15 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     vocab = args.vocab_file or vocab_path()
-    n_files, n_bytes = make_corpus(work / "corpus", vocab, args.mb)
-    formatted = write_formatted(work / "corpus", work / "formatted")
-    print(f"corpus: {n_files} files, {n_bytes / 1e6:.1f} MB; formatted: {formatted.stat().st_size / 1e6:.1f} MB "
-          f"({formatted})")
+    if args.text == "squad":
+        formatted = write_squad_text(work)
+        args.skip_raw = True  # it is formatted already
+        print(f"corpus: SQuAD v1.1 dev contexts, {formatted.stat().st_size / 1e6:.1f} MB ({formatted})")
+    else:
+        n_files, n_bytes = make_corpus(work / "corpus", vocab, args.mb)
+        formatted = write_formatted(work / "corpus", work / "formatted")
+        print(f"corpus: {n_files} files, {n_bytes / 1e6:.1f} MB; formatted: {formatted.stat().st_size / 1e6:.1f} MB "
+              f"({formatted})")
     print(f"settings: seq {args.max_seq_length}, pred {args.max_predictions_per_seq}, masked_lm_prob 0.15, "
           f"dupe_factor {args.dupe_factor}, seed 12345; prepare-data: {args.n_shards} shards, test_split 0")
     rows: dict[str, dict] = {}
