@@ -16,8 +16,8 @@ that Python's C string methods do exactly:
   punctuation, ``_`` included) is a word of its own; whitespace separates;
 * WordPiece of a word depends on the word only, so its ids are cached.
 
-Words not yet cached are sent to the real tokenizer in one batch per call, so the
-ids are always the tokenizer's own. Sentences with any non-ASCII character go to
+Words not yet cached are sent to the real tokenizer's WordPiece model (they are
+normalised and pre-tokenized already), so the ids are always the tokenizer's own. Sentences with any non-ASCII character go to
 the tokenizer whole (Unicode normalisation and punctuation classes are its job).
 
 ``encode_flat`` does a whole shard with no Python step per sentence or word: the
@@ -57,6 +57,15 @@ class CachedWordPiece:
         self._cache: dict[str, bytes] = {"\n": _BOUNDARY}  # word -> its ids as int32 bytes
         self._max_words = max_words + 1
         self.misses = 0  # words sent to the tokenizer
+
+    def _wordpiece(self, words: list[str]) -> list[list[int]]:
+        """WordPiece ids of words that are already normalised and pre-tokenized (ASCII words of ``_split``):
+        the tokenizer's model alone, a quarter of the time of its whole pipeline on one-word inputs."""
+        model = getattr(self._tokenizer, "model", None)
+        if model is None or not hasattr(model, "tokenize"):
+            return [e.ids for e in self._encode(words, add_special_tokens=False)]
+        tokenize = model.tokenize
+        return [[t.id for t in tokenize(w)] for w in words]
 
     @property
     def cached_words(self) -> int:
@@ -109,8 +118,7 @@ class CachedWordPiece:
             pass
         if misses:
             missing = list({words[k] for k in misses})
-            fresh = {w: np.asarray(e.ids, np.int32).tobytes()
-                     for w, e in zip(missing, self._encode(missing, add_special_tokens=False))}
+            fresh = {w: np.asarray(ids, np.int32).tobytes() for w, ids in zip(missing, self._wordpiece(missing))}
             self.misses += len(missing)
             room = self._max_words - len(cache)
             if room > 0:
