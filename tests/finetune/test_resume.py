@@ -73,3 +73,25 @@ def test_an_output_another_run_holds_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--output_dir" in result.stderr and f"pid {os.getpid()} on" in result.stderr
     assert "Traceback" not in result.stderr and not (out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("flag", ["num_accumulation_steps", "report_every_steps"])
+def test_the_engine_flags_must_be_positive(tmp_path: Path, flag: str) -> None:
+    result = subprocess.run(glue_args(tmp_path / "out") + [f"--{flag}", "0"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and f"--{flag} must be positive, got 0" in result.stderr
+
+
+def test_accumulation_makes_fewer_larger_optimizer_steps(tmp_path: Path) -> None:
+    """Pretraining's --num_accumulation_steps: 2 micro-batches of 8 per step, so 1 epoch of 2000 is 125 steps."""
+    out = tmp_path / "out"
+    args = glue_args(out)
+    args[args.index("--num_train_epochs") + 1] = "1"
+    result = subprocess.run(args + ["--num_accumulation_steps", "2", "--report_every_steps", "50"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 125 and results["checkpoint"].endswith("checkpoints/ckpt-125")
+    assert json.loads((out / "progress.json").read_text())["step"] == 125
+    assert [line.split("step=")[1].split()[0] for line in result.stderr.splitlines()
+            if "event=progress" in line] == ["50", "100", "125"]

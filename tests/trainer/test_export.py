@@ -19,6 +19,7 @@ from safetensors.numpy import load_file
 from bert_trainer import cli, storage
 from bert_trainer.dist import SingleProcess
 from bert_trainer.finetune.classifier import BertClassifier, BertSpanHead
+from bert_trainer.finetune.losses import classification_loss
 from bert_trainer.finetune.loop import fine_tune
 from bert_trainer.model import BertConfig, BertPretrainer
 from bert_trainer.model.hf_export import write_hf_export
@@ -102,14 +103,10 @@ def _glue_finetuned(output_dir: Path, num_labels: int) -> BertClassifier:
     args = argparse.Namespace(precision="fp32", num_train_epochs=1.0, train_batch_size=8, learning_rate=1e-3,
                               warmup_proportion=0.1, optimizer="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-6,
                               weight_decay_rate=0.01, output_dir=str(output_dir), keep_checkpoint_max=0, seed=1,
-                              use_xla=False, save_checkpoints_steps=1000)
-
-    def loss_fn(net, batch, dtype):
-        logits = net(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True, compute_dtype=dtype)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], logits))
-
+                              use_xla=False, save_checkpoints_steps=1000, num_accumulation_steps=1,
+                              allreduce_post_accumulation=False, report_every_steps=20)
     model = BertClassifier(cfg, num_labels)
-    fine_tune(model, train, loss_fn, args, SingleProcess(), ReportWriter(str(output_dir), chief=True),
+    fine_tune(model, train, classification_loss, args, SingleProcess(), ReportWriter(str(output_dir), chief=True),
               str(output_dir.parent / "scratch"))
     return model
 

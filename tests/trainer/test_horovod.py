@@ -76,3 +76,21 @@ def test_cli_pretrain_under_horovodrun_only_rank0_writes(tmp_path, records):
         "ckpt-5.data-00000-of-00001", "ckpt-5.index", "ckpt-5.manifest.json"]
     assert len(list((out / "tensorboard").iterdir())) == 1  # one writer: rank 0
     assert "rank=1 size=2" in proc.stdout + proc.stderr
+
+
+def test_cli_glue_under_horovodrun_accumulates_and_only_rank0_writes(tmp_path, repo):
+    """Fine-tuning runs the pretraining engine under Horovod too: 2 ranks x 2 micro-batches of 8 a step."""
+    tiny = repo / "examples" / "tiny"
+    config = {"vocab_size": 512, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "intermediate_size": 64, "max_position_embeddings": 64}
+    out = tmp_path / "out"
+    run(horovodrun() + [sys.executable, "-m", "bert_trainer", "glue", "--horovod", "--task_name", "CoLA",
+                        "--data_dir", str(tiny / "CoLA"), "--vocab_file", str(tiny / "vocab.txt"), "--do_lower_case",
+                        "--bert_config_json", json.dumps(config), "--output_dir", str(out), "--max_seq_length", "32",
+                        "--train_batch_size", "8", "--num_accumulation_steps", "2", "--num_train_epochs", "1",
+                        "--learning_rate", "3e-4"], tmp_path)
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 63  # ceil(2000 / (8 x 2 x 2))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "ckpt-63.data-00000-of-00001", "ckpt-63.index", "ckpt-63.manifest.json"]
+    assert "mcc" in results["dev"]

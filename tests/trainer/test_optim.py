@@ -58,3 +58,25 @@ def test_nvlamb_first_step_has_bias_correction():
     opt.apply_gradients([tf.constant(g)], list(named.values()), tf.constant(1))
     # With bias correction, step one moves each weight by ~lr * sign(g) (m̂/sqrt(v̂) = 1).
     np.testing.assert_allclose(w0 - named["x/LayerNorm/beta"].numpy(), 0.01, rtol=1e-3)
+
+
+def test_adamw_is_googles_update_and_an_eager_apply_is_one_compiled_function():
+    named, opt = make(AdamW, lr=0.1, wd=0.5)
+    w0 = {n: v.numpy().copy() for n, v in named.items()}
+    rng = np.random.default_rng(2)
+    grads = [[rng.normal(size=(4, 3)).astype(np.float32) for _ in named] for _ in range(3)]
+    m = {n: np.zeros((4, 3)) for n in named}
+    v = {n: np.zeros((4, 3)) for n in named}
+    w = {n: w0[n].astype(np.float64) for n in named}
+    for step, gs in enumerate(grads):
+        opt.apply_gradients([tf.constant(g) for g in gs], list(named.values()), tf.constant(step))
+        for (n, _), g in zip(named.items(), gs):  # Google's AdamWeightDecay, no bias correction
+            m[n] = 0.9 * m[n] + 0.1 * g
+            v[n] = 0.999 * v[n] + 0.001 * g * g
+            update = m[n] / (np.sqrt(v[n]) + 1e-6) + (0.5 * w[n] if n == "layer/dense/kernel" else 0.0)
+            w[n] = w[n] - 0.1 * update
+    for n, var in named.items():
+        # The fused kernel takes 1 - beta_2 in fp32 (0.00099999), the formula in fp64: 1e-5 apart at most.
+        np.testing.assert_allclose(var.numpy(), w[n], rtol=0, atol=2e-5, err_msg=n)
+    assert opt._compiled.experimental_get_tracing_count() == 1  # not one eager op per variable and step
+    assert int(opt.iterations.numpy()) == 3

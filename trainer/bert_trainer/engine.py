@@ -1,34 +1,43 @@
-"""The pretraining step: model, optimizer, loss scaling and gradient accumulation.
+"""The one training step every task runs: model, task loss, optimizer, loss scaling, accumulation.
+
+Pretraining (MLM + NSP, LAMB), GLUE (classification) and SQuAD (start/end spans),
+AdamW, share this engine, as NVIDIA's TF2 BERT shares one training loop: a task
+brings its model (a tf.Module with ``named_variables()``) and a :data:`TaskLoss`;
+the engine owns the rest.
 
 One optimizer step = ``num_accumulation_steps`` micro-batches. Gradients are summed
 in fp32 accumulators and averaged across micro-batches; with
 ``allreduce_post_accumulation`` (or without accumulation) Horovod allreduces once
-per optimizer step, otherwise once per micro-batch (NVIDIA's two modes).
+per optimizer step, otherwise once per micro-batch (NVIDIA's two modes). A step
+whose gradients are not all finite is skipped (weights and slots untouched; in fp16
+the loss scale halves), whatever the precision.
 
 Compilation (``jit_compile=use_xla``): the micro-batch forward/backward is one XLA
 cluster; Horovod's allreduce runs outside XLA (our Horovod build has no XLA
 kernels); the optimizer update runs as a plain tf.function unless
 ``fuse_update_into_xla`` (one process, no accumulation) puts the whole step in one
 cluster. Without XLA, one process and no accumulation, the whole step is a single
-tf.function call.
+tf.function call. Never eager: the update loops over the variables only while tracing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
 from bert_trainer.dist import SingleProcess
-from bert_trainer.model import BertConfig, BertPretrainer, pretraining_loss
 from bert_trainer.optim import DynamicLossScale, WarmupPolyDecay, all_finite, create_optimizer
 
 log = logging.getLogger(__name__)
 
 COMPUTE_DTYPES = {"fp32": tf.float32, "fp16": tf.float16, "bf16": tf.bfloat16}
 METRIC_KEYS = ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")
+
+#: (model, features, training, compute_dtype) -> scalar fp32 metrics, "loss" (what is minimised) among them.
+TaskLoss = Callable[[tf.Module, Mapping[str, tf.Tensor], bool, tf.DType], Mapping[str, tf.Tensor]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,18 +63,20 @@ class EngineOptions:
     fuse_update_into_xla: bool = False
 
 
-class PretrainEngine(tf.Module):
+class TrainEngine(tf.Module):
     """Everything that is checkpointed (model, optimizer, step, loss scale) plus the
-    compiled step functions."""
+    compiled step functions, for any model and task loss."""
 
-    def __init__(self, cfg: BertConfig, opts: EngineOptions, world: SingleProcess | None = None) -> None:
+    def __init__(self, model: tf.Module, task_loss: TaskLoss, opts: EngineOptions,
+                 world: SingleProcess | None = None) -> None:
         super().__init__()
         if opts.precision not in COMPUTE_DTYPES:
             raise ValueError(f"precision must be one of {sorted(COMPUTE_DTYPES)}")
-        self.cfg, self.opts = cfg, opts
+        self.opts = opts
         self.world = world or SingleProcess()
         self.compute_dtype = COMPUTE_DTYPES[opts.precision]
-        self.model = BertPretrainer(cfg, seed=opts.seed)
+        self.model = model
+        self.task_loss = task_loss
         named = self.model.named_variables()
         self.names = list(named)
         self.variables_ = list(named.values())
@@ -110,12 +121,13 @@ class PretrainEngine(tf.Module):
 
     def _grads(self, features: Mapping[str, tf.Tensor]):
         with tf.GradientTape() as tape:
-            outputs = self.model(features, training=True, compute_dtype=self.compute_dtype)
-            metrics = pretraining_loss(outputs, features)
+            metrics = dict(self.task_loss(self.model, features, True, self.compute_dtype))
             scaled = metrics["loss"] * self._current_scale()
-        grads = tape.gradient(scaled, self.variables_)
-        # Embedding gathers give IndexedSlices; dense tensors keep accumulation and allreduce simple.
-        grads = [tf.convert_to_tensor(g) for g in grads]
+        # Dense gradients: embedding gathers give IndexedSlices, which accumulation and allreduce
+        # do not take; weights a head does not use (SQuAD leaves the pooler out) get zeros, as in
+        # Google's run_squad.
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                 for g, v in zip(tape.gradient(scaled, self.variables_), self.variables_)]
         return grads, metrics
 
     def _accumulate(self, grads: Sequence[tf.Tensor]) -> None:
@@ -130,8 +142,9 @@ class PretrainEngine(tf.Module):
 
     def _update(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
         """Average over micro-batches, unscale, skip on overflow, update; returns the finite flag."""
-        grads = [g / float(self.k) for g in grads]
-        grads = [g / self._current_scale() for g in grads]
+        grads = [g / float(self.k) for g in grads] if self.k > 1 else list(grads)
+        if self.loss_scale is not None:
+            grads = [g / self._current_scale() for g in grads]
         finite = all_finite(grads)
         if self.loss_scale is not None:
             # Overflow: skip the update (NaNs must never reach weights or slots).
@@ -139,7 +152,7 @@ class PretrainEngine(tf.Module):
             tf.cond(finite, lambda: self._optimizer_update(safe), lambda: tf.constant(False))
             self.loss_scale.update(finite)
         else:
-            self.optimizer.apply_gradients(grads, self.variables_, self.step)
+            tf.cond(finite, lambda: self._optimizer_update(grads), lambda: tf.constant(False))
         if self.accum is not None:
             for acc in self.accum:
                 acc.assign(tf.zeros_like(acc))
@@ -160,29 +173,28 @@ class PretrainEngine(tf.Module):
         return tf.constant(True)
 
     def _eval(self, features: Mapping[str, tf.Tensor]):
-        outputs = self.model(features, training=False, compute_dtype=self.compute_dtype)
-        return pretraining_loss(outputs, features)
+        return dict(self.task_loss(self.model, features, False, self.compute_dtype))
 
     # ----- public API ---------------------------------------------------------
     def train_step(self, micro_batches: Sequence[Mapping[str, tf.Tensor]]) -> dict[str, float]:
         """One optimizer step over ``k`` micro-batches; returns this rank's mean metrics."""
         if len(micro_batches) != self.k:
             raise ValueError(f"expected {self.k} micro-batches, got {len(micro_batches)}")
-        totals = {key: 0.0 for key in METRIC_KEYS}
         if self.fused:
             finite, metrics = self._fused_fn(micro_batches[0])
-            totals = {key: float(metrics[key]) for key in METRIC_KEYS}
+            totals = {key: float(value) for key, value in metrics.items()}
         elif self.k == 1:
             grads, metrics = self._grad_fn(micro_batches[0])
             finite = self._apply(grads)
-            totals = {key: float(metrics[key]) for key in METRIC_KEYS}
+            totals = {key: float(value) for key, value in metrics.items()}
         else:
+            sums: dict[str, tf.Tensor] = {}
             for batch in micro_batches:
                 grads, metrics = self._grad_fn(batch)
                 self._accumulate_fn(grads)
-                for key in METRIC_KEYS:
-                    totals[key] += float(metrics[key]) / self.k
+                sums = {key: sums.get(key, 0.0) + value for key, value in metrics.items()}
             finite = self._apply(list(self.accum))
+            totals = {key: float(value) / self.k for key, value in sums.items()}
         totals["grads_finite"] = float(bool(finite))
         if self.loss_scale is not None:
             totals["loss_scale"] = float(self.loss_scale.scale.numpy())
@@ -190,13 +202,38 @@ class PretrainEngine(tf.Module):
 
     def evaluate(self, batches, max_steps: int) -> dict[str, float]:
         """Mean metrics over up to ``max_steps`` eval batches (rank-local)."""
-        totals = {key: 0.0 for key in METRIC_KEYS}
+        totals: dict[str, float] = {}
         n = 0
         for batch in batches:
             if n >= max_steps:
                 break
-            metrics = self._eval_fn(batch)
-            for key in METRIC_KEYS:
-                totals[key] += float(metrics[key])
+            for key, value in self._eval_fn(batch).items():
+                totals[key] = totals.get(key, 0.0) + float(value)
             n += 1
-        return {key: (value / n if n else float("nan")) for key, value in totals.items()} | {"batches": n}
+        keys = totals or dict.fromkeys(self._metric_keys(), 0.0)
+        return {key: (totals.get(key, 0.0) / n if n else float("nan")) for key in keys} | {"batches": n}
+
+    def _metric_keys(self) -> tuple[str, ...]:
+        """The metric names an empty evaluation still reports (NaN)."""
+        return ("loss",)
+
+
+def pretraining_task_loss(model: tf.Module, features: Mapping[str, tf.Tensor], training: bool,
+                          compute_dtype: tf.DType) -> dict[str, tf.Tensor]:
+    """MLM + NSP loss and accuracies (Google's pretraining loss) of a BertPretrainer."""
+    from bert_trainer.model import pretraining_loss  # noqa: PLC0415 - model.bert loads lazily
+
+    return pretraining_loss(model(features, training=training, compute_dtype=compute_dtype), features)
+
+
+class PretrainEngine(TrainEngine):
+    """The pretraining engine: a BertPretrainer built from ``cfg`` and the MLM + NSP loss."""
+
+    def __init__(self, cfg, opts: EngineOptions, world: SingleProcess | None = None) -> None:
+        from bert_trainer.model import BertPretrainer  # noqa: PLC0415
+
+        super().__init__(BertPretrainer(cfg, seed=opts.seed), pretraining_task_loss, opts, world)
+        self.cfg = cfg
+
+    def _metric_keys(self) -> tuple[str, ...]:
+        return METRIC_KEYS

@@ -1,81 +1,105 @@
-"""The fine-tuning loop GLUE and SQuAD share: schedule, optimizer, loss scaling, XLA, allreduce, progress."""
+"""Fine-tuning (GLUE, SQuAD) through the shared engine: epochs to steps, input, progress, checkpoints, stop.
+
+The step itself (compiled forward/backward and update, accumulation, fp16 loss
+scaling, bf16, XLA, Horovod) is :class:`bert_trainer.engine.TrainEngine`, the one
+pretraining runs; this module is what fine-tuning adds around it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from bert_trainer import stop, storage
 from bert_trainer.checkpoints import CheckpointManager
-from bert_trainer.optim import DynamicLossScale, WarmupPolyDecay, all_finite, create_optimizer
+from bert_trainer.engine import COMPUTE_DTYPES, EngineOptions, TaskLoss, TrainEngine
 from bert_trainer.reports import ReportWriter
 
-COMPUTE_DTYPES = {"fp32": tf.float32, "fp16": tf.float16, "bf16": tf.bfloat16}
+__all__ = ["COMPUTE_DTYPES", "engine_options", "fine_tune", "finish", "trim_padding", "train_dataset"]
+
+#: The per-token features a batch can be cut to its longest sequence on.
+SEQUENCE_KEYS = ("input_ids", "input_mask", "segment_ids")
 
 
-def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[[tf.Module, dict, tf.DType], tf.Tensor],
-              args: argparse.Namespace, world, reports: ReportWriter, scratch: str) -> dict[str, Any]:
+def engine_options(args: argparse.Namespace, steps: int) -> EngineOptions:
+    """The engine's options from the fine-tuning flags, for a run of `steps` optimizer steps."""
+    return EngineOptions(
+        learning_rate=args.learning_rate, num_train_steps=steps, num_warmup_steps=int(steps * args.warmup_proportion),
+        num_accumulation_steps=args.num_accumulation_steps, optimizer=args.optimizer,
+        weight_decay_rate=args.weight_decay_rate, beta_1=args.beta_1, beta_2=args.beta_2, epsilon=args.epsilon,
+        precision=args.precision, use_xla=args.use_xla, allreduce_post_accumulation=args.allreduce_post_accumulation,
+        seed=args.seed)
+
+
+def trim_padding(batch: dict[str, tf.Tensor], multiple: int) -> dict[str, tf.Tensor]:
+    """The batch cut to its longest sequence, rounded up to `multiple` tokens (at most the padded length).
+
+    Why: MRPC pairs average 53 WordPiece tokens, so at --max_seq_length 128 a batch of 32 is
+    mostly padding, and the encoder's cost is linear in the length. The cut is exact for a
+    head that reads only real tokens (the [CLS] classifier): padded keys get a -10000 attention
+    bias, so they add exactly zero to the softmax, and every real token's output is the same.
+    Rounding bounds the shapes a compiled step sees (XLA compiles one program per shape).
+    """
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(batch["input_mask"], tf.int32), axis=1))
+    padded = tf.shape(batch["input_mask"])[1]
+    length = tf.minimum(tf.maximum((longest + multiple - 1) // multiple, 1) * multiple, padded)
+    return {key: (value[:, :length] if key in SEQUENCE_KEYS else value) for key, value in batch.items()}
+
+
+def train_dataset(train: dict[str, np.ndarray], batch_size: int, seed: int, world, *, skip_batches: int = 0,
+                  trim_to: int | None = None) -> tf.data.Dataset:
+    """This rank's endless, seeded, reshuffled-each-epoch micro-batches, the first `skip_batches` left out.
+
+    Skipping replays the same shuffle, so a resumed run sees the batches it would have seen.
+    `trim_to`: cut each batch to its longest sequence, in multiples of that many tokens (trim_padding).
+    """
+    count = len(next(iter(train.values())))
+    dataset = (tf.data.Dataset.from_tensor_slices(train).shard(world.size, world.rank)
+               .shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+               .batch(batch_size, drop_remainder=True).skip(skip_batches))
+    if trim_to:
+        dataset = dataset.map(lambda batch: trim_padding(batch, trim_to))
+    return dataset.prefetch(2)
+
+
+def fine_tune(model: tf.Module, train: dict[str, np.ndarray], task_loss: TaskLoss, args: argparse.Namespace, world,
+              reports: ReportWriter, scratch: str, *, trim_to: int | None = None) -> dict[str, Any]:
     """Train `model` for num_train_epochs over `train` (arrays); returns {steps, trainExamples, finalLoss, checkpoint}.
 
+    One optimizer step is --num_accumulation_steps micro-batches of --train_batch_size on every rank.
     Checkpoints the whole state (weights, optimizer slots, step, loss scale) every
     --save_checkpoints_steps, on SIGTERM (see stop.py) and at the end, under
     <output_dir>/checkpoints; a restarted run resumes from the newest one, replaying
     the seeded shuffle up to that step so it sees the batches it would have seen.
+    progress.json every --report_every_steps steps and at the end.
     """
-    variables = list(model.named_variables().values())
-    compute_dtype = COMPUTE_DTYPES[args.precision]
     count = len(next(iter(train.values())))
-    steps = max(1, math.ceil(count * args.num_train_epochs / (args.train_batch_size * world.size)))
-    optimizer = create_optimizer(args.optimizer, model.named_variables(),
-                                 WarmupPolyDecay(args.learning_rate, steps, int(steps * args.warmup_proportion)),
-                                 beta_1=args.beta_1, beta_2=args.beta_2, epsilon=args.epsilon,
-                                 weight_decay_rate=args.weight_decay_rate)
-    loss_scale = DynamicLossScale() if args.precision == "fp16" else None
-    step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    state = {"model": model, "optimizer": optimizer, "step": step_counter, **({"loss_scale": loss_scale} if loss_scale else {})}
-    manager = CheckpointManager(tf.train.Checkpoint(**state), args.output_dir, scratch,
-                                keep=args.keep_checkpoint_max)
+    k = max(int(args.num_accumulation_steps), 1)
+    sequences_per_step = args.train_batch_size * k * world.size
+    steps = max(1, math.ceil(count * args.num_train_epochs / sequences_per_step))
+    engine = TrainEngine(model, task_loss, engine_options(args, steps), world)
+    manager = CheckpointManager(engine.checkpoint(), args.output_dir, scratch, keep=args.keep_checkpoint_max)
     resumed = manager.restore_newest()  # every rank reads the same checkpoint, so they stay identical
-    start = int(step_counter.numpy())
-    dataset = (tf.data.Dataset.from_tensor_slices(train).shard(world.size, world.rank)
-               .shuffle(count, seed=args.seed, reshuffle_each_iteration=True).repeat()
-               .batch(args.train_batch_size, drop_remainder=True).prefetch(2))
-
-    @tf.function(jit_compile=args.use_xla)
-    def gradients(batch):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(model, batch, compute_dtype)
-            scaled = loss * (loss_scale.scale if loss_scale is not None else 1.0)
-        # Dense gradients: the embedding lookup yields IndexedSlices, which the optimizer and allreduce do not take;
-        # weights a head does not use (SQuAD leaves the pooler out) get zeros, as in Google's run_squad.
-        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                 for g, v in zip(tape.gradient(scaled, variables), variables)]
-        if loss_scale is not None:
-            grads = [g / loss_scale.scale for g in grads]
-        return loss, grads
+    world.broadcast_variables(engine.state_variables())
+    start = int(engine.step.numpy())
+    batches = iter(train_dataset(train, args.train_batch_size, args.seed, world, skip_batches=start * k,
+                                 trim_to=trim_to))
 
     started = time.monotonic()
-    loss: tf.Tensor | None = None
+    loss: float | None = None
     saved: str | None = None
-    for step, batch in enumerate(dataset.skip(start).take(steps - start), start=start + 1):
-        loss, grads = gradients(batch)
-        grads = world.allreduce(grads)
-        finite = all_finite(grads)
-        if loss_scale is not None:
-            loss_scale.update(finite)
-        if bool(finite):
-            optimizer.apply_gradients(grads, variables, tf.constant(step, tf.int64))
-        step_counter.assign(step)
-        if world.is_chief and (step % 20 == 0 or step == steps):
+    for step in range(start + 1, steps + 1):
+        loss = engine.train_step([next(batches) for _ in range(k)])["loss"]
+        if world.is_chief and (step % args.report_every_steps == 0 or step == steps):
             elapsed = time.monotonic() - started
             done = step - start
-            reports.progress({"step": step, "totalSteps": steps, "loss": round(float(loss), 6),
-                              "sequencesPerSecond": round(done * args.train_batch_size * world.size / elapsed, 3),
+            reports.progress({"step": step, "totalSteps": steps, "loss": round(loss, 6),
+                              "sequencesPerSecond": round(done * sequences_per_step / elapsed, 3),
                               "etaSeconds": round(elapsed / done * (steps - step), 1)}, final=step == steps)
         if world.is_chief and step % args.save_checkpoints_steps == 0 and step != steps:
             saved = manager.save(step)
@@ -83,8 +107,8 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], loss_fn: Callable[
             stop.stop_if_asked(world, step, saved=saved, save_now=None if step % args.save_checkpoints_steps == 0
                                else lambda: manager.save(step))
     checkpoint = manager.save(steps) if world.is_chief and start < steps else storage.join(manager.remote_dir, f"ckpt-{steps}")
-    return {"steps": steps, "trainExamples": count, "finalLoss": float(loss) if loss is not None else None,
-            "checkpoint": checkpoint, "resumedFromStep": resumed}
+    return {"steps": steps, "trainExamples": count, "finalLoss": loss, "checkpoint": checkpoint,
+            "resumedFromStep": resumed}
 
 
 def finish(results: dict[str, Any], world, reports: ReportWriter) -> dict[str, Any]:

@@ -19,8 +19,7 @@ from bert_trainer.optim.base import SlotOptimizer
 class NVLamb(SlotOptimizer):
     """update = m̂/(sqrt(v̂)+eps) + wd*w;  w -= lr * (||w||/||update||) * update."""
 
-    def apply_gradients(self, grads: Sequence[tf.Tensor], variables: Sequence[tf.Variable],
-                        global_step: tf.Tensor) -> None:
+    def _apply(self, grads: Sequence[tf.Tensor], variables: Sequence[tf.Variable], global_step: tf.Tensor) -> None:
         grads = [tf.cast(g, tf.float32) for g in grads]
         global_norm = tf.linalg.global_norm(grads)
         # Pre-normalize by the global norm; when the norm is below 1 leave gradients

@@ -19,7 +19,7 @@ from bert_trainer.tasks.common import (KEEP_HELP, check_init_checkpoint, check_k
 if TYPE_CHECKING:
     from bert_trainer.model.config import BertConfig
 
-POSITIVE = ("train_batch_size", "max_seq_length", "save_checkpoints_steps")
+POSITIVE = ("train_batch_size", "max_seq_length", "save_checkpoints_steps", "num_accumulation_steps", "report_every_steps")
 
 
 def add_finetune_arguments(g: argparse.ArgumentParser, *, batch: int, lr: float, epochs: float, seq: int) -> None:
@@ -32,7 +32,11 @@ def add_finetune_arguments(g: argparse.ArgumentParser, *, batch: int, lr: float,
     g.add_argument("--output_dir", required=True)
     bool_flag(g, "do_train", "fine-tune")
     g.add_argument("--max_seq_length", type=int, default=seq)
-    g.add_argument("--train_batch_size", type=int, default=batch)
+    g.add_argument("--train_batch_size", type=int, default=batch, help="per-process micro-batch")
+    # Pretraining's names: the same engine runs both (bert_trainer.engine).
+    g.add_argument("--num_accumulation_steps", type=int, default=1,
+                   help="micro-batches per optimizer step (global batch = train_batch_size x this x processes)")
+    bool_flag(g, "allreduce_post_accumulation", "allreduce once per optimizer step, not per micro-batch")
     g.add_argument("--learning_rate", type=float, default=lr)
     g.add_argument("--num_train_epochs", type=float, default=epochs)
     g.add_argument("--warmup_proportion", type=float, default=0.1)
@@ -41,6 +45,7 @@ def add_finetune_arguments(g: argparse.ArgumentParser, *, batch: int, lr: float,
     g.add_argument("--save_checkpoints_steps", type=int, default=1000,
                    help="full-state checkpoint period in steps (also on SIGTERM and at the end); a rerun resumes")
     g.add_argument("--keep_checkpoint_max", type=int, default=0, help=KEEP_HELP)
+    g.add_argument("--report_every_steps", type=int, default=20, help="progress.json period in optimizer steps")
     add_export_flag(g)
 
 

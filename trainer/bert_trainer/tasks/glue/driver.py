@@ -22,6 +22,7 @@ from bert_trainer import output_lock
 from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.finetune.classifier import BertClassifier, load_encoder
 from bert_trainer.finetune.glue_data import TASKS, read_examples
+from bert_trainer.finetune.losses import classification_loss
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.metrics import glue_metrics
 from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
@@ -31,6 +32,10 @@ from bert_trainer.reports import ReportWriter
 from bert_trainer.scratch import fresh_scratch_dir
 
 log = logging.getLogger(__name__)
+
+#: Training batches are cut to their longest pair rounded up to this many tokens; under XLA, which
+#: compiles a program per shape, to a coarser multiple (at most 4 programs at --max_seq_length 128).
+TRIM_MULTIPLE, TRIM_MULTIPLE_XLA = 8, 32
 
 
 def _encode(tokenizer, examples, max_seq_length: int) -> dict[str, np.ndarray]:
@@ -78,11 +83,9 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     results: dict[str, Any] = {"task": args.task_name}
 
     if train is not None:
-        def loss_fn(net, batch, dtype):
-            logits = net(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True, compute_dtype=dtype)
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], logits))
-
-        results.update(fine_tune(model, train, loss_fn, args, world, reports, scratch))
+        # The classifier reads [CLS] only, so batches are cut to their longest pair (exact; see trim_padding).
+        results.update(fine_tune(model, train, classification_loss, args, world, reports, scratch,
+                                 trim_to=TRIM_MULTIPLE_XLA if args.use_xla else TRIM_MULTIPLE))
 
     if world.is_chief:
         for split, features in evals.items():

@@ -20,6 +20,7 @@ import tensorflow as tf
 from bert_trainer import output_lock, storage
 from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.finetune.classifier import BertSpanHead, load_encoder
+from bert_trainer.finetune.losses import span_loss
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad, score
 from bert_trainer.finetune.tokenization import load_tokenizer
@@ -29,12 +30,6 @@ from bert_trainer.reports import ReportWriter, write_json
 from bert_trainer.scratch import fresh_scratch_dir
 
 log = logging.getLogger(__name__)
-
-
-def _span_loss(model: BertSpanHead, batch: dict, dtype: tf.DType) -> tf.Tensor:
-    starts, ends = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=True, compute_dtype=dtype)
-    loss = tf.nn.sparse_softmax_cross_entropy_with_logits
-    return (tf.reduce_mean(loss(batch["start_positions"], starts)) + tf.reduce_mean(loss(batch["end_positions"], ends))) / 2
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:
@@ -64,7 +59,7 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     reports = ReportWriter(args.output_dir, chief=world.is_chief)
     results: dict[str, Any] = {"task": f"squad-v{'2.0' if v2 else '1.1'}"}
     if train is not None:
-        results.update(fine_tune(model, train, _span_loss, args, world, reports, scratch))
+        results.update(fine_tune(model, train, span_loss, args, world, reports, scratch))
     if predict_features and world.is_chief:
         arrays = feature_arrays(predict_features)
         compute_dtype = COMPUTE_DTYPES[args.precision]
