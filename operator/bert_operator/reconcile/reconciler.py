@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..api import BertTrainingJob, SpecError
+from ..api.parse import parse_job
 from ..contract import utc_now
 from ..metrics import RECONCILE_SECONDS
 from ..policy import PoliciesUnreadable, PolicyInput
@@ -31,6 +33,27 @@ log = logging.getLogger("bert_operator.reconcile")
 #: More planning rounds than any job can need (one per stage created in one reconcile, one per
 #: suspend toggle or restart delete, one final); reaching it means a plan keeps asking for writes, a bug.
 MAX_ROUNDS = 2 * max(4, len(TASKS)) + 2
+
+
+def _parsed_once(body: dict[str, Any]) -> Callable[[dict[str, Any]], BertTrainingJob]:
+    """parse_job for the rounds of one reconcile: `body` does not change between them (writes change the MPIJobs
+    observed, not the job), so it is validated once; its verdict, a job or a SpecError, is given to every round
+    (the job is never changed in place: planning derives new ones with model_copy)."""
+    verdict: list[BertTrainingJob | SpecError] = []
+
+    def parse(document: dict[str, Any]) -> BertTrainingJob:
+        if document is not body:
+            return parse_job(document)
+        if not verdict:
+            try:
+                verdict.append(parse_job(document))
+            except SpecError as exc:
+                verdict.append(exc)
+        if isinstance(verdict[0], SpecError):
+            raise verdict[0]
+        return verdict[0]
+
+    return parse
 
 
 @dataclass
@@ -89,8 +112,9 @@ class Reconciler:
         seen = observe(self.api, body, held, self._policies((body.get("metadata") or {}).get("namespace", "default")),
                        self.jobs)
         now = self.clock()
+        parse = _parsed_once(body)
         for _ in range(MAX_ROUNDS):
-            decided = plan(body, old, seen, now, self.render_settings, self.recovery)
+            decided = plan(body, old, seen, now, self.render_settings, self.recovery, parse)
             if not decided.actions:
                 written = self.writer.write_status(body, old, decided.status, decided.events)
                 meta = body["metadata"]
