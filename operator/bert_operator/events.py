@@ -42,5 +42,8 @@ class EventRecorder:
             "lastTimestamp": now.isoformat(),
             "count": 1,
         }
-        self.api._call("create", lambda: self.api.core.create_namespaced_event(namespace, event))
+        # Not decoded into the client's V1Event model (its timestamps parsed by dateutil): nothing reads the answer.
+        # Read all the same (.data), which hands the connection back to the pool.
+        self.api._call("create", lambda: self.api.core.create_namespaced_event(
+            namespace, event, _preload_content=False).data)
         log.info("event job=%s/%s type=%s reason=%s", namespace, meta.get("name"), kind, reason)

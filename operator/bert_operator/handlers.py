@@ -17,11 +17,12 @@ import prometheus_client
 from aiohttp import web
 
 from . import webhook
+from .kopf_storage import NoDiffBase
 from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
 from .contract import JOB_NAME_LABEL
-from .runtime import Runtime, plain
+from .runtime import Runtime, own, plain
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     runtime: Runtime = memo.runtime
     settings.peering.standalone = True
     settings.posting.enabled = False  # Events are the reconciler's, with reasons users can filter on
+    settings.persistence.diffbase_storage = NoDiffBase()  # read only by change handlers; there are none
     settings.execution.max_workers = runtime.settings.workers
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = 1.0
@@ -68,7 +70,7 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
         runtime.forget(namespace, name)
         runtime.wake_dependents(namespace, name)  # a job waiting for this one fails, saying so
         return
-    job = runtime.remember(plain(body))
+    job = runtime.remember(own(event["object"]))
     # Our own status writes come back as MODIFIED events; they carry nothing new. MPIJob changes
     # arrive through mpijob_event, missed ones through the resync.
     if not runtime.reconciler.is_current(job):
@@ -84,7 +86,7 @@ def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
     if event["type"] == "DELETED":  # gone: a job waiting for it (or missing it) reads again and goes on
         runtime.reconcile(job)
     else:
-        runtime.reconcile(job, observed=plain(body))
+        runtime.reconcile(job, observed=own(event["object"]))
 
 
 @kopf.on.event(API_GROUP, API_VERSION, POLICY_PLURAL)

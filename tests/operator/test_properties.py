@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bert_operator.api import SpecError
 from bert_operator.api.parse import parse_job
-from bert_operator.render import render_all
+from bert_operator.render import render_all, render_mpijob, render_mpijob_text
+from bert_operator.tasks import stages_of
 from tests.schemas import mpijob_errors, pod_errors
 
 PATH_ROOTS = ("spec", "metadata", "apiVersion", "kind", "status", "<document>")
@@ -101,9 +103,19 @@ def assert_names_a_field(error: Any, document: dict[str, Any]) -> None:
 
 
 def assert_renders_valid(document: dict[str, Any]) -> None:
-    for mpijob in render_all(parse_job(document)):
+    job = parse_job(document)
+    for mpijob in render_all(job):
         assert mpijob_errors(mpijob) == []
         assert pod_errors(mpijob) == []
+    assert_skeleton_matches_text(job)
+    assert_skeleton_matches_text(job)
+
+
+def assert_skeleton_matches_text(job: Any) -> None:
+    """The MPIJobs built from the cached skeleton are what parsing the fully rendered text gives, key order included."""
+    for stage in stages_of(job.spec):
+        built, parsed = render_mpijob(job, stage), yaml.safe_load(render_mpijob_text(job, stage))
+        assert yaml.safe_dump(built, sort_keys=False) == yaml.safe_dump(parsed, sort_keys=False)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -216,3 +228,4 @@ def test_hostile_mutations_are_refused_with_a_path_or_render_what_the_cluster_ac
     for mpijob in render_all(job):
         assert mpijob_errors(mpijob) == []
         assert pod_errors(mpijob) == []
+    assert_skeleton_matches_text(job)

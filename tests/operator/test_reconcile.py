@@ -190,6 +190,25 @@ def test_the_mpijob_a_watch_event_carries_is_not_read_again(reconciler: Reconcil
     assert cluster.calls == [("list", "events", "ml"), ("patch", "status", "j")] and body["status"]["phase"] == "Created"
 
 
+def test_the_watch_echo_of_our_own_create_decides_nothing(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    """The MPIJob event that follows our create brings the object the create answered, which the plan went on
+    with: nothing is read, planned or written. An MPIJob that differs (the MPI Operator's first condition) is
+    planned on, once; a job forgotten (deleted) is planned on afresh."""
+    body = job(GLUE)
+    reconciler.reconcile(body)
+    cluster.calls.clear()
+    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None
+    assert cluster.calls == [] and len(cluster.events) == 1
+    cluster.set_conditions("j-glue", "Created")
+    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))["phase"] == "Created"
+    assert cluster.calls == [("list", "events", "ml"), ("patch", "status", "j")]
+    cluster.calls.clear()
+    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None and cluster.calls == []
+    reconciler.forget("ml", "j")
+    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None
+    assert cluster.calls == [("list", "events", "ml")]  # planned on again (and the status already says Created)
+
+
 # ------------------------------------------------- the state table, row by row
 
 

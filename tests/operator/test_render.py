@@ -12,7 +12,9 @@ import yaml
 from bert_operator.api.parse import parse_job, parse_text
 from bert_operator.dependencies import resolve_file
 from bert_operator.tasks import stages_of
-from bert_operator.render import RenderSettings, render_all, render_mpijob
+from bert_operator.render import RenderSettings, render_all, render_mpijob, render_mpijob_text
+from bert_operator.render import _build, _text  # the two routes, compared on values no example has
+from bert_operator.render.values import template_values
 from tests.conftest import EXAMPLES, rank_command
 from tests.schemas import mpijob_errors, pod_errors
 
@@ -70,6 +72,37 @@ def test_examples_match_golden_files(path: Path) -> None:
         golden.write_text(text)
     assert golden.exists(), f"missing golden file {golden}; run with UPDATE_GOLDEN=1"
     assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_the_cached_skeleton_gives_what_parsing_the_rendered_text_gives(path: Path) -> None:
+    """Each MPIJob is built from its shape's parsed skeleton; it equals the parse of the fully rendered YAML text,
+    key order included, and two renders share no object (a caller may change what it got)."""
+    for job in resolve_file(parse_text(path.read_text(), path.name)):
+        for stage in stages_of(job.spec):
+            built = render_mpijob(job, stage)
+            parsed = yaml.safe_load(render_mpijob_text(job, stage))
+            assert built == parsed
+            assert yaml.safe_dump(built, sort_keys=False) == yaml.safe_dump(parsed, sort_keys=False)
+            built["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["metadata"]["labels"]["x"] = "changed"
+            built["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"].clear()
+            assert render_mpijob(job, stage) == parsed
+
+
+def test_values_json_and_yaml_read_differently_come_out_as_yaml_reads_them() -> None:
+    """YAML 1.1 reads the JSON numbers 1e-05 and NaN as strings, 1.5e+20 as a number: the skeleton's values are read
+    as the text's parse reads them, whatever a value holds (the same value placed twice comes out twice, unshared)."""
+    [job] = parse_text(example("squad-v1.1.yaml").read_text(), "x")
+    values = template_values(job, stages_of(job.spec)[0], RenderSettings())
+    values["labels"] = {**values["labels"], "a": 1e-05, "b": 1.5e20, "c": float("nan"), "d": float("-inf"), "e": 2.0,
+                        "f": [True, None, 0, -7, "1e-05", "\u00e9 🚀 \U0010fffd"], "g": (1, 2)}
+    values["pod_common"] = {**values["pod_common"], "hostNetwork": True}
+    built, parsed = _build(values), yaml.safe_load(_text(values))
+    assert yaml.safe_dump(built, sort_keys=False) == yaml.safe_dump(parsed, sort_keys=False)
+    assert built["metadata"]["labels"]["a"] == "1e-05" and built["metadata"]["labels"]["b"] == 1.5e20
+    launcher, worker = (built["spec"]["mpiReplicaSpecs"][kind]["template"]["spec"] for kind in ("Launcher", "Worker"))
+    assert launcher["hostNetwork"] is True and launcher["securityContext"] == worker["securityContext"]
+    assert launcher["securityContext"] is not worker["securityContext"]
 
 
 def test_bert_large_pretraining_runs_the_recipe_on_32_gpus() -> None:

@@ -119,8 +119,9 @@ def _replaced(mpijob: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     """Whether `mpijob` is the failed MPIJob a restart deleted: a late watch event of it (kopf orders events per
     object, and the re-created MPIJob is another object) says nothing about the stage now, so it is read again."""
     meta = mpijob.get("metadata") or {}
-    return any(entry.get("mpiJob") == meta.get("name") and entry.get("restartedMpiJobUid") == meta.get("uid")
-               for entry in status.get("stages") or [])
+    uid = meta.get("uid")  # (an MPIJob without one, as an emulator may serve it, was never restarted by uid)
+    return bool(uid) and any(entry.get("mpiJob") == meta.get("name") and entry.get("restartedMpiJobUid") == uid
+                             for entry in status.get("stages") or [])
 
 
 def _unjudged_failures(status: Mapping[str, Any], mpijobs: Mapping[str, Any]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .. import dependencies as deps
 from .. import kueue
@@ -152,14 +152,16 @@ class Context:
 
 
 def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str,
-         settings: RenderSettings | None = None, recovery: RecoverySettings | None = None) -> Plan:
-    """The next status of the job `body` given the MPIJobs `observed` (by name), with the writes and Events it needs."""
+         settings: RenderSettings | None = None, recovery: RecoverySettings | None = None,
+         parse: Callable[[dict[str, Any]], BertTrainingJob] = parse_job) -> Plan:
+    """The next status of the job `body` given the MPIJobs `observed` (by name), with the writes and Events it needs.
+    `parse` validates `body` (the reconciler's parses it once for all the rounds of one reconcile)."""
     ctx = Context(body, old, observed, now, settings or RenderSettings(), recovery or RecoverySettings())
     if not needs_work(body):
         return Plan(old)
     accepted = old.get("acceptedSpec")
     try:
-        job = parse_job(body)
+        job = parse(body)
     except SpecError as exc:
         if accepted:  # running job, broken update: refuse it, keep running the accepted spec
             return _refuse_update(ctx, f"spec is invalid: {exc.render()}", accepted)

@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..api import BertTrainingJob, SpecError
+from ..api.parse import parse_job
 from ..contract import utc_now
 from ..metrics import RECONCILE_SECONDS
 from ..policy import PoliciesUnreadable, PolicyInput
@@ -31,6 +33,27 @@ log = logging.getLogger("bert_operator.reconcile")
 #: More planning rounds than any job can need (one per stage created in one reconcile, one per
 #: suspend toggle or restart delete, one final); reaching it means a plan keeps asking for writes, a bug.
 MAX_ROUNDS = 2 * max(4, len(TASKS)) + 2
+
+
+def _parsed_once(body: dict[str, Any]) -> Callable[[dict[str, Any]], BertTrainingJob]:
+    """parse_job for the rounds of one reconcile: `body` does not change between them (writes change the MPIJobs
+    observed, not the job), so it is validated once; its verdict, a job or a SpecError, is given to every round
+    (the job is never changed in place: planning derives new ones with model_copy)."""
+    verdict: list[BertTrainingJob | SpecError] = []
+
+    def parse(document: dict[str, Any]) -> BertTrainingJob:
+        if document is not body:
+            return parse_job(document)
+        if not verdict:
+            try:
+                verdict.append(parse_job(document))
+            except SpecError as exc:
+                verdict.append(exc)
+        if isinstance(verdict[0], SpecError):
+            raise verdict[0]
+        return verdict[0]
+
+    return parse
 
 
 @dataclass
@@ -51,6 +74,8 @@ class Reconciler:
 
     def __post_init__(self) -> None:
         self.writer = JobWriter(self.api, self.events)
+        #: The MPIJobs each job's last completed plan was made on, by name (as read, or as a write answered).
+        self._planned_on: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
         """Serialise work on one job inside this process (watch events of job and MPIJob may race)."""
@@ -69,6 +94,8 @@ class Reconciler:
         started = time.perf_counter()
         with self.lock(namespace, name):
             try:
+                if observed is not None and self._already_planned_on(namespace, name, observed):
+                    return None
                 return self._sync(body, observed)
             finally:
                 elapsed = time.perf_counter() - started
@@ -85,12 +112,25 @@ class Reconciler:
         seen = observe(self.api, body, held, self._policies((body.get("metadata") or {}).get("namespace", "default")),
                        self.jobs)
         now = self.clock()
+        parse = _parsed_once(body)
         for _ in range(MAX_ROUNDS):
-            decided = plan(body, old, seen, now, self.render_settings, self.recovery)
+            decided = plan(body, old, seen, now, self.render_settings, self.recovery, parse)
             if not decided.actions:
-                return self.writer.write_status(body, old, decided.status, decided.events)
+                written = self.writer.write_status(body, old, decided.status, decided.events)
+                meta = body["metadata"]
+                self._planned_on[(meta.get("namespace", "default"), meta["name"])] = {
+                    mpijob: seen_as for mpijob, seen_as in seen.mpijobs.items() if isinstance(seen_as, dict)}
+                return written
             seen = self.writer.apply(body["metadata"]["name"], decided.actions, seen)
         raise RuntimeError(f"job {body['metadata'].get('name')}: planning did not settle in {MAX_ROUNDS} rounds")
+
+    def _already_planned_on(self, namespace: str, name: str, mpijob: dict[str, Any]) -> bool:
+        """Whether the job's last plan was made on exactly this MPIJob: the watch's echo of our own create (the
+        create's answer is what the plan went on with), or an event repeating what a read saw. Planning again would
+        decide the same from it; a change of the job itself comes with the job's own event, the restart timer or
+        the resync, which read afresh."""
+        planned = self._planned_on.get((namespace, name))
+        return planned is not None and planned.get((mpijob.get("metadata") or {}).get("name")) == mpijob
 
     def _policies(self, namespace: str) -> PolicyInput | PoliciesUnreadable | None:
         try:
@@ -108,3 +148,4 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """A job was deleted: drop what this process remembers of it."""
         self.writer.forget(namespace, name)
+        self._planned_on.pop((namespace, name), None)

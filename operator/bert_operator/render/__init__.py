@@ -1,11 +1,23 @@
-"""Rendering: a validated BertTrainingJob to the MPIJobs that run it. Pure functions, no I/O."""
+"""Rendering: a validated BertTrainingJob to the MPIJobs that run it. Pure functions, no I/O.
+
+The template (``templates/mpijob.yaml.j2``) places every value as JSON, so its
+YAML text has two parts: the template's own structure, the same for every job
+of one shape (which optional blocks are there, which scheduling fields), and
+the values. Parsing the whole text as YAML made up most of a job start's CPU
+(PyYAML builds each node in Python). So the template is rendered with a token
+in place of each value: that text is the skeleton, parsed as YAML once per
+shape and cached; each token is then replaced by its value read back from its
+JSON (``json.loads``, in C) with YAML's reading of the few literals where the
+two differ. The result is the dict that parsing the fully rendered text gives
+(:func:`render_mpijob_text` renders that text; the tests hold both equal).
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import jinja2
 import yaml
@@ -15,10 +27,11 @@ from ..api.stages import Stage
 from ..tasks import stages_of
 from .values import RenderSettings, template_values
 
-__all__ = ["RenderSettings", "render_mpijob", "render_all"]
+__all__ = ["RenderSettings", "render_mpijob", "render_mpijob_text", "render_all"]
 
-#: libyaml's loader when PyYAML was built with it: parsing is most of rendering's cost.
+#: libyaml's loader when PyYAML was built with it.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+TEMPLATE = "mpijob.yaml.j2"
 
 
 #: A UTF-16 surrogate pair as json.dumps escapes a character beyond the BMP, not itself behind an escaped backslash.
@@ -36,23 +49,106 @@ def yaml_json(value: Any) -> str:
     return _SURROGATE_PAIR.sub(_astral, json.dumps(value, ensure_ascii=True, sort_keys=True))
 
 
+class _Slot:
+    """A template value during a skeleton render: placed as a token; its truth, items and fields are the value's,
+    so every branch the template takes is the one the value takes (and shows in the skeleton's text)."""
+
+    __slots__ = ("_value", "_token", "_tokens")
+
+    def __init__(self, value: Any, token: str, tokens: dict[str, Any]) -> None:
+        self._value, self._token, self._tokens = value, token, tokens
+
+    def _child(self, key: Any) -> "_Slot":
+        return _Slot(self._value[key], f"{self._token}.{key}", self._tokens)
+
+    def __getitem__(self, key: Any) -> "_Slot":
+        return self._child(key)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._value == (other._value if isinstance(other, _Slot) else other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError("the MPIJob template iterates values with .items() only")
+
+    def items(self) -> list[tuple[Any, "_Slot"]]:
+        return [(key, self._child(key)) for key in self._value]
+
+    def __str__(self) -> str:
+        raise TypeError(f"template value {self._token!r} placed without tojson")
+
+    def _placed(self) -> str:
+        """The token this value is placed as (JSON, so also YAML), remembered with the value's JSON."""
+        token = f"\x00{self._token}"
+        self._tokens[token] = json.dumps(self._value, sort_keys=True)
+        return json.dumps(token)
+
+
+def _tojson(value: Any) -> str:
+    return value._placed() if isinstance(value, _Slot) else yaml_json(value)
+
+
 @lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def _template() -> jinja2.Template:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("bert_operator.render", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        auto_reload=False,  # the package's template does not change under a running process
     )
-    environment.filters["tojson"] = yaml_json
-    return environment
+    environment.filters["tojson"] = _tojson
+    return environment.get_template(TEMPLATE)
+
+
+@lru_cache(maxsize=64)
+def _skeleton(text: str) -> Any:
+    """The skeleton text parsed (tokens in place of values); never handed out, only copied by :func:`_fill`."""
+    return yaml.load(text, Loader=_LOADER)
+
+
+def _yaml_scalar(literal: str) -> Any:
+    """A JSON literal as YAML reads it where the two differ: YAML 1.1 reads 1e-05, NaN and Infinity as strings."""
+    return yaml.load(literal, Loader=_LOADER)
+
+
+def _fill(node: Any, values: dict[str, str]) -> Any:
+    """A fresh copy of `node` with each token replaced by its value, read from its JSON (a new object each time)."""
+    if isinstance(node, dict):
+        return {key: _fill(item, values) for key, item in node.items()}
+    if isinstance(node, list):
+        return [_fill(item, values) for item in node]
+    if isinstance(node, str) and node in values:
+        return json.loads(values[node], parse_float=_yaml_scalar, parse_constant=_yaml_scalar)
+    return node
+
+
+def _text(values: dict[str, Any]) -> str:
+    return _template().render(**values)
+
+
+def _build(values: dict[str, Any]) -> dict[str, Any]:
+    """What parsing :func:`_text` of `values` gives, from the cached skeleton of their shape."""
+    tokens: dict[str, str] = {}
+    skeleton = _skeleton(_text({name: _Slot(value, name, tokens) for name, value in values.items()}))
+    return _fill(skeleton, tokens)
+
+
+def render_mpijob_text(job: BertTrainingJob, stage: Stage, settings: RenderSettings | None = None) -> str:
+    """The template rendered with its values: the YAML text whose parse :func:`render_mpijob` returns."""
+    return _text(template_values(job, stage, settings or RenderSettings()))
 
 
 def render_mpijob(job: BertTrainingJob, stage: Stage, settings: RenderSettings | None = None) -> dict[str, Any]:
     """The MPIJob for one stage of `job`."""
-    values = template_values(job, stage, settings or RenderSettings())
-    text = _environment().get_template("mpijob.yaml.j2").render(**values)
-    return yaml.load(text, Loader=_LOADER)
+    return _build(template_values(job, stage, settings or RenderSettings()))
 
 
 def render_all(job: BertTrainingJob, settings: RenderSettings | None = None) -> list[dict[str, Any]]:
