@@ -32,8 +32,9 @@ GPU run (TensorFlow with CUDA, e.g. NVIDIA's TensorFlow container), BERT-Large, 
 The first times the trainer's own path (optimizer update outside the XLA cluster, as
 PretrainEngine does by default); ``--fuse_update`` puts the update in the cluster too
 (EngineOptions.fuse_update_into_xla, what keras-hub's jit_compile does). On CPU the
-fused step was 1.1x to 2.2x faster for BERT-Base across runs on a shared 2-core machine (one fused loop per variable instead of ~18
-TensorFlow elementwise passes over 110M weights).
+fused step was 1.1x to 2.2x faster for BERT-Base across runs on a shared 2-core
+machine (one fused loop per variable instead of ~18 TensorFlow elementwise passes
+over 110M weights).
 
 keras-hub pulls the full ``tensorflow`` package in beside ``tensorflow-cpu``, so it
 lives in its own environment, never in the trainer extra:
