@@ -223,7 +223,8 @@ def main() -> None:
             seconds = time_steps(fns, 2, steps)
             ours, theirs = seconds["ours"], seconds.get("theirs")
             row = {"config": name, "batch": batch_size, "xla": xla, "precision": args.precision, "device": device,
-                   "fuse_update": args.fuse_update, "train_gflops_per_seq": flops / 1e9, "ours_seq_per_s": batch_size / ours,
+                   "fuse_update": args.fuse_update, "train_gflops_per_seq": flops / 1e9,
+                   "ours_seq_per_s": batch_size / ours,
                    "keras_hub_seq_per_s": (batch_size / theirs) if theirs else None}
             row["ratio_ours_over_keras_hub"] = (row["ours_seq_per_s"] / row["keras_hub_seq_per_s"]
                                                 if theirs else None)
