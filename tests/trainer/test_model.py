@@ -69,3 +69,22 @@ def test_same_seed_same_weights_and_padding_is_ignored(tiny_config):
 def test_bad_config_names_the_field(bad, field):
     with pytest.raises(ConfigError, match=field):
         BertConfig.from_dict({"vocab_size": 100, "hidden_size": 64, "num_attention_heads": 2, **bad})
+
+
+def test_no_broadcasting_batch_matmul(tiny_config):
+    """Every matmul against a weight is 2-D. A [B,S,H] x [H,O] BatchMatMulV2 broadcasts the kernel, and its
+    gradient is a [B,H,O] tensor summed over B: under XLA on CPU the largest cost of a BERT-Base step."""
+    model = BertPretrainer(tiny_config)
+    batch = {k: tf.constant(v) for k, v in make_batch(0, 2, tiny_config.vocab_size, 16, 3).items()}
+
+    def step(features):
+        with tf.GradientTape() as tape:
+            loss = pretraining_loss(model(features, training=True), features)["loss"]
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = tf.function(step).get_concrete_function(batch).graph
+    batch_matmuls = [op for op in graph.get_operations() if op.type.startswith("BatchMatMul")]
+    assert batch_matmuls, "attention should still use batched matmuls"
+    for op in batch_matmuls:
+        ranks = {inp.shape.rank for inp in op.inputs}
+        assert len(ranks) == 1, f"{op.name} mixes ranks {ranks}"

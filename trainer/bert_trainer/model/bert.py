@@ -92,7 +92,11 @@ class BertPretrainer(tf.Module):
         picked = tf.gather(seq, positions, batch_dims=1)  # [B,P,H]
         h = self.mlm_norm(self.act(self.mlm_transform(picked)))
         emb = tf.cast(self.bert.word_embeddings, h.dtype)
-        mlm_logits = tf.matmul(h, emb, transpose_b=True) + tf.cast(self.mlm_bias, h.dtype)
+        # [B*P, H] x [V, H]^T as one 2-D matmul: a batched one would make the tied embedding's
+        # gradient a [B, V, H] tensor summed over B (see layers.Dense).
+        flat = tf.reshape(h, [-1, self.cfg.hidden_size])
+        mlm_logits = tf.matmul(flat, emb, transpose_b=True) + tf.cast(self.mlm_bias, h.dtype)
+        mlm_logits = tf.reshape(mlm_logits, tf.concat([tf.shape(h)[:-1], [self.cfg.vocab_size]], 0))
         nsp_logits = tf.matmul(pooled, tf.cast(self.nsp_weights, pooled.dtype), transpose_b=True)
         nsp_logits = nsp_logits + tf.cast(self.nsp_bias, pooled.dtype)
         return {"mlm_logits": tf.cast(mlm_logits, tf.float32), "nsp_logits": tf.cast(nsp_logits, tf.float32)}

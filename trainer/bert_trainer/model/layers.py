@@ -46,7 +46,14 @@ def named_variable(initial: tf.Tensor, gname: str) -> tf.Variable:
 
 
 class Dense(tf.Module):
-    """y = x W + b with W stored [in, out] as in Google's checkpoints."""
+    """y = x W + b with W stored [in, out] as in Google's checkpoints.
+
+    Inputs of any rank are flattened to a [tokens, in] matrix first. A rank-3 input
+    times the rank-2 kernel would be a broadcasting BatchMatMulV2, whose gradient
+    computes one kernel gradient per batch row ([B, in, out]) and then sums them: under
+    XLA on CPU that was the largest cost of a BERT-Base step. One 2-D matmul has a
+    2-D gradient (x^T dy) and is the same arithmetic.
+    """
 
     def __init__(self, n_in: int, n_out: int, gname: str, stddev: float, rng: tf.random.Generator) -> None:
         super().__init__()
@@ -54,7 +61,12 @@ class Dense(tf.Module):
         self.bias = named_variable(tf.zeros([n_out]), f"{gname}/bias")
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(x, tf.cast(self.kernel, x.dtype)) + tf.cast(self.bias, x.dtype)
+        kernel = tf.cast(self.kernel, x.dtype)
+        if x.shape.rank == 2:
+            return tf.matmul(x, kernel) + tf.cast(self.bias, x.dtype)
+        lead = tf.shape(x)[:-1]
+        y = tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel) + tf.cast(self.bias, x.dtype)
+        return tf.reshape(y, tf.concat([lead, [kernel.shape[1]]], 0))
 
 
 class LayerNorm(tf.Module):
