@@ -78,6 +78,9 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], task_loss: TaskLos
     the seeded shuffle up to that step so it sees the batches it would have seen.
     progress.json every --report_every_steps steps and at the end.
     """
+    # Dropout draws from TensorFlow's global seed: seeded per rank, a run repeats itself (the same --seed, the
+    # same data, the same metrics), as the shuffle and the heads' initialisation already did.
+    tf.random.set_seed(args.seed + world.rank)
     count = len(next(iter(train.values())))
     k = max(int(args.num_accumulation_steps), 1)
     sequences_per_step = args.train_batch_size * k * world.size
