@@ -118,11 +118,6 @@ class Batch:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def segment_ids(self) -> np.ndarray:
-        """[n, max_seq_length]: 1 on ``B [SEP]``, 0 elsewhere (padding included)."""
-        j = np.arange(self.input_ids.shape[1])
-        return ((j >= self.a_lengths[:, None] + 2) & (j < self.lengths[:, None])).astype(np.int8)
-
     def instance(self, i: int) -> tuple:
         """Instance ``i`` unpadded: (input_ids, segment_ids, positions, masked ids, next sentence label)."""
         n, k, la = int(self.lengths[i]), int(self.n_predictions[i]), int(self.a_lengths[i])

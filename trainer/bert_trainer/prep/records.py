@@ -121,10 +121,18 @@ def _masked(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+_HEADERS: dict[int, bytes] = {}  # record length -> its 12-byte TFRecord header (a few hundred lengths occur)
+_U32 = struct.Struct("<I").pack
+
+
 def frame(record: bytes) -> bytes:
-    """One TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
-    header = struct.pack("<Q", len(record))
-    return header + struct.pack("<I", _masked(crc32c(header))) + record + struct.pack("<I", _masked(crc32c(record)))
+    """One TFRecord: length, masked CRC of the length, data, masked CRC of the data. The header depends on the
+    length only, so it is computed once per length."""
+    header = _HEADERS.get(len(record))
+    if header is None:
+        length = struct.pack("<Q", len(record))
+        header = _HEADERS.setdefault(len(record), length + _U32(_masked(crc32c(length))))
+    return header + record + _U32(_masked(crc32c(record)))
 
 
 def _varint(n: int) -> bytes:
@@ -222,19 +230,6 @@ def padded_pretraining_example(input_ids: list[int], segment_ids: list[int], pos
     )))
 
 
-_HEADERS: dict[int, bytes] = {}  # record length -> its 12-byte TFRecord header
-_U32 = struct.Struct("<I").pack
-
-
-def _framed(record: bytes) -> bytes:
-    header = _HEADERS.get(len(record))
-    if header is None:
-        length = struct.pack("<Q", len(record))
-        header = _HEADERS.setdefault(len(record), length + struct.pack("<I", _masked(crc32c(length))))
-    crc = crc32c(record)
-    return header + record + _U32((((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)  # _masked, inlined
-
-
 def varint_rows(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     """The packed varints of each row of a non-negative int matrix (ids below 2**21), concatenated row
     after row, and each row's end offset in them."""
@@ -298,7 +293,7 @@ def encode_batch(batch, max_seq_length: int, max_predictions_per_seq: int) -> li
     mids, mids_end = varint_rows(batch.masked_ids)
     ids_heads, pos_heads, mids_heads = e.heads["input_ids"], e.heads["masked_lm_positions"], e.heads["masked_lm_ids"]
     masks, weights, labels, segments = e.masks, e.weights, e.labels, e.segments
-    tag, framed = _VARINTS[(1 << 3) | 2], _framed
+    tag, framed = _VARINTS[(1 << 3) | 2], frame
     out = []
     i0 = p0 = m0 = 0
     for n, la, k, label, i1, p1, m1 in zip(batch.lengths.tolist(), batch.a_lengths.tolist(),

@@ -19,8 +19,7 @@ from bert_trainer.prep import text
 #: A document starts where a line starts with a <doc> tag (the extractor's own lines), never at a "<doc>"
 #: inside an article's text ("no <command> or <doc> given").
 _DOC_START = re.compile(rb"^<doc[\s>]", re.MULTILINE)
-#: The ``bert`` format's document separator: a line that is empty or only spaces.
-_BLANK_LINES = re.compile(rb"\n(?:[ \t\r]*\n)+")
+_BLANK_LINES = re.compile(text.BLANK_LINES.pattern.encode())  # the bert format's separator, on bytes
 
 
 class InputError(ValueError):

@@ -142,7 +142,9 @@ FORMATS = ("wikipedia", "books", "bert")
 
 #: Terminal punctuation, optionally closed by quotes or brackets: how a line that is one sentence ends.
 _SENTENCE_END = re.compile(r"""[.!?]["'\u201d\u2019)\]]*$""")
-_BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
+#: The ``bert`` format's document separator: one or more lines that are empty or only spaces (prep/shards.py
+#: cuts byte ranges with the same pattern).
+BLANK_LINES = re.compile(r"\n(?:[ \t\r]*\n)+")
 
 
 def detect_format(sample: str, cut: bool = False) -> str:
@@ -161,7 +163,7 @@ def detect_format(sample: str, cut: bool = False) -> str:
     """
     if is_wiki(sample):
         return "wikipedia"
-    blocks = [[ln.strip() for ln in b.splitlines() if ln.strip()] for b in _BLANK_LINES.split(sample)]
+    blocks = [[ln.strip() for ln in b.splitlines() if ln.strip()] for b in BLANK_LINES.split(sample)]
     if cut and len(blocks) > 1:
         blocks = blocks[:-1]  # the sample ends inside a block: do not judge by a cut line
     elif cut and blocks and len(blocks[0]) > 1:
