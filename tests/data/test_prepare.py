@@ -153,7 +153,7 @@ def _bad_input(tmp_path, corpus_dir, name: str, data: bytes) -> Path:
 
 
 @pytest.mark.parametrize("case", ["empty_file", "not_utf8", "missing_vocab", "malformed_vocab", "bad_prob",
-                                  "too_many_shards", "missing_input"])
+                                  "too_many_shards", "missing_input", "forced_wikipedia", "unknown_format"])
 def test_bad_input_exits_2_naming_the_flag(case, corpus_dir, vocab_file, tmp_path, capsys):
     inp, vocab, extra, expect = corpus_dir, vocab_file, {}, ()
     if case == "empty_file":
@@ -173,10 +173,17 @@ def test_bad_input_exits_2_naming_the_flag(case, corpus_dir, vocab_file, tmp_pat
         extra, expect = {"--n_shards": "5000"}, ("--n_shards", "5000")
     elif case == "missing_input":
         inp, expect = tmp_path / "missing", ("--input_dir", "does not exist")
+    elif case == "forced_wikipedia":  # the books of the corpus have no <doc> block
+        extra, expect = {"--input_format": "wikipedia"}, ("--input_format", "book_00.txt", "no <doc> block")
+    elif case == "unknown_format":
+        extra, expect = {"--input_format": "text"}, ("--input_format", "invalid choice", "bert")
     out = tmp_path / "out" / CORPUS
     args = flags(inp, out, vocab)
     for k, v in extra.items():
-        args[args.index(k) + 1] = v
+        if k in args:
+            args[args.index(k) + 1] = v
+        else:
+            args += [k, v]
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bert_operator.api import SpecError
 from bert_operator.api.parse import parse_job, parse_text
 from bert_operator.dependencies import resolve_file
 from bert_operator.tasks import stages_of
@@ -212,7 +213,7 @@ def test_prepare_data_input_format_reaches_the_trainer() -> None:
     [mpijob] = render_all(parse_job(document))
     assert command_flags(mpijob)["--input_format"] == "bert"
     document["spec"]["task"]["prepareData"]["inputFormat"] = "text"
-    with pytest.raises(Exception, match="inputFormat"):
+    with pytest.raises(SpecError, match="spec.task.prepareData.inputFormat"):
         parse_job(document)
 
 
