@@ -118,7 +118,7 @@ class CachedWordPiece:
             pass
         if misses:
             missing = list({words[k] for k in misses})
-            fresh = {w: np.asarray(ids, np.int32).tobytes() for w, ids in zip(missing, self._wordpiece(missing))}
+            fresh = {w: np.asarray(pieces, np.int32).tobytes() for w, pieces in zip(missing, self._wordpiece(missing))}
             self.misses += len(missing)
             room = self._max_words - len(cache)
             if room > 0:
