@@ -69,6 +69,13 @@ class StageStatus(StatusModel):
     last_restart_time: str | None = Field(None, description="When the failed MPIJob of the last restart was deleted.")
     restarted_mpi_job_uid: str | None = Field(
         None, description="uid of the failed MPIJob the last restart replaced (so one failure is counted once).")
+    gpus: int | None = Field(None, ge=0, description="GPUs the stage's MPIJob holds: replicas x nvidia.com/gpu limits.")
+    running_since: str | None = Field(
+        None, description="When the stage's current attempt was first seen Running; unset between attempts.")
+    running_seconds: int | None = Field(
+        None, ge=0, description="Seconds the stage's ended attempts ran (Running to end), restarts included.")
+    gpu_hours: float | None = Field(
+        None, ge=0, description="gpus x runningSeconds / 3600 over the stage's ended attempts, restarts included.")
 
 
 class StoreLocation(StatusModel):
@@ -145,7 +152,7 @@ class BertTrainingJobStatus(StatusModel):
     results: dict[str, Any] | None = Field(
         None,
         description="Final metrics and checkpoint URI from results.json; artifacts: the exported models' URIs "
-                    "(stage, format, uri).",
+                    "(stage, format, uri); gpuHours: GPU-hours over all stages' ended attempts, restarts included.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 

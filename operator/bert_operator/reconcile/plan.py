@@ -34,6 +34,7 @@ from ..tasks import report_uri, stages_of, task_of
 from .failures import classify
 from .observe import Deleted, Observed, RefusedCreate
 from .recovery import RecoverySettings, due_at, pending_restart
+from . import usage
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,10 @@ def _failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: d
     if uid and uid == entry.get("restartedMpiJobUid"):  # this failure was counted: only its delete is left
         return _restart_wait(ctx, job, entry) if deleting else delete
     failure = classify(mpijob, ctx.observed.pods.get(name, ()))
-    failed = {**entry, "phase": "Failed", "completionTime": (mpijob.get("status") or {}).get("completionTime") or ctx.now}
+    end = usage.attempt_end(mpijob, ctx.now)
+    # Closed once: a failed stage's entry already has its completionTime when this is planned again.
+    closed = entry if entry.get("completionTime") else usage.close_attempt(entry, mpijob, end)
+    failed = {**closed, "phase": "Failed", "completionTime": (mpijob.get("status") or {}).get("completionTime") or ctx.now}
     if not failure.retry:
         return Followed(sm.StagePhase("Failed", failure.reason, failure.message), failed)
     restarts, limit = int(entry.get("restarts") or 0), job.spec.run_policy.max_restarts
@@ -359,7 +363,8 @@ def _failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: d
         return Followed(sm.StagePhase("Failed", sm.REASON_RESTART_LIMIT, message), failed)
     if not deleting:
         return delete
-    counted = {**entry, "phase": "Restarting", "restarts": restarts + 1, "lastRestartTime": ctx.now,
+    counted = {**usage.close_attempt(entry, mpijob, end), "phase": "Restarting", "restarts": restarts + 1,
+               "lastRestartTime": ctx.now,
                "lastRestartReason": f"{failure.reason}: {failure.message}"[:500], "restartedMpiJobUid": uid}
     waiting = _restart_wait(ctx, job, counted)
     return Followed(waiting.phase, waiting.entry,
@@ -409,10 +414,23 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
     if name in ctx.observed.waiting and phase.phase == "Created":
         phase = sm.StagePhase(phase.phase, sm.REASON_PODS_PENDING, ctx.observed.waiting[name])
     phase = _queue_phase(job, mpijob, phase, ctx.observed)
+    entry = _gpu_time(entry, mpijob, phase.phase, ctx.now)
     entry["phase"] = phase.phase
     if phase.phase in sm.TERMINAL_PHASES:
         entry.setdefault("completionTime", mpi_status.get("completionTime") or ctx.now)
     return Followed(phase, entry)
+
+
+def _gpu_time(entry: dict[str, Any], mpijob: dict[str, Any], phase: str, now: str) -> dict[str, Any]:
+    """The stage entry with its GPU time kept (reconcile/usage.py): an attempt opens when its MPIJob is seen Running,
+    and closes when it succeeds (once: before its completionTime is set) or is suspended or taken back by Kueue."""
+    if phase == "Running":
+        return usage.open_attempt(entry, mpijob, now)
+    if phase == "Succeeded" and not entry.get("completionTime"):
+        return usage.close_attempt(entry, mpijob, usage.attempt_end(mpijob, now))
+    if phase in ("Suspended", "Queued") and entry.get("runningSince"):
+        return usage.close_attempt(entry, None, now)
+    return entry
 
 
 def _artifacts(job: BertTrainingJob, stages: list[Stage], entries: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -497,6 +515,9 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
         new["policy"] = policy_status
     else:
         new.pop("policy", None)
+    gpu_hours = usage.job_gpu_hours(entries)
+    if gpu_hours is not None and (new.get("results") or {}).get("gpuHours") != gpu_hours:
+        new["results"] = {**(new.get("results") or {}), "gpuHours": gpu_hours}
     artifacts = _artifacts(job, stages, entries)
     if artifacts and (new.get("results") or {}).get("artifacts") != artifacts:
         new["results"] = {**(new.get("results") or {}), "artifacts": artifacts}
