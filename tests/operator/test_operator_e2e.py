@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import signal
 import urllib.error
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from bert_operator.api.crd import crd
+from bert_operator.contract import format_utc, parse_utc
 from tests.conftest import MPIJOB_CRD, REPO
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
 from tests.operator.strict import StrictApiServer, load_crd
@@ -81,10 +83,16 @@ def test_phase_follows_the_mpijob_conditions(cluster: EmulatedCluster, operator:
                               (("Created", "Running", "Restarting"), "Restarting"),
                               (("Created", "Running"), "Running"),
                               (("Created", "Running", "Succeeded"), "Succeeded")):
-        cluster.set_mpijob_conditions(NS, "phases-1-squad", *conditions)
+        # The MPI Operator's completion time, an hour after the attempt was seen Running: GPU-hours = 4 GPUs x 1 h.
+        since = (status(cluster, "phases-1").get("stages") or [{}])[0].get("runningSince")
+        end = {"completionTime": format_utc(parse_utc(since) + datetime.timedelta(hours=1))} if phase == "Succeeded" else {}
+        cluster.set_mpijob_conditions(NS, "phases-1-squad", *conditions, **end)
         cluster.wait(lambda: status(cluster, "phases-1").get("phase") == phase, what=phase)
     final = status(cluster, "phases-1")
     assert final["completionTime"] and final["startTime"]
+    # Through the strict API server (pruning, number normalisation): the stage's GPU time and the job's total.
+    assert (final["stages"][0]["gpus"], final["stages"][0]["runningSeconds"], final["results"]["gpuHours"]) == (4, 3600, 4)
+    assert "runningSince" not in final["stages"][0]
     assert condition(cluster, "phases-1", "Succeeded")["status"] == "True"
     assert condition(cluster, "phases-1", "Running")["status"] == "False"
     assert condition(cluster, "phases-1", "Created")["status"] == "True"
