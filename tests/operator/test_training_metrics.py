@@ -23,8 +23,9 @@ FIGURES = {"step": 45, "totalSteps": 90, "loss": 7.25, "sequencesPerSecond": 812
 
 @pytest.fixture(scope="module")
 def operator(cluster: EmulatedCluster) -> Iterator[OperatorProcess]:  # noqa: F811
-    process = OperatorProcess(cluster, "--metrics-port", str(free_port()))
-    process.metrics_port = int(process.extra[1])
+    port = free_port()
+    process = OperatorProcess(cluster, "--metrics-port", str(port))
+    process.metrics_port = port  # the same port after a restart: dashboards scrape one address
     yield process.start()
     process.stop()
 
