@@ -20,6 +20,7 @@ from . import webhook
 from .kopf_storage import NoDiffBase
 from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
+from .metrics import publish_build_info
 from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
 from .contract import JOB_NAME_LABEL
 from .runtime import Runtime, own, plain
@@ -39,6 +40,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if runtime.settings.webhook_port:
         settings.admission.server = webhook.server(runtime.settings.webhook_port, runtime.settings.webhook_cert_dir)
     if runtime.settings.metrics_port:
+        publish_build_info(runtime.settings.trainer_image)
         prometheus_client.start_http_server(runtime.settings.metrics_port)
     app = web.Application()
     app.add_routes(runtime.progress.routes())

@@ -9,6 +9,9 @@ for and accepts the report only if that pod still exists with the token's uid
 and carries the job's `bertoperator.io/job-name` label. The operator thus needs
 no access to Secrets or object storage and no per-job RBAC objects; it reads
 pods (get) in the jobs' namespaces.
+
+An accepted report reaches the Prometheus training gauges through the status it writes: the reconciler's writer
+tells bert_operator.training_metrics of every status written, so a refused report never creates a series.
 """
 
 from __future__ import annotations

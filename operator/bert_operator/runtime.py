@@ -24,6 +24,7 @@ from .contract import utc_now
 from .reconcile import Reconciler
 from .reconcile.recovery import RecoverySettings, seconds_until_due
 from .render import RenderSettings
+from .training_metrics import TrainingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class Runtime:
     reconciler: Reconciler
     progress: ProgressEndpoint
     policies: PolicyCache
+    #: Each job's training gauges: they follow every status the reconciler writes, and come back from a job's status
+    #: when this process first sees it.
+    training: TrainingMetrics = field(default_factory=TrainingMetrics)
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: One timer per job with a restart waiting out its backoff: it reconciles the job when the restart is due.
     timers: dict[tuple[str, str], threading.Timer] = field(default_factory=dict)
@@ -67,6 +71,7 @@ class Runtime:
         client = load_config(settings.kubeconfig)
         api = KubeApi(client)
         policies = PolicyCache(api)
+        training = TrainingMetrics()
         reconciler = Reconciler(
             api=api,
             events=EventRecorder(api),
@@ -74,8 +79,9 @@ class Runtime:
                                            nccl_debug=settings.nccl_debug, progress_ca=settings.progress_ca()),
             recovery=RecoverySettings(settings.restart_backoff_seconds, settings.restart_backoff_max_seconds),
             policies=policies.input_for,
+            status_written=training.follow,
         )
-        runtime = cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now), policies)
+        runtime = cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now), policies, training)
         reconciler.jobs = runtime.known  # producers of a job that waits: the watch cache, else one read
         return runtime
 
@@ -93,6 +99,8 @@ class Runtime:
     def remember(self, body: dict[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
         key = (meta.get("namespace", "default"), meta["name"])
+        if key not in self.jobs:  # first seen (as on every job after a restart): its gauges come back from its status
+            self.training.restore(*key, body.get("status") or {})
         self.jobs[key] = body
         self._index_dependent(key, body)
         return body
@@ -122,6 +130,7 @@ class Runtime:
     def forget(self, namespace: str, name: str) -> None:
         self.jobs.pop((namespace, name), None)
         self.reconciler.forget(namespace, name)
+        self.training.forget(namespace, name)
         timer = self.timers.pop((namespace, name), None)
         if timer is not None:
             timer.cancel()
@@ -179,6 +188,7 @@ class Runtime:
             except Exception:
                 log.exception("resync failed job=%s/%s", namespace, name)
         self.write_policy_statuses()
+        self.training.retain(lambda key: key in self.jobs)  # a status write that raced a deletion re-exported it
         phases = Counter((body.get("status") or {}).get("phase") or "Pending" for body in self.jobs.values())
         for phase in ("Pending", "Queued", "Created", "Running", "Restarting", "Suspended", "Succeeded", "Failed"):
             JOBS_BY_PHASE.labels(phase=phase).set(phases.get(phase, 0))

@@ -95,7 +95,7 @@ def test_foreign_kinds_have_the_fields_their_operators_require() -> None:
     assert certificate["spec"]["dnsNames"] == ["bert-operator.bert-operator.svc", "bert-operator.bert-operator.svc.cluster.local"]
     assert certificate["spec"]["issuerRef"] == {"name": "bert-operator-webhook", "kind": "Issuer", "group": "cert-manager.io"}
     assert issuer["spec"] == {"selfSigned": {}} and issuer["metadata"]["name"] == "bert-operator-webhook"
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s", "honorLabels": True}]
     [service] = kind(found, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert "metrics" in {p["name"] for p in service["spec"]["ports"]}

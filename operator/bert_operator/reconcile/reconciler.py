@@ -70,10 +70,13 @@ class Reconciler:
     #: other jobs; None: not found.
     jobs: Callable[[str, str], dict[str, Any] | None] = lambda namespace, name: None
     clock: Callable[[], str] = utc_now
+    #: Told (namespace, name, status) after each status write, under the job's lock: the operator's training gauges
+    #: follow it (bert_operator.training_metrics); a local run has no gauges.
+    status_written: Callable[[str, str, dict[str, Any]], None] = lambda namespace, name, status: None
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
 
     def __post_init__(self) -> None:
-        self.writer = JobWriter(self.api, self.events)
+        self.writer = JobWriter(self.api, self.events, self.status_written)
         #: The MPIJobs each job's last completed plan was made on, by name (as read, or as a write answered).
         self._planned_on: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 

@@ -9,7 +9,7 @@ the fields that changed, and with Events posted only once it was written.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..metrics import MPIJOBS_CREATED
 from .observe import Deleted, Observed, RefusedCreate
@@ -22,9 +22,12 @@ log = logging.getLogger("bert_operator.reconcile")
 class JobWriter:
     """Applies a plan's actions and writes status through the cluster API."""
 
-    def __init__(self, api: MPIJobApi, events: EventSink) -> None:
+    def __init__(self, api: MPIJobApi, events: EventSink,
+                 written: Callable[[str, str, dict[str, Any]], None] = lambda namespace, name, status: None) -> None:
         self.api = api
         self.events = events
+        #: Told each status once it is written (the operator's training gauges follow it).
+        self.written = written
         #: The status last written for each job by this process, with the uid of the object it was written to.
         #: Only this writer writes status, so it is newer than any body a queued watch event still carries
         #: (see :meth:`latest`); the uid keeps a job re-created under the same name from inheriting it.
@@ -99,6 +102,7 @@ class JobWriter:
             return None  # the job was deleted meanwhile
         body["status"] = new
         self._written[(namespace, meta["name"])] = (meta.get("uid"), new)
+        self.written(namespace, meta["name"], new)
         for event in events:
             self._post(body, event)
         log.info("status job=%s/%s phase=%s stage=%s", namespace, meta["name"], new.get("phase"), new.get("currentStage"))
