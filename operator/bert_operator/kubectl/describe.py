@@ -51,7 +51,10 @@ def _utc(stamp: str) -> str:
 
 
 def _field(label: str, value: Any, indent: str = "") -> str:
-    return f"{indent}{label + ':':<18}{'' if value is None else value}\n"
+    """`Label:   value`, aligned as kubectl describe aligns them; nothing for a value the status does not have."""
+    if value is None or value == "":
+        return ""
+    return f"{indent}{label + ':':<18}{value}\n"
 
 
 def _stages(status: dict[str, Any]) -> str:
@@ -122,8 +125,8 @@ def _resolved(status: dict[str, Any]) -> str:
                          ("Vocab", resolved.get("vocab")), ("Init checkpoint", resolved.get("initCheckpoint"))):
         if value:
             out += _field(label, value, "  ")
-    for index, path in enumerate(resolved.get("dataPaths") or []):
-        out += _field("Data path" if index == 0 else "", path, "  ")
+    if resolved.get("dataPaths"):
+        out += "  Data paths:\n" + "".join(f"    {path}\n" for path in resolved["dataPaths"])
     return out
 
 
