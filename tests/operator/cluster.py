@@ -103,14 +103,22 @@ class EmulatedCluster:
         resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", singular="namespace", namespaced=False, verbs={"list", "watch"})
         resources["authentication.k8s.io/v1/tokenreviews"] = kmock.ResourceInfo(
             kind="TokenReview", singular="tokenreview", namespaced=False, verbs={"create"})
-        # kmock reads GET pods/{name}/log as a fetch of the pod and would answer the pod's JSON: the kubelet's log
-        # is served here instead.
-        self.emulator["get", kmock.resource("v1/pods"), kmock.subresource("log")] << self._serve_pod_log
-        # The kubernetes client's Watch sends `watch=True` (a Python bool as text), which the API server reads as
-        # true; kmock takes only `watch=true` for a watch and would answer a list: those get kmock's own watch.
-        self.emulator[_python_watch] << self.emulator._serve_watch
         if self.trim_history:
             self.trimmer = asyncio.get_running_loop().create_task(self._trim_forever())
+
+    def serve_client_side(self) -> None:
+        """What kubectl-like clients need and kmock lacks (opt-in, so the operator's tests run as before):
+
+        - GET pods/{name}/log: kmock reads it as a fetch of the pod and would answer the pod's JSON; the kubelet's
+          log is served from :attr:`pod_logs` instead;
+        - the kubernetes client's Watch sends `watch=True` (a Python bool as text), which the API server reads as
+          true; kmock takes only `watch=true` for a watch and would answer a list: those get kmock's own watch.
+        """
+        async def install() -> None:
+            self.emulator["get", kmock.resource("v1/pods"), kmock.subresource("log")] << self._serve_pod_log
+            self.emulator[_python_watch] << self.emulator._serve_watch
+
+        self.call(install)
 
     def _serve_pod_log(self, request: kmock.Request) -> Any:
         """A container's log as the API server relays it: text/plain, `tailLines` honoured, and with `follow=true`

@@ -81,6 +81,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluste
     if not MPIJOB_CRD.exists():
         pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}; it ships in the project's shared/ folder")
     with EmulatedCluster(tmp_path_factory.mktemp("kmock")) as running:
+        running.serve_client_side()
         # libyaml when present: the MPIJob CRD is large, and pure-Python YAML takes a second over it.
         mpijob_crd = yaml.load(MPIJOB_CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         running.strict = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": mpijob_crd},
