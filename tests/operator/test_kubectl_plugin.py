@@ -429,3 +429,15 @@ def test_the_operators_own_job_through_wait_and_describe(cluster: EmulatedCluste
     reasons = [line.split()[1] for line in text[text.index("Events:"):].splitlines()[2:]]
     assert reasons[0] == "Pending" and "Running" in reasons
     assert all(line.split()[3] == "bert-operator" for line in text[text.index("Events:"):].splitlines()[2:])
+
+
+def test_bertjob_has_the_same_commands(jobs: EmulatedCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    from bert_operator import cli
+
+    assert cli.main(["get", "run-1", "-n", NS, "--kubeconfig", str(jobs.kubeconfig)]) == 0
+    assert table_rows(capsys.readouterr().out)[0]["STAGE"] == "phase2"
+    assert cli.main(["logs", "run-1", "-n", NS, "--stage", "phase1", "--kubeconfig", str(jobs.kubeconfig)]) == 0
+    assert capsys.readouterr().out == "phase1 step 90 loss 6.5\n"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("bertjob ")

@@ -106,12 +106,10 @@ def _config_problem(exc: Exception) -> str:
 
 
 def api_message(exc: Any) -> str:
-    """The API server's own message from an error answer (its Status body), else the HTTP reason."""
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (ValueError, AttributeError, TypeError):
-        message = None
-    return str(message or exc.reason or f"HTTP {exc.status}")
+    """The API server's own message from an error answer: the operator's reading of a Status body."""
+    from ..kube import api_message as operator_api_message
+
+    return operator_api_message(exc)
 
 
 @contextmanager
@@ -155,31 +153,35 @@ def get_job(target: Target, name: str) -> dict[str, Any]:
     import kubernetes
 
     namespace = target.namespace or "default"
-    try:
-        with api_errors(target, f"reading BertTrainingJob {job_path(namespace, name)}"):
-            try:
-                answer = target.custom.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name,
-                                                                    _preload_content=False)
-            except kubernetes.client.ApiException as exc:
-                if exc.status == 404:
-                    raise _NotFound() from None
-                raise
-            return json.loads(answer.data)
-    except _NotFound:
-        raise PluginError(f"no {KIND} {name!r} in namespace {namespace!r}") from None
+    with api_errors(target, f"reading BertTrainingJob {job_path(namespace, name)}"):
+        try:
+            answer = target.custom.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name,
+                                                                _preload_content=False)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                raise PluginError(f"no {KIND} {name!r} in namespace {namespace!r}") from None
+            raise
+        return json.loads(answer.data)
 
 
 def list_jobs(target: Target) -> list[dict[str, Any]]:
     """The BertTrainingJobs of the target's namespace, or of all namespaces."""
+    import kubernetes
+
     where = f"namespace {target.namespace!r}" if target.namespace else "all namespaces"
     with api_errors(target, f"listing BertTrainingJobs in {where}"):
-        if target.namespace:
-            answer = target.custom.list_namespaced_custom_object(API_GROUP, API_VERSION, target.namespace, PLURAL,
-                                                                 _preload_content=False)
-        else:
-            answer = target.custom.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL, _preload_content=False)
+        try:
+            answer = _list(target)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                raise PluginError(f"listing BertTrainingJobs: the API server at {target.server} has no {KIND} "
+                                  f"resource: is bert-operator's CRD installed?") from None
+            raise
         return list(json.loads(answer.data).get("items") or [])
 
 
-class _NotFound(Exception):
-    """A 404 for the object itself (not the resource type): the caller names the object."""
+def _list(target: Target) -> Any:
+    if target.namespace:
+        return target.custom.list_namespaced_custom_object(API_GROUP, API_VERSION, target.namespace, PLURAL,
+                                                           _preload_content=False)
+    return target.custom.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL, _preload_content=False)
