@@ -18,10 +18,6 @@ from .client import PluginError, Target, api_errors, get_job, job_path
 WATCH_SECONDS = 300
 
 
-class Deleted(Exception):
-    """The job was deleted while it was being followed."""
-
-
 def job_states(target: Target, name: str, deadline: float | None) -> Iterator[dict[str, Any] | None]:
     """Each state of job `name`: first as read now, then as the watch delivers them; None once `deadline`
     (time.monotonic()) has passed.
