@@ -19,6 +19,7 @@ from .api.parse import parse_text
 from .dependencies import resolve_file
 from .tasks import task_of
 from .api.crd import crd_yaml, policy_crd_yaml
+from .kubectl import add_commands as add_cluster_commands, add_version
 from .render import RenderSettings, render_all
 from .render.values import DEFAULT_TRAINER_IMAGE
 
@@ -125,6 +126,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertjob", description="BERT training jobs on Kubernetes (bert-operator).")
+    add_version(parser, "bertjob")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="check BertTrainingJob YAML files")
@@ -177,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--webhook-cert-dir", default=None,
                           help="folder with the webhook's tls.crt and tls.key; env BERTOP_WEBHOOK_CERT_DIR")
     operator.set_defaults(func=cmd_operator)
+
+    # get, describe, logs, wait, watch: the cluster-side commands, the same as `kubectl bertjob`'s (kubectl/).
+    add_cluster_commands(sub)
     return parser
 
 

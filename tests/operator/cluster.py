@@ -27,6 +27,10 @@ BTJ = "bertoperator.io/v1alpha1/berttrainingjobs"
 MPIJOBS = "kubeflow.org/v2beta1/mpijobs"
 
 
+def _python_watch(request: kmock.Request) -> bool:
+    return request.method == "GET" and (request.params or {}).get("watch") == "True"
+
+
 class EmulatedCluster:
     """kmock.KubernetesEmulator serving HTTP on 127.0.0.1, declared with this project's resources."""
 
@@ -39,6 +43,10 @@ class EmulatedCluster:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="kmock")
         self.emulator: kmock.KubernetesEmulator | None = None
+        #: (namespace, pod) -> its log's lines, and the pods whose container has ended: what GET pods/{name}/log
+        #: answers (see _serve_pod_log). Written from the tests' thread, read on the emulator's loop.
+        self.pod_logs: dict[tuple[str, str], list[str]] = {}
+        self.ended_logs: set[tuple[str, str]] = set()
 
     def __enter__(self) -> "EmulatedCluster":
         self.thread.start()
@@ -98,6 +106,45 @@ class EmulatedCluster:
         if self.trim_history:
             self.trimmer = asyncio.get_running_loop().create_task(self._trim_forever())
 
+    def serve_client_side(self) -> None:
+        """What kubectl-like clients need and kmock lacks (opt-in, so the operator's tests run as before):
+
+        - GET pods/{name}/log: kmock reads it as a fetch of the pod and would answer the pod's JSON; the kubelet's
+          log is served from :attr:`pod_logs` instead;
+        - the kubernetes client's Watch sends `watch=True` (a Python bool as text), which the API server reads as
+          true; kmock takes only `watch=true` for a watch and would answer a list: those get kmock's own watch.
+        """
+        async def install() -> None:
+            self.emulator["get", kmock.resource("v1/pods"), kmock.subresource("log")] << self._serve_pod_log
+            self.emulator[_python_watch] << self.emulator._serve_watch
+
+        self.call(install)
+
+    def _serve_pod_log(self, request: kmock.Request) -> Any:
+        """A container's log as the API server relays it: text/plain, `tailLines` honoured, and with `follow=true`
+        a stream of the lines as they are appended (write_pod_log) until the container ends (end_pod_log)."""
+        key = (request.namespace or "", request.name or "")
+        if key not in self.pod_logs:
+            return kmock.KubernetesError(status=404, reason="NotFound", message=f'pods "{key[1]}" not found')
+        tail = int(request.params["tailLines"]) if "tailLines" in request.params else None
+        lines = self.pod_logs[key]
+        start = max(0, len(lines) - tail) if tail is not None else 0
+        if request.params.get("follow") not in ("true", "True", "1", "t", "T", "TRUE"):  # Go's strconv.ParseBool
+            return "".join(lines[start:]).encode()
+
+        async def follow() -> Any:
+            yield b""  # the headers now, as a real server sends them before the first line
+            sent = start
+            while True:
+                if sent < len(lines):
+                    chunk, sent = "".join(lines[sent:]), len(lines)
+                    yield chunk.encode()
+                elif key in self.ended_logs:
+                    return
+                else:
+                    await asyncio.sleep(0.02)
+        return follow()
+
     async def _trim_forever(self) -> None:
         while True:
             await asyncio.sleep(0.02)
@@ -124,6 +171,14 @@ class EmulatedCluster:
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "uid": uid,
                 "labels": {"bertoperator.io/job-name": job_name}}, "spec": {"containers": []}}
         return core.create_namespaced_pod(namespace, body, _preload_content=False)
+
+    def write_pod_log(self, namespace: str, pod: str, *lines: str) -> None:
+        """Append lines (newline added) to a pod's log, which followers receive at once."""
+        self.pod_logs.setdefault((namespace, pod), []).extend(f"{line}\n" for line in lines)
+
+    def end_pod_log(self, namespace: str, pod: str) -> None:
+        """The pod's container ended: a follower's stream ends once it has the last line."""
+        self.ended_logs.add((namespace, pod))
 
     def leave_mpijob(self, namespace: str, job_name: str, stage: str, owner_uid: str | None) -> dict[str, Any]:
         """An MPIJob as an earlier operator life (owner_uid) or someone else (None) left it, labelled for `job_name`."""

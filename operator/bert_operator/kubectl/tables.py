@@ -1,0 +1,169 @@
+"""`kubectl bertjob get`: BertTrainingJobs as a table whose columns are the CRD's own printer columns.
+
+The columns are read from `api.crd.PRINTER_COLUMNS` (what `kubectl get btj` shows), evaluated here with the
+subset of JSONPath they use, so the plugin and kubectl can never disagree on a column. The plugin adds what a
+printer column cannot compute: the step count and the ETA of the current stage (and, with -o wide, the loss, the
+throughput and how old the figures are).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from ..api.crd import PRINTER_COLUMNS
+from ..contract import parse_utc
+
+#: `.a.b`, `.a[0]`, `.a[?(@.type=="Ready")]`: one step of the JSONPath the printer columns use.
+_STEP = re.compile(r'\.(?P<key>[A-Za-z0-9_]+)|\[(?P<index>\d+)\]|\[\?\(@\.(?P<field>[A-Za-z0-9_]+)==(?P<q>["\'])(?P<value>[^"\']*)(?P=q)\)\]')
+
+
+def jsonpath(document: Any, path: str) -> Any:
+    """The value at `path` in `document` (None when absent). Only the forms of the printer columns are understood;
+    anything else raises ValueError, so a new column in the CRD that this cannot read fails the tests, not a user."""
+    value, position = document, 0
+    while position < len(path):
+        step = _STEP.match(path, position)
+        if step is None:
+            raise ValueError(f"unsupported JSONPath {path!r} at {path[position:]!r}")
+        position = step.end()
+        if step["key"] is not None:
+            value = value.get(step["key"]) if isinstance(value, dict) else None
+        elif step["index"] is not None:
+            index = int(step["index"])
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+        else:
+            value = next((item for item in value if isinstance(item, dict)
+                          and str(item.get(step["field"])) == step["value"]), None) if isinstance(value, list) else None
+    return value
+
+
+def age(stamp: str | None, now: datetime.datetime) -> str:
+    """An RFC 3339 time as kubectl's AGE column writes how long ago it was: 45s, 3m20s, 47m, 5h12m, 3d4h, 120d."""
+    if not stamp:
+        return ""
+    try:
+        seconds = int((now - parse_utc(stamp)).total_seconds())
+    except ValueError:
+        return ""
+    seconds = max(seconds, 0)
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its header and how to compute its cell from a job."""
+
+    header: str
+    cell: Callable[[dict[str, Any], datetime.datetime], str]
+
+
+def _printer_column(spec: dict[str, Any]) -> Column:
+    path = spec["jsonPath"]
+    if spec["type"] == "date":
+        return Column(spec["name"].upper(), lambda job, now: age(jsonpath(job, path), now))
+    return Column(spec["name"].upper(), lambda job, now: _text(jsonpath(job, path)))
+
+
+def _progress(job: dict[str, Any]) -> dict[str, Any]:
+    return (job.get("status") or {}).get("progress") or {}
+
+
+def _steps(job: dict[str, Any], now: datetime.datetime) -> str:
+    progress = _progress(job)
+    step, total = progress.get("step"), progress.get("totalSteps")
+    return f"{step}/{total}" if step is not None and total else ""
+
+
+def _eta(job: dict[str, Any], now: datetime.datetime) -> str:
+    from ..local.display import _eta as eta_text  # the local bar's ETA, so both read the same
+
+    if (job.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return ""
+    return eta_text(_progress(job).get("etaSeconds"))
+
+
+def _loss(job: dict[str, Any], now: datetime.datetime) -> str:
+    loss = _progress(job).get("loss")
+    return f"{loss:.3f}" if isinstance(loss, (int, float)) else ""
+
+
+def _throughput(job: dict[str, Any], now: datetime.datetime) -> str:
+    rate = _progress(job).get("sequencesPerSecond")
+    return f"{rate:.0f}" if isinstance(rate, (int, float)) else ""
+
+
+def _updated(job: dict[str, Any], now: datetime.datetime) -> str:
+    return age(_progress(job).get("updatedAt"), now)
+
+
+#: Added before AGE: the current stage's steps and ETA; with -o wide also the loss, throughput and report age.
+EXTRA = [Column("STEPS", _steps), Column("ETA", _eta)]
+WIDE_EXTRA = [Column("LOSS", _loss), Column("SEQ/S", _throughput), Column("UPDATED", _updated)]
+
+
+def columns(wide: bool, all_namespaces: bool) -> list[Column]:
+    """NAME (NAMESPACE first with -A), every printer column (STAGE included: which stage runs is what a user of a
+    multi-stage job looks for first), the plugin's extras, AGE last."""
+    printer = [_printer_column(spec) for spec in PRINTER_COLUMNS]
+    dated = [c for c, spec in zip(printer, PRINTER_COLUMNS) if spec["type"] == "date"]
+    undated = [c for c in printer if c not in dated]
+    head = [Column("NAME", lambda job, now: (job.get("metadata") or {}).get("name", ""))]
+    if all_namespaces:
+        head.insert(0, Column("NAMESPACE", lambda job, now: (job.get("metadata") or {}).get("namespace", "")))
+    return [*head, *undated, *EXTRA, *(WIDE_EXTRA if wide else []), *dated]
+
+
+def table(jobs: Sequence[dict[str, Any]], wide: bool = False, all_namespaces: bool = False,
+          now: datetime.datetime | None = None) -> str:
+    """The jobs as kubectl prints a table: upper-case headers, columns three spaces apart, no trailing blanks."""
+    now = now or datetime.datetime.now(tz=datetime.timezone.utc)
+    chosen = columns(wide, all_namespaces)
+    rows = [[column.header for column in chosen]] + [[column.cell(job, now) for column in chosen] for job in jobs]
+    return render_rows(rows)
+
+
+def render_rows(rows: Sequence[Sequence[str]], indent: str = "") -> str:
+    """Rows of cells, left-aligned in columns three spaces apart (kubectl's layout)."""
+    if not rows:
+        return ""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
+def dump(jobs: Sequence[dict[str, Any]], output: str, single: bool) -> str:
+    """-o yaml / -o json: one object as itself, several as a List, as kubectl prints them."""
+    document: Any = jobs[0] if single else {"apiVersion": "v1", "kind": "List", "items": list(jobs),
+                                            "metadata": {"resourceVersion": ""}}
+    if output == "json":
+        return json.dumps(document, indent=4) + "\n"
+    return yaml.safe_dump(document, sort_keys=False, width=120)
