@@ -1,4 +1,4 @@
-"""The README's main job: `bertjob run --local examples/bertjob-tiny.yaml`, end to end (about 90 s on 2 cores).
+"""The README's first command: `bertjob run --local examples/bertjob-tiny.yaml`, end to end (about 90 s on 2 cores).
 
 prepareData (two sequence lengths) -> two-phase pretraining -> CoLA fine-tuning, through the
 operator's reconciler, with the trainer's command lines exactly as the MPIJobs carry them. The jobs
@@ -90,8 +90,8 @@ def test_pretraining_learns_and_writes_everything_a_user_looks_at(tiny_run) -> N
 def test_fine_tuning_reports_its_metric(tiny_run) -> None:
     result, workdir, _ = tiny_run
     results = statuses(result.stdout)["tiny-cola"]["results"]
-    # The MCC itself varies too much to assert (README: 0.33-0.73 mostly, about one run in seven collapses to one
-    # class); what must hold is that fine-tuning started from the pretrained encoder, every tensor of it.
+    # The MCC itself varies too much to assert (docs/benchmarks.md: 0.33-0.73 mostly, about one run in seven
+    # collapses to one class); what must hold is that fine-tuning started from the pretrained encoder, every tensor of it.
     assert results["task"] == "CoLA" and -1.0 <= results["dev"]["mcc"] <= 1.0 and results["steps"] == 188
     log = (workdir / "default" / "tiny-cola" / "tiny-cola-glue.log").read_text()
     assert re.search(r"event=init_checkpoint_summary loaded=\d+ missing=\[\] unused=\[\]", log), log[-2000:]
