@@ -54,8 +54,10 @@ RUNNING_STATUS: dict[str, Any] = {
     "stages": [
         {"name": "phase1", "mpiJob": "run-1-phase1", "phase": "Succeeded", "startTime": ago(600),
          "completionTime": ago(300), "restarts": 1, "lastRestartTime": ago(500),
-         "lastRestartReason": "pod run-1-phase1-worker-1: Evicted: the node was drained"},
-        {"name": "phase2", "mpiJob": "run-1-phase2", "phase": "Running", "startTime": ago(290)},
+         "lastRestartReason": "pod run-1-phase1-worker-1: Evicted: the node was drained",
+         "gpus": 8, "runningSeconds": 5400, "gpuHours": 12.0},
+        {"name": "phase2", "mpiJob": "run-1-phase2", "phase": "Running", "startTime": ago(290), "gpus": 8,
+         "runningSince": ago(280)},
     ],
     "conditions": [condition("Valid", "True", "SpecValid"), condition("Ready", "True", "Running", "stage phase2 runs"),
                    condition("Running", "True", "MPIJobRunning", "MPIJob ml-training/run-1-phase2 is running.")],
@@ -241,7 +243,9 @@ def test_describe_shows_stages_conditions_events_results_and_locations(jobs: Emu
     text = answer.stdout
     stages = text[text.index("Stages:"):text.index("Conditions:")]
     phase1 = next(line for line in stages.splitlines() if line.split()[:1] == ["phase1"])
-    assert phase1.split()[1:3] == ["run-1-phase1", "Succeeded"] and phase1.split()[-1] == "1"
+    assert phase1.split()[1:3] == ["run-1-phase1", "Succeeded"] and phase1.split()[-3:] == ["1", "8", "12"]
+    phase2 = next(line for line in stages.splitlines() if line.split()[:1] == ["phase2"])
+    assert phase2.split()[-2:] == ["8", "running"]  # its open attempt is counted when it ends
     assert "phase1: last restart at" in stages and "Evicted: the node was drained" in stages
     assert "phase2" in stages and "run-1-phase2" in stages
     conditions = text[text.index("Conditions:"):text.index("Results:")]

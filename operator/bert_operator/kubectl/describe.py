@@ -61,15 +61,26 @@ def _stages(status: dict[str, Any]) -> str:
     stages = status.get("stages") or []
     if not stages:
         return "Stages:             <none>\n"
-    rows = [["NAME", "MPIJOB", "PHASE", "STARTED", "COMPLETED", "RESTARTS"]]
+    rows = [["NAME", "MPIJOB", "PHASE", "STARTED", "COMPLETED", "RESTARTS", "GPUS", "GPU-HOURS"]]
     rows += [[s.get("name", ""), s.get("mpiJob") or "", s.get("phase") or "", s.get("startTime") or "",
-              s.get("completionTime") or "", str(s.get("restarts") or 0)] for s in stages]
+              s.get("completionTime") or "", str(s.get("restarts") or 0), _scalar(s.get("gpus")),
+              _gpu_hours(s)] for s in stages]
     out = "Stages:\n" + render_rows(rows, "  ")
     for s in stages:
         if s.get("lastRestartReason"):
             when = f" at {s['lastRestartTime']}" if s.get("lastRestartTime") else ""
             out += f"  {s.get('name')}: last restart{when}: {s['lastRestartReason']}\n"
     return out
+
+
+def _gpu_hours(stage: dict[str, Any]) -> str:
+    """The stage's GPU-hours (reconcile/usage.py: its ended attempts), marked `+` while an attempt still runs, since
+    the status counts that one only when it ends."""
+    hours = stage.get("gpuHours")
+    running = bool(stage.get("runningSince"))
+    if hours is None:
+        return "running" if running else ""
+    return f"{_scalar(hours)}{' +running' if running else ''}"
 
 
 def _conditions(status: dict[str, Any]) -> str:
