@@ -18,6 +18,7 @@ from kubernetes.client.rest import ApiException
 from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .contract import JOB_NAME_LABEL, STAGE_LABEL
+from .version import package_version
 from .kueue import JOB_UID_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION
 from .metrics import API_ERRORS, API_REQUESTS
 from .reconcile.ports import Rejected
@@ -59,7 +60,7 @@ def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     # Handlers run in a thread pool; the default of 4 pooled connections makes them queue.
     configuration.connection_pool_maxsize = 32
     client = kubernetes.client.ApiClient(configuration)
-    client.user_agent = "bert-operator/0.1.0"
+    client.user_agent = f"bert-operator/{package_version()}"
     return client
 
 

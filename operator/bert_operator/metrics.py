@@ -7,10 +7,11 @@ exported ones: the chart's ServiceMonitor sets honorLabels, a hand-written scrap
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from .version import package_version
 
 JOBS_BY_PHASE = Gauge("bertoperator_jobs", "BertTrainingJobs known to this operator, by phase", ["phase"])
 RECONCILE_SECONDS = Histogram(
@@ -44,18 +45,6 @@ BUILD_INFO = Gauge("bertoperator_build_info", "Always 1; the labels say which op
 EXPORTED = (JOBS_BY_PHASE, RECONCILE_SECONDS, MPIJOBS_CREATED, API_REQUESTS, API_ERRORS, PROGRESS_REPORTS, TRAINING_LOSS,
             TRAINING_SEQUENCES_PER_SECOND, TRAINING_PROGRESS_RATIO, TRAINING_ETA_SECONDS, TRAINING_JOB_PROGRESS_RATIO,
             BUILD_INFO)
-#: The package whose version build_info reports.
-DISTRIBUTION = "bert-operator"
-
-
-def package_version() -> str:
-    """The installed bert-operator version; `unknown` when run from a source tree that was never installed."""
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def publish_build_info(trainer_image: str) -> None:
     """Set bertoperator_build_info once at startup: a dashboard can tell which build (and which default trainer
     image, the one jobs without spec.image run) each operator replica is, e.g. halfway through a rollout."""

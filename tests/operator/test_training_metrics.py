@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bert_operator import metrics
+from bert_operator.version import package_version
 from bert_operator.render.values import DEFAULT_TRAINER_IMAGE
 from tests.conftest import free_port
 from tests.operator.cluster import EmulatedCluster, OperatorProcess
@@ -138,5 +139,5 @@ def test_after_a_restart_running_jobs_gauges_come_back_from_their_status_and_end
     cluster.wait(lambda: jobs_known(operator) == every, what="every job seen by the new process (its resync counts them)")
     assert training(operator, "gauges-ended") == {}
     [(_, build, value)] = [sample for sample in samples(operator) if sample[0] == "bertoperator_build_info"]
-    assert value == 1 and build["version"] == metrics.package_version() != "unknown"
+    assert value == 1 and build["version"] == package_version() != "unknown"
     assert build["trainer_image"] == DEFAULT_TRAINER_IMAGE and build["python"].count(".") == 2

@@ -16,21 +16,10 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
+from ..version import package_version
 from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError
 
 PROG = "kubectl-bertjob"
-
-
-def package_version() -> str:
-    """The installed distribution's version; the package's own __version__ when it is not installed."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("bert-operator")
-    except metadata.PackageNotFoundError:
-        import bert_operator
-
-        return str(getattr(bert_operator, "__version__", "unknown"))
 
 
 def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -188,4 +177,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-__all__ = ["add_commands", "build_parser", "main", "package_version"]
+__all__ = ["add_commands", "build_parser", "main"]

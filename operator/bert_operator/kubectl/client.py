@@ -105,13 +105,6 @@ def _config_problem(exc: Exception) -> str:
     return text.splitlines()[0]
 
 
-def api_message(exc: Any) -> str:
-    """The API server's own message from an error answer: the operator's reading of a Status body."""
-    from ..kube import api_message as operator_api_message
-
-    return operator_api_message(exc)
-
-
 @contextmanager
 def api_errors(target: Target, doing: str) -> Iterator[None]:
     """API and connection failures while `doing` something, as one PluginError line each.
@@ -121,6 +114,8 @@ def api_errors(target: Target, doing: str) -> Iterator[None]:
     """
     import kubernetes
     import urllib3
+
+    from ..kube import api_message
 
     try:
         yield

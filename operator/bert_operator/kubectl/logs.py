@@ -13,7 +13,7 @@ import sys
 from typing import Any, BinaryIO
 
 from ..contract import JOB_NAME_LABEL, STAGE_LABEL
-from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError, Target, api_errors, api_message, get_job, job_path
+from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError, Target, api_errors, get_job, job_path
 
 #: The MPI Operator's role label (worker or launcher) and the launcher's container name in the rendered MPIJob.
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
@@ -56,6 +56,8 @@ def launcher_pod(target: Target, job: dict[str, Any], stage: dict[str, Any]) -> 
 def stream_logs(target: Target, pod: dict[str, Any], follow: bool, tail: int | None, out: BinaryIO) -> None:
     """Copy the launcher container's log to `out` as it arrives (with `follow`, until the container ends)."""
     import kubernetes
+
+    from ..kube import api_message
 
     meta = pod["metadata"]
     with api_errors(target, f"reading the log of pod {job_path(meta['namespace'], meta['name'])}"):

@@ -18,6 +18,7 @@ import yaml
 
 from ..api.crd import PRINTER_COLUMNS
 from ..contract import parse_utc
+from ..status import TERMINAL_PHASES
 
 #: `.a.b`, `.a[0]`, `.a[?(@.type=="Ready")]`: one step of the JSONPath the printer columns use.
 _STEP = re.compile(r'\.(?P<key>[A-Za-z0-9_]+)|\[(?P<index>\d+)\]|\[\?\(@\.(?P<field>[A-Za-z0-9_]+)==(?P<q>["\'])(?P<value>[^"\']*)(?P=q)\)\]')
@@ -104,9 +105,9 @@ def _steps(job: dict[str, Any], now: datetime.datetime) -> str:
 
 
 def _eta(job: dict[str, Any], now: datetime.datetime) -> str:
-    from ..local.display import _eta as eta_text  # the local bar's ETA, so both read the same
+    from ..local.display import eta_text  # the local bar's ETA, so both read the same
 
-    if (job.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+    if (job.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return ""
     return eta_text(_progress(job).get("etaSeconds"))
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from ..api.status import JobPhase
+from ..status import TERMINAL_PHASES
 from .client import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, PluginError, Target, job_path
 from .follow import job_states
 
 PHASES: tuple[str, ...] = get_args(JobPhase)
-TERMINAL = ("Succeeded", "Failed")
 FOR_FORMS = "phase=<PHASE> or condition=<TYPE>[=True|False|Unknown]"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -100,7 +100,7 @@ def run(target: Target, name: str, goal: Goal, timeout: float | None) -> int:
         if goal.met(job):
             print(f"berttrainingjob.bertoperator.io/{name} condition met ({goal})")
             return EXIT_OK
-        if phase in TERMINAL:
+        if phase in TERMINAL_PHASES:
             print(f"error: {where} is {phase}{failure_text(job)}; it cannot become {goal}", file=sys.stderr)
             return EXIT_FAILED
     raise PluginError(f"watching {where} ended unexpectedly")

@@ -13,7 +13,8 @@ from typing import Any, TextIO
 
 from .client import EXIT_FAILED, EXIT_OK, PluginError, Target
 from .follow import job_states
-from .wait import TERMINAL, failure_text
+from ..status import TERMINAL_PHASES
+from .wait import failure_text
 
 
 def status_line(name: str, status: dict[str, Any]) -> str:
@@ -74,7 +75,7 @@ def run(target: Target, name: str, interactive: bool | None = None) -> int:
             status = job.get("status") or {}
             view.update(status)
             phase = status.get("phase")
-            if phase in TERMINAL:
+            if phase in TERMINAL_PHASES:
                 view.close()
                 if phase == "Failed":
                     print(f"{name}: Failed{failure_text(job)}", file=sys.stderr)

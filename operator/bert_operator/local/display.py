@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 
-def _eta(seconds: Any) -> str:
+def eta_text(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)):
         return ""
     seconds = int(seconds)
@@ -31,7 +31,7 @@ def progress_text(progress: dict[str, Any]) -> str:
     if isinstance(progress.get("sequencesPerSecond"), (int, float)):
         parts.append(f"{progress['sequencesPerSecond']:.0f} seq/s")
     if progress.get("etaSeconds") is not None:
-        parts.append(f"eta {_eta(progress['etaSeconds'])}")
+        parts.append(f"eta {eta_text(progress['etaSeconds'])}")
     return " ".join(part for part in parts if part)
 
 
