@@ -48,33 +48,36 @@ def condition(kind: str, state: str, reason: str, message: str = "") -> dict[str
     return {"type": kind, "status": state, "reason": reason, "message": message, "lastTransitionTime": ago(60)}
 
 
-RUNNING_STATUS: dict[str, Any] = {
-    "phase": "Running", "task": "pretrain", "model": "custom", "workers": 2, "gpus": 8, "currentStage": "phase2",
-    "startTime": ago(600),
-    "stages": [
-        {"name": "phase1", "mpiJob": "run-1-phase1", "phase": "Succeeded", "startTime": ago(600),
-         "completionTime": ago(300), "restarts": 1, "lastRestartTime": ago(500),
-         "lastRestartReason": "pod run-1-phase1-worker-1: Evicted: the node was drained",
-         "gpus": 8, "runningSeconds": 5400, "gpuHours": 12.0},
-        {"name": "phase2", "mpiJob": "run-1-phase2", "phase": "Running", "startTime": ago(290), "gpus": 8,
-         "runningSince": ago(280)},
-    ],
-    "conditions": [condition("Valid", "True", "SpecValid"), condition("Ready", "True", "Running", "stage phase2 runs"),
-                   condition("Running", "True", "MPIJobRunning", "MPIJob ml-training/run-1-phase2 is running.")],
-    "progress": {"stage": "phase2", "step": 4, "totalSteps": 10, "loss": 5.25, "sequencesPerSecond": 312.4,
-                 "etaSeconds": 75.0, "updatedAt": ago(3600), "percent": 94, "display": "94% phase2"},
-    "results": {"finalLoss": 6.5, "checkpoint": "s3://bert-demo/results/bert-tiny/phase1/ckpt-90",
-                "artifacts": [{"stage": "phase1", "format": "hf", "uri": "s3://bert-demo/results/bert-tiny/phase1/export/hf"},
-                              {"stage": "phase1", "format": "savedmodel",
-                               "uri": "s3://bert-demo/results/bert-tiny/phase1/export/savedmodel"}]},
-    "resolved": {"dataset": {"uri": "s3://bert-demo/records", "endpoint": "http://minio.minio.svc:9000",
-                             "credentialsSecret": "minio-credentials"},
-                 "output": {"uri": "s3://bert-demo/results/bert-tiny"},
-                 "dataPaths": ["s3://bert-demo/records/tiny/seq64", "s3://bert-demo/records/tiny/seq128"]},
-    "dependencies": [{"name": "prep-1", "uid": "uid-prep-1", "phase": "Succeeded", "fields": ["spec.dataset.fromJob"]}],
-    "policy": {"policies": ["team-defaults"],
-               "applied": [{"path": "spec.queueName", "value": "gpu-queue", "how": "default", "policy": "team-defaults"}]},
-}
+def running_status() -> dict[str, Any]:
+    """A running job's status, its times counted back from now when the fixture makes the job (not at import:
+    the suite runs for minutes between the two, and the ages shown are asserted)."""
+    return {
+        "phase": "Running", "task": "pretrain", "model": "custom", "workers": 2, "gpus": 8, "currentStage": "phase2",
+        "startTime": ago(600),
+        "stages": [
+            {"name": "phase1", "mpiJob": "run-1-phase1", "phase": "Succeeded", "startTime": ago(600),
+             "completionTime": ago(300), "restarts": 1, "lastRestartTime": ago(500),
+             "lastRestartReason": "pod run-1-phase1-worker-1: Evicted: the node was drained",
+             "gpus": 8, "runningSeconds": 5400, "gpuHours": 12.0},
+            {"name": "phase2", "mpiJob": "run-1-phase2", "phase": "Running", "startTime": ago(290), "gpus": 8,
+             "runningSince": ago(280)},
+        ],
+        "conditions": [condition("Valid", "True", "SpecValid"), condition("Ready", "True", "Running", "stage phase2 runs"),
+                       condition("Running", "True", "MPIJobRunning", "MPIJob ml-training/run-1-phase2 is running.")],
+        "progress": {"stage": "phase2", "step": 4, "totalSteps": 10, "loss": 5.25, "sequencesPerSecond": 312.4,
+                     "etaSeconds": 75.0, "updatedAt": ago(3600), "percent": 94, "display": "94% phase2"},
+        "results": {"finalLoss": 6.5, "checkpoint": "s3://bert-demo/results/bert-tiny/phase1/ckpt-90",
+                    "artifacts": [{"stage": "phase1", "format": "hf", "uri": "s3://bert-demo/results/bert-tiny/phase1/export/hf"},
+                                  {"stage": "phase1", "format": "savedmodel",
+                                   "uri": "s3://bert-demo/results/bert-tiny/phase1/export/savedmodel"}]},
+        "resolved": {"dataset": {"uri": "s3://bert-demo/records", "endpoint": "http://minio.minio.svc:9000",
+                                 "credentialsSecret": "minio-credentials"},
+                     "output": {"uri": "s3://bert-demo/results/bert-tiny"},
+                     "dataPaths": ["s3://bert-demo/records/tiny/seq64", "s3://bert-demo/records/tiny/seq128"]},
+        "dependencies": [{"name": "prep-1", "uid": "uid-prep-1", "phase": "Succeeded", "fields": ["spec.dataset.fromJob"]}],
+        "policy": {"policies": ["team-defaults"],
+                   "applied": [{"path": "spec.queueName", "value": "gpu-queue", "how": "default", "policy": "team-defaults"}]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +131,7 @@ def post_event(cluster: EmulatedCluster, job: str, uid: str, reason: str, messag
 def jobs(cluster: EmulatedCluster) -> EmulatedCluster:
     """run-1 (two stages, in phase2, with everything describe shows), its pods and logs and Events, a failed job, and
     a job in another namespace."""
-    make_job(cluster, "run-1", RUNNING_STATUS)
+    make_job(cluster, "run-1", running_status())
     failed = {"phase": "Failed", "task": "squad", "model": "large", "workers": 1, "gpus": 4, "currentStage": "squad",
               "stages": [{"name": "squad", "mpiJob": "failed-1-squad", "phase": "Failed"}],
               "conditions": [condition("Failed", "True", "MPIJobFailed", "launcher exited 1: CUDA out of memory")]}
