@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = parse_text(_read(args.file), args.file)
     resolve_file(jobs, args.file, need_all=False)  # a cycle, or a producer that cannot give what is asked: exit 2 now
     options = LocalOptions(
-        workdir=Path(args.workdir), yaml_dir=Path(args.file).resolve().parent if args.file != "-" else Path.cwd(),
+        workdir=Path(args.workdir), yaml_dir=Path(args.file).resolve().parent if args.file != "-" else None,
         volumes=dict(args.volume), processes=args.processes, fresh=args.fresh, only=tuple(args.job),
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,10 @@ def job_yaml(name: str, spec: dict[str, Any], annotations: dict[str, str] | None
 
 
 def write_jobs(path: Path, *jobs: dict[str, Any]) -> Path:
+    """The jobs as one file; with a copy of the tiny inputs beside it when a job names them (INPUTS_FOLDER): an
+    annotation may only name a folder inside the job file's own folder."""
+    if any(INPUTS_FOLDER in job["metadata"]["annotations"].values() for job in jobs) and not (path.parent / INPUTS_FOLDER).exists():
+        shutil.copytree(TINY_INPUTS, path.parent / INPUTS_FOLDER)
     path.write_text(yaml.safe_dump_all(list(jobs), sort_keys=False))
     return path
 
@@ -57,4 +62,5 @@ def tiny_prepare_spec(output: str = "pvc://work/records", **task: Any) -> dict[s
     }
 
 
-INPUTS_ANNOTATION = {"local.bertoperator.io/pvc.inputs": str(TINY_INPUTS)}
+INPUTS_FOLDER = "tiny"
+INPUTS_ANNOTATION = {"local.bertoperator.io/pvc.inputs": INPUTS_FOLDER}

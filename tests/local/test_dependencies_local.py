@@ -27,7 +27,7 @@ def test_a_job_listed_before_its_producer_runs_after_it_with_the_producers_vocab
     assert found["second"]["dependencies"] == [{"name": "first", "fields": ["spec.model.vocabFrom.fromJob"],
                                                 "phase": "Succeeded"}]
     log = (tmp_path / "w" / "default" / "second" / "second-prepare.log").read_text()
-    assert f"--vocab_file {TINY_INPUTS.resolve() / 'vocab.txt'}" in log  # the producer's vocab, mount path mapped
+    assert f"--vocab_file {tmp_path.resolve() / 'tiny' / 'vocab.txt'}" in log  # the producer's vocab, mount path mapped
 
     # --job runs one job; its producer's earlier run (saved status) gives it its inputs
     again = run_local(str(jobs), "--workdir", str(tmp_path / "w"), "--job", "second", "--fresh", timeout=300)
@@ -45,7 +45,7 @@ def test_a_failed_producer_fails_its_dependent_and_the_other_jobs_still_run(tmp_
     dependent["metadata"]["annotations"] = broken["metadata"]["annotations"]
     other = job_yaml("other", tiny_prepare_spec("pvc://work/other"), broken["metadata"]["annotations"])
     other["spec"]["model"]["vocab"] = "pvc://tiny/vocab.txt"
-    other["metadata"]["annotations"] = {**other["metadata"]["annotations"], "local.bertoperator.io/pvc.tiny": str(TINY_INPUTS)}
+    other["metadata"]["annotations"] = {**other["metadata"]["annotations"], "local.bertoperator.io/pvc.tiny": "tiny"}
     other["spec"]["dataset"]["uri"] = "pvc://tiny/corpus"
     jobs = write_jobs(tmp_path / "j.yaml", broken, dependent, other)
     result = run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=300)

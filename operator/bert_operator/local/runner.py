@@ -47,7 +47,7 @@ from ..tasks import report_uri, stages_of, task_of
 from .commands import s3_endpoint
 from .display import Display
 from .stages import LocalStages
-from .volumes import LocalSetupError, VolumeMap, check_inputs, claim_annotations, volume_map
+from .volumes import LocalSetupError, VolumeMap, annotated_folder, check_inputs, claim_annotations, volume_map
 
 POLL_SECONDS = 0.5
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -58,7 +58,7 @@ class LocalOptions:
     """What `bertjob run --local` was told."""
 
     workdir: Path
-    yaml_dir: Path
+    yaml_dir: Path | None  # the job file's folder; None for standard input (no annotated folders)
     volumes: dict[str, Path] = field(default_factory=dict)
     processes: int | None = None
     fresh: bool = False
@@ -316,6 +316,9 @@ def run_jobs(jobs: list[BertTrainingJob], options: LocalOptions, display: Displa
                                   "can only take inputs from the jobs run with it")
     chosen = [job for job in dependency_order(jobs) if not options.only or job.metadata.name in options.only]
     annotated = claim_annotations(jobs)
+    for claim, (value, _) in annotated.items():  # a folder the file may not name: exit 2 before anything runs
+        if claim not in options.volumes:
+            annotated_folder(claim, value, options.yaml_dir)
     done: dict[str, dict[str, Any]] = {}
 
     def lookup(namespace: str, name: str) -> dict[str, Any] | None:

@@ -9,6 +9,12 @@ difference between a local run and a pod.
 A claim's folder comes from, in order: `--volume CLAIM=DIR`; the job's
 annotation `local.bertoperator.io/pvc.<claim>: DIR` (relative to the YAML
 file, so an example can carry its inputs); else `<workdir>/volumes/<claim>`.
+
+A job file may come from someone else, and local mode runs it with the user's
+files and keys: an annotation only names a folder inside the file's own folder
+(no absolute path, `~`, `..`, hidden folder or symlink out of it), so a file
+cannot make `bertjob` read `~/.ssh` and upload it to an endpoint the file
+names. Any other folder is the user's to give, with `--volume`.
 """
 
 from __future__ import annotations
@@ -80,15 +86,36 @@ def claim_annotations(jobs: list[BertTrainingJob]) -> dict[str, tuple[str, str]]
     return found
 
 
-def volume_map(job: BertTrainingJob, yaml_dir: Path, overrides: dict[str, Path], workdir: Path, job_dir: Path,
+def annotated_folder(claim: str, value: str, yaml_dir: Path | None) -> Path:
+    """The folder an annotation names: relative to the job file's folder and inside it once symlinks are resolved;
+    anything else is refused (see the module docstring)."""
+    where = f"metadata.annotations[{CLAIM_ANNOTATION_PREFIX}{claim}]"
+    allowed = (f"a folder inside the job file's folder, relative to it; give any other folder with "
+               f"--volume {claim}=DIR")
+    if yaml_dir is None:
+        raise LocalSetupError(f"{where}: a job file read from standard input has no folder; {allowed}")
+    path = Path(value)
+    if not value or "\0" in value or path.is_absolute() or value.startswith("~"):
+        raise LocalSetupError(f"{where}: {value!r} is not relative; {allowed}")
+    if any(part == ".." or part.startswith(".") and part != "." for part in path.parts):
+        raise LocalSetupError(f"{where}: {value!r} names a parent or hidden folder; {allowed}")
+    base = yaml_dir.resolve()
+    folder = (base / path).resolve()
+    if folder != base and base not in folder.parents:
+        raise LocalSetupError(f"{where}: {value!r} leads to {folder}, outside {base} (a symlink); {allowed}")
+    return folder
+
+
+def volume_map(job: BertTrainingJob, yaml_dir: Path | None, overrides: dict[str, Path], workdir: Path, job_dir: Path,
                annotated: dict[str, tuple[str, str]] | None = None) -> VolumeMap:
     """The folders one job's claims use: flags win over annotations (the file's, else the job's own), annotations
     over the default."""
     claims: dict[str, Path] = {}
     sources: dict[str, str] = {}
     for claim, (value, _) in (annotated if annotated is not None else claim_annotations([job])).items():
-        path = Path(value).expanduser()
-        claims[claim] = (path if path.is_absolute() else yaml_dir / path).resolve()
+        if claim in overrides:
+            continue  # the flag wins; the file's folder for it is never looked at
+        claims[claim] = annotated_folder(claim, value, yaml_dir)
         sources[claim] = f"metadata.annotations[{CLAIM_ANNOTATION_PREFIX}{claim}]"
     for claim, path in overrides.items():
         claims[claim] = path.expanduser().resolve()
@@ -125,5 +152,5 @@ def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
         raise LocalSetupError(f"{field_path}: {uri} is {local} locally ({where}), which does not exist")
 
 
-__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "VolumeMap", "check_inputs", "claim_annotations", "to_local",
+__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "VolumeMap", "annotated_folder", "check_inputs", "claim_annotations", "to_local",
            "volume_map"]
