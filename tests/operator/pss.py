@@ -31,6 +31,10 @@ RESTRICTED_VOLUMES = frozenset({
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
 })
 APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+#: The seccomp annotations the standards read for the versions before 1.19 (a namespace may pin enforce-version).
+SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
+SECCOMP_CONTAINER_ANNOTATION = "container.seccomp.security.alpha.kubernetes.io/"
+SECCOMP_ANNOTATION_VALUES = frozenset({"runtime/default", "docker/default"})
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 
@@ -85,6 +89,9 @@ def baseline(pod: dict[str, Any], annotations: dict[str, str] | None = None) -> 
     for key, value in (annotations or {}).items():
         if key.startswith(APPARMOR_ANNOTATION) and value != "runtime/default" and not value.startswith("localhost/"):
             found.append(f"AppArmor: annotation {key} {value!r} is not runtime/default or localhost/*")
+        seccomp = key == SECCOMP_POD_ANNOTATION or key.startswith(SECCOMP_CONTAINER_ANNOTATION)
+        if seccomp and value not in SECCOMP_ANNOTATION_VALUES and not value.startswith("localhost/"):
+            found.append(f"seccomp: annotation {key} {value!r} is not runtime/default, docker/default or localhost/*")
     for sysctl in (pod.get("securityContext") or {}).get("sysctls") or []:
         if sysctl.get("name") not in SAFE_SYSCTLS:
             found.append(f"sysctls: securityContext.sysctls {sysctl.get('name')!r} is not a safe sysctl")

@@ -130,6 +130,41 @@ def test_any_accepted_spec_renders_schema_valid_mpijobs(document: dict[str, Any]
     assert_renders_valid(document)
 
 
+#: Pod annotations as a tenant may write them: the keys PodSecurity reads (AppArmor, legacy seccomp) with the values
+#: it allows, refuses or that are malformed, among ordinary keys.
+pod_annotation_keys = st.sampled_from([
+    "container.apparmor.security.beta.kubernetes.io/worker", "container.apparmor.security.beta.kubernetes.io/launcher",
+    "seccomp.security.alpha.kubernetes.io/pod", "container.seccomp.security.alpha.kubernetes.io/worker",
+    "container.seccomp.security.alpha.kubernetes.io/sync-dataset", "kueue.x-k8s.io/podset-required-topology",
+    "team.example.com/cost-center",
+])
+pod_annotation_values = st.sampled_from([
+    "unconfined", "Unconfined", "runtime/default", "docker/default", "localhost/p", "localhost/", "localhost/../p",
+    "localhost//abs", "", "x", "cloud.provider.com/topology-rack",
+])
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs(), st.dictionaries(pod_annotation_keys, pod_annotation_values, max_size=3))
+def test_accepted_pod_annotations_keep_every_pod_restricted(document: dict[str, Any], annotations: dict[str, str]) -> None:
+    """Whatever podTemplate annotations a spec gets accepted with, every rendered pod still passes PodSecurity
+    restricted (tests/operator/pss.py); the rest are refused naming the field."""
+    from tests.operator import pss
+
+    document["spec"]["resources"]["podTemplate"] = {"annotations": annotations}
+    try:
+        job = parse_job(document)
+    except SpecError as exc:
+        for error in exc.errors:
+            assert_names_a_field(error, document)
+        return
+    for mpijob in render_all(job):
+        for replica, spec in mpijob["spec"]["mpiReplicaSpecs"].items():
+            template = spec["template"]
+            assert pss.restricted(template["spec"], template["metadata"].get("annotations")) == [], replica
+            assert pod_errors(mpijob) == []
+
+
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
     out = [prefix]
     if isinstance(node, dict):

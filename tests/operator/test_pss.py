@@ -63,6 +63,10 @@ CASES: list[tuple[str, Callable[[dict], Any], dict[str, str], str, bool]] = [
     ("AppArmor unconfined", lambda p: worker_context(p).update(appArmorProfile={"type": "Unconfined"}), {}, "AppArmor", True),
     ("AppArmor annotation", lambda p: None, {"container.apparmor.security.beta.kubernetes.io/worker": "unconfined"},
      "AppArmor: annotation", True),
+    ("seccomp pod annotation", lambda p: None, {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"},
+     "seccomp: annotation", True),
+    ("seccomp container annotation", lambda p: None, {"container.seccomp.security.alpha.kubernetes.io/worker": "x"},
+     "seccomp: annotation", True),
     ("SELinux type", lambda p: p["securityContext"].update(seLinuxOptions={"type": "spc_t"}), {}, "SELinux: securityContext", True),
     ("SELinux user", lambda p: worker_context(p).update(seLinuxOptions={"user": "system_u"}), {}, "SELinux: containers[0]", True),
     ("unmasked /proc", lambda p: worker_context(p).update(procMount="Unmasked"), {}, "/proc mount type", True),
@@ -101,4 +105,29 @@ def test_allowed_values_are_not_violations() -> None:
     pod["securityContext"].pop("seccompProfile")
     for _, container in pss.containers(pod):
         container["securityContext"]["seccompProfile"] = {"type": "Localhost", "localhostProfile": "p.json"}
-    assert pss.restricted(pod, {"container.apparmor.security.beta.kubernetes.io/worker": "localhost/p"}) == []
+    assert pss.restricted(pod, {"container.apparmor.security.beta.kubernetes.io/worker": "localhost/p",
+                                "seccomp.security.alpha.kubernetes.io/pod": "runtime/default",
+                                "container.seccomp.security.alpha.kubernetes.io/worker": "localhost/p.json"}) == []
+
+
+def test_podtemplate_annotations_cannot_break_restricted() -> None:
+    """The rendered pods carry podTemplate's annotations: one that PodSecurity would refuse is refused in the spec,
+    naming the field, and what is accepted still passes."""
+    from bert_operator.api import SpecError
+    from bert_operator.api.parse import parse_job
+    from bert_operator.render import render_all
+    import yaml
+
+    example = next(p for p in EXAMPLES if p.name == "bert-large-pretrain.yaml")
+    document = yaml.safe_load(example.read_text())
+    document["spec"]["resources"]["podTemplate"] = {"annotations": {
+        "container.apparmor.security.beta.kubernetes.io/worker": "unconfined"}}
+    with pytest.raises(SpecError, match=r"spec\.resources\.podTemplate\.annotations\['container\.apparmor"):
+        parse_job(document)
+    document["spec"]["resources"]["podTemplate"] = {"annotations": {
+        "seccomp.security.alpha.kubernetes.io/pod": "runtime/default", "team.example.com/cost": "a"}}
+    for mpijob in render_all(parse_job(document)):
+        for replica in mpijob["spec"]["mpiReplicaSpecs"].values():
+            template = replica["template"]
+            assert template["metadata"]["annotations"]["team.example.com/cost"] == "a"
+            assert pss.restricted(template["spec"], template["metadata"]["annotations"]) == []

@@ -17,6 +17,7 @@ from .checks import check_annotations_size, check_label_key, check_label_value, 
 from .errors import FieldError, shown
 from .k8s_types import type_errors
 from .models import BertTrainingJob, BertTrainingJobSpec, PodTemplateMeta, StoreSpec, ResourcesSpec, SchedulingPolicySpec
+from .podsecurity import annotation_problem
 from .reserved import owner_of, reserved_listing
 
 #: Kubernetes DNS label limit, which pod names used as hostnames must respect.
@@ -109,7 +110,8 @@ def _check_pods(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
 
 
 def _check_pod_template(path: str, template: PodTemplateMeta) -> Iterator[FieldError]:
-    """Keys and values the API server accepts on a pod, and none that the operator or the MPI Operator write."""
+    """Keys and values the API server accepts on a pod, none that the operator or the MPI Operator write, and no
+    annotation that would make the pods fail PodSecurity restricted."""
     for field, entries in (("labels", template.labels), ("annotations", template.annotations)):
         for key, value in entries.items():
             where = f"{path}.{field}[{key[:60]!r}]"
@@ -121,6 +123,8 @@ def _check_pod_template(path: str, template: PodTemplateMeta) -> Iterator[FieldE
             yield from check_label_key(where, key, "label key" if field == "labels" else "annotation key")
             if field == "labels":
                 yield from check_label_value(where, value)
+            elif (problem := annotation_problem(key, value)) is not None:  # api/podsecurity.py says why
+                yield FieldError(where, f"{shown(value)} {problem}")
     yield from check_annotations_size(f"{path}.annotations", template.annotations)
 
 
