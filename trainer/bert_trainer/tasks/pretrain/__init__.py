@@ -82,5 +82,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from bert_trainer.dist import HorovodUnavailable  # noqa: PLC0415 - imports TensorFlow
     from bert_trainer.tasks.pretrain import driver  # noqa: PLC0415
 
+    from bert_trainer.data.record_check import RecordError  # noqa: PLC0415
+
     return run_guarded(parser, NAME, lambda: driver.run(args, args.bert_config), stoppable=True,
-                       horovod_errors=(HorovodUnavailable,))
+                       horovod_errors=(HorovodUnavailable,), input_errors=(RecordError,))

@@ -19,6 +19,7 @@ import tensorflow as tf
 from bert_trainer import output_lock, stop, storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.data.pipeline import list_record_files, pretraining_dataset
+from bert_trainer.data.record_check import named_record_errors
 from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.engine import EngineOptions, PretrainEngine
 from bert_trainer.model import BertConfig
@@ -111,7 +112,9 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
         window_t, window_steps = time.perf_counter(), 0
         for step in range(start + 1, args.num_train_steps + 1):
             t0 = time.perf_counter()
-            metrics = engine.train_step([next(batches) for _ in range(engine.k)])
+            with named_record_errors(files):  # a file cut short: RecordError naming it, exit 2
+                micro_batches = [next(batches) for _ in range(engine.k)]
+            metrics = engine.train_step(micro_batches)
             dt = time.perf_counter() - t0
             window_steps += 1
             elapsed = time.perf_counter() - window_t
@@ -152,7 +155,8 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
         eval_ds = pretraining_dataset(eval_files, args.eval_batch_size, args.max_seq_length,
                                       args.max_predictions_per_seq, is_training=False,
                                       rank=0 if sharded else world.rank, num_ranks=1 if sharded else world.size)
-        ev = engine.evaluate(eval_ds, args.max_eval_steps)
+        with named_record_errors(eval_files):
+            ev = engine.evaluate(eval_ds, args.max_eval_steps)
         results.update({"evalLoss": world.allreduce_scalar(ev["loss"]),
                         "evalMlmAccuracy": world.allreduce_scalar(ev["mlm_accuracy"]),
                         "evalNspAccuracy": world.allreduce_scalar(ev["nsp_accuracy"])})
