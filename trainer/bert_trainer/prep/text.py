@@ -15,6 +15,8 @@ from __future__ import annotations
 import html
 import re
 
+from bert_trainer.prep.lines import MAX_LINE_BYTES
+
 # Words that end in a period without ending a sentence (lower case, no period).
 ABBREVIATIONS = frozenset("""
 mr mrs ms dr prof sr jr st mt ft vs etc al eg ie cf approx dept est fig figs inc ltd co corp no nos vol vols
@@ -104,13 +106,32 @@ def wiki_documents(text: str) -> list[list[str]]:
     return docs
 
 
-def book_document(text: str) -> list[list[str]]:
+def _joined(block: str, max_chars: int) -> list[str]:
+    """The wrapped lines of one paragraph joined, as paragraphs of at most about ``max_chars``: a paragraph is split
+    and formatted at once, so a paragraph of a million wrapped lines is cut between lines (see prep/lines.py)."""
+    out: list[str] = []
+    run: list[str] = []
+    size = 0
+    for line in block.splitlines():
+        if run and size + len(line) > max_chars:
+            out.append(" ".join(" ".join(run).split()))
+            run, size = [], 0
+        run.append(line)
+        size += len(line) + 1
+    if run:
+        out.append(" ".join(" ".join(run).split()))
+    return out
+
+
+def book_document(text: str, max_paragraph_chars: int = MAX_LINE_BYTES) -> list[list[str]]:
     """A plain-text book (one per file) is one document; each non-empty line is a
     paragraph (books wrapped at a fixed width read as paragraphs too: blank lines
-    separate paragraphs, and wrapped lines are joined)."""
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
-    if len(paragraphs) <= 1:  # no blank lines: every line is a paragraph
+    separate paragraphs, and wrapped lines are joined, up to ``max_paragraph_chars``)."""
+    blocks = re.split(r"\n\s*\n", text)
+    if len(blocks) <= 1:  # no blank lines: every line is a paragraph
         paragraphs = text.splitlines()
+    else:
+        paragraphs = [p for block in blocks for p in _joined(block, max_paragraph_chars)]
     sentences = _paragraph_sentences(paragraphs)
     return [sentences] if sentences else []
 
@@ -176,14 +197,15 @@ def detect_format(sample: str, cut: bool = False) -> str:
     return "bert" if whole >= 0.9 * len(lines) else "books"
 
 
-def documents(text: str, input_format: str | None = None) -> list[list[str]]:
-    """Documents (lists of sentences) of one input text in ``input_format`` (detected when None)."""
+def documents(text: str, input_format: str | None = None, max_paragraph_chars: int = MAX_LINE_BYTES) -> list[list[str]]:
+    """Documents (lists of sentences) of one input text in ``input_format`` (detected when None); a book's
+    paragraphs are at most about ``max_paragraph_chars`` (its lines are bounded by prep/lines.py)."""
     input_format = input_format or detect_format(text[:DETECT_BYTES], cut=len(text) > DETECT_BYTES)
     if input_format == "wikipedia":
         return wiki_documents(text)
     if input_format == "bert":
         return bert_document(text)
-    return book_document(text)
+    return book_document(text, max_paragraph_chars)
 
 
 def to_lines(docs: list[list[str]]) -> str:

@@ -18,9 +18,12 @@ import os
 import random
 import time
 
+import numpy as np
+
 from bert_trainer import storage
 from bert_trainer.prep import text, vocab
 from bert_trainer.prep.instances import Corpus, Settings, SpecialIds, create_batches, numpy_rng
+from bert_trainer.prep.lines import MAX_LINE_BYTES, read_lines
 from bert_trainer.prep.records import encode_batch
 from bert_trainer.prep.shards import Unit
 from bert_trainer.prep.word_cache import CachedWordPiece
@@ -73,6 +76,32 @@ def final_uri(output_dir: str, unit: Unit) -> str:
 DONOR_BYTES_PER_TOKEN = 8
 
 
+def _bounded_text(fh, start: int, end: int, max_line_bytes: int) -> str:
+    """A document's text with every line at most ``max_line_bytes`` (longer ones cut into lines: prep/lines.py)."""
+    return "\n".join(piece.decode("utf-8") for piece in read_lines(fh, start, end, max_line_bytes))
+
+
+#: Characters of sentences tokenized at once: tokenizing holds a Python string per word (~30x the text), so a
+#: shard of one 100 MB book is tokenized in pieces, with the same ids as at once.
+TOKENIZE_CHARS = 8 << 20
+
+
+def _encode_bounded(tokenizer: CachedWordPiece, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``tokenizer.encode_flat(sentences)``, TOKENIZE_CHARS of text at a time."""
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    first = size = 0
+    for i, sentence in enumerate(sentences):
+        size += len(sentence)
+        if size >= TOKENIZE_CHARS:
+            parts.append(tokenizer.encode_flat(sentences[first:i + 1]))
+            first, size = i + 1, 0
+    if first < len(sentences) or not parts:
+        parts.append(tokenizer.encode_flat(sentences[first:]))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([t for t, _ in parts]), np.concatenate([n for _, n in parts])
+
+
 def _documents(job: Job, unit: Unit) -> tuple[list[list[str]], list[list[str]]]:
     """The sentences of the shard's documents, and of a window of each of its donors."""
     docs: list[list[str]] = []
@@ -83,13 +112,11 @@ def _documents(job: Job, unit: Unit) -> tuple[list[list[str]], list[list[str]]]:
     try:
         for f, start, end, fmt in unit.docs:
             fh = handles.get(f) or handles.setdefault(f, open(job.files[f], "rb"))
-            fh.seek(start)
-            docs.extend(text.documents(fh.read(end - start).decode("utf-8"), fmt))
+            docs.extend(text.documents(_bounded_text(fh, start, end, MAX_LINE_BYTES), fmt, MAX_LINE_BYTES))
         for f, start, end, fmt in unit.donors:
             fh = handles.get(f) or handles.setdefault(f, open(job.files[f], "rb"))
             if end - start <= window:
-                fh.seek(start)
-                donors.extend(text.documents(fh.read(end - start).decode("utf-8"), fmt))
+                donors.extend(text.documents(_bounded_text(fh, start, end, MAX_LINE_BYTES), fmt, MAX_LINE_BYTES))
                 continue
             offset = start + int(rng.random() * (end - start - window))
             fh.seek(offset)
@@ -108,7 +135,7 @@ def make_shard(unit: Unit) -> dict:
     t0 = time.perf_counter()
     docs, donor_docs = _documents(job, unit)
     every = docs + donor_docs
-    tokens, lengths = _STATE["tokenizer"].encode_flat([s for doc in every for s in doc])
+    tokens, lengths = _encode_bounded(_STATE["tokenizer"], [s for doc in every for s in doc])
     corpus = Corpus.from_flat(tokens, lengths, [len(doc) for doc in every], own=len(docs))
     n_sentences = sum(len(doc) for doc in docs)
     key = f"{job.seed}:{unit.split}:{unit.index}"
