@@ -49,15 +49,16 @@ def annotation_problem(key: str, value: str) -> str | None:
     None when it may be set."""
     if key.startswith(APPARMOR_PREFIX):
         if value != RUNTIME_DEFAULT and not value.startswith(LOCALHOST):
-            return ("would fail PodSecurity restricted (AppArmor): allowed are runtime/default and "
-                    "localhost/<profile>, and podTemplate may set neither")
+            return ("would fail PodSecurity restricted (AppArmor: allowed are runtime/default and localhost/<profile>); "
+                    "podTemplate sets no AppArmor annotation: the pods already run the runtime's default profile")
         return ("names one container, but podTemplate annotations go onto the launcher and the worker pods, which "
                 "share no container name, and the API server refuses a pod whose AppArmor annotation names a "
                 "container it does not have (the pods already run the runtime's default profile)")
     if key == SECCOMP_POD_KEY and value != RUNTIME_DEFAULT:
-        return ("would fail PodSecurity restricted (seccomp): allowed is runtime/default, the pods' own "
-                "seccompProfile (the API server refuses an annotation that disagrees with it)")
+        verdict = "is refused by the API server" if _localhost_profile(value) else "would fail PodSecurity restricted"
+        return (f"{verdict} (seccomp: allowed is runtime/default, the pods' own seccompProfile RuntimeDefault; the API "
+                "server refuses a pod annotation that disagrees with it)")
     if key.startswith(SECCOMP_CONTAINER_PREFIX) and value != RUNTIME_DEFAULT and not _localhost_profile(value):
-        return ("would fail PodSecurity restricted (seccomp): allowed are runtime/default and "
-                "localhost/<relative profile path>")
+        return ("would fail PodSecurity restricted (seccomp: allowed are runtime/default and "
+                "localhost/<relative profile path>)")
     return None
