@@ -144,7 +144,7 @@ pod_annotation_values = st.sampled_from([
 ])
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.dictionaries(pod_annotation_keys, pod_annotation_values, max_size=3))
 def test_accepted_pod_annotations_keep_every_pod_restricted(document: dict[str, Any], annotations: dict[str, str]) -> None:
     """Whatever podTemplate annotations a spec gets accepted with, every rendered pod still passes PodSecurity
