@@ -86,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("run: only --local is supported here; on a cluster, kubectl apply -f the file")
     if args.processes is not None and args.processes < 1:
         raise UsageError(f"--processes: must be at least 1, got {args.processes}")
-    from .local import LocalOptions, LocalSetupError, run_jobs, status_json, status_yaml, summary_table  # the reconciler loads only here
+    # The reconciler loads only here.
+    from .local import LocalOptions, LocalSetupError, run_jobs, status_json, status_yaml, summary_table
 
     jobs = parse_text(_read(args.file), args.file)
     resolve_file(jobs, args.file, need_all=False)  # a cycle, or a producer that cannot give what is asked: exit 2 now

@@ -56,11 +56,7 @@ def whole(value: Any, low: int = 0, high: int = int(MAX_NUMBER)) -> int | None:
 
 def is_invalid(value: Any, kind: type | tuple[type, ...]) -> bool:
     """Present but not of `kind`: what describe marks `<invalid>` rather than leaving out as absent."""
-    return value is not None and (isinstance(value, bool) and bool not in _kinds(kind) or not isinstance(value, kind))
-
-
-def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
+    return value is not None and not isinstance(value, kind)
 
 
 __all__ = ["INVALID", "MAX_NUMBER", "is_invalid", "mapping", "number", "records", "text", "texts", "whole"]

@@ -106,3 +106,12 @@ def test_events_and_progress_lines_of_a_run_are_escaped(interactive: bool) -> No
     assert CONTROLS.search(printed) is None, printed
     assert "ValueError: \\x1b]0;owned\\x07\\x1b[2J\\r\\x9b31m\\u202e\\nfake: Succeeded" in printed
     assert "\\x1b]0;owned\\x07\\x1b[2J\\r\\x9b31m\\u202e 5/10" in printed
+
+
+def test_bertjobs_own_error_lines_are_escaped(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bert_operator import cli
+
+    missing = tmp_path / f"jobs{HOSTILE}.yaml"
+    assert cli.main(["run", "--local", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert CONTROLS.search(err) is None and err.endswith("jobs\\x1b]0;owned\\x07\\x1b[2J\\r\\x9b31m\\u202e.yaml: no such file\n")

@@ -2,9 +2,9 @@
 
 Everything shown is what the operator recorded (status.py's models, the Events it posts); nothing is inferred.
 A Secret appears by name only, as the status holds it (resolved locations' credentialsSecret): no value is ever
-read. The status is read as untrusted (untrusted.py: a value of the wrong type is shown `<invalid>` or skipped,
-never a traceback) and every value is escaped (terminal.py) before it is printed. Events are matched on the involved object's kind, name and uid, because a field selector is a request (and
-an earlier job of the same name has other Events).
+read. Events are matched on the involved object's kind, name and uid, because a field selector is a request (and
+an earlier job of the same name has other Events). The status is read as untrusted (untrusted.py: a value of the
+wrong type is shown `<invalid>` or skipped, never a traceback), and every value is escaped (terminal.py).
 """
 
 from __future__ import annotations
