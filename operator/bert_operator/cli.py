@@ -22,6 +22,7 @@ from .api.crd import crd_yaml, policy_crd_yaml
 from .kubectl import add_commands as add_cluster_commands, add_version
 from .render import RenderSettings, render_all
 from .render.values import DEFAULT_TRAINER_IMAGE
+from .terminal import escape, one_line
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -85,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("run: only --local is supported here; on a cluster, kubectl apply -f the file")
     if args.processes is not None and args.processes < 1:
         raise UsageError(f"--processes: must be at least 1, got {args.processes}")
-    from .local import LocalOptions, LocalSetupError, run_jobs, status_yaml  # the reconciler loads only here
+    # The reconciler loads only here.
+    from .local import LocalOptions, LocalSetupError, run_jobs, status_json, status_yaml, summary_table
 
     jobs = parse_text(_read(args.file), args.file)
     resolve_file(jobs, args.file, need_all=False)  # a cycle, or a producer that cannot give what is asked: exit 2 now
@@ -97,7 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         code, runs = run_jobs(jobs, options)
     except LocalSetupError as exc:
         raise UsageError(str(exc)) from None
-    print(status_yaml(runs), end="")
+    shown = {"yaml": status_yaml, "json": status_json}.get(args.output, summary_table)
+    print(shown(runs), end="")
     return code
 
 
@@ -155,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ranks to start (default: the job's workers x GPUs); above 1 runs mpirun on localhost")
     run.add_argument("--job", action="append", default=[], metavar="NAME", help="run only this job of the file (repeatable)")
     run.add_argument("--fresh", action="store_true", help="forget saved status (a changed spec needs it); checkpoints stay")
+    run.add_argument("-o", "--output", choices=("yaml", "json"), default=None,
+                     help="end with each job's whole status (default: a table of phase, duration, main metric, outputs)")
     run.set_defaults(func=cmd_run)
 
     operator = sub.add_parser("operator", help="run the operator against the cluster in KUBECONFIG or in-cluster")
@@ -189,11 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SpecError as exc:
-        print(exc.render(), file=sys.stderr)
+    except SpecError as exc:  # a job file's values are quoted back: escaped, as everything bertjob prints
+        print(escape(exc.render()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
-        print(f"bertjob: {exc}", file=sys.stderr)
+        print(f"bertjob: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         return EXIT_OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,19 +19,37 @@ TINY = REPO / "examples" / "bertjob-tiny.yaml"
 TINY_INPUTS = REPO / "examples" / "tiny"
 
 
-def run_local(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([BERTJOB, "run", "--local", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+def run_local(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+              output: str | None = "yaml") -> subprocess.CompletedProcess:
+    """`bertjob run --local ARGS`, by default with `-o yaml` (the whole statuses, for `statuses`); output=None: the
+    table a user sees."""
+    return subprocess.run([BERTJOB, "run", "--local", *args, *(["-o", output] if output else [])], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def start_local(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([BERTJOB, "run", "--local", *args], cwd=REPO, stdout=subprocess.PIPE,
+    return subprocess.Popen([BERTJOB, "run", "--local", *args, "-o", "yaml"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
 def statuses(stdout: str) -> dict[str, dict[str, Any]]:
-    """The printed final statuses, by job name."""
+    """The final statuses `-o yaml` printed, by job name."""
     return {doc["name"]: doc["status"] for doc in yaml.safe_load_all(stdout)}
+
+
+def saved_statuses(workdir: Path, *names: str, namespace: str = "default") -> dict[str, dict[str, Any]]:
+    """The statuses a run kept in WORKDIR/NAMESPACE/NAME/status.json, by job name."""
+    return {name: json.loads((workdir / namespace / name / "status.json").read_text()) for name in names}
+
+
+def summary_rows(stdout: str) -> dict[str, dict[str, str]]:
+    """The table `bertjob run --local` ends with, as {NAME: {HEADER: cell}}, cut at the header's column starts."""
+    header, *lines = stdout.splitlines()
+    names = header.split()
+    starts = [header.index(name) for name in names]
+    ends = starts[1:] + [None]
+    rows = [{name: line[start:end].strip() for name, start, end in zip(names, starts, ends)} for line in lines]
+    return {row["NAME"]: row for row in rows}
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from bert_operator.local.runner import resumable
 from bert_operator.api.models import BertTrainingJob
 from bert_operator.api.parse import parse_job
 from bert_operator.local.volumes import LocalSetupError, to_local, volume_map
-from tests.local.helpers import INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, statuses, tiny_prepare_spec, write_jobs
+from tests.local.helpers import (INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, saved_statuses, statuses,
+                                summary_rows, tiny_prepare_spec, write_jobs)
 
 
 def assert_clean_failure(result, code: int, *fragments: str) -> None:
@@ -101,10 +102,14 @@ def test_an_unreadable_saved_status_says_how_to_start_over(tmp_path: Path) -> No
 def test_a_suspended_job_runs_nothing_and_says_so(tmp_path: Path) -> None:
     spec = {**tiny_prepare_spec(), "runPolicy": {"suspend": True}}
     jobs = write_jobs(tmp_path / "j.yaml", job_yaml("records", spec, INPUTS_ANNOTATION))
-    result = run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60)
+    result = run_local(str(jobs), "--workdir", str(tmp_path / "w"), timeout=60, output=None)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "runPolicy.suspend is true; nothing runs" in result.stderr
-    assert statuses(result.stdout)["records"]["phase"] == "Suspended"
+    # The run ends with its table (the whole status is in status.json, and behind -o yaml).
+    row = summary_rows(result.stdout)["records"]
+    assert (row["PHASE"], row["DURATION"], row["METRIC"], row["OUTPUTS"]) == (
+        "Suspended", "", "", str(tmp_path / "w" / "volumes" / "work" / "records"))
+    assert saved_statuses(tmp_path / "w", "records")["records"]["phase"] == "Suspended"
     assert not (tmp_path / "w" / "default" / "records" / "records-prepare.log").exists()
 
 

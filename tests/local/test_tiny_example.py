@@ -21,7 +21,7 @@ from bert_operator.dependencies import resolve_file
 from bert_operator.local.volumes import to_local
 from bert_operator.render import render_all
 from tests.conftest import rank_command
-from tests.local.helpers import TINY, TINY_INPUTS, condition, run_local, statuses
+from tests.local.helpers import TINY, TINY_INPUTS, condition, run_local, saved_statuses, statuses, summary_rows
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -30,32 +30,51 @@ pytestmark = pytest.mark.timeout(900)
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("tiny") / "runs"
     started = time.monotonic()
-    result = run_local(str(TINY), "--workdir", str(workdir))
+    result = run_local(str(TINY), "--workdir", str(workdir), output=None)  # as a user runs it: the table at the end
     return result, workdir, time.monotonic() - started
+
+
+NAMES = ("tiny-data", "tiny-pretrain", "tiny-cola")
+
+
+def saved(workdir: Path) -> dict[str, dict]:
+    return saved_statuses(workdir, *NAMES)
 
 
 def test_all_three_jobs_succeed_with_the_operators_status(tiny_run) -> None:
     result, workdir, seconds = tiny_run
     assert result.returncode == 0, result.stderr[-3000:]
-    found = statuses(result.stdout)
-    assert list(found) == ["tiny-data", "tiny-pretrain", "tiny-cola"]
+    found = saved(workdir)
     for name, status in found.items():
         assert status["phase"] == "Succeeded", (name, status)
         assert condition(status, "Valid")["status"] == "True"
         assert condition(status, "Succeeded")["reason"] == "MPIJobSucceeded"
         assert condition(status, "ProgressAvailable")["status"] == "True"
         assert status["progress"]["percent"] == 100
-        assert "acceptedSpec" not in status  # printed without the echoed spec
-        saved = json.loads((workdir / "default" / name / "status.json").read_text())
-        assert {k: v for k, v in saved.items() if k != "acceptedSpec"} == status
     assert [s["name"] for s in found["tiny-pretrain"]["stages"]] == ["phase1", "phase2"]
     assert [s["name"] for s in found["tiny-data"]["stages"]] == ["prepare", "prepare-seq128"]
     assert seconds < 300, f"the embedded default must run in under 5 minutes, took {seconds:.0f} s"
 
 
+def test_the_run_ends_with_a_table_of_phase_metric_and_outputs(tiny_run) -> None:
+    result, workdir, _ = tiny_run
+    rows, found = summary_rows(result.stdout), saved(workdir)
+    assert list(rows) == list(NAMES) and all(row["PHASE"] == "Succeeded" and row["DURATION"] for row in rows.values())
+    data, pretrain, cola = (found[name]["results"] for name in NAMES)
+    assert rows["tiny-data"]["METRIC"] == f"{data['instances']} instances, {data['shards']} shards"
+    assert rows["tiny-pretrain"]["METRIC"] == (f"loss {pretrain['finalLoss']:.3f}, "
+                                               f"eval MLM acc {pretrain['evalMlmAccuracy']:.3f}")
+    assert rows["tiny-cola"]["METRIC"] == f"CoLA dev MCC {cola['dev']['mcc']:.3f}"
+    volume = workdir.resolve() / "volumes" / "bert-tiny"
+    assert rows["tiny-pretrain"]["OUTPUTS"] == str(volume / "pretrain")
+    assert rows["tiny-pretrain"]["EXPORTS"] == "phase1/export/hf, phase2/export/hf"
+    assert rows["tiny-cola"]["EXPORTS"] == "glue/export/hf, glue/export/savedmodel"
+    assert len(result.stdout.splitlines()) == 4  # the header and a row per job: the whole status is -o yaml's
+
+
 def test_data_preparation_wrote_records_for_both_phases(tiny_run) -> None:
     result, workdir, _ = tiny_run
-    found = statuses(result.stdout)
+    found = saved(workdir)
     results = found["tiny-data"]["results"]  # (the last stage's report: seq 128)
     assert results["documents"] == 480 and results["instances"] > 1000
     records = workdir / "volumes" / "bert-tiny" / "records"
@@ -73,7 +92,7 @@ def test_data_preparation_wrote_records_for_both_phases(tiny_run) -> None:
 
 def test_pretraining_learns_and_writes_everything_a_user_looks_at(tiny_run) -> None:
     result, workdir, _ = tiny_run
-    results = statuses(result.stdout)["tiny-pretrain"]["results"]
+    results = saved(workdir)["tiny-pretrain"]["results"]
     assert results["evalMlmAccuracy"] > 0.08  # chance over a 512-token vocab is 0.002
     out = workdir / "volumes" / "bert-tiny" / "pretrain"
     history = json.loads((out / "phase1" / "history.json").read_text())
@@ -89,7 +108,7 @@ def test_pretraining_learns_and_writes_everything_a_user_looks_at(tiny_run) -> N
 
 def test_fine_tuning_reports_its_metric(tiny_run) -> None:
     result, workdir, _ = tiny_run
-    results = statuses(result.stdout)["tiny-cola"]["results"]
+    results = saved(workdir)["tiny-cola"]["results"]
     # The MCC itself varies too much to assert (docs/benchmarks.md: 0.33-0.73 mostly, about one run in seven
     # collapses to one class); what must hold is that fine-tuning started from the pretrained encoder, every tensor of it.
     assert results["task"] == "CoLA" and -1.0 <= results["dev"]["mcc"] <= 1.0 and results["steps"] == 188
@@ -97,14 +116,14 @@ def test_fine_tuning_reports_its_metric(tiny_run) -> None:
     assert re.search(r"event=init_checkpoint_summary loaded=\d+ missing=\[\] unused=\[\]", log), log[-2000:]
     assert "source=" in log and "/pretrain/phase2/checkpoints/ckpt-60" in log
     assert (workdir / "volumes" / "bert-tiny" / "cola" / "glue" / "results.json").exists()  # <output>/<stage>/
-    cola = statuses(result.stdout)["tiny-cola"]
+    cola = saved(workdir)["tiny-cola"]
     assert cola["resolved"]["initCheckpoint"] == "pvc://bert-tiny/pretrain/phase2"  # initCheckpointFrom, last stage
     assert cola["resolved"]["vocab"] == "pvc://bert-tiny-inputs/vocab.txt"  # vocabFrom tiny-data
 
 
 def test_every_training_stage_exported_what_its_task_exports_by_default(tiny_run) -> None:
     result, workdir, _ = tiny_run
-    found = statuses(result.stdout)
+    found = saved(workdir)
     assert found["tiny-pretrain"]["results"]["artifacts"] == [
         {"stage": "phase1", "format": "hf", "uri": "pvc://bert-tiny/pretrain/phase1/export/hf"},
         {"stage": "phase2", "format": "hf", "uri": "pvc://bert-tiny/pretrain/phase2/export/hf"}]
@@ -134,7 +153,10 @@ def test_each_stage_ran_the_rendered_launcher_command_with_volumes_bound(tiny_ru
 
 def test_a_second_run_skips_what_succeeded(tiny_run) -> None:
     _, workdir, _ = tiny_run
-    again = run_local(str(TINY), "--workdir", str(workdir), timeout=120)
+    again = run_local(str(TINY), "--workdir", str(workdir), timeout=120)  # -o yaml: each job's whole status
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("already Succeeded in an earlier run") == 3
-    assert all(status["phase"] == "Succeeded" for status in statuses(again.stdout).values())
+    printed = statuses(again.stdout)
+    assert list(printed) == list(NAMES) and all(status["phase"] == "Succeeded" for status in printed.values())
+    for name, status in saved(workdir).items():  # as saved, without acceptedSpec (the spec itself, echoed)
+        assert "acceptedSpec" in status and {k: v for k, v in status.items() if k != "acceptedSpec"} == printed[name]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -448,3 +449,120 @@ def test_bertjob_has_the_same_commands(jobs: EmulatedCluster, capsys: pytest.Cap
     with pytest.raises(SystemExit) as exited:
         cli.main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out.startswith("bertjob ")
+
+
+# ------------------------------------------------------- hostile and mistyped status: escaped, never a traceback
+
+#: What a trainer error line, a report or an Event may hold: an OSC title, a screen clear, a carriage return, a
+#: C1 CSI, a right-to-left override.
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\rX\x9b31m\u202eY"
+#: How it reads once escaped: every control visible, nothing acted on.
+ESCAPED = "\\x1b]0;owned\\x07\\x1b[2J\\rX\\x9b31m\\u202eY"
+#: Every C0 and C1 control but newline and tab (and DEL): none of them may reach the terminal.
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def assert_escaped(text: str) -> None:
+    found = CONTROLS.search(text)
+    assert found is None, f"control {found.group()!r} printed raw in {text!r}"
+
+
+def test_hostile_text_is_escaped_in_describe_get_wait_watch_and_logs(jobs: EmulatedCluster,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    status = {"phase": "Failed", "task": "pretrain", "model": "custom", "workers": 1, "gpus": 1, "currentStage": "phase1",
+              "stages": [{"name": "phase1", "mpiJob": "hostile-1-phase1", "phase": "Failed",
+                          "lastRestartReason": HOSTILE}],
+              "conditions": [condition("Failed", "True", "MPIJobFailed", f"launcher exited 1: {HOSTILE}")],
+              "progress": {"stage": "phase1", "step": 1, "totalSteps": 2, "percent": 50, "display": f"50% {HOSTILE}"},
+              "results": {"error": HOSTILE, HOSTILE: 1,
+                          "artifacts": [{"stage": "phase1", "format": "hf", "uri": f"s3://b/{HOSTILE}"}]},
+              "resolved": {"output": {"uri": f"s3://b/{HOSTILE}"}, "dataPaths": [HOSTILE]}}
+    make_job(jobs, "hostile-1", status)
+    post_event(jobs, "hostile-1", "uid-hostile-1", "Failed", f"the trainer said {HOSTILE}", ago(10), "Warning")
+    make_pod(jobs, "hostile-1-phase1-launcher-x", "hostile-1", "phase1", "launcher", ago(100))
+    jobs.write_pod_log(NS, "hostile-1-phase1-launcher-x", f"before {HOSTILE} after", "next\tline")
+    printed: dict[str, str] = {}
+    for command in (["describe", "hostile-1"], ["get"], ["get", "hostile-1", "-o", "wide"], ["get", "-o", "yaml"],
+                    ["get", "hostile-1", "-o", "json"], ["wait", "hostile-1", "--for=phase=Succeeded"],
+                    ["watch", "hostile-1"], ["logs", "hostile-1"]):
+        _, out, err = entry(capsys, jobs, *command, "-n", NS)
+        assert_escaped(out + err)
+        printed[" ".join(command)] = out + err
+    assert printed["describe hostile-1"].count(ESCAPED) >= 7  # condition, restart, results key and value, URIs, Event
+    assert ESCAPED in printed["get"] and ESCAPED in printed["wait hostile-1 --for=phase=Succeeded"]
+    assert ESCAPED in printed["watch hostile-1"]
+    assert printed["logs hostile-1"] == f"before {ESCAPED} after\nnext\tline\n"  # newlines and tabs kept
+    # -o yaml / -o json: the text itself, written in the format's own escapes (which a parser reads back).
+    listed = next(i for i in yaml.safe_load(printed["get -o yaml"])["items"] if i["metadata"]["name"] == "hostile-1")
+    assert listed["status"]["results"]["error"] == HOSTILE
+    assert json.loads(printed["get hostile-1 -o json"])["status"]["results"]["error"] == HOSTILE
+
+
+def _base_job() -> dict[str, Any]:
+    status = running_status()
+    status["conditions"].append(condition("Failed", "True", "MPIJobFailed", "launcher exited 1"))
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BertTrainingJob",
+            "metadata": {"name": "odd-1", "namespace": NS, "uid": "uid-odd-1", "creationTimestamp": ago(900)},
+            "spec": copy.deepcopy(TINY["spec"]), "status": status}
+
+
+def _base_events() -> list[dict[str, Any]]:
+    return [{"type": "Warning", "reason": "Failed", "message": "launcher exited 1", "count": 2,
+             "source": {"component": "bert-operator"}, "lastTimestamp": ago(30),
+             "involvedObject": {"kind": "BertTrainingJob", "name": "odd-1", "uid": "uid-odd-1"}}]
+
+
+#: Every part of a status (and of an Event) that describe, get, watch, wait and logs read.
+STATUS_PATHS = [
+    ("status",), *[("status", key) for key in ("phase", "task", "model", "workers", "gpus", "currentStage", "startTime",
+                                               "completionTime", "stages", "conditions", "progress", "results",
+                                               "resolved", "dependencies", "policy")],
+    ("status", "stages", 0), *[("status", "stages", 0, key) for key in (
+        "name", "mpiJob", "phase", "startTime", "restarts", "gpus", "gpuHours", "runningSince", "lastRestartReason",
+        "lastRestartTime")],
+    ("status", "conditions", 3), *[("status", "conditions", 3, key) for key in ("type", "status", "reason", "message")],
+    *[("status", "progress", key) for key in ("stage", "step", "totalSteps", "loss", "sequencesPerSecond",
+                                              "etaSeconds", "percent", "updatedAt", "display")],
+    ("status", "results", "artifacts"), ("status", "results", "artifacts", 0), ("status", "results", "artifacts", 0, "uri"),
+    ("status", "results", "finalLoss"),
+    ("status", "resolved", "dataset"), ("status", "resolved", "dataset", "uri"), ("status", "resolved", "output"),
+    ("status", "resolved", "dataPaths"), ("status", "resolved", "dataPaths", 0), ("status", "resolved", "vocab"),
+    ("status", "dependencies", 0), ("status", "dependencies", 0, "fields"), ("status", "dependencies", 0, "name"),
+    ("status", "policy", "policies"), ("status", "policy", "applied"), ("status", "policy", "applied", 0),
+    ("status", "policy", "applied", 0, "value"), ("metadata", "creationTimestamp"),
+    ("events",), ("events", 0), *[("events", 0, key) for key in ("count", "source", "lastTimestamp", "message", "type")],
+]
+#: Wrong types and values out of range: what a stale CRD, another writer or a hostile report can leave there.
+MISTYPED = [5, -1, "text", HOSTILE, [1, "a"], {"k": [1]}, True, 10 ** 30, float("nan"), float("inf")]
+
+
+@pytest.mark.parametrize("path", STATUS_PATHS, ids=lambda path: ".".join(map(str, path)))
+def test_a_mistyped_status_field_is_shown_invalid_or_skipped_never_a_traceback(path: tuple[Any, ...]) -> None:
+    from bert_operator.kubectl import describe, logs, tables, wait, watch
+    import io
+
+    for bad in MISTYPED:
+        document = {**_base_job(), "events": _base_events()}
+        parent = document
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = bad
+        job, events = {k: v for k, v in document.items() if k != "events"}, document["events"]
+        shown = [describe.describe(job, events if isinstance(events, list) else []), tables.table([job]),
+                 tables.table([job], wide=True), watch.status_line("odd-1", job["status"]), wait.failure_text(job)]
+        for interactive in (False, True):
+            stream = io.StringIO()
+            view = watch.ProgressView("odd-1", stream, interactive=interactive)
+            view.update(job["status"])
+            view.close()
+            shown.append(stream.getvalue().replace("\r", ""))  # the bar's own carriage returns
+        for goal in (wait.Goal("phase", "Succeeded"), wait.Goal("condition", "Ready")):
+            goal.met(job)
+        try:
+            logs.pick_stage(job, None)
+        except kubectl.client.PluginError:
+            pass  # no stage to show: one line, as for a job without stages
+        for text in shown:
+            assert_escaped(text)
+    if path == ("status", "results", "artifacts"):
+        assert "Artifacts:          <invalid>" in shown[0]

@@ -46,8 +46,10 @@ def _command(func: Callable[[Any, argparse.Namespace], int], all_namespaces: boo
                              user_agent=f"{PROG}/{package_version()}")
             return func(target, args)
         except PluginError as exc:
+            from ..terminal import one_line
+
             sys.stdout.flush()
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
             return exc.code
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -3,7 +3,8 @@
 Everything shown is what the operator recorded (status.py's models, the Events it posts); nothing is inferred.
 A Secret appears by name only, as the status holds it (resolved locations' credentialsSecret): no value is ever
 read. Events are matched on the involved object's kind, name and uid, because a field selector is a request (and
-an earlier job of the same name has other Events).
+an earlier job of the same name has other Events). The status is read as untrusted (untrusted.py: a value of the
+wrong type is shown `<invalid>` or skipped, never a traceback), and every value is escaped (terminal.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 from typing import Any
 
 from ..api.presets import KIND
+from ..terminal import one_line
+from ..untrusted import INVALID, is_invalid, mapping, records, text, texts, whole
 from .client import Target, api_errors, job_path
 from .tables import age, render_rows
 
@@ -26,8 +29,10 @@ def job_events(target: Target, job: dict[str, Any]) -> list[dict[str, Any]]:
             namespace, field_selector=f"involvedObject.kind={KIND},involvedObject.name={name}", _preload_content=False)
         items = json.loads(answer.data).get("items") or []
 
-    def about_job(event: dict[str, Any]) -> bool:
-        involved = event.get("involvedObject") or {}
+    def about_job(event: Any) -> bool:
+        if not isinstance(event, dict):
+            return False
+        involved = mapping(event.get("involvedObject"))
         return (involved.get("kind") == KIND and involved.get("name") == name
                 and (not uid or not involved.get("uid") or involved.get("uid") == uid))
 
@@ -36,9 +41,9 @@ def job_events(target: Target, job: dict[str, Any]) -> list[dict[str, Any]]:
 
 def event_time(event: dict[str, Any]) -> str:
     """When an Event last happened, in the order kubectl sorts them (RFC 3339 strings of one zone sort as times)."""
-    stamp = (event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
-             or (event.get("metadata") or {}).get("creationTimestamp") or "")
-    return _utc(stamp)
+    stamps = (event.get("lastTimestamp"), event.get("eventTime"), event.get("firstTimestamp"),
+              mapping(event.get("metadata")).get("creationTimestamp"))
+    return _utc(next((stamp for stamp in stamps if isinstance(stamp, str) and stamp), ""))
 
 
 def _utc(stamp: str) -> str:
@@ -54,22 +59,25 @@ def _field(label: str, value: Any, indent: str = "") -> str:
     """`Label:   value`, aligned as kubectl describe aligns them; nothing for a value the status does not have."""
     if value is None or value == "":
         return ""
-    return f"{indent}{label + ':':<18}{value}\n"
+    return f"{indent}{one_line(label) + ':':<18}{one_line(value)}\n"
 
 
 def _stages(status: dict[str, Any]) -> str:
-    stages = status.get("stages") or []
+    if is_invalid(status.get("stages"), list):
+        return f"Stages:             {INVALID}\n"
+    stages = records(status.get("stages"))
     if not stages:
         return "Stages:             <none>\n"
     rows = [["NAME", "MPIJOB", "PHASE", "STARTED", "COMPLETED", "RESTARTS", "GPUS", "GPU-HOURS"]]
-    rows += [[s.get("name", ""), s.get("mpiJob") or "", s.get("phase") or "", s.get("startTime") or "",
-              s.get("completionTime") or "", str(s.get("restarts") or 0), _scalar(s.get("gpus")),
+    rows += [[_cell(s.get("name")), _cell(s.get("mpiJob")), _cell(s.get("phase")), _cell(s.get("startTime")),
+              _cell(s.get("completionTime")), _cell(s.get("restarts") or 0), _cell(s.get("gpus")),
               _gpu_hours(s)] for s in stages]
     out = "Stages:\n" + render_rows(rows, "  ")
     for s in stages:
         if s.get("lastRestartReason"):
-            when = f" at {s['lastRestartTime']}" if s.get("lastRestartTime") else ""
-            out += f"  {s.get('name')}: last restart{when}: {s['lastRestartReason']}\n"
+            when = f" at {_cell(s['lastRestartTime'])}" if s.get("lastRestartTime") else ""
+            line = f"{_cell(s.get('name'))}: last restart{when}: {_cell(s['lastRestartReason'])}"
+            out += f"  {one_line(line)}\n"
     return out
 
 
@@ -80,30 +88,37 @@ def _gpu_hours(stage: dict[str, Any]) -> str:
     running = bool(stage.get("runningSince"))
     if hours is None:
         return "running" if running else ""
-    return f"{_scalar(hours)}{' +running' if running else ''}"
+    return f"{_cell(hours)}{' +running' if running else ''}"
 
 
 def _conditions(status: dict[str, Any]) -> str:
-    conditions = status.get("conditions") or []
+    if is_invalid(status.get("conditions"), list):
+        return f"Conditions:         {INVALID}\n"
+    conditions = records(status.get("conditions"))
     if not conditions:
         return "Conditions:         <none>\n"
     rows = [["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]]
-    rows += [[c.get("type", ""), c.get("status", ""), c.get("reason") or "", c.get("lastTransitionTime") or "",
-              c.get("message") or ""] for c in conditions]
+    rows += [[_cell(c.get("type")), _cell(c.get("status")), _cell(c.get("reason")), _cell(c.get("lastTransitionTime")),
+              _cell(c.get("message"))] for c in conditions]
     return "Conditions:\n" + render_rows(rows, "  ")
 
 
 def _results(status: dict[str, Any]) -> str:
-    results = dict(status.get("results") or {})
-    artifacts = results.pop("artifacts", None) or []
+    if is_invalid(status.get("results"), dict):
+        return f"Results:            {INVALID}\nArtifacts:          {INVALID}\n"
+    results = dict(mapping(status.get("results")))
+    raw_artifacts = results.pop("artifacts", None)
+    artifacts = records(raw_artifacts)
     out = ""
     if results:
         out += "Results:\n" + "".join(_field(str(key), _scalar(value), "  ") for key, value in results.items())
     else:
         out += "Results:            <none>\n"
-    if artifacts:
-        rows = [["STAGE", "FORMAT", "URI"]] + [[str(a.get("stage", "")), str(a.get("format", "")), str(a.get("uri", ""))]
-                                              for a in artifacts if isinstance(a, dict)]
+    if is_invalid(raw_artifacts, list):
+        out += f"Artifacts:          {INVALID}\n"
+    elif artifacts:
+        rows = [["STAGE", "FORMAT", "URI"]] + [[_cell(a.get("stage")), _cell(a.get("format")), _cell(a.get("uri"))]
+                                              for a in artifacts]
         out += "Artifacts:\n" + render_rows(rows, "  ")
     else:
         out += "Artifacts:          <none>\n"
@@ -111,54 +126,74 @@ def _results(status: dict[str, Any]) -> str:
 
 
 def _scalar(value: Any) -> str:
+    """A value as describe shows it: a float short, an object or list as compact JSON (escaped when printed)."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(", ", ": "))
+        try:
+            return json.dumps(value, separators=(", ", ": "))
+        except (RecursionError, ValueError):  # nested past any sense, or a cycle: nothing to show
+            return INVALID
     return str(value)
 
 
-def _store(store: dict[str, Any] | None) -> str | None:
-    if not store:
+def _cell(value: Any) -> str:
+    """A table cell or field from the status: nothing for absent, the value as text otherwise."""
+    return "" if value is None else _scalar(value)
+
+
+def _store(store: Any) -> str | None:
+    if store is None or store == {}:
         return None
-    extras = [f"{key} {store[key]}" for key in ("endpoint", "region") if store.get(key)]
+    if not isinstance(store, dict):
+        return INVALID
+    extras = [f"{key} {_cell(store[key])}" for key in ("endpoint", "region") if store.get(key)]
     if store.get("credentialsSecret"):
-        extras.append(f"credentials from Secret {store['credentialsSecret']}")
-    return f"{store.get('uri') or ''}" + (f" ({', '.join(extras)})" if extras else "")
+        extras.append(f"credentials from Secret {_cell(store['credentialsSecret'])}")
+    return f"{_cell(store.get('uri'))}" + (f" ({', '.join(extras)})" if extras else "")
 
 
 def _resolved(status: dict[str, Any]) -> str:
-    resolved = status.get("resolved") or {}
+    if is_invalid(status.get("resolved"), dict):
+        return f"Resolved:           {INVALID}\n"
+    resolved = mapping(status.get("resolved"))
     if not resolved:
         return "Resolved:           <none>\n"
     out = "Resolved:\n"
     for label, value in (("Dataset", _store(resolved.get("dataset"))), ("Output", _store(resolved.get("output"))),
-                         ("Vocab", resolved.get("vocab")), ("Init checkpoint", resolved.get("initCheckpoint"))):
+                         ("Vocab", _cell(resolved.get("vocab"))),
+                         ("Init checkpoint", _cell(resolved.get("initCheckpoint")))):
         if value:
             out += _field(label, value, "  ")
-    if resolved.get("dataPaths"):
-        out += "  Data paths:\n" + "".join(f"    {path}\n" for path in resolved["dataPaths"])
+    if is_invalid(resolved.get("dataPaths"), list):
+        out += _field("Data paths", INVALID, "  ")
+    elif resolved.get("dataPaths"):
+        out += "  Data paths:\n" + "".join(f"    {one_line(_cell(path))}\n" for path in resolved["dataPaths"])
     return out
 
 
 def _dependencies(status: dict[str, Any]) -> str:
-    dependencies = status.get("dependencies") or []
+    if is_invalid(status.get("dependencies"), list):
+        return f"Dependencies:       {INVALID}\n"
+    dependencies = records(status.get("dependencies"))
     if not dependencies:
         return "Dependencies:       <none>\n"
-    rows = [["JOB", "PHASE", "FIELDS"]] + [[d.get("name", ""), d.get("phase") or "", ", ".join(d.get("fields") or [])]
+    rows = [["JOB", "PHASE", "FIELDS"]] + [[_cell(d.get("name")), _cell(d.get("phase")), ", ".join(texts(d.get("fields")))]
                                           for d in dependencies]
     return "Dependencies:\n" + render_rows(rows, "  ")
 
 
 def _policy(status: dict[str, Any]) -> str:
-    policy = status.get("policy") or {}
+    if is_invalid(status.get("policy"), dict):
+        return f"Policy:             {INVALID}\n"
+    policy = mapping(status.get("policy"))
     if not policy.get("policies") and not policy.get("applied"):
         return "Policy:             <none>\n"
-    out = "Policy:\n" + _field("Policies", ", ".join(policy.get("policies") or []) or "<none>", "  ")
-    applied = policy.get("applied") or []
+    out = "Policy:\n" + _field("Policies", ", ".join(texts(policy.get("policies"))) or "<none>", "  ")
+    applied = records(policy.get("applied"))
     if applied:
-        rows = [["FIELD", "VALUE", "HOW", "POLICY"]] + [[a.get("path", ""), a.get("value", ""), a.get("how", ""),
-                                                       a.get("policy", "")] for a in applied]
+        rows = [["FIELD", "VALUE", "HOW", "POLICY"]] + [[_cell(a.get("path")), _cell(a.get("value")), _cell(a.get("how")),
+                                                       _cell(a.get("policy"))] for a in applied]
         out += render_rows(rows, "  ")
     return out
 
@@ -167,12 +202,12 @@ def _events(events: list[dict[str, Any]], now: datetime.datetime) -> str:
     if not events:
         return "Events:             <none>\n"
     rows = [["TYPE", "REASON", "AGE", "FROM", "MESSAGE"]]
-    for event in events:
-        source = (event.get("source") or {}).get("component") or event.get("reportingComponent") or ""
-        count = event.get("count") or 1
+    for event in records(events):
+        source = mapping(event.get("source")).get("component") or event.get("reportingComponent")
+        count = whole(event.get("count")) or 1
         when = age(event_time(event), now) + (f" (x{count})" if count > 1 else "")
-        rows.append([event.get("type") or "", event.get("reason") or "", when, source,
-                     " ".join(str(event.get("message") or "").split())])
+        rows.append([_cell(event.get("type")), _cell(event.get("reason")), when, _cell(source),
+                     " ".join(_cell(event.get("message")).split())])
     return "Events:\n" + render_rows(rows, "  ")
 
 
@@ -181,25 +216,28 @@ def describe(job: dict[str, Any], events: list[dict[str, Any]], now: datetime.da
     from ..local.display import progress_text  # the local run's progress line: the same figures, the same words
 
     now = now or datetime.datetime.now(tz=datetime.timezone.utc)
-    meta, status = job.get("metadata") or {}, job.get("status") or {}
-    progress = status.get("progress") or {}
+    meta, status = mapping(job.get("metadata")), mapping(job.get("status"))
+    progress = mapping(status.get("progress"))
+    created = text(meta.get("creationTimestamp"))
     out = _field("Name", meta.get("name"))
     out += _field("Namespace", meta.get("namespace"))
-    out += _field("Created", f"{meta.get('creationTimestamp')} ({age(meta.get('creationTimestamp'), now)} ago)"
-                  if meta.get("creationTimestamp") else None)
-    out += _field("Phase", status.get("phase") or "<none>")
-    out += _field("Task", status.get("task"))
-    out += _field("Model", status.get("model"))
-    out += _field("Workers", status.get("workers"))
-    out += _field("GPUs", status.get("gpus"))
-    out += _field("Current stage", status.get("currentStage") or "<none>")
-    if progress:
-        percent = f"{progress['percent']}% " if isinstance(progress.get("percent"), int) else ""
-        out += _field("Progress", f"{percent}{progress_text(progress)}".strip())
-        if progress.get("updatedAt"):
+    out += _field("Created", f"{created} ({age(created, now)} ago)" if created else None)
+    phase = INVALID if is_invalid(job.get("status"), dict) else _cell(status.get("phase")) or "<none>"
+    out += _field("Phase", phase)
+    out += _field("Task", _cell(status.get("task")))
+    out += _field("Model", _cell(status.get("model")))
+    out += _field("Workers", _cell(status.get("workers")))
+    out += _field("GPUs", _cell(status.get("gpus")))
+    out += _field("Current stage", _cell(status.get("currentStage")) or "<none>")
+    if is_invalid(status.get("progress"), dict):
+        out += _field("Progress", INVALID)
+    elif progress:
+        percent = whole(progress.get("percent"), 0, 100)
+        out += _field("Progress", f"{'' if percent is None else f'{percent}% '}{progress_text(progress)}".strip())
+        if text(progress.get("updatedAt")):
             out += _field("Reported", f"{progress['updatedAt']} ({age(progress['updatedAt'], now)} ago)")
-    out += _field("Started", status.get("startTime"))
-    out += _field("Completed", status.get("completionTime"))
+    out += _field("Started", _cell(status.get("startTime")))
+    out += _field("Completed", _cell(status.get("completionTime")))
     for part in (_stages(status), _conditions(status), _results(status), _resolved(status), _dependencies(status),
                  _policy(status), _events(events, now)):
         out += part

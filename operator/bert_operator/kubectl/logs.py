@@ -3,7 +3,9 @@
 The pod is found by labels, not by name (the MPI Operator names the launcher through a batch Job, with a random
 suffix): the renderer puts `bertoperator.io/job-name` and `bertoperator.io/stage` on every pod template of a
 stage, and the MPI Operator adds `training.kubeflow.org/job-role=launcher` to the launcher's. While a stage
-restarts, the failed launcher may still be there beside the new one: the newest is the one shown.
+restarts, the failed launcher may still be there beside the new one: the newest is the one shown. The log is the
+tenant's program's output: it passes through terminal.EscapingWriter, so lines and tabs stay and escape sequences
+are shown, not acted on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sys
 from typing import Any, BinaryIO
 
 from ..contract import JOB_NAME_LABEL, STAGE_LABEL
+from ..terminal import EscapingWriter
+from ..untrusted import mapping, records, text
 from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError, Target, api_errors, get_job, job_path
 
 #: The MPI Operator's role label (worker or launcher) and the launcher's container name in the rendered MPIJob.
@@ -23,14 +27,14 @@ LAUNCHER_CONTAINER = "launcher"
 
 def pick_stage(job: dict[str, Any], asked: str | None) -> dict[str, Any]:
     """The stage whose logs to show: the one asked for, else the current one, else the last one started."""
-    status = job.get("status") or {}
-    stages = status.get("stages") or []
-    name = (job.get("metadata") or {}).get("name")
-    phase = status.get("phase") or "Pending"
+    status = mapping(job.get("status"))
+    stages = [stage for stage in records(status.get("stages")) if text(stage.get("name"))]
+    name = mapping(job.get("metadata")).get("name")
+    phase = text(status.get("phase")) or "Pending"
     if asked is not None:
         chosen = next((s for s in stages if s.get("name") == asked), None)
         if chosen is None:
-            known = ", ".join(s.get("name", "") for s in stages) or "none yet"
+            known = ", ".join(s["name"] for s in stages) or "none yet"
             raise PluginError(f"--stage: job {name} has no stage {asked!r}; its stages: {known}", EXIT_BAD_INPUT)
         return chosen
     if not stages:
@@ -85,7 +89,11 @@ def run(target: Target, name: str, stage: str | None, follow: bool, tail: int | 
     pod = launcher_pod(target, job, pick_stage(job, stage))
     out = getattr(sys.stdout, "buffer", None)
     sys.stdout.flush()
-    stream_logs(target, pod, follow, tail, out if out is not None else _TextOut(sys.stdout))
+    writer = EscapingWriter(out if out is not None else _TextOut(sys.stdout))
+    try:
+        stream_logs(target, pod, follow, tail, writer)
+    finally:
+        writer.close()
     return EXIT_OK
 
 

@@ -3,7 +3,7 @@
 The columns are read from `api.crd.PRINTER_COLUMNS` (what `kubectl get btj` shows), evaluated here with the
 subset of JSONPath they use, so the plugin and kubectl can never disagree on a column. The plugin adds what a
 printer column cannot compute: the step count and the ETA of the current stage (and, with -o wide, the loss, the
-throughput and how old the figures are).
+throughput and how old the figures are). Every cell is read as untrusted (untrusted.py) and escaped (terminal.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import yaml
 from ..api.crd import PRINTER_COLUMNS
 from ..contract import parse_utc
 from ..status import TERMINAL_PHASES
+from ..terminal import one_line
+from ..untrusted import mapping, number, text, whole
 
 #: `.a.b`, `.a[0]`, `.a[?(@.type=="Ready")]`: one step of the JSONPath the printer columns use.
 _STEP = re.compile(r'\.(?P<key>[A-Za-z0-9_]+)|\[(?P<index>\d+)\]|\[\?\(@\.(?P<field>[A-Za-z0-9_]+)==(?P<q>["\'])(?P<value>[^"\']*)(?P=q)\)\]')
@@ -46,11 +48,11 @@ def jsonpath(document: Any, path: str) -> Any:
 
 def age(stamp: str | None, now: datetime.datetime) -> str:
     """An RFC 3339 time as kubectl's AGE column writes how long ago it was: 45s, 3m20s, 47m, 5h12m, 3d4h, 120d."""
-    if not stamp:
+    if not isinstance(stamp, str) or not stamp:
         return ""
     try:
         seconds = int((now - parse_utc(stamp)).total_seconds())
-    except ValueError:
+    except (ValueError, OverflowError):
         return ""
     seconds = max(seconds, 0)
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
@@ -75,7 +77,10 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
+        try:
+            return json.dumps(value, separators=(",", ":"))
+        except (RecursionError, ValueError):
+            return "<invalid>"
     return str(value)
 
 
@@ -95,31 +100,31 @@ def _printer_column(spec: dict[str, Any]) -> Column:
 
 
 def _progress(job: dict[str, Any]) -> dict[str, Any]:
-    return (job.get("status") or {}).get("progress") or {}
+    return mapping(mapping(job.get("status")).get("progress"))
 
 
 def _steps(job: dict[str, Any], now: datetime.datetime) -> str:
     progress = _progress(job)
-    step, total = progress.get("step"), progress.get("totalSteps")
+    step, total = whole(progress.get("step")), whole(progress.get("totalSteps"))
     return f"{step}/{total}" if step is not None and total else ""
 
 
 def _eta(job: dict[str, Any], now: datetime.datetime) -> str:
     from ..local.display import eta_text  # the local bar's ETA, so both read the same
 
-    if (job.get("status") or {}).get("phase") in TERMINAL_PHASES:
+    if text(mapping(job.get("status")).get("phase")) in TERMINAL_PHASES:
         return ""
     return eta_text(_progress(job).get("etaSeconds"))
 
 
 def _loss(job: dict[str, Any], now: datetime.datetime) -> str:
-    loss = _progress(job).get("loss")
-    return f"{loss:.3f}" if isinstance(loss, (int, float)) else ""
+    loss = number(_progress(job).get("loss"))
+    return "" if loss is None else f"{loss:.3f}"
 
 
 def _throughput(job: dict[str, Any], now: datetime.datetime) -> str:
-    rate = _progress(job).get("sequencesPerSecond")
-    return f"{rate:.0f}" if isinstance(rate, (int, float)) else ""
+    rate = number(_progress(job).get("sequencesPerSecond"))
+    return "" if rate is None else f"{rate:.0f}"
 
 
 def _updated(job: dict[str, Any], now: datetime.datetime) -> str:
@@ -137,9 +142,9 @@ def columns(wide: bool, all_namespaces: bool) -> list[Column]:
     printer = [_printer_column(spec) for spec in PRINTER_COLUMNS]
     dated = [c for c, spec in zip(printer, PRINTER_COLUMNS) if spec["type"] == "date"]
     undated = [c for c in printer if c not in dated]
-    head = [Column("NAME", lambda job, now: (job.get("metadata") or {}).get("name", ""))]
+    head = [Column("NAME", lambda job, now: _text(mapping(job.get("metadata")).get("name")))]
     if all_namespaces:
-        head.insert(0, Column("NAMESPACE", lambda job, now: (job.get("metadata") or {}).get("namespace", "")))
+        head.insert(0, Column("NAMESPACE", lambda job, now: _text(mapping(job.get("metadata")).get("namespace"))))
     return [*head, *undated, *EXTRA, *(WIDE_EXTRA if wide else []), *dated]
 
 
@@ -153,9 +158,11 @@ def table(jobs: Sequence[dict[str, Any]], wide: bool = False, all_namespaces: bo
 
 
 def render_rows(rows: Sequence[Sequence[str]], indent: str = "") -> str:
-    """Rows of cells, left-aligned in columns three spaces apart (kubectl's layout)."""
+    """Rows of cells, left-aligned in columns three spaces apart (kubectl's layout); each cell escaped to one line
+    (terminal.one_line), so no value can act on the terminal or draw a row of its own."""
     if not rows:
         return ""
+    rows = [[one_line(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return "".join(f"{indent}{line}\n" for line in lines)

@@ -15,6 +15,8 @@ from typing import Any, get_args
 
 from ..api.status import JobPhase
 from ..status import TERMINAL_PHASES
+from ..terminal import one_line
+from ..untrusted import mapping, records, text
 from .client import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, PluginError, Target, job_path
 from .follow import job_states
 
@@ -33,10 +35,10 @@ class Goal:
     status: str = "True"
 
     def met(self, job: dict[str, Any]) -> bool:
-        status = job.get("status") or {}
+        status = mapping(job.get("status"))
         if self.kind == "phase":
             return status.get("phase") == self.value
-        condition = next((c for c in status.get("conditions") or [] if c.get("type") == self.value), None)
+        condition = next((c for c in records(status.get("conditions")) if c.get("type") == self.value), None)
         return condition is not None and condition.get("status") == self.status
 
     def __str__(self) -> str:
@@ -77,11 +79,13 @@ def parse_duration(text: str) -> float | None:
 
 
 def failure_text(job: dict[str, Any]) -> str:
-    conditions = (job.get("status") or {}).get("conditions") or []
+    """`: Reason: message` of the job's Failed condition, escaped to one line; nothing without one."""
+    conditions = records(mapping(job.get("status")).get("conditions"))
     failed = next((c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"), None)
     if failed is None:
         return ""
-    return f": {failed.get('reason') or 'Failed'}: {failed.get('message') or ''}".rstrip(": ")
+    reason, message = text(failed.get("reason")) or "Failed", text(failed.get("message")) or ""
+    return one_line(f": {reason}: {message}".rstrip(": "))
 
 
 def run(target: Target, name: str, goal: Goal, timeout: float | None) -> int:
@@ -96,7 +100,7 @@ def run(target: Target, name: str, goal: Goal, timeout: float | None) -> int:
             print(f"error: timed out after {waited} waiting for {where} {goal} (phase now: {phase or '<none>'})",
                   file=sys.stderr)
             return EXIT_FAILED
-        phase = (job.get("status") or {}).get("phase")
+        phase = text(mapping(job.get("status")).get("phase"))
         if goal.met(job):
             print(f"berttrainingjob.bertoperator.io/{name} condition met ({goal})")
             return EXIT_OK

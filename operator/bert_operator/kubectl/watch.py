@@ -14,6 +14,8 @@ from typing import Any, TextIO
 from .client import EXIT_FAILED, EXIT_OK, PluginError, Target
 from .follow import job_states
 from ..status import TERMINAL_PHASES
+from ..terminal import one_line
+from ..untrusted import mapping, text, whole
 from .wait import failure_text
 
 
@@ -21,15 +23,23 @@ def status_line(name: str, status: dict[str, Any]) -> str:
     """`bert: Running 45% phase1 45/90 loss 7.250 812 seq/s eta 12s`: the phase and the figures a user watches."""
     from ..local.display import progress_text
 
-    progress = status.get("progress") or {}
-    parts = [f"{name}:", status.get("phase") or "Pending"]
-    if isinstance(progress.get("percent"), int):
-        parts.append(f"{progress['percent']}%")
+    status = mapping(status)
+    progress = mapping(status.get("progress"))
+    parts = [f"{name}:", _phase(status)]
+    percent = whole(progress.get("percent"), 0, 100)
+    if percent is not None:
+        parts.append(f"{percent}%")
     if progress:
         parts.append(progress_text(progress))
     elif status.get("currentStage"):
         parts.append(str(status["currentStage"]))
-    return " ".join(part for part in parts if part)
+    return one_line(" ".join(part for part in parts if part))
+
+
+def _phase(status: Any) -> str:
+    """The status's phase; Pending while it has none, `<invalid>` for one that is not a string."""
+    phase = mapping(status).get("phase")
+    return "Pending" if phase is None or phase == "" else text(phase) or "<invalid>"
 
 
 class ProgressView:
@@ -55,7 +65,7 @@ class ProgressView:
                 print(line, file=self.stream, flush=True)
                 self.last_line = line
             return
-        phase = status.get("phase") or "Pending"
+        phase = _phase(status)
         if phase != self.last_phase:
             self.display.line(f"{self.name}: {phase}")
             self.last_phase = phase
@@ -72,9 +82,9 @@ def run(target: Target, name: str, interactive: bool | None = None) -> int:
         for job in job_states(target, name, None):
             if job is None:  # no deadline: cannot happen, but never loop on it
                 break
-            status = job.get("status") or {}
+            status = mapping(job.get("status"))
             view.update(status)
-            phase = status.get("phase")
+            phase = text(status.get("phase"))
             if phase in TERMINAL_PHASES:
                 view.close()
                 if phase == "Failed":

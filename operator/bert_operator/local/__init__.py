@@ -6,7 +6,10 @@ The operator's reconciler drives it; only the MPIJobs' execution is local
 the CR status is `<workdir>/<namespace>/<name>/status.json` (runner.py).
 """
 
-from .runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SUCCEEDED, LocalOptions, LocalRun, run_jobs, status_yaml
+from .runner import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SUCCEEDED, LocalOptions, LocalRun, run_jobs, status_json,
+                     status_yaml)
+from .summary import summary_table
 from .volumes import LocalSetupError
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_SUCCEEDED", "LocalOptions", "LocalRun", "LocalSetupError", "run_jobs", "status_yaml"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_SUCCEEDED", "LocalOptions", "LocalRun", "LocalSetupError", "run_jobs",
+           "status_json", "status_yaml", "summary_table"]

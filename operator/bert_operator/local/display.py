@@ -3,7 +3,8 @@
 The bar is fed from the job's status (the same `progress` block the operator
 writes from the trainer's reports), so the terminal and `kubectl get btj`
 show the same figures. Without a terminal (CI, a log file) the bar becomes a
-line per 10% so logs stay readable.
+line per 10% so logs stay readable. What it prints comes from the trainer's reports and the Events'
+messages (a trainer's error line): each figure is read typed (untrusted.py) and each line escaped (terminal.py).
 """
 
 from __future__ import annotations
@@ -13,25 +14,40 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from ..terminal import one_line
+from ..untrusted import mapping, number, whole
+
+#: Beyond this an ETA is no forecast: shown as such rather than as a count of minutes.
+MAX_ETA_SECONDS = 100 * 86400
+
 
 def eta_text(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)):
+    """`12s`, `4m05s`; nothing for a value that is not a finite number of seconds, `>100d` past that."""
+    value = number(seconds)
+    if value is None or value < 0:
         return ""
-    seconds = int(seconds)
+    if value > MAX_ETA_SECONDS:
+        return ">100d"
+    seconds = int(value)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def progress_text(progress: dict[str, Any]) -> str:
-    """`phase1 40/90 loss 5.21 312 seq/s eta 12s`: the figures a user watches."""
-    parts = [str(progress.get("stage", ""))]
-    if progress.get("step") is not None and progress.get("totalSteps"):
-        parts.append(f"{progress['step']}/{progress['totalSteps']}")
-    if isinstance(progress.get("loss"), (int, float)):
-        parts.append(f"loss {progress['loss']:.3f}")
-    if isinstance(progress.get("sequencesPerSecond"), (int, float)):
-        parts.append(f"{progress['sequencesPerSecond']:.0f} seq/s")
-    if progress.get("etaSeconds") is not None:
-        parts.append(f"eta {eta_text(progress['etaSeconds'])}")
+    """`phase1 40/90 loss 5.21 312 seq/s eta 12s`: the figures a user watches (one escaped line; a figure of the
+    wrong type is left out)."""
+    progress = mapping(progress)
+    stage = progress.get("stage")
+    parts = [one_line(stage if isinstance(stage, str) else "")]
+    step, total = whole(progress.get("step")), whole(progress.get("totalSteps"))
+    if step is not None and total:
+        parts.append(f"{step}/{total}")
+    loss, rate, eta = number(progress.get("loss")), number(progress.get("sequencesPerSecond")), eta_text(progress.get("etaSeconds"))
+    if loss is not None:
+        parts.append(f"loss {loss:.3f}")
+    if rate is not None:
+        parts.append(f"{rate:.0f} seq/s")
+    if eta:
+        parts.append(f"eta {eta}")
     return " ".join(part for part in parts if part)
 
 
@@ -54,6 +70,8 @@ class Display:
                             bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
 
     def line(self, text: str) -> None:
+        """One line above the bar, escaped to one line (an Event's message may hold a trainer's error line)."""
+        text = one_line(text)
         if self.bar is not None:
             self.bar.write(text, file=self.stream)
         else:
@@ -65,9 +83,9 @@ class Display:
         self.line(f"{name}: {kind} {reason}: {message}")
 
     def progress(self, status: dict[str, Any]) -> None:
-        progress = status.get("progress") or {}
-        percent = progress.get("percent")
-        if not isinstance(percent, int):
+        progress = mapping(mapping(status).get("progress"))
+        percent = whole(progress.get("percent"), 0, 100)
+        if percent is None:
             return
         text = progress_text(progress)
         if self.bar is not None:

@@ -4,9 +4,10 @@ Each job goes through the operator's own :class:`Reconciler` (same
 validation, same MPIJobs, same phase machine and status), with
 :class:`LocalStages` running the MPIJobs as processes. The trainer's
 progress.json and results.json are folded into the status with the
-operator's `merge_report`, so the status printed at the end, and kept in
-`<workdir>/<namespace>/<name>/status.json`, has the shape `kubectl get btj -o
-yaml` shows.
+operator's `merge_report`, so the status kept in
+`<workdir>/<namespace>/<name>/status.json` (and printed with `-o yaml`) has the
+shape `kubectl get btj -o yaml` shows; by default the run ends with a table of
+the jobs (summary.py).
 
 Jobs that take inputs from other jobs (spec.dataset.fromJob, model.initCheckpointFrom,
 model.vocabFrom) are resolved by the reconciler as on a cluster, from the other jobs'
@@ -44,6 +45,7 @@ from ..render.values import S3_SECRET_KEYS
 from ..reports import merge_report
 from ..status import TERMINAL_PHASES, WAITING, condition_of
 from ..tasks import report_uri, stages_of, task_of
+from ..untrusted import mapping, records, text
 from .commands import s3_endpoint
 from .display import Display
 from .stages import LocalStages
@@ -74,6 +76,8 @@ class LocalRun:
     status: dict[str, Any]
     outputs: str
     body: dict[str, Any] = field(default_factory=dict)
+    #: Where the exported models are (status.results.artifacts), as local mode reads them.
+    exports: list[str] = field(default_factory=list)
 
 
 class Interrupt:
@@ -212,7 +216,7 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     status = load_status(job_dir, job, options.fresh)
     if status.get("phase") == "Succeeded":
         display.line(f"{name}: already Succeeded in an earlier run ({job_dir / 'status.json'}); skipped")
-        return LocalRun(name, "Succeeded", status, outputs, job_body(job, status))
+        return LocalRun(name, "Succeeded", status, outputs, job_body(job, status), exported(status, volumes))
     check_trainer_installed(job)
     check_credentials(job)
     check_inputs(job, volumes)
@@ -258,7 +262,19 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     phase = body["status"]["phase"]
     took = time.monotonic() - started
     display.line(f"{name}: {phase} after {took:.0f}s; status in {job_dir / 'status.json'}, outputs in {outputs}")
-    return LocalRun(name, "Interrupted" if interrupted else phase, body["status"], outputs, body)
+    return LocalRun(name, "Interrupted" if interrupted else phase, body["status"], outputs, body,
+                    exported(body["status"], volumes))
+
+
+def exported(status: dict[str, Any], volumes: VolumeMap) -> list[str]:
+    """The exported models' locations (status.results.artifacts), pvc:// as their local folders."""
+    found = []
+    for uri in filter(None, (text(a.get("uri")) for a in records(mapping(status.get("results")).get("artifacts")))):
+        try:
+            found.append(volumes.local_uri(uri))
+        except ValueError:  # not a URI local mode can map: shown as the status has it
+            found.append(uri)
+    return found
 
 
 def printable_status(run: LocalRun) -> dict[str, Any]:
@@ -338,8 +354,15 @@ def run_jobs(jobs: list[BertTrainingJob], options: LocalOptions, display: Displa
 
 
 def status_yaml(runs: list[LocalRun]) -> str:
+    """`-o yaml`: one document per job, {name, status}, the status whole but for acceptedSpec. PyYAML writes every
+    non-printable character as an escape, so a report's text cannot reach the terminal raw."""
     return yaml.safe_dump_all([printable_status(run) for run in runs], sort_keys=False, width=120)
 
 
+def status_json(runs: list[LocalRun]) -> str:
+    """`-o json`: the same documents as a JSON list (control characters written as \\u escapes)."""
+    return json.dumps([printable_status(run) for run in runs], indent=2) + "\n"
+
+
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_SUCCEEDED", "LocalOptions", "LocalRun",
-           "run_jobs", "status_yaml"]
+           "run_jobs", "status_json", "status_yaml"]
