@@ -201,6 +201,11 @@ def test_a_location_another_job_gives_is_checked_once_resolved_and_refused_namin
         "spec.model.initCheckpointFrom.fromJob: BertTrainingJob bert-pretrain gives 's3://other-team/bert-pretrain/"
         "phase2', which is not under a location allowed by BertTrainingPolicy team-default: s3://bert-models/, "
         "s3://bert-data/, s3://bert-results/"))
+    # A recorded output climbing out of an allowed prefix (a status edited by hand) lies under nothing.
+    producers["bert-pretrain"] = succeeded(jobs["bert-pretrain"], resolved={"output": {"uri": "s3://bert-results/../x"}})
+    climbed = plan(jobs["bert-squad"], {}, Observed(policy=given, producers=producers), "2026-12-02T08:00:00Z")
+    refused = next(c for c in climbed.status["conditions"] if c["type"] == "Failed")
+    assert climbed.actions == () and "'s3://bert-results/../x/phase2', which is not under" in refused["message"]
     producers["bert-pretrain"] = succeeded(jobs["bert-pretrain"])  # wrote where this namespace may write
     [create] = plan(jobs["bert-squad"], {}, Observed(policy=given, producers=producers), "2026-12-02T08:00:00Z").actions
     assert isinstance(create, CreateMPIJob)
