@@ -1,4 +1,4 @@
-"""`bertjob`: validate, render and describe BertTrainingJobs from the command line.
+"""`bertjob`: validate, render and describe BertTrainingJobs (and validate BertTrainingPolicies) from the command line.
 
 Exit codes: 0 success, 2 bad input (with one `path: message` line per
 problem on stderr, never a traceback).
@@ -10,16 +10,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 
 from .api import BertTrainingJob, SpecError
-from .api.parse import parse_text
+from .api.parse import load_documents, parse_job, parse_text
 from .dependencies import resolve_file
 from .tasks import task_of
 from .api.crd import crd_yaml, policy_crd_yaml
 from .kubectl import add_commands as add_cluster_commands, add_version
+from .policy import parse_policy
+from .policy_files import Decided, PolicyFile, decide_documents, is_policy, parse_labels, read_policy_files
 from .render import RenderSettings, render_all
 from .render.values import DEFAULT_TRAINER_IMAGE
 from .terminal import escape, one_line
@@ -52,21 +54,127 @@ def _resolved(path: str, *, need_all: bool) -> list[BertTrainingJob]:
     return resolve_file(parse_text(_read(path), path), path, need_all=need_all)
 
 
+def _policies(args: argparse.Namespace) -> PolicyFile | None:
+    """The policies and namespaces of --policy (None: no --policy, so no policy applies, as before)."""
+    if args.namespace_labels is not None and not args.policy:
+        raise UsageError("--namespace-labels: only with --policy (the labels are what the policies select)")
+    if not args.policy and not getattr(args, "jobs", False):
+        return None
+    return read_policy_files([(_read(path), path) for path in args.policy])
+
+
+def _labelled(path: str, text: str) -> list[tuple[str, Any]]:
+    """The documents of a file, each with the label its errors carry (the file, and its index when several)."""
+    documents = load_documents(text, path)
+    return [(path if len(documents) == 1 else f"{path}[{index}]", document) for index, document in enumerate(documents)]
+
+
+def _decided(path: str, documents: list[tuple[str, Any]], known: PolicyFile, args: argparse.Namespace, *,
+             need_all: bool) -> list[Decided]:
+    return decide_documents(documents, path, known, args.namespace_labels, need_all=need_all)
+
+
+def _shown_value(value: Any) -> str:
+    """A value a policy set, as JSON: quoted and escaped, so no control character of a file reaches the terminal."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _validated(path: str, known: PolicyFile | None, args: argparse.Namespace) -> list[str]:
+    """What `validate` says of one file: a line per policy and per job (with --policy: what the policies set);
+    SpecError with every problem of the file."""
+    text = _read(path)
+    documents = _labelled(path, text)
+    lines: list[str] = []
+    errors = []
+    for label, document in documents:
+        if is_policy(document):
+            try:
+                lines.append(f"{label}: {parse_policy(document).metadata.name} is a valid BertTrainingPolicy")
+            except SpecError as exc:
+                errors.extend(SpecError(exc.errors, label).errors)
+    jobs = [(label, document) for label, document in documents if not is_policy(document)]
+    try:
+        if known is None:
+            parsed, failed = [], []
+            for label, document in jobs:
+                try:
+                    parsed.append(parse_job(document, label))
+                except SpecError as exc:
+                    failed.extend(exc.errors)
+            if failed:
+                raise SpecError(failed)
+            for job in resolve_file(parsed, path, need_all=False):
+                lines.append(f"{path}: {job.metadata.namespace}/{job.metadata.name} is a valid {task_of(job.spec).name} job")
+        else:
+            for done in _decided(path, jobs, known, args, need_all=False):
+                lines.extend(_decided_lines(path, done))
+    except SpecError as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise SpecError(errors)
+    return lines
+
+
+def _decided_lines(path: str, done: Decided) -> list[str]:
+    job, meta = done.job, done.job.metadata
+    head = f"{path}: {meta.namespace}/{meta.name} is a valid {task_of(job.spec).name} job"
+    if not done.decision.policies:
+        return [f"{head}; no BertTrainingPolicy selects namespace {meta.namespace} ({done.labels_from})"]
+    lines = [f"{head} under BertTrainingPolicy {', '.join(done.decision.policies)}"]
+    lines += [f"  {a.path} = {_shown_value(a.value)} ({a.how}, {a.policy})" for a in done.decision.applied]
+    return lines
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    known = _policies(args)
+    errors = []
     for path in args.files:
-        for job in _resolved(path, need_all=False):
-            print(f"{path}: {job.metadata.namespace}/{job.metadata.name} is a valid {task_of(job.spec).name} job")
+        try:
+            for line in _validated(path, known, args):
+                print(line)
+        except SpecError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise SpecError(errors)
     return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     settings = RenderSettings(default_image=args.image)
-    objects = [obj for path in args.files for job in _resolved(path, need_all=True) for obj in render_all(job, settings)]
+    known = _policies(args)
+    if known is None:
+        objects = [obj for path in args.files for job in _resolved(path, need_all=True) for obj in render_all(job, settings)]
+    else:
+        decided = [done for path in args.files for done in _decided(path, _labelled(path, _read(path)), known, args,
+                                                                    need_all=not args.jobs)]
+        if args.jobs:  # the jobs as the operator sees them: the spec with the policies' values, and status.policy
+            objects = [{**done.job.model_dump(by_alias=True, exclude_unset=True, mode="json"),
+                        **({"status": {"policy": done.decision.status()}} if done.decision.policies else {})}
+                       for done in decided]
+        else:
+            objects = [obj for done in decided for obj in render_all(done.resolved, settings)]
     if args.output == "json":
         print(json.dumps(objects[0] if len(objects) == 1 else {"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
     else:
         print(yaml.safe_dump_all(objects, sort_keys=False, width=120), end="")
     return EXIT_OK
+
+
+def _namespace_labels(text: str) -> dict[str, str]:
+    try:
+        return parse_labels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", action="append", default=[], metavar="POLICY.yaml",
+                        help="judge the jobs under these BertTrainingPolicies (repeatable; Namespace documents in it "
+                             "give namespaces' labels; `kubectl get btp,namespaces -o yaml` makes one), as the "
+                             "operator would: exit 2 naming every violation")
+    parser.add_argument("--namespace-labels", type=_namespace_labels, default=None, metavar="KEY=VALUE,...",
+                        help="the labels of every job's namespace (default: its Namespace document in the policy "
+                             "file, else none); kubernetes.io/metadata.name is always the namespace's name")
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -132,14 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_version(parser, "bertjob")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    validate = sub.add_parser("validate", help="check BertTrainingJob YAML files")
+    validate = sub.add_parser("validate", help="check BertTrainingJob and BertTrainingPolicy YAML files")
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s), '-' for stdin; multi-document allowed")
+    _add_policy_options(validate)
     validate.set_defaults(func=cmd_validate)
 
     render = sub.add_parser("render", help="print the MPIJobs a BertTrainingJob runs, one per stage")
     render.add_argument("files", nargs="+", metavar="FILE")
     render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     render.add_argument("--image", default=DEFAULT_TRAINER_IMAGE, help=f"trainer image when spec.image is unset (default {DEFAULT_TRAINER_IMAGE})")
+    _add_policy_options(render)
+    render.add_argument("--jobs", action="store_true",
+                        help="print the BertTrainingJobs as the policies make them (defaults and forced values in "
+                             "the spec, status.policy), not their MPIJobs")
     render.set_defaults(func=cmd_render)
 
     crd = sub.add_parser("crd", help="print the BertTrainingJob CustomResourceDefinition (--policy: BertTrainingPolicy's)")

@@ -28,7 +28,8 @@ from pydantic import ValidationError
 from .api.errors import FieldError, SpecError, format_path, from_validation_error, shown
 from .api.models import BertTrainingJob
 from .api.parse import parse_job
-from .api.policy import BertTrainingPolicy, LabelSelector, PolicyValues
+from .api.policy import BertTrainingPolicy, LabelSelector, PolicyLimits, PolicyValues
+from .api.quantities import quantity, shown_quantity
 
 #: Where each field of PolicyValues lives in a job's spec (wire paths under `spec`).
 VALUE_PATHS: dict[str, tuple[str, ...]] = {
@@ -40,11 +41,18 @@ VALUE_PATHS: dict[str, tuple[str, ...]] = {
     "node_selector": ("resources", "nodeSelector"),
     "tolerations": ("resources", "tolerations"),
     "precision": ("precision",),
+    "cpu": ("resources", "cpu"),
+    "memory": ("resources", "memory"),
 }
 RUN_POLICY_PATHS: dict[str, tuple[str, ...]] = {
     "active_deadline_seconds": ("runPolicy", "activeDeadlineSeconds"),
     "ttl_seconds_after_finished": ("runPolicy", "ttlSecondsAfterFinished"),
     "max_restarts": ("runPolicy", "maxRestarts"),
+}
+SCHEDULING_POLICY_PATHS: dict[str, tuple[str, ...]] = {
+    "queue": ("runPolicy", "schedulingPolicy", "queue"),
+    "priority_class": ("runPolicy", "schedulingPolicy", "priorityClass"),
+    "schedule_timeout_seconds": ("runPolicy", "schedulingPolicy", "scheduleTimeoutSeconds"),
 }
 
 
@@ -140,6 +148,11 @@ def values_of(given: PolicyValues, namespace: str, name: str) -> dict[tuple[str,
             value = getattr(given.run_policy, attribute)
             if value is not None:
                 out[path] = value
+        scheduling = given.run_policy.scheduling_policy
+        for attribute, path in SCHEDULING_POLICY_PATHS.items():  # each field on its own, as the output's
+            value = getattr(scheduling, attribute) if scheduling is not None else None
+            if value is not None:
+                out[path] = value
     output = getattr(given, "output", None)
     if output is not None:  # field by field: a job that names its own uri still gets the store's endpoint and Secret
         for key, value in _wire(output).items():
@@ -206,14 +219,109 @@ def _gathered(policies: list[BertTrainingPolicy], part: str, namespace: str, nam
 
 
 def _under(uri: str, prefix: str) -> bool:
-    """Whether `uri` lies under `prefix` as a path (s3://b/team-a does not hold s3://b/team-ab)."""
+    """Whether `uri` lies under `prefix` as a path (s3://b/team-a does not hold s3://b/team-ab; `pvc://` holds every
+    claim). A URI with a '..' segment lies under nothing: the job's rules refuse one, and this check must not rely
+    on every location having passed them (a producer's recorded output did not)."""
+    if ".." in uri.split("://", 1)[-1].split("/"):
+        return False
     bare = prefix.rstrip("/")
     return uri == bare or uri.startswith(bare + "/")
 
 
+@dataclass(frozen=True)
+class Location:
+    """One place a job reads or writes: the field a tenant wrote it in (the reference, for one another job gives),
+    the URI, and the producer whose output it is (None: the job's own field)."""
+
+    path: str
+    uri: str
+    read: bool
+    dataset: bool = False
+    producer: str | None = None
+
+
+def locations(job: BertTrainingJob) -> list[Location]:
+    """Every location of the job (references resolved where they are: a reference not resolved yet has no URI)."""
+    spec = job.spec
+    model = spec.model
+    found: list[Location] = []
+    output = getattr(spec.output, "uri", None)
+    if output is not None:
+        found.append(Location("spec.output.uri", output, read=False))
+    for path, uri, ref, producer in (
+            ("spec.dataset.uri", spec.dataset.uri, "spec.dataset.fromJob", spec.dataset.from_job),
+            ("spec.model.initCheckpoint", model.init_checkpoint, "spec.model.initCheckpointFrom.fromJob",
+             model.init_checkpoint_from.from_job if model.init_checkpoint_from is not None else None),
+            ("spec.model.vocab", model.vocab, "spec.model.vocabFrom.fromJob",
+             model.vocab_from.from_job if model.vocab_from is not None else None)):
+        if uri is not None:
+            found.append(Location(ref if producer else path, uri, read=True, dataset=path == "spec.dataset.uri",
+                                  producer=producer))
+    return found
+
+
+def _allowed(location: Location, limits: PolicyLimits) -> Iterator[list[str]]:
+    """Each list of prefixes one of which must hold `location` under `limits` (every list must be met). Where the
+    namespace's jobs may write is readable too: a pipeline's next job reads what the one before it wrote."""
+    if not location.read:
+        if limits.allowed_output_prefixes is not None:
+            yield limits.allowed_output_prefixes
+        return
+    written = limits.allowed_output_prefixes or []
+    if location.dataset and limits.allowed_dataset_prefixes is not None:
+        yield [*limits.allowed_dataset_prefixes, *written]
+    if limits.allowed_read_prefixes is not None:
+        yield [*limits.allowed_read_prefixes, *written]
+
+
+def location_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy], *,
+                    references_only: bool = False) -> Iterator[FieldError]:
+    """Every location of the job not under what a policy allows (`references_only`: only those another job gave,
+    which the operator knows once the references are resolved)."""
+    meta = job.metadata
+    for policy in policies:
+        by = f"BertTrainingPolicy {policy.metadata.name}"
+        for location in locations(job):
+            if references_only and location.producer is None:
+                continue
+            for prefixes in _allowed(location, policy.spec.limits):
+                filled = list(dict.fromkeys(fill(prefix, meta.namespace, meta.name) for prefix in prefixes))
+                if any(_under(location.uri, prefix) for prefix in filled):
+                    continue
+                what = shown(location.uri)
+                if location.producer is not None:
+                    what = f"BertTrainingJob {location.producer} gives {what}, which"
+                yield FieldError(location.path, f"{what} is not under a location allowed by {by}: "
+                                                f"{', '.join(filled) or '(none)'}")
+                break  # one line per location and policy
+
+
+def _size_errors(job: BertTrainingJob, limits: PolicyLimits, by: str) -> Iterator[FieldError]:
+    """CPU and memory per worker and per job (workers x the per-worker amount). A job that sets none has pods
+    without a limit, which could take a whole node: under such a limit it must set one (or get one as a default)."""
+    res = job.spec.resources
+    for what, unit, given, per_job, per_worker in (
+            ("cpu", "CPUs", res.cpu, limits.max_cpu_per_job, limits.max_cpu_per_worker),
+            ("memory", "memory", res.memory, limits.max_memory_per_job, limits.max_memory_per_worker)):
+        path = f"spec.resources.{what}"
+        if per_job is None and per_worker is None:
+            continue
+        if given is None:
+            bounds = [f"{limit} per {scope}" for limit, scope in ((per_worker, "worker"), (per_job, "job")) if limit is not None]
+            yield FieldError(path, f"required by {by}: at most {' and '.join(bounds)}")
+            continue
+        amount = quantity(given)
+        if per_worker is not None and amount > quantity(per_worker):
+            yield FieldError(path, f"{given} exceeds {per_worker} {unit} per worker allowed by {by}")
+        total = amount * res.workers
+        if per_job is not None and total > quantity(per_job):
+            yield FieldError(path, f"{given} exceeds {per_job} {unit} per job allowed by {by} "
+                                   f"({res.workers} x {given} = {shown_quantity(total, given)})")
+
+
 def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> Iterator[FieldError]:
     """Every limit of every policy the job (defaults and forced values applied) breaks."""
-    spec, meta = job.spec, job.metadata
+    spec = job.spec
     res = spec.resources
     gpus = res.workers * res.gpus_per_worker
     for policy in policies:
@@ -227,6 +335,7 @@ def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> It
         if limits.max_gpus_per_worker is not None and res.gpus_per_worker > limits.max_gpus_per_worker:
             yield FieldError("spec.resources.gpusPerWorker",
                              f"{res.gpus_per_worker} exceeds {limits.max_gpus_per_worker} GPUs per worker allowed by {by}")
+        yield from _size_errors(job, limits, by)
         if limits.allowed_images is not None and spec.image is not None and not any(
                 fnmatch.fnmatchcase(spec.image, glob) for glob in limits.allowed_images):
             yield FieldError("spec.image", f"{shown(spec.image)} is not allowed by {by}: the image must match one of "
@@ -236,14 +345,8 @@ def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> It
                                                   f"{', '.join(limits.allowed_presets) or '(none)'}")
         if limits.allow_custom_model_config is False and spec.model.config is not None:
             yield FieldError("spec.model.config", f"a custom model config is not allowed by {by}; use a preset")
-        for path, uri, prefixes in (("spec.dataset.uri", spec.dataset.uri, limits.allowed_dataset_prefixes),
-                                    ("spec.output.uri", spec.output.uri, limits.allowed_output_prefixes)):
-            if prefixes is None or uri is None:  # dataset.fromJob: another job's output, which these limits bound
-                continue
-            filled = [fill(prefix, meta.namespace, meta.name) for prefix in prefixes]
-            if not any(_under(uri, prefix) for prefix in filled):
-                yield FieldError(path, f"{shown(uri)} is not under a location allowed by {by}: "
-                                       f"{', '.join(filled) or '(none)'}")
+        # Where it reads and writes; a reference (fromJob) not resolved yet is checked once it is (reconcile/plan.py).
+        yield from location_errors(job, [policy])
         deadline = spec.run_policy.active_deadline_seconds
         if limits.max_active_deadline_seconds is not None:
             if deadline is None:

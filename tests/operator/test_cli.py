@@ -167,3 +167,127 @@ def test_an_integer_beyond_int64_is_refused_naming_its_field() -> None:
     result = bertjob("validate", "-", stdin=PRETRAIN.read_text().replace("workers: 4", "workers: " + "9" * 400, 1))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "spec.resources.workers: must fit in a 64-bit integer (at most 19 digits)" in result.stderr
+
+
+# ------------------------------------------------------------------ policies (issue 25, "the CLI as people use it")
+
+POLICIES = [str(REPO / "examples" / "policy-team-a.yaml"), str(REPO / "examples" / "policy-cluster-defaults.yaml")]
+TEAM_A_NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {bertoperator.io/team: team-a}\n"
+
+
+def in_team_a(name: str, tmp_path: Path, drop_output: bool = False) -> Path:
+    """An example job moved into namespace team-a (without its output: the team's policy gives one)."""
+    documents = list(yaml.safe_load_all((REPO / "examples" / name).read_text()))
+    for document in documents:
+        document["metadata"]["namespace"] = "team-a"
+        if drop_output:
+            del document["spec"]["output"]
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return path
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from bert_operator.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate_accepts_the_projects_own_policy_examples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(capsys, "validate", *POLICIES)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [f"{POLICIES[0]}: team-a is a valid BertTrainingPolicy",
+                                f"{POLICIES[1]}: cluster-defaults is a valid BertTrainingPolicy"]
+    broken = yaml.safe_load(Path(POLICIES[0]).read_text())
+    broken["spec"]["limits"]["maxCpuPerJob"] = "lots"
+    bad = tmp_path / "bad-policy.yaml"
+    bad.write_text(yaml.safe_dump(broken))
+    code, out, err = run_main(capsys, "validate", str(bad))
+    assert (code, out) == (2, "") and err.startswith(f"{bad}: spec.limits.maxCpuPerJob: must be a Kubernetes quantity"), err
+
+
+def test_validate_with_policy_shows_what_the_policies_set_and_refuses_every_violation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bert_operator.policy import decide, parse_policy
+
+    namespaces = tmp_path / "namespaces.yaml"
+    namespaces.write_text(TEAM_A_NAMESPACE)
+    policy_args = [arg for path in [*POLICIES, str(namespaces)] for arg in ("--policy", path)]
+    glue = in_team_a("glue-mrpc.yaml", tmp_path, drop_output=True)
+    code, out, err = run_main(capsys, "validate", *policy_args, str(glue))
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"{glue}: team-a/glue-mrpc is a valid glue job under BertTrainingPolicy cluster-defaults, team-a"
+    assert '  spec.output.uri = "s3://bert-results/team-a/glue-mrpc" (default, team-a)' in lines
+    assert '  spec.queueName = "team-a" (forced, team-a)' in lines
+
+    # The 4 x 8 job: every line decide() gives the webhook and the operator, with the file and the job, exit 2.
+    large = in_team_a("bert-large-pretrain.yaml", tmp_path)
+    code, out, err = run_main(capsys, "validate", *policy_args, str(large))
+    policies = [parse_policy(yaml.safe_load(Path(path).read_text())) for path in POLICIES]
+    labels = {"bertoperator.io/team": "team-a", "kubernetes.io/metadata.name": "team-a"}
+    expected = decide(yaml.safe_load(large.read_text()), labels, policies).violations
+    assert (code, out) == (2, "") and len(expected) == 8
+    assert err.splitlines() == [f"{large}: bert-large-lamb: {error}" for error in expected]
+
+    # The labels on the command line instead; without them no team policy selects the namespace, and it says so.
+    code, out, err = run_main(capsys, "validate", "--policy", POLICIES[0], "--namespace-labels",
+                              "bertoperator.io/team=team-a", str(glue))
+    assert code == 0 and "under BertTrainingPolicy team-a" in out
+    code, out, err = run_main(capsys, "validate", "--policy", POLICIES[0], str(in_team_a("squad-v1.1.yaml", tmp_path)))
+    assert code == 0 and out.endswith("no BertTrainingPolicy selects namespace team-a (no labels given "
+                                      "(--namespace-labels, or a Namespace document in the policy file))\n")
+
+
+def test_render_with_policy_renders_the_job_the_operator_would_and_jobs_shows_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    glue = in_team_a("glue-mrpc.yaml", tmp_path, drop_output=True)
+    team = ["--policy", POLICIES[0], "--namespace-labels", "bertoperator.io/team=team-a"]
+    code, out, _ = run_main(capsys, "render", *team, str(glue))
+    [mpijob] = yaml.safe_load_all(out)
+    assert code == 0 and mpijob_errors(mpijob) == []
+    assert mpijob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert worker["priorityClassName"] == "team-a-training"
+    assert worker["containers"][0]["resources"]["limits"]["cpu"] == "16"
+    code, out, _ = run_main(capsys, "render", *team, "--jobs", str(glue))
+    job = yaml.safe_load(out)
+    assert job["spec"]["output"]["uri"] == "s3://bert-results/team-a/glue-mrpc" and job["spec"]["queueName"] == "team-a"
+    assert "maxRestarts" not in job["spec"].get("runPolicy", {})  # the written spec and the policies' values only
+    assert {"path": "spec.queueName", "value": "team-a", "how": "forced", "policy": "team-a"} in \
+        job["status"]["policy"]["applied"]
+
+
+def test_a_reference_is_judged_where_it_resolves_in_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each job may read only its own results here ({name}): bert-squad reading bert-pretrain's checkpoint is refused,
+    naming the reference, as the operator refuses it once it resolves."""
+    policy = tmp_path / "own.yaml"
+    policy.write_text(yaml.safe_dump({"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy",
+                                      "metadata": {"name": "own"}, "spec": {"limits": {
+                                          "allowedReadPrefixes": ["s3://bert-data/", "s3://bert-models/"],
+                                          "allowedOutputPrefixes": ["s3://bert-results/{name}", "s3://bert-data/tfrecord"]}}}))
+    code, out, err = run_main(capsys, "validate", "--policy", str(policy), str(REPO / "examples" / "bert-end-to-end.yaml"))
+    assert code == 2
+    assert err.splitlines() == [
+        f"{REPO / 'examples' / 'bert-end-to-end.yaml'}: {name}: spec.model.initCheckpointFrom.fromJob: BertTrainingJob "
+        f"bert-pretrain gives 's3://bert-results/bert-pretrain/{stage}', which is not under a location allowed by "
+        f"BertTrainingPolicy own: s3://bert-data/, s3://bert-models/, s3://bert-results/{name}, s3://bert-data/tfrecord"
+        for name, stage in (("bert-squad", "phase2"), ("bert-mrpc", "phase2"))]
+
+
+def test_policy_options_refuse_bad_input_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = str(REPO / "examples" / "glue-mrpc.yaml")
+    cases = [
+        (("validate", "--namespace-labels", "team=a", job), "--namespace-labels: only with --policy"),
+        (("render", "--policy", POLICIES[0], "--namespace-labels", "team", job), "expected KEY=VALUE"),
+        (("validate", "--policy", job, job), "a policy file holds BertTrainingPolicy and Namespace documents"),
+        (("validate", "--policy", str(tmp_path / "none.yaml"), job), "none.yaml: no such file"),
+    ]
+    for args, message in cases:
+        try:
+            code, _, err = run_main(capsys, *args)
+        except SystemExit as stopped:  # argparse's own refusal of an option's value
+            code, err = stopped.code, capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, err

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bert_operator.api import SpecError
 from bert_operator.api.policy import LabelSelector
-from bert_operator.policy import conflicts, decide, parse_policy, selects
+from bert_operator.policy import PolicyInput, conflicts, decide, parse_policy, selects
 
 GLUE = {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
         "metadata": {"name": "mrpc", "namespace": "team-a"},
@@ -157,6 +157,109 @@ def test_limits_on_presets_custom_configs_deadlines_and_steps() -> None:
 def test_a_job_the_policies_make_invalid_fails_as_an_invalid_spec() -> None:
     with pytest.raises(SpecError, match="spec.queueName"):
         decide(job(), TEAM, [policy("p", forced={"queueName": "q" * 64})])
+
+
+def test_every_location_a_job_reads_must_lie_under_the_read_prefixes_or_where_the_namespace_writes() -> None:
+    """Issue 25, item 2: initCheckpoint and vocab under another team's prefix were read with the platform's keys."""
+    limits = {"allowedReadPrefixes": ["s3://bert-models/", "s3://bert-data/"],
+              "allowedOutputPrefixes": ["s3://bert-results/{namespace}/"]}
+    stolen = job(model={"vocab": "s3://bert-results/team-b/vocab.txt",
+                        "initCheckpoint": "s3://bert-results/team-b/secret-model/phase2"})
+    assert messages(decide(stolen, TEAM, [policy("p", limits=limits)])) == [
+        "spec.model.initCheckpoint: 's3://bert-results/team-b/secret-model/phase2' is not under a location allowed by "
+        "BertTrainingPolicy p: s3://bert-models/, s3://bert-data/, s3://bert-results/team-a/",
+        "spec.model.vocab: 's3://bert-results/team-b/vocab.txt' is not under a location allowed by BertTrainingPolicy "
+        "p: s3://bert-models/, s3://bert-data/, s3://bert-results/team-a/"]
+    # The namespace's own results are readable (a fine-tuning job starts from the team's pretraining).
+    own = job(model={"vocab": "s3://bert-models/vocab.txt", "initCheckpoint": "s3://bert-results/team-a/pretrain/phase2"})
+    assert decide(own, TEAM, [policy("p", limits=limits)]).violations == ()
+    outside = job(dataset={"uri": "s3://bert-results/team-ab/glue"})  # a prefix is a path, for reads too
+    assert [e.path for e in decide(outside, TEAM, [policy("p", limits=limits)]).violations] == ["spec.dataset.uri"]
+    claims = {"allowedReadPrefixes": ["pvc://"]}  # a scheme alone: any claim of the job's own namespace
+    assert decide(job(model={"vocab": "pvc://models/vocab.txt", "initCheckpoint": "pvc://models/base"},
+                      dataset={"uri": "pvc://data/glue"}), TEAM, [policy("p", limits=claims)]).violations == ()
+    assert [e.path for e in decide(job(), TEAM, [policy("p", limits=claims)]).violations] == [
+        "spec.dataset.uri", "spec.model.initCheckpoint", "spec.model.vocab"]
+
+
+def test_a_location_another_job_gives_is_checked_once_resolved_and_refused_naming_the_reference() -> None:
+    """Issue 25, item 2: what fromJob resolves to is known only to the operator's plan; it is bound there."""
+    from bert_operator.reconcile.observe import Observed
+    from bert_operator.reconcile.plan import CreateMPIJob, plan
+    from tests.operator.test_dependencies import documents, succeeded
+
+    jobs = documents()
+    limits = {"allowedReadPrefixes": ["s3://bert-models/", "s3://bert-data/"],
+              "allowedOutputPrefixes": ["s3://bert-results/"]}
+    given = PolicyInput(TEAM, (policy("team-default", limits=limits),))
+    other = succeeded(jobs["bert-pretrain"], resolved={"output": {"uri": "s3://other-team/bert-pretrain"}})
+    producers = {"bert-data": succeeded(jobs["bert-data"]), "bert-pretrain": other}
+    result = plan(jobs["bert-squad"], {}, Observed(policy=given, producers=producers), "2026-12-02T08:00:00Z")
+    assert result.actions == () and result.status["phase"] == "Failed"
+    failed = next(c for c in result.status["conditions"] if c["type"] == "Failed")
+    assert (failed["reason"], failed["message"]) == ("PolicyViolation", (
+        "spec.model.initCheckpointFrom.fromJob: BertTrainingJob bert-pretrain gives 's3://other-team/bert-pretrain/"
+        "phase2', which is not under a location allowed by BertTrainingPolicy team-default: s3://bert-models/, "
+        "s3://bert-data/, s3://bert-results/"))
+    # A recorded output climbing out of an allowed prefix (a status edited by hand) lies under nothing.
+    producers["bert-pretrain"] = succeeded(jobs["bert-pretrain"], resolved={"output": {"uri": "s3://bert-results/../x"}})
+    climbed = plan(jobs["bert-squad"], {}, Observed(policy=given, producers=producers), "2026-12-02T08:00:00Z")
+    refused = next(c for c in climbed.status["conditions"] if c["type"] == "Failed")
+    assert climbed.actions == () and "'s3://bert-results/../x/phase2', which is not under" in refused["message"]
+    producers["bert-pretrain"] = succeeded(jobs["bert-pretrain"])  # wrote where this namespace may write
+    [create] = plan(jobs["bert-squad"], {}, Observed(policy=given, producers=producers), "2026-12-02T08:00:00Z").actions
+    assert isinstance(create, CreateMPIJob)
+
+
+def test_cpu_and_memory_are_limited_per_worker_and_per_job_and_then_required() -> None:
+    """Issue 25, item 16: 1,024 workers x 96 CPU x 700Gi with 0 GPUs passed every limit."""
+    limits = {"maxCpuPerJob": "192", "maxMemoryPerJob": "1536Gi", "maxCpuPerWorker": "96", "maxMemoryPerWorker": "1Ti"}
+    huge = job(resources={"workers": 1024, "gpusPerWorker": 0, "cpu": "96", "memory": "700Gi"})
+    assert messages(decide(huge, TEAM, [policy("p", limits=limits)])) == [
+        "spec.resources.cpu: 96 exceeds 192 CPUs per job allowed by BertTrainingPolicy p (1024 x 96 = 98304)",
+        "spec.resources.memory: 700Gi exceeds 1536Gi memory per job allowed by BertTrainingPolicy p "
+        "(1024 x 700Gi = 716800Gi)"]
+    wide = job(resources={"workers": 1, "gpusPerWorker": 0, "cpu": "97", "memory": "1025Gi"})
+    assert messages(decide(wide, TEAM, [policy("p", limits=limits)])) == [
+        "spec.resources.cpu: 97 exceeds 96 CPUs per worker allowed by BertTrainingPolicy p",
+        "spec.resources.memory: 1025Gi exceeds 1Ti memory per worker allowed by BertTrainingPolicy p"]
+    fits = job(resources={"workers": 4, "gpusPerWorker": 0, "cpu": "48000m", "memory": "384Gi"})
+    assert decide(fits, TEAM, [policy("p", limits=limits)]).violations == ()
+    # A job without cpu or memory has pods without a limit: required, unless the policy gives them.
+    assert messages(decide(job(), TEAM, [policy("p", limits=limits)])) == [
+        "spec.resources.cpu: required by BertTrainingPolicy p: at most 96 per worker and 192 per job",
+        "spec.resources.memory: required by BertTrainingPolicy p: at most 1Ti per worker and 1536Gi per job"]
+    given = decide(job(), TEAM, [policy("p", limits=limits, defaults={"cpu": 16, "memory": "128Gi"})])
+    assert given.violations == () and (given.job.spec.resources.cpu, given.job.spec.resources.memory) == ("16", "128Gi")
+
+
+def test_every_scheduling_field_can_be_forced_a_volcano_queue_included_or_forbidden() -> None:
+    """Issue 25, item 16: priorityClassName, workloadPriorityClassName, schedulingPolicy and schedulerName."""
+    forced = {"priorityClassName": "team-a", "workloadPriorityClassName": "team-a-batch", "schedulerName": "volcano",
+              "runPolicy": {"schedulingPolicy": {"queue": "team-a", "priorityClass": "team-a-gang",
+                                                 "scheduleTimeoutSeconds": 600}}}
+    tenant = job(queueName="q", workloadPriorityClassName="urgent", resources={
+        "priorityClassName": "system-cluster-critical", "schedulerName": "my-scheduler"},
+        runPolicy={"schedulingPolicy": {"queue": "root", "priorityClass": "high", "minAvailable": 1}})
+    decision = decide(tenant, TEAM, [policy("p", forced=forced)])
+    assert decision.violations == ()
+    spec = decision.job.spec
+    assert (spec.resources.priority_class_name, spec.workload_priority_class_name, spec.resources.scheduler_name) == (
+        "team-a", "team-a-batch", "volcano")
+    gang = spec.run_policy.scheduling_policy
+    assert (gang.queue, gang.priority_class, gang.schedule_timeout_seconds, gang.min_available) == (
+        "team-a", "team-a-gang", 600, 1)  # the job's own size stays its own
+    from bert_operator.render import render_all
+    [mpijob] = render_all(decision.job)
+    assert mpijob["spec"]["runPolicy"]["schedulingPolicy"]["queue"] == "team-a"
+    fields = ["workloadPriorityClassName", "resources.priorityClassName", "resources.schedulerName",
+              "runPolicy.schedulingPolicy.queue", "runPolicy.schedulingPolicy.priorityClass",
+              "runPolicy.schedulingPolicy.scheduleTimeoutSeconds", "resources.cpu", "resources.memory"]
+    closed = decide(job(queueName="q", workloadPriorityClassName="urgent", resources={
+        "priorityClassName": "x", "schedulerName": "y", "cpu": "1", "memory": "1Gi"},
+        runPolicy={"schedulingPolicy": {"queue": "root", "priorityClass": "high", "scheduleTimeoutSeconds": 1}}),
+        TEAM, [policy("p", limits={"forbiddenFields": fields})])
+    assert sorted(e.path for e in closed.violations) == sorted(f"spec.{f}" for f in fields)
 
 
 @pytest.mark.parametrize(("selector", "labels", "selected"), [

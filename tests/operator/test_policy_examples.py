@@ -46,6 +46,9 @@ def test_the_4x8_pretraining_job_is_refused_naming_the_policy_and_each_field() -
     decision = decide(example("bert-large-pretrain.yaml"), TEAM_A_LABELS, POLICIES)
     assert {error.path: error.message for error in decision.violations} == {
         "spec.resources.gpusPerWorker": "8 exceeds 16 GPUs per job allowed by BertTrainingPolicy team-a (4 x 8 = 32)",
+        "spec.resources.cpu": "64 exceeds 192 CPUs per job allowed by BertTrainingPolicy team-a (4 x 64 = 256)",
+        "spec.resources.memory": "480Gi exceeds 1536Gi memory per job allowed by BertTrainingPolicy team-a "
+                                 "(4 x 480Gi = 1920Gi)",
         "spec.resources.nodeSelector": "may not be set in this namespace (BertTrainingPolicy team-a sets it); remove it",
         "spec.resources.tolerations": "may not be set in this namespace (BertTrainingPolicy team-a sets it); remove it",
         "spec.output.uri": "'s3://bert-results/bert-large-lamb' is not under a location allowed by BertTrainingPolicy "
@@ -66,6 +69,7 @@ def test_a_compliant_job_gets_the_forced_queue_the_teams_defaults_and_the_cluste
         "s3://bert-results/team-a/glue-mrpc", "https://s3.example.com", "bert-results-s3")
     assert spec.resources.node_selector == {"bertoperator.io/pool": "team-a-gpu"}
     assert spec.resources.priority_class_name == "team-a-training"
+    assert (spec.resources.cpu, spec.resources.memory) == ("16", "128Gi")
     assert (spec.run_policy.active_deadline_seconds, spec.run_policy.ttl_seconds_after_finished,
             spec.run_policy.max_restarts) == (172800, 86400, 5)
     status = decision.status()
@@ -112,6 +116,46 @@ def test_the_teams_own_image_and_prefix_are_allowed_and_the_output_goes_to_the_t
     assert decision.violations == ()
     output = decision.job.spec.output  # its own uri; the store and Secret from the policy
     assert (output.endpoint, output.credentials_secret) == ("https://s3.example.com", "bert-results-s3")
+
+
+def test_a_1024_worker_cpu_job_is_refused_by_the_teams_cpu_memory_and_worker_limits() -> None:
+    """Issue 25, item 16: 1,024 workers x 96 CPU x 700Gi with 0 GPUs passed the GPU limit untouched."""
+    decision = decide(compliant_glue(resources={"workers": 1024, "gpusPerWorker": 0, "cpu": "96", "memory": "700Gi"}),
+                      TEAM_A_LABELS, POLICIES)
+    assert {error.path: error.message for error in decision.violations} == {
+        "spec.resources.workers": "1024 exceeds 16 workers allowed by BertTrainingPolicy team-a",
+        "spec.resources.cpu": "96 exceeds 192 CPUs per job allowed by BertTrainingPolicy team-a (1024 x 96 = 98304)",
+        "spec.resources.memory": "700Gi exceeds 1536Gi memory per job allowed by BertTrainingPolicy team-a "
+                                 "(1024 x 700Gi = 716800Gi)"}
+
+
+def test_the_team_closes_every_scheduling_field() -> None:
+    """Issue 25, item 16: the team's queue and PriorityClass are forced; every other scheduling field is forbidden."""
+    forced = decide(compliant_glue(queueName="other", resources={"workers": 1, "gpusPerWorker": 8,
+                                                                 "priorityClassName": "system-cluster-critical"}),
+                    TEAM_A_LABELS, POLICIES)
+    assert forced.violations == ()
+    assert (forced.job.spec.queue_name, forced.job.spec.resources.priority_class_name) == ("team-a", "team-a-training")
+    tenant = compliant_glue(workloadPriorityClassName="urgent", resources={"schedulerName": "volcano", "affinity": {}},
+                            runPolicy={"schedulingPolicy": {"queue": "root", "priorityClass": "high"}})
+    assert {error.path for error in decide(tenant, TEAM_A_LABELS, POLICIES).violations} == {
+        "spec.workloadPriorityClassName", "spec.resources.schedulerName", "spec.resources.affinity",
+        "spec.runPolicy.schedulingPolicy"}
+
+
+@pytest.mark.parametrize("model, path", [
+    ({"initCheckpoint": "s3://bert-results/team-b/secret/phase2"}, "spec.model.initCheckpoint"),
+    ({"vocab": "s3://team-b-private/vocab.txt"}, "spec.model.vocab"),
+])
+def test_the_team_reads_only_the_shared_models_and_data_and_its_own_results(model: dict[str, Any], path: str) -> None:
+    """Issue 25, item 2: another team's checkpoint or vocab, read with team-a's keys, is refused."""
+    body = compliant_glue()
+    body["spec"]["model"].update(model)
+    [error] = decide(body, TEAM_A_LABELS, POLICIES).violations
+    assert error.path == path and "s3://bert-models/, s3://bert-data/, pvc://, s3://bert-results/team-a/" in error.message
+    body["spec"]["model"]["initCheckpoint"] = "s3://bert-results/team-a/pretrain/phase2"
+    body["spec"]["model"]["vocab"] = "s3://bert-models/uncased_L-24_H-1024_A-16/vocab.txt"
+    assert decide(body, TEAM_A_LABELS, POLICIES).violations == ()
 
 
 def test_outside_team_a_only_the_cluster_defaults_apply() -> None:

@@ -98,7 +98,7 @@ def assert_names_a_field(error: Any, document: dict[str, Any]) -> None:
     """A field path into the document (a known root, or an unknown top-level key by its name), a message, and
     no wall of text (offending values are quoted to 200 characters)."""
     root = error.path.split(".", 1)[0].split("[", 1)[0]
-    assert error.path.startswith(PATH_ROOTS) or root in map(str, document), error
+    assert error.path.startswith(PATH_ROOTS) or {root, error.path} & set(map(str, document)), error  # (a key '.')
     assert error.message and len(str(error)) < 1200, error
 
 
@@ -264,3 +264,115 @@ def test_hostile_mutations_are_refused_with_a_path_or_render_what_the_cluster_ac
         assert mpijob_errors(mpijob) == []
         assert pod_errors(mpijob) == []
     assert_skeleton_matches_text(job)
+
+
+# ------------------------------------------------------------------ policies (issue 25: the hypothesis tests cover them)
+
+#: Prefixes that hold some generated locations and not others: a scheme alone holds every claim (or bucket), the
+#: models' ones hold the generated vocab and checkpoint only, a template names the job.
+prefix_lists = st.lists(st.sampled_from(["pvc://", "s3://", "s3://models/", "pvc://models", "s3://bert-results/{namespace}/",
+                                         "pvc://{name}"]), max_size=3)
+scheduling_values = st.fixed_dictionaries({}, optional={
+    "queue": st.sampled_from(["team-a", "root"]), "priorityClass": st.sampled_from(["gang-low", "gang-high"]),
+    "scheduleTimeoutSeconds": st.integers(0, 3600)})
+policy_values = st.fixed_dictionaries({}, optional={
+    "queueName": st.sampled_from(["team-a", "shared"]), "priorityClassName": st.sampled_from(["low", "high"]),
+    "schedulerName": st.sampled_from(["volcano", "default-scheduler"]), "cpu": st.sampled_from(["2", "8", "500m"]),
+    "memory": st.sampled_from(["8Gi", "64Gi"]), "runPolicy": st.fixed_dictionaries({"schedulingPolicy": scheduling_values}),
+})
+policy_limits = st.fixed_dictionaries({}, optional={
+    "maxGpusPerJob": st.integers(0, 32), "maxWorkers": st.integers(1, 8),
+    "maxCpuPerJob": st.sampled_from(["1", "16", "100", "1500m"]), "maxMemoryPerJob": st.sampled_from(["64Gi", "1Ti", "100"]),
+    "maxCpuPerWorker": st.sampled_from(["4", "32"]), "maxMemoryPerWorker": st.sampled_from(["16Gi", "512Gi"]),
+    "allowedReadPrefixes": prefix_lists, "allowedDatasetPrefixes": prefix_lists, "allowedOutputPrefixes": prefix_lists,
+    "forbiddenFields": st.lists(st.sampled_from([
+        "queueName", "resources.cpu", "resources.memory", "resources.tolerations", "resources.priorityClassName",
+        "resources.schedulerName", "runPolicy.schedulingPolicy", "runPolicy.schedulingPolicy.queue"]), unique=True),
+})
+
+
+def _policy(index: int, limits: dict[str, Any], defaults: dict[str, Any], forced: dict[str, Any]) -> Any:
+    from bert_operator.policy import parse_policy
+
+    defaults = {key: value for key, value in defaults.items() if key not in forced}  # one field, both: refused
+    return parse_policy({"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy",
+                         "metadata": {"name": f"p{index}"}, "spec": {"limits": limits, "defaults": defaults, "forced": forced}})
+
+
+def _held(uri: str, prefixes: list[str], namespace: str, name: str) -> bool:
+    """The location rule, written out again: `uri` is one of the prefixes or below one, as a path."""
+    for prefix in prefixes:
+        bare = prefix.replace("{namespace}", namespace).replace("{name}", name).rstrip("/")
+        if uri == bare or uri.startswith(bare + "/"):
+            return True
+    return False
+
+
+def _quantity(text: str) -> float:
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * units[suffix]
+    return float(text)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs(), st.lists(st.tuples(policy_limits, policy_values, policy_values), min_size=1, max_size=2))
+def test_a_job_the_policies_allow_keeps_every_limit_and_every_location_outside_them_is_named(
+        document: dict[str, Any], generated: list[tuple[dict, dict, dict]]) -> None:
+    from bert_operator.policy import decide
+
+    policies = [_policy(i, *parts) for i, parts in enumerate(generated)]
+    try:
+        decision = decide(document, {"kubernetes.io/metadata.name": "ns"}, policies)
+    except SpecError as exc:  # the job (with the policies' values) is no valid job: refused naming fields
+        for error in exc.errors:
+            assert_names_a_field(error, document)
+        return
+    job, paths = decision.job, {error.path for error in decision.violations}
+    for error in decision.violations:
+        assert error.path.startswith("spec.") and "BertTrainingPolic" in error.message
+    spec, meta = job.spec, job.metadata
+    written = document["spec"]
+    reads = {"spec.dataset.uri": spec.dataset.uri, "spec.model.vocab": spec.model.vocab,
+             "spec.model.initCheckpoint": spec.model.init_checkpoint}
+    for policy in policies:
+        limits = policy.spec.limits
+        writes = limits.allowed_output_prefixes
+        # Every location outside what a policy allows is named by a violation.
+        if writes is not None and not _held(spec.output.uri, writes, meta.namespace, meta.name):
+            assert "spec.output.uri" in paths
+        for path, uri in reads.items():
+            for allowed in ([limits.allowed_read_prefixes] + ([limits.allowed_dataset_prefixes] if path == "spec.dataset.uri" else [])):
+                if uri is not None and allowed is not None and not _held(uri, [*allowed, *(writes or [])], meta.namespace, meta.name):
+                    assert path in paths, (path, uri, allowed)
+        # Forbidden fields the tenant set are named; forced values are in place whatever the job said.
+        for dotted in limits.forbidden_fields:
+            node: Any = written
+            for key in dotted.split("."):
+                node = node.get(key) if isinstance(node, dict) else None
+            if node is not None:
+                assert f"spec.{dotted}" in paths
+    if decision.violations:
+        return
+    res = spec.resources
+    for policy in policies:
+        limits, forced = policy.spec.limits, policy.spec.forced
+        assert limits.max_gpus_per_job is None or res.workers * res.gpus_per_worker <= limits.max_gpus_per_job
+        assert limits.max_workers is None or res.workers <= limits.max_workers
+        for given_amount, per_worker, per_job in ((res.cpu, limits.max_cpu_per_worker, limits.max_cpu_per_job),
+                                                  (res.memory, limits.max_memory_per_worker, limits.max_memory_per_job)):
+            if per_worker is not None or per_job is not None:
+                assert given_amount is not None
+                assert per_worker is None or _quantity(given_amount) <= _quantity(per_worker) * (1 + 1e-12)
+                assert per_job is None or res.workers * _quantity(given_amount) <= _quantity(per_job) * (1 + 1e-12)
+        assert forced.queue_name is None or spec.queue_name == forced.queue_name
+        assert forced.priority_class_name is None or res.priority_class_name == forced.priority_class_name
+        assert forced.scheduler_name is None or res.scheduler_name == forced.scheduler_name
+        gang = forced.run_policy.scheduling_policy if forced.run_policy is not None else None
+        if gang is not None and gang.queue is not None:
+            assert spec.run_policy.scheduling_policy.queue == gang.queue
+    # What the policies allow renders MPIJobs the MPIJob CRD accepts (its validator is built once per process; the
+    # core pod schemas are held to the generated jobs above, and the policies' values are of those same types).
+    for mpijob in render_all(job):
+        assert mpijob_errors(mpijob) == []

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .models import (
-    DNS_SUBDOMAIN_PATTERN, URL_PATTERN, ApiModel, DnsSubdomain, ModelPreset, Precision, Toleration,
+    DNS_SUBDOMAIN_PATTERN, URL_PATTERN, ApiModel, DnsSubdomain, Int32, ModelPreset, Precision, Quantity, Toleration,
 )
 
 POLICY_KIND = "BertTrainingPolicy"
@@ -29,7 +29,9 @@ POLICY_SHORT_NAMES = ("btp",)
 FORBIDDABLE_FIELDS = (
     "image", "imagePullSecrets", "queueName", "workloadPriorityClassName", "precision",
     "resources.nodeSelector", "resources.tolerations", "resources.affinity", "resources.priorityClassName",
-    "resources.schedulerName", "resources.podTemplate", "runPolicy.schedulingPolicy", "runPolicy.backoffLimit",
+    "resources.schedulerName", "resources.podTemplate", "resources.cpu", "resources.memory",
+    "runPolicy.schedulingPolicy", "runPolicy.schedulingPolicy.queue", "runPolicy.schedulingPolicy.priorityClass",
+    "runPolicy.schedulingPolicy.scheduleTimeoutSeconds", "runPolicy.backoffLimit",
     "runPolicy.activeDeadlineSeconds", "runPolicy.ttlSecondsAfterFinished", "runPolicy.maxRestarts",
     "output.endpoint", "output.credentialsSecret", "dataset.endpoint", "dataset.credentialsSecret",
 )
@@ -37,6 +39,9 @@ ForbiddableField = Literal[FORBIDDABLE_FIELDS]  # type: ignore[valid-type]
 
 #: A storage URI that may name the job: `{namespace}` and `{name}` are replaced by the job's own.
 UriTemplate = Annotated[str, StringConstraints(pattern=r"^(s3|pvc)://[^\s]+$", max_length=1024)]
+#: A location prefix of a limit: a URI template, or a scheme alone (`pvc://`: every claim of the job's own namespace,
+#: which is all a pod can mount).
+PrefixTemplate = Annotated[str, StringConstraints(pattern=r"^(s3|pvc)://[^\s]*$", max_length=1024)]
 
 
 class LabelSelectorRequirement(ApiModel):
@@ -63,12 +68,24 @@ class OutputTemplate(ApiModel):
     credentials_secret: DnsSubdomain | None = Field(None, description="Secret in the job's namespace with the S3 keys.")
 
 
+class PolicySchedulingPolicy(ApiModel):
+    """The runPolicy.schedulingPolicy fields a policy may set: where a gang scheduler queues the job's PodGroup.
+    (minAvailable and minResources are the job's own size, not the platform's choice.)"""
+
+    queue: DnsSubdomain | None = Field(None, description="Volcano Queue of the PodGroup.")
+    priority_class: DnsSubdomain | None = Field(None, description="PriorityClass of the PodGroup (volcano).")
+    schedule_timeout_seconds: Int32 | None = Field(
+        None, ge=0, description="Seconds the gang may wait to be scheduled (scheduler-plugins).")
+
+
 class PolicyRunPolicy(ApiModel):
     """The runPolicy fields a policy may set."""
 
     active_deadline_seconds: int | None = Field(None, ge=1, description="Seconds a stage may run.")
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
     max_restarts: int | None = Field(None, ge=0, le=100, description="Restarts after infrastructure failures.")
+    scheduling_policy: PolicySchedulingPolicy | None = Field(
+        None, description="Gang scheduling fields (runPolicy.schedulingPolicy), each on its own.")
 
 
 class PolicyValues(ApiModel):
@@ -82,6 +99,8 @@ class PolicyValues(ApiModel):
     node_selector: dict[str, str] | None = Field(None, description="Node labels the pods must match.")
     tolerations: list[Toleration] | None = Field(None, description="Tolerations of the pods.")
     precision: Precision | None = Field(None, description="fp32, fp16 or bf16.")
+    cpu: Quantity | None = Field(None, description="CPU request and limit per worker (resources.cpu).")
+    memory: Quantity | None = Field(None, description="Memory request and limit per worker (resources.memory).")
     run_policy: PolicyRunPolicy | None = Field(None, description="runPolicy fields.")
 
 
@@ -99,12 +118,27 @@ class PolicyLimits(ApiModel):
     max_gpus_per_job: int | None = Field(None, ge=0, description="Most GPUs over all workers (workers x gpusPerWorker).")
     max_workers: int | None = Field(None, ge=1, description="Most worker pods.")
     max_gpus_per_worker: int | None = Field(None, ge=0, description="Most GPUs per worker.")
+    max_cpu_per_job: Quantity | None = Field(
+        None, description="Most CPU over all workers (workers x resources.cpu); a job must then set cpu (or get it "
+                          "as a default).")
+    max_memory_per_job: Quantity | None = Field(
+        None, description="Most memory over all workers (workers x resources.memory); a job must then set memory (or "
+                          "get it as a default).")
+    max_cpu_per_worker: Quantity | None = Field(
+        None, description="Most resources.cpu per worker; a job must then set cpu (or get it as a default).")
+    max_memory_per_worker: Quantity | None = Field(
+        None, description="Most resources.memory per worker; a job must then set memory (or get it as a default).")
     allowed_presets: list[ModelPreset] | None = Field(None, description="Model presets a job may use; unset: any.")
     allow_custom_model_config: bool | None = Field(None, description="false: model.config (preset custom) is refused.")
-    allowed_dataset_prefixes: list[UriTemplate] | None = Field(
-        None, description="URI prefixes the dataset must lie under ({namespace}, {name} allowed); unset: any.")
-    allowed_output_prefixes: list[UriTemplate] | None = Field(
+    allowed_dataset_prefixes: list[PrefixTemplate] | None = Field(
+        None, description="URI prefixes the dataset (its uri, or what dataset.fromJob resolves to) must lie under "
+                          "({namespace}, {name} allowed), or under allowedOutputPrefixes; unset: any.")
+    allowed_output_prefixes: list[PrefixTemplate] | None = Field(
         None, description="URI prefixes the output must lie under, e.g. s3://bert-results/{namespace}/; unset: any.")
+    allowed_read_prefixes: list[PrefixTemplate] | None = Field(
+        None, description="URI prefixes every location a job reads must lie under, or under allowedOutputPrefixes: "
+                          "the dataset, model.initCheckpoint and model.vocab, and what a fromJob reference resolves "
+                          "to; pvc:// alone allows every claim of the job's namespace; unset: any.")
     max_active_deadline_seconds: int | None = Field(
         None, ge=1, description="Most runPolicy.activeDeadlineSeconds; a job must then set one (or get it as a default).")
     max_train_steps: int | None = Field(None, ge=1, description="Most pretrain.trainSteps.")

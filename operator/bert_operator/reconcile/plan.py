@@ -24,6 +24,7 @@ from .. import kueue
 from .. import status as sm
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
+from ..policy import PolicyInput, location_errors
 from ..api.presets import KIND
 from ..api.stages import Stage
 from ..api.locations import join
@@ -251,6 +252,12 @@ def _resolve(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tup
         return job, []
     outcome = deps.resolve(job, spec, ctx.observed.producers, list(ctx.old.get("dependencies") or []))
     if isinstance(outcome, deps.Resolved):
+        # What another job gives is known only now: the policies' location limits bind it as they bind the job's own.
+        given = ctx.observed.policy
+        if isinstance(given, PolicyInput):
+            refused = list(location_errors(outcome.job, selecting(given.policies, given.labels), references_only=True))
+            if refused:
+                return _ended(ctx, refused, sm.REASON_POLICY_VIOLATION, extra={"dependencies": outcome.dependencies})
         return outcome.job, outcome.dependencies
     if isinstance(outcome, deps.Broken):
         return _ended(ctx, outcome.errors, outcome.reason, extra={"dependencies": outcome.dependencies})

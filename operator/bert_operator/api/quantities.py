@@ -1,0 +1,34 @@
+"""Kubernetes resource quantities as numbers, so that a policy can compare `workers x cpu` with its limit.
+
+Only the forms the job's `Quantity` pattern admits (digits, an optional fraction, an optional SI or binary suffix)
+are read; exact decimal arithmetic, because `500m x 3` must be exactly `1.5` and not a float near it.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+_SUFFIXES = {
+    "": Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+_FORM = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+def quantity(text: str) -> Decimal:
+    """The amount a quantity such as '500m', '96' or '700Gi' stands for (cores, or bytes); ValueError otherwise."""
+    match = _FORM.match(text)
+    if match is None:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
+
+
+def shown_quantity(amount: Decimal, like: str) -> str:
+    """`amount` in the unit of the quantity `like` (its suffix), as a user wrote it: 96 x 700Gi is '67200Gi'."""
+    match = _FORM.match(like)
+    suffix = (match.group(2) or "") if match else ""
+    value = (amount / _SUFFIXES[suffix]).normalize()
+    return f"{value:f}{suffix}"
