@@ -10,6 +10,7 @@ from typing import Any
 
 from .api.presets import API_GROUP, API_VERSION, KIND
 from .kube import KubeApi
+from .status import MAX_EVENT_BYTES, bounded
 
 log = logging.getLogger(__name__)
 COMPONENT = "bert-operator"
@@ -35,7 +36,7 @@ class EventRecorder:
             },
             "type": kind,
             "reason": reason,
-            "message": message[:1024],
+            "message": bounded(message, MAX_EVENT_BYTES),
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
             "firstTimestamp": now.isoformat(),

@@ -11,6 +11,7 @@ case; the whole module runs in well under a second.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -272,7 +273,8 @@ def test_a_succeeded_phase_creates_the_next_in_the_same_sync(reconciler: Reconci
     assert status["currentStage"] == "phase2" and status["phase"] == "Pending" and "completionTime" not in status
     init = cluster.mpijobs["j-phase2"]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
     assert init[init.index("--init_checkpoint") + 1] == "s3://results/bert/phase1"
-    assert [m for _, _, m in cluster.events] == ["phase2: Running -> Pending: MPIJob created; the MPI Operator has not "
+    assert [m for _, _, m in cluster.events] == ["phase1: Running -> Succeeded: MPIJob succeeded",
+                                                 "phase2: New -> Pending: MPIJob created; the MPI Operator has not "
                                                  "reported on it yet"]
 
 
@@ -625,3 +627,84 @@ def test_unreadable_warning_events_do_not_stop_the_job(reconciler: Reconciler, c
     cluster.set_conditions("j-glue", "Created")
     reconciler.reconcile(body)
     assert ("list", "events", "ml") in cluster.calls and body["status"]["phase"] == "Created"
+
+
+# ------------------------------------------- issue 25: what a real API server showed
+
+
+def test_a_job_with_thousands_of_field_errors_fails_with_a_status_the_api_server_accepts(reconciler: Reconciler,
+                                                                                        cluster: FakeCluster) -> None:
+    """8,000 reserved pod-label keys (a 250 KB job the schema accepts): every error in two conditions made a 2.9 MB
+    status PATCH, which a real API server answers 413. The first errors and a count, bounded in bytes."""
+    spec = copy.deepcopy(GLUE)
+    spec["resources"] = {"podTemplate": {"labels": {f"bertoperator.io/k{i:05d}": "x" for i in range(8000)}}}
+    body = job(spec)
+    reconciler.reconcile(body)
+    status = body["status"]
+    assert status["phase"] == "Failed" and condition(status, "Failed")["reason"] == "InvalidSpec"
+    assert len(json.dumps(cluster.status_patches[-1]).encode()) < 64 * 1024
+    message = condition(status, "Valid")["message"]
+    assert message.startswith("spec.resources.podTemplate.labels['bertoperator.io/k00000']: ")
+    assert message.endswith("(and 7990 more errors)")
+    [(_, _, event)] = cluster.events
+    assert len(event.encode()) <= 1024
+
+
+def test_any_condition_message_is_capped_in_bytes_on_a_character_boundary() -> None:
+    from bert_operator import status as sm
+    [written] = sm.set_condition([], "Failed", True, "X", "é" * 40_000, NOW, 1)
+    assert len(written["message"].encode()) <= sm.MAX_MESSAGE_BYTES and written["message"].endswith("...")
+    written["message"].encode().decode()  # (no half a character)
+
+
+@pytest.mark.parametrize("reason", ["InvalidSpec", "PolicyViolation", "DependencyFailed"])
+def test_a_job_failed_before_anything_was_created_shows_its_reason_and_columns(reason: str) -> None:
+    """`kubectl get btj` reads REASON from the Ready condition and TASK/MODEL/WORKERS/GPUS from the status."""
+    from bert_operator.api.errors import FieldError
+    from bert_operator.reconcile import plan as planning
+    from bert_operator.reconcile.observe import Observed
+    from bert_operator.reconcile.recovery import RecoverySettings
+    from bert_operator.render import RenderSettings
+
+    spec = copy.deepcopy(GLUE) if reason != "InvalidSpec" else {**copy.deepcopy(GLUE), "resources": {"workers": -1}}
+    ctx = planning.Context(job(spec), {}, Observed(), NOW, RenderSettings(), RecoverySettings())
+    ended = planning._ended(ctx, [FieldError("spec.x", "no")], reason)
+    status = ended.status
+    ready = condition(status, "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", reason, "spec.x: no")
+    if reason == "InvalidSpec":
+        assert "task" not in status  # nothing to show of a spec that does not parse
+    else:
+        assert (status["task"], status["model"], status["workers"], status["gpus"]) == ("glue", "base", 1, 8)
+
+
+def test_an_intermediate_stage_that_succeeded_posts_its_own_event(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, PRETRAIN, "Created", "Running")
+    cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
+    reconciler.reconcile(body)
+    assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Normal", "Succeeded"), ("Normal", "Pending")]
+    assert cluster.events[0][2] == "phase1: Running -> Succeeded: MPIJob succeeded"
+    assert cluster.events[1][2].startswith("phase2: New -> Pending")
+
+
+def test_a_lifecycle_condition_never_names_a_phase_the_job_has_left(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    cluster.set_conditions("j-glue", "Created", "Running", "Restarting")
+    reconciler.reconcile(body)
+    cluster.set_conditions("j-glue", "Created")
+    reconciler.reconcile(body)
+    assert body["status"]["phase"] == "Created"
+    for kind in ("Running", "Restarting"):
+        assert condition(body["status"], kind)["status"] == "False"
+        assert condition(body["status"], kind)["message"] == "job is Created"
+
+
+def test_an_accepted_spec_failing_later_leaves_no_lifecycle_condition_true_but_failed(reconciler: Reconciler,
+                                                                                      cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    body["status"]["acceptedSpec"] = {**body["status"]["acceptedSpec"], "queueName": "q" * 64}
+    body["spec"] = {**body["spec"], "queueName": "q" * 64}
+    reconciler.writer.forget("ml", "j")
+    reconciler.reconcile(body)
+    true = {c["type"] for c in body["status"]["conditions"] if c["status"] == "True"}
+    assert true == {"Failed", "Created", "SpecApplied"} and condition(body["status"], "Ready")["reason"] == "InvalidSpec"
