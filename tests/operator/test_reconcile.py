@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from bert_operator.reconcile import Reconciler
-from bert_operator.reconcile.ports import Rejected
+from bert_operator.kueue import KueueNotInstalled
+from bert_operator.reconcile.ports import NamespaceTerminating, Rejected
 from tests.operator.strict import normalised
 
 NOW = "2026-12-01T10:00:00Z"
@@ -47,6 +48,10 @@ class FakeCluster:
         self.workloads: dict[str, dict[str, Any]] = {}
         #: Whether a delete leaves the MPIJob in place with a deletionTimestamp (foreground: its pods go first).
         self.foreground = True
+        #: Whether the namespace is being deleted (creates answer 403 NamespaceTerminating).
+        self.terminating = False
+        #: Whether the API server serves Kueue's Workloads.
+        self.kueue_installed = True
         self._uids = 0
 
     # MPIJobApi
@@ -60,6 +65,8 @@ class FakeCluster:
         self.calls.append(("create", "mpijobs", name))
         if name in self.refuse:
             raise Rejected(422, self.refuse[name])
+        if self.terminating:
+            raise NamespaceTerminating(namespace=body["metadata"]["namespace"])
         if name in self.mpijobs:
             return copy.deepcopy(self.mpijobs[name]), False
         self._uids += 1
@@ -92,6 +99,8 @@ class FakeCluster:
 
     def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
         self.calls.append(("list", "workloads", mpijob_uid))
+        if not self.kueue_installed:
+            raise KueueNotInstalled()
         found = [w for w in self.workloads.values() if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == mpijob_uid]
         return copy.deepcopy(found[0]) if found else None
 
@@ -708,3 +717,115 @@ def test_an_accepted_spec_failing_later_leaves_no_lifecycle_condition_true_but_f
     reconciler.reconcile(body)
     true = {c["type"] for c in body["status"]["conditions"] if c["status"] == "True"}
     assert true == {"Failed", "Created", "SpecApplied"} and condition(body["status"], "Ready")["reason"] == "InvalidSpec"
+
+
+def test_a_restarted_stage_quotes_no_warning_of_the_mpijob_it_replaced(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    """The re-created MPIJob has the old one's name (and so have its pods): Events match by uid, and pod Events only
+    from after the MPIJob was made."""
+    body = started(reconciler, cluster, GLUE)
+    cluster.mpijobs["j-glue"]["metadata"].update(uid="uid-of-attempt-2", creationTimestamp="2026-12-01T10:00:00Z")
+    cluster.set_conditions("j-glue", "Created")
+    old_mpijob = warning("MPIJob", "j-glue", "BackoffLimitExceeded", "launcher failed", "2026-12-01T10:00:03Z")
+    old_mpijob["involvedObject"]["uid"] = "uid-of-attempt-1"  # (posted late: the old one is still being deleted)
+    cluster.warnings = [old_mpijob, warning("Pod", "j-glue-worker-0", "FailedScheduling", "attempt 1's pod",
+                                            "2026-12-01T09:59:00Z")]
+    reconciler.reconcile(body)
+    assert body["status"]["phase"] == "Created" and not any(
+        c["type"] == "Ready" and c["reason"] == "PodsPending" for c in body["status"]["conditions"])
+    mine = warning("MPIJob", "j-glue", "FailedCreatePod", "quota", "2026-12-01T10:00:02Z")
+    mine["involvedObject"]["uid"] = "uid-of-attempt-2"
+    cluster.warnings.append(mine)
+    reconciler.reconcile(body)
+    assert condition(body["status"], "Ready")["message"] == "mpijob j-glue: FailedCreatePod: quota"
+
+
+def test_a_namespace_being_deleted_gets_no_status_and_no_event(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    """A create answered 403 NamespaceTerminating ends the reconcile quietly; the namespace watch saying Terminating
+    stops every later one before any call."""
+    cluster.terminating = True
+    body = job(GLUE)
+    assert reconciler.reconcile(body) is None
+    assert cluster.calls == [("create", "mpijobs", "j-glue")] and cluster.events == [] and not body.get("status")
+    cluster.calls.clear()
+    assert reconciler.reconcile(body) is None and cluster.calls == []
+    reconciler.namespace_event("MODIFIED", {"metadata": {"name": "ml"}, "status": {"phase": "Active"}})
+    cluster.terminating = False
+    assert reconciler.reconcile(body)["phase"] == "Pending"
+    reconciler.namespace_event("MODIFIED", {"metadata": {"name": "ml", "deletionTimestamp": NOW},
+                                            "status": {"phase": "Terminating"}})
+    cluster.calls.clear()
+    cluster.set_conditions("j-glue", "Created", "Running", "Failed")  # its pods killed by the namespace's deletion
+    assert reconciler.reconcile(body) is None and cluster.calls == [] and body["status"]["phase"] == "Pending"
+
+
+def test_without_kueue_a_queued_stage_says_so_once_and_it_is_no_fault(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    cluster.kueue_installed = False
+    body = job({**GLUE, "queueName": "team-a"})
+    reconciler.reconcile(body)  # created suspended, for Kueue: Queued
+    reconciler.reconcile(body)  # its Workload looked for: the API is not served
+    ready = condition(body["status"], "Ready")
+    assert body["status"]["phase"] == "Queued" and (ready["status"], ready["reason"]) == ("False", "KueueNotInstalled")
+    assert "Kueue is not installed" in ready["message"] and "spec.queueName" in ready["message"]
+    assert condition(body["status"], "Queued")["reason"] == "KueueNotInstalled"
+    assert [kind for kind, _, _ in cluster.events] == ["Normal"]
+    assert reconciler.reconcile(body) is None  # said once: nothing new to write
+
+
+def terminating_answer(resource: str, name: str) -> Any:
+    """The API server's 403 to a create in a namespace being deleted (the NamespaceLifecycle admission plugin)."""
+    from kubernetes.client.rest import ApiException
+    exc = ApiException(status=403, reason="Forbidden")
+    exc.body = json.dumps({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": f'{resource} "{name}" is forbidden: unable to create new content in namespace ml because it is being '
+                   "terminated",
+        "details": {"name": name, "kind": resource, "causes": [
+            {"reason": "NamespaceTerminating", "type": "NamespaceTerminating",
+             "message": "namespace ml is being terminated", "field": "metadata.namespace"}]}})
+    return exc
+
+
+def test_expected_answers_are_not_counted_as_api_errors_and_a_missing_kueue_is_asked_once() -> None:
+    """bertoperator_api_errors_total is for alerting: a 404 that answers 'is it there?', a 409 that adopts, and a
+    namespace being deleted are not errors."""
+    import kubernetes
+    from kubernetes.client.rest import ApiException
+    from prometheus_client import REGISTRY
+
+    from bert_operator.events import EventRecorder
+    from bert_operator.kube import KubeApi
+
+    def counted() -> float:
+        return sum(sample.value for metric in REGISTRY.collect() if metric.name == "bertoperator_api_errors"
+                   for sample in metric.samples if sample.name == "bertoperator_api_errors_total")
+
+    asked: list[str] = []
+
+    class Answers:
+        def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+            asked.append("list workloads")
+            raise ApiException(status=404, reason="Not Found")
+
+        def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+            raise ApiException(status=404, reason="Not Found")
+
+        def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
+                                            body: dict[str, Any], **kwargs: Any) -> Any:
+            raise terminating_answer(f"{plural}.{group}", body["metadata"]["name"])
+
+        def create_namespaced_event(self, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
+            raise terminating_answer("events", body["metadata"]["name"])
+
+    api = KubeApi(kubernetes.client.ApiClient(), backoff=0)
+    api.custom = api.core = Answers()  # type: ignore[assignment]
+    before = counted()
+    assert api.get_mpijob("ml", "j-glue") is None
+    with pytest.raises(KueueNotInstalled):
+        api.find_workload("ml", "uid-1")
+    with pytest.raises(KueueNotInstalled):
+        api.find_workload("ml", "uid-2")
+    assert asked == ["list workloads"]  # found once
+    with pytest.raises(NamespaceTerminating):
+        api.create_or_adopt_mpijob({"metadata": {"name": "j-glue", "namespace": "ml"}})
+    EventRecorder(api).post(job(GLUE), "Normal", "Pending", "phase1: New -> Pending")  # no exception
+    assert counted() == before
