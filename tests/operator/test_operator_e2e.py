@@ -464,12 +464,9 @@ def test_a_job_whose_pods_cannot_be_scheduled_says_why(cluster: EmulatedCluster,
     cluster.apply_job(named(SQUAD, "unschedulable-1"), uid="uid-unschedulable-1")
     cluster.wait(lambda: status(cluster, "unschedulable-1").get("phase") == "Pending", what="Pending")
     cluster.set_mpijob_conditions(NS, "unschedulable-1-squad", "Created")
-    core = kubernetes.client.CoreV1Api(cluster.client)
-    core.create_namespaced_event(NS, {
-        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "unschedulable-1-squad-worker-0.1", "namespace": NS},
-        "involvedObject": {"kind": "Pod", "name": "unschedulable-1-squad-worker-0", "namespace": NS},
-        "type": "Warning", "reason": "FailedScheduling", "lastTimestamp": "2026-12-01T10:00:00Z",
-        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available."})
+    cluster.run_pod(NS, "unschedulable-1-squad-worker-0", "unschedulable-1", uid="uid-unschedulable-1-worker-0")
+    cluster.post_warning(NS, "Pod", "unschedulable-1-squad-worker-0", "FailedScheduling",
+                         "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available.")
     def waiting_created() -> dict[str, Any] | None:
         current = status(cluster, "unschedulable-1")
         ready = next((c for c in current.get("conditions", []) if c["type"] == "Ready" and c["reason"] == "PodsPending"), None)
