@@ -756,6 +756,7 @@ def test_a_namespace_being_deleted_gets_no_status_and_no_event(reconciler: Recon
     cluster.calls.clear()
     cluster.set_conditions("j-glue", "Created", "Running", "Failed")  # its pods killed by the namespace's deletion
     assert reconciler.reconcile(body) is None and cluster.calls == [] and body["status"]["phase"] == "Pending"
+    assert reconciler.record(body, {"progress": {"step": 1}}) is None and cluster.calls == []  # a late report too
 
 
 def test_without_kueue_a_queued_stage_says_so_once_and_it_is_no_fault(reconciler: Reconciler, cluster: FakeCluster) -> None:

@@ -171,7 +171,10 @@ class Reconciler:
 
     def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         """Write status fields that do not come from planning (a trainer report, a staleness verdict),
-        through the same writer; the caller holds the job's lock."""
+        through the same writer; the caller holds the job's lock. Nothing for a job whose namespace is being
+        deleted."""
+        if (body.get("metadata") or {}).get("namespace", "default") in self.terminating:
+            return None
         old = self.writer.latest(body)
         return self.writer.write_status(body, old, {**old, **patch})
 
