@@ -477,6 +477,18 @@ def test_a_job_whose_pods_cannot_be_scheduled_says_why(cluster: EmulatedCluster,
         "pod unschedulable-1-squad-worker-0: FailedScheduling: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
 
 
+def test_a_namespace_being_deleted_is_no_error(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """Once the namespace is terminating the API server refuses every create (403 NamespaceTerminating): the Event of
+    the next phase change is dropped quietly, not logged as a failure with a traceback."""
+    cluster.apply_job(named(SQUAD, "doomed-1", namespace="doomed"), uid="uid-doomed-1")
+    cluster.wait(lambda: status(cluster, "doomed-1", "doomed").get("phase") == "Pending", what="Pending")
+    cluster.strict.terminate("doomed")
+    cluster.set_mpijob_conditions("doomed", "doomed-1-squad", "Created", "Running")
+    cluster.wait(lambda: status(cluster, "doomed-1", "doomed").get("phase") == "Running", what="Running")
+    cluster.wait(lambda: "status job=doomed/doomed-1 phase=Running" in operator.output(), what="the status write logged")
+    assert "event post failed" not in operator.output() and "event job=doomed/doomed-1 type=Normal reason=Running" not in operator.output()
+
+
 def answering(cluster: EmulatedCluster, method: str, url_part: str, status: int, message: str) -> None:
     """Answer every matching request with an API error `status` carrying `message`, as a real API server would."""
     def matches(request: kmock.Request) -> bool:
