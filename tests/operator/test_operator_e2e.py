@@ -477,6 +477,16 @@ def test_a_job_whose_pods_cannot_be_scheduled_says_why(cluster: EmulatedCluster,
         "pod unschedulable-1-squad-worker-0: FailedScheduling: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
 
 
+def test_a_job_with_thousands_of_field_errors_gets_a_failed_status(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """8,000 reserved pod-label keys: every error quoted twice made a status PATCH the API server answers 413."""
+    document = named(SQUAD, "errors-1")
+    document["spec"]["resources"]["podTemplate"] = {"labels": {f"bertoperator.io/k{i:05d}": "x" for i in range(8000)}}
+    cluster.apply_job(document, uid="uid-errors-1")
+    cluster.wait(lambda: status(cluster, "errors-1").get("phase") == "Failed", what="Failed")
+    assert condition(cluster, "errors-1", "Ready")["reason"] == "InvalidSpec"
+    assert condition(cluster, "errors-1", "Valid")["message"].endswith("(and 7990 more errors)")
+
+
 def test_a_namespace_being_deleted_is_no_error(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
     """Once the namespace is terminating the API server refuses every create (403 NamespaceTerminating): the Event of
     the next phase change is dropped quietly, not logged as a failure with a traceback."""
