@@ -76,17 +76,20 @@ def effective_spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def chain(name: str, spec: Mapping[str, Any], lookup: Callable[[str], dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
-    """The jobs `spec` (of job `name`) depends on, directly or through others, by name (None: not found); at most
-    MAX_CHAIN reads. What the plan needs to judge readiness and cycles."""
+    """The jobs `spec` (of job `name`) depends on, directly or through others, by name (None: not found); it stops
+    once it has read MAX_CHAIN that have not started (a started one waits for nobody: its producers are not read,
+    so at most 3 reads per job that has not started). What the plan needs to judge readiness and cycles."""
     found: dict[str, dict[str, Any] | None] = {}
     todo = producer_names(spec)
-    while todo and len(found) < MAX_CHAIN:
+    waiting = 0
+    while todo and waiting < MAX_CHAIN:
         current = todo.pop(0)
         if current in found or current == name:
             continue
         body = lookup(current)
         found[current] = body
-        if body is not None and not (body.get("status") or {}).get("resolved"):  # a started one waits for nobody
+        if body is not None and not _started(body):
+            waiting += 1
             todo.extend(producer_names(effective_spec(body)))
     return found
 
@@ -129,8 +132,8 @@ def beyond_limit(name: str, spec: Mapping[str, Any], jobs: Mapping[str, dict[str
     started than :func:`chain` reads (MAX_CHAIN), on the field that leads there; None when all of them were read.
     Such a chain cannot be judged (a cycle longer than what was read looks like jobs still to come), and no real
     pipeline is that long: it fails the job instead of letting it wait forever."""
-    if len(jobs) < MAX_CHAIN:  # chain() read all there was
-        return None
+    if sum(1 for body in jobs.values() if body is not None and not _started(body)) < MAX_CHAIN:
+        return None  # chain() read all there was
     for path, producer in raw_references(spec):
         seen: set[str] = set()
         todo = [producer]
