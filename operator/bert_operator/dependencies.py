@@ -34,7 +34,9 @@ from .api.presets import NVIDIA_CORPUS_FOLDER
 from .api.rules import references
 from .tasks import stage_data_path, stages_of, task_of
 
-#: Jobs a cycle search reads at most (a chain of data, pretraining and fine-tuning jobs is 3 long).
+#: Jobs that have not started a job may wait for, directly or through others: what a cycle search reads at most
+#: (a chain of data, pretraining and fine-tuning jobs is 3 long). A job whose chain goes further fails with
+#: DependencyInvalid rather than wait for jobs it cannot see.
 MAX_CHAIN = 32
 
 REASON_NOT_READY = "DependencyNotReady"
@@ -74,36 +76,80 @@ def effective_spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def chain(name: str, spec: Mapping[str, Any], lookup: Callable[[str], dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
-    """The jobs `spec` (of job `name`) depends on, directly or through others, by name (None: not found); at most
-    MAX_CHAIN reads. What the plan needs to judge readiness and cycles."""
+    """The jobs `spec` (of job `name`) depends on, directly or through others, by name (None: not found); it stops
+    once it has read MAX_CHAIN that have not started (a started one waits for nobody: its producers are not read,
+    so at most 3 reads per job that has not started). What the plan needs to judge readiness and cycles."""
     found: dict[str, dict[str, Any] | None] = {}
     todo = producer_names(spec)
-    while todo and len(found) < MAX_CHAIN:
+    waiting = 0
+    while todo and waiting < MAX_CHAIN:
         current = todo.pop(0)
         if current in found or current == name:
             continue
         body = lookup(current)
         found[current] = body
-        if body is not None and not (body.get("status") or {}).get("resolved"):  # a started one waits for nobody
+        if body is not None and not _started(body):
+            waiting += 1
             todo.extend(producer_names(effective_spec(body)))
     return found
 
 
+def _started(body: Mapping[str, Any]) -> bool:
+    """A job that has its inputs (recorded when its first MPIJob was made) waits for nobody."""
+    return bool((body.get("status") or {}).get("resolved"))
+
+
 def find_cycle(name: str, spec: Mapping[str, Any], jobs: Mapping[str, dict[str, Any] | None]) -> list[str] | None:
-    """The names along a cycle back to `name` (['a', 'b', 'a']) through jobs that have not started, or None."""
-    def walk(current: str, path: list[str]) -> list[str] | None:
-        for producer in producer_names(spec if current == name else effective_spec(jobs.get(current) or {})):
+    """The names along a cycle back to `name` (['a', 'b', 'a']) through jobs that have not started, or None.
+
+    Depth first, without recursion (a cycle may be as long as the jobs given), and each job explored once: a job
+    from which there is no way back is not walked again by another path (jobs naming two producers each would
+    otherwise make the paths double at every step)."""
+    explored: set[str] = set()
+    path, on_path = [name], {name}
+    stack = [iter(producer_names(spec))]
+    while stack:
+        for producer in stack[-1]:
             if producer == name:
                 return [*path, name]
             body = jobs.get(producer)
-            if producer in path or body is None or (body.get("status") or {}).get("resolved"):
+            if producer in on_path or producer in explored or body is None or _started(body):
                 continue
-            found = walk(producer, [*path, producer])
-            if found:
-                return found
-        return None
+            path.append(producer)
+            on_path.add(producer)
+            stack.append(iter(producer_names(effective_spec(body))))
+            break
+        else:
+            stack.pop()
+            done = path.pop()
+            on_path.discard(done)
+            explored.add(done)
+    return None
 
-    return walk(name, [name])
+
+def beyond_limit(name: str, spec: Mapping[str, Any], jobs: Mapping[str, dict[str, Any] | None]) -> FieldError | None:
+    """The field error for a job whose producers lead, directly or through others, to more jobs that have not
+    started than :func:`chain` reads (MAX_CHAIN), on the field that leads there; None when all of them were read.
+    Such a chain cannot be judged (a cycle longer than what was read looks like jobs still to come), and no real
+    pipeline is that long: it fails the job instead of letting it wait forever."""
+    if sum(1 for body in jobs.values() if body is not None and not _started(body)) < MAX_CHAIN:
+        return None  # chain() read all there was
+    for path, producer in raw_references(spec):
+        seen: set[str] = set()
+        todo = [producer]
+        while todo:
+            current = todo.pop()
+            if current in seen or current == name:
+                continue
+            seen.add(current)
+            if current not in jobs:
+                return FieldError(path, f"BertTrainingJob {producer} waits, directly or through others, for more than "
+                                        f"{MAX_CHAIN} jobs that have not started (a cycle among them, or a chain too "
+                                        f"long to follow); a job may wait for at most {MAX_CHAIN}")
+            body = jobs[current]
+            if body is not None and not _started(body):
+                todo.extend(producer_names(effective_spec(body)))
+    return None
 
 
 def cycle_error(name: str, spec: Mapping[str, Any], jobs: Mapping[str, dict[str, Any] | None]) -> FieldError | None:
@@ -203,6 +249,9 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
     cycle = cycle_error(name, spec, jobs)
     if cycle is not None:
         return Broken(REASON_CYCLE, [cycle], entries)
+    too_long = beyond_limit(name, spec, jobs)
+    if too_long is not None:
+        return Broken(REASON_INVALID, [too_long], entries)
     errors: list[FieldError] = []
     waiting: list[str] = []
     for entry in entries:
@@ -383,5 +432,5 @@ def resolve_file(jobs: list[BertTrainingJob], source: str | None = None, *, need
     return out
 
 
-__all__ = ["Broken", "Resolved", "Resolution", "Waiting", "apply_record", "chain", "cycle_error", "find_cycle", "in_file", "locations",
+__all__ = ["Broken", "Resolved", "Resolution", "Waiting", "apply_record", "beyond_limit", "chain", "cycle_error", "find_cycle", "in_file", "locations",
            "producer_names", "raw_references", "resolve", "resolve_file", "resolve_in_file"]

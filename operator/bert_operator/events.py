@@ -7,9 +7,11 @@ import logging
 import uuid
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 
 from .api.presets import API_GROUP, API_VERSION, KIND
-from .kube import KubeApi
+from .kube import KubeApi, namespace_terminating
+from .status import MAX_EVENT_BYTES, bounded
 
 log = logging.getLogger(__name__)
 COMPONENT = "bert-operator"
@@ -35,7 +37,7 @@ class EventRecorder:
             },
             "type": kind,
             "reason": reason,
-            "message": message[:1024],
+            "message": bounded(message, MAX_EVENT_BYTES),
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
             "firstTimestamp": now.isoformat(),
@@ -44,6 +46,13 @@ class EventRecorder:
         }
         # Not decoded into the client's V1Event model (its timestamps parsed by dateutil): nothing reads the answer.
         # Read all the same (.data), which hands the connection back to the pool.
-        self.api._call("create", lambda: self.api.core.create_namespaced_event(
-            namespace, event, _preload_content=False).data)
+        try:
+            self.api._call("create", lambda: self.api.core.create_namespaced_event(
+                namespace, event, _preload_content=False).data)
+        except ApiException as exc:
+            if not namespace_terminating(exc):
+                raise
+            # The namespace is being deleted, the job with it: nobody is left to read the Event.
+            log.debug("event not posted: namespace terminating job=%s/%s reason=%s", namespace, meta.get("name"), reason)
+            return
         log.info("event job=%s/%s type=%s reason=%s", namespace, meta.get("name"), kind, reason)

@@ -99,6 +99,7 @@ def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
 @kopf.on.event("", "v1", "namespaces")
 def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.policies.namespace_event(event["type"], plain(body))
+    memo.runtime.reconciler.namespace_event(event["type"], plain(body))  # a namespace being deleted: its jobs go too
 
 
 def register_webhook(registry: kopf.OperatorRegistry | None = None) -> None:

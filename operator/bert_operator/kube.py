@@ -19,9 +19,9 @@ from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .contract import JOB_NAME_LABEL, STAGE_LABEL
 from .version import package_version
-from .kueue import JOB_UID_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION
+from .kueue import JOB_UID_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION, KueueNotInstalled
 from .metrics import API_ERRORS, API_REQUESTS
-from .reconcile.ports import Rejected
+from .reconcile.ports import NamespaceTerminating, Rejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,15 +30,34 @@ MPI_GROUP, MPI_VERSION, MPI_PLURAL = "kubeflow.org", "v2beta1", "mpijobs"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 #: Answers that refuse the object itself (schema, admission): sending it again cannot succeed.
 REJECTED = frozenset({400, 422})
+#: The StatusCause type of the API server's 403 to a create in a namespace being deleted (NamespaceLifecycle).
+NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+#: How long a Workload API that answered 404 (Kueue not installed) is taken as absent before it is asked again.
+KUEUE_RECHECK_SECONDS = 600.0
+
+
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "{}")
+    except (ValueError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def api_message(exc: ApiException) -> str:
     """The API server's own message from an error answer (its Status body), else the HTTP reason."""
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (ValueError, AttributeError):
-        message = None
+    message = _status_body(exc).get("message")
     return str(message or exc.reason or f"HTTP {exc.status}")
+
+
+def namespace_terminating(exc: ApiException) -> bool:
+    """Whether an answer is the API server's refusal to create in a namespace being deleted: 403 Forbidden with the
+    cause NamespaceTerminating ('... is forbidden: unable to create new content in namespace X because it is being
+    terminated')."""
+    if exc.status != 403:
+        return False
+    causes = (_status_body(exc).get("details") or {}).get("causes") or []
+    return any(isinstance(cause, dict) and cause.get("type") == NAMESPACE_TERMINATING_CAUSE for cause in causes)
 
 
 class ConflictUnresolved(RuntimeError):
@@ -73,14 +92,24 @@ class KubeApi:
         self.auth = kubernetes.client.AuthenticationV1Api(client)
         self.attempts = attempts
         self.backoff = backoff
+        #: Until when (time.monotonic) the Workload API is taken as absent: Kueue's CRD is found missing once, not
+        #: on every reconcile of a queued job.
+        self._kueue_absent_until = 0.0
 
-    def _call(self, verb: str, fn: Callable[[], T]) -> T:
-        """Run one API call, retrying transient failures with exponential backoff (Retry-After honoured)."""
+    def _call(self, verb: str, fn: Callable[[], T], expected: frozenset[int] = frozenset()) -> T:
+        """Run one API call, retrying transient failures with exponential backoff (Retry-After honoured).
+
+        `expected` are the answers the caller asks the question for (a 404 from a read that checks whether an
+        object is there, a 409 from a create that adopts): raised at once, and not counted in
+        bertoperator_api_errors_total, which counts only answers that mean something went wrong. A create refused
+        because the namespace is being deleted is expected everywhere (the namespace takes the job with it)."""
         for attempt in range(1, self.attempts + 1):
             API_REQUESTS.labels(verb=verb).inc()
             try:
                 return fn()
             except ApiException as exc:
+                if exc.status in expected or namespace_terminating(exc):
+                    raise
                 API_ERRORS.labels(verb=verb, code=str(exc.status)).inc()
                 if exc.status not in RETRYABLE or attempt == self.attempts:
                     raise
@@ -94,7 +123,8 @@ class KubeApi:
 
     def _get_or_none(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call("get", lambda: self.custom.get_namespaced_custom_object(group, version, namespace, plural, name))
+            return self._call("get", lambda: self.custom.get_namespaced_custom_object(group, version, namespace, plural, name),
+                              expected=frozenset({404}))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -110,16 +140,19 @@ class KubeApi:
         deterministic, so the API server's 409 is the duplicate guard. A 409
         whose object is gone by the time it is read (deleted in between) is
         tried again a bounded number of times with backoff, then reported.
-        Raises :class:`Rejected` when the API server refuses the object itself.
+        Raises :class:`Rejected` when the API server refuses the object itself, :class:`NamespaceTerminating` when
+        it refuses it because the namespace is being deleted.
         """
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         for attempt in range(1, self.attempts + 1):
             try:
                 answer = self._call("create", lambda: self.custom.create_namespaced_custom_object(
-                    MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, body, _preload_content=False))
+                    MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, body, _preload_content=False), expected=frozenset({409}))
                 # Decoded here: the generated client decodes only a 201 answer and returns None for a 200.
                 return json.loads(answer.data), True
             except ApiException as exc:
+                if namespace_terminating(exc):
+                    raise NamespaceTerminating(namespace) from None
                 if exc.status in REJECTED:
                     raise Rejected(exc.status, api_message(exc)) from None
                 if exc.status != 409:
@@ -146,7 +179,8 @@ class KubeApi:
                                                     preconditions=kubernetes.client.V1Preconditions(uid=uid))
         try:
             answer = self._call("delete", lambda: self.custom.delete_namespaced_custom_object(
-                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, name, body=options, _preload_content=False))
+                MPI_GROUP, MPI_VERSION, namespace, MPI_PLURAL, name, body=options, _preload_content=False),
+                expected=frozenset({404, 409}))
         except ApiException as exc:
             if exc.status in (404, 409):
                 return None
@@ -164,13 +198,22 @@ class KubeApi:
     # ----------------------------------------------------------- Kueue Workloads
 
     def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
+        """The Workload Kueue made for an MPIJob, None if none yet; :class:`KueueNotInstalled` when the Workload API
+        is not served (found once, then taken as absent for KUEUE_RECHECK_SECONDS without asking)."""
+        if time.monotonic() < self._kueue_absent_until:
+            raise KueueNotInstalled()
         try:
             answer = self._call("list", lambda: self.custom.list_namespaced_custom_object(
                 WORKLOAD_GROUP, WORKLOAD_VERSION, namespace, WORKLOAD_PLURAL,
-                label_selector=f"{JOB_UID_LABEL}={mpijob_uid}"))
+                label_selector=f"{JOB_UID_LABEL}={mpijob_uid}"), expected=frozenset({404}))
         except ApiException as exc:
-            if exc.status == 404:  # Kueue is not installed
-                return None
+            if exc.status == 404:  # a list answers 404 only when the resource itself is not served
+                if not self._kueue_absent_until:
+                    log.info("kueue not installed: the Workload API (%s/%s %s) answered 404; queued stages say so, "
+                             "and it is asked again every %.0fs", WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL,
+                             KUEUE_RECHECK_SECONDS)
+                self._kueue_absent_until = time.monotonic() + KUEUE_RECHECK_SECONDS
+                raise KueueNotInstalled() from None
             raise
         # Checked again here: acting on another job's Workload (spec.active) must not hang on a server honouring
         # the selector.
@@ -192,7 +235,7 @@ class KubeApi:
         """Merge `status` into the job's status subresource; None if the job is gone."""
         try:
             return self._call("patch", lambda: self.custom.patch_namespaced_custom_object_status(
-                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}))
+                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}), expected=frozenset({404}))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -207,7 +250,8 @@ class KubeApi:
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A pod's metadata (labels, uid) as the API server has it; None if there is no such pod."""
         try:
-            pod = self._call("get", lambda: self.core.read_namespaced_pod(name, namespace, _preload_content=False))
+            pod = self._call("get", lambda: self.core.read_namespaced_pod(name, namespace, _preload_content=False),
+                             expected=frozenset({404}))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -219,7 +263,8 @@ class KubeApi:
     def list_policies(self) -> list[dict[str, Any]]:
         """Every BertTrainingPolicy; none when the policy CRD is not installed (404)."""
         try:
-            answer = self._call("list", lambda: self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, POLICY_PLURAL))
+            answer = self._call("list", lambda: self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, POLICY_PLURAL),
+                                expected=frozenset({404}))
         except ApiException as exc:
             if exc.status == 404:
                 return []
@@ -230,7 +275,7 @@ class KubeApi:
         """Merge a policy's status; None if the policy is gone."""
         try:
             return self._call("patch", lambda: self.custom.patch_cluster_custom_object_status(
-                API_GROUP, API_VERSION, POLICY_PLURAL, name, {"status": status}))
+                API_GROUP, API_VERSION, POLICY_PLURAL, name, {"status": status}), expected=frozenset({404}))
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -27,6 +27,22 @@ REASON_INADMISSIBLE = "Inadmissible"
 REASON_WAITING_FOR_ADMISSION_CHECKS = "WaitingForAdmissionChecks"
 REASON_ADMITTED = "Admitted"
 REASON_EVICTED = "Evicted"
+#: The Workload API is not served: nothing will ever admit the stage (its MPIJob stays suspended).
+REASON_KUEUE_NOT_INSTALLED = "KueueNotInstalled"
+
+
+class KueueNotInstalled(Exception):
+    """The API server does not serve Kueue's Workloads (a list answered 404): Kueue is not installed."""
+
+
+class NotInstalled:
+    """What observing a queued stage's Workload found when Kueue is not installed (in place of a Workload or None)."""
+
+    def __repr__(self) -> str:
+        return "NOT_INSTALLED"
+
+
+NOT_INSTALLED = NotInstalled()
 
 
 def is_queued(mpijob: Mapping[str, Any]) -> bool:
@@ -53,10 +69,15 @@ def _said(condition: Mapping[str, Any]) -> str:
     return f"{reason}: {message}" if reason and message else str(reason or message)
 
 
-def queued_phase(mpijob: Mapping[str, Any], workload: Mapping[str, Any] | None) -> StagePhase:
+def queued_phase(mpijob: Mapping[str, Any], workload: Mapping[str, Any] | NotInstalled | None) -> StagePhase:
     """Why a queued stage's MPIJob is suspended, from its Workload's conditions (pure)."""
     name = (mpijob.get("metadata") or {}).get("name")
     queue = ((mpijob.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)
+    if isinstance(workload, NotInstalled):
+        return StagePhase("Queued", REASON_KUEUE_NOT_INSTALLED,
+                          f"MPIJob {name} waits for Kueue (LocalQueue {queue}), but Kueue is not installed: the API server "
+                          f"does not serve {WORKLOAD_PLURAL}.{WORKLOAD_GROUP}; install Kueue, or remove spec.queueName "
+                          "and apply the job again")
     if workload is None:
         return StagePhase("Queued", REASON_WAITING_FOR_WORKLOAD,
                           f"MPIJob {name} waits for Kueue (LocalQueue {queue}); Kueue has not made its Workload yet")
@@ -79,9 +100,9 @@ def queued_phase(mpijob: Mapping[str, Any], workload: Mapping[str, Any] | None) 
     return StagePhase("Queued", REASON_WAITING_FOR_QUOTA, f"Workload {wl}: {detail}")
 
 
-def activation_patch(workload: Mapping[str, Any] | None, user_suspend: bool) -> dict[str, Any] | None:
+def activation_patch(workload: Mapping[str, Any] | NotInstalled | None, user_suspend: bool) -> dict[str, Any] | None:
     """The merge patch that makes a Workload's spec.active follow the user's runPolicy.suspend, if it must change."""
-    if workload is None:
+    if workload is None or isinstance(workload, NotInstalled):
         return None
     active = (workload.get("spec") or {}).get("active", True) is not False
     if active != user_suspend:

@@ -26,7 +26,7 @@ the next stage) and is `Succeeded` only after the last stage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 #: MPIJob condition types in the order that decides a stage's phase (first True wins).
 MPIJOB_PHASE_ORDER = ("Failed", "Succeeded", "Suspended", "Restarting", "Running", "Created")
@@ -70,6 +70,35 @@ REASON_POLICIES_UNREADABLE = "PoliciesUnreadable"
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
 WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
 
+# Bounds on what a message can carry. Much of it comes from what a tenant wrote (field errors quote keys and values),
+# and the API server refuses a request body over 3 MiB (413) and an object over etcd's 1.5 MiB: a job whose status
+# cannot be written shows no phase at all. The bounds keep a whole status a few tens of KiB at most.
+#: A condition message, in UTF-8 bytes (metav1.Condition allows 32768; this is what `kubectl describe` can show).
+MAX_MESSAGE_BYTES = 4096
+#: An Event message, in UTF-8 bytes (what client-go's recorder and events.k8s.io/v1 allow).
+MAX_EVENT_BYTES = 1024
+#: Field errors quoted in one message; the rest are counted.
+MAX_ERRORS = 10
+#: One quoted field error, in UTF-8 bytes.
+MAX_ERROR_BYTES = 512
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes on a character boundary, ending in '...' when it was cut."""
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= limit:
+        return text
+    return data[:max(limit - 3, 0)].decode("utf-8", errors="ignore") + "..."
+
+
+def errors_message(errors: Sequence[Any], prefix: str = "") -> str:
+    """The first MAX_ERRORS field errors ('path: message; ...'), each bounded, and how many more there are: what a
+    condition and an Event say of an invalid spec, however many errors it has."""
+    shown = "; ".join(bounded(str(error) if not hasattr(error, "path") else f"{error.path}: {error.message}",
+                              MAX_ERROR_BYTES) for error in errors[:MAX_ERRORS])
+    more = len(errors) - MAX_ERRORS
+    return prefix + shown + (f" (and {more} more error{'s' if more != 1 else ''})" if more > 0 else "")
+
 
 @dataclass(frozen=True)
 class StagePhase:
@@ -105,8 +134,10 @@ def set_condition(
     now: str,
     generation: int | None,
 ) -> list[dict[str, Any]]:
-    """Conditions with `kind` set; lastTransitionTime changes only when the status does."""
+    """Conditions with `kind` set; lastTransitionTime changes only when the status does. The message is bounded
+    (MAX_MESSAGE_BYTES) here, the one place every condition passes."""
     value = status if isinstance(status, str) else ("True" if status else "False")
+    message = bounded(message)
     out: list[dict[str, Any]] = []
     found = False
     for condition in conditions:
@@ -183,17 +214,32 @@ def phase_conditions(
         existing = condition_of({"conditions": out}, kind)
         if active:
             out = set_condition(out, kind, True, state.reason, state.message, now, generation)
-        elif existing is not None and existing.get("status") == "True":
+        elif existing is not None and (existing.get("status") == "True" or existing.get("message") != f"job is {state.phase}"):
+            # (a False one too: its message names the phase, which must be the job's phase now, not the one it left)
             out = set_condition(out, kind, False, f"Not{kind}", f"job is {state.phase}", now, generation)
     return _ready(out, state, now, generation)
 
 
+def ended_conditions(conditions: list[dict[str, Any]], reason: str, message: str, now: str,
+                     generation: int | None) -> list[dict[str, Any]]:
+    """The conditions of a job that fails without a stage failing (an invalid spec, a policy, a dependency): Failed,
+    Ready=False with the same reason (the REASON column of `kubectl get btj`), and no other lifecycle condition
+    left True (a running job whose accepted spec no longer passes the rules was Running until now)."""
+    out = set_condition(conditions, FAILED, True, reason, message, now, generation)
+    for kind in PHASE_CONDITIONS.values():
+        existing = condition_of({"conditions": out}, kind)
+        if kind not in (FAILED, CREATED) and existing is not None and existing.get("status") == "True":
+            out = set_condition(out, kind, False, f"Not{kind}", "job is Failed", now, generation)
+    return set_condition(out, READY, False, reason, message, now, generation)
+
+
 def _ready(conditions: list[dict[str, Any]], state: JobState, now: str, generation: int | None) -> list[dict[str, Any]]:
-    """Ready: True while running, False with the reason while waiting on something outside the job, and
-    False with the phase once it is neither (only after it was first set, so a new job's list stays short)."""
+    """Ready: True while running, False with the reason while waiting on something outside the job or once it
+    failed (the REASON column says why), and False with the phase once it is none of these (only after it was first
+    set, so a new job's list stays short)."""
     if state.phase == "Running":
         return set_condition(conditions, READY, True, "Running", "the current stage is running", now, generation)
-    if state.reason in WAITING_REASONS or state.phase == "Queued":
+    if state.reason in WAITING_REASONS or state.phase in ("Queued", "Failed"):
         return set_condition(conditions, READY, False, state.reason, state.message, now, generation)
     if condition_of({"conditions": conditions}, READY) is not None:
         return set_condition(conditions, READY, False, state.phase, f"job is {state.phase}", now, generation)

@@ -8,6 +8,7 @@ operator does. Nothing is monkey-patched: every call is HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -208,6 +209,24 @@ class EmulatedCluster:
         ]
         status = {"conditions": conditions, **extra}
         self.custom.patch_namespaced_custom_object_status("kubeflow.org", "v2beta1", namespace, "mpijobs", name, {"status": status})
+
+    def post_warning(self, namespace: str, kind: str, name: str, reason: str, message: str) -> dict[str, Any]:
+        """A Warning Event about an MPIJob or a pod, as the MPI Operator and the scheduler post them: the involved
+        object named with its uid (a restarted stage's MPIJob and pods reuse the old names; the uid tells them
+        apart), stamped now."""
+        if kind == "MPIJob":
+            uid = self.custom.get_namespaced_custom_object("kubeflow.org", "v2beta1", namespace, "mpijobs", name)["metadata"]["uid"]
+        else:
+            pod = kubernetes.client.CoreV1Api(self.client).read_namespaced_pod(name, namespace, _preload_content=False)
+            uid = json.loads(pod.data)["metadata"]["uid"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{name}.{time.monotonic_ns():x}", "namespace": namespace},
+                 "involvedObject": {"kind": kind, "name": name, "namespace": namespace, "uid": uid,
+                                    "apiVersion": "kubeflow.org/v2beta1" if kind == "MPIJob" else "v1"},
+                 "type": "Warning", "reason": reason, "message": message, "firstTimestamp": now, "lastTimestamp": now,
+                 "count": 1}
+        answer = kubernetes.client.CoreV1Api(self.client).create_namespaced_event(namespace, event, _preload_content=False)
+        return json.loads(answer.data)
 
     def events(self) -> list[dict[str, Any]]:
         core = kubernetes.client.CoreV1Api(self.client)

@@ -19,7 +19,11 @@ kmock stores whatever it is sent. A real kube-apiserver, for objects of a CRD:
   short while), then removes it.
 
 And for every resource: a list with a `labelSelector` answers only the matching objects (kmock
-ignores selectors). This proxy does each of those on loopback in front of kmock; every other
+ignores selectors); a write whose body is over 3 MiB is answered 413 RequestEntityTooLarge (the API
+server's MaxRequestBodyBytes; one over 1 MiB, which the real server takes up to its 1.5 MiB object
+limit, is refused by aiohttp's own limit here, also with a 413); a create in a namespace marked terminating (:meth:`terminate`) is
+answered 403 Forbidden with the cause NamespaceTerminating, as the NamespaceLifecycle admission
+plugin does, and the namespace reads `status.phase: Terminating`. This proxy does each of those on loopback in front of kmock; every other
 request (watches included) is forwarded unchanged, so the real operator and the real kubernetes
 client see a server that behaves like the real one in these respects. A write is applied here
 (merge patch, RFC 7386), checked, and forwarded to kmock as the equivalent merge patch, so kmock's
@@ -115,6 +119,32 @@ def invalid(kind: str, name: str, errors: list[str]) -> web.Response:
                               "message": message, "reason": "Invalid", "code": 422}, status=422)
 
 
+#: The largest request body the API server decodes (kube-apiserver's MaxRequestBodyBytes, 3 MiB).
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+#: A namespaced path of any resource: its namespace and resource (plural, with the group for a custom one).
+_NAMESPACED = re.compile(r"^/apis?/(?:(?P<group>[^/]+)/)?v[^/]*/namespaces/(?P<namespace>[^/]+)/(?P<resource>[^/]+)")
+
+
+def too_large() -> web.Response:
+    """The 413 Status the API server answers a request body over MAX_REQUEST_BYTES with."""
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                              "message": f"Request entity too large: limit is {MAX_REQUEST_BYTES}",
+                              "reason": "RequestEntityTooLarge", "code": 413}, status=413)
+
+
+def namespace_terminating(resource: str, name: str, namespace: str) -> web.Response:
+    """The 403 Status of the NamespaceLifecycle admission plugin to a create in a namespace being deleted."""
+    subject = f'{resource} "{name}"' if name else resource
+    return web.json_response({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": f"{subject} is forbidden: unable to create new content in namespace {namespace} because it is "
+                   "being terminated",
+        "details": {"name": name, "kind": resource, "causes": [{
+            "reason": "NamespaceTerminating", "type": "NamespaceTerminating",
+            "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}]},
+    }, status=403)
+
+
 #: A mutating admission webhook: (resource plural, the object being created) -> the object to store.
 Admission = Callable[[str, dict[str, Any]], dict[str, Any]]
 #: How long the garbage collector takes to remove a foreground-deleted object's dependents here.
@@ -155,8 +185,25 @@ class StrictApiServer(NamespacesProxy):
         self.refused: list[tuple[str, str, str]] = []
         #: (user agent, object name, propagationPolicy) of every delete of a custom resource it answered
         self.deletes: list[tuple[str, str, str | None]] = []
+        #: Namespaces being deleted (:meth:`terminate`): creates in them are refused.
+        self.terminating: set[str] = set()
+
+    def terminate(self, namespace: str) -> None:
+        """Mark a namespace as being deleted (its finalizers not done yet): it reads Terminating, creates get 403."""
+        self.terminating.add(namespace)
+
+    def _namespace(self, name: str) -> dict[str, Any]:
+        namespace = super()._namespace(name)
+        if name in self.terminating:
+            namespace["metadata"]["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            namespace["status"] = {"phase": "Terminating"}
+        return namespace
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method in ("POST", "PUT", "PATCH"):
+            refused = await self._refused_write(request)
+            if refused is not None:
+                return refused
         if request.method == "GET" and "labelSelector" in request.query and request.query.get("watch") not in ("true", "1"):
             return await self._selected_list(request)
         route = _PATH.match(request.path)
@@ -165,6 +212,21 @@ class StrictApiServer(NamespacesProxy):
         if route is None or route["plural"] not in self.crds or request.method not in ("POST", "PATCH"):
             return await super().handle(request)
         return await self._write(request, route)
+
+    async def _refused_write(self, request: web.Request) -> web.Response | None:
+        """What the API server answers before it looks at a write at all: a body over its limit (413), a create in a
+        namespace being deleted (403 NamespaceTerminating)."""
+        if (request.content_length or 0) > MAX_REQUEST_BYTES:  # (the client always sends Content-Length)
+            return too_large()
+        where = _NAMESPACED.match(request.path)
+        if request.method != "POST" or where is None or where["namespace"] not in self.terminating:
+            return None
+        resource = where["resource"] if not where["group"] else f"{where['resource']}.{where['group']}"
+        try:
+            name = str((json.loads(await request.read() or b"{}").get("metadata") or {}).get("name") or "")
+        except ValueError:
+            name = ""
+        return namespace_terminating(resource, name, where["namespace"])
 
     async def _selected_list(self, request: web.Request) -> web.StreamResponse:
         query = {k: v for k, v in request.query.items() if k != "labelSelector"}
@@ -282,4 +344,5 @@ def load_crd(path: Any) -> dict[str, Any]:
     return yaml.safe_load(path.read_text() if hasattr(path, "read_text") else path)
 
 
-__all__ = ["StrictApiServer", "load_crd", "merge_diff", "merge_patch", "normalised", "pruned"]
+__all__ = ["MAX_REQUEST_BYTES", "StrictApiServer", "load_crd", "merge_diff", "merge_patch", "namespace_terminating",
+           "normalised", "pruned", "too_large"]

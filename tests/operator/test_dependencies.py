@@ -319,3 +319,62 @@ def test_a_producers_hand_edited_record_is_an_invalid_dependency_not_a_crash() -
     assert result.actions == () and failed_reason(result)[0] == "DependencyInvalid"
     assert "status.resolved.output: BertTrainingJob bert-pretrain's recorded output is not a location" in \
         failed_reason(result)[1]
+
+
+def ring(size: int) -> dict[str, dict[str, Any]]:
+    """`size` fine-tuning jobs, each starting from the next one's checkpoint, the last from the first's."""
+    squad = documents()["bert-squad"]
+    out = {}
+    for i in range(size):
+        body = copy.deepcopy(squad)
+        body["metadata"].update(name=f"ft-{i}", uid=f"uid-ft-{i}")
+        body["spec"]["model"] = {"preset": "large", "vocab": "s3://bert-models/vocab.txt",
+                                 "initCheckpointFrom": {"fromJob": f"ft-{(i + 1) % size}"}}
+        out[f"ft-{i}"] = body
+    return out
+
+
+@pytest.mark.parametrize("size", [5, deps.MAX_CHAIN + 1, deps.MAX_CHAIN + 8])
+def test_a_cycle_of_any_length_or_a_chain_over_the_limit_fails_the_job_instead_of_waiting_forever(size: int) -> None:
+    """40 jobs in a ring each waited for the next forever: the search read 32 and found no way back."""
+    jobs = ring(size)
+    chain = deps.chain("ft-0", jobs["ft-0"]["spec"], jobs.get)
+    result = plan(jobs["ft-0"], {}, Observed(producers=chain), NOW)
+    assert result.actions == () and result.status["phase"] == "Failed"
+    reason, message = failed_reason(result)
+    if size <= deps.MAX_CHAIN + 1:  # (a job reads at most MAX_CHAIN others)
+        assert reason == "DependencyCycle" and message.startswith(
+            "spec.model.initCheckpointFrom.fromJob: jobs ft-0 -> ft-1 -> ft-2 -> ft-3 -> ft-4 -> ")
+        assert message.count("->") == size
+    else:
+        assert reason == "DependencyInvalid" and message == (
+            f"spec.model.initCheckpointFrom.fromJob: BertTrainingJob ft-1 waits, directly or through others, for more "
+            f"than {deps.MAX_CHAIN} jobs that have not started (a cycle among them, or a chain too long to follow); a "
+            f"job may wait for at most {deps.MAX_CHAIN}")
+
+
+def test_the_cycle_search_visits_each_job_once() -> None:
+    """A lattice of jobs each naming two of the next row: paths double per row, the jobs do not."""
+    jobs: dict[str, dict[str, Any]] = {}
+    squad = documents()["bert-squad"]
+    rows = 15
+    for row in range(rows):
+        for col in range(2):
+            body = copy.deepcopy(squad)
+            body["metadata"]["name"] = f"r{row}c{col}"
+            if row + 1 < rows:
+                body["spec"]["model"] = {"vocabFrom": {"fromJob": f"r{row + 1}c0"},
+                                         "initCheckpointFrom": {"fromJob": f"r{row + 1}c1"}}
+            else:
+                body["spec"]["model"] = {"vocab": "s3://v", "initCheckpoint": "s3://c"}
+            jobs[f"r{row}c{col}"] = body
+    visited: list[str] = []
+    counting = {name: body for name, body in jobs.items()}
+
+    class Watching(dict):  # type: ignore[type-arg]
+        def get(self, key: str, default: Any = None) -> Any:
+            visited.append(key)
+            return super().get(key, default)
+
+    assert deps.find_cycle("r0c0", jobs["r0c0"]["spec"], Watching(counting)) is None
+    assert len(visited) <= 4 * len(jobs)

@@ -464,12 +464,9 @@ def test_a_job_whose_pods_cannot_be_scheduled_says_why(cluster: EmulatedCluster,
     cluster.apply_job(named(SQUAD, "unschedulable-1"), uid="uid-unschedulable-1")
     cluster.wait(lambda: status(cluster, "unschedulable-1").get("phase") == "Pending", what="Pending")
     cluster.set_mpijob_conditions(NS, "unschedulable-1-squad", "Created")
-    core = kubernetes.client.CoreV1Api(cluster.client)
-    core.create_namespaced_event(NS, {
-        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "unschedulable-1-squad-worker-0.1", "namespace": NS},
-        "involvedObject": {"kind": "Pod", "name": "unschedulable-1-squad-worker-0", "namespace": NS},
-        "type": "Warning", "reason": "FailedScheduling", "lastTimestamp": "2026-12-01T10:00:00Z",
-        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available."})
+    cluster.run_pod(NS, "unschedulable-1-squad-worker-0", "unschedulable-1", uid="uid-unschedulable-1-worker-0")
+    cluster.post_warning(NS, "Pod", "unschedulable-1-squad-worker-0", "FailedScheduling",
+                         "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available.")
     def waiting_created() -> dict[str, Any] | None:
         current = status(cluster, "unschedulable-1")
         ready = next((c for c in current.get("conditions", []) if c["type"] == "Ready" and c["reason"] == "PodsPending"), None)
@@ -478,6 +475,28 @@ def test_a_job_whose_pods_cannot_be_scheduled_says_why(cluster: EmulatedCluster,
     ready = cluster.wait(waiting_created, what="Created with Ready=False PodsPending")
     assert ready["status"] == "False" and ready["message"].startswith(
         "pod unschedulable-1-squad-worker-0: FailedScheduling: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
+
+
+def test_a_job_with_thousands_of_field_errors_gets_a_failed_status(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """8,000 reserved pod-label keys: every error quoted twice made a status PATCH the API server answers 413."""
+    document = named(SQUAD, "errors-1")
+    document["spec"]["resources"]["podTemplate"] = {"labels": {f"bertoperator.io/k{i:05d}": "x" for i in range(8000)}}
+    cluster.apply_job(document, uid="uid-errors-1")
+    cluster.wait(lambda: status(cluster, "errors-1").get("phase") == "Failed", what="Failed")
+    assert condition(cluster, "errors-1", "Ready")["reason"] == "InvalidSpec"
+    assert condition(cluster, "errors-1", "Valid")["message"].endswith("(and 7990 more errors)")
+
+
+def test_a_namespace_being_deleted_is_no_error(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
+    """Once the namespace is terminating the API server refuses every create (403 NamespaceTerminating): the Event of
+    the next phase change is dropped quietly, not logged as a failure with a traceback."""
+    cluster.apply_job(named(SQUAD, "doomed-1", namespace="doomed"), uid="uid-doomed-1")
+    cluster.wait(lambda: status(cluster, "doomed-1", "doomed").get("phase") == "Pending", what="Pending")
+    cluster.strict.terminate("doomed")
+    cluster.set_mpijob_conditions("doomed", "doomed-1-squad", "Created", "Running")
+    cluster.wait(lambda: status(cluster, "doomed-1", "doomed").get("phase") == "Running", what="Running")
+    cluster.wait(lambda: "status job=doomed/doomed-1 phase=Running" in operator.output(), what="the status write logged")
+    assert "event post failed" not in operator.output() and "event job=doomed/doomed-1 type=Normal reason=Running" not in operator.output()
 
 
 def answering(cluster: EmulatedCluster, method: str, url_part: str, status: int, message: str) -> None:

@@ -11,12 +11,14 @@ case; the whole module runs in well under a second.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 from bert_operator.reconcile import Reconciler
-from bert_operator.reconcile.ports import Rejected
+from bert_operator.kueue import KueueNotInstalled
+from bert_operator.reconcile.ports import NamespaceTerminating, Rejected
 from tests.operator.strict import normalised
 
 NOW = "2026-12-01T10:00:00Z"
@@ -46,6 +48,10 @@ class FakeCluster:
         self.workloads: dict[str, dict[str, Any]] = {}
         #: Whether a delete leaves the MPIJob in place with a deletionTimestamp (foreground: its pods go first).
         self.foreground = True
+        #: Whether the namespace is being deleted (creates answer 403 NamespaceTerminating).
+        self.terminating = False
+        #: Whether the API server serves Kueue's Workloads.
+        self.kueue_installed = True
         self._uids = 0
 
     # MPIJobApi
@@ -59,6 +65,8 @@ class FakeCluster:
         self.calls.append(("create", "mpijobs", name))
         if name in self.refuse:
             raise Rejected(422, self.refuse[name])
+        if self.terminating:
+            raise NamespaceTerminating(namespace=body["metadata"]["namespace"])
         if name in self.mpijobs:
             return copy.deepcopy(self.mpijobs[name]), False
         self._uids += 1
@@ -91,6 +99,8 @@ class FakeCluster:
 
     def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
         self.calls.append(("list", "workloads", mpijob_uid))
+        if not self.kueue_installed:
+            raise KueueNotInstalled()
         found = [w for w in self.workloads.values() if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == mpijob_uid]
         return copy.deepcopy(found[0]) if found else None
 
@@ -272,7 +282,8 @@ def test_a_succeeded_phase_creates_the_next_in_the_same_sync(reconciler: Reconci
     assert status["currentStage"] == "phase2" and status["phase"] == "Pending" and "completionTime" not in status
     init = cluster.mpijobs["j-phase2"]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
     assert init[init.index("--init_checkpoint") + 1] == "s3://results/bert/phase1"
-    assert [m for _, _, m in cluster.events] == ["phase2: Running -> Pending: MPIJob created; the MPI Operator has not "
+    assert [m for _, _, m in cluster.events] == ["phase1: Running -> Succeeded: MPIJob succeeded",
+                                                 "phase2: New -> Pending: MPIJob created; the MPI Operator has not "
                                                  "reported on it yet"]
 
 
@@ -625,3 +636,197 @@ def test_unreadable_warning_events_do_not_stop_the_job(reconciler: Reconciler, c
     cluster.set_conditions("j-glue", "Created")
     reconciler.reconcile(body)
     assert ("list", "events", "ml") in cluster.calls and body["status"]["phase"] == "Created"
+
+
+# ------------------------------------------- issue 25: what a real API server showed
+
+
+def test_a_job_with_thousands_of_field_errors_fails_with_a_status_the_api_server_accepts(reconciler: Reconciler,
+                                                                                        cluster: FakeCluster) -> None:
+    """8,000 reserved pod-label keys (a 250 KB job the schema accepts): every error in two conditions made a 2.9 MB
+    status PATCH, which a real API server answers 413. The first errors and a count, bounded in bytes."""
+    spec = copy.deepcopy(GLUE)
+    spec["resources"] = {"podTemplate": {"labels": {f"bertoperator.io/k{i:05d}": "x" for i in range(8000)}}}
+    body = job(spec)
+    reconciler.reconcile(body)
+    status = body["status"]
+    assert status["phase"] == "Failed" and condition(status, "Failed")["reason"] == "InvalidSpec"
+    assert len(json.dumps(cluster.status_patches[-1]).encode()) < 64 * 1024
+    message = condition(status, "Valid")["message"]
+    assert message.startswith("spec.resources.podTemplate.labels['bertoperator.io/k00000']: ")
+    assert message.endswith("(and 7990 more errors)")
+    [(_, _, event)] = cluster.events
+    assert len(event.encode()) <= 1024
+
+
+def test_any_condition_message_is_capped_in_bytes_on_a_character_boundary() -> None:
+    from bert_operator import status as sm
+    [written] = sm.set_condition([], "Failed", True, "X", "é" * 40_000, NOW, 1)
+    assert len(written["message"].encode()) <= sm.MAX_MESSAGE_BYTES and written["message"].endswith("...")
+    written["message"].encode().decode()  # (no half a character)
+
+
+@pytest.mark.parametrize("reason", ["InvalidSpec", "PolicyViolation", "DependencyFailed"])
+def test_a_job_failed_before_anything_was_created_shows_its_reason_and_columns(reason: str) -> None:
+    """`kubectl get btj` reads REASON from the Ready condition and TASK/MODEL/WORKERS/GPUS from the status."""
+    from bert_operator.api.errors import FieldError
+    from bert_operator.reconcile import plan as planning
+    from bert_operator.reconcile.observe import Observed
+    from bert_operator.reconcile.recovery import RecoverySettings
+    from bert_operator.render import RenderSettings
+
+    spec = copy.deepcopy(GLUE) if reason != "InvalidSpec" else {**copy.deepcopy(GLUE), "resources": {"workers": -1}}
+    ctx = planning.Context(job(spec), {}, Observed(), NOW, RenderSettings(), RecoverySettings())
+    ended = planning._ended(ctx, [FieldError("spec.x", "no")], reason)
+    status = ended.status
+    ready = condition(status, "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", reason, "spec.x: no")
+    if reason == "InvalidSpec":
+        assert "task" not in status  # nothing to show of a spec that does not parse
+    else:
+        assert (status["task"], status["model"], status["workers"], status["gpus"]) == ("glue", "base", 1, 8)
+
+
+def test_an_intermediate_stage_that_succeeded_posts_its_own_event(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, PRETRAIN, "Created", "Running")
+    cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
+    reconciler.reconcile(body)
+    assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Normal", "Succeeded"), ("Normal", "Pending")]
+    assert cluster.events[0][2] == "phase1: Running -> Succeeded: MPIJob succeeded"
+    assert cluster.events[1][2].startswith("phase2: New -> Pending")
+
+
+def test_a_lifecycle_condition_never_names_a_phase_the_job_has_left(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    cluster.set_conditions("j-glue", "Created", "Running", "Restarting")
+    reconciler.reconcile(body)
+    cluster.set_conditions("j-glue", "Created")
+    reconciler.reconcile(body)
+    assert body["status"]["phase"] == "Created"
+    for kind in ("Running", "Restarting"):
+        assert condition(body["status"], kind)["status"] == "False"
+        assert condition(body["status"], kind)["message"] == "job is Created"
+
+
+def test_an_accepted_spec_failing_later_leaves_no_lifecycle_condition_true_but_failed(reconciler: Reconciler,
+                                                                                      cluster: FakeCluster) -> None:
+    body = started(reconciler, cluster, GLUE, "Created", "Running")
+    body["status"]["acceptedSpec"] = {**body["status"]["acceptedSpec"], "queueName": "q" * 64}
+    body["spec"] = {**body["spec"], "queueName": "q" * 64}
+    reconciler.writer.forget("ml", "j")
+    reconciler.reconcile(body)
+    true = {c["type"] for c in body["status"]["conditions"] if c["status"] == "True"}
+    assert true == {"Failed", "Created", "SpecApplied"} and condition(body["status"], "Ready")["reason"] == "InvalidSpec"
+
+
+def test_a_restarted_stage_quotes_no_warning_of_the_mpijob_it_replaced(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    """The re-created MPIJob has the old one's name (and so have its pods): Events match by uid, and pod Events only
+    from after the MPIJob was made."""
+    body = started(reconciler, cluster, GLUE)
+    cluster.mpijobs["j-glue"]["metadata"].update(uid="uid-of-attempt-2", creationTimestamp="2026-12-01T10:00:00Z")
+    cluster.set_conditions("j-glue", "Created")
+    old_mpijob = warning("MPIJob", "j-glue", "BackoffLimitExceeded", "launcher failed", "2026-12-01T10:00:03Z")
+    old_mpijob["involvedObject"]["uid"] = "uid-of-attempt-1"  # (posted late: the old one is still being deleted)
+    cluster.warnings = [old_mpijob, warning("Pod", "j-glue-worker-0", "FailedScheduling", "attempt 1's pod",
+                                            "2026-12-01T09:59:00Z")]
+    reconciler.reconcile(body)
+    assert body["status"]["phase"] == "Created" and not any(
+        c["type"] == "Ready" and c["reason"] == "PodsPending" for c in body["status"]["conditions"])
+    mine = warning("MPIJob", "j-glue", "FailedCreatePod", "quota", "2026-12-01T10:00:02Z")
+    mine["involvedObject"]["uid"] = "uid-of-attempt-2"
+    cluster.warnings.append(mine)
+    reconciler.reconcile(body)
+    assert condition(body["status"], "Ready")["message"] == "mpijob j-glue: FailedCreatePod: quota"
+
+
+def test_a_namespace_being_deleted_gets_no_status_and_no_event(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    """A create answered 403 NamespaceTerminating ends the reconcile quietly; the namespace watch saying Terminating
+    stops every later one before any call."""
+    cluster.terminating = True
+    body = job(GLUE)
+    assert reconciler.reconcile(body) is None
+    assert cluster.calls == [("create", "mpijobs", "j-glue")] and cluster.events == [] and not body.get("status")
+    cluster.calls.clear()
+    assert reconciler.reconcile(body) is None and cluster.calls == []
+    reconciler.namespace_event("MODIFIED", {"metadata": {"name": "ml"}, "status": {"phase": "Active"}})
+    cluster.terminating = False
+    assert reconciler.reconcile(body)["phase"] == "Pending"
+    reconciler.namespace_event("MODIFIED", {"metadata": {"name": "ml", "deletionTimestamp": NOW},
+                                            "status": {"phase": "Terminating"}})
+    cluster.calls.clear()
+    cluster.set_conditions("j-glue", "Created", "Running", "Failed")  # its pods killed by the namespace's deletion
+    assert reconciler.reconcile(body) is None and cluster.calls == [] and body["status"]["phase"] == "Pending"
+    assert reconciler.record(body, {"progress": {"step": 1}}) is None and cluster.calls == []  # a late report too
+
+
+def test_without_kueue_a_queued_stage_says_so_once_and_it_is_no_fault(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    cluster.kueue_installed = False
+    body = job({**GLUE, "queueName": "team-a"})
+    reconciler.reconcile(body)  # created suspended, for Kueue: Queued
+    reconciler.reconcile(body)  # its Workload looked for: the API is not served
+    ready = condition(body["status"], "Ready")
+    assert body["status"]["phase"] == "Queued" and (ready["status"], ready["reason"]) == ("False", "KueueNotInstalled")
+    assert "Kueue is not installed" in ready["message"] and "spec.queueName" in ready["message"]
+    assert condition(body["status"], "Queued")["reason"] == "KueueNotInstalled"
+    assert [kind for kind, _, _ in cluster.events] == ["Normal"]
+    assert reconciler.reconcile(body) is None  # said once: nothing new to write
+
+
+def terminating_answer(resource: str, name: str) -> Any:
+    """The API server's 403 to a create in a namespace being deleted (the NamespaceLifecycle admission plugin)."""
+    from kubernetes.client.rest import ApiException
+    exc = ApiException(status=403, reason="Forbidden")
+    exc.body = json.dumps({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": f'{resource} "{name}" is forbidden: unable to create new content in namespace ml because it is being '
+                   "terminated",
+        "details": {"name": name, "kind": resource, "causes": [
+            {"reason": "NamespaceTerminating", "type": "NamespaceTerminating",
+             "message": "namespace ml is being terminated", "field": "metadata.namespace"}]}})
+    return exc
+
+
+def test_expected_answers_are_not_counted_as_api_errors_and_a_missing_kueue_is_asked_once() -> None:
+    """bertoperator_api_errors_total is for alerting: a 404 that answers 'is it there?', a 409 that adopts, and a
+    namespace being deleted are not errors."""
+    import kubernetes
+    from kubernetes.client.rest import ApiException
+    from prometheus_client import REGISTRY
+
+    from bert_operator.events import EventRecorder
+    from bert_operator.kube import KubeApi
+
+    def counted() -> float:
+        return sum(sample.value for metric in REGISTRY.collect() if metric.name == "bertoperator_api_errors"
+                   for sample in metric.samples if sample.name == "bertoperator_api_errors_total")
+
+    asked: list[str] = []
+
+    class Answers:
+        def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+            asked.append("list workloads")
+            raise ApiException(status=404, reason="Not Found")
+
+        def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+            raise ApiException(status=404, reason="Not Found")
+
+        def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
+                                            body: dict[str, Any], **kwargs: Any) -> Any:
+            raise terminating_answer(f"{plural}.{group}", body["metadata"]["name"])
+
+        def create_namespaced_event(self, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
+            raise terminating_answer("events", body["metadata"]["name"])
+
+    api = KubeApi(kubernetes.client.ApiClient(), backoff=0)
+    api.custom = api.core = Answers()  # type: ignore[assignment]
+    before = counted()
+    assert api.get_mpijob("ml", "j-glue") is None
+    with pytest.raises(KueueNotInstalled):
+        api.find_workload("ml", "uid-1")
+    with pytest.raises(KueueNotInstalled):
+        api.find_workload("ml", "uid-2")
+    assert asked == ["list workloads"]  # found once
+    with pytest.raises(NamespaceTerminating):
+        api.create_or_adopt_mpijob({"metadata": {"name": "j-glue", "namespace": "ml"}})
+    EventRecorder(api).post(job(GLUE), "Normal", "Pending", "phase1: New -> Pending")  # no exception
+    assert counted() == before

@@ -130,3 +130,63 @@ def test_a_list_with_a_label_selector_answers_only_the_matching_objects(strict: 
     assert names("team=a") == ["team-a-1"]
     assert names("team!=a,team") == ["team-b-1"]
     assert names("team=a,!tier") == []
+
+
+def test_a_write_over_three_mebibytes_is_413_as_the_api_server_answers_it(strict: EmulatedCluster) -> None:
+    create(strict, job("huge-status"))
+    big = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "InvalidSpec",
+                                      "message": "x" * (3 * 1024 * 1024), "lastTransitionTime": "2026-12-01T10:00:00Z"}]}}
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        strict.custom.patch_namespaced_custom_object_status(GROUP, VERSION, "strict", PLURAL, "huge-status", big)
+    answer = json.loads(refused.value.body)
+    assert refused.value.status == 413 and answer["reason"] == "RequestEntityTooLarge"
+    assert answer["message"] == "Request entity too large: limit is 3145728"
+    big["status"]["conditions"][0]["message"] = "x" * (512 * 1024)
+    strict.custom.patch_namespaced_custom_object_status(GROUP, VERSION, "strict", PLURAL, "huge-status", big)
+
+
+def test_a_create_in_a_namespace_being_deleted_is_403_namespace_terminating(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The NamespaceLifecycle admission plugin's answer, for core objects and custom resources alike; writes to
+    objects that exist still pass (the namespace controller deletes them)."""
+    if not MPIJOB_CRD.exists():
+        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}")
+    with EmulatedCluster(tmp_path_factory.mktemp("terminating")) as running:
+        server = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)},
+                                 namespaces={"going": {}})
+        running.connect(running.call(server.start))
+        try:
+            core = kubernetes.client.CoreV1Api(running.client)
+            before = running.custom.create_namespaced_custom_object(GROUP, VERSION, "going", PLURAL,
+                                                                   {**job("kept"), "metadata": {"name": "kept", "namespace": "going"}},
+                                                                   _preload_content=False)
+            assert before.status in (200, 201)
+            server.terminate("going")
+            namespace = json.loads(core.read_namespace("going", _preload_content=False).data)
+            assert namespace["status"]["phase"] == "Terminating" and namespace["metadata"]["deletionTimestamp"]
+            event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "kept.1", "namespace": "going"},
+                     "involvedObject": {"kind": "BertTrainingJob", "name": "kept", "namespace": "going"},
+                     "type": "Normal", "reason": "Pending", "message": "m"}
+            with pytest.raises(kubernetes.client.ApiException) as refused:
+                core.create_namespaced_event("going", event)
+            answer = json.loads(refused.value.body)
+            assert (refused.value.status, answer["reason"]) == (403, "Forbidden")
+            assert answer["message"] == ('events "kept.1" is forbidden: unable to create new content in namespace going '
+                                         "because it is being terminated")
+            assert answer["details"]["causes"] == [{"reason": "NamespaceTerminating", "type": "NamespaceTerminating",
+                                                    "message": "namespace going is being terminated",
+                                                    "field": "metadata.namespace"}]
+            with pytest.raises(kubernetes.client.ApiException) as refused:
+                running.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", "going", "mpijobs", {
+                    **mpijob("m"), "metadata": {"name": "m", "namespace": "going"}})
+            assert refused.value.status == 403 and json.loads(refused.value.body)["message"].startswith(
+                'mpijobs.kubeflow.org "m" is forbidden: unable to create new content in namespace going')
+            running.custom.patch_namespaced_custom_object_status(GROUP, VERSION, "going", PLURAL, "kept",
+                                                                 {"status": {"phase": "Pending"}})
+        finally:
+            running.call(server.stop)
+
+
+def test_the_emulators_warnings_name_the_object_by_uid_as_the_mpi_operator_does(strict: EmulatedCluster) -> None:
+    made = make(strict, mpijob("warned"))
+    posted = strict.post_warning("strict", "MPIJob", "warned", "FailedCreatePod", "quota")
+    assert posted["involvedObject"]["uid"] == made["metadata"]["uid"] and posted["lastTimestamp"]

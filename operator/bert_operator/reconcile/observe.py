@@ -47,12 +47,12 @@ class Observed:
     """What the next decision depends on, by MPIJob name: the MPIJobs (None: looked up and not found;
     RefusedCreate: creating it was refused; Deleted: deleted by this reconcile); for stages that wait, the newest
     Warning that says why; for failed stages not judged yet, their pods; for queued stages, their Kueue Workload
-    (None: Kueue has made none, or Kueue is not installed)."""
+    (None: Kueue has made none; kueue.NOT_INSTALLED: the Workload API is not served)."""
 
     mpijobs: Mapping[str, Any] = field(default_factory=dict)
     waiting: Mapping[str, str] = field(default_factory=dict)
     pods: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
-    workloads: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
+    workloads: Mapping[str, dict[str, Any] | kueue.NotInstalled | None] = field(default_factory=dict)
     #: The namespace's labels and the BertTrainingPolicies (None: the operator applies none; PoliciesUnreadable:
     #: reading them failed).
     policy: PolicyInput | PoliciesUnreadable | None = None
@@ -92,27 +92,45 @@ def is_pod_of(pod: str, mpijob: str) -> bool:
     return bool(re.fullmatch(r"worker-\d+|launcher(-[a-z0-9]+)?", rest))
 
 
-def why_waiting(events: Iterable[Mapping[str, Any]], mpijob: str) -> str | None:
+def why_waiting(events: Iterable[Mapping[str, Any]], mpijob: str, uid: str | None = None,
+                created: str | None = None) -> str | None:
     """The newest Warning about an MPIJob or one of its pods (`<mpijob>-launcher-...`, `<mpijob>-worker-N`), as
     'pod x-worker-0: FailedScheduling: 0/4 nodes are available: ...' (pure).
 
     The MPI Operator reports pods it could not create only as Warning Events on the MPIJob (a missing
     PriorityClass, a quota), and the scheduler reports unschedulable pods only as FailedScheduling Events on
-    the pods; the MPIJob gets no condition for either."""
+    the pods; the MPIJob gets no condition for either.
+
+    A restarted stage's MPIJob has the name of the one it replaces, and so have its pods: the Events of the old
+    ones stay for an hour. So an Event counts only if it is about this MPIJob, by its `uid` (involvedObject.uid, as
+    the MPI Operator posts them), and, for pods (whose uids the operator does not know) or an Event without a uid,
+    only if it was last seen after the MPIJob was `created`."""
     relevant = []
     for event in events:
         involved = event.get("involvedObject") or {}
         kind, name = involved.get("kind"), str(involved.get("name") or "")
         if event.get("type") != "Warning":
             continue
-        if (kind == "MPIJob" and name == mpijob) or (kind == "Pod" and is_pod_of(name, mpijob)):
-            relevant.append(event)
+        if kind == "MPIJob" and name == mpijob:
+            if uid and involved.get("uid"):
+                if involved.get("uid") != uid:
+                    continue
+            elif not _since(event, created):
+                continue
+        elif not (kind == "Pod" and is_pod_of(name, mpijob) and _since(event, created)):
+            continue
+        relevant.append(event)
     if not relevant:
         return None
     newest = max(relevant, key=_when)
     involved = newest.get("involvedObject") or {}
     text = f"{str(involved.get('kind')).lower()} {involved.get('name')}: {newest.get('reason')}: {newest.get('message')}"
     return text[:500]
+
+
+def _since(event: Mapping[str, Any], created: str | None) -> bool:
+    """Whether an Event was last seen at or after `created` (RFC 3339 UTC times, compared to the second)."""
+    return not created or _when(event)[:19] >= str(created)[:19]
 
 
 def _replaced(mpijob: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
@@ -166,11 +184,13 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
         except Exception as exc:  # judged from the MPIJob's condition alone (an install without pods: list)
             log.warning("pods unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
     user_suspend = ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend") is True
-    workloads: dict[str, dict[str, Any] | None] = {}
+    workloads: dict[str, dict[str, Any] | kueue.NotInstalled | None] = {}
     for name, mpijob in mpijobs.items():
         if _needs_workload(mpijob, user_suspend):
             try:
                 workloads[name] = api.find_workload(namespace, mpijob["metadata"]["uid"])
+            except kueue.KueueNotInstalled:  # said by the stage's reason (KueueNotInstalled), not as a fault
+                workloads[name] = kueue.NOT_INSTALLED
             except Exception as exc:  # why a stage is queued is a courtesy: Kueue's API may be absent or refused
                 log.warning("workload unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
                 workloads[name] = None
@@ -184,7 +204,8 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             log.warning("warning events unreadable namespace=%s error=%s", namespace, type(exc).__name__)
             events = []
         for name in waiting_stages:
-            reason = why_waiting(events, name)
+            mpijob_meta = mpijobs[name].get("metadata") or {}
+            reason = why_waiting(events, name, mpijob_meta.get("uid"), mpijob_meta.get("creationTimestamp"))
             if reason:
                 waiting[name] = reason
     producers: dict[str, dict[str, Any] | None] = {}

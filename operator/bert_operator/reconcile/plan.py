@@ -120,6 +120,10 @@ def normalized_spec(job: BertTrainingJob) -> dict[str, Any]:
     return job.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+#: The status fields :func:`summary` writes.
+SUMMARY_FIELDS = ("task", "model", "workers", "gpus")
+
+
 def summary(job: BertTrainingJob) -> dict[str, Any]:
     """The columns `kubectl get btj` shows."""
     resources = job.spec.resources
@@ -166,7 +170,7 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
         job = parse(body)
     except SpecError as exc:
         if accepted:  # running job, broken update: refuse it, keep running the accepted spec
-            return _refuse_update(ctx, f"spec is invalid: {exc.render()}", accepted)
+            return _refuse_update(ctx, sm.errors_message(exc.errors, "spec is invalid: "), accepted)
         return _ended(ctx, exc.errors, sm.REASON_INVALID_SPEC)
     if accepted and not _unchanged(body, accepted, job):
         return _refuse_update(ctx, "fields other than runPolicy.suspend cannot change after the job started", accepted)
@@ -186,21 +190,38 @@ def _unchanged(body: dict[str, Any], accepted: dict[str, Any], job: BertTraining
         return False
 
 
-def _ended(ctx: Context, errors: Any, reason: str, prefix: str = "", extra: dict[str, Any] | None = None) -> Plan:
-    """A job that cannot run as it is: Failed with `reason` and every field error, a Warning Event, nothing created.
-    An invalid spec also makes Valid False; a policy violation leaves Valid alone (the spec itself is valid); a
-    dependency that cannot be met makes it True (it is)."""
+def _ended(ctx: Context, errors: Any, reason: str, prefix: str = "", extra: dict[str, Any] | None = None,
+           job: BertTrainingJob | None = None) -> Plan:
+    """A job that cannot run as it is: Failed with `reason` and its field errors (the first few and a count: a spec
+    with thousands of errors must still leave a status the API server takes), Ready=False with the same reason, a
+    Warning Event, nothing created. An invalid spec also makes Valid False; a policy violation leaves Valid alone
+    (the spec itself is valid); a dependency that cannot be met makes it True (it is)."""
     generation = ctx.body["metadata"].get("generation")
-    message = prefix + "; ".join(f"{e.path}: {e.message}" for e in errors)
+    message = sm.errors_message(list(errors), prefix)
     conditions = ctx.old.get("conditions") or []
     if reason == sm.REASON_INVALID_SPEC:
         conditions = sm.set_condition(conditions, sm.VALID, False, reason, message, ctx.now, generation)
     elif reason in deps.REASONS:  # the spec is valid; the jobs it names cannot give it its inputs
         conditions = sm.set_condition(conditions, sm.VALID, True, sm.REASON_VALID_SPEC, "spec is valid", ctx.now, generation)
-    conditions = sm.set_condition(conditions, sm.FAILED, True, reason, message, ctx.now, generation)
-    new = {**ctx.old, **(extra or {}), "phase": "Failed", "conditions": conditions, "observedGeneration": generation,
-           "completionTime": ctx.now}
-    return Plan(new, events=(Event("Warning", reason, message),))
+    conditions = sm.ended_conditions(conditions, reason, message, ctx.now, generation)
+    new = {**_columns(ctx, job, reason), **(extra or {}), "phase": "Failed", "conditions": conditions,
+           "observedGeneration": generation, "completionTime": ctx.now}
+    return Plan(new, events=(Event("Warning", reason, sm.bounded(message, sm.MAX_EVENT_BYTES)),))
+
+
+def _columns(ctx: Context, job: BertTrainingJob | None, reason: str) -> dict[str, Any]:
+    """The old status with the `kubectl get btj` columns of a job that ends before it started: its spec's, where the
+    spec parses (a policy violation, a dependency), none where it does not (the columns of an earlier generation
+    would describe a spec that is gone). A started job keeps the columns of what it ran."""
+    if ctx.old.get("acceptedSpec"):
+        return dict(ctx.old)
+    base = {key: value for key, value in ctx.old.items() if key not in SUMMARY_FIELDS}
+    if job is None and reason != sm.REASON_INVALID_SPEC:
+        try:
+            job = parse_job(ctx.body)
+        except SpecError:  # valid only with its policies' values: nothing to show
+            job = None
+    return {**base, **summary(job)} if job is not None else base
 
 
 def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any]) -> Plan:
@@ -537,7 +558,23 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
         previous = sm.condition_of(old, sm.SPEC_APPLIED) or {}
         if previous.get("message") != refusal:  # said once per distinct refusal
             events.append(Event("Warning", sm.REASON_IMMUTABLE, f"update not applied: {refusal}"))
-    transition = sm.event_for_transition(old.get("phase"), state.phase, current, state.message, state.reason)
+    events[:0] = _stages_succeeded(recorded, entries, phases, current)
+    # The job's phase before was its stage's then: a stage after it starts New (not from the phase of the one before).
+    before = old.get("phase") if old.get("currentStage") in (None, current) else None
+    transition = sm.event_for_transition(before, state.phase, current, state.message, state.reason)
     if transition and not restarted:  # a restart's own Warning says it all
         events.append(Event(*transition))
     return Plan(new, events=tuple(events))
+
+
+def _stages_succeeded(recorded: Mapping[str, Mapping[str, Any]], entries: list[dict[str, Any]],
+                      phases: list[sm.StagePhase], current: str) -> list[Event]:
+    """A Normal Succeeded Event for each stage that succeeded in this sync and is not the job's current stage (the
+    last stage's success is the job's, which its own transition says): the job goes on, but the stage ended."""
+    out = []
+    for entry, phase in zip(entries, phases):
+        before = (recorded.get(entry.get("name")) or {}).get("phase")
+        said = sm.event_for_transition(before, phase.phase, str(entry.get("name")), phase.message)
+        if phase.phase == "Succeeded" and said and entry.get("name") != current:
+            out.append(Event(*said))
+    return out

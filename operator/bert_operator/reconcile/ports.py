@@ -23,6 +23,17 @@ class Rejected(Exception):
         self.message = message
 
 
+class NamespaceTerminating(Exception):
+    """The API server refused a create because the job's namespace is being deleted (403, cause NamespaceTerminating).
+
+    Not a fault: the namespace controller is removing the job and everything of it. The reconciler writes nothing
+    more for the job (no status, no Event) and says so only at debug level."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(f"namespace {namespace} is being terminated")
+        self.namespace = namespace
+
+
 class MPIJobApi(Protocol):
     """The reconciler's only API calls: read, create, patch and delete MPIJobs; read a failed stage's pods; read and
     patch a queued stage's Kueue Workload; merge a job's status."""

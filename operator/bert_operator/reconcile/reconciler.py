@@ -25,7 +25,7 @@ from ..render import RenderSettings
 from ..tasks import TASKS
 from .observe import observe
 from .plan import needs_work, plan
-from .ports import EventSink, MPIJobApi
+from .ports import EventSink, MPIJobApi, NamespaceTerminating
 from .recovery import RecoverySettings
 from .writer import JobWriter
 
@@ -74,6 +74,9 @@ class Reconciler:
     #: follow it (bert_operator.training_metrics); a local run has no gauges.
     status_written: Callable[[str, str, dict[str, Any]], None] = lambda namespace, name, status: None
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    #: Namespaces being deleted (status.phase Terminating, from the namespace watch or a create's 403): their jobs go
+    #: with them, so nothing is written for those jobs any more.
+    terminating: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.writer = JobWriter(self.api, self.events, self.status_written)
@@ -105,7 +108,31 @@ class Reconciler:
                 RECONCILE_SECONDS.observe(elapsed)
                 log.debug("reconciled job=%s/%s seconds=%.3f", namespace, name, elapsed)
 
+    def namespace_event(self, kind: str | None, body: dict[str, Any]) -> None:
+        """A watch event of a namespace: one being deleted (Terminating, or with a deletionTimestamp) is noted."""
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        going = (body.get("status") or {}).get("phase") == "Terminating" or bool(meta.get("deletionTimestamp"))
+        if going and kind != "DELETED":
+            self.terminating.add(name)
+        else:
+            self.terminating.discard(name)
+
     def _sync(self, body: dict[str, Any], held: dict[str, Any] | None) -> dict[str, Any] | None:
+        namespace = (body.get("metadata") or {}).get("namespace", "default")
+        if namespace in self.terminating:
+            log.debug("namespace terminating: nothing written job=%s/%s", namespace, (body.get("metadata") or {}).get("name"))
+            return None
+        try:
+            return self._sync_live(body, held)
+        except NamespaceTerminating:
+            # The job goes with its namespace: not a fault, and no phase to tell anyone (it would read Failed).
+            self.terminating.add(namespace)
+            log.debug("namespace terminating: create refused, nothing written job=%s/%s", namespace,
+                      (body.get("metadata") or {}).get("name"))
+            return None
+
+    def _sync_live(self, body: dict[str, Any], held: dict[str, Any] | None) -> dict[str, Any] | None:
         old = self.writer.latest(body)
         if ((body.get("metadata") or {}).get("generation") or 0) < (old.get("observedGeneration") or 0):
             return None  # an event from before a spec change we already answered
@@ -144,7 +171,10 @@ class Reconciler:
 
     def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         """Write status fields that do not come from planning (a trainer report, a staleness verdict),
-        through the same writer; the caller holds the job's lock."""
+        through the same writer; the caller holds the job's lock. Nothing for a job whose namespace is being
+        deleted."""
+        if (body.get("metadata") or {}).get("namespace", "default") in self.terminating:
+            return None
         old = self.writer.latest(body)
         return self.writer.write_status(body, old, {**old, **patch})
 

@@ -12,6 +12,7 @@ import logging
 from typing import Any, Callable, Iterable
 
 from ..metrics import MPIJOBS_CREATED
+from ..status import MAX_EVENT_BYTES, bounded
 from .observe import Deleted, Observed, RefusedCreate
 from .plan import Action, CreateMPIJob, DeleteMPIJob, Event, PatchMPIJob, PatchWorkload
 from .ports import EventSink, MPIJobApi, Rejected
@@ -110,6 +111,6 @@ class JobWriter:
 
     def _post(self, body: dict[str, Any], event: Event) -> None:
         try:
-            self.events.post(body, event.kind, event.reason, event.message)
+            self.events.post(body, event.kind, event.reason, bounded(event.message, MAX_EVENT_BYTES))
         except Exception:  # an Event is a courtesy; never fail a reconcile over it
             log.exception("event post failed reason=%s", event.reason)
