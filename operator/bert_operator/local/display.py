@@ -8,17 +8,32 @@ line per 10% so logs stay readable.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 
+#: Beyond this many hours an ETA is shown in hours, and beyond MAX_ETA_HOURS as a bound: a status is tenant input,
+#: and an `etaSeconds` of 1e300 must not print as a 300-digit ETA (or a NaN as a traceback).
+HOURS_FROM = 100
+MAX_ETA_HOURS = 99999
+
+
 def eta_text(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)):
+    """`12s`, `3m05s`, `140h`, at most `>99999h`; empty for anything that is no number of seconds."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
         return ""
+    if seconds >= HOURS_FROM * 3600:
+        return f"{int(seconds // 3600)}h" if seconds < (MAX_ETA_HOURS + 1) * 3600 else f">{MAX_ETA_HOURS}h"
     seconds = int(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def figure(value: float, decimals: int) -> str:
+    """A reported figure with `decimals` places, in exponent form once it is too large for that to be short."""
+    return f"{value:.{decimals}f}" if abs(value) < 1e9 else f"{value:.3g}"
 
 
 def progress_text(progress: dict[str, Any]) -> str:
@@ -27,9 +42,9 @@ def progress_text(progress: dict[str, Any]) -> str:
     if progress.get("step") is not None and progress.get("totalSteps"):
         parts.append(f"{progress['step']}/{progress['totalSteps']}")
     if isinstance(progress.get("loss"), (int, float)):
-        parts.append(f"loss {progress['loss']:.3f}")
+        parts.append(f"loss {figure(progress['loss'], 3)}")
     if isinstance(progress.get("sequencesPerSecond"), (int, float)):
-        parts.append(f"{progress['sequencesPerSecond']:.0f} seq/s")
+        parts.append(f"{figure(progress['sequencesPerSecond'], 0)} seq/s")
     if progress.get("etaSeconds") is not None:
         parts.append(f"eta {eta_text(progress['etaSeconds'])}")
     return " ".join(part for part in parts if part)
