@@ -14,7 +14,6 @@ from typing import Any
 
 import kopf
 import prometheus_client
-from aiohttp import web
 
 from . import webhook
 from .kopf_storage import NoDiffBase
@@ -42,12 +41,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if runtime.settings.metrics_port:
         publish_build_info(runtime.settings.trainer_image)
         prometheus_client.start_http_server(runtime.settings.metrics_port)
-    app = web.Application()
-    app.add_routes(runtime.progress.routes())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", runtime.settings.progress_port, ssl_context=runtime.settings.progress_ssl()).start()
-    memo.progress_runner = runner
+    memo.progress_runner, _ = await runtime.progress.serve("0.0.0.0", runtime.settings.progress_port,
+                                                           runtime.settings.progress_ssl())
     memo.resync_task = asyncio.create_task(runtime.resync_forever())
     log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*", runtime.settings.trainer_image)
 

@@ -47,8 +47,8 @@ COPIED = (("loss", "loss"), ("sequencesPerSecond", "sequences_per_second"), ("et
 
 
 def _number(value: Any) -> float | None:
-    """A reported figure as a float; None for anything else (a bool is not a figure). NaN passes: a diverged loss
-    is exactly what a dashboard should show."""
+    """A reported figure as a float; None for anything else (a bool is not a figure). NaN passes, though reports
+    never bring one: the API server stores no NaN, so bert_operator.reports writes a non-finite figure as null."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)

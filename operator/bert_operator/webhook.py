@@ -9,22 +9,28 @@ validating on its own: with the webhook off, an invalid job still ends
 The webhook configuration is not managed by the operator (no RBAC on
 admissionregistration): the Helm chart ships the ValidatingWebhookConfiguration
 and its certificate (cert-manager, or one Helm generates), and the operator
-only serves HTTPS with the mounted `tls.crt`/`tls.key` (re-read when renewed).
+only serves HTTPS with the mounted `tls.crt`/`tls.key` (re-read when renewed), within bert_operator.serving's
+limits (read timeout, connection cap).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import kopf
+from aiohttp import web
 
-from . import dependencies
+from . import dependencies, serving
 from .api import SpecError
 from .api.parse import parse_job
 from .policy import PolicyInput, decide, parse_policy
 from .runtime import plain
+from .serving import Limits
 
 #: kopf serves each admission handler at /<handler id>; the chart's webhook configuration points there.
 HANDLER_ID = "validate-berttrainingjob"
@@ -92,12 +98,68 @@ def validate_policy(body: Mapping[str, Any], **_: Any) -> None:
         raise kopf.AdmissionError(exc.render(), code=INVALID_CODE) from None
 
 
-def server(port: int, cert_dir: str, file_check_interval: float = 60.0) -> kopf.WebhookServer:
+#: The largest AdmissionReview read: a job of the API server's 1.5 MiB object limit, twice (object and oldObject).
+MAX_REVIEW_BYTES = 4 * 1024 * 1024
+
+
+class WebhookServer(kopf.WebhookServer):
+    """kopf's HTTPS webhook server (its certificate handling and its admission requests) on a serving.CappedSite:
+    kopf's own site takes neither a read timeout nor a connection cap, so a client that opens connections and
+    never finishes a request would hold them for an hour each (see bert_operator.serving)."""
+
+    def __init__(self, *, limits: Limits = Limits(), **options: Any) -> None:
+        super().__init__(**options)
+        self.limits = limits
+        #: The port it serves on once started (the one given, or the one the system chose for 0).
+        self.bound_port: int | None = None
+
+    async def __call__(self, fn: Any) -> AsyncIterator[kopf.WebhookClientConfig]:  # type: ignore[override]
+        async def serve_one(request: web.Request) -> web.StreamResponse:
+            try:
+                await asyncio.wait_for(request.read(), self.limits.read_timeout)  # kopf reads it again, from memory
+            except asyncio.TimeoutError:
+                return web.Response(status=408, text=f"request body not sent within {self.limits.read_timeout:g}s",
+                                    headers={"Connection": "close"})
+            return await self._serve(fn, request)
+
+        path = self.path.rstrip("/") if self.path else ""
+        while True:
+            cadata, context = self._build_ssl()
+            app = web.Application(client_max_size=MAX_REVIEW_BYTES)
+            app.add_routes([web.post(f"{path}/{{id:.*}}", serve_one)])
+            runner, site = await serving.serve(app, self.addr or None, self.port or 0, self.limits, context, reuse_port=True)
+            self.bound_port = site.port
+            try:
+                config = kopf.WebhookClientConfig(url=f"https://{self.host or 'localhost'}:{site.port}{path}")
+                if cadata is not None:
+                    config["caBundle"] = base64.b64encode(cadata).decode("ascii")
+                yield config
+                await self._until_files_change()
+            finally:
+                await runner.cleanup()
+
+    async def _until_files_change(self) -> None:
+        """Return once the certificate files' contents change (a renewed Secret); mounted Secrets give no file
+        events, so they are read every file_check_interval seconds, as kopf does."""
+        paths = [str(path) for path in (self.certfile, self.pkeyfile, self.cafile) if path is not None]
+
+        def digest() -> str:
+            hasher = hashlib.sha256()
+            for path in paths:
+                hasher.update(Path(path).read_bytes())
+            return hasher.hexdigest()
+
+        first = digest()
+        while digest() == first:
+            await asyncio.sleep(self.file_check_interval)
+
+
+def server(port: int, cert_dir: str, file_check_interval: float = 60.0, limits: Limits = Limits()) -> WebhookServer:
     """HTTPS on all interfaces with the certificate pair mounted at `cert_dir` (a kubernetes.io/tls Secret)."""
     directory = Path(cert_dir)
-    return kopf.WebhookServer(
+    return WebhookServer(
         addr="0.0.0.0", port=port, certfile=str(directory / "tls.crt"), pkeyfile=str(directory / "tls.key"),
-        file_check_interval=file_check_interval,
+        file_check_interval=file_check_interval, limits=limits,
     )
 
 

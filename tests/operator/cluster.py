@@ -166,11 +166,14 @@ class EmulatedCluster:
         namespace = body["metadata"].setdefault("namespace", "default")
         return self.custom.create_namespaced_custom_object("bertoperator.io", "v1alpha1", namespace, "berttrainingjobs", body)
 
-    def run_pod(self, namespace: str, name: str, job_name: str, uid: str) -> dict[str, Any]:
-        """A pod as the MPI Operator makes it for a stage: the renderer's job-name label, a uid."""
+    def run_pod(self, namespace: str, name: str, job_name: str, uid: str, stage: str | None = None) -> dict[str, Any]:
+        """A pod as the MPI Operator makes it for a stage: the renderer's job-name and stage labels (the stage by
+        default read from a name of the form <job>-<stage>-worker-0), a uid."""
         core = kubernetes.client.CoreV1Api(self.client)
+        stage = stage or name.removeprefix(f"{job_name}-").split("-")[0]
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "uid": uid,
-                "labels": {"bertoperator.io/job-name": job_name}}, "spec": {"containers": []}}
+                "labels": {"bertoperator.io/job-name": job_name, "bertoperator.io/stage": stage}},
+                "spec": {"containers": []}}
         return core.create_namespaced_pod(namespace, body, _preload_content=False)
 
     def write_pod_log(self, namespace: str, pod: str, *lines: str) -> None:

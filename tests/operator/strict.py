@@ -5,7 +5,8 @@ kmock stores whatever it is sent. A real kube-apiserver, for objects of a CRD:
 - answers 422 (Invalid) for an object that breaks the CRD's openAPIV3Schema, naming the fields;
 - prunes every field of spec and status its structural schema does not declare (unless
   x-kubernetes-preserve-unknown-fields), and fills in the schema's defaults;
-- stores JSON numbers as Go does: a whole-number float (2.0) comes back as 2;
+- stores JSON numbers as Go does: a whole-number float below 1e21 (2.0) comes back as an integer (2), an
+  integer beyond int64 as a float64; NaN and Infinity are refused (400), as Go's JSON decoder refuses them;
 - with the status subresource on: ignores status in writes to the object, and everything but
   status in writes to /status;
 - sets metadata.generation to 1 on create and bumps it on every change of spec, and only then;
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 import uuid
@@ -55,11 +57,55 @@ def crd_schema(crd: dict[str, Any], version: str) -> dict[str, Any]:
     return next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
 
 
+#: The range of a Go int64: a JSON integer beyond it is decoded as a float64.
+INT64 = 2**63 - 1
+#: Go's encoding/json writes a float64 below this without an exponent (1e20 as 100000000000000000000), at or above
+#: it with one (1e+21): a client reads the first as an integer, the second as a float.
+GO_EXPONENT_FROM = 1e21
+
+
+class BadRequest(ValueError):
+    """A body the API server's JSON decoder refuses (it answers 400)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def _float64(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"json: cannot unmarshal number {text[:40]} into Go value of type float64")
+    return value
+
+
+def decoded(body: bytes) -> Any:
+    """A request body as the API server's decoder reads it: bare NaN and Infinity, and numbers beyond float64, are
+    refused (BadRequest), where Python's json would read them."""
+    try:
+        return json.loads(body or b"{}", parse_constant=_refuse_constant, parse_float=_float64)
+    except BadRequest:
+        raise
+    except ValueError as exc:  # malformed JSON, or an integer of more digits than Python reads
+        raise BadRequest(str(exc)) from None
+
+
 def normalised(value: Any) -> Any:
-    """JSON numbers as the API server stores them: whole-number floats become integers. (Written apart from the
-    operator's own reconcile.plan.canonical on purpose: this models the server, that one copes with it.)"""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    """JSON numbers as a client reads them back from the API server: an integer beyond int64 becomes a float64 (Go's
+    decoder), refused where even that cannot hold it; a whole-number float below 1e21 comes back as an integer
+    (Go's encoder writes 2.0 as 2 and 1e20 as 100000000000000000000), one from 1e21 up stays a float. (Written apart
+    from the operator's own reconcile.plan.canonical on purpose: this models the server, that one copes with it.)"""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > INT64:
+        try:
+            value = float(value)
+        except OverflowError:
+            raise BadRequest("json: cannot unmarshal number into Go value of type float64") from None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadRequest("json: unsupported value: NaN or Inf")
+        return int(value) if value.is_integer() and abs(value) < GO_EXPONENT_FROM else value
     if isinstance(value, dict):
         return {key: normalised(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -143,6 +189,12 @@ def namespace_terminating(resource: str, name: str, namespace: str) -> web.Respo
             "reason": "NamespaceTerminating", "type": "NamespaceTerminating",
             "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}]},
     }, status=403)
+
+
+def bad_request(message: str) -> web.Response:
+    """A 400 Status, as the API server answers a body its JSON decoder refuses."""
+    return web.json_response({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                              "message": message, "reason": "BadRequest", "code": 400}, status=400)
 
 
 #: A mutating admission webhook: (resource plural, the object being created) -> the object to store.
@@ -285,7 +337,10 @@ class StrictApiServer(NamespacesProxy):
 
     async def _write(self, request: web.Request, route: re.Match[str]) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        sent = json.loads(await request.read() or b"{}")
+        try:
+            sent = decoded(await request.read())
+        except BadRequest as exc:
+            return bad_request(str(exc))
         crd = self.crds[route["plural"]]
         kind = crd["spec"]["names"]["kind"]
         has_status = any("status" in (v.get("subresources") or {}) for v in crd["spec"]["versions"])
@@ -308,7 +363,10 @@ class StrictApiServer(NamespacesProxy):
                 if old and "status" in old:
                     new["status"] = old["status"]
         schema = crd_schema(crd, route["version"])
-        new = normalised(new)
+        try:
+            new = normalised(new)
+        except BadRequest as exc:
+            return bad_request(str(exc))
         for part in ("spec", "status"):
             if part in new:
                 new[part] = pruned(new[part], schema["properties"].get(part, {"x-kubernetes-preserve-unknown-fields": True}))
@@ -344,5 +402,5 @@ def load_crd(path: Any) -> dict[str, Any]:
     return yaml.safe_load(path.read_text() if hasattr(path, "read_text") else path)
 
 
-__all__ = ["MAX_REQUEST_BYTES", "StrictApiServer", "load_crd", "merge_diff", "merge_patch", "namespace_terminating",
-           "normalised", "pruned", "too_large"]
+__all__ = ["BadRequest", "MAX_REQUEST_BYTES", "StrictApiServer", "decoded", "load_crd", "merge_diff", "merge_patch",
+           "namespace_terminating", "normalised", "pruned", "too_large"]

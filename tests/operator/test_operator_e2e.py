@@ -287,6 +287,15 @@ def test_progress_reaches_the_status_only_from_the_jobs_own_pods(
     results = {"stage": "phase1", "results": {"finalLoss": 6.5, "checkpoint": "s3://bert-demo/results/bert-tiny/phase1/ckpt-90"}}
     assert post_progress(operator, "progress-1", results)[0] == 200
     assert cluster.wait(lambda: status(cluster, "progress-1").get("results"), what="results")["finalLoss"] == 6.5
+    # An evaluation of 0 batches is NaN, which the API server's decoder refuses: the figure is null (absent), and the
+    # rest of the report is stored, not lost; the operator's gpuHours is not the report's to write.
+    nan = {"stage": "phase1", "results": {"evalLoss": float("nan"), "evalBatches": 0, "gpuHours": 0}}
+    assert post_progress(operator, "progress-1", nan)[0] == 200
+    stored = cluster.wait(lambda: "evalBatches" in status(cluster, "progress-1")["results"] and status(cluster, "progress-1"),
+                          what="results")["results"]
+    assert "evalLoss" not in stored and "gpuHours" not in stored and stored["finalLoss"] == 6.5
+    code, answer = post_progress(operator, "progress-1", {"stage": "phase2", "progress": {"step": 9, "totalSteps": 10}})
+    assert code == 403 and "it is a pod of stage 'phase1'" in answer["message"]  # a phase-1 pod cannot report phase 2
 
     verdict["pod"] = "someone-else-worker-0"
     code, answer = post_progress(operator, "progress-1", report)
@@ -296,7 +305,7 @@ def test_progress_reaches_the_status_only_from_the_jobs_own_pods(
     code, answer = post_progress(operator, "progress-1", report)
     assert code == 403 and "another pod now" in answer["message"]
     verdict["uid"] = "pod-uid-1"
-    code, answer = post_progress(operator, "progress-1", {"stage": "phase9", "progress": {"step": 1, "totalSteps": 2}})
+    code, answer = post_progress(operator, "progress-1", {"stage": 9, "progress": {"step": 1, "totalSteps": 2}})
     assert code == 400 and "stage: must be one of ['phase1', 'phase2']" in answer["message"]
     request = urllib.request.Request(f"http://127.0.0.1:{operator.progress_port}/progress/{NS}/progress-1", data=b"{}", method="POST")
     with pytest.raises(urllib.error.HTTPError) as caught:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any, Iterator
 
 import kubernetes
@@ -48,6 +49,21 @@ def test_numbers_come_back_as_go_stores_them_and_generation_starts_at_one(strict
     created = create(strict, job("numbers"))
     assert created["spec"]["task"]["squad"]["epochs"] == 2 and isinstance(created["spec"]["task"]["squad"]["epochs"], int)
     assert created["metadata"]["generation"] == 1
+
+
+def test_non_finite_numbers_are_refused_and_large_ones_come_back_as_go_writes_them(strict: EmulatedCluster) -> None:
+    """Go's decoder refuses a bare NaN (400; the client's json writes one); an integer beyond int64 becomes a
+    float64, and a float64 comes back without an exponent below 1e21 (an integer to a client), with one above."""
+    create(strict, job("big-numbers"))
+    for bad in (math.nan, math.inf, 10**400):
+        with pytest.raises(kubernetes.client.ApiException) as refused:
+            strict.custom.patch_namespaced_custom_object_status(GROUP, VERSION, "strict", PLURAL, "big-numbers", {
+                "status": {"results": {"evalLoss": bad}}})
+        assert refused.value.status == 400
+    written = strict.custom.patch_namespaced_custom_object_status(GROUP, VERSION, "strict", PLURAL, "big-numbers", {
+        "status": {"results": {"a": 1e300, "b": 1e20, "c": 2**63 + 1, "d": 2.5, "e": 2.0}}})["status"]["results"]
+    assert written == {"a": 1e300, "b": 10**20, "c": 2**63, "d": 2.5, "e": 2}
+    assert isinstance(written["a"], float) and isinstance(written["e"], int)
 
 
 def test_unknown_fields_of_spec_and_status_are_pruned(strict: EmulatedCluster) -> None:

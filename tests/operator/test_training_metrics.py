@@ -88,6 +88,8 @@ def test_reports_set_the_gauges_the_next_stage_replaces_them_and_the_end_removes
 
     cluster.set_mpijob_conditions(NS, "gauges-1-phase1", "Created", "Running", "Succeeded")
     cluster.wait(lambda: any(m["metadata"]["name"] == "gauges-1-phase2" for m in cluster.mpijobs(NS)), what="phase2")
+    cluster.run_pod(NS, "gauges-1-phase2-worker-0", "gauges-1", uid="pod-gauges-1-phase2")  # phase 2 reports from its own pod
+    token_reviews.update(pod="gauges-1-phase2-worker-0", uid="pod-gauges-1-phase2")
     second = {"step": 10, "totalSteps": 40, "loss": 2.5, "sequencesPerSecond": 300.0, "etaSeconds": 90.0}
     assert post_progress(operator, "gauges-1", {"stage": "phase2", "progress": second})[0] == 200
     replaced = cluster.wait(lambda: (found := training(operator, "gauges-1")) and ("bertoperator_training_loss", "phase2")

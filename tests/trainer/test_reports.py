@@ -50,3 +50,37 @@ def test_other_ranks_write_nothing(tmp_path, monkeypatch):
 def test_importing_it_imports_no_tensorflow():
     code = "import sys, bert_trainer.reports; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reports_are_strict_json_with_nan_as_null(tmp_path, monkeypatch):
+    """An evaluation of 0 batches is NaN: the files and the body pushed to the operator carry null, which every JSON
+    reader (the API server's included) takes; Python's default would write a bare NaN."""
+    import urllib.request
+
+    sent = []
+
+    class Answer:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda request, **_: sent.append(request.data) or Answer())
+    (tmp_path / "token").write_text("t")
+    monkeypatch.setenv("BERTJOB_PROGRESS_URL", "http://127.0.0.1:9/progress/ns/job")
+    monkeypatch.setenv("BERTJOB_STAGE", "phase1")
+    monkeypatch.setenv("BERTJOB_TOKEN_FILE", str(tmp_path / "token"))
+    writer = ReportWriter(str(tmp_path / "out"), chief=True)
+    writer.progress({"step": 1, "totalSteps": 2, "loss": float("nan")}, final=True)
+    writer.results({"evalLoss": float("nan"), "eval": {"batches": 0, "loss": float("-inf")}})
+
+    def strict(data):
+        return json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} in a report"))
+
+    assert strict((tmp_path / "out" / "progress.json").read_bytes())["loss"] is None
+    assert strict((tmp_path / "out" / "results.json").read_bytes())["eval"] == {"batches": 0, "loss": None}
+    assert [strict(body)["stage"] for body in sent] == ["phase1", "phase1"]
+    assert strict(sent[1])["results"]["evalLoss"] is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import ssl
 import time
@@ -25,6 +26,19 @@ from typing import Any, Mapping
 from bert_operator.contract import ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
 
 log = logging.getLogger(__name__)
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with NaN and ±Infinity as None: Python's json writes them as bare NaN/Infinity, which no JSON
+    reader outside Python takes (the API server refuses the status write, and the stage's one results report is
+    lost). An evaluation of 0 batches is NaN by design, so this is an expected value, not an error."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
 
 
 @dataclass
@@ -73,7 +87,7 @@ class ProgressPusher:
             log.warning("event=report_skipped reason=token_unreadable file=%s error=%s", self.token_file, exc.strerror)
             return False
         request = urllib.request.Request(
-            self.url, data=json.dumps(report).encode(), method="POST",
+            self.url, data=json.dumps(strict_json(report), allow_nan=False).encode(), method="POST",
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         try:

@@ -6,6 +6,8 @@ chances to drift from it. Here progress holds exactly the contract's fields, in
 its order, stamped with its clock; each write is logged as an ``event=progress``
 or ``event=results`` line and pushed to the operator when it asked for reports.
 
+Both are strict JSON: a NaN figure (an evaluation of 0 batches) is written as null, as the operator stores it.
+
 Only the chief (rank 0) writes: other ranks get a writer that writes nothing,
 so no two processes ever write the same object. Standard library only (no
 TensorFlow), so data preparation can use it too.
@@ -19,14 +21,14 @@ from typing import Any, Mapping
 
 from bert_operator.contract import PROGRESS_FIELD_NAMES, PROGRESS_FILE, RESULTS_FILE, utc_now
 from bert_trainer import storage
-from bert_trainer.progress_push import ProgressPusher
+from bert_trainer.progress_push import ProgressPusher, strict_json
 
 log = logging.getLogger(__name__)
 
 
 def write_json(uri: str, payload: Any) -> None:
     """A JSON document, whole (storage.write_bytes never leaves half a file for a reader)."""
-    storage.write_bytes(uri, json.dumps(payload, indent=2, ensure_ascii=False).encode())
+    storage.write_bytes(uri, json.dumps(strict_json(payload), indent=2, ensure_ascii=False, allow_nan=False).encode())
 
 
 class ReportWriter:
@@ -50,7 +52,7 @@ class ReportWriter:
             return None
         stamped = {**fields, "updatedAt": utc_now()}
         body = {name: stamped[name] for name in PROGRESS_FIELD_NAMES if name in stamped}
-        storage.write_bytes(storage.join(self.output_dir, PROGRESS_FILE), json.dumps(body).encode())
+        storage.write_bytes(storage.join(self.output_dir, PROGRESS_FILE), json.dumps(strict_json(body), allow_nan=False).encode())
         log.info("event=progress %s", " ".join(f"{k}={v}" for k, v in body.items()))
         if self.pusher:
             self.pusher.progress(body, final=final)

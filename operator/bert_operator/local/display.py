@@ -9,6 +9,7 @@ messages (a trainer's error line): each figure is read typed (untrusted.py) and 
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, TextIO
 
@@ -17,24 +18,33 @@ from tqdm import tqdm
 from ..terminal import one_line
 from ..untrusted import mapping, number, whole
 
-#: Beyond this an ETA is no forecast: shown as such rather than as a count of minutes.
-MAX_ETA_SECONDS = 100 * 86400
+#: Beyond this many hours an ETA is shown in hours, and beyond MAX_ETA_HOURS as a bound: a status is tenant input,
+#: and an `etaSeconds` of 1e300 must not print as a 300-digit ETA (or a NaN as a traceback).
+HOURS_FROM = 100
+MAX_ETA_HOURS = 99999
 
 
 def eta_text(seconds: Any) -> str:
-    """`12s`, `4m05s`; nothing for a value that is not a finite number of seconds, `>100d` past that."""
-    value = number(seconds)
-    if value is None or value < 0:
+    """`12s`, `3m05s`, `140h`, at most `>99999h`; empty for anything that is not a finite number of seconds."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         return ""
-    if value > MAX_ETA_SECONDS:
-        return ">100d"
+    value = seconds
+    if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
+        return ""
+    if value >= HOURS_FROM * 3600:
+        return f"{int(value // 3600)}h" if value < (MAX_ETA_HOURS + 1) * 3600 else f">{MAX_ETA_HOURS}h"
     seconds = int(value)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def figure(value: float, decimals: int) -> str:
+    """A reported figure with `decimals` places, in exponent form once it is too large for that to be short."""
+    return f"{value:.{decimals}f}" if abs(value) < 1e9 else f"{value:.3g}"
+
+
 def progress_text(progress: dict[str, Any]) -> str:
     """`phase1 40/90 loss 5.21 312 seq/s eta 12s`: the figures a user watches (one escaped line; a figure of the
-    wrong type is left out)."""
+    wrong type is left out, a large one shown short)."""
     progress = mapping(progress)
     stage = progress.get("stage")
     parts = [one_line(stage if isinstance(stage, str) else "")]
@@ -43,9 +53,9 @@ def progress_text(progress: dict[str, Any]) -> str:
         parts.append(f"{step}/{total}")
     loss, rate, eta = number(progress.get("loss")), number(progress.get("sequencesPerSecond")), eta_text(progress.get("etaSeconds"))
     if loss is not None:
-        parts.append(f"loss {loss:.3f}")
+        parts.append(f"loss {figure(loss, 3)}")
     if rate is not None:
-        parts.append(f"{rate:.0f} seq/s")
+        parts.append(f"{figure(rate, 0)} seq/s")
     if eta:
         parts.append(f"eta {eta}")
     return " ".join(part for part in parts if part)
