@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +116,26 @@ def test_bertjobs_own_error_lines_are_escaped(tmp_path, capsys: pytest.CaptureFi
     assert cli.main(["run", "--local", str(missing)]) == 2
     err = capsys.readouterr().err
     assert CONTROLS.search(err) is None and err.endswith("jobs\\x1b]0;owned\\x07\\x1b[2J\\r\\x9b31m\\u202e.yaml: no such file\n")
+
+
+def test_a_hostile_report_file_is_skipped_not_a_traceback(tmp_path) -> None:
+    """Local mode reads the stage's progress.json and results.json as the endpoint reads a report: bounded in size
+    and nesting (a results.json nested 100,000 deep made json.loads raise RecursionError, which ended the run with a
+    traceback), and a readable report after it is still folded in."""
+    from bert_operator.api.parse import parse_job
+    from bert_operator.local.runner import ReportReader
+    from bert_operator.local.volumes import volume_map
+    from tests.local.helpers import job_yaml, tiny_prepare_spec
+
+    job = parse_job(job_yaml("hostile", tiny_prepare_spec()))
+    volumes = volume_map(job, None, {"work": tmp_path / "work", "inputs": tmp_path / "inputs"}, tmp_path, tmp_path)
+    reader = ReportReader(job, volumes)
+    stage = next(iter(reader.locations))
+    folder = Path(reader.locations[stage])
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+    (folder / "progress.json").write_text(json.dumps({"step": 1, "pad": "x" * 200_000}))
+    assert reader.fold({}, stage) is None
+    (folder / "progress.json").write_text(json.dumps({"step": 3, "totalSteps": 9}))
+    patch = reader.fold({}, stage)
+    assert patch is not None and patch["progress"]["step"] == 3

@@ -42,6 +42,7 @@ from ..dependencies import cycle_error, producer_names
 from ..reconcile import Reconciler, normalized_spec, spec_hash
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
+from ..progress import MAX_BODY_BYTES, decode_report
 from ..reports import merge_report
 from ..status import TERMINAL_PHASES, WAITING, condition_of
 from ..tasks import report_uri, stages_of, task_of
@@ -174,11 +175,13 @@ class ReportReader:
             if data is None or self.seen.get(uri) == data:
                 continue
             self.seen[uri] = data
-            try:
-                report = {"stage": stage, key: json.loads(data)}
+            if len(data) > MAX_BODY_BYTES:
+                continue  # no report is this large; the endpoint refuses it too (413)
+            try:  # decoded as the endpoint decodes a body: nesting bounded before the recursive decoder sees it
+                report = {"stage": stage, key: decode_report(data)}
                 patch.update(merge_report(self.job, {**status, **patch}, report, utc_now()))
             except ValueError:
-                continue  # a report being rewritten; the next poll reads it whole
+                continue  # a report being rewritten, or one no trainer writes; the next poll reads it again
         return patch or None
 
 
