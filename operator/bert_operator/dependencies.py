@@ -375,13 +375,14 @@ def resolve_file(jobs: list[BertTrainingJob], source: str | None = None, *, need
     """Every job of a file with the references between them resolved (:func:`resolve_in_file`); a SpecError names
     the file and job, also for a field a policy might have given but none did (api/required.py: what reaches here
     has had its policies applied, if it has any)."""
+    for job in jobs:  # all first: a job takes its output from the producer it names
+        unset = list(unset_errors(job))
+        if unset:
+            raise SpecError(unset, f"{source}: {job.metadata.name}" if source else job.metadata.name)
     bodies = in_file(jobs)
     out = []
     for job in jobs:
         try:
-            unset = list(unset_errors(job))
-            if unset:
-                raise SpecError(unset)
             out.append(resolve_in_file(job, bodies, need_all=need_all))
         except SpecError as exc:
             raise SpecError(exc.errors, f"{source}: {job.metadata.name}" if source else job.metadata.name) from None
