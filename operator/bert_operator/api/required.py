@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .errors import FieldError
+from .errors import FieldError, SpecError
 from .models import BertTrainingJob
 
 
@@ -19,3 +19,11 @@ def unset_errors(job: BertTrainingJob) -> Iterator[FieldError]:
             "required, and no BertTrainingPolicy selecting namespace "
             f"{job.metadata.namespace} gives it: set the job's output.uri (s3://bucket/prefix or pvc://claim/path), "
             "or have the platform team give one in a policy's defaults.output"))
+
+
+def require(job: BertTrainingJob) -> BertTrainingJob:
+    """`job` if it lacks nothing (:func:`unset_errors`), else SpecError: for what renders a job with no policies."""
+    errors = list(unset_errors(job))
+    if errors:
+        raise SpecError(errors)
+    return job
