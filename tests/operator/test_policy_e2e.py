@@ -139,6 +139,9 @@ def test_the_webhook_refuses_an_invalid_policy_with_the_field(served: Served) ->
     refused = review_policy(served, broken)
     assert refused["allowed"] is False and refused["status"]["code"] == 422
     assert "spec.limits.maxGpusPerJob" in refused["status"]["message"]
+    overlap = review_policy(served, {**broken, "spec": {**broken["spec"], "limits": {}}})  # the rule beyond the schema
+    assert overlap["allowed"] is False and overlap["status"]["message"] == (
+        "spec.defaults: sets spec.queueName, which spec.forced also sets: the default would never apply; keep one of them")
 
 
 def test_a_job_gets_the_forced_queue_and_the_default_node_selector_and_says_so(served: Served) -> None:
