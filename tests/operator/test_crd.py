@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator
 
 import jsonschema
@@ -146,6 +147,15 @@ def test_policy_schema_refuses_what_parse_policy_refuses(field: str, value: dict
 # ------------------------------------------------ CEL: what parse_policy refuses beyond the schema (issue 25, item 1)
 
 
+@functools.cache
+def cel_program(rule: str) -> Any:
+    """A CEL rule compiled once (cel-python's parser is slow)."""
+    import celpy
+
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule))
+
+
 def cel_errors(schema: dict[str, Any], value: Any, path: str = "", fired: set[str] | None = None) -> list[str]:
     """Every x-kubernetes-validations rule of `schema` that `value` breaks, evaluated with a real CEL implementation
     (cel-python) where the API server would evaluate it: at each node the rule sits on. An evaluation error counts as
@@ -154,8 +164,7 @@ def cel_errors(schema: dict[str, Any], value: Any, path: str = "", fired: set[st
 
     out = []
     for rule in schema.get("x-kubernetes-validations", []):
-        environment = celpy.Environment()
-        result = environment.program(environment.compile(rule["rule"])).evaluate({"self": celpy.json_to_cel(value)})
+        result = cel_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
         if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
             out.append(f"{path or '<root>'}: {rule['message']}")
             if fired is not None:
