@@ -65,7 +65,8 @@ class InvalidPolicy:
 
     def message(self) -> str:
         """What a held job says: the policy and its error (bounded: a status condition is no place for pages)."""
-        error = self.error if len(self.error) <= 1000 else self.error[:1000] + " ..."
+        error = "; ".join(self.error.splitlines())  # one line per problem, as SpecError renders them
+        error = error if len(error) <= 1000 else error[:1000] + " ..."
         return f"BertTrainingPolicy {self.name} is invalid and selects this namespace: {error}"
 
 
