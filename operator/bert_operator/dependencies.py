@@ -31,6 +31,7 @@ from .api.errors import FieldError
 from .api.models import DatasetSpec, StoreSpec
 from .api.parse import parse_job
 from .api.presets import NVIDIA_CORPUS_FOLDER
+from .api.required import require
 from .api.rules import references
 from .tasks import stage_data_path, stages_of, task_of
 
@@ -421,7 +422,13 @@ def resolve_in_file(job: BertTrainingJob, bodies: Mapping[str, dict[str, Any]], 
 
 def resolve_file(jobs: list[BertTrainingJob], source: str | None = None, *, need_all: bool = True) -> list[BertTrainingJob]:
     """Every job of a file with the references between them resolved (:func:`resolve_in_file`); a SpecError names
-    the file and job."""
+    the file and job, also for a field a policy might have given but none did (api/required.py: what reaches here
+    has had its policies applied, if it has any)."""
+    for job in jobs:  # all first: a job takes its output from the producer it names
+        try:
+            require(job)
+        except SpecError as exc:
+            raise SpecError(exc.errors, f"{source}: {job.metadata.name}" if source else job.metadata.name) from None
     bodies = in_file(jobs)
     out = []
     for job in jobs:

@@ -30,6 +30,7 @@ from .api.models import BertTrainingJob
 from .api.parse import parse_job
 from .api.policy import BertTrainingPolicy, LabelSelector, PolicyLimits, PolicyValues
 from .api.quantities import quantity, shown_quantity
+from .api.required import unset_errors
 
 #: Where each field of PolicyValues lives in a job's spec (wire paths under `spec`).
 VALUE_PATHS: dict[str, tuple[str, ...]] = {
@@ -57,11 +58,38 @@ SCHEDULING_POLICY_PATHS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class InvalidPolicy:
+    """A policy the operator cannot apply and has never seen valid (the CRD's rules and the webhook refuse such a
+    policy; it gets here with both off, or from before them). Letting the jobs it selects run without it would fail
+    open, so it holds them: no MPIJob is made in the namespaces it selects until it is fixed or deleted."""
+
+    name: str
+    error: str
+    #: Its namespaceSelector; None when that cannot be read either, and then it holds every namespace.
+    selector: LabelSelector | None
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return self.selector is None or selects(self.selector, labels)
+
+    def message(self) -> str:
+        """What a held job says: the policy and its error (bounded: a status condition is no place for pages)."""
+        error = "; ".join(self.error.splitlines())  # one line per problem, as SpecError renders them
+        error = error if len(error) <= 1000 else error[:1000] + " ..."
+        return f"BertTrainingPolicy {self.name} is invalid and selects this namespace: {error}"
+
+
+@dataclass(frozen=True)
 class PolicyInput:
     """What deciding a job needs besides the job: its namespace's labels and every policy (the operator's cache)."""
 
     labels: Mapping[str, str]
     policies: tuple[BertTrainingPolicy, ...]
+    #: Invalid policies with no valid generation to enforce instead; those that select `labels` hold the job.
+    invalid: tuple[InvalidPolicy, ...] = ()
+
+    def holding(self) -> list[InvalidPolicy]:
+        """The invalid policies that select this namespace, by name: while any does, no MPIJob may be made here."""
+        return sorted((p for p in self.invalid if p.selects(self.labels)), key=lambda p: p.name)
 
 
 @dataclass(frozen=True)
@@ -383,7 +411,8 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     chosen = selecting(policies, labels)
     written = body.get("spec") if isinstance(body.get("spec"), dict) else {}
     if not chosen:
-        return Decision(job=parse_job(dict(body)))
+        alone = parse_job(dict(body))
+        return Decision(violations=tuple(unset_errors(alone)), job=alone)
     defaults, default_conflicts = _gathered(chosen, "defaults", namespace, name)
     forced, forced_conflicts = _gathered(chosen, "forced", namespace, name)
     spec = copy.deepcopy(written)
@@ -398,7 +427,7 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     merged = {**body, "spec": spec}
     job = parse_job(merged)
     violations = [*(c.error() for c in (*default_conflicts, *forced_conflicts)), *forbidden_errors(written, chosen),
-                  *limit_errors(job, chosen)]
+                  *limit_errors(job, chosen), *unset_errors(job)]
     return Decision(tuple(p.metadata.name for p in chosen), tuple(applied), tuple(violations), job)
 
 
@@ -416,13 +445,32 @@ def parse_policy(document: Any) -> BertTrainingPolicy:
     return policy
 
 
-def _policy_rules(policy: BertTrainingPolicy) -> Iterator[FieldError]:
-    for i, requirement in enumerate(policy.spec.namespace_selector.match_expressions):
+def selector_of(document: Any) -> LabelSelector | None:
+    """The namespaceSelector of a policy document that may be invalid otherwise; None when the selector itself is
+    malformed (then no one can say which namespaces the platform team meant, so the caller must assume all)."""
+    spec = document.get("spec", {}) if isinstance(document, dict) else None
+    raw = spec.get("namespaceSelector", {}) if isinstance(spec, dict) else None  # no selector: every namespace
+    try:
+        selector = LabelSelector.model_validate(raw)
+    except ValidationError:
+        return None
+    return None if any(_selector_rules(selector)) else selector
+
+
+def _selector_rules(selector: LabelSelector) -> Iterator[FieldError]:
+    """What metav1.LabelSelector's own validation refuses beyond the schema (the policy CRD's CEL says the same)."""
+    for i, requirement in enumerate(selector.match_expressions):
         path = f"spec.namespaceSelector.matchExpressions[{i}].values"
         if requirement.operator in ("In", "NotIn") and not requirement.values:
             yield FieldError(path, f"must not be empty with operator {requirement.operator}")
         if requirement.operator in ("Exists", "DoesNotExist") and requirement.values:
             yield FieldError(path, f"must be empty with operator {requirement.operator}")
+
+
+def _policy_rules(policy: BertTrainingPolicy) -> Iterator[FieldError]:
+    """Every rule a policy must meet beyond its schema; each has a CEL twin in the CRD (api/crd.py), so that the
+    API server refuses such a policy even with the webhook off."""
+    yield from _selector_rules(policy.spec.namespace_selector)
     forced = values_of(policy.spec.forced, "{namespace}", "{name}")
     for path in values_of(policy.spec.defaults, "{namespace}", "{name}"):
         if path in forced:

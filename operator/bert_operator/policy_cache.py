@@ -3,8 +3,12 @@
 kopf's watches keep it current (:meth:`PolicyCache.policy_event`, :meth:`namespace_event`). Two reads close the
 gaps a watch leaves: the first use lists every policy (a job met before the policy watch's first event must not
 escape the policies), and a namespace not seen yet makes it list the namespaces again (a list, not a get, so that the
-operator needs no more than the watch's verbs). Invalid policies (possible only with the webhook
-off) are kept apart with their errors: they apply to no job, and their status says why.
+operator needs no more than the watch's verbs).
+
+An invalid policy (the CRD's rules and the webhook refuse one; it gets here with both off, or from before them)
+fails closed: the last valid generation seen of it stays in force; a policy never seen valid holds the namespaces it
+selects (every namespace, when its selector cannot be read either), so that no MPIJob is made there until it is fixed
+(policy.InvalidPolicy, reconcile/plan.py). Either way its status says why.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from .api import SpecError
 from .api.policy import BertTrainingPolicy
-from .policy import PolicyInput, conflicts, parse_policy, selects
+from .policy import InvalidPolicy, PolicyInput, conflicts, parse_policy, selector_of, selects
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,10 @@ class PolicyCache:
     def __init__(self, api: PolicyApi) -> None:
         self.api = api
         self.lock = threading.Lock()
+        #: The valid policies by name: for a policy whose latest generation is invalid, the last valid one seen.
         self.policies: dict[str, BertTrainingPolicy] = {}
-        #: Policies that do not parse, with the errors (their status says so; they apply to nothing).
-        self.invalid: dict[str, str] = {}
+        #: Policies whose latest generation is invalid, with the errors (their status says so).
+        self.invalid: dict[str, InvalidPolicy] = {}
         #: The uid and generation each policy was last seen at (its status records observedGeneration).
         self.generations: dict[str, int | None] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
@@ -46,19 +51,24 @@ class PolicyCache:
 
     def policy_event(self, kind: str, body: Mapping[str, Any]) -> None:
         """A watch event of a BertTrainingPolicy (ADDED, MODIFIED, DELETED, or None for kopf's initial listing)."""
-        name = str((body.get("metadata") or {}).get("name") or "")
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name") or "")
         with self.lock:
-            self.policies.pop(name, None)
             self.invalid.pop(name, None)
             if kind == "DELETED":
+                self.policies.pop(name, None)
                 self.generations.pop(name, None)
                 return
-            self.generations[name] = (body.get("metadata") or {}).get("generation")
+            self.generations[name] = meta.get("generation")
             try:
                 self.policies[name] = parse_policy(dict(body))
             except SpecError as exc:
-                self.invalid[name] = exc.render()
-                log.warning("policy invalid policy=%s problems=%d", name, len(exc.errors))
+                self.invalid[name] = InvalidPolicy(name, exc.render(), selector_of(dict(body)))
+                last = self.policies.get(name)
+                if last is not None and getattr(last.metadata, "uid", None) != meta.get("uid"):
+                    self.policies.pop(name)  # an earlier object of that name: nothing of this one was ever valid
+                log.warning("policy invalid policy=%s problems=%d enforcing=%s", name, len(exc.errors),
+                            "last valid generation" if name in self.policies else "none: its namespaces wait")
 
     def namespace_event(self, kind: str, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -93,13 +103,15 @@ class PolicyCache:
             return dict(self.namespaces.get(namespace) or {})
 
     def input_for(self, namespace: str) -> PolicyInput | None:
-        """The labels of `namespace` and every valid policy; None when there are no policies at all."""
+        """The labels of `namespace`, every valid policy (or last valid generation), and the invalid policies that
+        have none; None when there are no policies at all."""
         self._load()
         with self.lock:
             policies = tuple(self.policies[name] for name in sorted(self.policies))
-        if not policies:
+            held = tuple(self.invalid[name] for name in sorted(self.invalid) if name not in self.policies)
+        if not policies and not held:
             return None
-        return PolicyInput(self.labels(namespace), policies)
+        return PolicyInput(self.labels(namespace), policies, held)
 
     def snapshot(self) -> "Snapshot":
         """Copies of the policies, the invalid ones' errors, their generations and the namespaces' labels."""
@@ -114,24 +126,34 @@ class Snapshot:
     """The cache at one moment, for computing every policy's status from the same view."""
 
     policies: dict[str, BertTrainingPolicy]
-    invalid: dict[str, str]
+    invalid: dict[str, InvalidPolicy]
     generations: dict[str, int | None]
     namespaces: dict[str, dict[str, str]]
 
 
 def policy_statuses(snapshot: Snapshot, jobs_in: Callable[[str], int]) -> dict[str, dict[str, Any]]:
     """Each policy's status by name: how many namespaces and jobs it selects, its conflicts, whether it is valid
-    (conflicts are found once, over every namespace)."""
+    (conflicts are found once, over every namespace). An invalid policy counts the namespaces it holds, or those
+    its last valid generation (still in force) selects."""
     found = conflicts(snapshot.policies.values(), snapshot.namespaces)
     out: dict[str, dict[str, Any]] = {}
-    for name, errors in snapshot.invalid.items():
-        condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": errors[:2000]}
-        out[name] = {"namespaces": 0, "jobs": 0, "conflicts": [], "conditions": [condition],
-                     "observedGeneration": snapshot.generations.get(name)}
+    for name, broken in snapshot.invalid.items():
+        if name in snapshot.policies:
+            continue
+        selected = [ns for ns, labels in snapshot.namespaces.items() if broken.selects(labels)]
+        message = (f"invalid; no new MPIJob is made in the {len(selected)} namespace(s) it selects until it is fixed "
+                   f"or deleted: {broken.error}")
+        condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": message[:2000]}
+        out[name] = {"namespaces": len(selected), "jobs": sum(jobs_in(ns) for ns in selected), "conflicts": [],
+                     "conditions": [condition], "observedGeneration": snapshot.generations.get(name)}
     for name, policy in snapshot.policies.items():
         selected = [ns for ns, labels in snapshot.namespaces.items() if selects(policy.spec.namespace_selector, labels)]
         mine = found.get(name, [])
-        if mine:  # its jobs there are refused until the platform team settles it
+        if name in snapshot.invalid:  # the last valid generation still applies
+            message = (f"generation {snapshot.generations.get(name)} is invalid; generation {policy.metadata.generation} "
+                       f"still applies until it is fixed: {snapshot.invalid[name].error}")
+            condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": message[:2000]}
+        elif mine:  # its jobs there are refused until the platform team settles it
             condition = {"type": "Valid", "status": "False", "reason": "PolicyConflict",
                          "message": f"{len(mine)} conflict(s) with other policies; jobs there are refused: {mine[0]}"[:2000]}
         else:

@@ -67,6 +67,8 @@ REASON_RESTART_LIMIT = "RestartLimitExceeded"
 REASON_POLICY_VIOLATION = "PolicyViolation"
 #: The policies could not be read: the next MPIJob waits for them.
 REASON_POLICIES_UNREADABLE = "PoliciesUnreadable"
+#: A BertTrainingPolicy that selects the job's namespace is invalid (and was never valid): the next MPIJob waits.
+REASON_POLICY_INVALID = "PolicyInvalid"
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
 WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
 

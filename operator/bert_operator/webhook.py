@@ -28,6 +28,7 @@ from aiohttp import web
 from . import dependencies, serving
 from .api import SpecError
 from .api.parse import parse_job
+from .api.required import unset_errors
 from .policy import PolicyInput, decide, parse_policy
 from .runtime import plain
 from .serving import Limits
@@ -47,9 +48,13 @@ def verdict(body: Mapping[str, Any], policy: PolicyInput | None = None) -> tuple
     per problem with the policy's name in each policy line; what the policies will set, one line each)."""
     try:
         job = plain(body)
-        if policy is None:
-            parse_job(job)
-            return None, []
+        if policy is None:  # no policies at all, or a started job (its output is recorded: none is required now)
+            parsed = parse_job(job)
+            started = bool((job.get("status") or {}).get("acceptedSpec"))
+            return "\n".join(str(error) for error in ([] if started else unset_errors(parsed))) or None, []
+        if policy.holding():  # fail closed: an invalid policy selects this namespace
+            return "\n".join(f"metadata.namespace: {held.message()}; no job is admitted here until the platform team "
+                             f"fixes or deletes it" for held in policy.holding()), []
         decision = decide(job, policy.labels, policy.policies)
     except SpecError as exc:
         return exc.render(), []

@@ -105,7 +105,19 @@ def test_the_policy_webhook_goes_to_the_operators_policy_handler_on_the_same_ser
     assert "namespaceSelector" not in policies  # cluster-scoped objects: a namespaceSelector would never skip them
     assert policies["clientConfig"]["service"] == {**jobs["clientConfig"]["service"], "path": POLICY_WEBHOOK_PATH}
     assert policies["clientConfig"]["service"]["namespace"] == NAMESPACE
-    assert policies["sideEffects"] == "None" and policies["failurePolicy"] == "Ignore"
+    assert policies["sideEffects"] == "None" and policies["failurePolicy"] == "Fail"  # policies fail closed
     assert jobs["failurePolicy"] == "Fail"  # the job webhook keeps its own setting
-    strict = objects({**values, "webhook": {**values["webhook"], "policyFailurePolicy": "Fail"}})
-    assert kind(strict, "ValidatingWebhookConfiguration")[0]["webhooks"][1]["failurePolicy"] == "Fail"
+    assert "objectSelector" not in policies  # no policy is exempt, unless the chart makes its own
+    lenient = objects({**values, "webhook": {**values["webhook"], "policyFailurePolicy": "Ignore"}})
+    assert kind(lenient, "ValidatingWebhookConfiguration")[0]["webhooks"][1]["failurePolicy"] == "Ignore"
+
+
+def test_the_charts_own_default_policy_alone_is_exempt_from_the_failing_closed_policy_webhook() -> None:
+    """Made in the same install as the webhook configuration, before the operator serves it: Fail would refuse it."""
+    rendered = objects({"webhook": {"enabled": True}, "defaultPolicy": {"enabled": True, "name": "default", "spec": {}}})
+    [policy] = kind(rendered, "BertTrainingPolicy")
+    policies = kind(rendered, "ValidatingWebhookConfiguration")[0]["webhooks"][1]
+    assert policies["failurePolicy"] == "Fail"
+    [requirement] = policies["objectSelector"]["matchExpressions"]
+    assert requirement == {"key": "bertoperator.io/chart-default-policy", "operator": "DoesNotExist"}
+    assert policy["metadata"]["labels"][requirement["key"]] == "true"

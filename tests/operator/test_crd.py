@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator
 
 import jsonschema
@@ -21,7 +22,7 @@ ALLOWED = {
     "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
     "minProperties", "maxProperties", "additionalProperties", "anyOf",
     "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "nullable", "x-kubernetes-list-type",
-    "x-kubernetes-map-type",
+    "x-kubernetes-map-type", "x-kubernetes-validations",
 }
 
 
@@ -141,6 +142,117 @@ def test_policy_schema_refuses_what_parse_policy_refuses(field: str, value: dict
     assert list(jsonschema.Draft4Validator(policy_schema()).iter_errors(document))
     with pytest.raises(SpecError):
         parse_policy(document)
+
+
+# ------------------------------------------------ CEL: what parse_policy refuses beyond the schema (issue 25, item 1)
+
+
+@functools.cache
+def cel_program(rule: str) -> Any:
+    """A CEL rule compiled once (cel-python's parser is slow)."""
+    import celpy
+
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule))
+
+
+def cel_errors(schema: dict[str, Any], value: Any, path: str = "", fired: set[str] | None = None) -> list[str]:
+    """Every x-kubernetes-validations rule of `schema` that `value` breaks, evaluated with a real CEL implementation
+    (cel-python) where the API server would evaluate it: at each node the rule sits on. An evaluation error counts as
+    a refusal, as it does on the API server. `fired` collects the rules that refused."""
+    import celpy
+
+    out = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        result = cel_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
+        if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+            out.append(f"{path or '<root>'}: {rule['message']}")
+            if fired is not None:
+                fired.add(rule["rule"])
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                out += cel_errors(sub, value[key], f"{path}.{key}", fired)
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            out += cel_errors(schema["items"], item, f"{path}[{index}]", fired)
+    return out
+
+
+def sample(schema: dict[str, Any]) -> Any:
+    """A value the structural `schema` accepts (for a policy value a test must set in defaults and forced alike)."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if schema.get("x-kubernetes-int-or-string"):
+        return "1"
+    kind = schema.get("type")
+    if kind == "integer":
+        return max(int(schema.get("minimum", 1)), 1)
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [sample(schema["items"])]
+    if kind == "object":
+        extra = schema.get("additionalProperties")
+        return {"a": sample(extra)} if isinstance(extra, dict) else {}
+    return "a"
+
+
+def both_set(path: tuple[str, ...]) -> dict[str, Any]:
+    """A policy spec that sets `path` in defaults and in forced."""
+    node = policy_schema()["properties"]["spec"]["properties"]["forced"]
+    for key in path:
+        node = node["properties"][key]
+    value = sample(node)
+    spec: dict[str, Any] = {}
+    for part in ("defaults", "forced"):
+        target = spec.setdefault(part, {})
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return spec
+
+
+SELECTOR_CASES = [{"matchExpressions": [{"key": "team", "operator": "In"}]},
+                  {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": []}]},
+                  {"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["a"]}]},
+                  {"matchExpressions": [{"key": "team", "operator": "DoesNotExist", "values": ["a"]}]}]
+
+
+def test_every_rule_parse_policy_adds_is_a_cel_rule_of_the_crd_that_refuses_the_same_policies() -> None:
+    """With the webhook off, `kubectl apply` of an invalid policy still fails: each rule of policy._policy_rules has
+    a CEL twin in the policy CRD, and every CEL rule written there refuses a policy here (none is left unexercised)."""
+    from bert_operator.api.crd import value_paths
+
+    schema = policy_schema()
+    cases = [both_set(path) for path in value_paths()] + [{"namespaceSelector": s} for s in SELECTOR_CASES]
+    fired: set[str] = set()
+    for spec in cases:
+        document = {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy", "metadata": {"name": "p"},
+                    "spec": spec}
+        assert list(jsonschema.Draft4Validator(schema).iter_errors(document)) == [], spec  # only CEL can refuse it
+        with pytest.raises(SpecError):
+            parse_policy(document)
+        assert cel_errors(schema, document, fired=fired), f"the CRD admits what parse_policy refuses: {spec}"
+    written = {rule["rule"] for _, node in nodes(schema) for rule in node.get("x-kubernetes-validations", [])}
+    assert written and fired == written
+
+
+@pytest.mark.parametrize("path", POLICY_EXAMPLES, ids=lambda p: p.name)
+def test_the_policy_examples_pass_every_cel_rule(path) -> None:
+    [document] = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert cel_errors(policy_schema(), document) == []
+    both = {**document, "spec": {**document["spec"], "namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "In", "values": ["a"]}, {"key": "gpu", "operator": "Exists"}]}}}
+    assert cel_errors(policy_schema(), both) == []
+
+
+def test_a_job_without_output_passes_the_api_servers_schema() -> None:
+    """A BertTrainingPolicy's defaults.output may give it (the operator requires it after the policies: test_reconcile_policy)."""
+    document = yaml.safe_load(EXAMPLES[0].read_text())
+    del document["spec"]["output"]
+    assert list(jsonschema.Draft4Validator(spec_schema()).iter_errors(document)) == []
+    assert "output" not in spec_schema()["properties"]["spec"].get("required", [])
 
 
 def test_api_server_schema_enforces_one_task_and_ranges() -> None:

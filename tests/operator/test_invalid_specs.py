@@ -10,6 +10,7 @@ import yaml
 
 from bert_operator.api import SpecError
 from bert_operator.api.parse import parse_job, parse_text
+from bert_operator.dependencies import resolve_file
 from tests.conftest import REPO
 
 BASE = yaml.safe_load((REPO / "examples" / "bert-large-pretrain.yaml").read_text())
@@ -110,8 +111,8 @@ CASES: list[tuple[str, dict, str, str]] = [
      "kind", "must be one of 'BertTrainingJob', got 'MPIJob'"),
     ("wrong api version", mutate(BASE, lambda d: d.update(apiVersion="bertoperator.io/v1")),
      "apiVersion", "must be one of 'bertoperator.io/v1alpha1', got 'bertoperator.io/v1'"),
-    ("missing output", mutate(BASE, lambda d: spec(d).pop("output")),
-     "spec.output", "required field is missing"),
+    ("missing dataset", mutate(BASE, lambda d: spec(d).pop("dataset")),
+     "spec.dataset", "required field is missing"),
     ("secret name with spaces", mutate(BASE, lambda d: spec(d)["dataset"].update(credentialsSecret="my secret")),
      "spec.dataset.credentialsSecret", "must be a DNS-1123 subdomain"),
     # What validate used to accept and the cluster refuses (issue 13 C) ...
@@ -228,6 +229,16 @@ def test_invalid_spec_names_the_field_and_what_is_allowed(document: dict, path: 
     matching = [m for m in messages if m.startswith(f"{path}: ")]
     assert matching, f"no error on {path}: {messages}"
     assert any(fragment in m for m in matching), matching
+
+
+def test_a_job_without_output_parses_but_runs_nowhere_until_a_policy_gives_one() -> None:
+    """The API server must accept it (a BertTrainingPolicy's defaults.output may give the output); what runs it
+    (the CLI here, the operator and the webhook in test_reconcile_policy.py) refuses it when nothing did."""
+    job = parse_job(mutate(BASE, lambda d: spec(d).pop("output")))
+    with pytest.raises(SpecError) as caught:
+        resolve_file([job], "job.yaml")
+    [error] = caught.value.errors
+    assert error.path == "spec.output.uri" and error.message.startswith("required, and no BertTrainingPolicy selecting")
 
 
 def test_at_least_twenty_distinct_invalid_specs() -> None:

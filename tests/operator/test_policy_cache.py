@@ -49,13 +49,51 @@ def test_watch_events_replace_and_remove_policies_and_no_policy_means_none() -> 
     assert cache.input_for("team-a") is None
 
 
-def test_an_invalid_policy_applies_to_nothing_and_its_status_says_why() -> None:
+#: The team-a example's mistake: one field both defaulted and forced (the CRD's CEL and the webhook refuse it; with
+#: both off, or before them, it reaches the operator).
+BROKEN_SPEC = {"namespaceSelector": {"matchLabels": {"team": "a"}}, "defaults": {"queueName": "a"},
+               "forced": {"queueName": "team-a"}, "limits": {"allowedImages": ["registry.example.com/bert/*"]}}
+
+
+def test_an_invalid_policy_never_seen_valid_holds_the_namespaces_it_selects_and_its_status_says_why() -> None:
     cache = PolicyCache(Api([]))
-    cache.policy_event("ADDED", {**POLICY, "spec": {"limits": {"maxGpusPerJob": -1}}})
+    cache.namespace_event("ADDED", {"metadata": {"name": "team-a", "labels": {"team": "a"}}})
+    cache.namespace_event("ADDED", {"metadata": {"name": "team-b", "labels": {"team": "b"}}})
+    cache.policy_event("ADDED", {**POLICY, "spec": BROKEN_SPEC})
+    given = cache.input_for("team-a")
+    assert given is not None and given.policies == ()
+    [held] = given.holding()
+    assert held.name == "p" and "spec.defaults: sets spec.queueName" in held.error
+    assert cache.input_for("team-b").holding() == []  # not selected: untouched
+    status = policy_statuses(cache.snapshot(), lambda namespace: {"team-a": 2, "team-b": 5}[namespace])["p"]
+    valid = status["conditions"][0]
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidPolicy") and "spec.defaults" in valid["message"]
+    assert (status["namespaces"], status["jobs"], status["observedGeneration"]) == (1, 2, 3)
+
+
+def test_an_invalid_policy_whose_selector_cannot_be_read_holds_every_namespace() -> None:
+    cache = PolicyCache(Api([]))
+    cache.policy_event("ADDED", {**POLICY, "spec": {"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "In"}]}}})  # In without values: unreadable, so it may select anything
+    assert [p.name for p in cache.input_for("team-b").holding()] == ["p"]
+
+
+def test_an_invalid_generation_keeps_the_last_valid_one_enforced() -> None:
+    cache = PolicyCache(Api([]))
+    cache.policy_event("ADDED", POLICY)
+    broken = {**POLICY, "metadata": {"name": "p", "generation": 4}, "spec": BROKEN_SPEC}
+    cache.policy_event("MODIFIED", broken)
+    given = cache.input_for("team-a")
+    assert [p.spec.forced.queue_name for p in given.policies] == ["team-a"] and given.holding() == []
+    cache.namespace_event("ADDED", {"metadata": {"name": "team-a", "labels": {"team": "a"}}})
+    status = policy_statuses(cache.snapshot(), lambda namespace: 1)["p"]
+    valid = status["conditions"][0]
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidPolicy") and status["observedGeneration"] == 4
+    assert "generation 3 still applies" in valid["message"] and status["namespaces"] == 1
+    cache.policy_event("MODIFIED", {**POLICY, "metadata": {"name": "p", "generation": 5}})  # fixed
+    assert policy_statuses(cache.snapshot(), lambda namespace: 1)["p"]["conditions"][0]["status"] == "True"
+    cache.policy_event("DELETED", broken)
     assert cache.input_for("team-a") is None
-    status = policy_statuses(cache.snapshot(), lambda namespace: 0)["p"]
-    assert status["conditions"][0]["status"] == "False" and "spec.limits.maxGpusPerJob" in status["conditions"][0]["message"]
-    assert status["observedGeneration"] == 3
 
 
 def test_a_policy_list_that_fails_fails_the_caller_instead_of_running_jobs_without_policies() -> None:

@@ -28,7 +28,7 @@ LABEL = {"bertoperator.io/team": "team-a"}
 POLICY = {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy", "metadata": {"name": "team-a"},
           "spec": {"namespaceSelector": {"matchLabels": LABEL},
                    "forced": {"queueName": "team-a"},
-                   "defaults": {"nodeSelector": {"pool": "a100"}},
+                   "defaults": {"nodeSelector": {"pool": "a100"}, "output": {"uri": "s3://bert-results/{namespace}/{name}"}},
                    "limits": {"maxGpusPerJob": 16, "allowedOutputPrefixes": ["s3://bert-results/{namespace}/"]}}}
 
 
@@ -139,6 +139,9 @@ def test_the_webhook_refuses_an_invalid_policy_with_the_field(served: Served) ->
     refused = review_policy(served, broken)
     assert refused["allowed"] is False and refused["status"]["code"] == 422
     assert "spec.limits.maxGpusPerJob" in refused["status"]["message"]
+    overlap = review_policy(served, {**broken, "spec": {**broken["spec"], "limits": {}}})  # the rule beyond the schema
+    assert overlap["allowed"] is False and overlap["status"]["message"] == (
+        "spec.defaults: sets spec.queueName, which spec.forced also sets: the default would never apply; keep one of them")
 
 
 def test_a_job_gets_the_forced_queue_and_the_default_node_selector_and_says_so(served: Served) -> None:
@@ -184,3 +187,32 @@ def test_a_policy_edited_later_leaves_a_running_job_alone_and_the_policy_shows_w
         and p, what="the policy's status")
     assert policy["namespaces"] == 1 and policy["jobs"] >= 3 and policy["conflicts"] == []
     assert policy["conditions"][0]["type"] == "Valid" and policy["conditions"][0]["status"] == "True"
+
+
+def test_a_job_without_output_is_stored_and_gets_the_policys_default_output(served: Served) -> None:
+    """The CRD leaves spec.output optional (the strict layer enforces `required` as declared): the policy gives it."""
+    wait_for_webhook(served)
+    document = squad("no-output-1", workers=1, gpusPerWorker=1)  # within the policy as the test above tightened it
+    del document["spec"]["output"]
+    admitted = served.review(document)
+    assert admitted["allowed"] is True and \
+        "BertTrainingPolicy team-a sets spec.output.uri (default): s3://bert-results/team-a/no-output-1" in admitted["warnings"]
+    cluster = served.cluster
+    cluster.apply_job(document, uid="uid-no-output-1")
+    created = cluster.wait(lambda: mpijob(cluster, "no-output-1-squad"), what="MPIJob")
+    assert "s3://bert-results/team-a/no-output-1" in json.dumps(created["spec"])
+
+
+def test_deleting_the_policy_that_forced_the_queue_leaves_the_queued_stage_to_kueue(served: Served) -> None:
+    cluster = served.cluster
+    cluster.apply_job(squad("queued-1", workers=1, gpusPerWorker=1), uid="uid-queued-1")
+    cluster.wait(lambda: status(cluster, "queued-1").get("phase") == "Queued", what="Queued")
+    policies = ("bertoperator.io", "v1alpha1", "berttrainingpolicies")
+    cluster.custom.delete_cluster_custom_object(*policies, "team-a")
+    try:
+        # The first reconcile after the delete drops status.policy; in that same reconcile the stage stays Kueue's.
+        after = cluster.wait(lambda: "policy" not in (s := status(cluster, "queued-1")) and s, what="a reconcile without the policy")
+        assert after["phase"] == "Queued" and after["stages"][0]["queueName"] == "team-a"
+        assert mpijob(cluster, "queued-1-squad")["spec"]["runPolicy"]["suspend"] is True
+    finally:
+        cluster.custom.create_cluster_custom_object(*policies, POLICY)

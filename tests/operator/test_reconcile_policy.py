@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from bert_operator.policy import PolicyInput, parse_policy
+from bert_operator.policy_cache import PolicyCache
 from bert_operator.reconcile import Reconciler
+from bert_operator.webhook import verdict
 from tests.operator.test_reconcile import GLUE, PRETRAIN, FakeCluster, condition, job
 
 LABELS = {"team": "a"}
@@ -138,3 +140,155 @@ def test_unreadable_policies_let_a_running_stage_go_on(cluster: FakeCluster) -> 
     cluster.set_conditions("j-glue", "Created", "Running")
     reconciler_for(cluster, Unreadable()).reconcile(body)  # type: ignore[arg-type]
     assert body["status"]["phase"] == "Running" and condition(body["status"], "Ready")["status"] == "True"
+
+
+# ------------------------------------------------------------- an invalid policy fails closed (issue 25, item 1)
+
+
+class PolicyApi:
+    """The API a PolicyCache lists from: these policies, and namespace `ml` labelled as the team's."""
+
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        self.bodies = list(bodies)
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        return self.bodies
+
+    def list_namespace_labels(self) -> dict[str, dict[str, str]]:
+        return {"ml": LABELS, "other": {}}
+
+
+def policy_body(generation: int = 1, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy",
+            "metadata": {"name": "team-default", "uid": "policy-uid", "generation": generation},
+            "spec": {"namespaceSelector": {"matchLabels": LABELS}, **spec}}
+
+
+#: The team-a example's mistake (queueName both defaulted and forced) beside limits a tenant would like to escape.
+BROKEN = policy_body(defaults={"queueName": "a"}, forced={"queueName": "team-a"},
+                     limits={"allowedImages": ["registry.example.com/bert/*"], "maxGpusPerJob": 8})
+
+
+def test_an_invalid_policy_holds_a_new_job_of_its_namespaces_naming_the_policy_and_the_error(cluster: FakeCluster) -> None:
+    cache = PolicyCache(PolicyApi(BROKEN))
+    reconciler = reconciler_for(cluster, cache.input_for)  # type: ignore[arg-type]
+    body = job({**GLUE, "image": "docker.io/evil/miner", "resources": {"workers": 4, "gpusPerWorker": 8}})
+    reconciler.reconcile(body)
+    assert cluster.mpijobs == {}
+    ready = condition(body["status"], "Ready")
+    assert body["status"]["phase"] == "Pending" and (ready["status"], ready["reason"]) == ("False", "PolicyInvalid")
+    assert "BertTrainingPolicy team-default is invalid" in ready["message"]
+    assert "spec.defaults: sets spec.queueName, which spec.forced also sets" in ready["message"]
+    assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Warning", "PolicyInvalid")]
+    reconciler.reconcile(body)  # still invalid: nothing new to say, nothing made
+    assert len(cluster.events) == 1 and cluster.mpijobs == {}
+    other = job(GLUE, name="elsewhere")
+    other["metadata"]["namespace"] = "other"
+    reconciler.reconcile(other)  # a namespace it does not select is not held
+    assert "elsewhere-glue" in cluster.mpijobs
+
+
+def test_an_invalid_policy_lets_a_running_stage_go_on_and_holds_the_next(cluster: FakeCluster) -> None:
+    body = job(PRETRAIN)
+    reconciler_for(cluster, Policies()).reconcile(body)
+    cluster.set_conditions("j-phase1", "Created", "Running")
+    held = reconciler_for(cluster, PolicyCache(PolicyApi(BROKEN)).input_for)  # type: ignore[arg-type]
+    held.reconcile(body)
+    assert body["status"]["phase"] == "Running" and condition(body["status"], "Ready")["status"] == "True"
+    cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
+    held.reconcile(body)
+    assert "j-phase2" not in cluster.mpijobs and condition(body["status"], "Ready")["reason"] == "PolicyInvalid"
+
+
+def test_an_invalid_edit_keeps_the_last_valid_generation_enforced(cluster: FakeCluster) -> None:
+    cache = PolicyCache(PolicyApi(policy_body(forced={"queueName": "team-a"}, limits={"maxGpusPerJob": 8})))
+    cache.input_for("ml")
+    cache.policy_event("MODIFIED", {**BROKEN, "metadata": {**BROKEN["metadata"], "generation": 2}})
+    reconciler = reconciler_for(cluster, cache.input_for)  # type: ignore[arg-type]
+    too_big = job({**GLUE, "resources": {"workers": 4, "gpusPerWorker": 8}}, name="big")
+    reconciler.reconcile(too_big)
+    assert condition(too_big["status"], "Failed")["reason"] == "PolicyViolation" and cluster.mpijobs == {}
+    body = job(GLUE)
+    reconciler.reconcile(body)
+    assert cluster.mpijobs["j-glue"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+
+
+# ------------------------------------------- a stage keeps what the policies decided for it (issue 25, item 20)
+
+
+def test_deleting_the_policy_that_forced_the_queue_leaves_the_queued_stage_to_kueue(cluster: FakeCluster) -> None:
+    policies = Policies(team_policy(forced={"queueName": "team-a"}))
+    reconciler = reconciler_for(cluster, policies)
+    body = job(GLUE)
+    reconciler.reconcile(body)
+    assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True and body["status"]["phase"] == "Queued"
+    assert body["status"]["stages"][0]["queueName"] == "team-a"
+    policies.policies = ()  # the platform team deletes the policy while Kueue holds the stage
+    reconciler.reconcile(body)
+    assert ("patch", "mpijobs", "j-glue") not in cluster.calls
+    assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True and body["status"]["phase"] == "Queued"
+
+
+def test_a_queue_a_policy_adds_later_does_not_make_an_unqueued_stage_queued(cluster: FakeCluster) -> None:
+    policies = Policies()
+    reconciler = reconciler_for(cluster, policies)
+    body = job({**GLUE, "runPolicy": {"suspend": True}})
+    reconciler.reconcile(body)
+    cluster.set_conditions("j-glue", "Created", "Suspended")
+    reconciler.reconcile(body)
+    assert body["status"]["phase"] == "Suspended"
+    policies.policies = (team_policy(forced={"queueName": "team-a"}),)
+    body["spec"]["runPolicy"]["suspend"] = False  # the user resumes: the MPIJob, not a Workload, is told
+    reconciler.reconcile(body)
+    assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is False
+
+
+def test_the_suspend_of_an_mpijob_with_kueues_label_is_never_written(cluster: FakeCluster) -> None:
+    body = job(GLUE)
+    reconciler_for(cluster, Policies(team_policy(forced={"queueName": "team-a"}))).reconcile(body)
+    del body["status"]["stages"][0]["queueName"]  # a status written before stages recorded their queue
+    reconciler_for(cluster, Policies()).reconcile(body)
+    assert ("patch", "mpijobs", "j-glue") not in cluster.calls and body["status"]["phase"] == "Queued"
+
+
+# -------------------------------------------- an output a policy gives (issue 25, item 19)
+
+NO_OUTPUT = {key: value for key, value in GLUE.items() if key != "output"}
+TEAM_OUTPUT = {"output": {"uri": "s3://bert-results/{namespace}/{name}", "credentialsSecret": "team-s3"}}
+
+
+def test_a_job_without_output_gets_the_policys_default_output(cluster: FakeCluster) -> None:
+    body = job(NO_OUTPUT)
+    reconciler_for(cluster, Policies(team_policy(defaults=TEAM_OUTPUT))).reconcile(body)
+    assert "s3://bert-results/ml/j" in str(cluster.mpijobs["j-glue"]["spec"])
+    assert body["status"]["resolved"]["output"] == {"uri": "s3://bert-results/ml/j", "credentialsSecret": "team-s3"}
+
+
+@pytest.mark.parametrize("policies", [(), (team_policy(forced={"queueName": "team-a"}),)], ids=["none", "no-output"])
+def test_a_job_without_output_that_no_policy_gives_one_fails_naming_the_field(cluster: FakeCluster, policies: Any) -> None:
+    body = job(NO_OUTPUT)
+    reconciler_for(cluster, Policies(*policies)).reconcile(body)
+    failed = condition(body["status"], "Failed")
+    assert body["status"]["phase"] == "Failed" and cluster.mpijobs == {}
+    assert failed["message"].startswith("spec.output.uri: required") and \
+        "no BertTrainingPolicy selecting namespace ml gives it" in failed["message"]
+
+
+def test_a_started_job_keeps_the_output_it_started_with_when_the_policy_changes(cluster: FakeCluster) -> None:
+    policies = Policies(team_policy(defaults=TEAM_OUTPUT))
+    reconciler = reconciler_for(cluster, policies)
+    body = job({key: value for key, value in PRETRAIN.items() if key != "output"})
+    reconciler.reconcile(body)
+    cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
+    policies.policies = ()  # phase2 must still read phase1's checkpoints where phase1 wrote them
+    reconciler.reconcile(body)
+    assert "s3://bert-results/ml/j" in str(cluster.mpijobs["j-phase2"]["spec"])
+
+
+def test_the_webhook_refuses_what_the_operator_would_hold_or_fail() -> None:
+    held, _ = verdict(job(GLUE), PolicyCache(PolicyApi(BROKEN)).input_for("ml"))
+    assert held is not None and held.startswith("metadata.namespace: BertTrainingPolicy team-default is invalid")
+    unset, _ = verdict(job(NO_OUTPUT), None)
+    assert unset is not None and unset.startswith("spec.output.uri: required, and no BertTrainingPolicy selecting")
+    given, applied = verdict(job(NO_OUTPUT), PolicyInput(LABELS, (team_policy(defaults=TEAM_OUTPUT),)))
+    assert given is None and "BertTrainingPolicy team-default sets spec.output.uri (default): s3://bert-results/ml/j" in applied

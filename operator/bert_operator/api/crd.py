@@ -9,13 +9,15 @@ v3.0 schema: no $ref, no `anyOf` that carries types, no `const`, boolean
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
 from .models import BertTrainingJobSpec
-from .policy import POLICY_KIND, POLICY_PLURAL, POLICY_SHORT_NAMES, POLICY_SINGULAR, BertTrainingPolicySpec
+from .policy import POLICY_KIND, POLICY_PLURAL, POLICY_SHORT_NAMES, POLICY_SINGULAR, BertTrainingPolicySpec, PolicyValues
 from .presets import API_GROUP, API_VERSION, CATEGORIES, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .status import BertTrainingJobStatus, BertTrainingPolicyStatus
 
@@ -117,6 +119,52 @@ def spec_schema() -> dict[str, Any]:
     return schema
 
 
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds (X or X | None), if it is one."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(
+        annotation) is typing.Union else (annotation,)
+    return next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+
+
+def value_paths(model: type[BaseModel] = PolicyValues) -> list[tuple[str, ...]]:
+    """The wire paths of every value a policy's defaults or forced values may set, leaf by leaf as policy.values_of
+    applies them (runPolicy field by field)."""
+    paths: list[tuple[str, ...]] = []
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        inner = _nested_model(info.annotation)
+        paths += [(alias, *sub) for sub in value_paths(inner)] if inner is not None else [(alias,)]
+    return paths
+
+
+def _has(root: str, path: tuple[str, ...]) -> str:
+    """CEL that is true when self.<root>.<path> is set, testing each level first (a missing level is an error)."""
+    return " && ".join(f"has(self.{'.'.join((root, *path[:depth]))})" for depth in range(len(path) + 1))
+
+
+#: metav1.LabelSelector's own rule for a requirement, which its schema cannot say.
+SELECTOR_RULE = {
+    "rule": "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : "
+            "(!has(self.values) || size(self.values) == 0)",
+    "message": "values must not be empty with operator In or NotIn, and must be empty with Exists or DoesNotExist",
+}
+
+
+def policy_spec_schema() -> dict[str, Any]:
+    """Structural schema of a policy's `.spec`, with every rule policy.parse_policy checks beyond the models as CEL
+    (x-kubernetes-validations): the API server then refuses such a policy with the webhook off or unreachable, and
+    no invalid policy reaches the operator (which would hold the namespaces it selects)."""
+    schema = structural(BertTrainingPolicySpec)
+    requirement = schema["properties"]["namespaceSelector"]["properties"]["matchExpressions"]["items"]
+    requirement["x-kubernetes-validations"] = [dict(SELECTOR_RULE)]
+    schema["x-kubernetes-validations"] = [
+        {"rule": f"!({_has('defaults', path)} && {_has('forced', path)})",
+         "message": f"spec.defaults.{'.'.join(path)} and spec.forced.{'.'.join(path)} are both set: the default would "
+                    "never apply; keep one of them"}
+        for path in value_paths()]
+    return schema
+
+
 def status_schema(model: type[BaseModel] = BertTrainingJobStatus) -> dict[str, Any]:
     """Structural schema of `.status`, with room for kopf's own bookkeeping (its handlers' progress)."""
     schema = structural(model)
@@ -192,7 +240,7 @@ def policy_crd() -> dict[str, Any]:
         POLICY_KIND, POLICY_PLURAL, POLICY_SINGULAR, POLICY_SHORT_NAMES, "Cluster", POLICY_PRINTER_COLUMNS,
         "BertTrainingPolicy: a platform team's defaults, limits and forced values for the BertTrainingJobs of the "
         "namespaces it selects.",
-        structural(BertTrainingPolicySpec), status_schema(BertTrainingPolicyStatus), [])
+        policy_spec_schema(), status_schema(BertTrainingPolicyStatus), [])
 
 
 def crd_yaml() -> str:

@@ -444,7 +444,10 @@ class DatasetSpec(StoreSpec):
 class OutputSpec(StoreSpec):
     """Where checkpoints, progress.json, results.json and logs go; one sub-folder per stage."""
 
-    uri: StorageUri = Field(..., description="s3://bucket/prefix or pvc://claim/path for checkpoints, progress and results.")
+    uri: StorageUri | None = Field(
+        None, description=(
+            "s3://bucket/prefix or pvc://claim/path for checkpoints, progress and results. Required, unless a "
+            "BertTrainingPolicy selecting the namespace gives it (defaults.output): so the schema leaves it optional."))
     keep_checkpoints: int = Field(
         3, ge=0, le=1000,
         description=(
@@ -531,7 +534,9 @@ class BertTrainingJobSpec(ApiModel):
     xla: bool = Field(True, description="Compile the training step with XLA. Default true.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Workers, GPUs and pod resources.")
     dataset: DatasetSpec = Field(..., description="Input data location.")
-    output: OutputSpec = Field(..., description="Results location.")
+    output: OutputSpec = Field(
+        default_factory=OutputSpec,
+        description="Results location; a BertTrainingPolicy's defaults.output may give it (its uri is then not required).")
     image: Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=1024)] | None = Field(
         None, description="Trainer image; default the operator's configured trainer image.")
     image_pull_policy: PullPolicy = Field("IfNotPresent", description="Always, IfNotPresent or Never. Default IfNotPresent.")

@@ -65,6 +65,9 @@ class StageStatus(StatusModel):
     start_time: str | None = None
     completion_time: str | None = None
     restarts: int | None = Field(None, description="Times the operator re-created this stage's MPIJob after an infrastructure failure.")
+    queue_name: str | None = Field(
+        None, description="Kueue LocalQueue the stage's MPIJob was made in: Kueue owns its suspend until it ends, "
+                          "whatever the job's policies say later.")
     last_restart_reason: str | None = Field(None, description="Why the stage was last restarted, e.g. 'pod j-phase1-worker-1: Evicted: ...'.")
     last_restart_time: str | None = Field(None, description="When the failed MPIJob of the last restart was deleted.")
     restarted_mpi_job_uid: str | None = Field(

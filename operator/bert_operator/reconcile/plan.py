@@ -26,6 +26,7 @@ from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
 from ..policy import PolicyInput, location_errors
 from ..api.presets import KIND
+from ..api.required import unset_errors
 from ..api.stages import Stage
 from ..api.locations import join
 from ..contract import EXPORT_FOLDER, format_utc, parse_utc
@@ -245,13 +246,18 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     for a job that has not started, the plan that fails it for breaking a policy (nothing is created).
 
     A started job is not judged again: a policy edited later gives its next stage the policy's current defaults
-    and forced values, but its limits bind only jobs that have not started."""
+    and forced values, but its limits bind only jobs that have not started, and its output stays where the first
+    MPIJob put it (status.resolved.output: a later stage reads the earlier one's checkpoints there). Fields a policy
+    may give (api/required.py) are required here, once the policies had their chance."""
     given = ctx.observed.policy
-    if isinstance(given, PoliciesUnreadable):  # a running stage goes on; a new MPIJob waits (_advance)
-        return job, ctx.old.get("policy")
-    if given is None or not selecting(given.policies, given.labels):  # no policy here: nothing to merge or parse
-        return job, None
     started = bool(ctx.old.get("acceptedSpec"))
+    if _hold(ctx) is not None:  # a running stage goes on; a new MPIJob waits (_follow)
+        return _recorded_output(ctx, job), ctx.old.get("policy")
+    if given is None or not selecting(given.policies, given.labels):  # no policy here: nothing to merge or parse
+        unset = [] if started else list(unset_errors(job))
+        if unset:
+            return _ended(ctx, unset, sm.REASON_INVALID_SPEC)
+        return _recorded_output(ctx, job), None
     try:
         decision = decide(written, given.labels, given.policies)
     except SpecError as exc:
@@ -259,7 +265,42 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
                       prefix="the job with its BertTrainingPolicies' values is not valid: ")
     if decision.violations and not started:
         return _ended(ctx, decision.violations, sm.REASON_POLICY_VIOLATION, extra={"policy": decision.status()})
-    return (decision.job or job), decision.status()
+    return _recorded_output(ctx, decision.job or job), decision.status()
+
+
+def _recorded_output(ctx: Context, job: BertTrainingJob) -> BertTrainingJob:
+    """A started job's output as its first MPIJob had it (status.resolved.output), whatever the policies say now."""
+    recorded = (ctx.old.get("resolved") or {}).get("output")
+    if not ctx.old.get("acceptedSpec") or not isinstance(recorded, dict) or not recorded.get("uri"):
+        return job
+    output = job.spec.output.model_copy(update={
+        "uri": recorded.get("uri"), "endpoint": recorded.get("endpoint"), "region": recorded.get("region"),
+        "credentials_secret": recorded.get("credentialsSecret")})
+    return job.model_copy(update={"spec": job.spec.model_copy(update={"output": output})})
+
+
+@dataclass(frozen=True)
+class Held:
+    """No MPIJob may be made now: the policies cannot be read, or one that selects the namespace is invalid (fail
+    closed; a running stage goes on). The next reconcile, the resync at the latest, looks again."""
+
+    reason: str
+    message: str
+
+
+def _hold(ctx: Context) -> Held | None:
+    """Why the next MPIJob may not be made yet, if it may not."""
+    given = ctx.observed.policy
+    if isinstance(given, PoliciesUnreadable):
+        return Held(sm.REASON_POLICIES_UNREADABLE,
+                    f"waiting to create the next MPIJob: the BertTrainingPolicies cannot be read ({given.reason})")
+    holding = given.holding() if given is not None else []
+    if holding:
+        said = "; ".join(policy.message() for policy in holding[:3])
+        more = f" (and {len(holding) - 3} more invalid policies)" if len(holding) > 3 else ""
+        return Held(sm.REASON_POLICY_INVALID, f"waiting to create the next MPIJob until the platform team fixes or "
+                                              f"deletes it: {said}{more}")
+    return None
 
 
 def _resolve(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tuple[BertTrainingJob, list[dict[str, Any]]] | Plan:
@@ -301,17 +342,15 @@ def _waiting_for_jobs(ctx: Context, job: BertTrainingJob, waiting: deps.Waiting)
     return Plan(new, events=events)
 
 
-def _waiting_for_policies(ctx: Context, base: dict[str, Any], unreadable: PoliciesUnreadable) -> Plan:
-    """A stage to create while the policies cannot be read: nothing is created, the job says why (Ready=False, a
-    Warning Event once), and the next reconcile (the resync at the latest) tries again."""
+def _waiting_for_policies(ctx: Context, base: dict[str, Any], held: Held) -> Plan:
+    """A stage to create while the policies cannot be read or one is invalid: nothing is created, the job says why
+    (Ready=False, a Warning Event once), and the next reconcile (the resync at the latest) tries again."""
     generation = ctx.body["metadata"].get("generation")
-    message = f"waiting to create the next MPIJob: the BertTrainingPolicies cannot be read ({unreadable.reason})"
     before = sm.condition_of(base, sm.READY) or {}
-    conditions = sm.set_condition(base.get("conditions") or [], sm.READY, False, sm.REASON_POLICIES_UNREADABLE, message,
+    conditions = sm.set_condition(base.get("conditions") or [], sm.READY, False, held.reason, held.message,
                                   ctx.now, generation)
     new = {**base, "phase": base.get("phase") or "Pending", "conditions": conditions}
-    events = () if before.get("reason") == sm.REASON_POLICIES_UNREADABLE else (
-        Event("Warning", sm.REASON_POLICIES_UNREADABLE, message),)
+    events = () if before.get("reason") == held.reason else (Event("Warning", held.reason, held.message),)
     return Plan(new, events=events)
 
 
@@ -331,14 +370,23 @@ def _earlier_incarnation(mpijob: Mapping[str, Any], meta: Mapping[str, Any]) -> 
     return None
 
 
-def _suspend_patch(job: BertTrainingJob, mpijob: Mapping[str, Any], observed: Observed) -> PatchMPIJob | PatchWorkload | None:
-    """Pass a runPolicy.suspend toggle on to a stage that is still running: to its MPIJob, or, for a queued job
-    (Kueue owns the MPIJob's suspend), to its Workload's spec.active."""
+def _stage_queue(entry: Mapping[str, Any], mpijob: Mapping[str, Any]) -> str | None:
+    """The Kueue LocalQueue of a stage's MPIJob: its queue-name label (what Kueue acts on), else the queue the stage
+    recorded when it was made. Not the job's queueName now: a policy deleted or edited since must not take a queued
+    stage from Kueue (nor hand an unqueued one to it)."""
+    label = ((mpijob.get("metadata") or {}).get("labels") or {}).get(kueue.QUEUE_LABEL)
+    return label or entry.get("queueName") or None
+
+
+def _suspend_patch(job: BertTrainingJob, mpijob: Mapping[str, Any], observed: Observed,
+                   queue: str | None) -> PatchMPIJob | PatchWorkload | None:
+    """Pass a runPolicy.suspend toggle on to a stage that is still running: to its MPIJob, or, for a queued stage
+    (Kueue owns the MPIJob's suspend: never written here), to its Workload's spec.active."""
     if sm.stage_phase(dict(mpijob)).phase in sm.TERMINAL_PHASES:
         return None
     want = job.spec.run_policy.suspend
     meta = mpijob["metadata"]
-    if job.spec.queue_name:
+    if queue:
         workload = observed.workloads.get(meta["name"])
         patch = kueue.activation_patch(workload, want)
         if workload is None or patch is None:
@@ -394,21 +442,23 @@ def _failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: d
     counted = {**usage.close_attempt(entry, mpijob, end), "phase": "Restarting", "restarts": restarts + 1,
                "lastRestartTime": ctx.now,
                "lastRestartReason": f"{failure.reason}: {failure.message}"[:500], "restartedMpiJobUid": uid}
+    counted.pop("queueName", None)  # the next MPIJob is a new one: its queue is the one it is made with
     waiting = _restart_wait(ctx, job, counted)
     return Followed(waiting.phase, waiting.entry,
                     Event("Warning", sm.REASON_STAGE_RESTARTED, f"{entry['name']}: {waiting.phase.message}"))
 
 
-def _queue_phase(job: BertTrainingJob, mpijob: dict[str, Any], phase: sm.StagePhase, observed: Observed) -> sm.StagePhase:
-    """A queued job's stage that Kueue holds (suspended, and not by the user) is Queued, with Kueue's reason."""
-    if not job.spec.queue_name or job.spec.run_policy.suspend or phase.phase in sm.TERMINAL_PHASES:
+def _queue_phase(job: BertTrainingJob, mpijob: dict[str, Any], phase: sm.StagePhase, observed: Observed,
+                 queue: str | None) -> sm.StagePhase:
+    """A queued stage that Kueue holds (suspended, and not by the user) is Queued, with Kueue's reason."""
+    if not queue or job.spec.run_policy.suspend or phase.phase in sm.TERMINAL_PHASES:
         return phase
     if kueue.suspended(mpijob) or phase.phase == "Suspended":
         return kueue.queued_phase(mpijob, observed.workloads.get(mpijob["metadata"]["name"]))
     return phase
 
 
-def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, Any]) -> Followed | Action:
+def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, Any]) -> Followed | Action | Held:
     """The phase of one stage that has not succeeded, or the write it needs first."""
     meta = ctx.body["metadata"]
     name = stage.mpijob_name(job.metadata.name)
@@ -416,7 +466,7 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
     if seen is None:
         if pending_restart(entry) and parse_utc(ctx.now) < due_at(entry, ctx.recovery):
             return _restart_wait(ctx, job, entry)
-        return CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
+        return _hold(ctx) or CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
     if isinstance(seen, RefusedCreate):  # sending it again cannot help: fail with the server's reason
         refused = f"the API server refused MPIJob {name} ({seen.status}): {seen.message}"
         return Followed(sm.StagePhase("Failed", sm.REASON_REFUSED, refused), {**entry, "phase": "Failed", "completionTime": ctx.now})
@@ -433,15 +483,18 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
     mpi_status = mpijob.get("status") or {}
     entry = {**entry, "name": stage.name, "mpiJob": name}
     entry.setdefault("startTime", mpi_status.get("startTime") or ctx.now)
+    queue = _stage_queue(entry, mpijob)
+    if queue:  # what the policies decided for this MPIJob holds until it ends, whatever they say later
+        entry["queueName"] = queue
     phase = sm.stage_phase(mpijob)
     if phase.phase == "Failed":  # (a Deleted one is always a failed one: only those are deleted)
         return _failed(ctx, job, entry, mpijob, deleting)
-    patch = _suspend_patch(job, mpijob, ctx.observed)
+    patch = _suspend_patch(job, mpijob, ctx.observed, queue)
     if patch is not None:
         return patch
     if name in ctx.observed.waiting and phase.phase == "Created":
         phase = sm.StagePhase(phase.phase, sm.REASON_PODS_PENDING, ctx.observed.waiting[name])
-    phase = _queue_phase(job, mpijob, phase, ctx.observed)
+    phase = _queue_phase(job, mpijob, phase, ctx.observed, queue)
     entry = _gpu_time(entry, mpijob, phase.phase, ctx.now)
     entry["phase"] = phase.phase
     if phase.phase in sm.TERMINAL_PHASES:
@@ -500,8 +553,8 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
             entries.append(entry)
             continue
         followed = _follow(ctx, job, stage, entry)
-        if isinstance(followed, CreateMPIJob) and isinstance(ctx.observed.policy, PoliciesUnreadable):
-            return _waiting_for_policies(ctx, base, ctx.observed.policy)
+        if isinstance(followed, Held):
+            return _waiting_for_policies(ctx, base, followed)
         if not isinstance(followed, Followed):
             return Plan(base, actions=(followed,))
         phases.append(followed.phase)
