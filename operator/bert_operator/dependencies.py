@@ -34,17 +34,18 @@ from .api.presets import NVIDIA_CORPUS_FOLDER
 from .api.required import require
 from .api.rules import references
 from .tasks import stage_data_path, stages_of, task_of
+from . import reasons
 
 #: Jobs that have not started a job may wait for, directly or through others: what a cycle search reads at most
 #: (a chain of data, pretraining and fine-tuning jobs is 3 long). A job whose chain goes further fails with
 #: DependencyInvalid rather than wait for jobs it cannot see.
 MAX_CHAIN = 32
 
-REASON_NOT_READY = "DependencyNotReady"
-REASON_READY = "DependenciesReady"
-REASON_FAILED = "DependencyFailed"
-REASON_INVALID = "DependencyInvalid"
-REASON_CYCLE = "DependencyCycle"
+REASON_NOT_READY = reasons.DEPENDENCY_NOT_READY
+REASON_READY = reasons.DEPENDENCIES_READY
+REASON_FAILED = reasons.DEPENDENCY_FAILED
+REASON_INVALID = reasons.DEPENDENCY_INVALID
+REASON_CYCLE = reasons.DEPENDENCY_CYCLE
 #: The reasons a job fails with because of the jobs it names.
 REASONS = frozenset({REASON_FAILED, REASON_INVALID, REASON_CYCLE})
 

@@ -15,20 +15,20 @@ from typing import Any, Mapping
 
 from .api.reserved import KUEUE_QUEUE_LABEL as QUEUE_LABEL
 from .status import StagePhase
+from . import reasons
 
 #: Kueue labels each Workload with the uid of the job it stands for.
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL = "kueue.x-k8s.io", "v1beta1", "workloads"
 
 # Reasons of the job's Queued condition (and of Ready=False while queued).
-REASON_WAITING_FOR_WORKLOAD = "WaitingForWorkload"
-REASON_WAITING_FOR_QUOTA = "WaitingForQuota"
-REASON_INADMISSIBLE = "Inadmissible"
-REASON_WAITING_FOR_ADMISSION_CHECKS = "WaitingForAdmissionChecks"
-REASON_ADMITTED = "Admitted"
-REASON_EVICTED = "Evicted"
-#: The Workload API is not served: nothing will ever admit the stage (its MPIJob stays suspended).
-REASON_KUEUE_NOT_INSTALLED = "KueueNotInstalled"
+REASON_WAITING_FOR_WORKLOAD = reasons.WAITING_FOR_WORKLOAD
+REASON_WAITING_FOR_QUOTA = reasons.WAITING_FOR_QUOTA
+REASON_INADMISSIBLE = reasons.INADMISSIBLE
+REASON_WAITING_FOR_ADMISSION_CHECKS = reasons.WAITING_FOR_ADMISSION_CHECKS
+REASON_ADMITTED = reasons.ADMITTED
+REASON_EVICTED = reasons.EVICTED
+REASON_KUEUE_NOT_INSTALLED = reasons.KUEUE_NOT_INSTALLED
 
 
 class KueueNotInstalled(Exception):

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Protocol
 from .api import SpecError
 from .api.policy import BertTrainingPolicy
 from .policy import InvalidPolicy, PolicyInput, conflicts, parse_policy, selector_of, selects
+from . import reasons
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def policy_statuses(snapshot: Snapshot, jobs_in: Callable[[str], int]) -> dict[s
         selected = [ns for ns, labels in snapshot.namespaces.items() if broken.selects(labels)]
         message = (f"invalid; no new MPIJob is made in the {len(selected)} namespace(s) it selects until it is fixed "
                    f"or deleted: {broken.error}")
-        condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": message[:2000]}
+        condition = {"type": "Valid", "status": "False", "reason": reasons.INVALID_POLICY, "message": message[:2000]}
         out[name] = {"namespaces": len(selected), "jobs": sum(jobs_in(ns) for ns in selected), "conflicts": [],
                      "conditions": [condition], "observedGeneration": snapshot.generations.get(name)}
     for name, policy in snapshot.policies.items():
@@ -152,12 +153,12 @@ def policy_statuses(snapshot: Snapshot, jobs_in: Callable[[str], int]) -> dict[s
         if name in snapshot.invalid:  # the last valid generation still applies
             message = (f"generation {snapshot.generations.get(name)} is invalid; generation {policy.metadata.generation} "
                        f"still applies until it is fixed: {snapshot.invalid[name].error}")
-            condition = {"type": "Valid", "status": "False", "reason": "InvalidPolicy", "message": message[:2000]}
+            condition = {"type": "Valid", "status": "False", "reason": reasons.INVALID_POLICY, "message": message[:2000]}
         elif mine:  # its jobs there are refused until the platform team settles it
-            condition = {"type": "Valid", "status": "False", "reason": "PolicyConflict",
+            condition = {"type": "Valid", "status": "False", "reason": reasons.POLICY_CONFLICT,
                          "message": f"{len(mine)} conflict(s) with other policies; jobs there are refused: {mine[0]}"[:2000]}
         else:
-            condition = {"type": "Valid", "status": "True", "reason": "PolicyValid", "message": "policy is valid"}
+            condition = {"type": "Valid", "status": "True", "reason": reasons.POLICY_VALID, "message": "policy is valid"}
         out[name] = {"namespaces": len(selected), "jobs": sum(jobs_in(ns) for ns in selected), "conflicts": mine,
                      "conditions": [condition], "observedGeneration": snapshot.generations.get(name)}
     return out

@@ -36,6 +36,7 @@ from .metrics import PROGRESS_REPORTS
 from .reconcile import Reconciler
 from .reports import StaleReport, merge_report
 from .serving import Limits
+from . import reasons
 
 log = logging.getLogger(__name__)
 def _age_seconds(stamp: str | None, now: datetime.datetime) -> float | None:
@@ -58,9 +59,9 @@ def staleness_patch(status: dict[str, Any], now: datetime.datetime, stale_after:
         started = _age_seconds(status.get("startTime"), now)
         if started is None or started < stale_after:
             return None
-        reason, message = "NoReport", f"no progress reported in {int(started)}s of running"
+        reason, message = reasons.NO_REPORT, f"no progress reported in {int(started)}s of running"
     elif age > stale_after:
-        reason, message = "Stale", f"last progress report is {int(age)}s old"
+        reason, message = reasons.STALE, f"last progress report is {int(age)}s old"
     else:
         return None
     current = sm.condition_of(status, sm.PROGRESS_AVAILABLE)

@@ -21,6 +21,7 @@ from . import status as sm
 from .api import BertTrainingJob
 from .tasks import stages_of, task_of
 from .contract import PROGRESS_FIELDS, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE, parse_utc
+from . import reasons
 
 #: status.results keys the operator writes itself (reconcile/plan.py): a report's values for them are dropped.
 OPERATOR_RESULTS = frozenset({"stage", "gpuHours", "artifacts"})
@@ -200,6 +201,6 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
     if not patch:
         raise ValueError("report: needs progress or results")
     patch["conditions"] = sm.set_condition(
-        status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True, "Reported", f"trainer reported on {stage}", now, generation
+        status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True, reasons.REPORTED, f"trainer reported on {stage}", now, generation
     )
     return patch

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from . import reasons
+
 #: MPIJob condition types in the order that decides a stage's phase (first True wins).
 MPIJOB_PHASE_ORDER = ("Failed", "Succeeded", "Suspended", "Restarting", "Running", "Created")
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
@@ -49,26 +51,21 @@ READY = "Ready"
 #: True while the job waits for the jobs it takes inputs from (spec.dataset.fromJob, ...): bert_operator.dependencies.
 WAITING = "Waiting"
 
-REASON_INVALID_SPEC = "InvalidSpec"
-REASON_VALID_SPEC = "SpecValid"
-REASON_IMMUTABLE = "ImmutableFieldChanged"
-REASON_APPLIED = "Applied"
-REASON_NAME_CONFLICT = "MPIJobNameConflict"
-REASON_REFUSED = "MPIJobRefused"
-REASON_WAITING_FOR_OLD_MPIJOB = "WaitingForOldMPIJob"
-REASON_PODS_PENDING = "PodsPending"
-#: A failed stage's MPIJob was deleted and is made again after a backoff.
-REASON_RESTART_SCHEDULED = "RestartScheduled"
-#: The Warning Event of each restart.
-REASON_STAGE_RESTARTED = "StageRestarted"
-#: A stage failed for an infrastructure reason once more than runPolicy.maxRestarts allows.
-REASON_RESTART_LIMIT = "RestartLimitExceeded"
-#: A job that has not started breaks a BertTrainingPolicy of its namespace: failed before anything is created.
-REASON_POLICY_VIOLATION = "PolicyViolation"
-#: The policies could not be read: the next MPIJob waits for them.
-REASON_POLICIES_UNREADABLE = "PoliciesUnreadable"
-#: A BertTrainingPolicy that selects the job's namespace is invalid (and was never valid): the next MPIJob waits.
-REASON_POLICY_INVALID = "PolicyInvalid"
+# The reasons this module's callers write, by their old names (each defined once, in reasons.py).
+REASON_INVALID_SPEC = reasons.INVALID_SPEC
+REASON_VALID_SPEC = reasons.VALID_SPEC
+REASON_IMMUTABLE = reasons.IMMUTABLE
+REASON_APPLIED = reasons.APPLIED
+REASON_NAME_CONFLICT = reasons.NAME_CONFLICT
+REASON_REFUSED = reasons.REFUSED
+REASON_WAITING_FOR_OLD_MPIJOB = reasons.WAITING_FOR_OLD_MPIJOB
+REASON_PODS_PENDING = reasons.PODS_PENDING
+REASON_RESTART_SCHEDULED = reasons.RESTART_SCHEDULED
+REASON_STAGE_RESTARTED = reasons.STAGE_RESTARTED
+REASON_RESTART_LIMIT = reasons.RESTART_LIMIT
+REASON_POLICY_VIOLATION = reasons.POLICY_VIOLATION
+REASON_POLICIES_UNREADABLE = reasons.POLICIES_UNREADABLE
+REASON_POLICY_INVALID = reasons.POLICY_INVALID
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
 WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
 
@@ -118,13 +115,13 @@ def mpijob_conditions(mpijob: dict[str, Any] | None) -> list[dict[str, Any]]:
 def stage_phase(mpijob: dict[str, Any] | None) -> StagePhase:
     """Phase of one stage from its MPIJob's conditions, as the MPI Operator writes them."""
     if mpijob is None:
-        return StagePhase("Pending", "NotCreated", "MPIJob not created yet")
+        return StagePhase("Pending", reasons.NOT_CREATED, "MPIJob not created yet")
     true_conditions = {c.get("type"): c for c in mpijob_conditions(mpijob) if c.get("status") == "True"}
     for kind in MPIJOB_PHASE_ORDER:
         if kind in true_conditions:
             condition = true_conditions[kind]
             return StagePhase(kind, condition.get("reason") or kind, condition.get("message") or "")
-    return StagePhase("Pending", "WaitingForMPIOperator", "MPIJob created; the MPI Operator has not reported on it yet")
+    return StagePhase("Pending", reasons.WAITING_FOR_MPI_OPERATOR, "MPIJob created; the MPI Operator has not reported on it yet")
 
 
 def set_condition(
@@ -182,7 +179,7 @@ def job_state(stage_phases: list[StagePhase]) -> JobState:
         if stage.phase == "Succeeded" and index < last:
             continue
         return JobState(stage.phase, index, stage.reason, stage.message)
-    return JobState("Pending", 0, "NotCreated", "")  # pragma: no cover - a job has at least one stage
+    return JobState("Pending", 0, reasons.NOT_CREATED, "")  # pragma: no cover - a job has at least one stage
 
 
 #: The condition each phase makes True; the others of this set become False.
@@ -208,7 +205,7 @@ def phase_conditions(
     out = set_condition(conditions, VALID, True, REASON_VALID_SPEC, "spec is valid", now, generation)
     created = state.phase != "Pending" or condition_of({"conditions": conditions}, CREATED) is not None
     if created:
-        out = set_condition(out, CREATED, True, "MPIJobCreated", "MPIJob created", now, generation)
+        out = set_condition(out, CREATED, True, reasons.MPIJOB_CREATED, "MPIJob created", now, generation)
     for phase, kind in PHASE_CONDITIONS.items():
         if kind == CREATED:
             continue
@@ -218,7 +215,7 @@ def phase_conditions(
             out = set_condition(out, kind, True, state.reason, state.message, now, generation)
         elif existing is not None and (existing.get("status") == "True" or existing.get("message") != f"job is {state.phase}"):
             # (a False one too: its message names the phase, which must be the job's phase now, not the one it left)
-            out = set_condition(out, kind, False, f"Not{kind}", f"job is {state.phase}", now, generation)
+            out = set_condition(out, kind, False, reasons.negated(kind), f"job is {state.phase}", now, generation)
     return _ready(out, state, now, generation)
 
 
@@ -231,7 +228,7 @@ def ended_conditions(conditions: list[dict[str, Any]], reason: str, message: str
     for kind in PHASE_CONDITIONS.values():
         existing = condition_of({"conditions": out}, kind)
         if kind not in (FAILED, CREATED) and existing is not None and existing.get("status") == "True":
-            out = set_condition(out, kind, False, f"Not{kind}", "job is Failed", now, generation)
+            out = set_condition(out, kind, False, reasons.negated(kind), "job is Failed", now, generation)
     return set_condition(out, READY, False, reason, message, now, generation)
 
 
@@ -240,7 +237,7 @@ def _ready(conditions: list[dict[str, Any]], state: JobState, now: str, generati
     failed (the REASON column says why), and False with the phase once it is none of these (only after it was first
     set, so a new job's list stays short)."""
     if state.phase == "Running":
-        return set_condition(conditions, READY, True, "Running", "the current stage is running", now, generation)
+        return set_condition(conditions, READY, True, reasons.RUNNING, "the current stage is running", now, generation)
     if state.reason in WAITING_REASONS or state.phase in ("Queued", "Failed"):
         return set_condition(conditions, READY, False, state.reason, state.message, now, generation)
     if condition_of({"conditions": conditions}, READY) is not None:

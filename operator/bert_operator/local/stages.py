@@ -30,12 +30,13 @@ from ..contract import utc_now
 from .commands import LocalCommand, launcher_command, sync_commands
 from .lifetime import die_with_parent
 from .volumes import VolumeMap
+from .. import reasons
 
 log = logging.getLogger(__name__)
 
 #: Seconds a stopped stage gets to checkpoint before it is killed.
 STOP_GRACE_SECONDS = 60.0
-REASON_INTERRUPTED = "Interrupted"
+REASON_INTERRUPTED = reasons.INTERRUPTED
 
 
 @dataclass
@@ -79,7 +80,7 @@ class LocalStages:
             mpijob["status"] = {"conditions": []}
             run = StageRun(mpijob, self.job_dir / f"{name}.log")
             self.runs[name] = run
-        self._condition(run, "Created", "MPIJobCreated", f"MPIJob {name} created (local processes)")
+        self._condition(run, "Created", reasons.MPIJOB_CREATED, f"MPIJob {name} created (local processes)")
         if not (mpijob["spec"].get("runPolicy") or {}).get("suspend"):
             self._start(run)
         else:

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 
 from ..status import mpijob_conditions
 from .observe import is_pod_of
+from .. import reasons
 
 #: kubelet / node-lifecycle values of a failed pod's status.reason that mean the node, not the job, ended it.
 INFRA_POD_REASONS = frozenset({"Evicted", "Preempting", "NodeLost", "Shutdown", "NodeShutdown", "Terminated",
@@ -31,8 +32,8 @@ EXIT_BAD_INPUT, EXIT_ERROR = 2, 1
 MPIJOB_EVICTED = "MPIJobEvicted"
 _ERROR_LINE = re.compile(r"(^|\s|:)error:\s", re.IGNORECASE)
 
-REASON_INVALID_INPUT = "InvalidInput"
-REASON_TRAINER_ERROR = "TrainerError"
+REASON_INVALID_INPUT = reasons.INVALID_INPUT
+REASON_TRAINER_ERROR = reasons.TRAINER_ERROR
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from .failures import classify
 from .observe import Deleted, Observed, RefusedCreate
 from .recovery import RecoverySettings, due_at, pending_restart
 from . import usage
+from .. import reasons
 
 
 @dataclass(frozen=True)
@@ -549,7 +550,7 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     for stage in stages:
         entry = dict(recorded.get(stage.name) or {"name": stage.name})
         if entry.get("phase") == "Succeeded":
-            phases.append(sm.StagePhase("Succeeded", "Succeeded", ""))
+            phases.append(sm.StagePhase("Succeeded", sm.SUCCEEDED, ""))
             entries.append(entry)
             continue
         followed = _follow(ctx, job, stage, entry)
@@ -564,7 +565,7 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
             restarted = True
         if followed.phase.phase != "Succeeded":
             break
-    phases += [sm.StagePhase("Pending", "NotCreated", "")] * (len(stages) - len(phases))
+    phases += [sm.StagePhase("Pending", reasons.NOT_CREATED, "")] * (len(stages) - len(phases))
 
     state = sm.job_state(phases)
     conditions = sm.phase_conditions(base.get("conditions") or [], state, now, generation)
