@@ -3,7 +3,7 @@
 Each task renders its own trainer arguments (``bert_operator.tasks``), in
 NVIDIA's flag names (run_pretraining.py, run_squad.py, run_classifier.py,
 create_pretraining_data.py), so a rendered job reads like the recipe and can be
-reproduced from its command line alone (reference.md).
+reproduced from its command line alone (NVIDIA's BERT for TensorFlow 2 README lists the same flags).
 """
 
 from __future__ import annotations
