@@ -44,6 +44,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.progress_runner, _ = await runtime.progress.serve("0.0.0.0", runtime.settings.progress_port,
                                                            runtime.settings.progress_ssl())
     memo.resync_task = asyncio.create_task(runtime.resync_forever())
+    runtime.start_worker()
     log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*", runtime.settings.trainer_image)
 
 
@@ -56,6 +57,7 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     memo.resync_task.cancel()
+    memo.runtime.queue.shutdown()
     await memo.progress_runner.cleanup()
 
 

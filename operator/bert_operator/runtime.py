@@ -1,4 +1,9 @@
-"""What one operator process holds: clients, the reconciler, known jobs, and the periodic resync."""
+"""What one operator process holds: clients, the reconciler, known jobs, and the work queue.
+
+Watch events reconcile their job at once (kopf's handlers, serialised per job by the reconciler's lock). Everything
+else that must reconcile a job goes through one keyed work queue (workqueue.py) and its worker thread: a restart
+whose backoff is over, the jobs waiting for a producer that changed phase or went away, and the periodic resync.
+The queue keeps each job once however often it is asked for, and never hands one job to two workers at once."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from .reconcile import Reconciler
 from .reconcile.recovery import RecoverySettings, seconds_until_due
 from .render import RenderSettings
 from .training_metrics import TrainingMetrics
+from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +64,8 @@ class Runtime:
     #: when this process first sees it.
     training: TrainingMetrics = field(default_factory=TrainingMetrics)
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    #: One timer per job with a restart waiting out its backoff: it reconciles the job when the restart is due.
-    timers: dict[tuple[str, str], threading.Timer] = field(default_factory=dict)
+    #: Reconciles no watch event asks for (restarts due, dependents, the resync), by job; one worker takes them.
+    queue: WorkQueue[tuple[str, str]] = field(default_factory=WorkQueue)
 
     #: The status last written to each policy, so a resync writes only what changed.
     policy_statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -116,24 +122,16 @@ class Runtime:
             self.dependents.setdefault((namespace, producer), set()).add(name)
 
     def wake_dependents(self, namespace: str, producer: str) -> None:
-        """Reconcile the jobs waiting for `producer` (it changed phase, or was deleted): no watch event of theirs says so."""
+        """Queue the jobs waiting for `producer` (it changed phase, or was deleted): no watch event of theirs says so.
+        Queued, not reconciled here: a chain of dependents is walked one job at a time by the worker, not recursed."""
         for name in sorted(self.dependents.pop((namespace, producer), set())):
-            body = self.jobs.get((namespace, name))
-            if body is None:
-                continue
-            try:
-                self.reconcile(body)
-            except Exception:
-                log.exception("dependent reconcile failed job=%s/%s producer=%s", namespace, name, producer)
-            self._index_dependent((namespace, name), body)  # still waiting: keep it in the index
+            self.queue.add((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
         self.jobs.pop((namespace, name), None)
         self.reconciler.forget(namespace, name)
         self.training.forget(namespace, name)
-        timer = self.timers.pop((namespace, name), None)
-        if timer is not None:
-            timer.cancel()
+        self.queue.discard((namespace, name))
 
     def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> None:
         """Reconcile a job now, and again when a restart it waits for is due (no watch event will say so); when its
@@ -146,26 +144,46 @@ class Runtime:
             self.wake_dependents(meta.get("namespace", "default"), meta["name"])
 
     def _wake_for_restart(self, body: dict[str, Any]) -> None:
+        """Queue the job for when the restart it waits for is due (no watch event will say so)."""
         now = datetime.datetime.now(tz=datetime.timezone.utc)
         delay = seconds_until_due(body.get("status") or {}, now, self.reconciler.recovery)
-        meta = body["metadata"]
-        key = (meta.get("namespace", "default"), meta["name"])
-        if delay is None or (key in self.timers and self.timers[key].is_alive()):
-            return
-        timer = threading.Timer(delay + 1.0, self._due, args=key)  # +1 s: status times are to the second
-        timer.daemon = True
-        self.timers[key] = timer
-        timer.start()
+        if delay is not None:
+            meta = body["metadata"]
+            self.queue.add((meta.get("namespace", "default"), meta["name"]), delay + 1.0)  # +1 s: status times are to the second
 
-    def _due(self, namespace: str, name: str) -> None:
-        self.timers.pop((namespace, name), None)
-        body = self.jobs.get((namespace, name))
-        if body is None:
+    def process(self, key: tuple[str, str]) -> None:
+        """One queued job: reconcile it, flag stale progress, and keep it indexed under the producers it still waits
+        for. A failure is logged; the next resync queues the job again."""
+        namespace, name = key
+        body = self.jobs.get(key)
+        if body is None:  # deleted since it was queued
             return
         try:
             self.reconcile(body)
+            now = datetime.datetime.now(tz=datetime.timezone.utc)
+            patch = staleness_patch(body.get("status") or {}, now, self.settings.progress_stale_seconds)
+            if patch:
+                with self.reconciler.lock(namespace, name):
+                    self.reconciler.record(body, patch)
         except Exception:
-            log.exception("restart reconcile failed job=%s/%s", namespace, name)
+            log.exception("queued reconcile failed job=%s/%s", namespace, name)
+        self._index_dependent(key, body)  # still waiting: keep it in the index
+
+    def work(self) -> None:
+        """The worker: take due jobs off the queue until it is shut down."""
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                self.process(key)
+            finally:
+                self.queue.done(key)
+
+    def start_worker(self) -> threading.Thread:
+        worker = threading.Thread(target=self.work, name="bertoperator-queue", daemon=True)
+        worker.start()
+        return worker
 
     def known(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.jobs.get((namespace, name))
@@ -176,17 +194,10 @@ class Runtime:
         return found
 
     def resync_once(self) -> None:
-        """Safety net for missed watch events: reconcile every unfinished job, flag stale progress."""
-        now = datetime.datetime.now(tz=datetime.timezone.utc)
-        for (namespace, name), body in list(self.jobs.items()):
-            try:
-                self.reconcile(body)
-                patch = staleness_patch(body.get("status") or {}, now, self.settings.progress_stale_seconds)
-                if patch:
-                    with self.reconciler.lock(namespace, name):
-                        self.reconciler.record(body, patch)
-            except Exception:
-                log.exception("resync failed job=%s/%s", namespace, name)
+        """Safety net for missed watch events: queue every job (the worker reconciles it and flags stale progress),
+        write the policies' statuses, and count the jobs by phase."""
+        for key in list(self.jobs):
+            self.queue.add(key)
         self.write_policy_statuses()
         self.training.retain(lambda key: key in self.jobs)  # a status write that raced a deletion re-exported it
         phases = Counter((body.get("status") or {}).get("phase") or "Pending" for body in self.jobs.values())

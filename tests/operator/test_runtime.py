@@ -1,0 +1,126 @@
+"""The operator's Runtime: which reconciles go through the work queue (restarts due, dependents, the resync), with
+a reconciler that records what it is asked and a queue on a clock the test turns."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from types import SimpleNamespace
+from typing import Any
+
+from bert_operator.contract import format_utc
+from bert_operator.reconcile.recovery import RecoverySettings, due_at
+from bert_operator.runtime import Runtime
+from bert_operator.workqueue import WorkQueue
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Reconciler:
+    """Sets each job's phase from `phases` (name -> phase) and records the order it was asked in."""
+
+    def __init__(self) -> None:
+        self.recovery = RecoverySettings()
+        self.phases: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> None:
+        name = body["metadata"]["name"]
+        self.calls.append(name)
+        if name in self.phases:
+            body["status"] = {**(body.get("status") or {}), "phase": self.phases[name]}
+
+    def lock(self, namespace: str, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def record(self, body: dict[str, Any], patch: dict[str, Any]) -> None:
+        body["status"] = {**(body.get("status") or {}), **patch}
+
+    def forget(self, namespace: str, name: str) -> None:
+        pass
+
+
+def runtime() -> tuple[Runtime, Reconciler, Clock]:
+    clock, reconciler = Clock(), Reconciler()
+    policies = SimpleNamespace(snapshot=lambda: (_ for _ in ()).throw(RuntimeError("no policies here")))
+    built = Runtime(settings=SimpleNamespace(progress_stale_seconds=600), client=None, api=None,  # type: ignore[arg-type]
+                    reconciler=reconciler, progress=None, policies=policies, queue=WorkQueue(clock))  # type: ignore[arg-type]
+    return built, reconciler, clock
+
+
+def job(name: str, fed_by: str | None = None, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"task": {"pretrain": {}}}
+    if fed_by:
+        spec["dataset"] = {"fromJob": fed_by}
+    return {"metadata": {"namespace": "ns", "name": name}, "spec": spec, "status": status or {}}
+
+
+def drain(built: Runtime) -> None:
+    while (key := built.queue.take()) is not None:
+        try:
+            built.process(key)
+        finally:
+            built.queue.done(key)
+
+
+def test_a_producer_changing_phase_queues_its_dependents_without_recursing_into_them() -> None:
+    built, reconciler, _ = runtime()
+    for body in (job("data"), job("pretrain", fed_by="data"), job("finetune", fed_by="pretrain")):
+        built.remember(body)
+    reconciler.phases = {"data": "Succeeded", "pretrain": "Succeeded"}
+    built.reconcile(built.jobs[("ns", "data")])
+    assert reconciler.calls == ["data"] and set(built.queue.queued()) == {("ns", "pretrain")}  # queued, not reconciled
+    drain(built)  # pretrain succeeds in turn: its own dependent is queued and taken by the same worker
+    assert reconciler.calls == ["data", "pretrain", "finetune"] and built.queue.queued() == {}
+
+
+def test_a_deleted_producer_queues_its_dependents_and_a_deleted_job_leaves_the_queue() -> None:
+    built, reconciler, _ = runtime()
+    built.remember(job("consumer", fed_by="gone"))
+    built.wake_dependents("ns", "gone")
+    built.forget("ns", "consumer")
+    assert built.queue.queued() == {}
+    drain(built)
+    assert reconciler.calls == []
+
+
+def restarting(at: datetime.datetime) -> dict[str, Any]:
+    return {"phase": "Restarting", "stages": [{"name": "phase1", "phase": "Restarting", "restarts": 1,
+                                               "restartedMpiJobUid": "u1", "lastRestartTime": format_utc(at)}]}
+
+
+def test_a_restart_waiting_out_its_backoff_is_queued_for_when_it_is_due() -> None:
+    built, reconciler, clock = runtime()
+    now = datetime.datetime.now(tz=datetime.timezone.utc).replace(microsecond=0)
+    body = built.remember(job("evicted", status=restarting(now)))
+    built.reconcile(body)
+    backoff = (due_at(body["status"]["stages"][0], reconciler.recovery) - now).total_seconds()
+    assert backoff > 0 and list(built.queue.queued()) == [("ns", "evicted")]
+    clock.now += backoff  # (+1 s: status times are to the second)
+    assert built.queue.take() is None
+    clock.now += 1.0
+    drain(built)
+    assert reconciler.calls == ["evicted", "evicted"]
+    overdue = built.remember(job("overdue", status=restarting(now - datetime.timedelta(days=1))))
+    built.reconcile(overdue)
+    clock.now += 1.0
+    assert built.queue.take() == ("ns", "overdue")
+
+
+def test_the_resync_queues_every_job_once_and_flags_stale_progress() -> None:
+    built, reconciler, _ = runtime()
+    stale = {"phase": "Running", "stages": [{"name": "phase1", "phase": "Running", "startTime": "2000-01-01T00:00:00Z"}],
+             "progress": {"updatedAt": "2000-01-01T00:00:00Z"}, "currentStage": "phase1"}
+    built.remember(job("a", status=stale))
+    built.remember(job("b"))
+    built.resync_once()
+    built.resync_once()  # a second resync before the worker ran adds nothing
+    assert sorted(built.queue.queued()) == [("ns", "a"), ("ns", "b")]
+    drain(built)
+    assert sorted(reconciler.calls) == ["a", "b"]
+    assert any(c.get("reason") == "Stale" for c in built.jobs[("ns", "a")]["status"].get("conditions", []))
