@@ -149,7 +149,9 @@ def test_both_bert_configs_have_the_tables_fields_types_and_defaults() -> None:
 
 
 def out_of_bounds(field: Any) -> list[object]:
-    values: list[object] = [True, "1"] if field.type is not str else [1, "leaky_relu"]
+    values: list[object] = [1, "leaky_relu"] if field.type is str else [True, "1"]
+    if field.type is float:
+        values += [float("nan"), float("inf")]
     for key, limit in field.bounds().items():
         step = 1 if field.type is int else 1e-3
         values.append(limit - step if key == "ge" else limit if key in ("gt", "lt") else limit + step)
