@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "trainer"))
+sys.path[:0] = [str(REPO / "common"), str(REPO / "trainer")]
 
 from data_prep_throughput import reference_script, run_reference, vocab_path  # noqa: E402
 

@@ -29,7 +29,7 @@ Published BERT-Base dev figures (percent):
 all-MiniLM-L6-v2 is a sentence-transformers embedding model: no fine-tuning figures on
 these dev sets are published for it, so its column says "n/a".
 
-    PYTHONPATH=operator:trainer .venv/bin/python bench/finetune_accuracy.py \
+    PYTHONPATH=common:operator:trainer .venv/bin/python bench/finetune_accuracy.py \
         [--tasks mrpc,cola,squad] [--epochs 3 | mrpc=3,cola=3,squad=2] [--seq 128 | mrpc=128,squad=256] \
         [--squad-train-fraction 0.8] [--max-train-examples N | squad=2000] [--json out.json] [--workdir DIR]
 
@@ -162,7 +162,7 @@ def squad_split(fraction: float, cap: int | None, work: Path) -> dict[str, Any]:
 def trainer(args: list[str], out: Path, log: Path) -> float:
     """Run `python -m bert_trainer <args>`; returns its wall seconds; exits with its log tail when it fails."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "trainer"), str(REPO / "operator"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(REPO / "common"), str(REPO / "trainer"), str(REPO / "operator"), os.environ.get("PYTHONPATH", "")])}
     started = time.monotonic()
     with log.open("w") as sink:
         code = subprocess.run([sys.executable, "-m", "bert_trainer", *args, "--output_dir", str(out)], cwd=out.parent,

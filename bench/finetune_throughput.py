@@ -23,7 +23,7 @@ on two inputs:
 Each figure is the fastest of --repeats windows of --steps steps (other jobs on a shared
 machine only ever slow a window down), old and new windows interleaved.
 
-    PYTHONPATH=operator:trainer .venv/bin/python bench/finetune_throughput.py [--inputs full,mrpc] \
+    PYTHONPATH=common:operator:trainer .venv/bin/python bench/finetune_throughput.py [--inputs full,mrpc] \
         [--steps 4] [--repeats 3] [--warmup 2] [--json out.json]
 """
 
@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.append(str(REPO / "trainer"))
+sys.path += [str(REPO / "common"), str(REPO / "trainer")]
 DATA = Path(os.environ.get("BERT_BENCH_DATA", REPO.parent / "shared" / "data"))
 
 import numpy as np  # noqa: E402

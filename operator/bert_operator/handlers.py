@@ -21,7 +21,7 @@ from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .metrics import publish_build_info
 from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
-from .contract import JOB_NAME_LABEL
+from bert_common.contract import JOB_NAME_LABEL
 from .runtime import Runtime, own, plain
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
-from .contract import JOB_NAME_LABEL, STAGE_LABEL
+from bert_common.contract import JOB_NAME_LABEL, STAGE_LABEL
 from .version import package_version
 from .kueue import JOB_UID_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION, KueueNotInstalled
 from .metrics import API_ERRORS, API_REQUESTS

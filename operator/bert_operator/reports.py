@@ -20,7 +20,7 @@ from typing import Any
 from . import status as sm
 from .api import BertTrainingJob
 from .tasks import stages_of, task_of
-from .contract import PROGRESS_FIELDS, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE, parse_utc
+from bert_common.contract import PROGRESS_FIELDS, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE, parse_utc
 from . import reasons
 
 #: status.results keys the operator writes itself (reconcile/plan.py): a report's values for them are dropped.

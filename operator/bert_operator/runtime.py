@@ -25,7 +25,7 @@ from .kube import KubeApi, load_config
 from .metrics import JOBS_BY_PHASE
 from .policy_cache import PolicyCache, policy_statuses
 from .progress import ProgressEndpoint, staleness_patch
-from .contract import utc_now
+from bert_common.contract import utc_now
 from .reconcile import Reconciler
 from .reconcile.recovery import RecoverySettings, seconds_until_due
 from .render import RenderSettings

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from importlib import metadata
 
+from bert_common import __version__
+
 #: The distribution pyproject.toml declares.
 DISTRIBUTION = "bert-operator"
 
 
 def package_version() -> str:
-    """The installed distribution's version; the package's own __version__, else `unknown`, when run from a source
-    tree that was never installed."""
+    """The installed distribution's version; bert_common's __version__ (which pyproject.toml reads) when run from
+    a source tree that was never installed."""
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        import bert_operator
-
-        return str(getattr(bert_operator, "__version__", "unknown"))
+        return __version__

@@ -151,7 +151,8 @@ def test_dependencies_are_installed_before_the_source_is_copied(name: str) -> No
     """Cache-friendly order: a code change does not reinstall dependencies."""
     build = DOCKERFILES[name].stages[0]
     order = [(kw, args) for kw, args in build.instructions if kw in ("COPY", "RUN")]
-    first_source = next(i for i, (kw, args) in enumerate(order) if kw == "COPY" and args.startswith(("operator/", "trainer/")))
+    first_source = next(i for i, (kw, args) in enumerate(order)
+                        if kw == "COPY" and args.startswith(("common/", "operator/", "trainer/")))
     requirements = next(i for i, (kw, args) in enumerate(order) if kw == "RUN" and "requirements-from-pyproject.py" in args)
     assert requirements < first_source
     assert all(args.split()[0] in ("pyproject.toml", "scripts/requirements-from-pyproject.py", "scripts/build-horovod.sh")
@@ -252,3 +253,32 @@ def test_requirements_script_lists_the_extras() -> None:
     assert trainer.count("boto3>=1.34") == 1
     with pytest.raises(SystemExit, match="unknown extra"):
         module.requirements(pyproject, ["gpu"], [])
+
+
+#: The source folders each image takes: its own package and bert_common (standard library only), never the other's.
+IMAGE_PACKAGES = {"Dockerfile.operator": ("operator", "common/", "operator/"), "Dockerfile.trainer": ("trainer", "common/", "trainer/")}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_PACKAGES))
+def test_each_image_holds_its_own_package_and_bert_common_only(name: str) -> None:
+    """The trainer image has no operator package, pydantic, kopf or jinja2; the operator image no trainer or
+    TensorFlow (tests/test_packages.py imports each package without the other side's dependencies)."""
+    extra, *folders = IMAGE_PACKAGES[name]
+    build = DOCKERFILES[name].stages[0]
+    copied = {source for src, paths, _ in copies(build) if src is None for source in paths}
+    assert {source for source in copied if source.endswith("/")} == set(folders)
+    runs = " ".join(build.all("RUN"))
+    assert f"requirements-from-pyproject.py {extra}" in runs
+    spec = importlib.util.spec_from_file_location("requirements", REPO / "scripts" / "requirements-from-pyproject.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    installed = {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in module.requirements(REPO / "pyproject.toml", [extra], [])}
+    if extra == "trainer":
+        assert not installed & {"pydantic", "kopf", "jinja2", "kubernetes", "pyyaml", "jsonschema"}
+        # No wheel of the project (it would bring `bertjob`, whose package is not here): the two packages only.
+        assert "bert_operator" not in runs and "cp -r common/bert_common trainer/bert_trainer" in runs
+        assert 'python -c "import bert_trainer.cli"' in runs
+    else:
+        assert not installed & {"tensorflow", "tensorflow-cpu", "horovod", "tokenizers", "tensorboard"}
+        assert "tensorflow" not in runs and "horovod" not in runs
+        assert "pip install --no-deps /tmp/wheels/bert_operator-*.whl" in runs

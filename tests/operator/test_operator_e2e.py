@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from bert_operator.api.crd import crd
-from bert_operator.contract import format_utc, parse_utc
+from bert_common.contract import format_utc, parse_utc
 from tests.conftest import MPIJOB_CRD, REPO
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
 from tests.operator.strict import StrictApiServer, load_crd

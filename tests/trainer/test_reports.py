@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bert_operator.contract import PROGRESS_FIELD_NAMES
+from bert_common.contract import PROGRESS_FIELD_NAMES
 from bert_trainer.reports import ReportWriter
 
 

@@ -4,4 +4,6 @@ The operator renders ``python -m bert_trainer <task> --flags``; everything here 
 importable without Horovod, GPUs or network access so it can be tested on a CPU.
 """
 
-__version__ = "0.1.0"
+from bert_common import __version__
+
+__all__ = ["__version__"]

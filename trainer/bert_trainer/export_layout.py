@@ -2,7 +2,7 @@
 
 A stage that trains writes, on rank 0 after its final checkpoint, one folder per format
 under its output: ``<output_dir>/export/hf/`` and/or ``<output_dir>/export/savedmodel/``
-(:mod:`bert_operator.contract`'s EXPORT_FOLDER and format names, which the operator reads
+(:mod:`bert_common.contract`'s EXPORT_FOLDER and format names, which the operator reads
 to list the artifacts), and ``"exported": [formats written]`` in results.json.
 The writing itself is :mod:`bert_trainer.model.export`.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from bert_operator.contract import EXPORT_FOLDER, EXPORT_FORMATS
+from bert_common.contract import EXPORT_FOLDER, EXPORT_FORMATS
 from bert_trainer import storage
 
 FLAG_HELP = (f"comma-separated export formats written under <output_dir>/{EXPORT_FOLDER}/<format>/ by rank 0 after "

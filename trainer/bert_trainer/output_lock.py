@@ -40,7 +40,7 @@ import time
 import uuid
 from typing import Callable, Iterator, Protocol
 
-from bert_operator.contract import utc_now
+from bert_common.contract import utc_now
 from bert_trainer import storage
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Rank 0's reports to the operator, so progress and results appear on the BertTrainingJob.
 
 The operator renders three variables into the MPIJob (exported to ranks with
-mpirun -x; their names are bert_operator.contract's): BERTJOB_PROGRESS_URL (its
+mpirun -x; their names are bert_common.contract's): BERTJOB_PROGRESS_URL (its
 /progress/<namespace>/<name> endpoint), BERTJOB_STAGE and BERTJOB_TOKEN_FILE (a
 projected service-account token whose audience is the operator, rotated by the
 kubelet, so it is re-read for every report). Standard library only and never
@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bert_operator.contract import ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
+from bert_common.contract import ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
 
 log = logging.getLogger(__name__)
 

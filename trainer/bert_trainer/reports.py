@@ -1,7 +1,7 @@
 """The one writer of a stage's progress.json and results.json, for every task.
 
 Why one: the operator reads these files (and the same bodies pushed over HTTP)
-with the field names of :mod:`bert_operator.contract`; three writers had three
+with the field names of :mod:`bert_common.contract`; three writers had three
 chances to drift from it. Here progress holds exactly the contract's fields, in
 its order, stamped with its clock; each write is logged as an ``event=progress``
 or ``event=results`` line and pushed to the operator when it asked for reports.
@@ -19,7 +19,7 @@ import json
 import logging
 from typing import Any, Mapping
 
-from bert_operator.contract import PROGRESS_FIELD_NAMES, PROGRESS_FILE, RESULTS_FILE, utc_now
+from bert_common.contract import PROGRESS_FIELD_NAMES, PROGRESS_FILE, RESULTS_FILE, utc_now
 from bert_trainer import storage
 from bert_trainer.progress_push import ProgressPusher, strict_json
 

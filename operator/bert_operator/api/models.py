@@ -18,8 +18,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from bert_common.bert_config import BERT_PRESETS, FIELDS_BY_NAME, Activation
+
 from .vendored import schema as k8s_schema
-from .presets import API_GROUP, API_VERSION, BERT_PRESETS, KIND
+from .presets import API_GROUP, API_VERSION, KIND
 
 Precision = Literal["fp32", "fp16", "bf16"]
 OptimizerName = Literal["lamb", "adam"]
@@ -101,26 +103,30 @@ class ApiModel(BaseModel):
 # --------------------------------------------------------------------------- model
 
 
+def _bert_field(name: str) -> Any:
+    """A BertConfig field as bert_common's table declares it: default, bounds, description."""
+    field = FIELDS_BY_NAME[name]
+    return Field(field.default, description=field.description, **field.bounds())
+
+
+# Every field's default, bounds and description come from bert_common.bert_config, which the trainer's config
+# reads too; tests/test_packages.py holds this field list and its types to that table.
 class BertConfig(BaseModel):
     """Google's bert_config.json, field for field (snake_case, as Google wrote it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    vocab_size: int = Field(30522, ge=1, description="Size of the WordPiece vocabulary. Default 30522 (uncased).")
-    hidden_size: int = Field(768, ge=1, description="Width of the encoder layers and the pooler. Default 768.")
-    num_hidden_layers: int = Field(12, ge=1, le=128, description="Number of transformer layers. Default 12.")
-    num_attention_heads: int = Field(12, ge=1, description="Attention heads per layer; must divide hiddenSize. Default 12.")
-    intermediate_size: int = Field(3072, ge=1, description="Width of the feed-forward layer. Default 3072.")
-    hidden_act: Literal["gelu", "relu", "gelu_new", "swish", "tanh"] = Field(
-        "gelu", description="Activation of the feed-forward layer. Default gelu."
-    )
-    hidden_dropout_prob: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings, encoder and pooler outputs. Default 0.1.")
-    attention_probs_dropout_prob: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention probabilities. Default 0.1.")
-    max_position_embeddings: int = Field(
-        512, ge=1, description="Longest sequence the model can take; bounds every maxSeqLength. Default 512."
-    )
-    type_vocab_size: int = Field(2, ge=1, description="Number of segment (token type) ids. Default 2.")
-    initializer_range: float = Field(0.02, gt=0.0, description="Stddev of the truncated-normal initializer. Default 0.02.")
+    vocab_size: int = _bert_field("vocab_size")
+    hidden_size: int = _bert_field("hidden_size")
+    num_hidden_layers: int = _bert_field("num_hidden_layers")
+    num_attention_heads: int = _bert_field("num_attention_heads")
+    intermediate_size: int = _bert_field("intermediate_size")
+    hidden_act: Activation = _bert_field("hidden_act")
+    hidden_dropout_prob: float = _bert_field("hidden_dropout_prob")
+    attention_probs_dropout_prob: float = _bert_field("attention_probs_dropout_prob")
+    max_position_embeddings: int = _bert_field("max_position_embeddings")
+    type_vocab_size: int = _bert_field("type_vocab_size")
+    initializer_range: float = _bert_field("initializer_range")
 
 
 class CheckpointRef(ApiModel):

@@ -1,7 +1,8 @@
-"""Facts of the NVIDIA BERT recipe that several parts of the API share.
+"""The API's names and the NVIDIA recipe's folder names that several parts of the operator share.
 
-Kept apart from the pydantic models so that the renderer and the trainer's
-command line can quote the same numbers without importing model classes.
+Kept apart from the pydantic models so that the renderer, the client and the
+handlers can quote them without importing model classes. The BERT model presets
+are the trainer's too: they live in ``bert_common.bert_config``.
 """
 
 from __future__ import annotations
@@ -15,26 +16,6 @@ PLURAL: Final = "berttrainingjobs"
 SINGULAR: Final = "berttrainingjob"
 SHORT_NAMES: Final = ("btj",)
 CATEGORIES: Final = ("all", "ml", "kubeflow")
-
-#: Google's released BERT configurations (uncased_L-12_H-768_A-12 and
-#: uncased_L-24_H-1024_A-16); bert_config.json field names as Google wrote them.
-_BASE: Final[dict[str, object]] = {
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-    "initializer_range": 0.02,
-}
-BERT_PRESETS: Final[dict[str, dict[str, object]]] = {
-    "base": _BASE,
-    "large": {**_BASE, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
-}
 
 
 def nvidia_dataset_folder(

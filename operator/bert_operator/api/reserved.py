@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..contract import LABEL_PREFIX
+from bert_common.contract import LABEL_PREFIX
 
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY_LABEL: Final = "kueue.x-k8s.io/priority-class"

@@ -47,7 +47,7 @@ def event_time(event: dict[str, Any]) -> str:
 
 
 def _utc(stamp: str) -> str:
-    from ..contract import format_utc, parse_utc
+    from bert_common.contract import format_utc, parse_utc
 
     try:
         return format_utc(parse_utc(stamp)) if stamp else ""

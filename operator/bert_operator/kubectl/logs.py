@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any, BinaryIO
 
-from ..contract import JOB_NAME_LABEL, STAGE_LABEL
+from bert_common.contract import JOB_NAME_LABEL, STAGE_LABEL
 from ..terminal import EscapingWriter
 from ..untrusted import mapping, records, text
 from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError, Target, api_errors, get_job, job_path

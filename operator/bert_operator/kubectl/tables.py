@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from ..api.crd import PRINTER_COLUMNS
-from ..contract import parse_utc
+from bert_common.contract import parse_utc
 from ..status import TERMINAL_PHASES
 from ..terminal import one_line
 from ..untrusted import mapping, number, text, whole

@@ -37,7 +37,7 @@ import yaml
 from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.rules import references
-from ..contract import utc_now
+from bert_common.contract import utc_now
 from ..dependencies import cycle_error, producer_names
 from ..reconcile import Reconciler, normalized_spec, spec_hash
 from ..render import RenderSettings

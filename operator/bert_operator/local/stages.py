@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..contract import utc_now
+from bert_common.contract import utc_now
 from .commands import LocalCommand, launcher_command, sync_commands
 from .lifetime import die_with_parent
 from .volumes import VolumeMap

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..contract import parse_utc
+from bert_common.contract import parse_utc
 from ..kubectl.tables import age, render_rows
 from ..untrusted import mapping, number, records, text, whole
 

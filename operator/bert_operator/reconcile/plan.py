@@ -29,7 +29,7 @@ from ..api.presets import KIND
 from ..api.required import unset_errors
 from ..api.stages import Stage
 from ..api.locations import join
-from ..contract import EXPORT_FOLDER, format_utc, parse_utc
+from bert_common.contract import EXPORT_FOLDER, format_utc, parse_utc
 from ..policy import PoliciesUnreadable, decide, selecting
 from ..render import RenderSettings, render_mpijob
 from ..tasks import report_uri, stages_of, task_of

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
-from ..contract import utc_now
+from bert_common.contract import utc_now
 from ..metrics import RECONCILE_SECONDS
 from ..policy import PoliciesUnreadable, PolicyInput
 from ..render import RenderSettings

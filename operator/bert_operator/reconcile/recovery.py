@@ -10,7 +10,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..contract import parse_utc
+from bert_common.contract import parse_utc
 
 
 @dataclass(frozen=True)

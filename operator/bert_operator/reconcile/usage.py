@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..contract import parse_utc
+from bert_common.contract import parse_utc
 from ..status import mpijob_conditions
 
 #: The extended resource counted. The renderer asks for exactly this one (render/values.py).

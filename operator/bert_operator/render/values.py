@@ -10,20 +10,22 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from bert_common import __version__
+
 from ..api.locations import PvcRef, is_pvc, join, SYNCED_DATA_ROOT
 from ..api.models import BertTrainingJob, BertTrainingJobSpec, StoreSpec
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.reserved import KUEUE_PRIORITY_LABEL, KUEUE_QUEUE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL
 from ..api.stages import Stage
 from ..tasks import stage_data_path, task_of
-from ..contract import (
+from bert_common.contract import (
     ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL, TASK_LABEL,
     TOKEN_DIR, TOKEN_FILE, token_audience,
 )
 from .command import TRAINER_ENTRY, launcher_command
 from .image import SSH_AUTH_MOUNT_PATH, WORKER_COMMAND, container_security_context, pod_security_context
 
-DEFAULT_TRAINER_IMAGE = "ghcr.io/bert-operator/trainer:0.1.0"
+DEFAULT_TRAINER_IMAGE = f"ghcr.io/bert-operator/trainer:{__version__}"
 #: NCCL's log levels; WARN keeps a rank's log to NCCL's warnings and errors (INFO adds topology per rank).
 NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 DEFAULT_NCCL_DEBUG = "WARN"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Iterator
 
 from ..api.errors import FieldError
-from ..contract import EXPORT_HF, EXPORT_SAVEDMODEL
+from bert_common.contract import EXPORT_HF, EXPORT_SAVEDMODEL
 from ..api.locations import join
 from ..api.models import BertTrainingJobSpec
 from ..api.stages import Stage

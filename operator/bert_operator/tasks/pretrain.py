@@ -17,7 +17,7 @@ from ..api.models import BertTrainingJobSpec, PrepareDataTask, PretrainTask
 from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
 from .base import OperatorTask
-from ..contract import EXPORT_HF
+from bert_common.contract import EXPORT_HF
 from .flags import export_flags, model_flags, number, optimizer_flags, retention_flags, speed_flags
 
 

@@ -10,13 +10,17 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from bert_operator.api.presets import BERT_PRESETS
+from bert_common.bert_config import ACTIVATIONS, BERT_PRESETS, FIELDS_BY_NAME, problems
 
 # Google's released uncased BERT configs (uncased_L-12_H-768_A-12, uncased_L-24_H-1024_A-16): one table for
-# the whole project, kept with the API (a base dependency of both images, no TensorFlow or kopf in it).
+# the whole project, in bert_common (standard library only, installed in both images).
 PRESETS: dict[str, dict[str, Any]] = BERT_PRESETS
 
-SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_fast", "relu", "tanh", "swish", "silu")
+SUPPORTED_ACTIVATIONS = ACTIVATIONS
+
+
+def _default(name: str) -> Any:
+    return FIELDS_BY_NAME[name].default
 
 
 class ConfigError(ValueError):
@@ -25,32 +29,28 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
-    """Hyperparameters of the encoder; field names match Google's bert_config.json."""
+    """Hyperparameters of the encoder; field names match Google's bert_config.json.
+
+    The fields, their defaults and the values each may take are bert_common.bert_config's (the API's
+    spec.model.config is derived from the same table); tests/test_packages.py holds this list to it."""
 
     vocab_size: int
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
+    hidden_size: int = _default("hidden_size")
+    num_hidden_layers: int = _default("num_hidden_layers")
+    num_attention_heads: int = _default("num_attention_heads")
+    intermediate_size: int = _default("intermediate_size")
+    hidden_act: str = _default("hidden_act")
+    hidden_dropout_prob: float = _default("hidden_dropout_prob")
+    attention_probs_dropout_prob: float = _default("attention_probs_dropout_prob")
+    max_position_embeddings: int = _default("max_position_embeddings")
+    type_vocab_size: int = _default("type_vocab_size")
+    initializer_range: float = _default("initializer_range")
+    layer_norm_eps: float = _default("layer_norm_eps")
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(
-                f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}"
-            )
-        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-            raise ConfigError(f"hidden_act={self.hidden_act!r} not one of {SUPPORTED_ACTIVATIONS}")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        found = problems(dataclasses.asdict(self))
+        if found:
+            raise ConfigError("; ".join(found))
 
     @property
     def head_size(self) -> int:

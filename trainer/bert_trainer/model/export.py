@@ -8,7 +8,7 @@ import shutil
 
 import tensorflow as tf
 
-from bert_operator.contract import EXPORT_HF, EXPORT_SAVEDMODEL
+from bert_common.contract import EXPORT_HF, EXPORT_SAVEDMODEL
 from bert_trainer.export_layout import ExportFailed, export_dir
 from bert_trainer.model.config import BertConfig
 from bert_trainer.model.hf_export import write_hf_export

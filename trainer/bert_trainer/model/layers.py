@@ -15,6 +15,8 @@ import math
 
 import tensorflow as tf
 
+from bert_common.bert_config import ACTIVATION_FUNCTIONS
+
 
 def truncated_normal(shape: list[int], stddev: float, rng: tf.random.Generator) -> tf.Tensor:
     """Google BERT's initializer: truncated normal with the config's initializer_range.
@@ -23,17 +25,19 @@ def truncated_normal(shape: list[int], stddev: float, rng: tf.random.Generator) 
 
 
 def activation(name: str):
-    """Map bert_config's hidden_act to a function. "gelu" is the exact erf form
-    (what Hugging Face uses); "gelu_new"/"gelu_tanh"/"gelu_fast" the tanh approximation."""
-    if name == "gelu":
+    """Map bert_config's hidden_act to a function, through bert_common's table of spellings (the one the API's
+    enum is made of): "gelu" is the exact erf form (what Hugging Face uses); "gelu_new"/"gelu_tanh"/"gelu_fast"
+    the tanh approximation."""
+    function = ACTIVATION_FUNCTIONS.get(name)
+    if function == "gelu":
         return lambda x: tf.nn.gelu(x, approximate=False)
-    if name in ("gelu_new", "gelu_tanh", "gelu_fast"):
+    if function == "gelu_tanh":
         return lambda x: tf.nn.gelu(x, approximate=True)
-    if name == "relu":
+    if function == "relu":
         return tf.nn.relu
-    if name == "tanh":
+    if function == "tanh":
         return tf.math.tanh
-    if name in ("swish", "silu"):
+    if function == "silu":
         return tf.nn.silu
     raise ValueError(f"unsupported activation {name}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from bert_operator.contract import EXPORT_FORMATS, EXPORT_HF
+from bert_common.contract import EXPORT_FORMATS, EXPORT_HF
 from bert_trainer import storage
 from bert_trainer.flags import add_model_flags, bool_flag
 from bert_trainer.tasks.common import check_output_dir, resolve_config, run_guarded

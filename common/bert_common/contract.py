@@ -7,15 +7,16 @@ sides import their names from here, so a field or variable cannot be renamed
 on one side only:
 
 - the CRD's ``status.progress`` schema is built from :data:`PROGRESS_FIELDS`
-  (``api/status.py``), and so is what the operator copies from a report
-  (``reports.py``) and what the trainer writes (``bert_trainer.reports``);
-- the ``BERTJOB_*`` variables are rendered by ``render/values.py`` and read by
-  ``bert_trainer.progress_push``;
+  (``bert_operator.api.status``), and so is what the operator copies from a
+  report (``bert_operator.reports``) and what the trainer writes
+  (``bert_trainer.reports``);
+- the ``BERTJOB_*`` variables are rendered by ``bert_operator.render.values``
+  and read by ``bert_trainer.progress_push``;
 - the labels are put on MPIJobs and pods by the renderer and selected on by
   the operator's watch.
 
-Importing this module imports nothing else of either package (the trainer
-image and the operator image both carry it), and no TensorFlow.
+Standard library only, like all of ``bert_common``: the trainer image and the
+operator image both carry it, and neither carries the other's package.
 """
 
 from __future__ import annotations
