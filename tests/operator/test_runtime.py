@@ -8,7 +8,7 @@ import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from bert_operator.contract import format_utc
+from bert_common.contract import format_utc
 from bert_operator.reconcile.recovery import RecoverySettings, due_at
 from bert_operator.runtime import Runtime
 from bert_operator.workqueue import WorkQueue
