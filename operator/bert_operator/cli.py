@@ -19,6 +19,7 @@ from .api.parse import load_documents, parse_job, parse_text
 from .dependencies import resolve_file
 from .tasks import task_of
 from .api.crd import crd_yaml, policy_crd_yaml
+from .config import OperatorSettings, SettingsError
 from .kubectl import add_commands as add_cluster_commands, add_version
 from .policy import parse_policy
 from .policy_files import Decided, PolicyFile, decide_documents, is_policy, parse_labels, read_policy_files
@@ -194,8 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("run: only --local is supported here; on a cluster, kubectl apply -f the file")
     if args.processes is not None and args.processes < 1:
         raise UsageError(f"--processes: must be at least 1, got {args.processes}")
-    # The reconciler loads only here.
-    from .local import LocalOptions, LocalSetupError, run_jobs, status_json, status_yaml, summary_table
+    # The reconciler (and tqdm, the [operator] extra) loads only here.
+    from .local import LocalOptions, LocalSetupError, run_jobs, status_json, status_yaml, summary_table  # noqa: PLC0415
 
     jobs = parse_text(_read(args.file), args.file)
     resolve_file(jobs, args.file, need_all=False)  # a cycle, or a producer that cannot give what is asked: exit 2 now
@@ -215,8 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_operator(args: argparse.Namespace) -> int:
     import kubernetes  # noqa: PLC0415 - with kopf, only the operator needs it
 
-    from .config import OperatorSettings, SettingsError
-    from .main import run  # kopf and the kubernetes client load only here
+    from .main import run  # noqa: PLC0415 - kopf and the kubernetes client load only here
 
     try:
         settings = OperatorSettings.from_env(
@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="print the MPIJobs a BertTrainingJob runs, one per stage")
     render.add_argument("files", nargs="+", metavar="FILE")
     render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
-    render.add_argument("--image", default=DEFAULT_TRAINER_IMAGE, help=f"trainer image when spec.image is unset (default {DEFAULT_TRAINER_IMAGE})")
+    render.add_argument("--image", default=DEFAULT_TRAINER_IMAGE,
+                        help=f"trainer image when spec.image is unset (default {DEFAULT_TRAINER_IMAGE})")
     _add_policy_options(render)
     render.add_argument("--jobs", action="store_true",
                         help="print the BertTrainingJobs as the policies make them (defaults and forced values in "
@@ -263,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the jobs of a file to completion on this machine (--local), no cluster needed")
     run.add_argument("file", metavar="FILE", help="BertTrainingJob YAML; several documents run in order")
     run.add_argument("--local", action="store_true", help="run here: the same trainer command lines, as processes")
-    run.add_argument("--workdir", default="bertjob-runs", help="status, logs and claims without a folder (default ./bertjob-runs)")
+    run.add_argument("--workdir", default="bertjob-runs",
+                     help="status, logs and claims without a folder (default ./bertjob-runs)")
     run.add_argument("--volume", action="append", type=_volume, default=[], metavar="CLAIM=DIR",
                      help="folder standing for PersistentVolumeClaim CLAIM (repeatable); default: the job's "
                           "local.bertoperator.io/pvc.CLAIM annotation, else WORKDIR/volumes/CLAIM")
@@ -277,8 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     operator = sub.add_parser("operator", help="run the operator against the cluster in KUBECONFIG or in-cluster")
     operator.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
-                          help="watch only these namespaces (repeat or comma-separate); default cluster-wide; env BERTOP_NAMESPACES")
-    operator.add_argument("--trainer-image", default=None, help="trainer image for jobs without spec.image; env BERTOP_TRAINER_IMAGE")
+                          help="watch only these namespaces (repeat or comma-separate); default cluster-wide; "
+                               "env BERTOP_NAMESPACES")
+    operator.add_argument("--trainer-image", default=None,
+                          help="trainer image for jobs without spec.image; env BERTOP_TRAINER_IMAGE")
     operator.add_argument("--kubeconfig", default=None, help="kubeconfig file; default in-cluster, then KUBECONFIG")
     operator.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz (0: off)")
     operator.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics (0: off)")
@@ -293,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "restart (default 30, at most BERTOP_RESTART_BACKOFF_MAX_SECONDS, 360); env "
                                "BERTOP_RESTART_BACKOFF_SECONDS")
     operator.add_argument("--webhook-port", type=int, default=None,
-                          help="serve the validating admission webhook (HTTPS) on this port (default 0: off); env BERTOP_WEBHOOK_PORT")
+                          help="serve the validating admission webhook (HTTPS) on this port (default 0: off); "
+                               "env BERTOP_WEBHOOK_PORT")
     operator.add_argument("--webhook-cert-dir", default=None,
                           help="folder with the webhook's tls.crt and tls.key; env BERTOP_WEBHOOK_CERT_DIR")
     operator.set_defaults(func=cmd_operator)

@@ -58,8 +58,9 @@ def raw_references(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(field path, job name) of every job a raw spec (a dict, as the API server holds it) names, without parsing:
     the watch cache and the cycle search read many specs."""
     spec = spec if isinstance(spec, Mapping) else {}
-    dataset = spec.get("dataset") if isinstance(spec.get("dataset"), Mapping) else {}
-    model = spec.get("model") if isinstance(spec.get("model"), Mapping) else {}
+    raw_dataset, raw_model = spec.get("dataset"), spec.get("model")
+    dataset: Mapping[str, Any] = raw_dataset if isinstance(raw_dataset, Mapping) else {}
+    model: Mapping[str, Any] = raw_model if isinstance(raw_model, Mapping) else {}
     found = [(DATASET_FIELD, dataset.get("fromJob"))]
     for key, path in (("initCheckpointFrom", CHECKPOINT_FIELD), ("vocabFrom", VOCAB_FIELD)):
         ref = model.get(key)
@@ -239,7 +240,7 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
     name = job.metadata.name
     refs = raw_references(spec)
     recorded = {entry.get("name"): entry for entry in seen}
-    entries = [{"name": producer, "fields": [path for path, other in refs if other == producer]}
+    entries: list[dict[str, Any]] = [{"name": producer, "fields": [path for path, other in refs if other == producer]}
                for producer in producer_names(spec)]
     for entry in entries:
         body = jobs.get(entry["name"])
@@ -270,7 +271,7 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
         status = body.get("status") or {}
         phase = entry["phase"]
         if phase == "Failed":
-            failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
+            failed: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
             errors.append(FieldError(where, f"BertTrainingJob {producer} Failed ({failed.get('reason', 'Failed')}: "
                                             f"{str(failed.get('message', ''))[:300]})"))
         elif phase != "Succeeded":  # (its phase only: the message, hence the status, changes when the phase does)
@@ -280,7 +281,8 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
     if waiting:
         return Waiting(f"waiting for BertTrainingJob {', '.join(waiting)} to succeed", entries)
     try:
-        return Resolved(_substitute(job, {entry["name"]: jobs[entry["name"]] for entry in entries}), entries)
+        producers = {entry["name"]: body for entry in entries if (body := jobs.get(entry["name"])) is not None}
+        return Resolved(_substitute(job, producers), entries)
     except SpecError as exc:
         return Broken(REASON_INVALID, exc.errors, entries)
 
@@ -310,8 +312,8 @@ def _output(producer: _Producer) -> StoreSpec:
         try:
             return StoreSpec.model_validate(recorded, strict=False)
         except ValidationError:  # a status edited by hand: say so instead of failing every reconcile
-            raise SpecError([FieldError("status.resolved.output", f"BertTrainingJob {producer.job.metadata.name}'s "
-                                                                 f"recorded output is not a location: {recorded!r}"[:300])]) from None
+            said = f"BertTrainingJob {producer.job.metadata.name}'s recorded output is not a location: {recorded!r}"
+            raise SpecError([FieldError("status.resolved.output", said[:300])]) from None
     out = producer.job.spec.output
     return StoreSpec(uri=out.uri, endpoint=out.endpoint, region=out.region, credentials_secret=out.credentials_secret)
 
@@ -326,7 +328,8 @@ def _substitute(job: BertTrainingJob, bodies: Mapping[str, Mapping[str, Any]]) -
         update.update(_dataset(job, _producer(spec.dataset.from_job, bodies[spec.dataset.from_job], DATASET_FIELD)))
     ref = spec.model.init_checkpoint_from
     if ref is not None:
-        model_update["init_checkpoint"] = _checkpoint(ref.from_job, ref.stage, _producer(ref.from_job, bodies[ref.from_job], CHECKPOINT_FIELD))
+        model_update["init_checkpoint"] = _checkpoint(ref.from_job, ref.stage,
+                                                      _producer(ref.from_job, bodies[ref.from_job], CHECKPOINT_FIELD))
     if spec.model.vocab_from is not None:
         name = spec.model.vocab_from.from_job
         vocab = _producer(name, bodies[name], VOCAB_FIELD).job.spec.model.vocab
@@ -397,7 +400,8 @@ def _checkpoint(name: str, stage: str | None, producer: _Producer) -> str:
 def in_file(jobs: list[BertTrainingJob]) -> dict[str, dict[str, Any]]:
     """The jobs of one file as bodies that have succeeded: what `bertjob render` and `bertjob validate` resolve
     references against, before anything ran (a producer's output is then its spec's)."""
-    return {job.metadata.name: {"apiVersion": job.api_version, "kind": job.kind, "metadata": {"name": job.metadata.name, "namespace": job.metadata.namespace},
+    return {job.metadata.name: {"apiVersion": job.api_version, "kind": job.kind,
+                                "metadata": {"name": job.metadata.name, "namespace": job.metadata.namespace},
                                 "spec": job.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
                                 "status": {"phase": "Succeeded"}} for job in jobs}
 
@@ -440,5 +444,5 @@ def resolve_file(jobs: list[BertTrainingJob], source: str | None = None, *, need
     return out
 
 
-__all__ = ["Broken", "Resolved", "Resolution", "Waiting", "apply_record", "beyond_limit", "chain", "cycle_error", "find_cycle", "in_file", "locations",
-           "producer_names", "raw_references", "resolve", "resolve_file", "resolve_in_file"]
+__all__ = ["Broken", "Resolved", "Resolution", "Waiting", "apply_record", "beyond_limit", "chain", "cycle_error", "find_cycle",
+           "in_file", "locations", "producer_names", "raw_references", "resolve", "resolve_file", "resolve_in_file"]

@@ -44,11 +44,8 @@ class EventRecorder:
             "lastTimestamp": now.isoformat(),
             "count": 1,
         }
-        # Not decoded into the client's V1Event model (its timestamps parsed by dateutil): nothing reads the answer.
-        # Read all the same (.data), which hands the connection back to the pool.
         try:
-            self.api._call("create", lambda: self.api.core.create_namespaced_event(
-                namespace, event, _preload_content=False).data)
+            self.api.create_event(namespace, event)
         except ApiException as exc:
             if not namespace_terminating(exc):
                 raise

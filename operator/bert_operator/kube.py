@@ -119,6 +119,12 @@ class KubeApi:
                 time.sleep(min(delay, 5.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        """Post one core/v1 Event, with the retries and metrics of every call. The answer is not decoded into the
+        client's V1Event model (its timestamps parsed by dateutil): nothing reads it. It is read all the same (.data),
+        which hands the connection back to the pool."""
+        self._call("create", lambda: self.core.create_namespaced_event(namespace, event, _preload_content=False).data)
+
     # ----------------------------------------------------------------- MPIJobs
 
     def _get_or_none(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

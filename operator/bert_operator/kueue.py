@@ -11,7 +11,7 @@ Pure functions only; the reads and writes are :mod:`bert_operator.kube`'s.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeGuard
 
 from .api.reserved import KUEUE_QUEUE_LABEL as QUEUE_LABEL
 from .status import StagePhase
@@ -59,8 +59,8 @@ def _conditions(workload: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(c.get("type")): c for c in (workload.get("status") or {}).get("conditions") or []}
 
 
-def _true(condition: Mapping[str, Any] | None) -> bool:
-    return bool(condition) and condition.get("status") == "True"
+def _true(condition: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
+    return condition is not None and condition.get("status") == "True"
 
 
 def _said(condition: Mapping[str, Any]) -> str:

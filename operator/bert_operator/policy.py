@@ -409,7 +409,8 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace", "default"), meta.get("name", "")
     chosen = selecting(policies, labels)
-    written = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    raw_spec = body.get("spec")
+    written: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
     if not chosen:
         alone = parse_job(dict(body))
         return Decision(violations=tuple(unset_errors(alone)), job=alone)

@@ -48,11 +48,13 @@ def _items(documents: list[Any]) -> list[Any]:
 
 
 def _namespace(document: dict[str, Any], label: str) -> tuple[str, dict[str, str]]:
-    meta = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    raw_meta = document.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     name, labels = meta.get("name"), meta.get("labels") or {}
     errors = list(document_errors(document))
     if not isinstance(name, str) or not name:
         errors.append(FieldError("metadata.name", "a Namespace needs its name"))
+        name = ""
     if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         errors.append(FieldError("metadata.labels", "must be a mapping of strings to strings"))
     if errors:
@@ -135,8 +137,10 @@ def decide_documents(documents: list[tuple[str, Any]], source: str, known: Polic
     decided: list[tuple[Decision, dict[str, str], str]] = []
     errors: list[FieldError] = []
     for label, document in documents:
-        meta = document.get("metadata") if isinstance(document, dict) and isinstance(document.get("metadata"), dict) else {}
-        namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) else "default"
+        raw_meta = document.get("metadata") if isinstance(document, dict) else None
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        raw_namespace = meta.get("namespace")
+        namespace = raw_namespace if isinstance(raw_namespace, str) else "default"
         labels, labels_from = labels_of(namespace, given, known)
         try:
             if not isinstance(document, dict):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import status as sm
 from .api import BertTrainingJob
@@ -95,14 +95,17 @@ def checked_results(raw: Any) -> dict[str, Any]:
     return results
 
 
+def _integer(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def checked_progress(raw: Any) -> dict[str, Any]:
     """The contract's progress fields of a report, each of its type (a non-finite figure, or an ETA beyond
     MAX_ETA_SECONDS or below 0, becomes null); ValueError naming the first field that is not."""
     if not isinstance(raw, dict):
         raise ValueError("progress: must be an object")
     step, total = raw.get("step"), raw.get("totalSteps")
-    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in (step, total))
-    if not integers or not 1 <= total <= MAX_STEPS or not 0 <= step <= total:
+    if not (_integer(step) and _integer(total)) or not 1 <= total <= MAX_STEPS or not 0 <= step <= total:
         raise ValueError(f"progress.step/totalSteps: need integers with 0 <= step <= totalSteps, 1 <= totalSteps <= 2^53, "
                          f"got {_shown(step)}/{_shown(total)}")
     out: dict[str, Any] = {}
@@ -201,6 +204,7 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
     if not patch:
         raise ValueError("report: needs progress or results")
     patch["conditions"] = sm.set_condition(
-        status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True, reasons.REPORTED, f"trainer reported on {stage}", now, generation
+        status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True, reasons.REPORTED, f"trainer reported on {stage}", now,
+        generation,
     )
     return patch

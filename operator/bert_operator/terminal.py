@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 _BIDI_AND_SEPARATORS = "\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
 #: Controls in text that keeps its lines: all but newline and tab.
@@ -40,11 +40,18 @@ def one_line(value: Any) -> str:
     return "" if value is None else _IN_ONE_LINE.sub(_visible, value if isinstance(value, str) else str(value))
 
 
+class ByteSink(Protocol):
+    """Where bytes go: a binary stream, or anything that writes and flushes bytes (EscapingWriter itself)."""
+
+    def write(self, data: bytes, /) -> Any: ...
+    def flush(self) -> Any: ...
+
+
 class EscapingWriter:
     """A byte stream (a pod's log as it arrives) passed on escaped: decoded as UTF-8 across chunk boundaries
     (an invalid byte becomes U+FFFD, as kubectl shows it), escaped keeping lines and tabs, written as UTF-8."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: ByteSink) -> None:
         self.out = out
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 

@@ -118,7 +118,7 @@ class WebhookServer(kopf.WebhookServer):
         #: The port it serves on once started (the one given, or the one the system chose for 0).
         self.bound_port: int | None = None
 
-    async def __call__(self, fn: Any) -> AsyncIterator[kopf.WebhookClientConfig]:  # type: ignore[override]
+    async def __call__(self, fn: Any) -> AsyncIterator[kopf.WebhookClientConfig]:
         async def serve_one(request: web.Request) -> web.StreamResponse:
             try:
                 await asyncio.wait_for(request.read(), self.limits.read_timeout)  # kopf reads it again, from memory

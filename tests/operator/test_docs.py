@@ -17,7 +17,7 @@ README = REPO / "README.md"
 PAGES = [README, REPO / "charts" / "bert-operator" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 #: The README's two commands (.ci/run runs exactly the second).
 COMMANDS = ("bash scripts/bootstrap.sh local && .venv/bin/bertjob run --local examples/bertjob-tiny.yaml",
-            "bash scripts/bootstrap.sh dev && .venv/bin/pytest")
+            "bash scripts/bootstrap.sh dev && bash scripts/lint.sh && .venv/bin/pytest")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 CODE = re.compile(r"`[^`\n]*`")  # a pattern such as `(/.*)?` in a code span is no link

@@ -134,6 +134,7 @@ class TrainEngine(tf.Module):
     def _accumulate(self, grads: Sequence[tf.Tensor]) -> None:
         if self.reduce_per_micro_batch:
             grads = self.world.allreduce(grads)
+        assert self.accum is not None  # accumulating: k > 1
         for acc, g in zip(self.accum, grads):
             acc.assign_add(g)
 
@@ -194,6 +195,7 @@ class TrainEngine(tf.Module):
                 grads, metrics = self._grad_fn(batch)
                 self._accumulate_fn(grads)
                 sums = {key: sums.get(key, 0.0) + value for key, value in metrics.items()}
+            assert self.accum is not None  # k > 1
             finite = self._apply(list(self.accum))
             totals = {key: float(value) / self.k for key, value in sums.items()}
         totals["grads_finite"] = float(bool(finite))

@@ -8,7 +8,7 @@ this module turns them into `spec.resources.gpusPerWorker: must be >= 0, got -1`
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
@@ -100,7 +100,7 @@ def allowed_fields(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def _sentence(error: dict[str, Any], root: type[BaseModel]) -> str:
+def _sentence(error: Mapping[str, Any], root: type[BaseModel]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     got = shown(error.get("input"))

@@ -52,7 +52,16 @@ def join(base: str, *parts: str) -> str:
     return "/".join(pieces)
 
 
+def resolved(uri: str | None) -> str:
+    """A store's URI in a job about to run. The models allow None (output.uri may come from a policy, dataset.uri from
+    a producer's fromJob), but a job is rendered only after its policies and producers gave them."""
+    if uri is None:
+        raise ValueError("a location is not resolved yet: render a job after its policies and producers")
+    return uri
+
+
 def data_root(spec: BertTrainingJobSpec) -> str:
     """Dataset root inside a worker: synced copy for s3://, the mounted claim for pvc://."""
-    return in_pod(spec.dataset.uri) if is_pvc(spec.dataset.uri) else SYNCED_DATA_ROOT
+    uri = resolved(spec.dataset.uri)
+    return in_pod(uri) if is_pvc(uri) else SYNCED_DATA_ROOT
 

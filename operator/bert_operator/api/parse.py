@@ -51,7 +51,8 @@ def document_errors(document: Any) -> list[FieldError]:
 def parse_job(document: Any, source: str | None = None) -> BertTrainingJob:
     """Validate one document; raise SpecError listing every field error."""
     if not isinstance(document, dict):
-        raise SpecError([FieldError("<document>", f"must be a mapping (a BertTrainingJob), got {type(document).__name__}")], source)
+        raise SpecError([FieldError("<document>", f"must be a mapping (a BertTrainingJob), got {type(document).__name__}")],
+                        source)
     # The status is the operator's (and a trainer report's) to write, never input: a number in it that a spec may
     # not hold (one in [2^63, 1e21) comes back from the API server as a long integer) must not make the job invalid.
     shape = document_errors({key: value for key, value in document.items() if key != "status"})

@@ -91,7 +91,8 @@ class PolicyRunPolicy(ApiModel):
 class PolicyValues(ApiModel):
     """Values a policy gives jobs (as defaults, or forced): each in the job's own field."""
 
-    image: Annotated[str, StringConstraints(pattern=r"^[^\s]+$", max_length=1024)] | None = Field(None, description="Trainer image.")
+    image: Annotated[str, StringConstraints(pattern=r"^[^\s]+$", max_length=1024)] | None = Field(
+        None, description="Trainer image.")
     queue_name: DnsSubdomain | None = Field(None, description="Kueue LocalQueue.")
     workload_priority_class_name: DnsSubdomain | None = Field(None, description="Kueue WorkloadPriorityClass.")
     priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of the pods.")
@@ -142,7 +143,7 @@ class PolicyLimits(ApiModel):
     max_active_deadline_seconds: int | None = Field(
         None, ge=1, description="Most runPolicy.activeDeadlineSeconds; a job must then set one (or get it as a default).")
     max_train_steps: int | None = Field(None, ge=1, description="Most pretrain.trainSteps.")
-    forbidden_fields: list[ForbiddableField] = Field(  # type: ignore[valid-type]
+    forbidden_fields: list[ForbiddableField] = Field(
         default_factory=list, description="Spec fields tenants may not set themselves (defaults and forced values may).")
 
 

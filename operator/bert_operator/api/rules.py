@@ -40,7 +40,8 @@ def references(spec: BertTrainingJobSpec) -> list[tuple[str, str]]:
     """(field path, job name) of every other job whose outputs `spec` takes as inputs."""
     model = spec.model
     refs = [("spec.dataset.fromJob", spec.dataset.from_job),
-            ("spec.model.initCheckpointFrom.fromJob", model.init_checkpoint_from.from_job if model.init_checkpoint_from else None),
+            ("spec.model.initCheckpointFrom.fromJob",
+             model.init_checkpoint_from.from_job if model.init_checkpoint_from else None),
             ("spec.model.vocabFrom.fromJob", model.vocab_from.from_job if model.vocab_from else None)]
     return [(path, name) for path, name in refs if name]
 

@@ -7,7 +7,7 @@ it) rather than an opaque object.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
@@ -47,13 +47,17 @@ def _snake(name: str) -> str:
 
 
 #: Training progress copied from the trainer's progress.json: every field of the contract, so the
-#: API server's structural pruning keeps all that the operator writes.
-Progress = create_model(
-    "Progress",
-    __base__=_OperatorProgress,
-    __doc__="Training progress copied from the trainer's progress.json.",
-    **{_snake(f.name): (f.kind | None, Field(None, description=f.description)) for f in PROGRESS_FIELDS},
-)
+#: API server's structural pruning keeps all that the operator writes. Made from the contract's table at run time,
+#: so a type checker knows only the operator's fields.
+if TYPE_CHECKING:
+    Progress = _OperatorProgress
+else:
+    Progress = create_model(
+        "Progress",
+        __base__=_OperatorProgress,
+        __doc__="Training progress copied from the trainer's progress.json.",
+        **{_snake(f.name): (f.kind | None, Field(None, description=f.description)) for f in PROGRESS_FIELDS},
+    )
 
 
 class StageStatus(StatusModel):
@@ -64,11 +68,13 @@ class StageStatus(StatusModel):
     phase: JobPhase | None = None
     start_time: str | None = None
     completion_time: str | None = None
-    restarts: int | None = Field(None, description="Times the operator re-created this stage's MPIJob after an infrastructure failure.")
+    restarts: int | None = Field(
+        None, description="Times the operator re-created this stage's MPIJob after an infrastructure failure.")
     queue_name: str | None = Field(
         None, description="Kueue LocalQueue the stage's MPIJob was made in: Kueue owns its suspend until it ends, "
                           "whatever the job's policies say later.")
-    last_restart_reason: str | None = Field(None, description="Why the stage was last restarted, e.g. 'pod j-phase1-worker-1: Evicted: ...'.")
+    last_restart_reason: str | None = Field(
+        None, description="Why the stage was last restarted, e.g. 'pod j-phase1-worker-1: Evicted: ...'.")
     last_restart_time: str | None = Field(None, description="When the failed MPIJob of the last restart was deleted.")
     restarted_mpi_job_uid: str | None = Field(
         None, description="uid of the failed MPIJob the last restart replaced (so one failure is counted once).")
@@ -130,7 +136,8 @@ class PolicyStatus(StatusModel):
 class BertTrainingJobStatus(StatusModel):
     """Observed state of a BertTrainingJob."""
 
-    phase: JobPhase | None = Field(None, description="Pending, Queued (waiting for Kueue), Created, Running, Restarting, Suspended, Succeeded or Failed.")
+    phase: JobPhase | None = Field(
+        None, description="Pending, Queued (waiting for Kueue), Created, Running, Restarting, Suspended, Succeeded or Failed.")
     task: str | None = Field(None, description="pretrain, squad, glue or prepareData.")
     model: str | None = Field(None, description="Model preset.")
     workers: int | None = None

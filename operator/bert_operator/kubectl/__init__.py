@@ -16,8 +16,10 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
+from ..terminal import one_line
 from ..version import package_version
-from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError
+from . import wait as wait_command  # its parsers check --for and --timeout while the parser is built
+from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError, connect, get_job, list_jobs
 
 PROG = "kubectl-bertjob"
 
@@ -37,8 +39,6 @@ def _command(func: Callable[[Any, argparse.Namespace], int], all_namespaces: boo
     """A command: connect as the options say, run it, and turn a PluginError into its line and exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from .client import connect
-
         try:
             target = connect(getattr(args, "kubeconfig", None), getattr(args, "context", None),
                              getattr(args, "namespace", None),
@@ -46,8 +46,6 @@ def _command(func: Callable[[Any, argparse.Namespace], int], all_namespaces: boo
                              user_agent=f"{PROG}/{package_version()}")
             return func(target, args)
         except PluginError as exc:
-            from ..terminal import one_line
-
             sys.stdout.flush()
             print(f"error: {one_line(str(exc))}", file=sys.stderr)
             return exc.code
@@ -59,8 +57,7 @@ def _command(func: Callable[[Any, argparse.Namespace], int], all_namespaces: boo
 
 
 def _get(target: Any, args: argparse.Namespace) -> int:
-    from .client import get_job, list_jobs
-    from .tables import dump, table
+    from .tables import dump, table  # noqa: PLC0415 - each command's module loads when it runs (tables: the CRD models)
 
     if args.name and target.namespace is None:
         raise PluginError("-A/--all-namespaces: a job is named within a namespace; give -n NS with a NAME",
@@ -77,8 +74,7 @@ def _get(target: Any, args: argparse.Namespace) -> int:
 
 
 def _describe(target: Any, args: argparse.Namespace) -> int:
-    from .client import get_job
-    from .describe import describe, job_events
+    from .describe import describe, job_events  # noqa: PLC0415 - each command's module loads when it runs
 
     job = get_job(target, args.name)
     sys.stdout.write(describe(job, job_events(target, job)))
@@ -86,19 +82,17 @@ def _describe(target: Any, args: argparse.Namespace) -> int:
 
 
 def _logs(target: Any, args: argparse.Namespace) -> int:
-    from . import logs
+    from . import logs  # noqa: PLC0415 - each command's module loads when it runs
 
     return logs.run(target, args.name, args.stage, args.follow, args.tail)
 
 
 def _wait(target: Any, args: argparse.Namespace) -> int:
-    from . import wait
-
-    return wait.run(target, args.name, args.goal, args.timeout)
+    return wait_command.run(target, args.name, args.goal, args.timeout)
 
 
 def _watch(target: Any, args: argparse.Namespace) -> int:
-    from . import watch
+    from . import watch  # noqa: PLC0415 - each command's module loads when it runs
 
     return watch.run(target, args.name)
 
@@ -106,9 +100,7 @@ def _watch(target: Any, args: argparse.Namespace) -> int:
 def _checked(parser_name: str) -> Callable[[str], Any]:
     """An argparse type from one of wait's parsers: bad input is argparse's exit 2, naming the option, before any
     connection is made."""
-    from . import wait
-
-    parse = getattr(wait, parser_name)
+    parse = getattr(wait_command, parser_name)
 
     def convert(text: str) -> Any:
         try:

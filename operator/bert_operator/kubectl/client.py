@@ -48,13 +48,13 @@ class Target:
 
     @property
     def custom(self) -> Any:
-        import kubernetes
+        import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
 
         return kubernetes.client.CustomObjectsApi(self.api)
 
     @property
     def core(self) -> Any:
-        import kubernetes
+        import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
 
         return kubernetes.client.CoreV1Api(self.api)
 
@@ -64,7 +64,7 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None, 
     """A client for `context` (default: the kubeconfig's current context) in `namespace` (default: the context's
     namespace, else `default`), or for all namespaces."""
     try:
-        import kubernetes
+        import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
     except ImportError:
         raise PluginError("the kubernetes client is not installed: pip install 'bert-operator[operator]'") from None
     config_file = kubeconfig or default_kubeconfig()
@@ -112,10 +112,10 @@ def api_errors(target: Target, doing: str) -> Iterator[None]:
     401/403 name the context (whose credentials were refused or lack the permission); the server's message says
     which verb and resource. Nothing of the request (its headers carry the token) is ever part of the message.
     """
-    import kubernetes
-    import urllib3
+    import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
+    import urllib3  # noqa: PLC0415 - kubernetes' transport, there with it
 
-    from ..kube import api_message
+    from ..kube import api_message  # noqa: PLC0415 - imports kubernetes
 
     try:
         yield
@@ -145,7 +145,7 @@ def job_path(namespace: str, name: str) -> str:
 
 def get_job(target: Target, name: str) -> dict[str, Any]:
     """The BertTrainingJob `name` in the target's namespace; PluginError (exit 1) naming it when there is none."""
-    import kubernetes
+    import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
 
     namespace = target.namespace or "default"
     with api_errors(target, f"reading BertTrainingJob {job_path(namespace, name)}"):
@@ -161,7 +161,7 @@ def get_job(target: Target, name: str) -> dict[str, Any]:
 
 def list_jobs(target: Target) -> list[dict[str, Any]]:
     """The BertTrainingJobs of the target's namespace, or of all namespaces."""
-    import kubernetes
+    import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
 
     where = f"namespace {target.namespace!r}" if target.namespace else "all namespaces"
     with api_errors(target, f"listing BertTrainingJobs in {where}"):

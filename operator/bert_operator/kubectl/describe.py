@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from ..api.presets import KIND
+from bert_common.contract import format_utc, parse_utc
 from ..terminal import one_line
 from ..untrusted import INVALID, is_invalid, mapping, records, text, texts, whole
 from .client import Target, api_errors, job_path
@@ -24,7 +25,7 @@ def job_events(target: Target, job: dict[str, Any]) -> list[dict[str, Any]]:
     """core/v1 Events whose involvedObject is `job`, oldest first."""
     meta = job.get("metadata") or {}
     namespace, name, uid = meta.get("namespace") or target.namespace or "default", meta.get("name"), meta.get("uid")
-    with api_errors(target, f"listing the Events of {job_path(namespace, name)}"):
+    with api_errors(target, f"listing the Events of {job_path(namespace, str(name))}"):
         answer = target.core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.kind={KIND},involvedObject.name={name}", _preload_content=False)
         items = json.loads(answer.data).get("items") or []
@@ -47,8 +48,6 @@ def event_time(event: dict[str, Any]) -> str:
 
 
 def _utc(stamp: str) -> str:
-    from bert_common.contract import format_utc, parse_utc
-
     try:
         return format_utc(parse_utc(stamp)) if stamp else ""
     except ValueError:
@@ -213,7 +212,8 @@ def _events(events: list[dict[str, Any]], now: datetime.datetime) -> str:
 
 def describe(job: dict[str, Any], events: list[dict[str, Any]], now: datetime.datetime | None = None) -> str:
     """The text of `describe` for one job and its Events."""
-    from ..local.display import progress_text  # the local run's progress line: the same figures, the same words
+    # The local run's progress line: the same figures, the same words.
+    from ..local.display import progress_text  # noqa: PLC0415 - display needs tqdm, the [operator] extra
 
     now = now or datetime.datetime.now(tz=datetime.timezone.utc)
     meta, status = mapping(job.get("metadata")), mapping(job.get("status"))

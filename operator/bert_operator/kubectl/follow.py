@@ -24,8 +24,8 @@ def job_states(target: Target, name: str, deadline: float | None) -> Iterator[di
 
     Raises PluginError for API failures and for a job that does not exist or is deleted.
     """
-    import kubernetes
-    import urllib3
+    import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
+    import urllib3  # noqa: PLC0415 - kubernetes' transport, there with it
 
     namespace = target.namespace or "default"
     yield get_job(target, name)  # at once, and a job that does not exist is said by name

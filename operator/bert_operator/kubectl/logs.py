@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
 from bert_common.contract import JOB_NAME_LABEL, STAGE_LABEL
-from ..terminal import EscapingWriter
+from ..terminal import ByteSink, EscapingWriter
 from ..untrusted import mapping, records, text
 from .client import EXIT_BAD_INPUT, EXIT_OK, PluginError, Target, api_errors, get_job, job_path
 
@@ -48,7 +48,7 @@ def launcher_pod(target: Target, job: dict[str, Any], stage: dict[str, Any]) -> 
     meta = job.get("metadata") or {}
     namespace, name = meta.get("namespace") or target.namespace or "default", meta.get("name")
     selector = f"{JOB_NAME_LABEL}={name},{STAGE_LABEL}={stage['name']},{JOB_ROLE_LABEL}={LAUNCHER_ROLE}"
-    with api_errors(target, f"listing the launcher pods of {job_path(namespace, name)}"):
+    with api_errors(target, f"listing the launcher pods of {job_path(namespace, str(name))}"):
         answer = target.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
         pods = json.loads(answer.data).get("items") or []
     if not pods:
@@ -57,11 +57,11 @@ def launcher_pod(target: Target, job: dict[str, Any], stage: dict[str, Any]) -> 
     return max(pods, key=lambda pod: str((pod.get("metadata") or {}).get("creationTimestamp") or ""))
 
 
-def stream_logs(target: Target, pod: dict[str, Any], follow: bool, tail: int | None, out: BinaryIO) -> None:
+def stream_logs(target: Target, pod: dict[str, Any], follow: bool, tail: int | None, out: ByteSink) -> None:
     """Copy the launcher container's log to `out` as it arrives (with `follow`, until the container ends)."""
-    import kubernetes
+    import kubernetes  # noqa: PLC0415 - kubernetes is the [operator] extra: the base install's CLI has none
 
-    from ..kube import api_message
+    from ..kube import api_message  # noqa: PLC0415 - imports kubernetes
 
     meta = pod["metadata"]
     with api_errors(target, f"reading the log of pod {job_path(meta['namespace'], meta['name'])}"):
@@ -87,7 +87,7 @@ def run(target: Target, name: str, stage: str | None, follow: bool, tail: int | 
         raise PluginError(f"--tail: must be 0 or more lines, got {tail}", EXIT_BAD_INPUT)
     job = get_job(target, name)
     pod = launcher_pod(target, job, pick_stage(job, stage))
-    out = getattr(sys.stdout, "buffer", None)
+    out: ByteSink | None = getattr(sys.stdout, "buffer", None)
     sys.stdout.flush()
     writer = EscapingWriter(out if out is not None else _TextOut(sys.stdout))
     try:

@@ -23,7 +23,8 @@ from ..terminal import one_line
 from ..untrusted import mapping, number, text, whole
 
 #: `.a.b`, `.a[0]`, `.a[?(@.type=="Ready")]`: one step of the JSONPath the printer columns use.
-_STEP = re.compile(r'\.(?P<key>[A-Za-z0-9_]+)|\[(?P<index>\d+)\]|\[\?\(@\.(?P<field>[A-Za-z0-9_]+)==(?P<q>["\'])(?P<value>[^"\']*)(?P=q)\)\]')
+_STEP = re.compile(r'\.(?P<key>[A-Za-z0-9_]+)|\[(?P<index>\d+)\]'
+                   r'|\[\?\(@\.(?P<field>[A-Za-z0-9_]+)==(?P<q>["\'])(?P<value>[^"\']*)(?P=q)\)\]')
 
 
 def jsonpath(document: Any, path: str) -> Any:
@@ -110,7 +111,7 @@ def _steps(job: dict[str, Any], now: datetime.datetime) -> str:
 
 
 def _eta(job: dict[str, Any], now: datetime.datetime) -> str:
-    from ..local.display import eta_text  # the local bar's ETA, so both read the same
+    from ..local.display import eta_text  # noqa: PLC0415 - the local bar's ETA, so both read the same; needs tqdm ([operator])
 
     if text(mapping(job.get("status")).get("phase")) in TERMINAL_PHASES:
         return ""

@@ -21,7 +21,7 @@ from .wait import failure_text
 
 def status_line(name: str, status: dict[str, Any]) -> str:
     """`bert: Running 45% phase1 45/90 loss 7.250 812 seq/s eta 12s`: the phase and the figures a user watches."""
-    from ..local.display import progress_text
+    from ..local.display import progress_text  # noqa: PLC0415 - display needs tqdm, the [operator] extra
 
     status = mapping(status)
     progress = mapping(status.get("progress"))
@@ -53,7 +53,7 @@ class ProgressView:
         self.last_phase: str | None = None
         self.display: Any = None
         if self.interactive:
-            from ..local.display import Display
+            from ..local.display import Display  # noqa: PLC0415 - display needs tqdm, the [operator] extra
 
             self.display = Display(stream=stream, interactive=True)
             self.display.start(name)

@@ -97,7 +97,8 @@ def _this_python(rank_args: list[str]) -> list[str]:
     return [sys.executable, *rank_args]
 
 
-def sync_commands(mpijob: dict[str, Any], mounts: list[tuple[str, Path]], environ: Mapping[str, str] | None = None) -> list[LocalCommand]:
+def sync_commands(mpijob: dict[str, Any], mounts: list[tuple[str, Path]],
+                  environ: Mapping[str, str] | None = None) -> list[LocalCommand]:
     """The worker's init containers (the dataset sync), once: every local rank shares one folder."""
     environ = os.environ if environ is None else environ
     out = []

@@ -51,7 +51,8 @@ def progress_text(progress: dict[str, Any]) -> str:
     step, total = whole(progress.get("step")), whole(progress.get("totalSteps"))
     if step is not None and total:
         parts.append(f"{step}/{total}")
-    loss, rate, eta = number(progress.get("loss")), number(progress.get("sequencesPerSecond")), eta_text(progress.get("etaSeconds"))
+    loss, rate = number(progress.get("loss")), number(progress.get("sequencesPerSecond"))
+    eta = eta_text(progress.get("etaSeconds"))
     if loss is not None:
         parts.append(f"loss {figure(loss, 3)}")
     if rate is not None:

@@ -175,7 +175,8 @@ class LocalStages:
             if run.stopping:
                 return
             if code != 0:
-                self._condition(run, "Failed", "MPIJobFailed", f"{command.role} exited with code {code}: {last_error(run.log_path)}")
+                self._condition(run, "Failed", "MPIJobFailed",
+                                f"{command.role} exited with code {code}: {last_error(run.log_path)}")
                 return
         self._condition(run, "Succeeded", "MPIJobSucceeded", f"MPIJob {run.mpijob['metadata']['name']} successfully completed")
 

@@ -152,5 +152,5 @@ def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
         raise LocalSetupError(f"{field_path}: {uri} is {local} locally ({where}), which does not exist")
 
 
-__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "VolumeMap", "annotated_folder", "check_inputs", "claim_annotations", "to_local",
-           "volume_map"]
+__all__ = ["CLAIM_ANNOTATION_PREFIX", "LocalSetupError", "VolumeMap", "annotated_folder", "check_inputs", "claim_annotations",
+           "to_local", "volume_map"]

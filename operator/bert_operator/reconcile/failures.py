@@ -114,7 +114,7 @@ def classify(mpijob: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Fa
         code, tail = launcher
         line = error_line(tail)
         if code == EXIT_BAD_INPUT:
-            return Failure(False, REASON_INVALID_INPUT, line or _last_line(tail) or f"the trainer exited 2 (bad input)")
+            return Failure(False, REASON_INVALID_INPUT, line or _last_line(tail) or "the trainer exited 2 (bad input)")
         if code == EXIT_ERROR and line:
             return Failure(False, REASON_TRAINER_ERROR, line)
         detail = line or _last_line(tail)

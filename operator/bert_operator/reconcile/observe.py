@@ -179,9 +179,12 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             mpijobs[name] = api.get_mpijob(namespace, name)
     pods: dict[str, list[dict[str, Any]]] = {}
     for name, stage in _unjudged_failures(status, mpijobs).items():
+        # Unreadable pods: judged from the MPIJob's condition alone (an install without pods: list). The excepts here
+        # are broad because the port's faults are those of the client plugged in (kubernetes, urllib3, OSError),
+        # which this package does not import.
         try:
             pods[name] = api.list_stage_pods(namespace, meta.get("name", ""), stage)
-        except Exception as exc:  # judged from the MPIJob's condition alone (an install without pods: list)
+        except Exception as exc:  # noqa: BLE001
             log.warning("pods unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
     user_suspend = ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend") is True
     workloads: dict[str, dict[str, Any] | kueue.NotInstalled | None] = {}
@@ -191,7 +194,7 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
                 workloads[name] = api.find_workload(namespace, mpijob["metadata"]["uid"])
             except kueue.KueueNotInstalled:  # said by the stage's reason (KueueNotInstalled), not as a fault
                 workloads[name] = kueue.NOT_INSTALLED
-            except Exception as exc:  # why a stage is queued is a courtesy: Kueue's API may be absent or refused
+            except Exception as exc:  # noqa: BLE001 - why a stage is queued is a courtesy: Kueue's API may be absent or refused
                 log.warning("workload unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
                 workloads[name] = None
     waiting_stages = [name for name, mpijob in mpijobs.items()
@@ -200,7 +203,7 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
     if waiting_stages:
         try:
             events = api.list_warning_events(namespace)
-        except Exception as exc:  # why a stage waits is a courtesy: never let reading it stop the job (RBAC, 5xx)
+        except Exception as exc:  # noqa: BLE001 - why a stage waits is a courtesy: never let reading it stop the job (RBAC, 5xx)
             log.warning("warning events unreadable namespace=%s error=%s", namespace, type(exc).__name__)
             events = []
         for name in waiting_stages:

@@ -254,6 +254,7 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     started = bool(ctx.old.get("acceptedSpec"))
     if _hold(ctx) is not None:  # a running stage goes on; a new MPIJob waits (_follow)
         return _recorded_output(ctx, job), ctx.old.get("policy")
+    assert not isinstance(given, PoliciesUnreadable)  # _hold held the job for those
     if given is None or not selecting(given.policies, given.labels):  # no policy here: nothing to merge or parse
         unset = [] if started else list(unset_errors(job))
         if unset:
@@ -390,7 +391,7 @@ def _suspend_patch(job: BertTrainingJob, mpijob: Mapping[str, Any], observed: Ob
     if queue:
         workload = observed.workloads.get(meta["name"])
         patch = kueue.activation_patch(workload, want)
-        if workload is None or patch is None:
+        if workload is None or isinstance(workload, kueue.NotInstalled) or patch is None:  # (no patch for those)
             return None
         return PatchWorkload(meta["namespace"], workload["metadata"]["name"], meta["name"], patch)
     have = bool(((mpijob.get("spec") or {}).get("runPolicy") or {}).get("suspend", False))
@@ -470,14 +471,16 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
         return _hold(ctx) or CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
     if isinstance(seen, RefusedCreate):  # sending it again cannot help: fail with the server's reason
         refused = f"the API server refused MPIJob {name} ({seen.status}): {seen.message}"
-        return Followed(sm.StagePhase("Failed", sm.REASON_REFUSED, refused), {**entry, "phase": "Failed", "completionTime": ctx.now})
+        return Followed(sm.StagePhase("Failed", sm.REASON_REFUSED, refused),
+                        {**entry, "phase": "Failed", "completionTime": ctx.now})
     deleting = isinstance(seen, Deleted) or bool((seen.get("metadata") or {}).get("deletionTimestamp"))
     mpijob = seen.mpijob if isinstance(seen, Deleted) else seen
     earlier = None if _owned(mpijob, meta.get("uid")) else _earlier_incarnation(mpijob, meta)
     if earlier is not None:
         return Followed(sm.StagePhase("Pending", sm.REASON_WAITING_FOR_OLD_MPIJOB,
                                       f"MPIJob {name} still belongs to a deleted BertTrainingJob of this name (uid "
-                                      f"{earlier}); waiting for the garbage collector to remove it"), {**entry, "phase": "Pending"})
+                                      f"{earlier}); waiting for the garbage collector to remove it"),
+                        {**entry, "phase": "Pending"})
     if not _owned(mpijob, meta.get("uid")):
         return Followed(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT,
                                       f"MPIJob {name} exists and is not owned by this BertTrainingJob"), entry)
@@ -627,7 +630,8 @@ def _stages_succeeded(recorded: Mapping[str, Mapping[str, Any]], entries: list[d
     last stage's success is the job's, which its own transition says): the job goes on, but the stage ended."""
     out = []
     for entry, phase in zip(entries, phases):
-        before = (recorded.get(entry.get("name")) or {}).get("phase")
+        name = entry.get("name")
+        before = (recorded.get(name) or {}).get("phase") if isinstance(name, str) else None
         said = sm.event_for_transition(before, phase.phase, str(entry.get("name")), phase.message)
         if phase.phase == "Succeeded" and said and entry.get("name") != current:
             out.append(Event(*said))

@@ -90,8 +90,8 @@ class JobWriter:
 
     def write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                      events: Iterable[Event] = ()) -> dict[str, Any] | None:
-        """Merge the fields of `new` that differ from `old` (null for those it dropped); then post `events`. Returns `new`, or None if
-        nothing changed or the job is gone. `body["status"]` follows what was written."""
+        """Merge the fields of `new` that differ from `old` (null for those it dropped); then post `events`. Returns `new`,
+        or None if nothing changed or the job is gone. `body["status"]` follows what was written."""
         if new == old:
             return None
         meta = body["metadata"]

@@ -44,8 +44,9 @@ def _astral(match: re.Match[str]) -> str:
 
 
 def yaml_json(value: Any) -> str:
-    """`value` as JSON that is also valid YAML, for any string (keys sorted, as Jinja's own tojson): ASCII only, with a character beyond the BMP (an
-    emoji in an annotation) as YAML's \\UXXXXXXXX instead of JSON's surrogate pair, which YAML parsers refuse."""
+    """`value` as JSON that is also valid YAML, for any string (keys sorted, as Jinja's own tojson): ASCII only, with a
+    character beyond the BMP (an emoji in an annotation) as YAML's \\UXXXXXXXX instead of JSON's surrogate pair, which YAML
+    parsers refuse."""
     return _SURROGATE_PAIR.sub(_astral, json.dumps(value, ensure_ascii=True, sort_keys=True))
 
 
@@ -92,7 +93,8 @@ class _Slot:
 
 
 def _tojson(value: Any) -> str:
-    return value._placed() if isinstance(value, _Slot) else yaml_json(value)
+    # _Slot is this module's; its methods are private so that a template's attribute lookup never finds them.
+    return value._placed() if isinstance(value, _Slot) else yaml_json(value)  # noqa: SLF001
 
 
 @lru_cache(maxsize=1)

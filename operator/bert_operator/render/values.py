@@ -12,15 +12,15 @@ from typing import Any
 
 from bert_common import __version__
 
-from ..api.locations import PvcRef, is_pvc, join, SYNCED_DATA_ROOT
+from ..api.locations import PvcRef, is_pvc, join, resolved, SYNCED_DATA_ROOT
 from ..api.models import BertTrainingJob, BertTrainingJobSpec, StoreSpec
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.reserved import KUEUE_PRIORITY_LABEL, KUEUE_QUEUE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL
 from ..api.stages import Stage
 from ..tasks import stage_data_path, task_of
 from bert_common.contract import (
-    ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL, TASK_LABEL,
-    TOKEN_DIR, TOKEN_FILE, token_audience,
+    ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, JOB_NAME_LABEL, LABEL_PREFIX, REPORT_PATH, STAGE_LABEL,
+    TASK_LABEL, TOKEN_DIR, TOKEN_FILE, token_audience,
 )
 from .command import TRAINER_ENTRY, launcher_command
 from .image import SSH_AUTH_MOUNT_PATH, WORKER_COMMAND, container_security_context, pod_security_context
@@ -59,7 +59,7 @@ class RenderSettings:
 
 def s3_env(store: StoreSpec) -> list[dict[str, Any]]:
     """boto3's standard variables for a store; keys only through secretKeyRef, never inlined."""
-    if not store.uri.startswith("s3://"):
+    if not resolved(store.uri).startswith("s3://"):
         return []
     env: list[dict[str, Any]] = []
     if store.credentials_secret:
@@ -78,7 +78,8 @@ def _pvc_mounts(spec: BertTrainingJobSpec) -> tuple[list[dict[str, Any]], list[d
     """One volume per claim any URI names; writable only if the output lives on it."""
     uris = [spec.dataset.uri, spec.output.uri, spec.model.vocab, spec.model.init_checkpoint]
     claims = sorted({PvcRef.parse(uri).claim for uri in uris if uri and is_pvc(uri)})
-    output_claim = PvcRef.parse(spec.output.uri).claim if is_pvc(spec.output.uri) else None
+    output_uri = resolved(spec.output.uri)
+    output_claim = PvcRef.parse(output_uri).claim if is_pvc(output_uri) else None
     volumes = [{"name": f"pvc-{claim}"[:63], "persistentVolumeClaim": {"claimName": claim}} for claim in claims]
     mounts = [
         {"name": f"pvc-{claim}"[:63], "mountPath": PvcRef(claim, "").mount_path(), "readOnly": claim != output_claim}
@@ -209,7 +210,8 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
         worker_mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
     sync = None
     worker_resources = _worker_resources(spec)
-    if not is_pvc(spec.dataset.uri):
+    dataset_uri = resolved(spec.dataset.uri)
+    if not is_pvc(dataset_uri):
         subpath = stage_data_path(spec, stage)
         storage = spec.resources.dataset_storage or task_of(spec).dataset_storage
         volumes.append({"name": DATA_VOLUME, "emptyDir": {"sizeLimit": storage}})
@@ -219,7 +221,7 @@ def template_values(job: BertTrainingJob, stage: Stage, settings: RenderSettings
         sync = {
             "command": [
                 *TRAINER_ENTRY, "sync",
-                "--source", join(spec.dataset.uri, subpath), "--dest", join(SYNCED_DATA_ROOT, subpath),
+                "--source", join(dataset_uri, subpath), "--dest", join(SYNCED_DATA_ROOT, subpath),
             ],
             "env": s3_env(spec.dataset),
             "mounts": [{"name": DATA_VOLUME, "mountPath": SYNCED_DATA_ROOT}],

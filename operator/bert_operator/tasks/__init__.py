@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..api.locations import in_pod
+from ..api.locations import in_pod, resolved
 from ..api.models import BertTrainingJobSpec
 from ..api.stages import Stage
 from . import glue, prepare_data, pretrain, squad
@@ -56,7 +56,8 @@ def stage_data_path(spec: BertTrainingJobSpec, stage: Stage) -> str:
 
 def stage_output(spec: BertTrainingJobSpec, stage: Stage, *, in_pod_form: bool = True) -> str:
     """Where a stage writes its checkpoints or records, progress.json and results.json."""
-    return task_of(spec).output(spec, stage, in_pod(spec.output.uri) if in_pod_form else spec.output.uri)
+    uri = resolved(spec.output.uri)
+    return task_of(spec).output(spec, stage, in_pod(uri) if in_pod_form else uri)
 
 
 def report_uri(spec: BertTrainingJobSpec, stage: Stage) -> str:

@@ -6,7 +6,7 @@ from typing import Iterator
 
 from ..api.checks import check_relative, check_seq
 from ..api.errors import FieldError
-from ..api.locations import data_root, in_pod, join
+from ..api.locations import data_root, in_pod, join, resolved
 from ..api.models import BertTrainingJobSpec, GlueTask
 from ..api.stages import Stage
 from .base import FineTuningTask
@@ -36,7 +36,7 @@ class Glue(FineTuningTask):
             "glue", "--horovod",
             "--task_name", task.task_name,
             "--data_dir", join(data_root(spec), self.data_path(spec, stage)),
-            *finetune_model_flags(spec, self.output(spec, stage, in_pod(spec.output.uri)), self.exports(spec)),
+            *finetune_model_flags(spec, self.output(spec, stage, in_pod(resolved(spec.output.uri))), self.exports(spec)),
             "--do_train", "--do_eval",
             *finetune_hyperparameters(spec, task),
         ]

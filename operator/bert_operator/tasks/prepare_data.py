@@ -12,7 +12,7 @@ from typing import Iterator
 
 from ..api.checks import check_predictions, check_seq
 from ..api.errors import FieldError
-from ..api.locations import data_root, in_pod, join
+from ..api.locations import data_root, in_pod, join, resolved
 from ..api.models import BertTrainingJobSpec, PrepareDataTask
 from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
@@ -70,7 +70,7 @@ class PrepareData(OperatorTask):
         return [
             "prepare-data", "--horovod",
             "--input_dir", data_root(spec),
-            "--output_dir", self.output(spec, stage, in_pod(spec.output.uri)),
+            "--output_dir", self.output(spec, stage, in_pod(resolved(spec.output.uri))),
             *tokenizer_flags(spec),
             *(["--do_whole_word_mask"] if task.whole_word_masking else []),
             *(["--input_format", task.input_format] if task.input_format != "auto" else []),

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from ..api.checks import check_predictions, check_relative, check_seq
 from ..api.errors import FieldError
-from ..api.locations import data_root, in_pod, join
+from ..api.locations import data_root, in_pod, join, resolved
 from ..api.models import BertTrainingJobSpec, PrepareDataTask, PretrainTask
 from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
@@ -77,9 +77,9 @@ class Pretrain(OperatorTask):
         phase = task.phases[stage.index]
         steps = task.phase_steps()[stage.index]
         records = join(data_root(spec), self.data_path(spec, stage))
-        output = in_pod(spec.output.uri)
+        output = in_pod(resolved(spec.output.uri))
         if stage.index > 0:
-            init = self.output(spec, self.stages(spec)[stage.index - 1], output)  # previous phase's checkpoints
+            init: str | None = self.output(spec, self.stages(spec)[stage.index - 1], output)  # previous phase's checkpoints
         else:
             init = in_pod(spec.model.init_checkpoint) if spec.model.init_checkpoint else None
         return [

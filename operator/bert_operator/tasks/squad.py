@@ -6,7 +6,7 @@ from typing import Iterator
 
 from ..api.checks import check_relative, check_seq
 from ..api.errors import FieldError
-from ..api.locations import data_root, in_pod, join
+from ..api.locations import data_root, in_pod, join, resolved
 from ..api.models import BertTrainingJobSpec, SquadTask
 from ..api.stages import Stage
 from .base import FineTuningTask
@@ -28,7 +28,8 @@ class Squad(FineTuningTask):
         task: SquadTask = self.settings(spec)
         yield from check_seq("spec.task.squad", task.max_seq_length, max_positions)
         if task.doc_stride >= task.max_seq_length:
-            yield FieldError("spec.task.squad.docStride", f"must be < maxSeqLength ({task.max_seq_length}), got {task.doc_stride}")
+            yield FieldError("spec.task.squad.docStride",
+                             f"must be < maxSeqLength ({task.max_seq_length}), got {task.doc_stride}")
         limit = task.max_seq_length - SQUAD_SPECIAL_TOKENS - 1
         if task.max_query_length > limit:
             yield FieldError(
@@ -46,7 +47,7 @@ class Squad(FineTuningTask):
         v2 = ["--version_2_with_negative", "--null_score_diff_threshold", number(task.null_score_diff_threshold)]
         return [
             "squad", "--horovod",
-            *finetune_model_flags(spec, self.output(spec, stage, in_pod(spec.output.uri)), self.exports(spec)),
+            *finetune_model_flags(spec, self.output(spec, stage, in_pod(resolved(spec.output.uri))), self.exports(spec)),
             "--do_train", "--train_file", join(root, train_file),
             "--do_predict", "--predict_file", join(root, predict_file),
             "--doc_stride", str(task.doc_stride),

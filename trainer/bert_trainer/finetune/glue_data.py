@@ -58,15 +58,16 @@ def read_examples(task: str, data_dir: str, split: str) -> list[Example]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise GlueDataError(f"{path}:{line}: not UTF-8 text") from None
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        raise GlueDataError(f"{path}:{bad_line}: not UTF-8 text") from None
     examples = []
     for number, line in enumerate(text.splitlines(), start=1):
         if (fmt.header and number == 1) or not line.strip():
             continue
         cells = line.split("\t")
         if len(cells) < fmt.columns:
-            raise GlueDataError(f"{path}:{number}: expected at least {fmt.columns} tab-separated columns for {task}, got {len(cells)}")
+            raise GlueDataError(
+                f"{path}:{number}: expected at least {fmt.columns} tab-separated columns for {task}, got {len(cells)}")
         label = cells[fmt.label].strip()
         if label not in fmt.labels:
             raise GlueDataError(f"{path}:{number}: label must be one of {', '.join(fmt.labels)}, got {label!r}")

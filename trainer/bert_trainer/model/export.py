@@ -39,7 +39,7 @@ def export_stage(model: tf.Module, cfg: BertConfig, output_dir: str, formats: li
         scratch = fresh_scratch_dir()
         try:
             files = write_export(fmt, model, cfg, where, scratch, vocab_file=vocab_file, do_lower_case=do_lower_case)
-        except Exception as exc:  # noqa: BLE001 - whatever broke, the run must not report success
+        except Exception as exc:  # whatever broke, the run must not report success
             raise ExportFailed(f"export {fmt} to {where} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def tokenizer_config(do_lower_case: bool, model_max_length: int) -> dict[str, ob
     return {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case, "model_max_length": model_max_length}
 
 
-def num_labels_of(named: Mapping[str, object], arch: str) -> int | None:
+def num_labels_of(named: Mapping[str, Any], arch: str) -> int | None:
     """A classifier's label count (its output_weights rows; any value with a shape); None for the other heads."""
     return int(named["output_weights"].shape[0]) if arch == "BertForSequenceClassification" else None
 

@@ -45,7 +45,7 @@ def activation(name: str):
 def named_variable(initial: tf.Tensor, gname: str) -> tf.Variable:
     """A trainable fp32 variable tagged with its Google checkpoint name."""
     var = tf.Variable(initial, trainable=True, dtype=tf.float32, name=gname.replace("/", "__"))
-    var.gname = gname  # type: ignore[attr-defined]
+    var.gname = gname
     return var
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -54,7 +54,7 @@ def architecture_of(model: tf.Module) -> str:
 class ServingModule(tf.Module):
     """The model wrapped with its serving function; ``assets`` are local files shipped in assets/."""
 
-    def __init__(self, model: tf.Module, assets: list[str] = ()) -> None:
+    def __init__(self, model: tf.Module, assets: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
         self.arch = architecture_of(model)

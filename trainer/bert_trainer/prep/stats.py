@@ -11,7 +11,7 @@ bookkeeping: about 1 in 30,000)."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 #: Buckets of real tokens per instance ([CLS] A [SEP] B [SEP]), as fractions of max_seq_length.
 LENGTH_BUCKETS = 10
@@ -62,7 +62,11 @@ def summarise(records: Iterable[bytes], mask_id: int, max_seq_length: int, limit
 
 def total_variation(p: dict[str, float] | list[float], q: dict[str, float] | list[float]) -> float:
     """Half the L1 distance between two histograms (0: the same, 1: disjoint)."""
-    if isinstance(p, list):
-        p, q = dict(enumerate(p)), dict(enumerate(q))  # type: ignore[arg-type]
-    keys = set(p) | set(q)
-    return 0.5 * math.fsum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in keys)  # type: ignore[union-attr]
+    a, b = _by_key(p), _by_key(q)
+    keys = set(a) | set(b)
+    return 0.5 * math.fsum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in keys)
+
+
+def _by_key(histogram: dict[str, float] | list[float]) -> Mapping[Any, float]:
+    """A histogram as a mapping: a list's buckets by their index."""
+    return dict(enumerate(histogram)) if isinstance(histogram, list) else histogram

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import cast
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class CachedWordPiece:
                 cache.update(itertools.islice(fresh.items(), room))
             for k in misses:
                 ids[k] = fresh[words[k]]
-        flat = np.frombuffer(b"".join(ids), np.int32)
+        flat = np.frombuffer(b"".join(cast("list[bytes]", ids)), np.int32)  # every miss filled above
         boundaries = np.flatnonzero(flat == -1)
         ends = np.append(boundaries, len(flat))
         lengths = ends - np.concatenate(([0], boundaries + 1))

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import time
+from typing import BinaryIO
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def _documents(job: Job, unit: Unit) -> tuple[list[list[str]], list[list[str]]]:
     donors: list[list[str]] = []
     window = DONOR_BYTES_PER_TOKEN * job.settings.max_seq_length
     rng = random.Random(f"donor-windows:{job.seed}:{unit.split}:{unit.index}")
-    handles: dict[int, object] = {}
+    handles: dict[int, BinaryIO] = {}
     try:
         for f, start, end, fmt in unit.docs:
             fh = handles.get(f) or handles.setdefault(f, open(job.files[f], "rb"))

@@ -107,6 +107,7 @@ def run_guarded(parser: argparse.ArgumentParser, task: str, work: Callable[[], o
 
     if stoppable:
         stop.install()
+    input_faults: tuple[type[Exception], ...] = (*input_errors, OutputBusy, storage.UnsafeKey)
     try:
         work()
     except stop.Stopped as exc:
@@ -114,7 +115,7 @@ def run_guarded(parser: argparse.ArgumentParser, task: str, work: Callable[[], o
         return stop.EXIT_STOPPED
     except horovod_errors as exc:
         parser.error(f"--horovod: {exc}")
-    except (*input_errors, OutputBusy, storage.UnsafeKey) as exc:
+    except input_faults as exc:
         flag = getattr(exc, "flag", None)
         if flag:
             parser.error(f"--{flag}: {exc}")

@@ -53,7 +53,8 @@ def predict(model: BertClassifier, features: dict[str, np.ndarray], batch_size: 
     out = []
     for start in range(0, len(features["labels"]), batch_size):
         sl = slice(start, start + batch_size)
-        out.append(tf.argmax(logits(features["input_ids"][sl], features["input_mask"][sl], features["segment_ids"][sl]), -1).numpy())
+        scores = logits(features["input_ids"][sl], features["input_mask"][sl], features["segment_ids"][sl])
+        out.append(tf.argmax(scores, -1).numpy())
     return np.concatenate(out)
 
 
@@ -69,13 +70,15 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     fmt = TASKS[args.task_name]
     tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)
     # Read and encode every split first: bad data fails in seconds, before any weights load.
-    train = _encode(tokenizer, read_examples(args.task_name, args.data_dir, "train"), args.max_seq_length) if args.do_train else None
+    train = (_encode(tokenizer, read_examples(args.task_name, args.data_dir, "train"), args.max_seq_length)
+             if args.do_train else None)
     evals = {split: _encode(tokenizer, read_examples(args.task_name, args.data_dir, split), args.max_seq_length)
              for split in (fmt.eval_splits if args.do_eval else ())}
     model = BertClassifier(cfg, len(fmt.labels), seed=args.seed)
     if args.init_checkpoint:
         report = load_encoder(model, args.init_checkpoint, scratch)
-        log.info("event=init_checkpoint_summary loaded=%d missing=%s unused=%s", len(report.loaded), report.missing, report.unused)
+        log.info("event=init_checkpoint_summary loaded=%d missing=%s unused=%s",
+                 len(report.loaded), report.missing, report.unused)
     variables = list(model.named_variables().values())
     world.broadcast_variables(variables)
     compute_dtype = COMPUTE_DTYPES[args.precision]

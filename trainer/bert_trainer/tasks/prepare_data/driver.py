@@ -230,7 +230,7 @@ def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, ranges: lis
     while progress.report(final=True) < len(units):  # wait for the other ranks' shards
         time.sleep(2.0)
     totals, missing = shard_totals(args.output_dir, units)
-    results = {
+    summary = {
         "shards": len(units), "trainingShards": sum(u.split == "training" for u in units),
         "testShards": sum(u.split == "test" for u in units), "skippedShards": len(mine) - len(todo),
         **totals, "countsCover": "all shards" if not missing else
@@ -241,4 +241,4 @@ def _make_shards(args: argparse.Namespace, w: Rank, job: worker.Job, ranges: lis
         "training": storage.join(args.output_dir, "training"), "test": storage.join(args.output_dir, "test"),
         "worldSize": w.size, "workers": workers, "inputFormats": formats,
     }
-    return progress.reports.results(results)
+    return progress.reports.results(summary)

@@ -54,7 +54,8 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     model = BertSpanHead(cfg, seed=args.seed)
     if args.init_checkpoint:
         report = load_encoder(model, args.init_checkpoint, scratch)
-        log.info("event=init_checkpoint_summary loaded=%d missing=%s unused=%s", len(report.loaded), report.missing, report.unused)
+        log.info("event=init_checkpoint_summary loaded=%d missing=%s unused=%s",
+                 len(report.loaded), report.missing, report.unused)
     world.broadcast_variables(list(model.named_variables().values()))
     reports = ReportWriter(args.output_dir, chief=world.is_chief)
     results: dict[str, Any] = {"task": f"squad-v{'2.0' if v2 else '1.1'}"}
