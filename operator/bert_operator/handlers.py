@@ -41,11 +41,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if runtime.settings.metrics_port:
         publish_build_info(runtime.settings.trainer_image)
         prometheus_client.start_http_server(runtime.settings.metrics_port)
-    memo.progress_runner, _ = await runtime.progress.serve("0.0.0.0", runtime.settings.progress_port,
+    memo.progress_runner, _site = await runtime.progress.serve("0.0.0.0", runtime.settings.progress_port,
                                                            runtime.settings.progress_ssl())
     memo.resync_task = asyncio.create_task(runtime.resync_forever())
     runtime.start_worker()
-    log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*", runtime.settings.trainer_image)
+    log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*",
+             runtime.settings.trainer_image)
 
 
 @kopf.on.login()
@@ -64,7 +65,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    namespace, name = body.metadata.namespace, body.metadata.name
+    namespace, name = body.metadata.namespace or "default", body.metadata.name
     if event["type"] == "DELETED":
         runtime.forget(namespace, name)
         runtime.wake_dependents(namespace, name)  # a job waiting for this one fails, saying so
@@ -79,7 +80,7 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
 @kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})
 def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    job = runtime.known(body.metadata.namespace, body.metadata.labels[JOB_NAME_LABEL])
+    job = runtime.known(body.metadata.namespace or "default", body.metadata.labels[JOB_NAME_LABEL])
     if job is None:
         return
     if event["type"] == "DELETED":  # gone: a job waiting for it (or missing it) reads again and goes on

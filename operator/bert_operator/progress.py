@@ -30,7 +30,9 @@ from aiohttp import web
 from . import serving, status as sm
 from .api import SpecError
 from .api.parse import parse_job
-from bert_common.contract import JOB_NAME_LABEL, POD_NAME_EXTRA, POD_UID_EXTRA, REPORT_STAGE, STAGE_LABEL, parse_utc, token_audience
+from bert_common.contract import (
+    JOB_NAME_LABEL, POD_NAME_EXTRA, POD_UID_EXTRA, REPORT_STAGE, STAGE_LABEL, parse_utc, token_audience,
+)
 from .kube import KubeApi
 from .metrics import PROGRESS_REPORTS
 from .reconcile import Reconciler

@@ -23,7 +23,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bert_common.contract import ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE
+from bert_common.contract import (
+    ENV_PROGRESS_CA, ENV_PROGRESS_URL, ENV_STAGE, ENV_TOKEN_FILE, REPORT_PROGRESS, REPORT_RESULTS, REPORT_STAGE,
+)
 
 log = logging.getLogger(__name__)
 

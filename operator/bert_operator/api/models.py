@@ -21,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from bert_common.bert_config import BERT_PRESETS, FIELDS_BY_NAME, Activation
 
 from .vendored import schema as k8s_schema
-from .presets import API_GROUP, API_VERSION, KIND
+from .presets import nvidia_dataset_folder
 
 Precision = Literal["fp32", "fp16", "bf16"]
 OptimizerName = Literal["lamb", "adam"]
@@ -106,7 +106,9 @@ class ApiModel(BaseModel):
 def _bert_field(name: str) -> Any:
     """A BertConfig field as bert_common's table declares it: default, bounds, description."""
     field = FIELDS_BY_NAME[name]
-    return Field(field.default, description=field.description, **field.bounds())
+    bounds = field.bounds()
+    return Field(field.default, description=field.description, ge=bounds.get("ge"), gt=bounds.get("gt"),
+                 le=bounds.get("le"), lt=bounds.get("lt"))
 
 
 # Every field's default, bounds and description come from bert_common.bert_config, which the trainer's config
@@ -134,7 +136,8 @@ class CheckpointRef(ApiModel):
 
     from_job: JobRef = Field(..., description="The BertTrainingJob (same namespace) whose checkpoint to start from.")
     stage: DnsLabel | None = Field(
-        None, description="Its stage whose checkpoint to take, e.g. phase1; default its last stage (phase2 of NVIDIA's two phases).")
+        None, description="Its stage whose checkpoint to take, e.g. phase1; default its last stage (phase2 of NVIDIA's two "
+                          "phases).")
 
 
 class VocabRef(ApiModel):
@@ -184,7 +187,7 @@ class ModelSpec(ApiModel):
         """The effective bert_config: the preset's, or the custom one."""
         if self.preset == "custom":
             return self.config or BertConfig()
-        return BertConfig(**BERT_PRESETS[self.preset])
+        return BertConfig.model_validate(BERT_PRESETS[self.preset])
 
 
 # ----------------------------------------------------------------------- optimizer
@@ -197,7 +200,8 @@ class OptimizerSpec(ApiModel):
         None,
         description="lamb (NVIDIA's NVLAMB) or adam (AdamW). Default lamb for pretrain, adam for squad and glue.",
     )
-    weight_decay_rate: float = Field(0.01, ge=0.0, lt=1.0, description="Decoupled weight decay (not on LayerNorm or bias). Default 0.01.")
+    weight_decay_rate: float = Field(0.01, ge=0.0, lt=1.0, description="Decoupled weight decay (not on LayerNorm or bias). "
+                                                                       "Default 0.01.")
     beta1: float = Field(0.9, ge=0.0, lt=1.0, description="First-moment decay. Default 0.9.")
     beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Second-moment decay. Default 0.999.")
     epsilon: float = Field(1e-6, gt=0.0, description="Denominator epsilon. Default 1e-6.")
@@ -209,16 +213,21 @@ class OptimizerSpec(ApiModel):
 class PretrainPhase(ApiModel):
     """One pretraining phase: its sequence length, share of steps and per-phase hyperparameters."""
 
-    max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per sequence. Default 128 (phase 1); NVIDIA's phase 2 uses 512.")
-    max_predictions_per_seq: int = Field(20, ge=1, description="Masked positions per sequence. Default 20 (phase 1); 80 for seq 512.")
+    max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per sequence. Default 128 (phase 1); NVIDIA's phase 2 "
+                                                                "uses 512.")
+    max_predictions_per_seq: int = Field(20, ge=1, description="Masked positions per sequence. Default 20 (phase 1); 80 for seq "
+                                                               "512.")
     steps_fraction: float = Field(
         ..., gt=0.0, le=1.0, description="Share of pretrain.trainSteps this phase runs; the phases' shares sum to 1."
     )
-    batch_size_per_gpu: int = Field(16, ge=1, description="Sequences per GPU per micro-batch. Global batch = this x GPUs x accumulationSteps.")
-    learning_rate: float = Field(7.5e-4, gt=0.0, le=1.0, description="Peak learning rate. Default 7.5e-4 (phase 1), 5e-4 (phase 2).")
+    batch_size_per_gpu: int = Field(16, ge=1, description="Sequences per GPU per micro-batch. Global batch = this x GPUs x "
+                                                          "accumulationSteps.")
+    learning_rate: float = Field(7.5e-4, gt=0.0, le=1.0, description="Peak learning rate. Default 7.5e-4 (phase 1), 5e-4 (phase "
+                                                                     "2).")
     warmup_steps: int = Field(2000, ge=0, description="Linear warmup steps. Default 2000 (phase 1), 200 (phase 2).")
     accumulation_steps: int = Field(
-        128, ge=1, description="Micro-batches accumulated per optimizer step (one allreduce each). Default 128 (phase 1), 512 (phase 2)."
+        128, ge=1, description="Micro-batches accumulated per optimizer step (one allreduce each). Default 128 (phase 1), 512 "
+                               "(phase 2)."
     )
     data_path: str | None = Field(
         None,
@@ -251,7 +260,8 @@ class PretrainTask(ApiModel):
         default_factory=_nvidia_two_phases,
         min_length=1,
         max_length=4,
-        description="Phases in order. Default NVIDIA's two-phase LAMB: seq 128 / 20 predictions for 90% of steps, then seq 512 / 80 for 10%.",
+        description="Phases in order. Default NVIDIA's two-phase LAMB: seq 128 / 20 predictions for 90% of steps, then seq 512 / "
+                    "80 for 10%.",
     )
     eval_batch_size_per_gpu: int = Field(8, ge=1, description="Sequences per GPU when evaluating. Default 8.")
     save_checkpoints_steps: int = Field(100, ge=1, description="Checkpoint every this many optimizer steps. Default 100.")
@@ -275,13 +285,15 @@ class SquadTask(ApiModel):
     batch_size_per_gpu: int = Field(8, ge=1, description="Features per GPU per step. Default 8.")
     learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Peak learning rate. Default 5e-6.")
     warmup_proportion: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps for linear warmup. Default 0.1.")
-    null_score_diff_threshold: float = Field(0.0, description="v2.0 only: predict no answer when null score minus best span exceeds this. Default 0.")
+    null_score_diff_threshold: float = Field(0.0, description="v2.0 only: predict no answer when null score minus best span "
+                                                              "exceeds this. Default 0.")
 
 
 class GlueTask(ApiModel):
     """GLUE sentence(-pair) classification fine-tuning."""
 
-    task_name: GlueTaskName = Field("MRPC", description="CoLA (Matthews corr.), MRPC (accuracy, F1) or MNLI (matched/mismatched accuracy). Default MRPC.")
+    task_name: GlueTaskName = Field("MRPC", description="CoLA (Matthews corr.), MRPC (accuracy, F1) or MNLI (matched/mismatched "
+                                                        "accuracy). Default MRPC.")
     data_dir: str | None = Field(None, description="Folder under dataset.uri with train.tsv and dev*.tsv. Default the task name.")
     max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per example. Default 128.")
     epochs: float = Field(3.0, gt=0.0, le=100.0, description="Training epochs. Default 3.")
@@ -311,7 +323,8 @@ class PrepareDataTask(ApiModel):
     max_seq_length: int = Field(128, ge=8, le=4096, description="Tokens per instance. Default 128 (512 for phase 2 data).")
     max_predictions_per_seq: int = Field(20, ge=1, description="Masked positions per instance. Default 20 (80 for phase 2 data).")
     masked_lm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Share of tokens masked. Default 0.15.")
-    short_seq_prob: float = Field(0.1, ge=0.0, le=1.0, description="Share of instances made shorter than maxSeqLength. Default 0.1.")
+    short_seq_prob: float = Field(0.1, ge=0.0, le=1.0, description="Share of instances made shorter than maxSeqLength. Default "
+                                                                   "0.1.")
     dupe_factor: int = Field(5, ge=1, le=100, description="Passes over the corpus with different masks. Default 5.")
     shards: int = Field(1472, ge=1, le=100000, description="Output shards (files) for training and test together. Default 1472.")
     test_split: int = Field(10, ge=0, le=50, description="Percent of shards held out for evaluation. Default 10.")
@@ -330,8 +343,6 @@ class PrepareDataTask(ApiModel):
 
     def folder_name(self, *, lower_case: bool) -> str:
         """NVIDIA's name for the TFRecord set these settings produce."""
-        from .presets import nvidia_dataset_folder
-
         return nvidia_dataset_folder(
             lower_case=lower_case, max_seq_length=self.max_seq_length,
             max_predictions_per_seq=self.max_predictions_per_seq, masked_lm_prob=self.masked_lm_prob,
@@ -363,7 +374,8 @@ class Toleration(ApiModel):
     key: str | None = Field(None, description="Taint key to tolerate; empty with Exists matches every taint.")
     operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (default Equal).")
     value: str | None = Field(None, description="Taint value to match with Equal.")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect to match; empty matches all.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect to match; "
+                                                                                                    "empty matches all.")
     toleration_seconds: int | None = Field(None, description="How long a NoExecute taint is tolerated.")
 
 
@@ -428,7 +440,8 @@ class StoreSpec(ApiModel):
     )
     region: str | None = Field(None, description="S3 region; default the SDK's (us-east-1).")
     credentials_secret: DnsSubdomain | None = Field(
-        None, description="Secret in the job's namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Never inline keys."
+        None, description="Secret in the job's namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Never inline "
+                          "keys."
     )
 
 
@@ -492,7 +505,8 @@ class SchedulingPolicySpec(ApiModel):
     )
     queue: DnsSubdomain | None = Field(None, description="Volcano Queue of the PodGroup (volcano only).")
     min_resources: dict[str, Quantity] | None = Field(
-        None, description="Resources the PodGroup needs before any pod runs, e.g. {nvidia.com/gpu: 32}. Default the MPI Operator's sum."
+        None, description="Resources the PodGroup needs before any pod runs, e.g. {nvidia.com/gpu: 32}. Default the MPI "
+                          "Operator's sum."
     )
     priority_class: DnsSubdomain | None = Field(
         None, description="PriorityClass of the PodGroup (volcano only); default resources.priorityClassName."
@@ -516,7 +530,8 @@ class RunPolicySpec(ApiModel):
     )
     active_deadline_seconds: int | None = Field(None, ge=1, description="Seconds a stage may run before it is failed.")
     ttl_seconds_after_finished: Int32 | None = Field(None, ge=0, description="Seconds after which a finished MPIJob is deleted.")
-    clean_pod_policy: CleanPodPolicy = Field("Running", description="Pods to delete when a stage ends: None, Running or All. Default Running.")
+    clean_pod_policy: CleanPodPolicy = Field("Running", description="Pods to delete when a stage ends: None, Running or All. "
+                                                                    "Default Running.")
     max_restarts: int = Field(
         3, ge=0, le=100,
         description=(
@@ -536,7 +551,8 @@ class BertTrainingJobSpec(ApiModel):
     task: TaskSpec = Field(..., description="What to run: exactly one of pretrain, squad, glue, prepareData.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="BERT size, vocabulary and starting weights.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer and its hyperparameters.")
-    precision: Precision = Field("fp16", description="fp32, fp16 (automatic mixed precision, dynamic loss scaling) or bf16. Default fp16.")
+    precision: Precision = Field("fp16", description="fp32, fp16 (automatic mixed precision, dynamic loss scaling) or bf16. "
+                                                     "Default fp16.")
     xla: bool = Field(True, description="Compile the training step with XLA. Default true.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Workers, GPUs and pod resources.")
     dataset: DatasetSpec = Field(..., description="Input data location.")
@@ -581,8 +597,10 @@ class BertTrainingJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    api_version: Literal[f"{API_GROUP}/{API_VERSION}"] = Field(alias="apiVersion")
-    kind: Literal[KIND]
+    # The API's constants (presets.API_GROUP, API_VERSION, KIND) as literals: mypy takes no expression in a Literal;
+    # tests/operator/test_api_constants.py holds the two equal.
+    api_version: Literal["bertoperator.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["BertTrainingJob"]
     metadata: ObjectMeta
     spec: BertTrainingJobSpec
     status: dict[str, Any] | None = Field(None, description="Written by the operator; ignored on input.")

@@ -36,6 +36,7 @@ import yaml
 
 from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
+from ..api.locations import resolved
 from ..api.rules import references
 from bert_common.contract import utc_now
 from ..dependencies import cycle_error, producer_names
@@ -215,7 +216,7 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
         job = without_queue(job)
     job_dir = (options.workdir / job.metadata.namespace / name).resolve()
     volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir, annotated)
-    outputs = volumes.local_uri(job.spec.output.uri)
+    outputs = volumes.local_uri(resolved(job.spec.output.uri))
     status = load_status(job_dir, job, options.fresh)
     if status.get("phase") == "Succeeded":
         display.line(f"{name}: already Succeeded in an earlier run ({job_dir / 'status.json'}); skipped")
@@ -326,7 +327,8 @@ def run_jobs(jobs: list[BertTrainingJob], options: LocalOptions, display: Displa
     display = display or Display()
     unknown = sorted(set(options.only) - {job.metadata.name for job in jobs})
     if unknown:
-        raise LocalSetupError(f"--job: no job named {', '.join(unknown)} in the file (it has {', '.join(j.metadata.name for j in jobs)})")
+        names = ", ".join(j.metadata.name for j in jobs)
+        raise LocalSetupError(f"--job: no job named {', '.join(unknown)} in the file (it has {names})")
     by_name = {job.metadata.name: job for job in jobs}
     for job in jobs:
         missing = [f"{path}: {name}" for path, name in references(job.spec) if name not in by_name]

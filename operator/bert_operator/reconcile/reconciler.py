@@ -157,15 +157,17 @@ class Reconciler:
     def _already_planned_on(self, namespace: str, name: str, mpijob: dict[str, Any]) -> bool:
         """Whether the job's last plan was made on exactly this MPIJob: the watch's echo of our own create (the
         create's answer is what the plan went on with), or an event repeating what a read saw. Planning again would
-        decide the same from it; a change of the job itself comes with the job's own event, the restart timer or
-        the resync, which read afresh."""
+        decide the same from it; a change of the job itself comes with the job's own event, or the work queue
+        (a restart due, the resync), which read afresh."""
         planned = self._planned_on.get((namespace, name))
-        return planned is not None and planned.get((mpijob.get("metadata") or {}).get("name")) == mpijob
+        return planned is not None and planned.get(str((mpijob.get("metadata") or {}).get("name"))) == mpijob
 
     def _policies(self, namespace: str) -> PolicyInput | PoliciesUnreadable | None:
         try:
             return self.policies(namespace)
-        except Exception as exc:  # the plan waits visibly instead of creating MPIJobs without the policies
+        # Any failure of the read (the port raises whatever its client raises) must hold new MPIJobs: policies fail
+        # closed, so the plan waits visibly instead of creating MPIJobs without them.
+        except Exception as exc:  # noqa: BLE001
             log.warning("policies unreadable namespace=%s error=%s", namespace, type(exc).__name__)
             return PoliciesUnreadable(f"{type(exc).__name__}: {exc}"[:300])
 
