@@ -47,6 +47,8 @@ def corpus_dir(tmp_path_factory, vocab_tokens) -> str:
 
 @pytest.fixture()
 def run_cli(tmp_path):
+    """``python -m bert_trainer ARGS`` in a subprocess: for the runs whose process matters (prepare-data's fork
+    pool); the others call ``main`` or ``tests.tf_state.run_trainer`` in this process."""
     import bert_trainer
 
     # The bert_trainer this session imports (a worktree's shim, say), not whichever is installed. Only a

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bert_trainer.cli import main
+from tests.tf_state import run_trainer
 
 CORPUS = "books_wiki_en_corpus"
 
@@ -135,10 +136,10 @@ def test_object_storage_in_and_out(corpus_dir, vocab_file, bucket, s3_env, run_c
     assert again.returncode == 0 and "skipped=6" in again.stderr
 
 
-def test_unreachable_bucket_exits_2(corpus_dir, vocab_file, s3_env, run_cli, tmp_path):
-    proc = run_cli(flags("s3://no-such-bucket/raw", tmp_path / "o", vocab_file), env=s3_env)
+def test_unreachable_bucket_exits_2(corpus_dir, vocab_file, s3_env, tmp_path):
+    proc = run_trainer(flags("s3://no-such-bucket/raw", tmp_path / "o", vocab_file), cwd=tmp_path, env=s3_env)
     assert proc.returncode == 2 and "--input_dir" in proc.stderr and "no-such-bucket" in proc.stderr
-    proc = run_cli(flags(corpus_dir, "s3://no-such-bucket/out", vocab_file), env=s3_env)
+    proc = run_trainer(flags(corpus_dir, "s3://no-such-bucket/out", vocab_file), cwd=tmp_path, env=s3_env)
     assert proc.returncode == 2 and "--output_dir" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -207,7 +208,7 @@ def test_ranks_split_the_shards(corpus_dir, vocab_file, tmp_path, run_cli):
     package_dir = os.path.dirname(os.path.abspath(__import__("bert_trainer").__file__))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if os.path.basename(package_dir) == "bert_trainer":  # a worktree shim; never the repository root (operator/)
-        env["PYTHONPATH"] = os.path.dirname(package_dir)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.dirname(package_dir), os.environ.get("PYTHONPATH")) if p)
     procs = [subprocess.Popen([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, text=True,
                               env={**env, "OMPI_COMM_WORLD_RANK": str(r), "OMPI_COMM_WORLD_SIZE": "2"},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in (0, 1)]

@@ -165,3 +165,36 @@ def test_varint_rows_match_the_one_value_encoder_for_every_width():
         assert packed == b"".join(rows) and ends.tolist() == np.cumsum([len(r) for r in rows]).tolist()
     with pytest.raises(ValueError, match="2\\*\\*21"):
         varint_rows(np.array([[1 << 21]]))
+
+
+def test_importing_the_record_encoder_changes_nothing_and_probes_nothing():
+    """The CRC32C implementation is chosen on first use, not at import: importing the module for its encoders
+    leaves the environment alone and loads no library (a fresh interpreter, so nothing was imported before)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; before = dict(os.environ)\n"
+            "import bert_trainer.prep.records as r\n"
+            "assert dict(os.environ) == before, set(os.environ) ^ set(before)\n"
+            "assert r.crc32c_implementation.cache_info().currsize == 0\n"
+            "assert r.crc32c(b'123456789') == r.crc32c_python(b'123456789') == 0xE3069283\n"
+            "print(r.crc32c_implementation() is not r.crc32c_python)")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True"]  # a native implementation (google-crc32c, a dependency) was found
+
+
+def test_a_library_that_cannot_be_probed_is_skipped(tmp_path, monkeypatch):
+    """Only the errors of reading and loading a library mean 'not this one'; anything else is a bug and raises."""
+    from bert_trainer.prep import records
+
+    empty = tmp_path / "tensorflow" / "libtensorflow_framework.so.2"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    monkeypatch.setattr(records.sysconfig, "get_paths", lambda: {"purelib": str(tmp_path), "platlib": str(tmp_path)})
+    monkeypatch.setattr(records, "_quiet_load", lambda path: object())  # an empty file would not load either
+    with pytest.raises(ValueError):
+        records._candidate_symbols(str(empty))  # mmap refuses an empty file
+    assert records._absl_crc32c() is None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tf_state import run_trainer
 
 pytest.importorskip("tensorflow")
 
@@ -44,8 +44,7 @@ def glue(minilm: Path, data: Path, out: Path, *extra: str) -> subprocess.Complet
             "--init_checkpoint", str(minilm / "model.safetensors"), "--output_dir", str(out),
             "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "16", "--learning_rate", "5e-5",
             "--num_train_epochs", "4", "--warmup_proportion", "0.1", "--optimizer", "adam", "--precision", "fp32", *extra]
-    return subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=out.parent, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return run_trainer(args, cwd=out.parent)
 
 
 def test_minilm_learns_a_sentence_pair_task_well_above_chance(minilm: Path, tmp_path: Path) -> None:
@@ -91,7 +90,7 @@ def test_missing_split_and_bad_vocab_fail_before_loading_tensorflow(minilm: Path
     bad_vocab.write_text("hello\nworld\n")
     args = ["glue", "--task_name", "MRPC", "--data_dir", str(data), "--vocab_file", str(bad_vocab), "--bert_model", "base",
             "--output_dir", str(tmp_path / "out2")]
-    result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run_trainer(args, cwd=tmp_path)
     assert result.returncode == 2 and "--vocab_file:" in result.stderr and "missing [CLS]" in result.stderr
 
 
@@ -111,8 +110,7 @@ def test_glue_reads_and_writes_object_storage_with_fp16_and_xla(minilm: Path, tm
     args = ["glue", "--task_name", "MRPC", "--data_dir", "s3://glue/MRPC", "--vocab_file", str(minilm / "vocab.txt"),
             "--do_lower_case", "--bert_config_json", tiny, "--output_dir", "s3://glue/out", "--do_train", "--do_eval",
             "--max_seq_length", "32", "--train_batch_size", "8", "--num_train_epochs", "1", "--precision", "fp16", "--use_xla"]
-    result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_trainer(args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(s3.get_object(Bucket="glue", Key="out/results.json")["Body"].read())
     assert results["steps"] == 4 and set(results["dev"]) == {"accuracy", "f1"}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.tf_state import run_trainer
 
 pytest.importorskip("tensorflow")
 TINY = REPO / "examples" / "tiny"
@@ -21,7 +22,7 @@ CONFIG = {"vocab_size": 512, "hidden_size": 32, "num_hidden_layers": 1, "num_att
 
 
 def glue_args(out: Path) -> list[str]:
-    return [sys.executable, "-m", "bert_trainer", "glue", "--task_name", "CoLA", "--data_dir", str(TINY / "CoLA"),
+    return ["glue", "--task_name", "CoLA", "--data_dir", str(TINY / "CoLA"),
             "--vocab_file", str(TINY / "vocab.txt"), "--do_lower_case", "--bert_config_json", json.dumps(CONFIG),
             "--output_dir", str(out), "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "8",
             "--learning_rate", "3e-4", "--num_train_epochs", "3", "--precision", "fp32", "--save_checkpoints_steps", "500"]
@@ -30,7 +31,8 @@ def glue_args(out: Path) -> list[str]:
 def test_sigterm_checkpoints_the_step_reached_and_a_rerun_resumes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(glue_args(out), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A process: SIGTERM is what this test sends (the rerun needs none, so it runs in this one).
+    process = subprocess.Popen([sys.executable, "-m", "bert_trainer", *glue_args(out)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
     while not (out / "progress.json").exists():  # written every 20 steps
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -43,7 +45,7 @@ def test_sigterm_checkpoints_the_step_reached_and_a_rerun_resumes(tmp_path: Path
     total = 750  # ceil(2000 x 3 / 8)
     assert len(saved) == 1 and 20 <= saved[0] < total, saved  # the stop's checkpoint (the period is 500)
 
-    rerun = subprocess.run(glue_args(out), cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    rerun = run_trainer(glue_args(out), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"event=resumed step={saved[0]}" in rerun.stderr
     results = json.loads((out / "results.json").read_text())
@@ -55,7 +57,7 @@ def test_sigterm_checkpoints_the_step_reached_and_a_rerun_resumes(tmp_path: Path
 def test_a_checkpoint_period_that_is_not_positive_is_refused(tmp_path: Path) -> None:
     args = glue_args(tmp_path / "out")
     args[args.index("--save_checkpoints_steps") + 1] = "0"
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = run_trainer(args, cwd=tmp_path)
     assert result.returncode == 2 and "--save_checkpoints_steps must be positive, got 0" in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -67,7 +69,7 @@ def test_an_output_another_run_holds_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     held = output_lock.acquire(str(out), "another run")
     try:
-        result = subprocess.run(glue_args(out), cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        result = run_trainer(glue_args(out), cwd=tmp_path)
     finally:
         held.release()
     assert result.returncode == 2, result.stderr[-2000:]
@@ -77,8 +79,7 @@ def test_an_output_another_run_holds_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flag", ["num_accumulation_steps", "report_every_steps"])
 def test_the_engine_flags_must_be_positive(tmp_path: Path, flag: str) -> None:
-    result = subprocess.run(glue_args(tmp_path / "out") + [f"--{flag}", "0"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
+    result = run_trainer(glue_args(tmp_path / "out") + [f"--{flag}", "0"], cwd=tmp_path)
     assert result.returncode == 2 and f"--{flag} must be positive, got 0" in result.stderr
 
 
@@ -87,8 +88,7 @@ def test_accumulation_makes_fewer_larger_optimizer_steps(tmp_path: Path) -> None
     out = tmp_path / "out"
     args = glue_args(out)
     args[args.index("--num_train_epochs") + 1] = "1"
-    result = subprocess.run(args + ["--num_accumulation_steps", "2", "--report_every_steps", "50"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_trainer(args + ["--num_accumulation_steps", "2", "--report_every_steps", "50"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 125 and results["checkpoint"].endswith("checkpoints/ckpt-125")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.finetune.test_squad_data import NAMES, long_squad
+from tests.tf_state import run_trainer
 
 pytest.importorskip("tensorflow")
 
@@ -27,8 +26,7 @@ def test_squad_run_writes_predictions_and_scores(tmp_path: Path, minilm_dir: Pat
             "--do_predict", "--predict_file", str(tmp_path / "dev-v1.1.json"),
             "--max_seq_length", "64", "--doc_stride", "32", "--max_query_length", "16", "--train_batch_size", "16",
             "--learning_rate", "1e-4", "--num_train_epochs", "2", "--warmup_proportion", "0.1", "--precision", "fp32"]
-    result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_trainer(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     predictions = json.loads((out / "predictions.json").read_text())
     results = json.loads((out / "results.json").read_text())
@@ -44,7 +42,7 @@ def test_squad_bad_file_exits_2_naming_the_record(tmp_path: Path) -> None:
                                          '[{"id": "x1", "question": "?", "answers": [{"text": "Rome", "answer_start": 0}]}]}]}]}')
     args = ["squad", "--vocab_file", "/nonexistent/vocab.txt", "--bert_model", "base", "--output_dir", str(tmp_path / "o"),
             "--do_train", "--train_file", str(tmp_path / "train.json")]
-    result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = run_trainer(args, cwd=tmp_path)
     assert result.returncode == 2 and "--vocab_file: /nonexistent/vocab.txt: not found" in result.stderr
 
 
@@ -59,8 +57,7 @@ def test_squad_refuses_an_output_another_run_holds(tmp_path: Path, minilm_dir: P
             str(tmp_path / "train-v1.1.json"), "--max_seq_length", "64", "--doc_stride", "32", "--max_query_length", "16"]
     held = output_lock.acquire(str(out), "another run")
     try:
-        result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        result = run_trainer(args, cwd=tmp_path)
     finally:
         held.release()
     assert result.returncode == 2, result.stderr[-2000:]

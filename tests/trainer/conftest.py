@@ -1,6 +1,7 @@
 """Fixtures for the trainer tests: a tiny BERT config, tiny generated record sets,
 a moto S3 server on loopback, the MiniLM files shipped in a PyPI package, and
-helpers to run the real CLI in a subprocess (to the end, or until the test kills it)."""
+helpers to run the real CLI: in this process (``run_cli``, see tests/tf_state.py), or in
+a subprocess that the test SIGKILLs at a moment it chooses (``run_cli_until_killed``)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,12 @@ def tiny_flags(records: dict[str, str], output_dir: str, *, steps: int = 20, sav
 
 @pytest.fixture()
 def run_cli(tmp_path):
-    """Run ``python -m bert_trainer ARGS`` as the operator would, from a scratch folder."""
+    """Run ``python -m bert_trainer ARGS`` as the operator would, from a scratch folder, in this process
+    (tests/tf_state.py: the exit status, stdout and stderr a subprocess would have given)."""
+    from tests.tf_state import run_trainer
 
-    def _run(args: list[str], env: dict[str, str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        return subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+    def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return run_trainer(args, cwd=tmp_path, env=env)
 
     return _run
 

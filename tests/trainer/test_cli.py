@@ -82,3 +82,27 @@ def test_help_lists_the_operator_contract_flags(run_cli):
                  "--precision {fp32,fp16,bf16}", "--use_xla", "--allreduce_post_accumulation", "--init_checkpoint",
                  "--do_train", "--do_eval", "--seed"):
         assert flag in help_.stdout, flag
+
+
+def test_an_in_process_run_sees_a_fresh_process_and_leaves_this_one_as_it_was(run_cli, records, tmp_path):
+    """The harness of every in-process run (tests/tf_state.py): the run gets its own working directory, logging as
+    `main` configures it in a new process, and its stop handlers; afterwards all of it is as before the run."""
+    import logging
+    import os
+    import signal
+
+    from tensorflow.python.eager import context
+
+    root = logging.getLogger()
+    before = (os.getcwd(), dict(os.environ), root.handlers[:], root.level, signal.getsignal(signal.SIGTERM),
+              signal.getsignal(signal.SIGINT))
+    done = run_cli(tiny_flags(records, "out", steps=1, save=1), env={"BERT_TRAINER_LOG_LEVEL": "debug"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "results.json").is_file()  # a relative --output_dir lands in the run's cwd
+    assert " level=DEBUG logger=bert_trainer." in done.stderr  # main's format, at the level the environment asked
+    assert (os.getcwd(), dict(os.environ), root.handlers[:], root.level, signal.getsignal(signal.SIGTERM),
+            signal.getsignal(signal.SIGINT)) == before
+    assert context.global_seed() is None  # the run seeded TensorFlow; a new process starts unseeded
+
+    failed = run_cli(["pretrain", "--output_dir", "o", "--bert_model", "base", "--train_batch_size", "0"])
+    assert failed.returncode == 2 and "--train_batch_size must be positive" in failed.stderr  # SystemExit(2)

@@ -17,6 +17,7 @@ import pytest
 
 from bert_trainer import cli, storage
 from tests.conftest import REPO
+from tests.tf_state import run_trainer
 
 DATA = REPO.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "mrpc").exists(), reason=f"real MRPC not found at {DATA / 'mrpc'}")
@@ -54,8 +55,7 @@ def trained(minilm_dir, s3_server, tmp_path_factory) -> dict:
             "--output_dir", OUT, "--do_train", "--do_eval", "--max_seq_length", str(SEQ), "--train_batch_size", "16",
             "--eval_batch_size", str(EVAL_BATCH), "--num_train_epochs", "1", "--learning_rate", "1e-5",
             "--export_formats", "savedmodel,hf"]
-    result = subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=root, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, **s3_server, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_trainer(args, cwd=root, env=s3_server)
     assert result.returncode == 0, result.stderr[-3000:]
     return {"dev": str(root / "MRPC" / "dev.tsv"), "root": root, "stderr": result.stderr}
 

@@ -54,9 +54,11 @@ def _absl_crc32c():
     for path in paths:
         try:
             lib = _quiet_load(path)
-        except OSError:
+            names = _candidate_symbols(path)
+        except (OSError, ValueError) as exc:  # unreadable, not a library for this machine, empty (mmap)
+            log.debug("event=crc32c_probe path=%s error=%s", path, exc)
             continue
-        for name in _candidate_symbols(path):
+        for name in names:
             fn = getattr(lib, name, None)
             if fn is None:
                 continue
@@ -71,7 +73,11 @@ def _absl_crc32c():
 
 
 def _quiet_load(path: str):
-    """Load the library with stderr silenced (its static initialisers log a oneDNN notice)."""
+    """Load the library with stderr silenced (its static initialisers log a oneDNN notice).
+
+    TF_CPP_MIN_LOG_LEVEL is defaulted first, as ``bert_trainer.cli`` does before a task imports
+    TensorFlow: the library reads it once, and this load may come before that import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -105,16 +111,26 @@ def _google_crc32c():
         import google_crc32c  # noqa: PLC0415
     except ImportError:
         return None
-    return google_crc32c.value if google_crc32c.implementation == "c" else None
+    return google_crc32c.value if getattr(google_crc32c, "implementation", None) == "c" else None
 
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-try:
-    crc32c = _google_crc32c() or _absl_crc32c() or crc32c_python
-except Exception:  # noqa: BLE001 - any trouble loading the library: use the portable one
-    crc32c = crc32c_python
-if crc32c is crc32c_python:
-    log.warning("event=crc32c_fallback reason=no_native_crc32c (record writing will be slow)")
+@functools.cache
+def crc32c_implementation():
+    """The fastest CRC32C found, chosen on first use and kept for the process.
+
+    Chosen lazily, not at import: probing may load TensorFlow's shared library (a few hundred
+    MB mapped), which importing this module for its encoders or ``read_records`` should not
+    cost. prepare-data calls it before forking its workers, so they inherit the choice."""
+    found = _google_crc32c() or _absl_crc32c()
+    if found is None:
+        log.warning("event=crc32c_fallback reason=no_native_crc32c (record writing will be slow)")
+        return crc32c_python
+    return found
+
+
+def crc32c(data: bytes) -> int:
+    """CRC32C of `data` (unmasked), with :func:`crc32c_implementation`."""
+    return crc32c_implementation()(data)
 
 
 def _masked(crc: int) -> int:
@@ -128,11 +144,12 @@ _U32 = struct.Struct("<I").pack
 def frame(record: bytes) -> bytes:
     """One TFRecord: length, masked CRC of the length, data, masked CRC of the data. The header depends on the
     length only, so it is computed once per length."""
+    crc = crc32c_implementation()
     header = _HEADERS.get(len(record))
     if header is None:
         length = struct.pack("<Q", len(record))
-        header = _HEADERS.setdefault(len(record), length + _U32(_masked(crc32c(length))))
-    return header + record + _U32(_masked(crc32c(record)))
+        header = _HEADERS.setdefault(len(record), length + _U32(_masked(crc(length))))
+    return header + record + _U32(_masked(crc(record)))
 
 
 def _varint(n: int) -> bytes:

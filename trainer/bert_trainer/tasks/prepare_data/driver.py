@@ -18,7 +18,7 @@ import os
 import time
 
 from bert_trainer import output_lock, storage
-from bert_trainer.prep import shards, worker
+from bert_trainer.prep import records, shards, worker
 from bert_trainer.prep.instances import Settings
 from bert_trainer.reports import ReportWriter
 from bert_trainer.scratch import run_scratch_dir
@@ -182,6 +182,7 @@ def run(args: argparse.Namespace, tokens: list[str], entries: list[storage.Entry
     workers = args.num_workers or (1 if args.horovod else os.cpu_count() or 1)
     if workers > 1:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker; the pool is the parallelism
+    records.crc32c_implementation()  # chosen once here, so the forked workers inherit it instead of each probing
     ctx = multiprocessing.get_context("fork")
     pool = ctx.Pool(workers, initializer=worker.init, initargs=(job,)) if workers > 1 else None
     try:
