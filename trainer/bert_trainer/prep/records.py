@@ -93,7 +93,7 @@ def _candidate_symbols(path: str) -> list[str]:
     """Mangled names of ExtendCrc32cInternal for absl LTS versions found in the library."""
     import mmap  # noqa: PLC0415
 
-    names = []
+    names: list[str] = []
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         marker = b"crc_internal20ExtendCrc32cInternal"
         pos = mm.find(marker)
@@ -272,7 +272,7 @@ class _Entries:
     def __init__(self, max_seq_length: int, max_predictions_per_seq: int) -> None:
         s, p = max_seq_length, max_predictions_per_seq
         self.s = s
-        self.heads = {name: {} for name in ("input_ids", "masked_lm_positions", "masked_lm_ids")}
+        self.heads: dict[str, dict[int, bytes]] = {name: {} for name in ("input_ids", "masked_lm_positions", "masked_lm_ids")}
         self.masks = [_fast_entry("input_mask", _field(3, _field(1, b"\1" * n + b"\0" * (s - n)))) for n in range(s + 1)]
         self.weights = [_fast_entry("masked_lm_weights", _field(2, _field(1, _ONE_F * k + _ZERO_F * (p - k))))
                         for k in range(p + 1)]
