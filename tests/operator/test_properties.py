@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bert_operator.api import SpecError
@@ -125,7 +125,6 @@ def assert_skeleton_matches_text(job: Any) -> None:
         assert yaml.safe_dump(built, sort_keys=False) == yaml.safe_dump(parsed, sort_keys=False)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs())
 def test_any_accepted_spec_renders_schema_valid_mpijobs(document: dict[str, Any]) -> None:
     try:
@@ -151,7 +150,6 @@ pod_annotation_values = st.sampled_from([
 ])
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.dictionaries(pod_annotation_keys, pod_annotation_values, max_size=3))
 def test_accepted_pod_annotations_keep_every_pod_restricted(document: dict[str, Any], annotations: dict[str, str]) -> None:
     """Whatever podTemplate annotations a spec gets accepted with, every rendered pod still passes PodSecurity
@@ -189,7 +187,6 @@ junk = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.data())
 def test_random_mutations_are_valid_or_refused_with_a_path(document: dict[str, Any], data: st.DataObject) -> None:
     mutated = copy.deepcopy(document)
@@ -237,12 +234,12 @@ hostile = st.one_of(
 )
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.data())
 def test_hostile_mutations_are_refused_with_a_path_or_render_what_the_cluster_accepts(document: dict[str, Any],
                                                                                        data: st.DataObject) -> None:
-    """1,000 generated jobs, each with one to three hostile edits: no exception but a SpecError naming a field, and
-    whatever is accepted renders MPIJobs the MPIJob CRD and Kubernetes' strict core schemas accept."""
+    """Generated jobs (100 a run, 1,000 with HYPOTHESIS_PROFILE=deep), each with one to three hostile edits: no
+    exception but a SpecError naming a field, and whatever is accepted renders MPIJobs the MPIJob CRD and Kubernetes'
+    strict core schemas accept."""
     mutated = copy.deepcopy(document)
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(_paths(mutated)[1:]))
@@ -323,7 +320,6 @@ def _quantity(text: str) -> float:
     return float(text)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.lists(st.tuples(policy_limits, policy_values, policy_values), min_size=1, max_size=2))
 def test_a_job_the_policies_allow_keeps_every_limit_and_every_location_outside_them_is_named(
         document: dict[str, Any], generated: list[tuple[dict, dict, dict]]) -> None:
