@@ -118,11 +118,16 @@ def assert_renders_valid(document: dict[str, Any]) -> None:
     assert_skeleton_matches_text(job)
 
 
+#: libyaml's parser and emitter (same safe constructor, resolver and representer as yaml.safe_load/safe_dump), when
+#: present: the pure-Python ones were most of an example's time.
+LOADER, DUMPER = getattr(yaml, "CSafeLoader", yaml.SafeLoader), getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def assert_skeleton_matches_text(job: Any) -> None:
     """The MPIJobs built from the cached skeleton are what parsing the fully rendered text gives, key order included."""
     for stage in stages_of(job.spec):
-        built, parsed = render_mpijob(job, stage), yaml.safe_load(render_mpijob_text(job, stage))
-        assert yaml.safe_dump(built, sort_keys=False) == yaml.safe_dump(parsed, sort_keys=False)
+        built, parsed = render_mpijob(job, stage), yaml.load(render_mpijob_text(job, stage), Loader=LOADER)
+        assert yaml.dump(built, Dumper=DUMPER, sort_keys=False) == yaml.dump(parsed, Dumper=DUMPER, sort_keys=False)
 
 
 @given(jobs())
