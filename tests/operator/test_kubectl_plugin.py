@@ -44,7 +44,8 @@ def ago(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def condition(kind: str, state: str, reason: str, message: str = "") -> dict[str, Any]:
+def new_condition(kind: str, state: str, reason: str, message: str = "") -> dict[str, Any]:
+    """A condition as the operator writes one, for a status a test sets (fakes.condition looks one up)."""
     return {"type": kind, "status": state, "reason": reason, "message": message, "lastTransitionTime": ago(60)}
 
 
@@ -62,8 +63,8 @@ def running_status() -> dict[str, Any]:
             {"name": "phase2", "mpiJob": "run-1-phase2", "phase": "Running", "startTime": ago(290), "gpus": 8,
              "runningSince": ago(280)},
         ],
-        "conditions": [condition("Valid", "True", "SpecValid"), condition("Ready", "True", "Running", "stage phase2 runs"),
-                       condition("Running", "True", "MPIJobRunning", "MPIJob ml-training/run-1-phase2 is running.")],
+        "conditions": [new_condition("Valid", "True", "SpecValid"), new_condition("Ready", "True", "Running", "stage phase2 runs"),
+                       new_condition("Running", "True", "MPIJobRunning", "MPIJob ml-training/run-1-phase2 is running.")],
         "progress": {"stage": "phase2", "step": 4, "totalSteps": 10, "loss": 5.25, "sequencesPerSecond": 312.4,
                      "etaSeconds": 75.0, "updatedAt": ago(3600), "percent": 94, "display": "94% phase2"},
         "results": {"finalLoss": 6.5, "checkpoint": "s3://bert-demo/results/bert-tiny/phase1/ckpt-90",
@@ -124,7 +125,7 @@ def jobs(emulated: EmulatedCluster) -> EmulatedCluster:
     make_job(cluster, "run-1", running_status())
     failed = {"phase": "Failed", "task": "squad", "model": "large", "workers": 1, "gpus": 4, "currentStage": "squad",
               "stages": [{"name": "squad", "mpiJob": "failed-1-squad", "phase": "Failed"}],
-              "conditions": [condition("Failed", "True", "MPIJobFailed", "launcher exited 1: CUDA out of memory")]}
+              "conditions": [new_condition("Failed", "True", "MPIJobFailed", "launcher exited 1: CUDA out of memory")]}
     make_job(cluster, "failed-1", failed, SQUAD)
     make_job(cluster, "elsewhere-1", {"phase": "Pending", "task": "squad", "model": "large", "workers": 1, "gpus": 4},
              SQUAD, namespace=OTHER_NS)
@@ -469,7 +470,7 @@ def test_hostile_text_is_escaped_in_describe_get_wait_watch_and_logs(jobs: Emula
     status = {"phase": "Failed", "task": "pretrain", "model": "custom", "workers": 1, "gpus": 1, "currentStage": "phase1",
               "stages": [{"name": "phase1", "mpiJob": "hostile-1-phase1", "phase": "Failed",
                           "lastRestartReason": HOSTILE}],
-              "conditions": [condition("Failed", "True", "MPIJobFailed", f"launcher exited 1: {HOSTILE}")],
+              "conditions": [new_condition("Failed", "True", "MPIJobFailed", f"launcher exited 1: {HOSTILE}")],
               "progress": {"stage": "phase1", "step": 1, "totalSteps": 2, "percent": 50, "display": f"50% {HOSTILE}"},
               "results": {"error": HOSTILE, HOSTILE: 1,
                           "artifacts": [{"stage": "phase1", "format": "hf", "uri": f"s3://b/{HOSTILE}"}]},
@@ -497,7 +498,7 @@ def test_hostile_text_is_escaped_in_describe_get_wait_watch_and_logs(jobs: Emula
 
 def _base_job() -> dict[str, Any]:
     status = running_status()
-    status["conditions"].append(condition("Failed", "True", "MPIJobFailed", "launcher exited 1"))
+    status["conditions"].append(new_condition("Failed", "True", "MPIJobFailed", "launcher exited 1"))
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BertTrainingJob",
             "metadata": {"name": "odd-1", "namespace": NS, "uid": "uid-odd-1", "creationTimestamp": ago(900)},
             "spec": copy.deepcopy(TINY["spec"]), "status": status}
