@@ -148,7 +148,8 @@ class KueueCluster(FakeCluster):
     def admit(self, mpijob: str) -> None:
         """Kueue admits the Workload and clears suspend; the MPI Operator starts the MPIJob."""
         for workload in self.workloads.values():
-            workload["status"]["conditions"] = [wl_condition("QuotaReserved", "True", "QuotaReserved", "Quota reserved in ClusterQueue gpus"),
+            workload["status"]["conditions"] = [
+                wl_condition("QuotaReserved", "True", "QuotaReserved", "Quota reserved in ClusterQueue gpus"),
                                                 wl_condition("Admitted", "True", "Admitted", "The workload is admitted")]
         self.mpijobs[mpijob]["spec"]["runPolicy"]["suspend"] = False
         self.set_conditions(mpijob, "Created", "Running")
@@ -157,7 +158,8 @@ class KueueCluster(FakeCluster):
         """Kueue evicts the Workload to make room for a higher priority one and sets suspend again."""
         for workload in self.workloads.values():
             workload["status"]["conditions"] = [
-                wl_condition("QuotaReserved", "False", "Pending", "Preempted to accommodate a workload (UID: 77) in the ClusterQueue"),
+                wl_condition("QuotaReserved", "False", "Pending",
+                             "Preempted to accommodate a workload (UID: 77) in the ClusterQueue"),
                 wl_condition("Admitted", "False", "NoReservation", "The workload has no reservation"),
                 wl_condition("Evicted", "True", "Preempted", "Preempted to accommodate a workload (UID: 77) in the ClusterQueue")]
         self.mpijobs[mpijob]["spec"]["runPolicy"]["suspend"] = True

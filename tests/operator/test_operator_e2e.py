@@ -158,7 +158,8 @@ def test_suspend_passes_through_and_other_changes_are_refused(cluster: EmulatedC
 
     change = {"metadata": {"generation": 3}, "spec": {"resources": {"workers": 3}}}
     cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "update-1", change)
-    refused = cluster.wait(lambda: (c := condition(status(cluster, "update-1"), "SpecApplied")) and c["status"] == "False" and c, what="refusal")
+    refused = cluster.wait(lambda: (c := condition(status(cluster, "update-1"), "SpecApplied")) and c["status"] == "False" and c,
+                           what="refusal")
     assert refused["reason"] == "ImmutableFieldChanged" and refused["observedGeneration"] == 3
     assert mpijob()["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 1
     assert ("Warning", "ImmutableFieldChanged") in events_for(cluster, "update-1")
@@ -538,32 +539,38 @@ def test_a_conflict_whose_object_cannot_be_read_is_retried_a_bounded_number_of_t
 def test_kill_mid_flow_then_restart_is_consistent(cluster: EmulatedCluster, operator: OperatorProcess, point: str) -> None:
     operator.stop()
     mid = OperatorProcess(cluster).start()
+    switch = {"on": False}
     try:
-        if point.startswith("after MPIJob"):
-            name, stage = "midflow-1", "squad"
-            switch = failing(cluster, "PATCH", "berttrainingjobs/midflow-1/status")
-            cluster.apply_job(named(SQUAD, name, namespace="midflow"), uid=f"uid-{name}")
-            cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-squad" for m in cluster.mpijobs("midflow")), what="MPIJob")
-        else:
-            name, stage = "midflow-2", "phase2"
-            cluster.apply_job(named(TINY, name, namespace="midflow"), uid=f"uid-{name}")
-            cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-phase1" for m in cluster.mpijobs("midflow")), what="phase1")
-            cluster.wait(lambda: status(cluster, name, "midflow").get("stages"), what="status")
-            switch = failing(cluster, "POST", "namespaces/midflow/mpijobs")
-            cluster.set_mpijob_conditions("midflow", f"{name}-phase1", "Created", "Running", "Succeeded")
-            cluster.wait(lambda: "api retry verb=create code=500" in mid.output(), what="failing phase-2 create")
-        mid.stop(signal.SIGKILL)
+        try:
+            if point.startswith("after MPIJob"):
+                name, stage = "midflow-1", "squad"
+                switch = failing(cluster, "PATCH", "berttrainingjobs/midflow-1/status")
+                cluster.apply_job(named(SQUAD, name, namespace="midflow"), uid=f"uid-{name}")
+                cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-squad" for m in cluster.mpijobs("midflow")),
+                             what="MPIJob")
+            else:
+                name, stage = "midflow-2", "phase2"
+                cluster.apply_job(named(TINY, name, namespace="midflow"), uid=f"uid-{name}")
+                cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-phase1" for m in cluster.mpijobs("midflow")),
+                             what="phase1")
+                cluster.wait(lambda: status(cluster, name, "midflow").get("stages"), what="status")
+                switch = failing(cluster, "POST", "namespaces/midflow/mpijobs")
+                cluster.set_mpijob_conditions("midflow", f"{name}-phase1", "Created", "Running", "Succeeded")
+                cluster.wait(lambda: "api retry verb=create code=500" in mid.output(), what="failing phase-2 create")
+            mid.stop(signal.SIGKILL)
+        finally:
+            switch["on"] = False
+            mid.stop(signal.SIGKILL)  # also when a wait above timed out: no operator process left behind
+        after = OperatorProcess(cluster).start()
+        try:
+            cluster.wait(lambda: status(cluster, name, "midflow").get("currentStage") == stage, what=f"{stage} in status")
+            names = sorted(m["metadata"]["name"] for m in cluster.mpijobs("midflow") if m["metadata"]["name"].startswith(name))
+            # Exactly the stages reached so far: nothing skipped ahead, nothing made under another name.
+            assert names == ([f"{name}-squad"] if stage == "squad" else [f"{name}-phase1", f"{name}-phase2"])
+        finally:
+            after.stop()
     finally:
-        switch["on"] = False
-    after = OperatorProcess(cluster).start()
-    try:
-        cluster.wait(lambda: status(cluster, name, "midflow").get("currentStage") == stage, what=f"{stage} in status")
-        names = sorted(m["metadata"]["name"] for m in cluster.mpijobs("midflow") if m["metadata"]["name"].startswith(name))
-        # Exactly the stages reached so far: nothing skipped ahead, nothing made under another name.
-        assert names == ([f"{name}-squad"] if stage == "squad" else [f"{name}-phase1", f"{name}-phase2"])
-    finally:
-        after.stop()
-        operator.start()
+        operator.start()  # the module's operator again, for the tests after this one, whether this one passed or not
 
 
 def test_liveness_and_prometheus_metrics(cluster: EmulatedCluster, operator: OperatorProcess) -> None:

@@ -62,12 +62,14 @@ def test_a_queued_job_waits_for_kueue_runs_when_admitted_and_survives_a_preempti
     cluster.apply_job(named("queued-1", queueName="team-a"), uid="uid-queued-1")
     created = cluster.wait(lambda: mpijob(cluster, "queued-1-squad"), what="MPIJob")
     assert created["spec"]["runPolicy"]["suspend"] is True  # Kueue's webhook (and the renderer) made it suspended
-    cluster.wait(lambda: condition(status(cluster, "queued-1"), "Queued").get("reason") == "WaitingForWorkload", what="no Workload yet")
+    cluster.wait(lambda: condition(status(cluster, "queued-1"), "Queued").get("reason") == "WaitingForWorkload",
+                 what="no Workload yet")
     assert status(cluster, "queued-1")["phase"] == "Queued"
 
     cluster.kueue.pending("queued-1-squad", NO_QUOTA)
-    queued = cluster.wait(lambda: (c := condition(status(cluster, "queued-1"), "Queued")).get("reason") == "WaitingForQuota" and c,
-                          what="the Workload's reason")
+    queued = cluster.wait(
+        lambda: (c := condition(status(cluster, "queued-1"), "Queued")).get("reason") == "WaitingForQuota" and c,
+        what="the Workload's reason")
     assert queued["status"] == "True" and queued["message"] == f"Workload mpijob-queued-1-squad-7c1e2: Pending: {NO_QUOTA}"
     assert condition(status(cluster, "queued-1"), "Ready")["reason"] == "WaitingForQuota"
     cluster.wait_syncs("queued-1-squad", 3)  # three syncs (resyncs, 1 s apart)

@@ -160,8 +160,8 @@ def test_a_create_in_a_namespace_being_deleted_is_403_namespace_terminating(tmp_
     with strict_cluster(tmp_path_factory.mktemp("terminating"), namespaces={"going": {}}) as running:
         server = running.strict
         core = kubernetes.client.CoreV1Api(running.client)
-        before = running.custom.create_namespaced_custom_object(GROUP, VERSION, "going", PLURAL,
-                                                               {**job("kept"), "metadata": {"name": "kept", "namespace": "going"}},
+        kept = {**job("kept"), "metadata": {"name": "kept", "namespace": "going"}}
+        before = running.custom.create_namespaced_custom_object(GROUP, VERSION, "going", PLURAL, kept,
                                                                _preload_content=False)
         assert before.status in (200, 201)
         server.terminate("going")
