@@ -285,7 +285,9 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
 
     cluster.wait(lambda: any(r.name == "ghost-1" and r.resource and r.resource.plural == "berttrainingjobs"
                              for r in cluster.call(recorded)), what="the operator reading the unseen job")
-    time.sleep(2.5)  # two resync periods
+    # Syncs of adopt-1 (in flight): at least two of them resyncs, one run through whole (it reads every job and
+    # writes the policy's status) since the mark.
+    cluster.wait_syncs("adopt-1-squad", 3)
 
     requests = [r for r in cluster.call(recorded) if str((r.headers or {}).get("User-Agent", "")).startswith(OPERATOR_AGENTS)]
     discovery = [r for r in requests if r.resource is None or not r.resource.plural]

@@ -54,7 +54,7 @@ def test_every_ascii_character_gives_the_tokenizers_ids(vocab_tokens, lower_case
     assert any(tokenizer.token_to_id("[UNK]") in ids for ids in want)  # the long runs did reach [UNK]
 
 
-@pytest.mark.skipif(not SQUAD_DEV.exists(), reason=f"real evaluation data not found at {SQUAD_DEV}")
+@pytest.mark.needs_shared("data/squad/dev-v1.1.json")
 def test_real_english_gives_the_tokenizers_ids(vocab_tokens):
     articles = json.loads(SQUAD_DEV.read_text(encoding="utf-8"))["data"]
     sentences = [s for a in articles for p in a["paragraphs"] for s in split_sentences(p["context"])]

@@ -14,7 +14,7 @@ from bert_trainer.finetune.metrics import glue_metrics, squad_v1
 from tests.conftest import REPO
 
 DATA = REPO.parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"real evaluation data not found at {DATA}")
+pytestmark = pytest.mark.needs_shared("data/squad/dev-v1.1.json", "data/squad/sample_predictions", "data/mrpc", "data/cola")
 
 
 def load(path: Path) -> dict:

@@ -8,6 +8,9 @@ operator does. Nothing is monkey-patched: every call is HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import functools
 import json
 import os
 import signal
@@ -16,13 +19,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import kmock
 import kubernetes
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import free_port, shared_file
 
 BTJ = "bertoperator.io/v1alpha1/berttrainingjobs"
 MPIJOBS = "kubeflow.org/v2beta1/mpijobs"
@@ -248,6 +251,18 @@ class EmulatedCluster:
             return self.history + [self._brief(r) for r in self.emulator._requests]
         return self.call(snapshot)
 
+    def operator_reads(self, plural: str, name: str) -> int:
+        """How many times the operator (user agent bert-operator/...) has read the object `name` of `plural`."""
+        return sum(1 for method, kind, watch, agent, named, _ in self.requests()
+                   if method == "GET" and kind == plural and not watch and agent.startswith("bert-operator/") and named == name)
+
+    def wait_syncs(self, mpijob: str, count: int, timeout: float = 20.0) -> None:
+        """Wait until the operator has synced the job that runs `mpijob` `count` more times, instead of sleeping for
+        `count` resync periods: a sync of a job in flight (a resync, or a watch event) reads its MPIJob afresh."""
+        start = self.operator_reads("mpijobs", mpijob)
+        self.wait(lambda: self.operator_reads("mpijobs", mpijob) >= start + count, timeout,
+                  what=f"{count} more syncs reading MPIJob {mpijob}")
+
     def wait(self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -260,6 +275,45 @@ class EmulatedCluster:
                 return last
             time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _mpijob_crd() -> dict[str, Any]:
+    # libyaml when present: the MPIJob CRD is large, and pure-Python YAML takes a second over it.
+    text = shared_file("crds/kubeflow.org_mpijobs.yaml").read_text()
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@contextlib.contextmanager
+def strict_cluster(workdir: Path, *, kueue: str | None = None, admission: list[Any] | None = None,
+                   namespaces: Any = None, policies: bool = False, client_side: bool = False) -> Iterator[EmulatedCluster]:
+    """The emulated cluster the tests start: kmock behind the strict layer (tests/operator/strict.py) with
+    BertTrainingJobs and the MPI Operator's real MPIJob CRD (../shared), as `cluster.strict`.
+
+    kueue: a namespace whose MPIJobs Kueue's webhook suspends and whose Workloads `cluster.kueue` plays
+    (tests/operator/kueue_shim.py); admission: more mutating webhooks; namespaces: those the API serves (with their
+    labels); policies: BertTrainingPolicies served too; client_side: what kubectl-like clients need
+    (EmulatedCluster.serve_client_side).
+    """
+    from bert_operator.api.crd import crd, policy_crd
+    from tests.operator.kueue_shim import KueueShim, webhook
+    from tests.operator.strict import StrictApiServer
+
+    crds = {"berttrainingjobs": crd(), "mpijobs": copy.deepcopy(_mpijob_crd())}
+    if policies:
+        crds["berttrainingpolicies"] = policy_crd()
+    with EmulatedCluster(workdir) as running:
+        if client_side:
+            running.serve_client_side()
+        running.strict = StrictApiServer(running.url, crds, admission=[*([webhook] if kueue else []), *(admission or [])],
+                                         namespaces=namespaces)
+        running.connect(running.call(running.strict.start))
+        if kueue:
+            running.kueue = KueueShim(running, kueue)
+        try:
+            yield running
+        finally:
+            running.call(running.strict.stop)
 
 
 class OperatorProcess:

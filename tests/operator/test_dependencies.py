@@ -16,6 +16,7 @@ from bert_operator.cli import main
 from bert_operator.reconcile.observe import Observed, observe
 from bert_operator.reconcile.plan import CreateMPIJob, plan
 from tests.conftest import REPO
+from tests.operator.fakes import condition
 
 NOW = "2026-12-02T08:00:00Z"
 END_TO_END = REPO / "examples" / "bert-end-to-end.yaml"
@@ -42,10 +43,6 @@ def args_of(action: CreateMPIJob) -> list[str]:
 
 def flag(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == kind)
 
 
 # ------------------------------------------------------------------------- rules

@@ -19,6 +19,7 @@ from bert_operator.render import render_all
 from tests.chart.test_operator_access import Served
 from tests.conftest import REPO, rank_command
 from tests.operator.cluster import EmulatedCluster
+from tests.operator.fakes import condition
 from tests.operator.test_policy_e2e import wait_for_webhook, webhooked_operator
 
 NS = "ml-training"
@@ -38,10 +39,6 @@ def status(cluster: EmulatedCluster, name: str) -> dict[str, Any]:
 
 def mpijob_names(cluster: EmulatedCluster) -> set[str]:
     return {m["metadata"]["name"] for m in cluster.mpijobs(NS)}
-
-
-def condition(found: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in found.get("conditions") or [] if c["type"] == kind), {})
 
 
 def launcher_args(cluster: EmulatedCluster, name: str) -> list[str]:

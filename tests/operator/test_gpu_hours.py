@@ -16,8 +16,7 @@ from bert_operator.reconcile import usage
 from bert_operator.render import render_mpijob
 from bert_operator.tasks import stages_of
 from tests.operator.strict import crd_schema, load_crd, pruned
-from tests.operator.test_reconcile import GLUE, PRETRAIN, job
-from tests.operator.test_reconcile_shared_cluster import EVICTED_WORKER, QUEUED_GLUE, Clock, KueueCluster
+from tests.operator.fakes import EVICTED_WORKER, GLUE, PRETRAIN, QUEUED_GLUE, Clock, KueueCluster, job
 
 REPO = Path(__file__).resolve().parents[2]
 EIGHT_GPUS = {"resources": {"workers": 2, "gpusPerWorker": 4}}

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes
 import kmock
@@ -26,11 +26,10 @@ import pytest
 import yaml
 
 from bert_operator import kubectl
-from bert_operator.api.crd import PRINTER_COLUMNS, crd
+from bert_operator.api.crd import PRINTER_COLUMNS
 from bert_operator.api.status import JobPhase
-from tests.conftest import MPIJOB_CRD, REPO, free_port
+from tests.conftest import REPO, free_port
 from tests.operator.cluster import EmulatedCluster, OperatorProcess
-from tests.operator.strict import StrictApiServer
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
@@ -45,7 +44,8 @@ def ago(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def condition(kind: str, state: str, reason: str, message: str = "") -> dict[str, Any]:
+def new_condition(kind: str, state: str, reason: str, message: str = "") -> dict[str, Any]:
+    """A condition as the operator writes one, for a status a test sets (fakes.condition looks one up)."""
     return {"type": kind, "status": state, "reason": reason, "message": message, "lastTransitionTime": ago(60)}
 
 
@@ -63,8 +63,9 @@ def running_status() -> dict[str, Any]:
             {"name": "phase2", "mpiJob": "run-1-phase2", "phase": "Running", "startTime": ago(290), "gpus": 8,
              "runningSince": ago(280)},
         ],
-        "conditions": [condition("Valid", "True", "SpecValid"), condition("Ready", "True", "Running", "stage phase2 runs"),
-                       condition("Running", "True", "MPIJobRunning", "MPIJob ml-training/run-1-phase2 is running.")],
+        "conditions": [new_condition("Valid", "True", "SpecValid"),
+                       new_condition("Ready", "True", "Running", "stage phase2 runs"),
+                       new_condition("Running", "True", "MPIJobRunning", "MPIJob ml-training/run-1-phase2 is running.")],
         "progress": {"stage": "phase2", "step": 4, "totalSteps": 10, "loss": 5.25, "sequencesPerSecond": 312.4,
                      "etaSeconds": 75.0, "updatedAt": ago(3600), "percent": 94, "display": "94% phase2"},
         "results": {"finalLoss": 6.5, "checkpoint": "s3://bert-demo/results/bert-tiny/phase1/ckpt-90",
@@ -81,20 +82,9 @@ def running_status() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
-    """kmock behind the strict layer: schema checks, status pruning and label selectors as a real API server."""
-    if not MPIJOB_CRD.exists():
-        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}; it ships in the project's shared/ folder")
-    with EmulatedCluster(tmp_path_factory.mktemp("kmock")) as running:
-        running.serve_client_side()
-        # libyaml when present: the MPIJob CRD is large, and pure-Python YAML takes a second over it.
-        mpijob_crd = yaml.load(MPIJOB_CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        running.strict = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": mpijob_crd},
-                                         namespaces=[NS, OTHER_NS, OPERATOR_NS])
-        running.connect(running.call(running.strict.start))
-        yield running
-        running.call(running.strict.stop)
+#: `cluster` (conftest.py): kmock behind the strict layer (schema checks, status pruning and label selectors as a real
+#: API server), with what kubectl-like clients need.
+EMULATED = {"client_side": True, "namespaces": [NS, OTHER_NS, OPERATOR_NS]}
 
 
 def make_job(cluster: EmulatedCluster, name: str, status: dict[str, Any], document: dict[str, Any] = TINY,
@@ -129,13 +119,14 @@ def post_event(cluster: EmulatedCluster, job: str, uid: str, reason: str, messag
 
 
 @pytest.fixture(scope="module")
-def jobs(cluster: EmulatedCluster) -> EmulatedCluster:
+def jobs(emulated: EmulatedCluster) -> EmulatedCluster:
     """run-1 (two stages, in phase2, with everything describe shows), its pods and logs and Events, a failed job, and
     a job in another namespace."""
+    cluster = emulated
     make_job(cluster, "run-1", running_status())
     failed = {"phase": "Failed", "task": "squad", "model": "large", "workers": 1, "gpus": 4, "currentStage": "squad",
               "stages": [{"name": "squad", "mpiJob": "failed-1-squad", "phase": "Failed"}],
-              "conditions": [condition("Failed", "True", "MPIJobFailed", "launcher exited 1: CUDA out of memory")]}
+              "conditions": [new_condition("Failed", "True", "MPIJobFailed", "launcher exited 1: CUDA out of memory")]}
     make_job(cluster, "failed-1", failed, SQUAD)
     make_job(cluster, "elsewhere-1", {"phase": "Pending", "task": "squad", "model": "large", "workers": 1, "gpus": 4},
              SQUAD, namespace=OTHER_NS)
@@ -282,6 +273,12 @@ def test_logs_are_the_current_stages_newest_launcher(jobs: EmulatedCluster, caps
     assert code == 1 and "no launcher pod for stage squad of job failed-1 yet" in err and "job phase Failed" in err
 
 
+def printed(capsys: pytest.CaptureFixture[str], out: list[str]) -> str:
+    """Everything printed since `out` was started: reading the capture empties it, so each read is kept in `out`."""
+    out.append(capsys.readouterr().out)
+    return "".join(out)
+
+
 def test_logs_follow_streams_appended_lines(jobs: EmulatedCluster, capsys: pytest.CaptureFixture[str]) -> None:
     pod = "run-1-phase2-launcher-fghij"
     result: dict[str, int] = {}
@@ -290,14 +287,15 @@ def test_logs_follow_streams_appended_lines(jobs: EmulatedCluster, capsys: pytes
     capsys.readouterr()
     follower.start()
     jobs.wait(lambda: any(r[0] == "GET" and r[1] == "pods" and r[4] == pod for r in jobs.requests()), what="the log request")
-    time.sleep(0.2)
+    out: list[str] = []
+    jobs.wait(lambda: "phase2 step 4\n" in printed(capsys, out), what="the tail line (the stream is open)")
     jobs.write_pod_log(NS, pod, "phase2 step 5", "phase2 step 6")
-    time.sleep(0.3)
+    jobs.wait(lambda: "phase2 step 6\n" in printed(capsys, out), what="the appended lines")
     assert follower.is_alive()  # still following: the container has not ended
     jobs.end_pod_log(NS, pod)
     follower.join(timeout=10)
     assert not follower.is_alive() and result["code"] == 0
-    assert capsys.readouterr().out == "phase2 step 4\nphase2 step 5\nphase2 step 6\n"
+    assert printed(capsys, out) == "phase2 step 4\nphase2 step 5\nphase2 step 6\n"
 
 
 def test_wait_returns_when_the_phase_changes_during_the_wait(jobs: EmulatedCluster) -> None:
@@ -357,16 +355,17 @@ def test_watch_prints_progress_lines_and_ends_on_succeeded(jobs: EmulatedCluster
     before = plugin_watches(jobs)
     watcher.start()
     jobs.wait(lambda: plugin_watches(jobs) > before, what="the plugin's watch")
+    out: list[str] = []
     for step in (10, 20):
         set_status(jobs, "watch-1", {"progress": {"stage": "squad", "step": step, "totalSteps": 40, "loss": 1.5,
                                                   "sequencesPerSecond": 80.0, "etaSeconds": 30.0,
                                                   "percent": step * 100 // 40, "display": f"{step * 100 // 40}% squad"}})
-        time.sleep(0.3)
+        jobs.wait(lambda step=step: f" {step}/40 " in printed(capsys, out), what=f"the line of step {step}")
     assert watcher.is_alive()
     set_status(jobs, "watch-1", {"phase": "Succeeded"})
     watcher.join(timeout=10)
     assert not watcher.is_alive() and result["code"] == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = printed(capsys, out).splitlines()
     assert lines[0] == "watch-1: Running squad"
     assert "watch-1: Running 25% squad 10/40 loss 1.500 80 seq/s eta 30s" in lines
     assert "watch-1: Running 50% squad 20/40 loss 1.500 80 seq/s eta 30s" in lines
@@ -472,7 +471,7 @@ def test_hostile_text_is_escaped_in_describe_get_wait_watch_and_logs(jobs: Emula
     status = {"phase": "Failed", "task": "pretrain", "model": "custom", "workers": 1, "gpus": 1, "currentStage": "phase1",
               "stages": [{"name": "phase1", "mpiJob": "hostile-1-phase1", "phase": "Failed",
                           "lastRestartReason": HOSTILE}],
-              "conditions": [condition("Failed", "True", "MPIJobFailed", f"launcher exited 1: {HOSTILE}")],
+              "conditions": [new_condition("Failed", "True", "MPIJobFailed", f"launcher exited 1: {HOSTILE}")],
               "progress": {"stage": "phase1", "step": 1, "totalSteps": 2, "percent": 50, "display": f"50% {HOSTILE}"},
               "results": {"error": HOSTILE, HOSTILE: 1,
                           "artifacts": [{"stage": "phase1", "format": "hf", "uri": f"s3://b/{HOSTILE}"}]},
@@ -500,7 +499,7 @@ def test_hostile_text_is_escaped_in_describe_get_wait_watch_and_logs(jobs: Emula
 
 def _base_job() -> dict[str, Any]:
     status = running_status()
-    status["conditions"].append(condition("Failed", "True", "MPIJobFailed", "launcher exited 1"))
+    status["conditions"].append(new_condition("Failed", "True", "MPIJobFailed", "launcher exited 1"))
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BertTrainingJob",
             "metadata": {"name": "odd-1", "namespace": NS, "uid": "uid-odd-1", "creationTimestamp": ago(900)},
             "spec": copy.deepcopy(TINY["spec"]), "status": status}

@@ -16,11 +16,10 @@ import kubernetes
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd
 from bert_common.contract import format_utc, parse_utc
-from tests.conftest import MPIJOB_CRD, REPO
+from tests.conftest import REPO
 from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
-from tests.operator.strict import StrictApiServer, load_crd
+from tests.operator.fakes import condition
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
@@ -33,32 +32,20 @@ def named(document: dict[str, Any], name: str, namespace: str = NS) -> dict[str,
     return copied
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
-    """kmock behind the strict layer (tests/operator/strict.py): schema 422s, pruning, defaults, number
-    normalisation and generation as a real API server has them, for BertTrainingJobs and MPIJobs."""
-    if not MPIJOB_CRD.exists():
-        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}; it ships in the project's shared/ folder")
-    with EmulatedCluster(tmp_path_factory.mktemp("kmock")) as running:
-        running.strict = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)})
-        running.connect(running.call(running.strict.start))
-        yield running
-        running.call(running.strict.stop)
+#: `cluster` (conftest.py): kmock behind the strict layer (tests/operator/strict.py): schema 422s, pruning, defaults,
+#: number normalisation and generation as a real API server has them, for BertTrainingJobs and MPIJobs.
+EMULATED: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: EmulatedCluster) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, "--progress-url", "http://bert-operator.bert-operator.svc:8081").start()
+def operator(emulated: EmulatedCluster) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(emulated, "--progress-url", "http://bert-operator.bert-operator.svc:8081").start()
     yield process
     process.stop()
 
 
 def status(cluster: EmulatedCluster, name: str, namespace: str = NS) -> dict[str, Any]:
     return cluster.job(namespace, name).get("status") or {}
-
-
-def condition(cluster: EmulatedCluster, name: str, kind: str) -> dict[str, Any] | None:
-    return next((c for c in status(cluster, name).get("conditions", []) if c["type"] == kind), None)
 
 
 def events_for(cluster: EmulatedCluster, name: str) -> list[tuple[str, str]]:
@@ -93,9 +80,9 @@ def test_phase_follows_the_mpijob_conditions(cluster: EmulatedCluster, operator:
     # Through the strict API server (pruning, number normalisation): the stage's GPU time and the job's total.
     assert (final["stages"][0]["gpus"], final["stages"][0]["runningSeconds"], final["results"]["gpuHours"]) == (4, 3600, 4)
     assert "runningSince" not in final["stages"][0]
-    assert condition(cluster, "phases-1", "Succeeded")["status"] == "True"
-    assert condition(cluster, "phases-1", "Running")["status"] == "False"
-    assert condition(cluster, "phases-1", "Created")["status"] == "True"
+    assert condition(status(cluster, "phases-1"), "Succeeded")["status"] == "True"
+    assert condition(status(cluster, "phases-1"), "Running")["status"] == "False"
+    assert condition(status(cluster, "phases-1"), "Created")["status"] == "True"
     reasons = [reason for _, reason in events_for(cluster, "phases-1")]
     assert reasons[:1] == ["Pending"] and "Running" in reasons and "Restarting" in reasons and reasons[-1] == "Succeeded"
     assert ("Warning", "Restarting") in events_for(cluster, "phases-1")
@@ -106,7 +93,7 @@ def test_failed_mpijob_fails_the_job_with_the_reason(cluster: EmulatedCluster, o
     cluster.wait(lambda: status(cluster, "fail-1").get("phase") == "Pending", what="Pending")
     cluster.set_mpijob_conditions(NS, "fail-1-squad", "Created", "Failed")
     cluster.wait(lambda: status(cluster, "fail-1").get("phase") == "Failed", what="Failed")
-    assert condition(cluster, "fail-1", "Failed")["reason"] == "MPIJobFailed"
+    assert condition(status(cluster, "fail-1"), "Failed")["reason"] == "MPIJobFailed"
     assert ("Warning", "Failed") in events_for(cluster, "fail-1")
 
 
@@ -120,7 +107,7 @@ def test_a_job_read_back_with_normalised_numbers_is_not_an_update(cluster: Emula
     operator.start()
     cluster.set_mpijob_conditions(NS, "numbers-1-squad", "Created")
     cluster.wait(lambda: status(cluster, "numbers-1").get("phase") == "Created", what="Created")
-    assert condition(cluster, "numbers-1", "SpecApplied")["status"] == "True"
+    assert condition(status(cluster, "numbers-1"), "SpecApplied")["status"] == "True"
     assert ("Warning", "ImmutableFieldChanged") not in events_for(cluster, "numbers-1")
 
 
@@ -138,7 +125,7 @@ def test_invalid_job_fails_with_field_path_and_creates_nothing(cluster: Emulated
     bad["spec"]["task"]["squad"]["docStride"] = 384
     cluster.apply_job(bad, uid="uid-invalid-1")
     cluster.wait(lambda: status(cluster, "invalid-1").get("phase") == "Failed", what="Failed")
-    valid = condition(cluster, "invalid-1", "Valid")
+    valid = condition(status(cluster, "invalid-1"), "Valid")
     assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
     assert "spec.task.squad.docStride: must be < maxSeqLength (384), got 384" in valid["message"]
     assert cluster.wait(lambda: ("Warning", "InvalidSpec") in events_for(cluster, "invalid-1"), what="the Event")
@@ -171,7 +158,8 @@ def test_suspend_passes_through_and_other_changes_are_refused(cluster: EmulatedC
 
     change = {"metadata": {"generation": 3}, "spec": {"resources": {"workers": 3}}}
     cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "update-1", change)
-    refused = cluster.wait(lambda: (c := condition(cluster, "update-1", "SpecApplied")) and c["status"] == "False" and c, what="refusal")
+    refused = cluster.wait(lambda: (c := condition(status(cluster, "update-1"), "SpecApplied")) and c["status"] == "False" and c,
+                           what="refusal")
     assert refused["reason"] == "ImmutableFieldChanged" and refused["observedGeneration"] == 3
     assert mpijob()["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 1
     assert ("Warning", "ImmutableFieldChanged") in events_for(cluster, "update-1")
@@ -220,7 +208,7 @@ def test_a_foreign_mpijob_with_our_name_is_a_conflict(cluster: EmulatedCluster, 
     cluster.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", NS, "mpijobs", foreign)
     cluster.apply_job(named(SQUAD, "foreign-1"), uid="uid-foreign-1")
     cluster.wait(lambda: status(cluster, "foreign-1").get("phase") == "Failed", what="Failed on conflict")
-    assert condition(cluster, "foreign-1", "Failed")["reason"] == "MPIJobNameConflict"
+    assert condition(status(cluster, "foreign-1"), "Failed")["reason"] == "MPIJobNameConflict"
 
 
 def review_answer(asked: list[str], minted_for: str, pod: str, pod_uid: str, namespace: str = NS) -> dict[str, Any]:
@@ -247,9 +235,10 @@ def post_progress(operator: OperatorProcess, name: str, report: dict[str, Any], 
 
 
 @pytest.fixture(scope="module")
-def token_reviews(cluster: EmulatedCluster) -> dict[str, str]:
+def token_reviews(emulated: EmulatedCluster) -> dict[str, str]:
     """The API server's TokenReview answers for the token of the pod named in the returned dict (its uid, and the
     audience it was minted for: by default that pod's job's, as the renderer mounts it)."""
+    cluster = emulated
     verdict = {"pod": "", "uid": "", "audience": ""}
 
     def answer_review(request: kmock.Request) -> dict[str, Any]:
@@ -282,7 +271,7 @@ def test_progress_reaches_the_status_only_from_the_jobs_own_pods(
     assert {k: progress[k] for k in report["progress"]} == report["progress"]
     assert progress["step"] == 45 and progress["loss"] == 7.25 and progress["stage"] == "phase1"
     assert progress["percent"] == 45  # half of phase 1, which is 90% of the steps
-    assert condition(cluster, "progress-1", "ProgressAvailable")["status"] == "True"
+    assert condition(status(cluster, "progress-1"), "ProgressAvailable")["status"] == "True"
 
     results = {"stage": "phase1", "results": {"finalLoss": 6.5, "checkpoint": "s3://bert-demo/results/bert-tiny/phase1/ckpt-90"}}
     assert post_progress(operator, "progress-1", results)[0] == 200
@@ -492,8 +481,8 @@ def test_a_job_with_thousands_of_field_errors_gets_a_failed_status(cluster: Emul
     document["spec"]["resources"]["podTemplate"] = {"labels": {f"bertoperator.io/k{i:05d}": "x" for i in range(8000)}}
     cluster.apply_job(document, uid="uid-errors-1")
     cluster.wait(lambda: status(cluster, "errors-1").get("phase") == "Failed", what="Failed")
-    assert condition(cluster, "errors-1", "Ready")["reason"] == "InvalidSpec"
-    assert condition(cluster, "errors-1", "Valid")["message"].endswith("(and 7990 more errors)")
+    assert condition(status(cluster, "errors-1"), "Ready")["reason"] == "InvalidSpec"
+    assert condition(status(cluster, "errors-1"), "Valid")["message"].endswith("(and 7990 more errors)")
 
 
 def test_a_namespace_being_deleted_is_no_error(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
@@ -550,32 +539,38 @@ def test_a_conflict_whose_object_cannot_be_read_is_retried_a_bounded_number_of_t
 def test_kill_mid_flow_then_restart_is_consistent(cluster: EmulatedCluster, operator: OperatorProcess, point: str) -> None:
     operator.stop()
     mid = OperatorProcess(cluster).start()
+    switch = {"on": False}
     try:
-        if point.startswith("after MPIJob"):
-            name, stage = "midflow-1", "squad"
-            switch = failing(cluster, "PATCH", "berttrainingjobs/midflow-1/status")
-            cluster.apply_job(named(SQUAD, name, namespace="midflow"), uid=f"uid-{name}")
-            cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-squad" for m in cluster.mpijobs("midflow")), what="MPIJob")
-        else:
-            name, stage = "midflow-2", "phase2"
-            cluster.apply_job(named(TINY, name, namespace="midflow"), uid=f"uid-{name}")
-            cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-phase1" for m in cluster.mpijobs("midflow")), what="phase1")
-            cluster.wait(lambda: status(cluster, name, "midflow").get("stages"), what="status")
-            switch = failing(cluster, "POST", "namespaces/midflow/mpijobs")
-            cluster.set_mpijob_conditions("midflow", f"{name}-phase1", "Created", "Running", "Succeeded")
-            cluster.wait(lambda: "api retry verb=create code=500" in mid.output(), what="failing phase-2 create")
-        mid.stop(signal.SIGKILL)
+        try:
+            if point.startswith("after MPIJob"):
+                name, stage = "midflow-1", "squad"
+                switch = failing(cluster, "PATCH", "berttrainingjobs/midflow-1/status")
+                cluster.apply_job(named(SQUAD, name, namespace="midflow"), uid=f"uid-{name}")
+                cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-squad" for m in cluster.mpijobs("midflow")),
+                             what="MPIJob")
+            else:
+                name, stage = "midflow-2", "phase2"
+                cluster.apply_job(named(TINY, name, namespace="midflow"), uid=f"uid-{name}")
+                cluster.wait(lambda: any(m["metadata"]["name"] == f"{name}-phase1" for m in cluster.mpijobs("midflow")),
+                             what="phase1")
+                cluster.wait(lambda: status(cluster, name, "midflow").get("stages"), what="status")
+                switch = failing(cluster, "POST", "namespaces/midflow/mpijobs")
+                cluster.set_mpijob_conditions("midflow", f"{name}-phase1", "Created", "Running", "Succeeded")
+                cluster.wait(lambda: "api retry verb=create code=500" in mid.output(), what="failing phase-2 create")
+            mid.stop(signal.SIGKILL)
+        finally:
+            switch["on"] = False
+            mid.stop(signal.SIGKILL)  # also when a wait above timed out: no operator process left behind
+        after = OperatorProcess(cluster).start()
+        try:
+            cluster.wait(lambda: status(cluster, name, "midflow").get("currentStage") == stage, what=f"{stage} in status")
+            names = sorted(m["metadata"]["name"] for m in cluster.mpijobs("midflow") if m["metadata"]["name"].startswith(name))
+            # Exactly the stages reached so far: nothing skipped ahead, nothing made under another name.
+            assert names == ([f"{name}-squad"] if stage == "squad" else [f"{name}-phase1", f"{name}-phase2"])
+        finally:
+            after.stop()
     finally:
-        switch["on"] = False
-    after = OperatorProcess(cluster).start()
-    try:
-        cluster.wait(lambda: status(cluster, name, "midflow").get("currentStage") == stage, what=f"{stage} in status")
-        names = sorted(m["metadata"]["name"] for m in cluster.mpijobs("midflow") if m["metadata"]["name"].startswith(name))
-        # Exactly the stages reached so far: nothing skipped ahead, nothing made under another name.
-        assert names == ([f"{name}-squad"] if stage == "squad" else [f"{name}-phase1", f"{name}-phase2"])
-    finally:
-        after.stop()
-        operator.start()
+        operator.start()  # the module's operator again, for the tests after this one, whether this one passed or not
 
 
 def test_liveness_and_prometheus_metrics(cluster: EmulatedCluster, operator: OperatorProcess) -> None:

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bert_operator.api import SpecError
@@ -312,7 +312,6 @@ jobs = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(limits, values, values), min_size=1, max_size=3), jobs)
 def test_an_allowed_job_exceeds_no_limit_and_is_always_a_valid_job(generated: list, drawn: dict) -> None:
     import fnmatch

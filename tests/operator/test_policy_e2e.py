@@ -16,11 +16,9 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd, policy_crd
 from tests.chart.test_operator_access import Served, _PinnedHostConnection, chart_certificates
-from tests.conftest import MPIJOB_CRD, REPO, free_port
-from tests.operator.cluster import EmulatedCluster, OperatorProcess
-from tests.operator.strict import StrictApiServer, load_crd
+from tests.conftest import REPO, free_port
+from tests.operator.cluster import EmulatedCluster, OperatorProcess, strict_cluster
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TEAM = "team-a"
@@ -45,15 +43,10 @@ def webhooked_operator(workdir: Path, namespaces: dict[str, dict[str, str]], res
                        before: Callable[[EmulatedCluster], None] = lambda cluster: None) -> Iterator[Served]:
     """The strict emulated API (both CRDs, the real MPIJob CRD, `namespaces` with their labels) and the operator
     process serving its webhook over HTTPS with the chart's certificates; `before` runs once the API is up."""
-    if not MPIJOB_CRD.exists():
-        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}")
     certs = workdir / "certs"
     certs.mkdir()
     ca = chart_certificates(certs)
-    with EmulatedCluster(workdir) as cluster:
-        cluster.strict = StrictApiServer(cluster.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD),
-                                                       "berttrainingpolicies": policy_crd()}, namespaces=namespaces)
-        cluster.connect(cluster.call(cluster.strict.start))
+    with strict_cluster(workdir, namespaces=namespaces, policies=True) as cluster:
         before(cluster)
         port = free_port()
         operator = OperatorProcess(cluster, "--webhook-port", str(port), "--webhook-cert-dir", str(certs),
@@ -62,7 +55,6 @@ def webhooked_operator(workdir: Path, namespaces: dict[str, dict[str, str]], res
             yield Served(cluster, operator, port, ca, cluster.strict)
         finally:
             operator.stop()
-            cluster.call(cluster.strict.stop)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +172,7 @@ def test_a_policy_edited_later_leaves_a_running_job_alone_and_the_policy_shows_w
     cluster.custom.patch_namespaced_custom_object("kubeflow.org", "v2beta1", TEAM, "mpijobs", "running-1-squad",
                                                   {"spec": {"runPolicy": {"suspend": False}}})  # Kueue admitted it
     cluster.wait(lambda: status(cluster, "running-1").get("phase") == "Running", what="Running")
-    time.sleep(2.5)  # two resyncs with the tightened policy
+    cluster.wait_syncs("running-1-squad", 2)  # two syncs (resyncs, 1 s apart) with the tightened policy
     assert status(cluster, "running-1")["phase"] == "Running"
     policy = cluster.wait(lambda: (p := cluster.custom.get_cluster_custom_object(
         "bertoperator.io", "v1alpha1", "berttrainingpolicies", "team-a").get("status") or {}).get("observedGeneration") == 2

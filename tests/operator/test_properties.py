@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bert_operator.api import SpecError
@@ -118,14 +118,18 @@ def assert_renders_valid(document: dict[str, Any]) -> None:
     assert_skeleton_matches_text(job)
 
 
+#: libyaml's parser and emitter (same safe constructor, resolver and representer as yaml.safe_load/safe_dump), when
+#: present: the pure-Python ones were most of an example's time.
+LOADER, DUMPER = getattr(yaml, "CSafeLoader", yaml.SafeLoader), getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def assert_skeleton_matches_text(job: Any) -> None:
     """The MPIJobs built from the cached skeleton are what parsing the fully rendered text gives, key order included."""
     for stage in stages_of(job.spec):
-        built, parsed = render_mpijob(job, stage), yaml.safe_load(render_mpijob_text(job, stage))
-        assert yaml.safe_dump(built, sort_keys=False) == yaml.safe_dump(parsed, sort_keys=False)
+        built, parsed = render_mpijob(job, stage), yaml.load(render_mpijob_text(job, stage), Loader=LOADER)
+        assert yaml.dump(built, Dumper=DUMPER, sort_keys=False) == yaml.dump(parsed, Dumper=DUMPER, sort_keys=False)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs())
 def test_any_accepted_spec_renders_schema_valid_mpijobs(document: dict[str, Any]) -> None:
     try:
@@ -151,7 +155,6 @@ pod_annotation_values = st.sampled_from([
 ])
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.dictionaries(pod_annotation_keys, pod_annotation_values, max_size=3))
 def test_accepted_pod_annotations_keep_every_pod_restricted(document: dict[str, Any], annotations: dict[str, str]) -> None:
     """Whatever podTemplate annotations a spec gets accepted with, every rendered pod still passes PodSecurity
@@ -189,7 +192,6 @@ junk = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.data())
 def test_random_mutations_are_valid_or_refused_with_a_path(document: dict[str, Any], data: st.DataObject) -> None:
     mutated = copy.deepcopy(document)
@@ -237,12 +239,12 @@ hostile = st.one_of(
 )
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.data())
 def test_hostile_mutations_are_refused_with_a_path_or_render_what_the_cluster_accepts(document: dict[str, Any],
                                                                                        data: st.DataObject) -> None:
-    """1,000 generated jobs, each with one to three hostile edits: no exception but a SpecError naming a field, and
-    whatever is accepted renders MPIJobs the MPIJob CRD and Kubernetes' strict core schemas accept."""
+    """Generated jobs (100 a run, 1,000 with HYPOTHESIS_PROFILE=deep), each with one to three hostile edits: no
+    exception but a SpecError naming a field, and whatever is accepted renders MPIJobs the MPIJob CRD and Kubernetes'
+    strict core schemas accept."""
     mutated = copy.deepcopy(document)
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(_paths(mutated)[1:]))
@@ -323,7 +325,6 @@ def _quantity(text: str) -> float:
     return float(text)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), st.lists(st.tuples(policy_limits, policy_values, policy_values), min_size=1, max_size=2))
 def test_a_job_the_policies_allow_keeps_every_limit_and_every_location_outside_them_is_named(
         document: dict[str, Any], generated: list[tuple[dict, dict, dict]]) -> None:

@@ -16,139 +16,16 @@ from typing import Any
 
 import pytest
 
-from bert_operator.reconcile import Reconciler
 from bert_operator.kueue import KueueNotInstalled
-from bert_operator.reconcile.ports import NamespaceTerminating, Rejected
+from bert_operator.reconcile import Reconciler
+from bert_operator.reconcile.ports import NamespaceTerminating
+from tests.operator.fakes import GLUE, NOW, PRETRAIN, UID, FakeCluster, condition, job
 from tests.operator.strict import normalised
-
-NOW = "2026-12-01T10:00:00Z"
-UID = "uid-of-the-job"
-GLUE = {"task": {"glue": {}}, "model": {"vocab": "s3://models/vocab.txt", "initCheckpoint": "s3://models/bert"},
-        "dataset": {"uri": "s3://data/glue"}, "output": {"uri": "s3://results/glue"}}
-PRETRAIN = {"task": {"pretrain": {}}, "dataset": {"uri": "s3://data/wiki"}, "output": {"uri": "s3://results/bert"}}
-
-
-class FakeCluster:
-    """MPIJobs and one job's status as an API server holds them; every call recorded as (verb, resource, name)."""
-
-    def __init__(self) -> None:
-        self.mpijobs: dict[str, dict[str, Any]] = {}
-        self.calls: list[tuple[str, str, str]] = []
-        self.status_patches: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str, str]] = []
-        self.job_exists = True
-        self.fail_events = False
-        #: MPIJob names whose create the API server refuses (422), with its message.
-        self.refuse: dict[str, str] = {}
-        #: Warning Events of the namespace, as the MPI Operator and the scheduler post them.
-        self.warnings: list[dict[str, Any]] | None = []
-        #: Pods of the namespace (what a label-selected list of a stage's pods answers from).
-        self.pods: list[dict[str, Any]] = []
-        #: Kueue Workloads by name, as Kueue makes them (labelled with their MPIJob's uid).
-        self.workloads: dict[str, dict[str, Any]] = {}
-        #: Whether a delete leaves the MPIJob in place with a deletionTimestamp (foreground: its pods go first).
-        self.foreground = True
-        #: Whether the namespace is being deleted (creates answer 403 NamespaceTerminating).
-        self.terminating = False
-        #: Whether the API server serves Kueue's Workloads.
-        self.kueue_installed = True
-        self._uids = 0
-
-    # MPIJobApi
-    def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append(("get", "mpijobs", name))
-        return copy.deepcopy(self.mpijobs.get(name))
-
-    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """As kube.KubeApi: a create, and on 409 the existing object (the read is part of the same call)."""
-        name = body["metadata"]["name"]
-        self.calls.append(("create", "mpijobs", name))
-        if name in self.refuse:
-            raise Rejected(422, self.refuse[name])
-        if self.terminating:
-            raise NamespaceTerminating(namespace=body["metadata"]["namespace"])
-        if name in self.mpijobs:
-            return copy.deepcopy(self.mpijobs[name]), False
-        self._uids += 1
-        created = copy.deepcopy(body)
-        created["metadata"]["uid"] = f"mpijob-uid-{self._uids}"
-        self.mpijobs[name] = created
-        return copy.deepcopy(created), True
-
-    def patch_mpijob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("patch", "mpijobs", name))
-        target = self.mpijobs[name]
-        target["spec"]["runPolicy"] = {**target["spec"].get("runPolicy", {}), **patch["spec"]["runPolicy"]}
-        return copy.deepcopy(target)
-
-    def delete_mpijob(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
-        self.calls.append(("delete", "mpijobs", name))
-        target = self.mpijobs.get(name)
-        if target is None or target["metadata"]["uid"] != uid:
-            return None
-        if not self.foreground:
-            del self.mpijobs[name]
-            return None
-        target["metadata"]["deletionTimestamp"] = NOW
-        return copy.deepcopy(target)
-
-    def list_stage_pods(self, namespace: str, job: str, stage: str) -> list[dict[str, Any]]:
-        self.calls.append(("list", "pods", f"{job}/{stage}"))
-        return [copy.deepcopy(p) for p in self.pods if p["metadata"].get("labels") == {
-            "bertoperator.io/job-name": job, "bertoperator.io/stage": stage}]
-
-    def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
-        self.calls.append(("list", "workloads", mpijob_uid))
-        if not self.kueue_installed:
-            raise KueueNotInstalled()
-        found = [w for w in self.workloads.values() if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == mpijob_uid]
-        return copy.deepcopy(found[0]) if found else None
-
-    def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("patch", "workloads", name))
-        self.workloads[name]["spec"].update(patch["spec"])
-        return copy.deepcopy(self.workloads[name])
-
-    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
-        self.calls.append(("patch", "status", name))
-        self.status_patches.append(status)
-        return {"status": status} if self.job_exists else None
-
-    def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
-        self.calls.append(("list", "events", namespace))
-        if self.warnings is None:
-            raise PermissionError("events is forbidden: cannot list resource events")  # an install without the RBAC
-        return copy.deepcopy(self.warnings)
-
-    # EventSink
-    def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        if self.fail_events:
-            raise ConnectionError("events API down")
-        self.events.append((kind, reason, message))
-
-    # setting up the world
-    def set_conditions(self, name: str, *true: str, **status: Any) -> None:
-        """The MPI Operator's conditions on an MPIJob: the types given are True, in order."""
-        self.mpijobs[name].setdefault("status", {})["conditions"] = [
-            {"type": kind, "status": "True", "reason": f"MPIJob{kind}", "message": f"MPIJob {kind.lower()}"}
-            for kind in true]
-        self.mpijobs[name]["status"].update(status)
-
-
-@pytest.fixture()
-def cluster() -> FakeCluster:
-    return FakeCluster()
 
 
 @pytest.fixture()
 def reconciler(cluster: FakeCluster) -> Reconciler:
     return Reconciler(api=cluster, events=cluster, clock=lambda: NOW)
-
-
-def job(spec: dict[str, Any], *, generation: int = 1, status: dict[str, Any] | None = None, name: str = "j") -> dict[str, Any]:
-    return {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
-            "metadata": {"name": name, "namespace": "ml", "uid": UID, "generation": generation},
-            "spec": copy.deepcopy(spec), **({"status": copy.deepcopy(status)} if status is not None else {})}
 
 
 def started(reconciler: Reconciler, cluster: FakeCluster, spec: dict[str, Any], *true: str) -> dict[str, Any]:
@@ -162,10 +39,6 @@ def started(reconciler: Reconciler, cluster: FakeCluster, spec: dict[str, Any], 
     cluster.calls.clear()
     cluster.events.clear()
     return body
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == kind)
 
 
 # ------------------------------------------------------------------ creation

@@ -12,7 +12,7 @@ from bert_operator.policy import PolicyInput, parse_policy
 from bert_operator.policy_cache import PolicyCache
 from bert_operator.reconcile import Reconciler
 from bert_operator.webhook import verdict
-from tests.operator.test_reconcile import GLUE, PRETRAIN, FakeCluster, condition, job
+from tests.operator.fakes import GLUE, PRETRAIN, FakeCluster, condition, job
 
 LABELS = {"team": "a"}
 
@@ -31,11 +31,6 @@ class Policies:
 
     def __call__(self, namespace: str) -> PolicyInput:
         return PolicyInput(LABELS if namespace == "ml" else {}, tuple(self.policies))
-
-
-@pytest.fixture()
-def cluster() -> FakeCluster:
-    return FakeCluster()
 
 
 def reconciler_for(cluster: FakeCluster, policies: Policies) -> Reconciler:

@@ -16,68 +16,12 @@ import pytest
 from bert_operator.reconcile import Reconciler
 from bert_operator.reconcile.failures import classify, error_line
 from bert_operator.reconcile.recovery import RecoverySettings
-from tests.operator.test_reconcile import GLUE, NOW, PRETRAIN, UID, FakeCluster, condition, job
+from tests.operator.fakes import (EVICTED_WORKER, GLUE, NOW, PRETRAIN, QUEUED_GLUE, UID, Clock, FakeCluster,
+                                  KueueCluster, condition, job, pod, wl_condition)
 
-QUEUED_GLUE = {**GLUE, "queueName": "team-a"}
+FAKE = KueueCluster  # the `cluster` fixture's (conftest.py)
+
 LATER = "2026-12-01T10:00:30Z"  # past the first restart's backoff (10 s), before the second's (20 s)
-
-
-class KueueCluster(FakeCluster):
-    """The fake API server with Kueue's MPIJob webhook: a new MPIJob labelled with a queue is created suspended."""
-
-    def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        if "kueue.x-k8s.io/queue-name" in body["metadata"].get("labels", {}):
-            body = copy.deepcopy(body)
-            body["spec"].setdefault("runPolicy", {})["suspend"] = True
-        return super().create_or_adopt_mpijob(body)
-
-    def add_workload(self, mpijob: str, *conditions: dict[str, Any], active: bool = True) -> dict[str, Any]:
-        uid = self.mpijobs[mpijob]["metadata"]["uid"]
-        workload = {"metadata": {"name": f"mpijob-{mpijob}-3f2a1", "namespace": "ml",
-                                 "labels": {"kueue.x-k8s.io/job-uid": uid}},
-                    "spec": {"active": active, "queueName": "team-a"}, "status": {"conditions": list(conditions)}}
-        self.workloads[workload["metadata"]["name"]] = workload
-        return workload
-
-    def admit(self, mpijob: str) -> None:
-        """Kueue admits the Workload and clears suspend; the MPI Operator starts the MPIJob."""
-        for workload in self.workloads.values():
-            workload["status"]["conditions"] = [wl_condition("QuotaReserved", "True", "QuotaReserved", "Quota reserved in ClusterQueue gpus"),
-                                                wl_condition("Admitted", "True", "Admitted", "The workload is admitted")]
-        self.mpijobs[mpijob]["spec"]["runPolicy"]["suspend"] = False
-        self.set_conditions(mpijob, "Created", "Running")
-
-    def preempt(self, mpijob: str) -> None:
-        """Kueue evicts the Workload to make room for a higher priority one and sets suspend again."""
-        for workload in self.workloads.values():
-            workload["status"]["conditions"] = [
-                wl_condition("QuotaReserved", "False", "Pending", "Preempted to accommodate a workload (UID: 77) in the ClusterQueue"),
-                wl_condition("Admitted", "False", "NoReservation", "The workload has no reservation"),
-                wl_condition("Evicted", "True", "Preempted", "Preempted to accommodate a workload (UID: 77) in the ClusterQueue")]
-        self.mpijobs[mpijob]["spec"]["runPolicy"]["suspend"] = True
-        self.set_conditions(mpijob, "Created", "Suspended")
-
-
-def wl_condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
-    return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": NOW}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> str:
-        return self.now
-
-
-@pytest.fixture()
-def cluster() -> KueueCluster:
-    return KueueCluster()
-
-
-@pytest.fixture()
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture()
@@ -226,19 +170,11 @@ def test_without_a_queue_suspend_is_still_passed_to_the_mpijob(reconciler: Recon
 # -------------------------------------------------------------------- recovery
 
 
-def pod(name: str, stage: str = "glue", **status: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ml",
-                         "labels": {"bertoperator.io/job-name": "j", "bertoperator.io/stage": stage}},
-            "status": status}
-
-
 def launcher(code: int, message: str, name: str = "j-glue-launcher-x7k2p", reason: str = "Error") -> dict[str, Any]:
     return pod(name, phase="Failed", containerStatuses=[{"name": "launcher", "state": {"terminated": {
         "exitCode": code, "reason": reason, "message": message, "finishedAt": "2026-12-01T09:59:50Z"}}}])
 
 
-EVICTED_WORKER = pod("j-glue-worker-1", phase="Failed", reason="Evicted",
-                     message="The node was low on resource: ephemeral-storage.")
 TRAINER_TAIL = ("[1,0]<stderr>:2026-12-01 09:59:49 level=INFO logger=bert_trainer starting\n"
                 "[1,0]<stderr>:python -m bert_trainer glue: error: --init_checkpoint: s3://models/bert: no checkpoint here\n"
                 "--------------------------------------------------------------------------\n"

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import jsonschema
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bert_operator.api import SpecError
@@ -343,7 +343,6 @@ reports = st.fixed_dictionaries({"stage": st.sampled_from(["phase1", "phase1", "
                                 optional={"progress": progress_bodies, "results": result_bodies})
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reports)
 def test_no_report_makes_a_status_the_api_server_refuses_or_writes_what_the_operator_owns(report: dict[str, Any]) -> None:
     schema, validator = status_validator()

@@ -11,11 +11,9 @@ import kubernetes
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd
-from tests.conftest import MPIJOB_CRD, REPO
+from tests.conftest import REPO
 from tests.operator.cluster import EmulatedCluster, OperatorProcess
-from tests.operator.kueue_shim import KueueShim, webhook
-from tests.operator.strict import StrictApiServer, load_crd
+from tests.operator.fakes import condition
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 NS = "shared"
@@ -29,32 +27,18 @@ def named(name: str, **spec: Any) -> dict[str, Any]:
     return document
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
-    if not MPIJOB_CRD.exists():
-        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}; it ships in the project's shared/ folder")
-    with EmulatedCluster(tmp_path_factory.mktemp("shared")) as running:
-        running.strict = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)},
-                                         admission=[webhook])
-        running.connect(running.call(running.strict.start))
-        running.kueue = KueueShim(running, NS)
-        yield running
-        running.call(running.strict.stop)
+EMULATED = {"kueue": NS}  # `cluster` (conftest.py): the strict emulator with Kueue in NS
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: EmulatedCluster) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, "--restart-backoff-seconds", "0.5", resync_seconds=1.0).start()
+def operator(emulated: EmulatedCluster) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(emulated, "--restart-backoff-seconds", "0.5", resync_seconds=1.0).start()
     yield process
     process.stop()
 
 
 def status(cluster: EmulatedCluster, name: str) -> dict[str, Any]:
     return cluster.job(NS, name).get("status") or {}
-
-
-def condition(cluster: EmulatedCluster, name: str, kind: str) -> dict[str, Any]:
-    return next((c for c in status(cluster, name).get("conditions", []) if c["type"] == kind), {})
 
 
 def mpijob(cluster: EmulatedCluster, name: str) -> dict[str, Any] | None:
@@ -78,24 +62,26 @@ def test_a_queued_job_waits_for_kueue_runs_when_admitted_and_survives_a_preempti
     cluster.apply_job(named("queued-1", queueName="team-a"), uid="uid-queued-1")
     created = cluster.wait(lambda: mpijob(cluster, "queued-1-squad"), what="MPIJob")
     assert created["spec"]["runPolicy"]["suspend"] is True  # Kueue's webhook (and the renderer) made it suspended
-    cluster.wait(lambda: condition(cluster, "queued-1", "Queued").get("reason") == "WaitingForWorkload", what="no Workload yet")
+    cluster.wait(lambda: condition(status(cluster, "queued-1"), "Queued").get("reason") == "WaitingForWorkload",
+                 what="no Workload yet")
     assert status(cluster, "queued-1")["phase"] == "Queued"
 
     cluster.kueue.pending("queued-1-squad", NO_QUOTA)
-    queued = cluster.wait(lambda: (c := condition(cluster, "queued-1", "Queued")).get("reason") == "WaitingForQuota" and c,
-                          what="the Workload's reason")
+    queued = cluster.wait(
+        lambda: (c := condition(status(cluster, "queued-1"), "Queued")).get("reason") == "WaitingForQuota" and c,
+        what="the Workload's reason")
     assert queued["status"] == "True" and queued["message"] == f"Workload mpijob-queued-1-squad-7c1e2: Pending: {NO_QUOTA}"
-    assert condition(cluster, "queued-1", "Ready")["reason"] == "WaitingForQuota"
-    time.sleep(3.5)  # three resyncs
+    assert condition(status(cluster, "queued-1"), "Ready")["reason"] == "WaitingForQuota"
+    cluster.wait_syncs("queued-1-squad", 3)  # three syncs (resyncs, 1 s apart)
     assert operator_writes(cluster, "PATCH", "mpijobs", "queued-1-squad") == 0
     assert mpijob(cluster, "queued-1-squad")["spec"]["runPolicy"]["suspend"] is True
 
     cluster.kueue.admit("queued-1-squad")
     cluster.wait(lambda: status(cluster, "queued-1").get("phase") == "Running", what="Running after admission")
-    assert condition(cluster, "queued-1", "Queued")["status"] == "False"
+    assert condition(status(cluster, "queued-1"), "Queued")["status"] == "False"
 
     cluster.kueue.preempt("queued-1-squad")
-    evicted = cluster.wait(lambda: (c := condition(cluster, "queued-1", "Queued")).get("reason") == "Evicted" and c,
+    evicted = cluster.wait(lambda: (c := condition(status(cluster, "queued-1"), "Queued")).get("reason") == "Evicted" and c,
                            what="Queued after a preemption")
     assert "Preempted: Preempted to accommodate a workload" in evicted["message"]
     cluster.wait(lambda: any(kind == "Warning" and reason == "Queued" for kind, reason, _ in events_for(cluster, "queued-1")),
@@ -162,7 +148,7 @@ def test_an_evicted_worker_restarts_the_stage_until_the_limit(cluster: EmulatedC
         {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
          "message": "Preempted in order to admit critical pod"}]})
     fail(cluster, "evict-1-squad", "MPIJobFailed", "MPIJob shared/evict-1-squad has failed")
-    failed = cluster.wait(lambda: (c := condition(cluster, "evict-1", "Failed")).get("status") == "True" and c,
+    failed = cluster.wait(lambda: (c := condition(status(cluster, "evict-1"), "Failed")).get("status") == "True" and c,
                           what="RestartLimitExceeded")
     assert failed["reason"] == "RestartLimitExceeded" and "PreemptionByScheduler" in failed["message"]
     assert mpijob(cluster, "evict-1-squad") is not None  # kept for inspection
@@ -176,7 +162,7 @@ def test_a_trainer_exit_2_fails_the_job_at_once_with_its_error_line(cluster: Emu
         {"name": "launcher", "state": {"terminated": {"exitCode": 2, "reason": "Error", "finishedAt": "2026-12-01T10:00:00Z",
                                                       "message": f"{line}\nmpirun detected that one or more processes exited\n"}}}]})
     fail(cluster, "badinput-1-squad", "MPIJobFailed", "MPIJob shared/badinput-1-squad has failed")
-    failed = cluster.wait(lambda: (c := condition(cluster, "badinput-1", "Failed")).get("status") == "True" and c,
+    failed = cluster.wait(lambda: (c := condition(status(cluster, "badinput-1"), "Failed")).get("status") == "True" and c,
                           what="Failed")
     assert (failed["reason"], failed["message"]) == ("InvalidInput", line)
     time.sleep(1.5)  # a resync: still not retried

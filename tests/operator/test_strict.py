@@ -11,11 +11,10 @@ import kubernetes
 import pytest
 import yaml
 
-from bert_operator.api.crd import crd
-from tests.conftest import MPIJOB_CRD, REPO
-from tests.operator.cluster import EmulatedCluster
+from tests.conftest import REPO
+from tests.operator.cluster import EmulatedCluster, strict_cluster
 from tests.operator.kueue_shim import webhook
-from tests.operator.strict import FOREGROUND_SECONDS, StrictApiServer, load_crd
+from tests.operator.strict import FOREGROUND_SECONDS
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 GROUP, VERSION, PLURAL = "bertoperator.io", "v1alpha1", "berttrainingjobs"
@@ -23,14 +22,8 @@ GROUP, VERSION, PLURAL = "bertoperator.io", "v1alpha1", "berttrainingjobs"
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
-    if not MPIJOB_CRD.exists():
-        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}")
-    with EmulatedCluster(tmp_path_factory.mktemp("strict")) as running:
-        server = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)},
-                                 admission=[webhook])
-        running.connect(running.call(server.start))
+    with strict_cluster(tmp_path_factory.mktemp("strict"), admission=[webhook]) as running:
         yield running
-        running.call(server.stop)
 
 
 def job(name: str) -> dict[str, Any]:
@@ -164,42 +157,35 @@ def test_a_write_over_three_mebibytes_is_413_as_the_api_server_answers_it(strict
 def test_a_create_in_a_namespace_being_deleted_is_403_namespace_terminating(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The NamespaceLifecycle admission plugin's answer, for core objects and custom resources alike; writes to
     objects that exist still pass (the namespace controller deletes them)."""
-    if not MPIJOB_CRD.exists():
-        pytest.skip(f"MPIJob CRD not found at {MPIJOB_CRD}")
-    with EmulatedCluster(tmp_path_factory.mktemp("terminating")) as running:
-        server = StrictApiServer(running.url, {"berttrainingjobs": crd(), "mpijobs": load_crd(MPIJOB_CRD)},
-                                 namespaces={"going": {}})
-        running.connect(running.call(server.start))
-        try:
-            core = kubernetes.client.CoreV1Api(running.client)
-            before = running.custom.create_namespaced_custom_object(GROUP, VERSION, "going", PLURAL,
-                                                                   {**job("kept"), "metadata": {"name": "kept", "namespace": "going"}},
-                                                                   _preload_content=False)
-            assert before.status in (200, 201)
-            server.terminate("going")
-            namespace = json.loads(core.read_namespace("going", _preload_content=False).data)
-            assert namespace["status"]["phase"] == "Terminating" and namespace["metadata"]["deletionTimestamp"]
-            event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "kept.1", "namespace": "going"},
-                     "involvedObject": {"kind": "BertTrainingJob", "name": "kept", "namespace": "going"},
-                     "type": "Normal", "reason": "Pending", "message": "m"}
-            with pytest.raises(kubernetes.client.ApiException) as refused:
-                core.create_namespaced_event("going", event)
-            answer = json.loads(refused.value.body)
-            assert (refused.value.status, answer["reason"]) == (403, "Forbidden")
-            assert answer["message"] == ('events "kept.1" is forbidden: unable to create new content in namespace going '
-                                         "because it is being terminated")
-            assert answer["details"]["causes"] == [{"reason": "NamespaceTerminating", "type": "NamespaceTerminating",
-                                                    "message": "namespace going is being terminated",
-                                                    "field": "metadata.namespace"}]
-            with pytest.raises(kubernetes.client.ApiException) as refused:
-                running.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", "going", "mpijobs", {
-                    **mpijob("m"), "metadata": {"name": "m", "namespace": "going"}})
-            assert refused.value.status == 403 and json.loads(refused.value.body)["message"].startswith(
-                'mpijobs.kubeflow.org "m" is forbidden: unable to create new content in namespace going')
-            running.custom.patch_namespaced_custom_object_status(GROUP, VERSION, "going", PLURAL, "kept",
-                                                                 {"status": {"phase": "Pending"}})
-        finally:
-            running.call(server.stop)
+    with strict_cluster(tmp_path_factory.mktemp("terminating"), namespaces={"going": {}}) as running:
+        server = running.strict
+        core = kubernetes.client.CoreV1Api(running.client)
+        kept = {**job("kept"), "metadata": {"name": "kept", "namespace": "going"}}
+        before = running.custom.create_namespaced_custom_object(GROUP, VERSION, "going", PLURAL, kept,
+                                                               _preload_content=False)
+        assert before.status in (200, 201)
+        server.terminate("going")
+        namespace = json.loads(core.read_namespace("going", _preload_content=False).data)
+        assert namespace["status"]["phase"] == "Terminating" and namespace["metadata"]["deletionTimestamp"]
+        event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "kept.1", "namespace": "going"},
+                 "involvedObject": {"kind": "BertTrainingJob", "name": "kept", "namespace": "going"},
+                 "type": "Normal", "reason": "Pending", "message": "m"}
+        with pytest.raises(kubernetes.client.ApiException) as refused:
+            core.create_namespaced_event("going", event)
+        answer = json.loads(refused.value.body)
+        assert (refused.value.status, answer["reason"]) == (403, "Forbidden")
+        assert answer["message"] == ('events "kept.1" is forbidden: unable to create new content in namespace going '
+                                     "because it is being terminated")
+        assert answer["details"]["causes"] == [{"reason": "NamespaceTerminating", "type": "NamespaceTerminating",
+                                                "message": "namespace going is being terminated",
+                                                "field": "metadata.namespace"}]
+        with pytest.raises(kubernetes.client.ApiException) as refused:
+            running.custom.create_namespaced_custom_object("kubeflow.org", "v2beta1", "going", "mpijobs", {
+                **mpijob("m"), "metadata": {"name": "m", "namespace": "going"}})
+        assert refused.value.status == 403 and json.loads(refused.value.body)["message"].startswith(
+            'mpijobs.kubeflow.org "m" is forbidden: unable to create new content in namespace going')
+        running.custom.patch_namespaced_custom_object_status(GROUP, VERSION, "going", PLURAL, "kept",
+                                                             {"status": {"phase": "Pending"}})
 
 
 def test_the_emulators_warnings_name_the_object_by_uid_as_the_mpi_operator_does(strict: EmulatedCluster) -> None:

@@ -15,7 +15,9 @@ from bert_operator.version import package_version
 from bert_operator.render.values import DEFAULT_TRAINER_IMAGE
 from tests.conftest import free_port
 from tests.operator.cluster import EmulatedCluster, OperatorProcess
-from tests.operator.test_operator_e2e import NS, SQUAD, TINY, cluster, named, post_progress, status, token_reviews  # noqa: F401
+from tests.operator.test_operator_e2e import NS, SQUAD, TINY, named, post_progress, status, token_reviews  # noqa: F401
+
+EMULATED: dict[str, Any] = {}  # `cluster` (conftest.py): the strict emulator, as test_operator_e2e's
 
 STAGE_GAUGES = {"bertoperator_training_loss": "loss", "bertoperator_training_sequences_per_second": "sequencesPerSecond",
                 "bertoperator_training_eta_seconds": "etaSeconds", "bertoperator_training_progress_ratio": None}
@@ -23,9 +25,9 @@ FIGURES = {"step": 45, "totalSteps": 90, "loss": 7.25, "sequencesPerSecond": 812
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: EmulatedCluster) -> Iterator[OperatorProcess]:  # noqa: F811
+def operator(emulated: EmulatedCluster) -> Iterator[OperatorProcess]:  # noqa: F811
     port = free_port()
-    process = OperatorProcess(cluster, "--metrics-port", str(port))
+    process = OperatorProcess(emulated, "--metrics-port", str(port))
     process.metrics_port = port  # the same port after a restart: dashboards scrape one address
     yield process.start()
     process.stop()
@@ -59,7 +61,7 @@ def jobs_known(operator: OperatorProcess) -> float:
     return sum(value for name, _, value in samples(operator) if name == "bertoperator_jobs")
 
 
-def running_job(cluster: EmulatedCluster, verdict: dict[str, str], document: dict[str, Any], name: str,  # noqa: F811
+def running_job(cluster: EmulatedCluster, verdict: dict[str, str], document: dict[str, Any], name: str,
                 stage: str) -> None:
     """A job whose first stage runs, with a pod of it whose token the API server confirms for the job's audience."""
     cluster.apply_job(named(document, name), uid=f"uid-{name}")

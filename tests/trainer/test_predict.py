@@ -20,7 +20,7 @@ from tests.conftest import REPO
 from tests.tf_state import run_trainer
 
 DATA = REPO.parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "mrpc").exists(), reason=f"real MRPC not found at {DATA / 'mrpc'}")
+pytestmark = pytest.mark.needs_shared("data/mrpc/train.tsv", "data/mrpc/dev.tsv", "data/squad/dev-v1.1.json")
 
 BUCKET = "predict"
 OUT = f"s3://{BUCKET}/glue"
