@@ -27,7 +27,7 @@ import yaml
 from tests.chart.namespaces_proxy import NamespacesProxy
 from tests.chart.render import kind, objects, one
 from tests.conftest import REPO, free_port
-from tests.operator.cluster import MPIJOBS, EmulatedCluster, OperatorProcess
+from tests.operator.cluster import EmulatedCluster, OperatorProcess
 from tests.operator.kueue_shim import KueueShim
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())

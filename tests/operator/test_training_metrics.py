@@ -10,7 +10,6 @@ from typing import Any, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bert_operator import metrics
 from bert_operator.version import package_version
 from bert_operator.render.values import DEFAULT_TRAINER_IMAGE
 from tests.conftest import free_port

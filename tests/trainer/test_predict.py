@@ -7,7 +7,6 @@ evaluation did. Bad predict flags exit 2 naming the flag, before TensorFlow load
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
