@@ -3,7 +3,7 @@
 The CLI, the operator, the admission webhook and the CRD's OpenAPI schema all
 come from these classes. Field names are camelCase on the wire (Kubernetes
 convention) and snake_case in Python. Defaults are the NVIDIA recipe's
-(../shared/docs/reference.md); each description says what a field means and
+(NVIDIA's BERT for TensorFlow 2 README and scripts); each description says what a field means and
 its default, because `kubectl explain` shows exactly these texts.
 
 Structural checks (types, ranges, enums) live here; rules that relate several

@@ -33,7 +33,7 @@ def nvidia_dataset_folder(
 
     The name records every setting the records were made with, so a
     pretraining phase can find the set a prepareData job wrote without any
-    extra bookkeeping (reference.md, "Data").
+    extra bookkeeping (the folder names of NVIDIA's data preparation scripts).
     """
     return (
         f"lower_case_{int(lower_case)}_seq_len_{max_seq_length}"
