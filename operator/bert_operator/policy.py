@@ -59,16 +59,24 @@ SCHEDULING_POLICY_PATHS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class InvalidPolicy:
-    """A policy the operator cannot apply and has never seen valid (the CRD's rules and the webhook refuse such a
+    """A policy whose latest generation the operator cannot apply (the CRD's rules and the webhook refuse such a
     policy; it gets here with both off, or from before them). Letting the jobs it selects run without it would fail
-    open, so it holds them: no MPIJob is made in the namespaces it selects until it is fixed or deleted."""
+    open, so it holds them: no MPIJob is made in the namespaces it selects until it is fixed or deleted. Where its
+    last valid generation selects the namespace, that generation governs instead (`enforced`); an edit that widened
+    the selector still holds the namespaces only the new selector picks."""
 
     name: str
     error: str
     #: Its namespaceSelector; None when that cannot be read either, and then it holds every namespace.
     selector: LabelSelector | None
+    #: The namespaceSelector of its last valid generation, which the operator still enforces; None if there is none.
+    enforced: LabelSelector | None = None
 
     def selects(self, labels: Mapping[str, str]) -> bool:
+        """Whether it holds a namespace with `labels`: one its latest selector picks (every one, unreadable) and its
+        last valid generation does not govern."""
+        if self.enforced is not None and selects(self.enforced, labels):
+            return False
         return self.selector is None or selects(self.selector, labels)
 
     def message(self) -> str:

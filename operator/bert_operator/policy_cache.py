@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Protocol
 
 from .api import SpecError
@@ -109,10 +109,16 @@ class PolicyCache:
         self._load()
         with self.lock:
             policies = tuple(self.policies[name] for name in sorted(self.policies))
-            held = tuple(self.invalid[name] for name in sorted(self.invalid) if name not in self.policies)
+            held = tuple(self._held(name) for name in sorted(self.invalid))
         if not policies and not held:
             return None
         return PolicyInput(self.labels(namespace), policies, held)
+
+    def _held(self, name: str) -> InvalidPolicy:
+        """An invalid policy as it holds namespaces: beside its last valid generation, if any (the caller holds the
+        lock)."""
+        invalid, last = self.invalid[name], self.policies.get(name)
+        return invalid if last is None else replace(invalid, enforced=last.spec.namespace_selector)
 
     def snapshot(self) -> "Snapshot":
         """Copies of the policies, the invalid ones' errors, their generations and the namespaces' labels."""
@@ -150,9 +156,12 @@ def policy_statuses(snapshot: Snapshot, jobs_in: Callable[[str], int]) -> dict[s
     for name, policy in snapshot.policies.items():
         selected = [ns for ns, labels in snapshot.namespaces.items() if selects(policy.spec.namespace_selector, labels)]
         mine = found.get(name, [])
-        if name in snapshot.invalid:  # the last valid generation still applies
+        if name in snapshot.invalid:  # the last valid generation still applies; what only the new selector picks waits
+            held = replace(snapshot.invalid[name], enforced=policy.spec.namespace_selector)
+            waiting = sum(1 for labels in snapshot.namespaces.values() if held.selects(labels))
             message = (f"generation {snapshot.generations.get(name)} is invalid; generation {policy.metadata.generation} "
-                       f"still applies until it is fixed: {snapshot.invalid[name].error}")
+                       f"still applies until it is fixed, and no new MPIJob is made in the {waiting} other namespace(s) "
+                       f"the invalid generation selects: {held.error}")
             condition = {"type": "Valid", "status": "False", "reason": reasons.INVALID_POLICY, "message": message[:2000]}
         elif mine:  # its jobs there are refused until the platform team settles it
             condition = {"type": "Valid", "status": "False", "reason": reasons.POLICY_CONFLICT,

@@ -96,6 +96,21 @@ def test_an_invalid_generation_keeps_the_last_valid_one_enforced() -> None:
     assert cache.input_for("team-a") is None
 
 
+def test_an_invalid_edit_that_widens_the_selector_holds_the_namespaces_only_it_selects() -> None:
+    """The last valid generation governs team-a; the invalid edit also selects team-b, which it must hold (fail closed)
+    rather than leave with no policy at all."""
+    cache = PolicyCache(Api([]))
+    cache.policy_event("ADDED", POLICY)
+    widened = {**POLICY, "metadata": {"name": "p", "generation": 4}, "spec": {**BROKEN_SPEC, "namespaceSelector": {}}}
+    cache.policy_event("MODIFIED", widened)
+    assert cache.input_for("team-a").holding() == []  # governed by generation 3
+    assert [p.name for p in cache.input_for("team-b").holding()] == ["p"]  # only generation 4 selects it: held
+    for name, labels in Api([]).namespaces.items():
+        cache.namespace_event("ADDED", {"metadata": {"name": name, "labels": labels}})
+    message = policy_statuses(cache.snapshot(), lambda namespace: 1)["p"]["conditions"][0]["message"]
+    assert "no new MPIJob is made in the 1 other namespace(s)" in message
+
+
 def test_a_policy_list_that_fails_fails_the_caller_instead_of_running_jobs_without_policies() -> None:
     cache = PolicyCache(Api(ConnectionError("API down")))
     with pytest.raises(ConnectionError):
