@@ -24,13 +24,12 @@ from .. import kueue
 from .. import status as sm
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
-from ..policy import PolicyInput, location_errors
 from ..api.presets import KIND
 from ..api.required import unset_errors
 from ..api.stages import Stage
 from ..api.locations import join
 from bert_common.contract import EXPORT_FOLDER, format_utc, parse_utc
-from ..policy import PoliciesUnreadable, decide, selecting
+from ..policy import PoliciesUnreadable, PolicyInput, decide, location_errors, selecting
 from ..render import RenderSettings, render_mpijob
 from ..tasks import report_uri, stages_of, task_of
 from .failures import classify
