@@ -28,7 +28,7 @@ from bert_operator.api.crd import crd
 from bert_operator.api.parse import parse_job
 from bert_operator.local.display import eta_text, progress_text
 from bert_operator.progress import ProgressEndpoint
-from bert_operator.reports import OPERATOR_RESULTS, StaleReport, merge_report
+from bert_operator.reports import MAX_RESULTS_BYTES, OPERATOR_RESULTS, StaleReport, merge_report
 from bert_operator.serving import Limits
 from bert_operator.webhook import WebhookServer, verdict
 from tests.conftest import REPO
@@ -87,6 +87,17 @@ def test_every_progress_field_has_the_contracts_type(progress: dict[str, Any], m
 def test_results_are_bounded_plain_json(results: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         merge_report(job(), {}, {"stage": "phase1", "results": results}, NOW)
+
+
+def test_results_stay_bounded_across_reports() -> None:
+    """Each report within the bounds, new keys every time: status.results must not grow past them (it grew to 1.3 MB
+    in 120 reports, on its way to the API server's limit, where every status write fails)."""
+    status: dict[str, Any] = {}
+    with pytest.raises(ValueError, match="results: at most"):
+        for batch in range(200):
+            report = {"stage": "phase1", "results": {f"k{batch}_{i}": "x" * 100 for i in range(100)}}
+            status = {**status, **merge_report(job(), status, report, NOW)}
+    assert len(json.dumps(status["results"])) <= MAX_RESULTS_BYTES + 100  # (+ the operator's own "stage")
 
 
 def test_a_report_never_writes_what_the_operator_owns() -> None:
