@@ -11,7 +11,7 @@ from bert_operator.local.commands import container_env, launcher_command, s3_end
 from bert_operator.local.runner import resumable
 from bert_operator.api.models import BertTrainingJob
 from bert_operator.api.parse import parse_job
-from bert_operator.local.volumes import LocalSetupError, to_local, volume_map
+from bert_operator.local.volumes import LocalSetupError, check_inputs, to_local, volume_map
 from tests.local.helpers import (INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, saved_statuses, statuses,
                                 summary_rows, tiny_prepare_spec, write_jobs)
 
@@ -150,6 +150,21 @@ def test_an_annotation_may_only_name_a_folder_inside_the_files_folder(tmp_path: 
         volume_map(annotated_job("tiny"), None, {}, tmp_path / "w", tmp_path / "w" / "j")
     assert volume_map(annotated_job("./tiny"), here, {}, tmp_path / "w", tmp_path / "w" / "j"
                       ).claim_dir("inputs") == (here / "tiny").resolve()
+
+
+def test_a_symlink_below_an_annotated_folder_does_not_lead_out_of_it(tmp_path: Path) -> None:
+    """The annotation names `tiny`, inside the file's folder; `tiny/vocab.txt` is a symlink to a file outside it."""
+    here, secret = tmp_path / "jobs", tmp_path / "private.key"
+    (here / "tiny").mkdir(parents=True)
+    secret.write_text("not a vocab")
+    (here / "tiny" / "corpus").mkdir()
+    (here / "tiny" / "vocab.txt").symlink_to(secret)
+    job = annotated_job("tiny")
+    volumes = volume_map(job, here, {}, tmp_path / "w", tmp_path / "w" / "j")
+    with pytest.raises(LocalSetupError, match=r"spec\.model\.vocab: pvc://inputs/vocab\.txt leads to .*private\.key, outside"):
+        check_inputs(job, volumes)
+    # given on the command line, the same folder is the user's choice
+    check_inputs(job, volume_map(job, here, {"inputs": here / "tiny"}, tmp_path / "w", tmp_path / "w" / "j"))
 
 
 def test_mount_paths_map_to_folders_on_path_boundaries() -> None:

@@ -131,6 +131,19 @@ def to_local(arg: str, mounts: list[tuple[str, Path]]) -> str:
     return arg
 
 
+def _inside_annotated(field_path: str, uri: str, local: Path, volumes: VolumeMap) -> None:
+    """A path under a claim whose folder a job file's annotation named stays inside that folder once symlinks are
+    resolved: a symlink below the folder (`tiny/keys -> ~/.ssh`) would lead out of it as surely as the annotation."""
+    claim = PvcRef.parse(uri).claim
+    if not volumes.sources.get(claim, "").startswith("metadata.annotations"):
+        return  # --volume or the default folder: the user's own choice
+    folder = volumes.claim_dir(claim).resolve()
+    resolved = local.resolve()
+    if resolved != folder and folder not in resolved.parents:
+        raise LocalSetupError(f"{field_path}: {uri} leads to {resolved}, outside {folder} (a symlink); a job file's "
+                              f"claims reach only inside its own folder; give any other folder with --volume {claim}=DIR")
+
+
 def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
     """Fail before starting anything when a local input named by the spec is missing.
 
@@ -140,11 +153,14 @@ def check_inputs(job: BertTrainingJob, volumes: VolumeMap) -> None:
     """
     spec = job.spec
     inputs = [("spec.dataset.uri", spec.dataset.uri), ("spec.model.vocab", spec.model.vocab),
-              ("spec.model.initCheckpoint", spec.model.init_checkpoint)]
+              ("spec.model.initCheckpoint", spec.model.init_checkpoint), ("spec.output.uri", spec.output.uri)]
     for field_path, uri in inputs:
         if not uri or not is_pvc(uri):
             continue
         local = Path(volumes.local_uri(uri))
+        _inside_annotated(field_path, uri, local, volumes)
+        if field_path == "spec.output.uri":
+            continue  # made as needed
         if local.exists() or (field_path.endswith("initCheckpoint") and any(local.parent.glob(local.name + ".*"))):
             continue  # a TF1 checkpoint is a prefix: bert_model.ckpt names bert_model.ckpt.index and .data-*
         claim = PvcRef.parse(uri).claim
