@@ -76,8 +76,8 @@ def queued_phase(mpijob: Mapping[str, Any], workload: Mapping[str, Any] | NotIns
     if isinstance(workload, NotInstalled):
         return StagePhase("Queued", REASON_KUEUE_NOT_INSTALLED,
                           f"MPIJob {name} waits for Kueue (LocalQueue {queue}), but Kueue is not installed: the API server "
-                          f"does not serve {WORKLOAD_PLURAL}.{WORKLOAD_GROUP}; install Kueue, or remove spec.queueName "
-                          "and apply the job again")
+                          f"does not serve {WORKLOAD_PLURAL}.{WORKLOAD_GROUP}; install Kueue, or delete the job and "
+                          "create it again without spec.queueName (a started job's spec cannot change)")
     if workload is None:
         return StagePhase("Queued", REASON_WAITING_FOR_WORKLOAD,
                           f"MPIJob {name} waits for Kueue (LocalQueue {queue}); Kueue has not made its Workload yet")

@@ -16,7 +16,7 @@ import codecs
 import re
 from typing import Any, Protocol
 
-_BIDI_AND_SEPARATORS = "\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_BIDI_AND_SEPARATORS = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
 #: Controls in text that keeps its lines: all but newline and tab.
 _IN_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
 #: Controls in text that must stay on one line: newline and tab too.

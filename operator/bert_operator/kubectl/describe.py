@@ -50,7 +50,7 @@ def event_time(event: dict[str, Any]) -> str:
 def _utc(stamp: str) -> str:
     try:
         return format_utc(parse_utc(stamp)) if stamp else ""
-    except ValueError:
+    except (ValueError, OverflowError):  # a time no calendar holds (year 0 after the zone shift): shown as written
         return stamp
 
 

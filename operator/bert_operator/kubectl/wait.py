@@ -97,7 +97,7 @@ def run(target: Target, name: str, goal: Goal, timeout: float | None) -> int:
     for job in job_states(target, name, deadline):
         if job is None:
             waited = _human(timeout or 0)
-            print(f"error: timed out after {waited} waiting for {where} {goal} (phase now: {phase or '<none>'})",
+            print(f"error: timed out after {waited} waiting for {where} {goal} (phase now: {one_line(phase or '<none>')})",
                   file=sys.stderr)
             return EXIT_FAILED
         phase = text(mapping(job.get("status")).get("phase"))
