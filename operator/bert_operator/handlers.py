@@ -44,7 +44,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.progress_runner, _site = await runtime.progress.serve("0.0.0.0", runtime.settings.progress_port,
                                                            runtime.settings.progress_ssl())
     memo.resync_task = asyncio.create_task(runtime.resync_forever())
-    runtime.start_worker()
+    runtime.start_workers()
     log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*",
              runtime.settings.trainer_image)
 

@@ -64,7 +64,7 @@ class Runtime:
     #: when this process first sees it.
     training: TrainingMetrics = field(default_factory=TrainingMetrics)
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    #: Reconciles no watch event asks for (restarts due, dependents, the resync), by job; one worker takes them.
+    #: Reconciles no watch event asks for (restarts due, dependents, the resync), by job; its workers take them.
     queue: WorkQueue[tuple[str, str]] = field(default_factory=WorkQueue)
 
     #: The status last written to each policy, so a resync writes only what changed.
@@ -180,10 +180,13 @@ class Runtime:
             finally:
                 self.queue.done(key)
 
-    def start_worker(self) -> threading.Thread:
-        worker = threading.Thread(target=self.work, name="bertoperator-queue", daemon=True)
-        worker.start()
-        return worker
+    def start_workers(self, count: int = 4) -> list[threading.Thread]:
+        """Workers taking jobs off the queue: several, so one job's slow API calls (retries back off for seconds)
+        do not hold up another's restart; the queue never hands one job to two of them."""
+        workers = [threading.Thread(target=self.work, name=f"bertoperator-queue-{i}", daemon=True) for i in range(count)]
+        for worker in workers:
+            worker.start()
+        return workers
 
     def known(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.jobs.get((namespace, name))

@@ -3,12 +3,12 @@
 Three things used to reconcile a job outside its watch events, each its own way: a `threading.Timer` per job for a
 restart's backoff, a recursive call into the jobs waiting for a producer, and a resync that reconciled every job in
 turn. They raced one another and the watch handlers, and a chain of dependents recursed as deep as it was long.
-Now each adds the job's key here, and one worker takes keys off, as client-go's workqueue does for a controller:
+Now each adds the job's key here, and the operator's workers take keys off, as client-go's workqueue does for a controller:
 
 - a key is queued once, however often it is added before it is taken (the earliest time asked for wins);
 - a key is never handed out again while it is being processed; added meanwhile, it is handed out once more after
   :meth:`done` (so a change seen during a reconcile is not lost);
-- a key can be added for later (`delay`): a restart's backoff, a retry after a failure.
+- a key can be added for later (`delay`): a restart's backoff (a failed reconcile waits for the next resync).
 
 The clock is injected, so the tests drive time by hand.
 """
@@ -102,7 +102,7 @@ class WorkQueue(Generic[Key]):
             self._again.pop(key, None)
 
     def queued(self) -> dict[Key, float]:
-        """The queued keys and when each is due (for tests and the resync's bookkeeping)."""
+        """The queued keys and when each is due (what the tests look at)."""
         with self._cond:
             return dict(self._due)
 
