@@ -429,11 +429,14 @@ def resolve_file(jobs: list[BertTrainingJob], source: str | None = None, *, need
     """Every job of a file with the references between them resolved (:func:`resolve_in_file`); a SpecError names
     the file and job, also for a field a policy might have given but none did (api/required.py: what reaches here
     has had its policies applied, if it has any)."""
-    for job in jobs:  # all first: a job takes its output from the producer it names
+    unset: list[FieldError] = []
+    for job in jobs:  # all first, every job's: a job takes its output from the producer it names
         try:
             require(job)
         except SpecError as exc:
-            raise SpecError(exc.errors, f"{source}: {job.metadata.name}" if source else job.metadata.name) from None
+            unset.extend(SpecError(exc.errors, f"{source}: {job.metadata.name}" if source else job.metadata.name).errors)
+    if unset:
+        raise SpecError(unset)
     bodies = in_file(jobs)
     out = []
     for job in jobs:

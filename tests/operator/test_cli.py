@@ -291,3 +291,16 @@ def test_policy_options_refuse_bad_input_with_exit_2(tmp_path: Path, capsys: pyt
         except SystemExit as stopped:  # argparse's own refusal of an option's value
             code, err = stopped.code, capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_every_job_of_a_file_without_an_output_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No policy gives an output here: each job that lacks one is named in one run (only the first was before)."""
+    documents = list(yaml.safe_load_all((REPO / "examples" / "bert-end-to-end.yaml").read_text()))
+    for document in documents:
+        document["spec"].pop("output", None)
+    bare = tmp_path / "no-outputs.yaml"
+    bare.write_text(yaml.safe_dump_all(documents))
+    code, out, err = run_main(capsys, "validate", str(bare))
+    assert code == 2 and out == ""
+    named = [line for line in err.splitlines() if "spec.output.uri: required" in line]
+    assert len(named) == len(documents) >= 2, err
