@@ -11,7 +11,6 @@ from kubernetes.client.rest import ApiException
 
 from .api.presets import API_GROUP, API_VERSION, KIND
 from .kube import KubeApi, namespace_terminating
-from .status import MAX_EVENT_BYTES, bounded
 
 log = logging.getLogger(__name__)
 COMPONENT = "bert-operator"
@@ -37,7 +36,7 @@ class EventRecorder:
             },
             "type": kind,
             "reason": reason,
-            "message": bounded(message, MAX_EVENT_BYTES),
+            "message": message,  # bounded by its one caller, reconcile/writer.py
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
             "firstTimestamp": now.isoformat(),

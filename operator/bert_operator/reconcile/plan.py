@@ -207,7 +207,7 @@ def _ended(ctx: Context, errors: Any, reason: str, prefix: str = "", extra: dict
     conditions = sm.ended_conditions(conditions, reason, message, ctx.now, generation)
     new = {**_columns(ctx, job, reason), **(extra or {}), "phase": "Failed", "conditions": conditions,
            "observedGeneration": generation, "completionTime": ctx.now}
-    return Plan(new, events=(Event("Warning", reason, sm.bounded(message, sm.MAX_EVENT_BYTES)),))
+    return Plan(new, events=(Event("Warning", reason, message),))  # (bounded where every Event is posted: writer.py)
 
 
 def _columns(ctx: Context, job: BertTrainingJob | None, reason: str) -> dict[str, Any]:
