@@ -125,7 +125,8 @@ def test_podtemplate_annotations_cannot_break_restricted() -> None:
     with pytest.raises(SpecError, match=r"spec\.resources\.podTemplate\.annotations\['container\.apparmor"):
         parse_job(document)
     document["spec"]["resources"]["podTemplate"] = {"annotations": {
-        "seccomp.security.alpha.kubernetes.io/pod": "runtime/default", "team.example.com/cost": "a"}}
+        "seccomp.security.alpha.kubernetes.io/pod": "runtime/default", "team.example.com/cost": "a",
+        "container.seccomp.security.alpha.kubernetes.io/worker": "docker/default"}}  # the default profile's old name
     for mpijob in render_all(parse_job(document)):
         for replica in mpijob["spec"]["mpiReplicaSpecs"].values():
             template = replica["template"]

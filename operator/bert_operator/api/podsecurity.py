@@ -17,11 +17,11 @@ also accepts on the rendered pods:
   standards allow ``runtime/default`` and ``localhost/<profile>``: podTemplate goes onto
   the launcher and the worker pods alike, which share no container name, and the API
   server refuses a pod whose annotation names a container it does not have;
-* ``seccomp.security.alpha.kubernetes.io/pod``: ``runtime/default`` only (the pods'
-  seccompProfile is RuntimeDefault, and the API server refuses an annotation that
-  disagrees with the field);
-* ``container.seccomp.security.alpha.kubernetes.io/<container>``: ``runtime/default`` or
-  ``localhost/<relative path>``.
+* ``seccomp.security.alpha.kubernetes.io/pod``: ``runtime/default`` (or its older name
+  ``docker/default``) only (the pods' seccompProfile is RuntimeDefault, and the API server
+  refuses an annotation that disagrees with the field);
+* ``container.seccomp.security.alpha.kubernetes.io/<container>``: ``runtime/default``,
+  ``docker/default`` or ``localhost/<relative path>``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ APPARMOR_PREFIX: Final = "container.apparmor.security.beta.kubernetes.io/"
 SECCOMP_POD_KEY: Final = "seccomp.security.alpha.kubernetes.io/pod"
 SECCOMP_CONTAINER_PREFIX: Final = "container.seccomp.security.alpha.kubernetes.io/"
 RUNTIME_DEFAULT: Final = "runtime/default"
+#: The runtime's default profile under its older name: the Pod Security Standards allow it, and the API server reads
+#: it as RuntimeDefault (so it agrees with the pods' seccompProfile).
+RUNTIME_DEFAULTS: Final = frozenset({RUNTIME_DEFAULT, "docker/default"})
 LOCALHOST: Final = "localhost/"
 
 
@@ -54,11 +57,11 @@ def annotation_problem(key: str, value: str) -> str | None:
         return ("names one container, but podTemplate annotations go onto the launcher and the worker pods, which "
                 "share no container name, and the API server refuses a pod whose AppArmor annotation names a "
                 "container it does not have (the pods already run the runtime's default profile)")
-    if key == SECCOMP_POD_KEY and value != RUNTIME_DEFAULT:
+    if key == SECCOMP_POD_KEY and value not in RUNTIME_DEFAULTS:
         verdict = "is refused by the API server" if _localhost_profile(value) else "would fail PodSecurity restricted"
         return (f"{verdict} (seccomp: allowed is runtime/default, the pods' own seccompProfile RuntimeDefault; the API "
                 "server refuses a pod annotation that disagrees with it)")
-    if key.startswith(SECCOMP_CONTAINER_PREFIX) and value != RUNTIME_DEFAULT and not _localhost_profile(value):
+    if key.startswith(SECCOMP_CONTAINER_PREFIX) and value not in RUNTIME_DEFAULTS and not _localhost_profile(value):
         return ("would fail PodSecurity restricted (seccomp: allowed are runtime/default and "
                 "localhost/<relative profile path>)")
     return None
