@@ -52,9 +52,10 @@ def verdict(body: Mapping[str, Any], policy: PolicyInput | None = None) -> tuple
             parsed = parse_job(job)
             started = bool((job.get("status") or {}).get("acceptedSpec"))
             return "\n".join(str(error) for error in ([] if started else unset_errors(parsed))) or None, []
-        if policy.holding():  # fail closed: an invalid policy selects this namespace
+        holding = policy.holding()
+        if holding:  # fail closed: an invalid policy selects this namespace
             return "\n".join(f"metadata.namespace: {held.message()}; no job is admitted here until the platform team "
-                             f"fixes or deletes it" for held in policy.holding()), []
+                             f"fixes or deletes it" for held in holding), []
         decision = decide(job, policy.labels, policy.policies)
     except SpecError as exc:
         return exc.render(), []

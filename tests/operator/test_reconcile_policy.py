@@ -65,6 +65,7 @@ def test_a_job_that_breaks_a_policy_fails_before_anything_is_created(cluster: Fa
     assert (body["status"]["phase"], failed["reason"], failed["message"]) == ("Failed", "PolicyViolation", message)
     assert cluster.events == [("Warning", "PolicyViolation", message)]
     assert "acceptedSpec" not in body["status"] and body["status"]["policy"]["policies"] == ["team-default"]
+    assert (body["status"]["task"], body["status"]["workers"], body["status"]["gpus"]) == ("glue", 4, 32)  # kubectl get's columns
 
 
 def test_a_policy_edited_after_the_start_binds_the_next_stage_not_the_running_one(cluster: FakeCluster) -> None:

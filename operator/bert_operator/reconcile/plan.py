@@ -205,23 +205,18 @@ def _ended(ctx: Context, errors: Any, reason: str, prefix: str = "", extra: dict
     elif reason in deps.REASONS:  # the spec is valid; the jobs it names cannot give it its inputs
         conditions = sm.set_condition(conditions, sm.VALID, True, sm.REASON_VALID_SPEC, "spec is valid", ctx.now, generation)
     conditions = sm.ended_conditions(conditions, reason, message, ctx.now, generation)
-    new = {**_columns(ctx, job, reason), **(extra or {}), "phase": "Failed", "conditions": conditions,
+    new = {**_columns(ctx, job), **(extra or {}), "phase": "Failed", "conditions": conditions,
            "observedGeneration": generation, "completionTime": ctx.now}
     return Plan(new, events=(Event("Warning", reason, message),))  # (bounded where every Event is posted: writer.py)
 
 
-def _columns(ctx: Context, job: BertTrainingJob | None, reason: str) -> dict[str, Any]:
+def _columns(ctx: Context, job: BertTrainingJob | None) -> dict[str, Any]:
     """The old status with the `kubectl get btj` columns of a job that ends before it started: its spec's, where the
     spec parses (a policy violation, a dependency), none where it does not (the columns of an earlier generation
     would describe a spec that is gone). A started job keeps the columns of what it ran."""
     if ctx.old.get("acceptedSpec"):
         return dict(ctx.old)
     base = {key: value for key, value in ctx.old.items() if key not in SUMMARY_FIELDS}
-    if job is None and reason != sm.REASON_INVALID_SPEC:
-        try:
-            job = parse_job(ctx.body)
-        except SpecError:  # valid only with its policies' values: nothing to show
-            job = None
     return {**base, **summary(job)} if job is not None else base
 
 
@@ -262,10 +257,11 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     try:
         decision = decide(written, given.labels, given.policies)
     except SpecError as exc:
-        return _ended(ctx, exc.errors, sm.REASON_POLICY_VIOLATION,
+        return _ended(ctx, exc.errors, sm.REASON_POLICY_VIOLATION, job=job,
                       prefix="the job with its BertTrainingPolicies' values is not valid: ")
     if decision.violations and not started:
-        return _ended(ctx, decision.violations, sm.REASON_POLICY_VIOLATION, extra={"policy": decision.status()})
+        return _ended(ctx, decision.violations, sm.REASON_POLICY_VIOLATION, extra={"policy": decision.status()},
+                      job=decision.job or job)
     return _recorded_output(ctx, decision.job or job), decision.status()
 
 
@@ -320,10 +316,11 @@ def _resolve(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tup
         if isinstance(given, PolicyInput):
             refused = list(location_errors(outcome.job, selecting(given.policies, given.labels), references_only=True))
             if refused:
-                return _ended(ctx, refused, sm.REASON_POLICY_VIOLATION, extra={"dependencies": outcome.dependencies})
+                return _ended(ctx, refused, sm.REASON_POLICY_VIOLATION, extra={"dependencies": outcome.dependencies},
+                              job=job)
         return outcome.job, outcome.dependencies
     if isinstance(outcome, deps.Broken):
-        return _ended(ctx, outcome.errors, outcome.reason, extra={"dependencies": outcome.dependencies})
+        return _ended(ctx, outcome.errors, outcome.reason, extra={"dependencies": outcome.dependencies}, job=job)
     return _waiting_for_jobs(ctx, job, outcome)
 
 
