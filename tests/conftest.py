@@ -1,10 +1,13 @@
-"""Shared fixtures: the repository's examples, the real files in ../shared, hypothesis' profiles, free ports, S3."""
+"""Shared fixtures: the repository's examples, the real files in ../shared, hypothesis' profiles, free ports, S3, and
+the trainer's command line run in this process (`run_cli`) or in a process of its own (`run_cli_process`)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -121,3 +124,37 @@ def rank_command(launcher: list[str]) -> list[str]:
     """A rank's `python -m bert_trainer <task> ...` within a launcher's command (`... launch -- mpirun ... python ...`)."""
     starts = [i for i in range(len(launcher) - 2) if launcher[i:i + 3] == ["python", "-m", "bert_trainer"]]
     return launcher[starts[-1]:]
+
+
+@pytest.fixture()
+def run_cli(tmp_path: Path):
+    """Run ``python -m bert_trainer ARGS`` as the operator would, from a scratch folder, in this process
+    (tests/tf_state.py: the exit status, stdout and stderr a subprocess would have given, without paying
+    TensorFlow's import again). The default: use `run_cli_process` only where the process is the subject."""
+    from tests.tf_state import run_trainer
+
+    def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return run_trainer(args, cwd=tmp_path, env=env)
+
+    return _run
+
+
+@pytest.fixture()
+def run_cli_process(tmp_path: Path):
+    """Run ``python -m bert_trainer ARGS`` in a process of its own, from a scratch folder: for the runs whose
+    process matters (prepare-data's fork pool, what a fresh interpreter sees)."""
+    import bert_trainer
+
+    # The bert_trainer this session imports (a worktree's, say), not whichever is installed. Only a folder
+    # literally named bert_trainer can go on the path: the repository root would put its operator/ folder in front
+    # of the standard library's operator module.
+    package_dir = os.path.dirname(os.path.abspath(bert_trainer.__file__))
+    root = os.path.dirname(package_dir) if os.path.basename(package_dir) == "bert_trainer" else None
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+    def _run(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {}), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+        return subprocess.run([sys.executable, "-m", "bert_trainer", *args], cwd=tmp_path, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return _run

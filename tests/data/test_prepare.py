@@ -68,10 +68,10 @@ def test_records_feed_the_pretraining_pipeline(corpus_dir, vocab_file, tmp_path,
     assert n_eval > 0
 
 
-def test_deterministic_whatever_the_workers(corpus_dir, vocab_file, tmp_path, run_cli):
+def test_deterministic_whatever_the_workers(corpus_dir, vocab_file, tmp_path, run_cli_process):
     a, b, c = (tmp_path / x / CORPUS for x in "abc")
     assert main(flags(corpus_dir, a, vocab_file, workers=1)) == 0
-    proc = run_cli(flags(corpus_dir, b, vocab_file, workers=2))  # a process pool, in a subprocess
+    proc = run_cli_process(flags(corpus_dir, b, vocab_file, workers=2))  # a process pool, in a subprocess
     assert proc.returncode == 0, proc.stderr
     assert main(flags(corpus_dir, c, vocab_file, seed=7)) == 0
     assert shard_bytes(a) == shard_bytes(b)
@@ -111,7 +111,7 @@ def _upload_dir(client, bucket, local: str, prefix: str) -> None:
         client.upload_file(str(p), bucket, f"{prefix}/{p.name}")
 
 
-def test_object_storage_in_and_out(corpus_dir, vocab_file, bucket, s3_env, run_cli, tmp_path):
+def test_object_storage_in_and_out(corpus_dir, vocab_file, bucket, s3_env, run_cli_process, tmp_path):
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"])
@@ -120,7 +120,7 @@ def test_object_storage_in_and_out(corpus_dir, vocab_file, bucket, s3_env, run_c
     out = f"s3://{bucket}/tfrecord/lower_case_1_seq_len_128/{CORPUS}"
     args = flags(f"s3://{bucket}/raw", out, f"s3://{bucket}/vocab/vocab.txt", workers=2,
                  extra=["--local_dir", str(tmp_path / "scratch")])
-    proc = run_cli(args, env=s3_env)
+    proc = run_cli_process(args, env=s3_env)
     assert proc.returncode == 0, proc.stderr
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="tfrecord/")["Contents"])
     shards = [k for k in keys if k.endswith(".tfrecord")]
@@ -132,7 +132,7 @@ def test_object_storage_in_and_out(corpus_dir, vocab_file, bucket, s3_env, run_c
     for k in shards:  # the same bytes as a local run
         split, name = k.split("/")[-2:]
         assert client.get_object(Bucket=bucket, Key=k)["Body"].read() == (local / split / name).read_bytes()
-    again = run_cli(args, env=s3_env)
+    again = run_cli_process(args, env=s3_env)
     assert again.returncode == 0 and "skipped=6" in again.stderr
 
 
@@ -194,7 +194,7 @@ def test_bad_input_exits_2_naming_the_flag(case, corpus_dir, vocab_file, tmp_pat
     assert not out.exists()  # nothing written, not even progress.json
 
 
-def test_ranks_split_the_shards(corpus_dir, vocab_file, tmp_path, run_cli):
+def test_ranks_split_the_shards(corpus_dir, vocab_file, tmp_path, run_cli_process):
     """Under mpirun/horovodrun (rank from the launcher's variables) rank r makes
     shards r, r+size, ...; rank 0 writes results.json once every shard exists."""
     import subprocess

@@ -1,7 +1,7 @@
 """Fixtures for the trainer tests: a tiny BERT config, tiny generated record sets,
 a moto S3 server on loopback, the MiniLM files shipped in a PyPI package, and
-helpers to run the real CLI: in this process (``run_cli``, see tests/tf_state.py), or in
-a subprocess that the test SIGKILLs at a moment it chooses (``run_cli_until_killed``)."""
+a helper that runs the real CLI in a subprocess the test SIGKILLs at a moment it chooses
+(``run_cli_until_killed``; ``run_cli`` and ``run_cli_process`` are tests/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -54,18 +54,6 @@ def tiny_flags(records: dict[str, str], output_dir: str, *, steps: int = 20, sav
         "--num_accumulation_steps", "1", "--learning_rate", "2e-2", "--optimizer", "lamb",
         "--precision", "fp32", "--save_checkpoints_steps", str(save), "--report_every_steps", "5", "--do_train",
     ]
-
-
-@pytest.fixture()
-def run_cli(tmp_path):
-    """Run ``python -m bert_trainer ARGS`` as the operator would, from a scratch folder, in this process
-    (tests/tf_state.py: the exit status, stdout and stderr a subprocess would have given)."""
-    from tests.tf_state import run_trainer
-
-    def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return run_trainer(args, cwd=tmp_path, env=env)
-
-    return _run
 
 
 @pytest.fixture()
