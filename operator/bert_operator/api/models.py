@@ -365,6 +365,11 @@ class TaskSpec(ApiModel):
     prepare_data: PrepareDataTask | None = Field(None, description="Turn raw text into pretraining TFRecords.")
 
 
+#: The keys under spec.task as users write them: TaskSpec's fields are the list of tasks, so what lists them
+#: (descriptions here, the CRD's printer column, the task registry's order) derives from them.
+_TASK_KEYS = [info.alias or name for name, info in TaskSpec.model_fields.items()]
+
+
 # ----------------------------------------------------------------- infrastructure
 
 
@@ -548,7 +553,7 @@ class RunPolicySpec(ApiModel):
 class BertTrainingJobSpec(ApiModel):
     """The desired BERT training run."""
 
-    task: TaskSpec = Field(..., description="What to run: exactly one of pretrain, squad, glue, prepareData.")
+    task: TaskSpec = Field(..., description=f"What to run: exactly one of {', '.join(_TASK_KEYS)}.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="BERT size, vocabulary and starting weights.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer and its hyperparameters.")
     precision: Precision = Field("fp16", description="fp32, fp16 (automatic mixed precision, dynamic loss scaling) or bf16. "
