@@ -14,6 +14,8 @@ from bert_trainer.tasks.finetuning import add_finetune_arguments, run_finetune, 
 
 NAME = "glue"
 HELP = "GLUE fine-tuning (CoLA, MRPC, MNLI)"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 30
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:

@@ -24,6 +24,8 @@ from bert_trainer.tasks.common import check_output_dir, require_positive, resolv
 
 NAME = "predict"
 HELP = "predictions (and metrics) of an exported model or a checkpoint on a GLUE TSV or a SQuAD JSON file"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 60
 SQUAD = "squad"
 #: Architectures (Hugging Face class names, as config.json lists them) each kind of task needs.
 NEEDS = {SQUAD: "BertForQuestionAnswering", **{task: "BertForSequenceClassification" for task in GLUE_TASKS}}

@@ -17,6 +17,8 @@ from bert_trainer.tasks.common import (KEEP_HELP, check_init_checkpoint, check_k
 
 NAME = "pretrain"
 HELP = "masked-LM + next-sentence pretraining"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 10
 
 POSITIVE = ("train_batch_size", "eval_batch_size", "max_seq_length", "max_predictions_per_seq",
             "num_train_steps", "num_accumulation_steps", "save_checkpoints_steps", "report_every_steps",

@@ -15,6 +15,8 @@ from bert_trainer.tasks.finetuning import add_finetune_arguments, run_finetune, 
 
 NAME = "squad"
 HELP = "SQuAD v1.1/v2.0 fine-tuning and prediction"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 40
 
 
 def add_arguments(q: argparse.ArgumentParser) -> None:
