@@ -34,16 +34,13 @@ import tensorflow as tf
 
 from bert_trainer import storage
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.heads import heads
 from bert_trainer.model.hf_export import architecture, metadata_files
 
 SIGNATURE = "serving_default"
 INPUTS = ("input_ids", "input_mask", "segment_ids")
-#: The serving outputs of each head, by the Hugging Face architecture name the weights make.
-OUTPUTS: Mapping[str, tuple[str, ...]] = {
-    "BertForSequenceClassification": ("logits",),
-    "BertForQuestionAnswering": ("start_logits", "end_logits"),
-    "BertForPreTraining": ("mlm_logits", "nsp_logits"),
-}
+#: The serving outputs of each head (``Head.outputs``), by the Hugging Face architecture name the weights make.
+OUTPUTS: Mapping[str, tuple[str, ...]] = {head.architecture: head.outputs for head in heads()}
 SAVED_MODEL_PB = "saved_model.pb"
 
 

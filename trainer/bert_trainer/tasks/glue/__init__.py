@@ -9,13 +9,22 @@ from __future__ import annotations
 import argparse
 
 from bert_trainer import storage
+from bert_trainer.finetune.glue_data import TASKS as GLUE_TASKS
 from bert_trainer.flags import bool_flag
+from bert_trainer.model.heads import Head
 from bert_trainer.tasks.finetuning import add_finetune_arguments, run_finetune, validate_finetune
 
 NAME = "glue"
 HELP = "GLUE fine-tuning (CoLA, MRPC, MNLI)"
 #: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
 ORDER = 30
+#: Google run_classifier's head: one logit per label; predict runs it on a GLUE task's TSV.
+HEAD = Head(
+    label="GLUE", architecture="BertForSequenceClassification",
+    tensors={"output_weights": "classifier.weight", "output_bias": "classifier.bias"},
+    detect=("output_weights",), outputs=("logits",), labels_from="output_weights",
+    predict_names=tuple(GLUE_TASKS), predict_seq_length=128,
+)
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:

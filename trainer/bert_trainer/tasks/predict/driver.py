@@ -33,7 +33,7 @@ from bert_trainer.model.savedmodel_export import INPUTS, ServingModule, load_ser
 from bert_trainer.reports import write_json
 from bert_trainer.scratch import fresh_scratch_dir
 from bert_trainer.tasks.export.driver import CheckpointMismatch, restore
-from bert_trainer.tasks.predict import NEEDS, SQUAD
+from bert_trainer.tasks.predict import SQUAD, needs
 
 log = logging.getLogger(__name__)
 Serve = Callable[..., dict[str, tf.Tensor]]
@@ -122,8 +122,8 @@ def _run(args: argparse.Namespace, scratch: str) -> dict[str, Any]:
         arrays = encode_pairs(tokenizer, [e.text_a for e in glue_examples], [e.text_b for e in glue_examples],
                               args.max_seq_length)
     serve, arch, _keep = load_model(args, scratch)
-    if arch != NEEDS[args.task_name]:
-        raise PredictMismatch(f"{args.model} is a {arch}; --task_name {args.task_name} needs a {NEEDS[args.task_name]}")
+    if arch != needs(args.task_name):
+        raise PredictMismatch(f"{args.model} is a {arch}; --task_name {args.task_name} needs a {needs(args.task_name)}")
     outputs = run_batches(serve, arrays, args.predict_batch_size)
     summary: dict[str, Any] = {"task": args.task_name, "model": args.model, "predict_file": args.predict_file}
     if squad:

@@ -10,6 +10,7 @@ import argparse
 
 from bert_trainer import storage
 from bert_trainer.flags import bool_flag
+from bert_trainer.model.heads import Head
 from bert_trainer.tasks.common import require_positive
 from bert_trainer.tasks.finetuning import add_finetune_arguments, run_finetune, validate_finetune
 
@@ -17,6 +18,13 @@ NAME = "squad"
 HELP = "SQuAD v1.1/v2.0 fine-tuning and prediction"
 #: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
 ORDER = 40
+#: Google run_squad's head: a start and an end logit per token; predict runs it on a SQuAD JSON file.
+HEAD = Head(
+    label="SQuAD", architecture="BertForQuestionAnswering",
+    tensors={"cls/squad/output_weights": "qa_outputs.weight", "cls/squad/output_bias": "qa_outputs.bias"},
+    detect=("cls/squad/output_weights",), outputs=("start_logits", "end_logits"),
+    predict_names=(NAME,), predict_seq_length=384,
+)
 
 
 def add_arguments(q: argparse.ArgumentParser) -> None:
