@@ -155,11 +155,12 @@ def test_a_task_added_as_two_modules_and_a_field_is_in_the_registry_the_crd_the_
     assert task["properties"]["demoTask"]["properties"]["steps"]["minimum"] == 1
     assert (task["minProperties"], task["maxProperties"]) == (1, 1)
     column = next(c for c in version["additionalPrinterColumns"] if c["name"] == "Task")
-    assert column["description"] == "pretrain, squad, glue, prepareData or demoTask."
-    assert next(c for c in printer_columns() if c["name"] == "Task")["description"] == "pretrain, squad, glue or prepareData."
+    assert column["description"] == f"{', '.join(OPERATOR_TASKS)} or demoTask."
+    listed = f"{', '.join(OPERATOR_TASKS[:-1])} or {OPERATOR_TASKS[-1]}."  # "pretrain, squad, glue or prepareData."
+    assert next(c for c in printer_columns() if c["name"] == "Task")["description"] == listed
     # The rules: the one-task rule names it, its own rule runs, and its facts (reads_records) are asked.
     both = rules.check(_job({"glue": {}, "demoTask": {}}))
-    assert [str(e) for e in both] == ["spec.task: must set exactly one of pretrain, squad, glue, prepareData, demoTask; "
+    assert [str(e) for e in both] == [f"spec.task: must set exactly one of {', '.join(OPERATOR_TASKS)}, demoTask; "
                                       "got glue and demoTask"]
     alone = [str(e) for e in rules.check(_job({"demoTask": {"steps": 11}}, dataset={"fromJob": "maker"}))]
     assert alone == ["spec.task.demoTask.steps: must be <= 10"]
