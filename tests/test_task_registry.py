@@ -34,7 +34,7 @@ def test_the_operator_registry_is_every_task_module_in_the_apis_order_and_nothin
     assert tuple(task.name for task in operator_tasks.TASKS) == OPERATOR_TASKS
     assert [task.field for task in found] == list(TaskSpec.model_fields)
     modules = {type(task).__module__.rsplit(".", 1)[1] for task in found}
-    assert modules == {"pretrain", "squad", "glue", "prepare_data"}  # base and flags are not tasks
+    assert len(modules) == len(found) and not modules & {"base", "flags"}  # one module a task; shared code is none
 
 
 def test_the_trainer_registry_is_every_task_module_by_its_order_and_nothing_else() -> None:
