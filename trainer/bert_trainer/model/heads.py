@@ -3,15 +3,17 @@
 A task that trains a head of its own (pretrain's masked-LM + next-sentence heads, glue's classifier, squad's
 span head) says what it is in its module, as ``HEAD = Head(...)``: the variables that hold it (Google's names,
 and Hugging Face's for them), the Hugging Face class those make, the SavedModel outputs it serves and, for a
-fine-tuned head, how ``predict`` asks for it. :func:`heads` collects them from the task registry, so the
-exporters (:mod:`~bert_trainer.model.hf_export`, :mod:`~bert_trainer.model.hf_names`,
-:mod:`~bert_trainer.model.savedmodel_export`) and ``predict`` name no task. Standard library only.
+fine-tuned head, how ``predict`` asks for it, checks its flags and reads, runs and writes its file.
+:func:`heads` collects them from the task registry, so the exporters (:mod:`~bert_trainer.model.hf_export`,
+:mod:`~bert_trainer.model.hf_names`, :mod:`~bert_trainer.model.savedmodel_export`) and ``predict`` name no task.
+Standard library only.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,14 @@ class Head:
     predict_names: tuple[str, ...] = field(default_factory=tuple)
     #: predict's default --max_seq_length for it.
     predict_seq_length: int | None = None
+    #: predict's checks of its flags for this head, before TensorFlow (exit 2 through parser.error).
+    predict_check: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None
+    #: The label count a --task_name needs of a Hugging Face folder's config.json (None: no labels).
+    predict_labels: Callable[[str], int | None] | None = None
+    #: The module (TensorFlow) that makes predict's inputs from its file, builds the head and writes its
+    #: predictions: ``build(cfg, task_name)``, ``featurise(args, tokenizer)``, ``finish(args, read, outputs,
+    #: summary)`` and ``INPUT_ERRORS`` (what a bad file raises).
+    predict_module: str | None = None
 
 
 def heads() -> tuple[Head, ...]:

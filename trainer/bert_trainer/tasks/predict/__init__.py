@@ -9,7 +9,10 @@ GLUE ``predictions.tsv`` (``index<TAB>prediction``, the label as the task's file
 layout), SQuAD ``predictions.json`` (``{qid: answer}``, the official layout; v2.0 also ``null_odds.json``), and
 ``metrics.json`` when scored.
 
-This module is the command line (TensorFlow-free); the work is :mod:`bert_trainer.tasks.predict.driver`.
+This module is the command line (TensorFlow-free); the work is :mod:`bert_trainer.tasks.predict.driver`. What
+differs per head (the --task_name values, the default --max_seq_length, the checks of the flags, how the file is
+read, run and written) is the fine-tuning task's own: its ``HEAD`` (:mod:`bert_trainer.model.heads`) and the
+``prediction`` module that names (``bert_trainer.tasks.glue.prediction``, ``bert_trainer.tasks.squad.prediction``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import argparse
 import json
 
 from bert_trainer import storage
-from bert_trainer.finetune.glue_data import TASKS as GLUE_TASKS
 from bert_trainer.flags import add_model_flags, bool_flag
 from bert_trainer.model.heads import Head, heads
 from bert_trainer.tasks.common import check_output_dir, require_positive, resolve_config, run_guarded
@@ -27,7 +29,6 @@ NAME = "predict"
 HELP = "predictions (and metrics) of an exported model or a checkpoint on a GLUE TSV or a SQuAD JSON file"
 #: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
 ORDER = 60
-SQUAD = "squad"
 MODEL_FLAGS = ("bert_model", "bert_config_json", "bert_config_file")
 
 
@@ -97,17 +98,13 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     args.model_kind, args.vocab_file, args.do_lower_case and args.max_seq_length."""
     from bert_trainer.model.config import BertConfig, ConfigError  # noqa: PLC0415 - as resolve_config
 
-    squad = args.task_name == SQUAD
+    head = predict_heads()[args.task_name]
     if args.max_seq_length is None:
-        args.max_seq_length = predict_heads()[args.task_name].predict_seq_length
+        args.max_seq_length = head.predict_seq_length
     require_positive(parser, args, ("max_seq_length", "predict_batch_size", "doc_stride", "max_query_length",
                                     "n_best_size", "max_answer_length"))
-    if squad and (args.doc_stride >= args.max_seq_length or args.max_query_length > args.max_seq_length - 4):
-        parser.error("--doc_stride must be < --max_seq_length and --max_query_length <= --max_seq_length - 4")
-    if args.version_2_with_negative and not squad:
-        parser.error("--version_2_with_negative: only for --task_name squad")
-    if not squad and not args.predict_file.endswith(".tsv"):
-        parser.error(f"--predict_file: {args.predict_file}: a GLUE file is a .tsv (e.g. dev.tsv)")
+    if head.predict_check:
+        head.predict_check(parser, args)
     if not storage.exists(args.predict_file):
         parser.error(f"--predict_file: {args.predict_file}: not found")
     try:
@@ -139,9 +136,9 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             parser.error(f"--model: {args.model} is a {arch}; --task_name {args.task_name} needs a "
                          f"{needs(args.task_name)} (a model fine-tuned for it)")
         labels = len(config.get("id2label") or {})
-        if not squad and labels != len(GLUE_TASKS[args.task_name].labels):
-            parser.error(f"--model: {args.model} has {labels} labels; {args.task_name} has "
-                         f"{len(GLUE_TASKS[args.task_name].labels)}")
+        wanted = head.predict_labels(args.task_name) if head.predict_labels else None
+        if wanted is not None and labels != wanted:
+            parser.error(f"--model: {args.model} has {labels} labels; {args.task_name} has {wanted}")
     if args.max_seq_length > args.bert_config.max_position_embeddings:
         parser.error(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "
                      f"{args.bert_config.max_position_embeddings}")
@@ -159,10 +156,8 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from bert_trainer.finetune.glue_data import GlueDataError  # noqa: PLC0415
-    from bert_trainer.finetune.squad_data import SquadDataError  # noqa: PLC0415
     from bert_trainer.finetune.tokenization import VocabError  # noqa: PLC0415
     from bert_trainer.tasks.predict import driver  # noqa: PLC0415 - imports TensorFlow
 
     return run_guarded(parser, NAME, lambda: driver.run(args), stoppable=False,
-                       input_errors=(driver.PredictMismatch, GlueDataError, SquadDataError, VocabError))
+                       input_errors=(driver.PredictMismatch, *driver.prediction(args.task_name).INPUT_ERRORS, VocabError))

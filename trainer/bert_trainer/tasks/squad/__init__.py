@@ -18,13 +18,6 @@ NAME = "squad"
 HELP = "SQuAD v1.1/v2.0 fine-tuning and prediction"
 #: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
 ORDER = 40
-#: Google run_squad's head: a start and an end logit per token; predict runs it on a SQuAD JSON file.
-HEAD = Head(
-    label="SQuAD", architecture="BertForQuestionAnswering",
-    tensors={"cls/squad/output_weights": "qa_outputs.weight", "cls/squad/output_bias": "qa_outputs.bias"},
-    detect=("cls/squad/output_weights",), outputs=("start_logits", "end_logits"),
-    predict_names=(NAME,), predict_seq_length=384,
-)
 
 
 def add_arguments(q: argparse.ArgumentParser) -> None:
@@ -62,3 +55,20 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from bert_trainer.tasks.squad import driver  # noqa: PLC0415 - imports TensorFlow
 
     return run_finetune(parser, args, NAME, driver.run)
+
+
+def _predict_check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """predict --task_name squad: the windows must fit, as for training."""
+    if args.doc_stride >= args.max_seq_length or args.max_query_length > args.max_seq_length - 4:
+        parser.error("--doc_stride must be < --max_seq_length and --max_query_length <= --max_seq_length - 4")
+
+
+#: Google run_squad's head: a start and an end logit per token; predict runs it on a SQuAD JSON file
+#: (squad/prediction.py).
+HEAD = Head(
+    label="SQuAD", architecture="BertForQuestionAnswering",
+    tensors={"cls/squad/output_weights": "qa_outputs.weight", "cls/squad/output_bias": "qa_outputs.bias"},
+    detect=("cls/squad/output_weights",), outputs=("start_logits", "end_logits"),
+    predict_names=(NAME,), predict_seq_length=384, predict_check=_predict_check,
+    predict_module="bert_trainer.tasks.squad.prediction",
+)
