@@ -82,9 +82,16 @@ from bert_trainer.model.heads import Head
 NAME = "demo-task"
 HELP = "a throwaway task"
 ORDER = 45
+
+
+def _predict_check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not args.predict_file.endswith(".demo"):
+        parser.error(f"--predict_file: {args.predict_file}: a demo file ends in .demo")
+
+
 HEAD = Head(label="Demo", architecture="BertForDemo", tensors={"cls/demo/output_weights": "demo.weight"},
             detect=("cls/demo/output_weights",), outputs=("demo_logits",), predict_names=("demo",),
-            predict_seq_length=64)
+            predict_seq_length=64, predict_check=_predict_check)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -213,3 +220,8 @@ def test_a_task_added_as_a_trainer_module_is_a_subcommand_and_its_head_is_export
     assert task_name.choices == ["CoLA", "MRPC", "MNLI", "squad", "demo"]
     assert next(a for a in parser._actions if a.dest == "max_seq_length").help == "default 128 (GLUE), 384 (squad), 64 (demo)"
     assert predict.needs("demo") == "BertForDemo"
+    args = parser.parse_args(["--model", "m", "--task_name", "demo", "--predict_file", "dev.tsv", "--output_dir", "o"])
+    with pytest.raises(SystemExit) as exited:
+        predict.validate(parser, args)
+    assert exited.value.code == 2 and "--predict_file: dev.tsv: a demo file ends in .demo" in capsys.readouterr().err
+    assert args.max_seq_length == 64  # its default, set before the checks
