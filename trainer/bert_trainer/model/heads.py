@@ -12,7 +12,9 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import importlib
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Callable, Mapping
 
 
@@ -38,10 +40,12 @@ class Head:
     predict_check: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None
     #: The label count a --task_name needs of a Hugging Face folder's config.json (None: no labels).
     predict_labels: Callable[[str], int | None] | None = None
-    #: The module (TensorFlow) that makes predict's inputs from its file, builds the head and writes its
-    #: predictions: ``build(cfg, task_name)``, ``featurise(args, tokenizer)``, ``finish(args, read, outputs,
-    #: summary)`` and ``INPUT_ERRORS`` (what a bad file raises).
-    predict_module: str | None = None
+    #: The module of its TensorFlow code (``bert_trainer.tasks.<task>.head``), imported only where TensorFlow is:
+    #: ``from_weights(cfg, shapes)`` (the model a checkpoint's variables make, for export and predict) and
+    #: ``serve(model, input_ids, input_mask, segment_ids)`` (its SavedModel outputs); for predict also
+    #: ``build(cfg, task_name)``, ``featurise(args, tokenizer)``, ``finish(args, read, outputs, summary)`` and
+    #: ``INPUT_ERRORS`` (what a bad file raises).
+    module: str = ""
 
 
 def heads() -> tuple[Head, ...]:
@@ -49,6 +53,12 @@ def heads() -> tuple[Head, ...]:
     from bert_trainer import tasks  # noqa: PLC0415 - the task modules import this one for Head
 
     return tuple(head for task in tasks.TASKS if isinstance(head := getattr(task, "HEAD", None), Head))
+
+
+def head_module(architecture: str) -> ModuleType:
+    """The TensorFlow code (``Head.module``) of the head that makes `architecture`."""
+    head = next(head for head in heads() if head.architecture == architecture)
+    return importlib.import_module(head.module)
 
 
 def listing(names: list[str], conjunction: str = "or") -> str:

@@ -57,12 +57,12 @@ def _predict_check(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error(f"--predict_file: {args.predict_file}: a GLUE file is a .tsv (e.g. dev.tsv)")
 
 
-#: Google run_classifier's head: one logit per label; predict runs it on a GLUE task's TSV (glue/prediction.py).
+#: Google run_classifier's head: one logit per label; predict runs it on a GLUE task's TSV (glue/head.py).
 HEAD = Head(
     label="GLUE", architecture="BertForSequenceClassification",
     tensors={"output_weights": "classifier.weight", "output_bias": "classifier.bias"},
     detect=("output_weights",), outputs=("logits",), labels_from="output_weights",
     predict_names=tuple(GLUE_TASKS), predict_seq_length=128, predict_check=_predict_check,
     predict_labels=lambda task_name: len(GLUE_TASKS[task_name].labels),
-    predict_module="bert_trainer.tasks.glue.prediction",
+    module="bert_trainer.tasks.glue.head",
 )

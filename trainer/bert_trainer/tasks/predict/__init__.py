@@ -12,7 +12,7 @@ layout), SQuAD ``predictions.json`` (``{qid: answer}``, the official layout; v2.
 This module is the command line (TensorFlow-free); the work is :mod:`bert_trainer.tasks.predict.driver`. What
 differs per head (the --task_name values, the default --max_seq_length, the checks of the flags, how the file is
 read, run and written) is the fine-tuning task's own: its ``HEAD`` (:mod:`bert_trainer.model.heads`) and the
-``prediction`` module that names (``bert_trainer.tasks.glue.prediction``, ``bert_trainer.tasks.squad.prediction``).
+module that names (``bert_trainer.tasks.glue.head``, ``bert_trainer.tasks.squad.head``).
 """
 
 from __future__ import annotations

@@ -45,10 +45,8 @@ class PredictMismatch(ValueError):
 
 
 def prediction(task_name: str) -> ModuleType:
-    """The module that reads, runs and writes --task_name's file: its head's ``predict_module``."""
-    module = predict_heads()[task_name].predict_module
-    assert module, f"the head of {task_name} declares no predict_module"
-    return importlib.import_module(module)
+    """The module that builds --task_name's head and reads, runs and writes its file: the head's ``module``."""
+    return importlib.import_module(predict_heads()[task_name].module)
 
 
 def _fetch_folder(uri: str, local: str) -> str:

@@ -27,7 +27,7 @@ HEAD = Head(
              "cls/seq_relationship/output_weights": "cls.seq_relationship.weight",
              "cls/seq_relationship/output_bias": "cls.seq_relationship.bias"},
     detect=("cls/predictions/output_bias", "cls/seq_relationship/output_weights"),
-    outputs=("mlm_logits", "nsp_logits"),
+    outputs=("mlm_logits", "nsp_logits"), module="bert_trainer.tasks.pretrain.head",
 )
 
 POSITIVE = ("train_batch_size", "eval_batch_size", "max_seq_length", "max_predictions_per_seq",

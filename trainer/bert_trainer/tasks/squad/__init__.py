@@ -64,11 +64,11 @@ def _predict_check(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 #: Google run_squad's head: a start and an end logit per token; predict runs it on a SQuAD JSON file
-#: (squad/prediction.py).
+#: (squad/head.py).
 HEAD = Head(
     label="SQuAD", architecture="BertForQuestionAnswering",
     tensors={"cls/squad/output_weights": "qa_outputs.weight", "cls/squad/output_bias": "qa_outputs.bias"},
     detect=("cls/squad/output_weights",), outputs=("start_logits", "end_logits"),
     predict_names=(NAME,), predict_seq_length=384, predict_check=_predict_check,
-    predict_module="bert_trainer.tasks.squad.prediction",
+    module="bert_trainer.tasks.squad.head",
 )

@@ -1,13 +1,14 @@
-"""What ``predict`` does for SQuAD (its head, ``HEAD`` in this package): read the JSON file, build the span head,
-write ``predictions.json`` (``{qid: answer}``, the official layout; v2.0 also ``null_odds.json``) and, the file
-having answers, score it. Features are the squad task's ``make_features`` windows, so the metrics match a training
-run's. TensorFlow: imported by the predict driver only.
+"""The span head's TensorFlow side (``HEAD`` in this package): the model a checkpoint's variables make and what its
+SavedModel serves (export), and what ``predict`` does for SQuAD: read the JSON file, build the span head, write
+``predictions.json`` (``{qid: answer}``, the official layout; v2.0 also ``null_odds.json``) and, the file having
+answers, score it. Features are the squad task's ``make_features`` windows, so the metrics match a training run's.
+TensorFlow: imported by export and predict only.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +22,15 @@ from bert_trainer.reports import write_json
 
 #: What reading the file raises: bad input (exit 2), not a bug.
 INPUT_ERRORS = (SquadDataError,)
+
+
+def from_weights(cfg: BertConfig, shapes: Mapping[str, Sequence[int]]) -> tf.Module:
+    return BertSpanHead(cfg)
+
+
+def serve(model: tf.Module, input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    starts, ends = model(input_ids, input_mask, segment_ids, training=False)
+    return {"start_logits": starts, "end_logits": ends}
 
 
 def build(cfg: BertConfig, task_name: str) -> tf.Module:

@@ -1,13 +1,14 @@
-"""What ``predict`` does for a GLUE task (its head, ``HEAD`` in this package): read the TSV, build the classifier,
+"""The classifier head's TensorFlow side (``HEAD`` in this package): the model a checkpoint's variables make and
+what its SavedModel serves (export), and what ``predict`` does for a GLUE task: read the TSV, build the classifier,
 write ``predictions.tsv`` (``index<TAB>prediction``, the label as the task's files spell it, GLUE's submission
 layout) and score it. Features are made as the glue task makes its dev set's (``encode_pairs``), so the metrics
-match a training run's. TensorFlow: imported by the predict driver only.
+match a training run's. TensorFlow: imported by export and predict only.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +24,15 @@ from bert_trainer.tasks.predict.driver import PredictMismatch
 
 #: What reading the file raises: bad input (exit 2), not a bug.
 INPUT_ERRORS = (GlueDataError,)
+
+
+def from_weights(cfg: BertConfig, shapes: Mapping[str, Sequence[int]]) -> tf.Module:
+    """The classifier with as many labels as the checkpoint's output_weights has rows."""
+    return BertClassifier(cfg, shapes["output_weights"][0])
+
+
+def serve(model: tf.Module, input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {"logits": model(input_ids, input_mask, segment_ids, training=False)}
 
 
 def build(cfg: BertConfig, task_name: str) -> tf.Module:
