@@ -357,7 +357,7 @@ class PrepareDataTask(ApiModel):
 
 
 class TaskSpec(ApiModel):
-    """What the job does: exactly one of pretrain, squad, glue or prepareData."""
+    """What the job does: exactly one task, each a field here (its order is the order tasks are listed in)."""
 
     pretrain: PretrainTask | None = Field(None, description="BERT pretraining (masked LM + next sentence).")
     squad: SquadTask | None = Field(None, description="SQuAD v1.1/v2.0 fine-tuning.")
