@@ -216,9 +216,9 @@ def test_a_task_added_as_a_trainer_module_is_a_subcommand_and_its_head_is_export
         hf_export.architecture({})
     parser = argparse.ArgumentParser()
     predict.add_arguments(parser)
-    task_name = next(a for a in parser._actions if a.dest == "task_name")
-    assert task_name.choices == ["CoLA", "MRPC", "MNLI", "squad", "demo"]
-    assert next(a for a in parser._actions if a.dest == "max_seq_length").help == "default 128 (GLUE), 384 (squad), 64 (demo)"
+    actions = {action.dest: action for action in parser._actions}  # noqa: SLF001 - argparse keeps them there
+    assert actions["task_name"].choices == ["CoLA", "MRPC", "MNLI", "squad", "demo"]
+    assert actions["max_seq_length"].help == "default 128 (GLUE), 384 (squad), 64 (demo)"
     assert predict.needs("demo") == "BertForDemo"
     args = parser.parse_args(["--model", "m", "--task_name", "demo", "--predict_file", "dev.tsv", "--output_dir", "o"])
     with pytest.raises(SystemExit) as exited:
