@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from bert_trainer.tasks import TASKS
+from bert_trainer import tasks as registry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bert_trainer",
                                      description="BERT pretraining (NVIDIA recipe) for bert-operator.")
     parser.add_argument("--log_level", default=os.environ.get("BERT_TRAINER_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="task", required=True, metavar="{" + ",".join(t.NAME for t in TASKS) + "}")
+    sub = parser.add_subparsers(dest="task", required=True, metavar="{" + ",".join(t.NAME for t in registry.TASKS) + "}")
     subparsers = {}
-    for task in TASKS:
+    for task in registry.TASKS:
         subparsers[task.NAME] = sub.add_parser(task.NAME, help=task.HELP)
         task.add_arguments(subparsers[task.NAME])
     parser.set_defaults(subparsers=subparsers)
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    task = next(t for t in TASKS if t.NAME == args.task)
+    task = next(t for t in registry.TASKS if t.NAME == args.task)
     parser = args.subparsers[args.task]  # errors print the subcommand's usage
     task.validate(parser, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before a task imports TensorFlow

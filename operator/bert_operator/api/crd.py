@@ -24,20 +24,34 @@ from .status import BertTrainingJobStatus, BertTrainingPolicyStatus
 #: Keys of JSON Schema that a structural schema does not use.
 _DROPPED = {"title", "default", "$defs", "format", "$comment"}
 
-#: Printer columns of `kubectl get btj`.
-PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Lifecycle phase."},
-    {"name": "Task", "type": "string", "jsonPath": ".status.task", "description": "pretrain, squad, glue or prepareData."},
-    {"name": "Model", "type": "string", "jsonPath": ".status.model", "description": "Model preset."},
-    {"name": "Workers", "type": "integer", "jsonPath": ".status.workers", "description": "Worker pods."},
-    {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs over all workers."},
-    {"name": "Progress", "type": "string", "jsonPath": ".status.progress.display",
-     "description": "Percent of all stages' steps done."},
-    {"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
-     "description": "Why the job is not running, or Running."},
-    {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage", "priority": 1, "description": "Stage running now."},
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
+
+def task_keys(spec_model: type[BaseModel] = BertTrainingJobSpec) -> list[str]:
+    """The keys under `spec.task`, as users write them, in the order the API documents them: `TaskSpec`'s
+    fields are the list of tasks (the registry, ``bert_operator.tasks``, is ordered by them too)."""
+    task_spec = _nested_model(spec_model.model_fields["task"].annotation)
+    assert task_spec is not None
+    return [info.alias or name for name, info in task_spec.model_fields.items()]
+
+
+def printer_columns(spec_model: type[BaseModel] = BertTrainingJobSpec) -> list[dict[str, Any]]:
+    """Printer columns of `kubectl get btj`; the Task column's description lists the tasks `spec_model` offers."""
+    *others, last = task_keys(spec_model)
+    tasks = f"{', '.join(others)} or {last}" if others else last
+    return [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Lifecycle phase."},
+        {"name": "Task", "type": "string", "jsonPath": ".status.task", "description": f"{tasks}."},
+        {"name": "Model", "type": "string", "jsonPath": ".status.model", "description": "Model preset."},
+        {"name": "Workers", "type": "integer", "jsonPath": ".status.workers", "description": "Worker pods."},
+        {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs over all workers."},
+        {"name": "Progress", "type": "string", "jsonPath": ".status.progress.display",
+         "description": "Percent of all stages' steps done."},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
+         "description": "Why the job is not running, or Running."},
+        {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage", "priority": 1,
+         "description": "Stage running now."},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
 
 #: Printer columns of `kubectl get btp`. JSONPath cannot count a list, so the conflicts show as the Valid
 #: condition's status and, with -o wide, the first conflict's text.
@@ -111,9 +125,9 @@ def _convert(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def spec_schema() -> dict[str, Any]:
+def spec_schema(spec_model: type[BaseModel] = BertTrainingJobSpec) -> dict[str, Any]:
     """Structural schema of `.spec`, with the one-task rule stated for the API server too."""
-    schema = structural(BertTrainingJobSpec)
+    schema = structural(spec_model)
     task = schema["properties"]["task"]
     task["minProperties"] = 1
     task["maxProperties"] = 1
@@ -125,6 +139,10 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(
         annotation) is typing.Union else (annotation,)
     return next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+
+
+#: Printer columns of `kubectl get btj`.
+PRINTER_COLUMNS: list[dict[str, Any]] = printer_columns()
 
 
 def value_paths(model: type[BaseModel] = PolicyValues) -> list[tuple[str, ...]]:
@@ -225,12 +243,12 @@ def _definition(kind: str, plural: str, singular: str, short_names: tuple[str, .
     }
 
 
-def crd() -> dict[str, Any]:
-    """The BertTrainingJob CustomResourceDefinition."""
+def crd(spec_model: type[BaseModel] = BertTrainingJobSpec) -> dict[str, Any]:
+    """The BertTrainingJob CustomResourceDefinition (of `spec_model`: the API's, or one with a task added)."""
     return _definition(
-        KIND, PLURAL, SINGULAR, SHORT_NAMES, "Namespaced", PRINTER_COLUMNS,
+        KIND, PLURAL, SINGULAR, SHORT_NAMES, "Namespaced", printer_columns(spec_model),
         "BertTrainingJob runs BERT pretraining, fine-tuning or data preparation as Kubeflow MPIJobs.",
-        spec_schema(), status_schema(), ["spec"])
+        spec_schema(spec_model), status_schema(), ["spec"])
 
 
 def policy_crd() -> dict[str, Any]:

@@ -357,12 +357,17 @@ class PrepareDataTask(ApiModel):
 
 
 class TaskSpec(ApiModel):
-    """What the job does: exactly one of pretrain, squad, glue or prepareData."""
+    """What the job does: exactly one task, each a field here (its order is the order tasks are listed in)."""
 
     pretrain: PretrainTask | None = Field(None, description="BERT pretraining (masked LM + next sentence).")
     squad: SquadTask | None = Field(None, description="SQuAD v1.1/v2.0 fine-tuning.")
     glue: GlueTask | None = Field(None, description="GLUE CoLA/MRPC/MNLI fine-tuning.")
     prepare_data: PrepareDataTask | None = Field(None, description="Turn raw text into pretraining TFRecords.")
+
+
+#: The keys under spec.task as users write them: TaskSpec's fields are the list of tasks, so what lists them
+#: (descriptions here, the CRD's printer column, the task registry's order) derives from them.
+_TASK_KEYS = [info.alias or name for name, info in TaskSpec.model_fields.items()]
 
 
 # ----------------------------------------------------------------- infrastructure
@@ -548,7 +553,7 @@ class RunPolicySpec(ApiModel):
 class BertTrainingJobSpec(ApiModel):
     """The desired BERT training run."""
 
-    task: TaskSpec = Field(..., description="What to run: exactly one of pretrain, squad, glue, prepareData.")
+    task: TaskSpec = Field(..., description=f"What to run: exactly one of {', '.join(_TASK_KEYS)}.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="BERT size, vocabulary and starting weights.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer and its hyperparameters.")
     precision: Precision = Field("fp16", description="fp32, fp16 (automatic mixed precision, dynamic loss scaling) or bf16. "

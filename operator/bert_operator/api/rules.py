@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from ..tasks import TASK_NAMES, TASKS, OperatorTask, chosen_tasks, longest_pod_name
+from .. import tasks as registry
+from ..tasks import OperatorTask, chosen_tasks, longest_pod_name
 from .checks import check_annotations_size, check_label_key, check_label_value, check_uri_path
 from .errors import FieldError, shown
 from .k8s_types import type_errors
@@ -64,7 +65,7 @@ def _check_spec(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
     chosen = chosen_tasks(spec)
     if len(chosen) != 1:
         got = "none" if not chosen else " and ".join(task.name for task in chosen)
-        yield FieldError("spec.task", f"must set exactly one of {', '.join(TASK_NAMES)}; got {got}")
+        yield FieldError("spec.task", f"must set exactly one of {', '.join(registry.TASK_NAMES)}; got {got}")
         return
     [task] = chosen
     yield from _check_model(spec)
@@ -150,10 +151,10 @@ def _check_inputs(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[Fie
     as a location or as another job's output."""
     model = spec.model
     if task.needs_vocab and model.vocab is None and model.vocab_from is None:
-        users = _listing([t.name for t in TASKS if t.needs_vocab])
+        users = _listing([t.name for t in registry.TASKS if t.needs_vocab])
         yield FieldError("spec.model.vocab", f"required for {users}: the vocab.txt to tokenize with (or vocabFrom)")
     if task.needs_init_checkpoint and model.init_checkpoint is None and model.init_checkpoint_from is None:
-        users = _listing([t.name for t in TASKS if t.needs_init_checkpoint])
+        users = _listing([t.name for t in registry.TASKS if t.needs_init_checkpoint])
         yield FieldError("spec.model.initCheckpoint",
                          f"required for {users}: the pretrained weights to fine-tune (or initCheckpointFrom)")
     if model.vocab is not None and model.vocab_from is not None:
@@ -173,9 +174,11 @@ def _check_dataset(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[Fi
         yield FieldError("spec.dataset.fromJob", "set uri or fromJob, not both")
         return
     if dataset.from_job is not None:
-        if task.name != "pretrain":
-            yield FieldError("spec.dataset.fromJob", f"only pretrain reads records another job makes (a prepareData "
-                                                     f"job); {task.name} reads files, so give dataset.uri")
+        if not task.reads_records:
+            readers = [t.name for t in registry.TASKS if t.reads_records]
+            verb = "reads" if len(readers) == 1 else "read"
+            yield FieldError("spec.dataset.fromJob", f"only {_listing(readers)} {verb} records another job makes (a "
+                                                     f"prepareData job); {task.name} reads files, so give dataset.uri")
         return
     yield from _check_store("spec.dataset", dataset)
 

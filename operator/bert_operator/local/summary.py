@@ -10,11 +10,12 @@ by the table's renderer (kubectl/tables.render_rows).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from bert_common.contract import parse_utc
+from .. import tasks as registry
 from ..kubectl.tables import age, render_rows
-from ..untrusted import mapping, number, records, text, whole
+from ..untrusted import mapping, records, text
 
 if TYPE_CHECKING:
     from .runner import LocalRun
@@ -22,67 +23,13 @@ if TYPE_CHECKING:
 HEADERS = ["NAME", "PHASE", "REASON", "DURATION", "METRIC", "OUTPUTS", "EXPORTS"]
 
 
-def _figure(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f}"
-
-
-def _pretrain(results: dict[str, Any]) -> str:
-    """The last phase's final training loss and masked-LM accuracy (on the eval set when it ran)."""
-    parts = []
-    loss = number(results.get("finalLoss"))
-    if loss is not None:
-        parts.append(f"loss {_figure(loss)}")
-    for key, label in (("evalMlmAccuracy", "eval MLM acc"), ("mlmAccuracy", "MLM acc")):
-        accuracy = number(results.get(key))
-        if accuracy is not None:
-            parts.append(f"{label} {_figure(accuracy)}")
-            break
-    return ", ".join(parts)
-
-
-def _squad(results: dict[str, Any]) -> str:
-    """F1 and exact match on the predict file, in percent (v1.1: exact_match; v2.0: exact)."""
-    scores = mapping(results.get("predict"))
-    f1 = number(scores.get("f1"))
-    exact = number(scores.get("exact_match"))
-    exact = number(scores.get("exact")) if exact is None else exact
-    parts = ([f"F1 {_figure(f1, 2)}"] if f1 is not None else []) + ([f"EM {_figure(exact, 2)}"] if exact is not None else [])
-    return ", ".join(parts)
-
-
-#: GLUE's dev metrics, in the order a task's results hold them (CoLA: mcc; MRPC: accuracy, f1; MNLI: accuracy).
-_GLUE = (("mcc", "MCC"), ("accuracy", "acc"), ("f1", "F1"))
-
-
-def _glue(results: dict[str, Any]) -> str:
-    """Each dev split's metrics: `CoLA dev MCC 0.412`, `MNLI dev_matched acc 0.841, dev_mismatched acc 0.836`."""
-    splits = []
-    for split, scores in results.items():
-        if not isinstance(scores, dict):
-            continue
-        figures = [f"{label} {_figure(value)}" for key, label in _GLUE if (value := number(scores.get(key))) is not None]
-        if figures:
-            splits.append(f"{split} {' '.join(figures)}")
-    task = text(results.get("task"))
-    return f"{task} {', '.join(splits)}" if splits and task else ", ".join(splits)
-
-
-def _prepare(results: dict[str, Any]) -> str:
-    """What the data job made: instances (training examples) and shards, of its last stage."""
-    instances, shards = whole(results.get("instances")), whole(results.get("shards"))
-    parts = ([f"{instances} instances"] if instances is not None else []) + ([f"{shards} shards"] if shards is not None else [])
-    return ", ".join(parts)
-
-
-METRICS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "pretrain": _pretrain, "squad": _squad, "glue": _glue, "prepareData": _prepare}
-
-
 def metric(status: dict[str, Any]) -> str:
-    """The main dev figure of a job's results, per its task (status.task); nothing before there are results."""
+    """The main dev figure of a job's results, as its task (status.task) reads them (`OperatorTask.summary`);
+    nothing before there are results, or for a task this operator does not know."""
     status = mapping(status)
-    shown = METRICS.get(text(status.get("task")) or "")
-    return shown(mapping(status.get("results"))) if shown else ""
+    name = text(status.get("task"))
+    task = next((task for task in registry.TASKS if task.name == name), None)
+    return task.summary(mapping(status.get("results"))) if task else ""
 
 
 def duration(status: dict[str, Any]) -> str:

@@ -2,20 +2,50 @@
 
 Callers ask the registry, never a task by name: :func:`task_of` gives the
 one task a spec sets, and the functions below answer for any task.
+
+The registry is found, not listed: every module of this package that defines
+``TASK`` (an :class:`OperatorTask`) is a task, so adding a task adds its module
+and no line here. The order is `TaskSpec`'s field order, the order the API
+documents the tasks in, so a task module and its field in ``api/models.py``
+must name each other (`OperatorTask.field`), which :func:`discover` checks.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import importlib
+import pkgutil
+from typing import Final, Iterable
+
+from pydantic import BaseModel
 
 from ..api.locations import in_pod, resolved
-from ..api.models import BertTrainingJobSpec
+from ..api.models import BertTrainingJobSpec, TaskSpec
 from ..api.stages import Stage
-from . import glue, prepare_data, pretrain, squad
 from .base import OperatorTask
 
-#: Every task, in the order the API documents them.
-TASKS: Final[tuple[OperatorTask, ...]] = (pretrain.TASK, squad.TASK, glue.TASK, prepare_data.TASK)
+
+def discover(path: Iterable[str], package: str, task_spec: type[BaseModel] = TaskSpec) -> tuple[OperatorTask, ...]:
+    """The `TASK` of every module under `path` (the package `package`), in the order of `task_spec`'s fields.
+
+    A module without `TASK` (base, flags) is not a task. A task whose field `task_spec` lacks, or a field
+    no module serves, is a programming error: refused here, at import, naming both sides.
+    """
+    found = []
+    for info in sorted(pkgutil.iter_modules(list(path)), key=lambda info: info.name):
+        task = getattr(importlib.import_module(f"{package}.{info.name}"), "TASK", None)
+        if isinstance(task, OperatorTask):
+            found.append(task)
+    fields = list(task_spec.model_fields)
+    strays = [f"{task.name} ({task.field})" for task in found if task.field not in fields]
+    missing = sorted(set(fields) - {task.field for task in found})
+    if strays or missing:
+        raise ImportError(f"task modules and {task_spec.__name__} disagree: modules without a field: "
+                          f"{', '.join(strays) or 'none'}; fields without a module: {', '.join(missing) or 'none'}")
+    return tuple(sorted(found, key=lambda task: fields.index(task.field)))
+
+
+#: Every task, in the order the API documents them (TaskSpec's fields).
+TASKS: Final[tuple[OperatorTask, ...]] = discover(__path__, __name__)
 TASK_NAMES: Final = tuple(task.name for task in TASKS)
 
 
@@ -65,5 +95,5 @@ def report_uri(spec: BertTrainingJobSpec, stage: Stage) -> str:
     return stage_output(spec, stage, in_pod_form=False)
 
 
-__all__ = ["OperatorTask", "TASKS", "TASK_NAMES", "chosen_tasks", "longest_pod_name", "report_uri", "stage_data_path",
-           "stage_output", "stages_of", "task_of"]
+__all__ = ["OperatorTask", "TASKS", "TASK_NAMES", "chosen_tasks", "discover", "longest_pod_name", "report_uri",
+           "stage_data_path", "stage_output", "stages_of", "task_of"]

@@ -32,6 +32,9 @@ class OperatorTask:
     #: Whether the task tokenizes (needs spec.model.vocab) or fine-tunes (needs spec.model.initCheckpoint).
     needs_vocab: ClassVar[bool] = False
     needs_init_checkpoint: ClassVar[bool] = False
+    #: Whether it reads records another job makes (spec.dataset.fromJob: a prepareData job's output); a task that
+    #: reads downloaded files (GLUE, SQuAD) takes spec.dataset.uri only.
+    reads_records: ClassVar[bool] = False
     #: Default of spec.resources.datasetStorage: local disk for one stage's s3:// data in a worker. Generous on
     #: purpose (the sync fails when the disk is full, and an emptyDir over its sizeLimit evicts the pod).
     dataset_storage: ClassVar[str]
@@ -77,6 +80,16 @@ class OperatorTask:
     def mpirun_binding(self, spec: BertTrainingJobSpec) -> list[str]:
         """Process binding: NVIDIA's fine-tuning and CPU launches map by slot without binding."""
         return ["--bind-to", "none", "--map-by", "slot"]
+
+    def summary(self, results: dict[str, Any]) -> str:
+        """The figure that says how good a finished job's result is (`bertjob run --local`'s METRIC column), from
+        the trainer's results.json as the status holds it: untrusted, so read with `untrusted`'s typed getters."""
+        return ""
+
+
+def figure(value: float, digits: int = 3) -> str:
+    """A metric as the summary shows it: a fixed number of decimals."""
+    return f"{value:.{digits}f}"
 
 
 class FineTuningTask(OperatorTask):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..api.checks import check_relative, check_seq
 from ..api.errors import FieldError
 from ..api.locations import data_root, in_pod, join, resolved
 from ..api.models import BertTrainingJobSpec, GlueTask
 from ..api.stages import Stage
-from .base import FineTuningTask
+from .base import FineTuningTask, figure
 from .flags import finetune_hyperparameters, finetune_model_flags
+from .. import untrusted
+
+#: GLUE's dev metrics, in the order a task's results hold them (CoLA: mcc; MRPC: accuracy, f1; MNLI: accuracy).
+_METRICS = (("mcc", "MCC"), ("accuracy", "acc"), ("f1", "F1"))
 
 
 class Glue(FineTuningTask):
@@ -40,6 +44,19 @@ class Glue(FineTuningTask):
             "--do_train", "--do_eval",
             *finetune_hyperparameters(spec, task),
         ]
+
+    def summary(self, results: dict[str, Any]) -> str:
+        """Each dev split's metrics: `CoLA dev MCC 0.412`, `MNLI dev_matched acc 0.841, dev_mismatched acc 0.836`."""
+        splits = []
+        for split, scores in results.items():
+            if not isinstance(scores, dict):
+                continue
+            figures = [f"{label} {figure(value)}" for key, label in _METRICS
+                       if (value := untrusted.number(scores.get(key))) is not None]
+            if figures:
+                splits.append(f"{split} {' '.join(figures)}")
+        task = untrusted.text(results.get("task"))
+        return f"{task} {', '.join(splits)}" if splits and task else ", ".join(splits)
 
 
 TASK = Glue()

@@ -8,7 +8,7 @@ stage each, so that a two-phase pretraining job depends on one producer (spec.da
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..api.checks import check_predictions, check_seq
 from ..api.errors import FieldError
@@ -18,6 +18,7 @@ from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
 from .base import OperatorTask
 from .flags import number, tokenizer_flags
+from .. import untrusted
 
 
 class PrepareData(OperatorTask):
@@ -83,6 +84,13 @@ class PrepareData(OperatorTask):
             "--test_split", str(task.test_split),
             "--random_seed", str(task.seed),
         ]
+
+    def summary(self, results: dict[str, Any]) -> str:
+        """What the data job made: instances (training examples) and shards, of its last stage."""
+        instances, shards = untrusted.whole(results.get("instances")), untrusted.whole(results.get("shards"))
+        parts = (([f"{instances} instances"] if instances is not None else [])
+                 + ([f"{shards} shards"] if shards is not None else []))
+        return ", ".join(parts)
 
 
 TASK = PrepareData()

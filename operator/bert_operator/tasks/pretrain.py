@@ -8,7 +8,7 @@ of the steps.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..api.checks import check_predictions, check_relative, check_seq
 from ..api.errors import FieldError
@@ -16,9 +16,10 @@ from ..api.locations import data_root, in_pod, join, resolved
 from ..api.models import BertTrainingJobSpec, PrepareDataTask, PretrainTask
 from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
-from .base import OperatorTask
+from .base import OperatorTask, figure
 from bert_common.contract import EXPORT_HF
 from .flags import export_flags, model_flags, number, optimizer_flags, retention_flags, speed_flags
+from .. import untrusted
 
 
 class Pretrain(OperatorTask):
@@ -27,6 +28,7 @@ class Pretrain(OperatorTask):
     #: records (each document dupe_factor times) are of that order; twice that.
     dataset_storage = "400Gi"
     field = "pretrain"
+    reads_records = True
     local_modules = ("tensorflow",)
     #: A pretrained model is fine-tuned further, seldom served: the Hugging Face folder only.
     default_exports = (EXPORT_HF,)
@@ -105,6 +107,19 @@ class Pretrain(OperatorTask):
             *(["--init_checkpoint", init] if init else []),
             "--do_train", "--do_eval",
         ]
+
+    def summary(self, results: dict[str, Any]) -> str:
+        """The last phase's final training loss and masked-LM accuracy (on the eval set when it ran)."""
+        parts = []
+        loss = untrusted.number(results.get("finalLoss"))
+        if loss is not None:
+            parts.append(f"loss {figure(loss)}")
+        for key, label in (("evalMlmAccuracy", "eval MLM acc"), ("mlmAccuracy", "MLM acc")):
+            accuracy = untrusted.number(results.get(key))
+            if accuracy is not None:
+                parts.append(f"{label} {figure(accuracy)}")
+                break
+        return ", ".join(parts)
 
 
 TASK = Pretrain()

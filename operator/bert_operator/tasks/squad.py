@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..api.checks import check_relative, check_seq
 from ..api.errors import FieldError
 from ..api.locations import data_root, in_pod, join, resolved
 from ..api.models import BertTrainingJobSpec, SquadTask
 from ..api.stages import Stage
-from .base import FineTuningTask
+from .base import FineTuningTask, figure
 from .flags import finetune_hyperparameters, finetune_model_flags, number
+from .. import untrusted
 
 #: [CLS] question [SEP] context [SEP]: a SQuAD feature needs room for three
 #: special tokens and at least one context token besides the question.
@@ -55,6 +56,15 @@ class Squad(FineTuningTask):
             *finetune_hyperparameters(spec, task),
             *(v2 if task.version == "2.0" else []),
         ]
+
+    def summary(self, results: dict[str, Any]) -> str:
+        """F1 and exact match on the predict file, in percent (v1.1: exact_match; v2.0: exact)."""
+        scores = untrusted.mapping(results.get("predict"))
+        f1 = untrusted.number(scores.get("f1"))
+        exact = untrusted.number(scores.get("exact_match"))
+        exact = untrusted.number(scores.get("exact")) if exact is None else exact
+        parts = ([f"F1 {figure(f1, 2)}"] if f1 is not None else []) + ([f"EM {figure(exact, 2)}"] if exact is not None else [])
+        return ", ".join(parts)
 
 
 TASK = Squad()

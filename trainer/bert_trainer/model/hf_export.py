@@ -4,9 +4,10 @@
 layouts of :mod:`bert_trainer.model.hf_names`, the same table the importer reads) and,
 given a vocab, ``vocab.txt`` and ``tokenizer_config.json`` for BertTokenizer.
 
-Which architecture follows from the head the weights hold: the MLM + NSP heads are a
-BertForPreTraining, Google run_classifier's ``output_weights`` a
-BertForSequenceClassification, run_squad's ``cls/squad`` a BertForQuestionAnswering.
+Which architecture follows from the head the weights hold, as the task that trains it declares
+(:mod:`bert_trainer.model.heads`): the MLM + NSP heads are a BertForPreTraining, Google
+run_classifier's ``output_weights`` a BertForSequenceClassification, run_squad's ``cls/squad``
+a BertForQuestionAnswering.
 NumPy only (no TensorFlow): the caller hands over the values.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from bert_trainer import storage
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.heads import Head, heads, listing
 from bert_trainer.model.hf_names import google_to_hf
 
 # Our tanh-approximated GELU spellings -> the name transformers' ACT2FN has for that function.
@@ -30,15 +32,18 @@ class ExportError(ValueError):
     """The weights cannot be exported as they are; the message says which and why."""
 
 
+def head_of(names: Mapping[str, object]) -> Head:
+    """The head these of our variables hold (``Head.detect``). The fine-tuning tasks come after pretrain in the
+    task registry and are asked first, so a fine-tuned head wins over pretraining's, as it always did."""
+    found = next((head for head in reversed(heads()) if all(name in names for name in head.detect)), None)
+    if found is None:
+        raise ExportError(f"the weights hold none of the {listing([head.label for head in heads()])} heads")
+    return found
+
+
 def architecture(names: Mapping[str, object]) -> str:
     """The Hugging Face class whose state dict these of our variables make."""
-    if "cls/squad/output_weights" in names:
-        return "BertForQuestionAnswering"
-    if "output_weights" in names:
-        return "BertForSequenceClassification"
-    if "cls/predictions/output_bias" in names and "cls/seq_relationship/output_weights" in names:
-        return "BertForPreTraining"
-    raise ExportError("the weights hold none of the pretraining, GLUE or SQuAD heads")
+    return head_of(names).architecture
 
 
 def hf_tensors(named: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -69,8 +74,10 @@ def tokenizer_config(do_lower_case: bool, model_max_length: int) -> dict[str, ob
 
 
 def num_labels_of(named: Mapping[str, Any], arch: str) -> int | None:
-    """A classifier's label count (its output_weights rows; any value with a shape); None for the other heads."""
-    return int(named["output_weights"].shape[0]) if arch == "BertForSequenceClassification" else None
+    """A classifier's label count (the rows of its ``Head.labels_from``, any value with a shape); None for the
+    other heads."""
+    source = next((head.labels_from for head in heads() if head.architecture == arch), None)
+    return int(named[source].shape[0]) if source else None
 
 
 def metadata_files(named: Mapping[str, object], cfg: BertConfig, *, vocab_file: str | None = None,

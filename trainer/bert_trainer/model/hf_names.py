@@ -13,19 +13,20 @@ are accepted on import; export writes the current spelling with the prefix.
 
 from __future__ import annotations
 
+import functools
 import re
 
-# Tensors whose names do not follow the per-layer rule below; none of them is transposed.
-HEADS: dict[str, str] = {
-    "cls/predictions/output_bias": "cls.predictions.bias",
-    "cls/seq_relationship/output_weights": "cls.seq_relationship.weight",
-    "cls/seq_relationship/output_bias": "cls.seq_relationship.bias",
-    "output_weights": "classifier.weight",          # Google run_classifier's head
-    "output_bias": "classifier.bias",
-    "cls/squad/output_weights": "qa_outputs.weight",  # Google run_squad's head
-    "cls/squad/output_bias": "qa_outputs.bias",
-}
-_HEADS_FROM_HF = {hf: google for google, hf in HEADS.items()}
+from bert_trainer.model.heads import heads
+
+
+@functools.cache
+def head_tensors() -> tuple[dict[str, str], dict[str, str]]:
+    """The tensors whose names do not follow the per-layer rule below, none of them transposed: every task's
+    head (``Head.tensors``: pretraining's MLM and NSP, run_classifier's, run_squad's), Google -> HF and back."""
+    to_hf = {google: hf for head in heads() for google, hf in head.tensors.items()}
+    return to_hf, {hf: google for google, hf in to_hf.items()}
+
+
 # Google leaf -> (HF leaf, transposed?); which one a HF "weight"/"bias" is depends on the module (LayerNorm or not).
 _LEAVES = {"kernel": ("weight", True), "bias": ("bias", False), "gamma": ("weight", False), "beta": ("bias", False)}
 _BARE_MODEL = ("embeddings.", "encoder.", "pooler.")  # BertModel's own names, saved without "bert."
@@ -38,8 +39,9 @@ HF_TIED = frozenset({"cls.predictions.decoder.weight", "cls.predictions.decoder.
 
 def google_to_hf(gname: str) -> tuple[str, bool]:
     """(Hugging Face name, transpose?) of one of our variables; ValueError for a name no BERT model has."""
-    if gname in HEADS:
-        return HEADS[gname], False
+    to_hf, _ = head_tensors()
+    if gname in to_hf:
+        return to_hf[gname], False
     path, _, leaf = gname.rpartition("/")
     if leaf.endswith("_embeddings"):  # bert/embeddings/word_embeddings: an nn.Embedding, [rows, hidden] both sides
         return gname.replace("/", ".") + ".weight", False
@@ -61,8 +63,9 @@ def canonical_hf_name(name: str) -> str:
 def hf_to_google(name: str) -> tuple[str, bool] | None:
     """(Google name, transpose?) of a Hugging Face tensor; None when it is no BERT weight we know."""
     hf = canonical_hf_name(name)
-    if hf in _HEADS_FROM_HF:
-        return _HEADS_FROM_HF[hf], False
+    _, from_hf = head_tensors()
+    if hf in from_hf:
+        return from_hf[hf], False
     m = re.match(r"^(.*)\.(weight|bias)$", hf)
     if not m:
         return None

@@ -34,16 +34,13 @@ import tensorflow as tf
 
 from bert_trainer import storage
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.heads import head_module, heads
 from bert_trainer.model.hf_export import architecture, metadata_files
 
 SIGNATURE = "serving_default"
 INPUTS = ("input_ids", "input_mask", "segment_ids")
-#: The serving outputs of each head, by the Hugging Face architecture name the weights make.
-OUTPUTS: Mapping[str, tuple[str, ...]] = {
-    "BertForSequenceClassification": ("logits",),
-    "BertForQuestionAnswering": ("start_logits", "end_logits"),
-    "BertForPreTraining": ("mlm_logits", "nsp_logits"),
-}
+#: The serving outputs of each head (``Head.outputs``), by the Hugging Face architecture name the weights make.
+OUTPUTS: Mapping[str, tuple[str, ...]] = {head.architecture: head.outputs for head in heads()}
 SAVED_MODEL_PB = "saved_model.pb"
 
 
@@ -63,14 +60,8 @@ class ServingModule(tf.Module):
         self.serve = tf.function(self._serve, input_signature=spec)
 
     def _serve(self, input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        if self.arch == "BertForSequenceClassification":
-            return {"logits": self.model(input_ids, input_mask, segment_ids, training=False)}
-        if self.arch == "BertForQuestionAnswering":
-            starts, ends = self.model(input_ids, input_mask, segment_ids, training=False)
-            return {"start_logits": starts, "end_logits": ends}
-        every = tf.broadcast_to(tf.range(tf.shape(input_ids)[1])[tf.newaxis, :], tf.shape(input_ids))
-        return dict(self.model({"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids,
-                                "masked_lm_positions": every}, training=False))
+        """The head's own outputs (its task's ``serve``), looked up when the function is traced."""
+        return head_module(self.arch).serve(self.model, input_ids, input_mask, segment_ids)
 
 
 def write_savedmodel(model: tf.Module, cfg: BertConfig, output_dir: str, scratch_dir: str, *,

@@ -22,6 +22,8 @@ from typing import Callable
 
 NAME = "launch"
 HELP = "wait until every worker in the MPI hostfile accepts ssh connections, then exec the command after --"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 80
 #: Where the MPI Operator mounts the hostfile for Open MPI (it also exports this variable to the launcher).
 HOSTFILE_ENV = "OMPI_MCA_orte_default_hostfile"
 DEFAULT_HOSTFILE = "/etc/mpi/hostfile"

@@ -11,6 +11,8 @@ from bert_trainer import storage
 
 NAME = "sync"
 HELP = "copy an s3:// prefix or local dir to a local dir (skips same-size files)"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 70
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

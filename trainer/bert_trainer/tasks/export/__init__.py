@@ -19,6 +19,8 @@ from bert_trainer.tasks.common import check_output_dir, resolve_config, run_guar
 NAME = "export"
 HELP = ("write a checkpoint as a Hugging Face BERT folder (config.json, model.safetensors, vocab, tokenizer config) "
         "or a TensorFlow SavedModel (serving_default signature)")
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 50
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:

@@ -20,9 +20,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from bert_trainer.checkpoints import fetch_checkpoint
-from bert_trainer.finetune.classifier import BertClassifier, BertSpanHead
-from bert_trainer.model.bert import BertPretrainer
 from bert_trainer.model.config import BertConfig
+from bert_trainer.model.heads import head_module
 from bert_trainer.model.export import write_export
 from bert_trainer.model.hf_export import ExportError, architecture
 from bert_trainer.model.importer import ImportError_, load_tf_checkpoint, resolve_init_checkpoint
@@ -60,12 +59,7 @@ def restore(prefix: str, cfg: BertConfig, model_flag: str) -> tf.Module:
         arch = architecture(shapes)
     except ExportError as exc:
         raise CheckpointMismatch(f"{prefix}: {exc}", "checkpoint") from exc
-    if arch == "BertForQuestionAnswering":
-        model: tf.Module = BertSpanHead(cfg)
-    elif arch == "BertForSequenceClassification":
-        model = BertClassifier(cfg, shapes["output_weights"][0])
-    else:
-        model = BertPretrainer(cfg)
+    model: tf.Module = head_module(arch).from_weights(cfg, shapes)
     expected = {name: list(var.shape) for name, var in model.named_variables().items()}
     for name in sorted(set(expected) | set(shapes)):
         if expected.get(name) != shapes.get(name):

@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 
 from bert_trainer import storage
+from bert_trainer.finetune.glue_data import TASKS as GLUE_TASKS
 from bert_trainer.flags import bool_flag
+from bert_trainer.model.heads import Head
 from bert_trainer.tasks.finetuning import add_finetune_arguments, run_finetune, validate_finetune
 
 NAME = "glue"
 HELP = "GLUE fine-tuning (CoLA, MRPC, MNLI)"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 30
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
@@ -43,3 +47,22 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from bert_trainer.tasks.glue import driver  # noqa: PLC0415 - imports TensorFlow
 
     return run_finetune(parser, args, NAME, driver.run)
+
+
+def _predict_check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """predict --task_name <a GLUE task>: a GLUE file is a TSV, and SQuAD's flag does not apply."""
+    if args.version_2_with_negative:
+        parser.error("--version_2_with_negative: only for --task_name squad")
+    if not args.predict_file.endswith(".tsv"):
+        parser.error(f"--predict_file: {args.predict_file}: a GLUE file is a .tsv (e.g. dev.tsv)")
+
+
+#: Google run_classifier's head: one logit per label; predict runs it on a GLUE task's TSV (glue/head.py).
+HEAD = Head(
+    label="GLUE", architecture="BertForSequenceClassification",
+    tensors={"output_weights": "classifier.weight", "output_bias": "classifier.bias"},
+    detect=("output_weights",), outputs=("logits",), labels_from="output_weights",
+    predict_names=tuple(GLUE_TASKS), predict_seq_length=128, predict_check=_predict_check,
+    predict_labels=lambda task_name: len(GLUE_TASKS[task_name].labels),
+    module="bert_trainer.tasks.glue.head",
+)

@@ -9,7 +9,10 @@ GLUE ``predictions.tsv`` (``index<TAB>prediction``, the label as the task's file
 layout), SQuAD ``predictions.json`` (``{qid: answer}``, the official layout; v2.0 also ``null_odds.json``), and
 ``metrics.json`` when scored.
 
-This module is the command line (TensorFlow-free); the work is :mod:`bert_trainer.tasks.predict.driver`.
+This module is the command line (TensorFlow-free); the work is :mod:`bert_trainer.tasks.predict.driver`. What
+differs per head (the --task_name values, the default --max_seq_length, the checks of the flags, how the file is
+read, run and written) is the fine-tuning task's own: its ``HEAD`` (:mod:`bert_trainer.model.heads`) and the
+module that names (``bert_trainer.tasks.glue.head``, ``bert_trainer.tasks.squad.head``).
 """
 
 from __future__ import annotations
@@ -18,23 +21,41 @@ import argparse
 import json
 
 from bert_trainer import storage
-from bert_trainer.finetune.glue_data import TASKS as GLUE_TASKS
 from bert_trainer.flags import add_model_flags, bool_flag
+from bert_trainer.model.heads import Head, heads
 from bert_trainer.tasks.common import check_output_dir, require_positive, resolve_config, run_guarded
 
 NAME = "predict"
 HELP = "predictions (and metrics) of an exported model or a checkpoint on a GLUE TSV or a SQuAD JSON file"
-SQUAD = "squad"
-#: Architectures (Hugging Face class names, as config.json lists them) each kind of task needs.
-NEEDS = {SQUAD: "BertForQuestionAnswering", **{task: "BertForSequenceClassification" for task in GLUE_TASKS}}
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 60
 MODEL_FLAGS = ("bert_model", "bert_config_json", "bert_config_file")
+
+
+def predict_heads() -> dict[str, Head]:
+    """The head each --task_name needs (its architecture: the Hugging Face class name config.json lists), as the
+    fine-tuning tasks declare them (``Head.predict_names``); asked when the parser is built, once every task
+    module is loaded."""
+    return {name: head for head in heads() for name in head.predict_names}
+
+
+def needs(task_name: str) -> str:
+    """The architecture --task_name needs."""
+    return predict_heads()[task_name].architecture
+
+
+def _seq_length_help() -> str:
+    """'default 128 (GLUE), 384 (squad)': per head, its one --task_name or, having several, its label."""
+    shown = [(head.predict_seq_length, head.predict_names[0] if len(head.predict_names) == 1 else head.label)
+             for head in heads() if head.predict_names]
+    return "default " + ", ".join(f"{length} ({name})" for length, name in shown)
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--model", required=True,
                    help="an exported Hugging Face folder or SavedModel folder, or one of our checkpoints (ckpt-N "
                         "prefix, checkpoints folder or a task's --output_dir, with the model flags): local or s3://")
-    g.add_argument("--task_name", required=True, choices=[*GLUE_TASKS, SQUAD])
+    g.add_argument("--task_name", required=True, choices=list(predict_heads()))
     g.add_argument("--predict_file", required=True,
                    help="GLUE: a TSV in the task's layout with labels (e.g. dev.tsv, dev_matched.tsv); squad: a SQuAD "
                         "JSON file (answers optional: without them, no metrics): local or s3://")
@@ -43,7 +64,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=None,
                    help="lower-case and strip accents (default: the exported folder's tokenizer_config.json, else no)")
     add_model_flags(g, required=False)
-    g.add_argument("--max_seq_length", type=int, help="default 128 (GLUE), 384 (squad)")
+    g.add_argument("--max_seq_length", type=int, help=_seq_length_help())
     g.add_argument("--predict_batch_size", type=int, default=32)
     bool_flag(g, "version_2_with_negative", "SQuAD 2.0: questions may have no answer")
     g.add_argument("--null_score_diff_threshold", type=float, default=0.0)
@@ -77,17 +98,13 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     args.model_kind, args.vocab_file, args.do_lower_case and args.max_seq_length."""
     from bert_trainer.model.config import BertConfig, ConfigError  # noqa: PLC0415 - as resolve_config
 
-    squad = args.task_name == SQUAD
+    head = predict_heads()[args.task_name]
     if args.max_seq_length is None:
-        args.max_seq_length = 384 if squad else 128
+        args.max_seq_length = head.predict_seq_length
     require_positive(parser, args, ("max_seq_length", "predict_batch_size", "doc_stride", "max_query_length",
                                     "n_best_size", "max_answer_length"))
-    if squad and (args.doc_stride >= args.max_seq_length or args.max_query_length > args.max_seq_length - 4):
-        parser.error("--doc_stride must be < --max_seq_length and --max_query_length <= --max_seq_length - 4")
-    if args.version_2_with_negative and not squad:
-        parser.error("--version_2_with_negative: only for --task_name squad")
-    if not squad and not args.predict_file.endswith(".tsv"):
-        parser.error(f"--predict_file: {args.predict_file}: a GLUE file is a .tsv (e.g. dev.tsv)")
+    if head.predict_check:
+        head.predict_check(parser, args)
     if not storage.exists(args.predict_file):
         parser.error(f"--predict_file: {args.predict_file}: not found")
     try:
@@ -115,13 +132,13 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         except ConfigError as exc:
             parser.error(f"--model: {storage.join(meta, 'config.json')}: {exc}")
         arch = (config.get("architectures") or [None])[0]
-        if arch != NEEDS[args.task_name]:
+        if arch != needs(args.task_name):
             parser.error(f"--model: {args.model} is a {arch}; --task_name {args.task_name} needs a "
-                         f"{NEEDS[args.task_name]} (a model fine-tuned for it)")
+                         f"{needs(args.task_name)} (a model fine-tuned for it)")
         labels = len(config.get("id2label") or {})
-        if not squad and labels != len(GLUE_TASKS[args.task_name].labels):
-            parser.error(f"--model: {args.model} has {labels} labels; {args.task_name} has "
-                         f"{len(GLUE_TASKS[args.task_name].labels)}")
+        wanted = head.predict_labels(args.task_name) if head.predict_labels else None
+        if wanted is not None and labels != wanted:
+            parser.error(f"--model: {args.model} has {labels} labels; {args.task_name} has {wanted}")
     if args.max_seq_length > args.bert_config.max_position_embeddings:
         parser.error(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "
                      f"{args.bert_config.max_position_embeddings}")
@@ -139,10 +156,8 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from bert_trainer.finetune.glue_data import GlueDataError  # noqa: PLC0415
-    from bert_trainer.finetune.squad_data import SquadDataError  # noqa: PLC0415
     from bert_trainer.finetune.tokenization import VocabError  # noqa: PLC0415
     from bert_trainer.tasks.predict import driver  # noqa: PLC0415 - imports TensorFlow
 
     return run_guarded(parser, NAME, lambda: driver.run(args), stoppable=False,
-                       input_errors=(driver.PredictMismatch, GlueDataError, SquadDataError, VocabError))
+                       input_errors=(driver.PredictMismatch, *driver.prediction(args.task_name).INPUT_ERRORS, VocabError))

@@ -11,10 +11,12 @@ evaluation of the same file.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import shutil
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
@@ -22,18 +24,13 @@ import tensorflow as tf
 
 from bert_trainer import storage
 from bert_trainer.checkpoints import fetch_checkpoint
-from bert_trainer.finetune.classifier import BertClassifier, BertSpanHead
-from bert_trainer.finetune.glue_data import TASKS as GLUE_TASKS
-from bert_trainer.finetune.glue_data import read_examples
-from bert_trainer.finetune.metrics import glue_metrics
-from bert_trainer.finetune.squad_data import feature_arrays, make_features, postprocess, read_squad, score
-from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
+from bert_trainer.finetune.tokenization import load_tokenizer
 from bert_trainer.model.importer import ImportError_, load_safetensors, resolve_init_checkpoint
 from bert_trainer.model.savedmodel_export import INPUTS, ServingModule, load_serving
 from bert_trainer.reports import write_json
 from bert_trainer.scratch import fresh_scratch_dir
 from bert_trainer.tasks.export.driver import CheckpointMismatch, restore
-from bert_trainer.tasks.predict import NEEDS, SQUAD
+from bert_trainer.tasks.predict import needs, predict_heads
 
 log = logging.getLogger(__name__)
 Serve = Callable[..., dict[str, tf.Tensor]]
@@ -45,6 +42,11 @@ class PredictMismatch(ValueError):
     def __init__(self, message: str, flag: str = "model") -> None:
         super().__init__(message)
         self.flag = flag
+
+
+def prediction(task_name: str) -> ModuleType:
+    """The module that builds --task_name's head and reads, runs and writes its file: the head's ``module``."""
+    return importlib.import_module(predict_heads()[task_name].module)
 
 
 def _fetch_folder(uri: str, local: str) -> str:
@@ -65,8 +67,7 @@ def load_model(args: argparse.Namespace, scratch: str) -> tuple[Serve, str, Any]
     if args.model_kind == "hf":
         local = os.path.join(scratch, "hf", "model.safetensors")
         storage.download_file(storage.join(args.model, "model.safetensors"), local)
-        task_labels = None if args.task_name == SQUAD else len(GLUE_TASKS[args.task_name].labels)
-        model = BertSpanHead(args.bert_config) if task_labels is None else BertClassifier(args.bert_config, task_labels)
+        model = prediction(args.task_name).build(args.bert_config, args.task_name)
         report = load_safetensors(model, local)
         if report.missing or report.unused:
             raise PredictMismatch(f"{args.model}: model.safetensors does not hold this head's weights (missing "
@@ -108,45 +109,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, scratch: str) -> dict[str, Any]:
     tokenizer = load_tokenizer(args.vocab_file, args.do_lower_case, scratch)
-    squad = args.task_name == SQUAD
+    head = prediction(args.task_name)
     # Read and featurise first: bad data fails before any weights load.
-    if squad:
-        v2 = args.version_2_with_negative
-        examples = read_squad(args.predict_file, v2, require_answers=False)
-        features = make_features(examples, tokenizer, training=False, max_seq_length=args.max_seq_length,
-                                 doc_stride=args.doc_stride, max_query_length=args.max_query_length)
-        arrays = feature_arrays(features)
-    else:
-        folder, _, name = args.predict_file.rpartition("/")
-        glue_examples = read_examples(args.task_name, folder or ".", name[: -len(".tsv")])
-        arrays = encode_pairs(tokenizer, [e.text_a for e in glue_examples], [e.text_b for e in glue_examples],
-                              args.max_seq_length)
+    arrays, read = head.featurise(args, tokenizer)
     serve, arch, _keep = load_model(args, scratch)
-    if arch != NEEDS[args.task_name]:
-        raise PredictMismatch(f"{args.model} is a {arch}; --task_name {args.task_name} needs a {NEEDS[args.task_name]}")
+    if arch != needs(args.task_name):
+        raise PredictMismatch(f"{args.model} is a {arch}; --task_name {args.task_name} needs a {needs(args.task_name)}")
     outputs = run_batches(serve, arrays, args.predict_batch_size)
     summary: dict[str, Any] = {"task": args.task_name, "model": args.model, "predict_file": args.predict_file}
-    if squad:
-        predictions, null_odds = postprocess(
-            examples, features, outputs["start_logits"], outputs["end_logits"], n_best=args.n_best_size,
-            max_answer_length=args.max_answer_length, version_2=v2,
-            null_score_diff_threshold=args.null_score_diff_threshold)
-        write_json(storage.join(args.output_dir, "predictions.json"), predictions)
-        if v2:
-            write_json(storage.join(args.output_dir, "null_odds.json"), null_odds)
-        summary["examples"] = len(examples)
-        if all(e.answers or e.is_impossible for e in examples):  # answers to score against
-            summary["metrics"] = score(examples, predictions, null_odds, v2)
-    else:
-        labels = GLUE_TASKS[args.task_name].labels
-        logits = outputs["logits"]
-        if logits.shape[-1] != len(labels):
-            raise PredictMismatch(f"{args.model}: {logits.shape[-1]} labels; {args.task_name} has {len(labels)}")
-        predicted = np.argmax(logits, -1)
-        lines = ["index\tprediction"] + [f"{i}\t{labels[p]}" for i, p in enumerate(predicted)]
-        storage.write_bytes(storage.join(args.output_dir, "predictions.tsv"), ("\n".join(lines) + "\n").encode())
-        summary["examples"] = len(glue_examples)
-        summary["metrics"] = glue_metrics(args.task_name, [e.label for e in glue_examples], predicted.tolist())
+    head.finish(args, read, outputs, summary)
     if "metrics" in summary:
         write_json(storage.join(args.output_dir, "metrics.json"), summary)
     log.info("event=predict task=%s examples=%d metrics=%s", args.task_name, summary["examples"],

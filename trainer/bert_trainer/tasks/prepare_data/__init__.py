@@ -16,6 +16,8 @@ from bert_trainer.tasks.common import check_output_dir, require_positive, run_gu
 
 NAME = "prepare-data"
 HELP = "raw text (Wikipedia extractor output, books, one sentence per line) to pretraining TFRecords"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 20
 
 
 def add_arguments(d: argparse.ArgumentParser) -> None:

@@ -12,11 +12,23 @@ import argparse
 from bert_trainer import storage
 from bert_trainer.export_layout import add_export_flag, check_export_flag
 from bert_trainer.flags import add_model_flags, add_optimizer_flags, bool_flag
+from bert_trainer.model.heads import Head
 from bert_trainer.tasks.common import (KEEP_HELP, check_init_checkpoint, check_keep, check_output_dir, model_config,
                                        require_positive, run_guarded)
 
 NAME = "pretrain"
 HELP = "masked-LM + next-sentence pretraining"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 10
+#: The masked-LM and next-sentence heads (Google's run_pretraining names; the MLM decoder is tied to the embeddings).
+HEAD = Head(
+    label="pretraining", architecture="BertForPreTraining",
+    tensors={"cls/predictions/output_bias": "cls.predictions.bias",
+             "cls/seq_relationship/output_weights": "cls.seq_relationship.weight",
+             "cls/seq_relationship/output_bias": "cls.seq_relationship.bias"},
+    detect=("cls/predictions/output_bias", "cls/seq_relationship/output_weights"),
+    outputs=("mlm_logits", "nsp_logits"), module="bert_trainer.tasks.pretrain.head",
+)
 
 POSITIVE = ("train_batch_size", "eval_batch_size", "max_seq_length", "max_predictions_per_seq",
             "num_train_steps", "num_accumulation_steps", "save_checkpoints_steps", "report_every_steps",

@@ -10,11 +10,14 @@ import argparse
 
 from bert_trainer import storage
 from bert_trainer.flags import bool_flag
+from bert_trainer.model.heads import Head
 from bert_trainer.tasks.common import require_positive
 from bert_trainer.tasks.finetuning import add_finetune_arguments, run_finetune, validate_finetune
 
 NAME = "squad"
 HELP = "SQuAD v1.1/v2.0 fine-tuning and prediction"
+#: Its place among the subcommands (bert_trainer.tasks lists them by ORDER, in the order a pipeline runs them).
+ORDER = 40
 
 
 def add_arguments(q: argparse.ArgumentParser) -> None:
@@ -52,3 +55,20 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from bert_trainer.tasks.squad import driver  # noqa: PLC0415 - imports TensorFlow
 
     return run_finetune(parser, args, NAME, driver.run)
+
+
+def _predict_check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """predict --task_name squad: the windows must fit, as for training."""
+    if args.doc_stride >= args.max_seq_length or args.max_query_length > args.max_seq_length - 4:
+        parser.error("--doc_stride must be < --max_seq_length and --max_query_length <= --max_seq_length - 4")
+
+
+#: Google run_squad's head: a start and an end logit per token; predict runs it on a SQuAD JSON file
+#: (squad/head.py).
+HEAD = Head(
+    label="SQuAD", architecture="BertForQuestionAnswering",
+    tensors={"cls/squad/output_weights": "qa_outputs.weight", "cls/squad/output_bias": "qa_outputs.bias"},
+    detect=("cls/squad/output_weights",), outputs=("start_logits", "end_logits"),
+    predict_names=(NAME,), predict_seq_length=384, predict_check=_predict_check,
+    module="bert_trainer.tasks.squad.head",
+)
