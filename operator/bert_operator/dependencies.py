@@ -41,13 +41,8 @@ from . import reasons
 #: DependencyInvalid rather than wait for jobs it cannot see.
 MAX_CHAIN = 32
 
-REASON_NOT_READY = reasons.DEPENDENCY_NOT_READY
-REASON_READY = reasons.DEPENDENCIES_READY
-REASON_FAILED = reasons.DEPENDENCY_FAILED
-REASON_INVALID = reasons.DEPENDENCY_INVALID
-REASON_CYCLE = reasons.DEPENDENCY_CYCLE
 #: The reasons a job fails with because of the jobs it names.
-REASONS = frozenset({REASON_FAILED, REASON_INVALID, REASON_CYCLE})
+REASONS = frozenset({reasons.DEPENDENCY_FAILED, reasons.DEPENDENCY_INVALID, reasons.DEPENDENCY_CYCLE})
 
 DATASET_FIELD = "spec.dataset.fromJob"
 CHECKPOINT_FIELD = "spec.model.initCheckpointFrom.fromJob"
@@ -251,10 +246,10 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
             entry["phase"] = (body.get("status") or {}).get("phase") or "Pending"
     cycle = cycle_error(name, spec, jobs)
     if cycle is not None:
-        return Broken(REASON_CYCLE, [cycle], entries)
+        return Broken(reasons.DEPENDENCY_CYCLE, [cycle], entries)
     too_long = beyond_limit(name, spec, jobs)
     if too_long is not None:
-        return Broken(REASON_INVALID, [too_long], entries)
+        return Broken(reasons.DEPENDENCY_INVALID, [too_long], entries)
     errors: list[FieldError] = []
     waiting: list[str] = []
     for entry in entries:
@@ -277,14 +272,14 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
         elif phase != "Succeeded":  # (its phase only: the message, hence the status, changes when the phase does)
             waiting.append(f"{producer} ({phase})")
     if errors:
-        return Broken(REASON_FAILED, errors, entries)
+        return Broken(reasons.DEPENDENCY_FAILED, errors, entries)
     if waiting:
         return Waiting(f"waiting for BertTrainingJob {', '.join(waiting)} to succeed", entries)
     try:
         producers = {entry["name"]: body for entry in entries if (body := jobs.get(entry["name"])) is not None}
         return Resolved(_substitute(job, producers), entries)
     except SpecError as exc:
-        return Broken(REASON_INVALID, exc.errors, entries)
+        return Broken(reasons.DEPENDENCY_INVALID, exc.errors, entries)
 
 
 @dataclass(frozen=True)

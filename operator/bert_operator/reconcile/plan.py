@@ -172,7 +172,7 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
     except SpecError as exc:
         if accepted:  # running job, broken update: refuse it, keep running the accepted spec
             return _refuse_update(ctx, sm.errors_message(exc.errors, "spec is invalid: "), accepted)
-        return _ended(ctx, exc.errors, sm.REASON_INVALID_SPEC)
+        return _ended(ctx, exc.errors, reasons.INVALID_SPEC)
     if accepted and not _unchanged(body, accepted, job):
         return _refuse_update(ctx, "fields other than runPolicy.suspend cannot change after the job started", accepted)
     return _advance(ctx, job, body, refusal=None)
@@ -200,10 +200,10 @@ def _ended(ctx: Context, errors: Any, reason: str, prefix: str = "", extra: dict
     generation = ctx.body["metadata"].get("generation")
     message = sm.errors_message(list(errors), prefix)
     conditions = ctx.old.get("conditions") or []
-    if reason == sm.REASON_INVALID_SPEC:
+    if reason == reasons.INVALID_SPEC:
         conditions = sm.set_condition(conditions, sm.VALID, False, reason, message, ctx.now, generation)
     elif reason in deps.REASONS:  # the spec is valid; the jobs it names cannot give it its inputs
-        conditions = sm.set_condition(conditions, sm.VALID, True, sm.REASON_VALID_SPEC, "spec is valid", ctx.now, generation)
+        conditions = sm.set_condition(conditions, sm.VALID, True, reasons.VALID_SPEC, "spec is valid", ctx.now, generation)
     conditions = sm.ended_conditions(conditions, reason, message, ctx.now, generation)
     new = {**_columns(ctx, job), **(extra or {}), "phase": "Failed", "conditions": conditions,
            "observedGeneration": generation, "completionTime": ctx.now}
@@ -232,7 +232,7 @@ def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any]) -> Plan:
     except SpecError as exc:
         # The spec the job started with breaks a rule it passed then (an operator upgrade made the rules
         # stricter): no later stage can be rendered from it, so the job ends here, saying so.
-        return _ended(ctx, exc.errors, sm.REASON_INVALID_SPEC, prefix="the spec this job started with is no longer valid: ")
+        return _ended(ctx, exc.errors, reasons.INVALID_SPEC, prefix="the spec this job started with is no longer valid: ")
     return _advance(ctx, job, written, refusal=why)
 
 
@@ -252,15 +252,15 @@ def _govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tupl
     if given is None or not selecting(given.policies, given.labels):  # no policy here: nothing to merge or parse
         unset = [] if started else list(unset_errors(job))
         if unset:
-            return _ended(ctx, unset, sm.REASON_INVALID_SPEC)
+            return _ended(ctx, unset, reasons.INVALID_SPEC)
         return _recorded_output(ctx, job), None
     try:
         decision = decide(written, given.labels, given.policies)
     except SpecError as exc:
-        return _ended(ctx, exc.errors, sm.REASON_POLICY_VIOLATION, job=job,
+        return _ended(ctx, exc.errors, reasons.POLICY_VIOLATION, job=job,
                       prefix="the job with its BertTrainingPolicies' values is not valid: ")
     if decision.violations and not started:
-        return _ended(ctx, decision.violations, sm.REASON_POLICY_VIOLATION, extra={"policy": decision.status()},
+        return _ended(ctx, decision.violations, reasons.POLICY_VIOLATION, extra={"policy": decision.status()},
                       job=decision.job or job)
     return _recorded_output(ctx, decision.job or job), decision.status()
 
@@ -289,13 +289,13 @@ def _hold(ctx: Context) -> Held | None:
     """Why the next MPIJob may not be made yet, if it may not."""
     given = ctx.observed.policy
     if isinstance(given, PoliciesUnreadable):
-        return Held(sm.REASON_POLICIES_UNREADABLE,
+        return Held(reasons.POLICIES_UNREADABLE,
                     f"waiting to create the next MPIJob: the BertTrainingPolicies cannot be read ({given.reason})")
     holding = given.holding() if given is not None else []
     if holding:
         said = "; ".join(policy.message() for policy in holding[:3])
         more = f" (and {len(holding) - 3} more invalid policies)" if len(holding) > 3 else ""
-        return Held(sm.REASON_POLICY_INVALID, f"waiting to create the next MPIJob until the platform team fixes or "
+        return Held(reasons.POLICY_INVALID, f"waiting to create the next MPIJob until the platform team fixes or "
                                               f"deletes it: {said}{more}")
     return None
 
@@ -316,7 +316,7 @@ def _resolve(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> tup
         if isinstance(given, PolicyInput):
             refused = list(location_errors(outcome.job, selecting(given.policies, given.labels), references_only=True))
             if refused:
-                return _ended(ctx, refused, sm.REASON_POLICY_VIOLATION, extra={"dependencies": outcome.dependencies},
+                return _ended(ctx, refused, reasons.POLICY_VIOLATION, extra={"dependencies": outcome.dependencies},
                               job=job)
         return outcome.job, outcome.dependencies
     if isinstance(outcome, deps.Broken):
@@ -330,13 +330,13 @@ def _waiting_for_jobs(ctx: Context, job: BertTrainingJob, waiting: deps.Waiting)
     generation = ctx.body["metadata"].get("generation")
     before = sm.condition_of(ctx.old, sm.WAITING) or {}
     conditions = ctx.old.get("conditions") or []
-    conditions = sm.set_condition(conditions, sm.VALID, True, sm.REASON_VALID_SPEC, "spec is valid", ctx.now, generation)
+    conditions = sm.set_condition(conditions, sm.VALID, True, reasons.VALID_SPEC, "spec is valid", ctx.now, generation)
     for kind in (sm.WAITING, sm.READY):
-        conditions = sm.set_condition(conditions, kind, kind == sm.WAITING, deps.REASON_NOT_READY, waiting.message,
+        conditions = sm.set_condition(conditions, kind, kind == sm.WAITING, reasons.DEPENDENCY_NOT_READY, waiting.message,
                                       ctx.now, generation)
     new = {**ctx.old, **summary(job), "phase": "Pending", "conditions": conditions, "observedGeneration": generation,
            "dependencies": waiting.dependencies}
-    events = () if before.get("status") == "True" else (Event("Normal", deps.REASON_NOT_READY, waiting.message),)
+    events = () if before.get("status") == "True" else (Event("Normal", reasons.DEPENDENCY_NOT_READY, waiting.message),)
     return Plan(new, events=events)
 
 
@@ -411,7 +411,7 @@ def _restart_wait(ctx: Context, job: BertTrainingJob, entry: dict[str, Any]) -> 
     limit = job.spec.run_policy.max_restarts
     due = format_utc(due_at(entry, ctx.recovery))
     message = f"restart {entry.get('restarts')} of {limit} (not before {due}): {entry.get('lastRestartReason')}"
-    return Followed(sm.StagePhase("Restarting", sm.REASON_RESTART_SCHEDULED, message), {**entry, "phase": "Restarting"})
+    return Followed(sm.StagePhase("Restarting", reasons.RESTART_SCHEDULED, message), {**entry, "phase": "Restarting"})
 
 
 def _failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: dict[str, Any],
@@ -434,7 +434,7 @@ def _failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: d
     if restarts >= limit:
         message = (f"MPIJob {name} failed for an infrastructure reason after {restarts} restart(s) "
                    f"(runPolicy.maxRestarts: {limit}): {failure.message}")
-        return Followed(sm.StagePhase("Failed", sm.REASON_RESTART_LIMIT, message), failed)
+        return Followed(sm.StagePhase("Failed", reasons.RESTART_LIMIT, message), failed)
     if not deleting:
         return delete
     counted = {**usage.close_attempt(entry, mpijob, end), "phase": "Restarting", "restarts": restarts + 1,
@@ -443,7 +443,7 @@ def _failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: d
     counted.pop("queueName", None)  # the next MPIJob is a new one: its queue is the one it is made with
     waiting = _restart_wait(ctx, job, counted)
     return Followed(waiting.phase, waiting.entry,
-                    Event("Warning", sm.REASON_STAGE_RESTARTED, f"{entry['name']}: {waiting.phase.message}"))
+                    Event("Warning", reasons.STAGE_RESTARTED, f"{entry['name']}: {waiting.phase.message}"))
 
 
 def _queue_phase(job: BertTrainingJob, mpijob: dict[str, Any], phase: sm.StagePhase, observed: Observed,
@@ -467,18 +467,18 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
         return _hold(ctx) or CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
     if isinstance(seen, RefusedCreate):  # sending it again cannot help: fail with the server's reason
         refused = f"the API server refused MPIJob {name} ({seen.status}): {seen.message}"
-        return Followed(sm.StagePhase("Failed", sm.REASON_REFUSED, refused),
+        return Followed(sm.StagePhase("Failed", reasons.REFUSED, refused),
                         {**entry, "phase": "Failed", "completionTime": ctx.now})
     deleting = isinstance(seen, Deleted) or bool((seen.get("metadata") or {}).get("deletionTimestamp"))
     mpijob = seen.mpijob if isinstance(seen, Deleted) else seen
     earlier = None if _owned(mpijob, meta.get("uid")) else _earlier_incarnation(mpijob, meta)
     if earlier is not None:
-        return Followed(sm.StagePhase("Pending", sm.REASON_WAITING_FOR_OLD_MPIJOB,
+        return Followed(sm.StagePhase("Pending", reasons.WAITING_FOR_OLD_MPIJOB,
                                       f"MPIJob {name} still belongs to a deleted BertTrainingJob of this name (uid "
                                       f"{earlier}); waiting for the garbage collector to remove it"),
                         {**entry, "phase": "Pending"})
     if not _owned(mpijob, meta.get("uid")):
-        return Followed(sm.StagePhase("Failed", sm.REASON_NAME_CONFLICT,
+        return Followed(sm.StagePhase("Failed", reasons.NAME_CONFLICT,
                                       f"MPIJob {name} exists and is not owned by this BertTrainingJob"), entry)
     mpi_status = mpijob.get("status") or {}
     entry = {**entry, "name": stage.name, "mpiJob": name}
@@ -493,7 +493,7 @@ def _follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, A
     if patch is not None:
         return patch
     if name in ctx.observed.waiting and phase.phase == "Created":
-        phase = sm.StagePhase(phase.phase, sm.REASON_PODS_PENDING, ctx.observed.waiting[name])
+        phase = sm.StagePhase(phase.phase, reasons.PODS_PENDING, ctx.observed.waiting[name])
     phase = _queue_phase(job, mpijob, phase, ctx.observed, queue)
     entry = _gpu_time(entry, mpijob, phase.phase, ctx.now)
     entry["phase"] = phase.phase
@@ -570,12 +570,12 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     conditions = sm.phase_conditions(base.get("conditions") or [], state, now, generation)
     if sm.condition_of(base, sm.WAITING) is not None:
         names = ", ".join(entry["name"] for entry in dependencies)
-        conditions = sm.set_condition(conditions, sm.WAITING, False, deps.REASON_READY, f"BertTrainingJob {names} succeeded",
+        conditions = sm.set_condition(conditions, sm.WAITING, False, reasons.DEPENDENCIES_READY, f"BertTrainingJob {names} succeeded",
                                       now, generation)
     if refusal is None:
-        conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, True, sm.REASON_APPLIED, "spec applied", now, generation)
+        conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, True, reasons.APPLIED, "spec applied", now, generation)
     else:
-        conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, False, sm.REASON_IMMUTABLE, refusal, now, generation)
+        conditions = sm.set_condition(conditions, sm.SPEC_APPLIED, False, reasons.IMMUTABLE, refusal, now, generation)
     current = stages[state.stage_index].name
     new = {
         **base,
@@ -610,7 +610,7 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     if refusal is not None:
         previous = sm.condition_of(old, sm.SPEC_APPLIED) or {}
         if previous.get("message") != refusal:  # said once per distinct refusal
-            events.append(Event("Warning", sm.REASON_IMMUTABLE, f"update not applied: {refusal}"))
+            events.append(Event("Warning", reasons.IMMUTABLE, f"update not applied: {refusal}"))
     events[:0] = _stages_succeeded(recorded, entries, phases, current)
     # The job's phase before was its stage's then: a stage after it starts New (not from the phase of the one before).
     before = old.get("phase") if old.get("currentStage") in (None, current) else None
