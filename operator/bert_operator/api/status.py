@@ -138,7 +138,7 @@ class BertTrainingJobStatus(StatusModel):
 
     phase: JobPhase | None = Field(
         None, description="Pending, Queued (waiting for Kueue), Created, Running, Restarting, Suspended, Succeeded or Failed.")
-    task: str | None = Field(None, description="pretrain, squad, glue or prepareData.")
+    task: str | None = Field(None, description="The task's key under spec.task.")
     model: str | None = Field(None, description="Model preset.")
     workers: int | None = None
     gpus: int | None = Field(None, description="GPUs over all workers.")
