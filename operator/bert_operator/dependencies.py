@@ -32,6 +32,7 @@ from .api.models import DatasetSpec, StoreSpec
 from .api.parse import parse_job
 from .api.presets import NVIDIA_CORPUS_FOLDER
 from .api.required import require
+from .api.status import ACCEPTED_SPEC
 from .api.rules import references
 from .tasks import stage_data_path, stages_of, task_of
 from . import reasons
@@ -70,7 +71,7 @@ def producer_names(spec: Mapping[str, Any]) -> list[str]:
 
 def effective_spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
     """The spec a job runs: the accepted one once it started (later edits are refused), else the live one."""
-    return (body.get("status") or {}).get("acceptedSpec") or body.get("spec") or {}
+    return (body.get("status") or {}).get(ACCEPTED_SPEC) or body.get("spec") or {}
 
 
 def chain(name: str, spec: Mapping[str, Any], lookup: Callable[[str], dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:

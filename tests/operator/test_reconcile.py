@@ -552,7 +552,7 @@ def test_a_job_failed_before_anything_was_created_shows_its_reason_and_columns(r
     ctx = planning.Context(job(spec), {}, Observed(), NOW, RenderSettings(), RecoverySettings())
     from bert_operator.api.parse import parse_job
     parsed = parse_job(ctx.body) if reason != "InvalidSpec" else None  # what the callers hold (the spec parses)
-    ended = planning._ended(ctx, [FieldError("spec.x", "no")], reason, job=parsed)
+    ended = planning._ended(ctx, planning.Ended([FieldError("spec.x", "no")], reason, job=parsed))
     status = ended.status
     ready = condition(status, "Ready")
     assert (ready["status"], ready["reason"], ready["message"]) == ("False", reason, "spec.x: no")

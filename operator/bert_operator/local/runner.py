@@ -38,6 +38,7 @@ from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.locations import resolved
 from ..api.rules import references
+from ..api.status import ACCEPTED_SPEC
 from bert_common.contract import utc_now
 from ..dependencies import cycle_error, producer_names
 from ..reconcile import Reconciler, normalized_spec, spec_hash
@@ -140,7 +141,7 @@ def load_status(job_dir: Path, job: BertTrainingJob, fresh: bool) -> dict[str, A
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise LocalSetupError(f"{path}: unreadable saved status ({exc}); run with --fresh to start over") from None
-    accepted = saved.get("acceptedSpec")
+    accepted = saved.get(ACCEPTED_SPEC)
     if accepted and spec_hash(accepted) != spec_hash(normalized_spec(job)):
         raise LocalSetupError(
             f"{job.metadata.name}: the spec changed since the run saved in {path}; fields other than "
@@ -283,7 +284,7 @@ def exported(status: dict[str, Any], volumes: VolumeMap) -> list[str]:
 
 def printable_status(run: LocalRun) -> dict[str, Any]:
     """The status as the CR shows it, without acceptedSpec (the spec itself, echoed)."""
-    status = {key: value for key, value in run.status.items() if key != "acceptedSpec"}
+    status = {key: value for key, value in run.status.items() if key != ACCEPTED_SPEC}
     return {"name": run.name, "status": status}
 
 
