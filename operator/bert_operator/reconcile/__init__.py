@@ -7,6 +7,6 @@ pure and unit-tested row by row (tests/operator/test_reconcile.py).
 
 from .plan import normalized_spec, spec_hash
 from .ports import EventSink, MPIJobApi
-from .reconciler import Reconciler
+from .reconciler import Reconciled, Reconciler
 
-__all__ = ["EventSink", "MPIJobApi", "Reconciler", "normalized_spec", "spec_hash"]
+__all__ = ["EventSink", "MPIJobApi", "Reconciled", "Reconciler", "normalized_spec", "spec_hash"]
