@@ -14,7 +14,7 @@ and the reconciler only decides whether to write the result.
 | Succeeded                       | Succeeded    |
 | Failed                          | Failed       |
 
-A queued job's stage whose MPIJob Kueue holds suspended is Queued (reconcile/plan.py, with the reason from
+A queued job's stage whose MPIJob Kueue holds suspended is Queued (reconcile/kueue_step.py, with the reason from
 its Kueue Workload, bert_operator.kueue); a stage whose MPIJob failed for an infrastructure reason is
 Restarting until it is created again (reconcile/failures.py, recovery.py).
 
