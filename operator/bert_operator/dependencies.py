@@ -32,6 +32,7 @@ from .api.models import DatasetSpec, StoreSpec
 from .api.parse import parse_job
 from .api.presets import NVIDIA_CORPUS_FOLDER
 from .api.required import require
+from .api.status import ACCEPTED_SPEC
 from .api.rules import references
 from .tasks import stage_data_path, stages_of, task_of
 from . import reasons
@@ -41,13 +42,8 @@ from . import reasons
 #: DependencyInvalid rather than wait for jobs it cannot see.
 MAX_CHAIN = 32
 
-REASON_NOT_READY = reasons.DEPENDENCY_NOT_READY
-REASON_READY = reasons.DEPENDENCIES_READY
-REASON_FAILED = reasons.DEPENDENCY_FAILED
-REASON_INVALID = reasons.DEPENDENCY_INVALID
-REASON_CYCLE = reasons.DEPENDENCY_CYCLE
 #: The reasons a job fails with because of the jobs it names.
-REASONS = frozenset({REASON_FAILED, REASON_INVALID, REASON_CYCLE})
+REASONS = frozenset({reasons.DEPENDENCY_FAILED, reasons.DEPENDENCY_INVALID, reasons.DEPENDENCY_CYCLE})
 
 DATASET_FIELD = "spec.dataset.fromJob"
 CHECKPOINT_FIELD = "spec.model.initCheckpointFrom.fromJob"
@@ -75,7 +71,7 @@ def producer_names(spec: Mapping[str, Any]) -> list[str]:
 
 def effective_spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
     """The spec a job runs: the accepted one once it started (later edits are refused), else the live one."""
-    return (body.get("status") or {}).get("acceptedSpec") or body.get("spec") or {}
+    return (body.get("status") or {}).get(ACCEPTED_SPEC) or body.get("spec") or {}
 
 
 def chain(name: str, spec: Mapping[str, Any], lookup: Callable[[str], dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
@@ -251,10 +247,10 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
             entry["phase"] = (body.get("status") or {}).get("phase") or "Pending"
     cycle = cycle_error(name, spec, jobs)
     if cycle is not None:
-        return Broken(REASON_CYCLE, [cycle], entries)
+        return Broken(reasons.DEPENDENCY_CYCLE, [cycle], entries)
     too_long = beyond_limit(name, spec, jobs)
     if too_long is not None:
-        return Broken(REASON_INVALID, [too_long], entries)
+        return Broken(reasons.DEPENDENCY_INVALID, [too_long], entries)
     errors: list[FieldError] = []
     waiting: list[str] = []
     for entry in entries:
@@ -277,14 +273,14 @@ def resolve(job: BertTrainingJob, spec: Mapping[str, Any], jobs: Mapping[str, di
         elif phase != "Succeeded":  # (its phase only: the message, hence the status, changes when the phase does)
             waiting.append(f"{producer} ({phase})")
     if errors:
-        return Broken(REASON_FAILED, errors, entries)
+        return Broken(reasons.DEPENDENCY_FAILED, errors, entries)
     if waiting:
         return Waiting(f"waiting for BertTrainingJob {', '.join(waiting)} to succeed", entries)
     try:
         producers = {entry["name"]: body for entry in entries if (body := jobs.get(entry["name"])) is not None}
         return Resolved(_substitute(job, producers), entries)
     except SpecError as exc:
-        return Broken(REASON_INVALID, exc.errors, entries)
+        return Broken(reasons.DEPENDENCY_INVALID, exc.errors, entries)
 
 
 @dataclass(frozen=True)

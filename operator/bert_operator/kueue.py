@@ -21,16 +21,6 @@ from . import reasons
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL = "kueue.x-k8s.io", "v1beta1", "workloads"
 
-# Reasons of the job's Queued condition (and of Ready=False while queued).
-REASON_WAITING_FOR_WORKLOAD = reasons.WAITING_FOR_WORKLOAD
-REASON_WAITING_FOR_QUOTA = reasons.WAITING_FOR_QUOTA
-REASON_INADMISSIBLE = reasons.INADMISSIBLE
-REASON_WAITING_FOR_ADMISSION_CHECKS = reasons.WAITING_FOR_ADMISSION_CHECKS
-REASON_ADMITTED = reasons.ADMITTED
-REASON_EVICTED = reasons.EVICTED
-REASON_KUEUE_NOT_INSTALLED = reasons.KUEUE_NOT_INSTALLED
-
-
 class KueueNotInstalled(Exception):
     """The API server does not serve Kueue's Workloads (a list answered 404): Kueue is not installed."""
 
@@ -74,30 +64,30 @@ def queued_phase(mpijob: Mapping[str, Any], workload: Mapping[str, Any] | NotIns
     name = (mpijob.get("metadata") or {}).get("name")
     queue = ((mpijob.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)
     if isinstance(workload, NotInstalled):
-        return StagePhase("Queued", REASON_KUEUE_NOT_INSTALLED,
+        return StagePhase("Queued", reasons.KUEUE_NOT_INSTALLED,
                           f"MPIJob {name} waits for Kueue (LocalQueue {queue}), but Kueue is not installed: the API server "
                           f"does not serve {WORKLOAD_PLURAL}.{WORKLOAD_GROUP}; install Kueue, or delete the job and "
                           "create it again without spec.queueName (a started job's spec cannot change)")
     if workload is None:
-        return StagePhase("Queued", REASON_WAITING_FOR_WORKLOAD,
+        return StagePhase("Queued", reasons.WAITING_FOR_WORKLOAD,
                           f"MPIJob {name} waits for Kueue (LocalQueue {queue}); Kueue has not made its Workload yet")
     wl = (workload.get("metadata") or {}).get("name")
     conditions = _conditions(workload)
     evicted, reserved, admitted = conditions.get("Evicted"), conditions.get("QuotaReserved"), conditions.get("Admitted")
     if _true(evicted) and not _true(admitted):
-        return StagePhase("Queued", REASON_EVICTED,
+        return StagePhase("Queued", reasons.EVICTED,
                           f"Workload {wl} was evicted ({_said(evicted)}); the stage resumes from its last checkpoint "
                           "when Kueue admits it again")
     if _true(admitted):
-        return StagePhase("Queued", REASON_ADMITTED, f"Workload {wl} is admitted; Kueue is starting MPIJob {name}")
+        return StagePhase("Queued", reasons.ADMITTED, f"Workload {wl} is admitted; Kueue is starting MPIJob {name}")
     if _true(reserved):
         detail = _said(admitted) if admitted else "quota reserved"
-        return StagePhase("Queued", REASON_WAITING_FOR_ADMISSION_CHECKS,
+        return StagePhase("Queued", reasons.WAITING_FOR_ADMISSION_CHECKS,
                           f"Workload {wl}: {detail}; waiting for its admission checks")
     if reserved and reserved.get("reason") == "Inadmissible":
-        return StagePhase("Queued", REASON_INADMISSIBLE, f"Workload {wl} cannot be admitted: {reserved.get('message')}")
+        return StagePhase("Queued", reasons.INADMISSIBLE, f"Workload {wl} cannot be admitted: {reserved.get('message')}")
     detail = _said(reserved) if reserved else f"pending in LocalQueue {queue}"
-    return StagePhase("Queued", REASON_WAITING_FOR_QUOTA, f"Workload {wl}: {detail}")
+    return StagePhase("Queued", reasons.WAITING_FOR_QUOTA, f"Workload {wl}: {detail}")
 
 
 def activation_patch(workload: Mapping[str, Any] | NotInstalled | None, user_suspend: bool) -> dict[str, Any] | None:

@@ -381,7 +381,7 @@ def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> It
                                                   f"{', '.join(limits.allowed_presets) or '(none)'}")
         if limits.allow_custom_model_config is False and spec.model.config is not None:
             yield FieldError("spec.model.config", f"a custom model config is not allowed by {by}; use a preset")
-        # Where it reads and writes; a reference (fromJob) not resolved yet is checked once it is (reconcile/plan.py).
+        # Where it reads and writes; a reference (fromJob) not resolved yet is checked once it is (reconcile/dependency_step.py).
         yield from location_errors(job, [policy])
         deadline = spec.run_policy.active_deadline_seconds
         if limits.max_active_deadline_seconds is not None:

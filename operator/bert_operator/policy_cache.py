@@ -8,7 +8,7 @@ operator needs no more than the watch's verbs).
 An invalid policy (the CRD's rules and the webhook refuse one; it gets here with both off, or from before them)
 fails closed: the last valid generation seen of it stays in force; a policy never seen valid holds the namespaces it
 selects (every namespace, when its selector cannot be read either), so that no MPIJob is made there until it is fixed
-(policy.InvalidPolicy, reconcile/plan.py). Either way its status says why.
+(policy.InvalidPolicy, reconcile/policy_step.py). Either way its status says why.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 Watch events reconcile their job at once (kopf's handlers, serialised per job by the reconciler's lock). Everything
 else that must reconcile a job goes through one keyed work queue (workqueue.py) and its worker thread: a restart
 whose backoff is over, the jobs waiting for a producer that changed phase or went away, and the periodic resync.
-The queue keeps each job once however often it is asked for, and never hands one job to two workers at once."""
+The queue keeps each job once however often it is asked for, and never hands one job to two workers at once.
+
+`jobs` is the one place this process keeps jobs: the latest body the watch brought, with the status each reconcile
+returns (the reconciler never writes into a body it is given) kept in it by :meth:`Runtime.keep`."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from .metrics import JOBS_BY_PHASE
 from .policy_cache import PolicyCache, policy_statuses
 from .progress import ProgressEndpoint, staleness_patch
 from bert_common.contract import utc_now
-from .reconcile import Reconciler
+from .reconcile import Reconciled, Reconciler
 from .reconcile.recovery import RecoverySettings, seconds_until_due
 from .render import RenderSettings
 from .training_metrics import TrainingMetrics
@@ -46,9 +49,9 @@ def plain(value: Any) -> Any:
 
 def own(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A watch event's object as this process keeps it. kopf's raw event object is plain JSON already (its Body is a
-    view on it) and each event has its own, parsed from the stream; the reconciler only ever replaces a top-level
-    key of a body (its status), never changes what is inside one, so a copy of the top level is a body of our own.
-    (A deep copy of every event cost about as much as the rest of handling it.)"""
+    view on it) and each event has its own, parsed from the stream; the runtime only ever replaces a top-level key
+    of a body it keeps (its status, Runtime.keep), never changes what is inside one, so a copy of the top level is a
+    body of our own. (A deep copy of every event cost about as much as the rest of handling it.)"""
     return dict(raw)
 
 
@@ -133,15 +136,31 @@ class Runtime:
         self.training.forget(namespace, name)
         self.queue.discard((namespace, name))
 
-    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> None:
+    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reconcile a job now, and again when a restart it waits for is due (no watch event will say so); when its
-        phase changed, the jobs waiting for its outputs (its Succeeded or Failed is what they wait for)."""
+        phase changed, the jobs waiting for its outputs (its Succeeded or Failed is what they wait for). Returns the
+        job with the status the reconcile left."""
         before = (body.get("status") or {}).get("phase")
-        self.reconciler.reconcile(body, observed)
+        meta = body["metadata"]
+        with self.reconciler.lock(meta.get("namespace", "default"), meta["name"]):  # kept in the order they ran
+            body = self.keep(body, self.reconciler.reconcile(body, observed))
         self._wake_for_restart(body)
         if (body.get("status") or {}).get("phase") != before:
-            meta = body["metadata"]
             self.wake_dependents(meta.get("namespace", "default"), meta["name"])
+        return body
+
+    def keep(self, body: dict[str, Any], result: Reconciled | None) -> dict[str, Any]:
+        """The job with the status a reconcile (or a recorded report) returned, kept in `jobs` in place of `body`
+        unless a newer watch event replaced `body` meanwhile (that one is the job now, and its own reconcile reads
+        the reconciler's latest status). The caller holds the job's lock."""
+        if result is None:
+            return body
+        kept = {**body, "status": result.status}
+        meta = body["metadata"]
+        key = (meta.get("namespace", "default"), meta["name"])
+        if self.jobs.get(key) is body:
+            self.jobs[key] = kept
+        return kept
 
     def _wake_for_restart(self, body: dict[str, Any]) -> None:
         """Queue the job for when the restart it waits for is due (no watch event will say so)."""
@@ -159,12 +178,12 @@ class Runtime:
         if body is None:  # deleted since it was queued
             return
         try:
-            self.reconcile(body)
+            body = self.reconcile(body)
             now = datetime.datetime.now(tz=datetime.timezone.utc)
             patch = staleness_patch(body.get("status") or {}, now, self.settings.progress_stale_seconds)
             if patch:
                 with self.reconciler.lock(namespace, name):
-                    self.reconciler.record(body, patch)
+                    body = self.keep(body, self.reconciler.record(body, patch))
         except Exception:
             log.exception("queued reconcile failed job=%s/%s", namespace, name)
         self._index_dependent(key, body)  # still waiting: keep it in the index

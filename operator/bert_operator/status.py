@@ -14,7 +14,7 @@ and the reconciler only decides whether to write the result.
 | Succeeded                       | Succeeded    |
 | Failed                          | Failed       |
 
-A queued job's stage whose MPIJob Kueue holds suspended is Queued (reconcile/plan.py, with the reason from
+A queued job's stage whose MPIJob Kueue holds suspended is Queued (reconcile/kueue_step.py, with the reason from
 its Kueue Workload, bert_operator.kueue); a stage whose MPIJob failed for an infrastructure reason is
 Restarting until it is created again (reconcile/failures.py, recovery.py).
 
@@ -51,23 +51,8 @@ READY = "Ready"
 #: True while the job waits for the jobs it takes inputs from (spec.dataset.fromJob, ...): bert_operator.dependencies.
 WAITING = "Waiting"
 
-# The reasons this module's callers write, by their old names (each defined once, in reasons.py).
-REASON_INVALID_SPEC = reasons.INVALID_SPEC
-REASON_VALID_SPEC = reasons.VALID_SPEC
-REASON_IMMUTABLE = reasons.IMMUTABLE
-REASON_APPLIED = reasons.APPLIED
-REASON_NAME_CONFLICT = reasons.NAME_CONFLICT
-REASON_REFUSED = reasons.REFUSED
-REASON_WAITING_FOR_OLD_MPIJOB = reasons.WAITING_FOR_OLD_MPIJOB
-REASON_PODS_PENDING = reasons.PODS_PENDING
-REASON_RESTART_SCHEDULED = reasons.RESTART_SCHEDULED
-REASON_STAGE_RESTARTED = reasons.STAGE_RESTARTED
-REASON_RESTART_LIMIT = reasons.RESTART_LIMIT
-REASON_POLICY_VIOLATION = reasons.POLICY_VIOLATION
-REASON_POLICIES_UNREADABLE = reasons.POLICIES_UNREADABLE
-REASON_POLICY_INVALID = reasons.POLICY_INVALID
 #: Stage reasons that mean the job waits on something outside it (shown as Ready=False with the reason).
-WAITING_REASONS = frozenset({REASON_WAITING_FOR_OLD_MPIJOB, REASON_PODS_PENDING})
+WAITING_REASONS = frozenset({reasons.WAITING_FOR_OLD_MPIJOB, reasons.PODS_PENDING})
 
 # Bounds on what a message can carry. Much of it comes from what a tenant wrote (field errors quote keys and values),
 # and the API server refuses a request body over 3 MiB (413) and an object over etcd's 1.5 MiB: a job whose status
@@ -202,7 +187,7 @@ def phase_conditions(
     Created stays True once a stage was created; Queued, Running, Restarting
     and Suspended reflect the present; Succeeded and Failed are final.
     """
-    out = set_condition(conditions, VALID, True, REASON_VALID_SPEC, "spec is valid", now, generation)
+    out = set_condition(conditions, VALID, True, reasons.VALID_SPEC, "spec is valid", now, generation)
     created = state.phase != "Pending" or condition_of({"conditions": conditions}, CREATED) is not None
     if created:
         out = set_condition(out, CREATED, True, reasons.MPIJOB_CREATED, "MPIJob created", now, generation)

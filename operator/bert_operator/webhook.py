@@ -29,6 +29,7 @@ from . import dependencies, serving
 from .api import SpecError
 from .api.parse import parse_job
 from .api.required import unset_errors
+from .api.status import ACCEPTED_SPEC
 from .policy import PolicyInput, decide, parse_policy
 from .runtime import plain
 from .serving import Limits
@@ -50,7 +51,7 @@ def verdict(body: Mapping[str, Any], policy: PolicyInput | None = None) -> tuple
         job = plain(body)
         if policy is None:  # no policies at all, or a started job (its output is recorded: none is required now)
             parsed = parse_job(job)
-            started = bool((job.get("status") or {}).get("acceptedSpec"))
+            started = bool((job.get("status") or {}).get(ACCEPTED_SPEC))
             return "\n".join(str(error) for error in ([] if started else unset_errors(parsed))) or None, []
         holding = policy.holding()
         if holding:  # fail closed: an invalid policy selects this namespace
@@ -70,7 +71,7 @@ def validate_job(body: Mapping[str, Any], memo: Any = None, warnings: list[str] 
     them), so a user sees at apply time why the job gets a queue or a node selector. An update of a started job is
     judged as a job only: policies bind jobs before they start."""
     namespace = (body.get("metadata") or {}).get("namespace", "default")
-    started = bool((body.get("status") or {}).get("acceptedSpec"))
+    started = bool((body.get("status") or {}).get(ACCEPTED_SPEC))
     policies = memo.runtime.policies.input_for(namespace) if memo is not None and not started else None
     problems, applied = verdict(body, policies)
     if problems is None and memo is not None and not started:

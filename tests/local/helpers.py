@@ -52,10 +52,6 @@ def summary_rows(stdout: str) -> dict[str, dict[str, str]]:
     return {row["NAME"]: row for row in rows}
 
 
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == kind)
-
-
 def job_yaml(name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
     return {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
             "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec}

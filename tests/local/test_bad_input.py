@@ -12,8 +12,9 @@ from bert_operator.local.runner import resumable
 from bert_operator.api.models import BertTrainingJob
 from bert_operator.api.parse import parse_job
 from bert_operator.local.volumes import LocalSetupError, check_inputs, to_local, volume_map
-from tests.local.helpers import (INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, saved_statuses, statuses,
+from tests.local.helpers import (INPUTS_ANNOTATION, TINY_INPUTS, job_yaml, run_local, saved_statuses, statuses,
                                 summary_rows, tiny_prepare_spec, write_jobs)
+from tests.operator.fakes import condition
 
 
 def assert_clean_failure(result, code: int, *fragments: str) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.local.helpers import (INPUTS_ANNOTATION, TINY_INPUTS, condition, job_yaml, run_local, statuses, tiny_prepare_spec,
+from tests.local.helpers import (INPUTS_ANNOTATION, TINY_INPUTS, job_yaml, run_local, statuses, tiny_prepare_spec,
                                  write_jobs)
+from tests.operator.fakes import condition
 
 
 def takes_vocab_from(name: str, producer: str, output: str) -> dict:

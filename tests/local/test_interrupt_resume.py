@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.helpers import INPUTS_ANNOTATION, condition, job_yaml, run_local, start_local, statuses, tiny_prepare_spec, write_jobs
+from tests.local.helpers import INPUTS_ANNOTATION, job_yaml, run_local, start_local, statuses, tiny_prepare_spec, write_jobs
+from tests.operator.fakes import condition
 
 pytestmark = pytest.mark.timeout(600)
 STEPS = 400

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import boto3
 
-from tests.local.helpers import TINY_INPUTS, condition, job_yaml, run_local, statuses, tiny_prepare_spec, write_jobs
+from tests.local.helpers import TINY_INPUTS, job_yaml, run_local, statuses, tiny_prepare_spec, write_jobs
+from tests.operator.fakes import condition
 
 IN_CLUSTER_ENDPOINT = "http://minio.minio.svc:9000"
 

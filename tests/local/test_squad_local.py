@@ -9,7 +9,8 @@ import pytest
 
 from bert_operator.api.models import BertConfig
 from tests.finetune.test_squad_data import NAMES, long_squad
-from tests.local.helpers import condition, job_yaml, run_local, statuses, write_jobs
+from tests.local.helpers import job_yaml, run_local, statuses, write_jobs
+from tests.operator.fakes import condition
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -21,7 +21,8 @@ from bert_operator.dependencies import resolve_file
 from bert_operator.local.volumes import to_local
 from bert_operator.render import render_all
 from tests.conftest import rank_command
-from tests.local.helpers import TINY, TINY_INPUTS, condition, run_local, saved_statuses, statuses, summary_rows
+from tests.local.helpers import TINY, TINY_INPUTS, run_local, saved_statuses, statuses, summary_rows
+from tests.operator.fakes import condition
 
 pytestmark = pytest.mark.timeout(900)
 

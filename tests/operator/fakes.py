@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from bert_operator.kueue import KueueNotInstalled
+from bert_operator.reconcile import Reconciled, Reconciler
 from bert_operator.reconcile.ports import NamespaceTerminating, Rejected
 
 NOW = "2026-12-01T10:00:00Z"
@@ -184,6 +185,25 @@ def job(spec: dict[str, Any], *, generation: int = 1, status: dict[str, Any] | N
     return {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob",
             "metadata": {"name": name, "namespace": "ml", "uid": UID, "generation": generation},
             "spec": copy.deepcopy(spec), **({"status": copy.deepcopy(status)} if status is not None else {})}
+
+
+def kept(body: dict[str, Any], result: Reconciled | None) -> dict[str, Any] | None:
+    """What the caller of a reconcile does with its result (as Runtime.keep and local mode's run do): keep the
+    status it returns with the job it holds, here `body` itself. Returns the status written, None if nothing was."""
+    if result is None:
+        return None
+    body["status"] = result.status
+    return result.status if result.written else None
+
+
+def sync(reconciler: Reconciler, body: dict[str, Any], observed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """One reconcile of the job the test holds in `body`, its result kept there: the status written, or None."""
+    return kept(body, reconciler.reconcile(body, observed))
+
+
+def record(reconciler: Reconciler, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
+    """A report's fields recorded for the job the test holds in `body`, the result kept there: as :func:`sync`."""
+    return kept(body, reconciler.record(body, patch))
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from bert_operator.reconcile import usage
 from bert_operator.render import render_mpijob
 from bert_operator.tasks import stages_of
 from tests.operator.strict import crd_schema, load_crd, pruned
-from tests.operator.fakes import EVICTED_WORKER, GLUE, PRETRAIN, QUEUED_GLUE, Clock, KueueCluster, job
+from tests.operator.fakes import EVICTED_WORKER, GLUE, PRETRAIN, QUEUED_GLUE, Clock, KueueCluster, job, sync
 
 REPO = Path(__file__).resolve().parents[2]
 EIGHT_GPUS = {"resources": {"workers": 2, "gpusPerWorker": 4}}
@@ -42,7 +42,7 @@ def succeeded(cluster: KueueCluster, name: str, since: str, end: str) -> None:
 def make(clock: Clock, cluster: KueueCluster, spec: dict[str, Any]) -> tuple[Reconciler, dict[str, Any]]:
     reconciler = Reconciler(api=cluster, events=cluster, clock=clock)
     body = job(spec)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     return reconciler, body
 
 
@@ -57,12 +57,12 @@ def test_a_stage_counts_gpus_times_its_running_time_once() -> None:
     clock, cluster = Clock(), KueueCluster()
     reconciler, body = make(clock, cluster, {**GLUE, **EIGHT_GPUS})
     running(cluster, "j-glue", "2026-12-01T10:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     stage = body["status"]["stages"][0]
     assert (stage["runningSince"], stage["gpus"]) == ("2026-12-01T10:00:00Z", 8)
     assert "gpuHours" not in stage and "gpuHours" not in (body["status"].get("results") or {})
     succeeded(cluster, "j-glue", "2026-12-01T10:00:00Z", "2026-12-01T11:30:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     stage = body["status"]["stages"][0]
     assert (stage["runningSeconds"], stage["gpuHours"], stage["gpus"]) == (5400, 12.0, 8)
     assert "runningSince" not in stage
@@ -70,7 +70,7 @@ def test_a_stage_counts_gpus_times_its_running_time_once() -> None:
     # The API server hands the status back; planning it again (a resync, a new generation) adds nothing.
     cluster.calls.clear()
     body["metadata"]["generation"] = 2
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["results"]["gpuHours"] == 12.0 and body["status"]["stages"][0]["gpuHours"] == 12.0
 
 
@@ -78,28 +78,28 @@ def test_a_restarted_stage_counts_the_failed_attempt_and_the_next() -> None:
     clock, cluster = Clock(), KueueCluster()
     reconciler, body = make(clock, cluster, {**GLUE, **EIGHT_GPUS})
     running(cluster, "j-glue", "2026-12-01T10:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.pods = [EVICTED_WORKER]
     conditions(cluster, "j-glue", ("Created", "True", "2026-12-01T10:00:00Z"),
                ("Running", "False", "2026-12-01T10:30:00Z"), ("Failed", "True", "2026-12-01T10:30:00Z"),
                startTime="2026-12-01T10:00:00Z")
     clock.now = "2026-12-01T10:30:05Z"
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     stage = body["status"]["stages"][0]
     assert stage["phase"] == "Restarting" and stage["restarts"] == 1
     assert (stage["runningSeconds"], stage["gpuHours"]) == (1800, 4.0) and "runningSince" not in stage
     assert body["status"]["results"]["gpuHours"] == 4.0  # a tenant sees what the failed attempt cost at once
     # The failure is seen again (a stale event, a resync) before the MPIJob is gone: counted once.
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["stages"][0]["gpuHours"] == 4.0
     del cluster.mpijobs["j-glue"]
     cluster.pods = []
     clock.now = "2026-12-01T10:31:00Z"
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     running(cluster, "j-glue", "2026-12-01T11:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     succeeded(cluster, "j-glue", "2026-12-01T11:00:00Z", "2026-12-01T12:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     stage = body["status"]["stages"][0]
     assert (stage["runningSeconds"], stage["gpuHours"], stage["restarts"]) == (5400, 12.0, 1)
     assert body["status"]["results"]["gpuHours"] == 12.0
@@ -111,22 +111,22 @@ def test_a_preempted_stage_stops_counting_until_kueue_admits_it_again() -> None:
     cluster.add_workload("j-glue")
     cluster.admit("j-glue")
     running(cluster, "j-glue", "2026-12-01T10:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Running"
     cluster.preempt("j-glue")
     clock.now = "2026-12-01T10:15:00Z"
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     stage = body["status"]["stages"][0]
     assert body["status"]["phase"] == "Queued" and (stage["runningSeconds"], stage["gpuHours"]) == (900, 2.0)
     clock.now = "2026-12-01T10:20:00Z"
-    reconciler.reconcile(body)  # still queued: nothing more
+    sync(reconciler, body)  # still queued: nothing more
     assert body["status"]["stages"][0]["gpuHours"] == 2.0
     cluster.admit("j-glue")
     running(cluster, "j-glue", "2026-12-01T10:30:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["stages"][0]["runningSince"] == "2026-12-01T10:30:00Z"
     succeeded(cluster, "j-glue", "2026-12-01T10:30:00Z", "2026-12-01T11:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["results"]["gpuHours"] == 6.0 and body["status"]["stages"][0]["runningSeconds"] == 2700
 
 
@@ -134,7 +134,7 @@ def test_a_stage_never_seen_running_counts_from_its_start_time() -> None:
     clock, cluster = Clock(), KueueCluster()
     reconciler, body = make(clock, cluster, {**GLUE, **EIGHT_GPUS})
     succeeded(cluster, "j-glue", "2026-12-01T10:00:00Z", "2026-12-01T10:45:00Z")  # between two watch events
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["stages"][0]["gpuHours"] == 6.0 and body["status"]["results"]["gpuHours"] == 6.0
 
 
@@ -142,21 +142,21 @@ def test_a_pipeline_sums_its_stages_and_a_cpu_stage_counts_zero() -> None:
     clock, cluster = Clock(), KueueCluster()
     reconciler, body = make(clock, cluster, {**PRETRAIN, **EIGHT_GPUS})
     running(cluster, "j-phase1", "2026-12-01T10:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     succeeded(cluster, "j-phase1", "2026-12-01T10:00:00Z", "2026-12-01T13:00:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     running(cluster, "j-phase2", "2026-12-01T13:01:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["results"]["gpuHours"] == 24.0  # phase2 is still open
     succeeded(cluster, "j-phase2", "2026-12-01T13:01:00Z", "2026-12-01T14:01:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert [s["gpuHours"] for s in body["status"]["stages"]] == [24.0, 8.0]
     assert body["status"]["results"]["gpuHours"] == 32.0
 
     cpu_clock, cpu_cluster = Clock(), KueueCluster()
     cpu_reconciler, cpu_body = make(cpu_clock, cpu_cluster, {**GLUE, "resources": {"workers": 2, "gpusPerWorker": 0}})
     succeeded(cpu_cluster, "j-glue", "2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z")
-    cpu_reconciler.reconcile(cpu_body)
+    sync(cpu_reconciler, cpu_body)
     assert cpu_body["status"]["results"]["gpuHours"] == 0 and cpu_body["status"]["stages"][0]["runningSeconds"] == 3600
 
 

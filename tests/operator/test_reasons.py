@@ -65,6 +65,18 @@ def test_no_module_writes_a_reason_as_a_literal() -> None:
     assert not written, "define these in bert_operator/reasons.py and import them:\n" + "\n".join(sorted(written))
 
 
+def test_no_module_renames_a_reason() -> None:
+    """One name per reason: call sites write `reasons.<NAME>`, no module keeps a REASON_ alias of its own (a second
+    name is a second place to look for what a job can say)."""
+    aliases = {
+        f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)[:100]}"
+        for path in sorted(PACKAGE.rglob("*.py")) if path.name != "reasons.py"
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.Assign) and any(_name(target).startswith("REASON_") for target in node.targets)
+    }
+    assert not aliases, "use reasons.<NAME> where these are used:\n" + "\n".join(sorted(aliases))
+
+
 def test_the_check_finds_literals() -> None:
     """The scan itself: each form it must catch (so the test above cannot pass by finding nothing)."""
     code = ('REASON_X = "X"\nset_condition(c, "Ready", False, "Literal", m, n, g)\nStagePhase("Pending", f"Not{k}", "")\n'

@@ -19,7 +19,7 @@ import pytest
 from bert_operator.kueue import KueueNotInstalled
 from bert_operator.reconcile import Reconciler
 from bert_operator.reconcile.ports import NamespaceTerminating
-from tests.operator.fakes import GLUE, NOW, PRETRAIN, UID, FakeCluster, condition, job
+from tests.operator.fakes import GLUE, NOW, PRETRAIN, UID, FakeCluster, condition, job, record, sync
 from tests.operator.strict import normalised
 
 
@@ -31,11 +31,11 @@ def reconciler(cluster: FakeCluster) -> Reconciler:
 def started(reconciler: Reconciler, cluster: FakeCluster, spec: dict[str, Any], *true: str) -> dict[str, Any]:
     """A job whose first stage was created (and has the given MPIJob conditions); calls so far forgotten."""
     body = job(spec)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     first = next(iter(cluster.mpijobs))
     if true:
         cluster.set_conditions(first, *true)
-        reconciler.reconcile(body)
+        sync(reconciler, body)
     cluster.calls.clear()
     cluster.events.clear()
     return body
@@ -46,9 +46,14 @@ def started(reconciler: Reconciler, cluster: FakeCluster, spec: dict[str, Any], 
 
 def test_a_new_job_creates_its_first_stage_and_writes_status_once(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = job(PRETRAIN)
-    written = reconciler.reconcile(body)
+    given = copy.deepcopy(body)
+    result = reconciler.reconcile(body)
+    assert body == given  # the reconciler writes into no body: its output is what it returns
+    assert result is not None and result.written
+    written = result.status
     assert cluster.calls == [("create", "mpijobs", "j-phase1"), ("patch", "status", "j")]
-    assert written is body["status"] and written["phase"] == "Pending" and written["currentStage"] == "phase1"
+    assert written == cluster.status_patches[-1]  # (a first status: the patch has every field)
+    assert written["phase"] == "Pending" and written["currentStage"] == "phase1"
     assert written["stages"] == [{"name": "phase1", "mpiJob": "j-phase1", "phase": "Pending", "startTime": NOW}]
     assert written["acceptedSpec"]["task"]["pretrain"]["trainSteps"] == 7820 and written["observedGeneration"] == 1
     assert (written["task"], written["workers"], written["gpus"]) == ("pretrain", 1, 8)
@@ -61,14 +66,14 @@ def test_a_new_job_creates_its_first_stage_and_writes_status_once(reconciler: Re
 
 def test_nothing_changed_reads_the_stage_and_writes_nothing(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE, "Created", "Running")
-    assert reconciler.reconcile(body) is None
+    assert sync(reconciler, body) is None
     assert cluster.calls == [("get", "mpijobs", "j-glue")] and cluster.events == []
 
 
 def test_the_mpijob_a_watch_event_carries_is_not_read_again(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE)
     cluster.set_conditions("j-glue", "Created")
-    reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))
+    sync(reconciler, body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))
     # No MPIJob read; it is Created but not running, so the namespace's Warnings are read for why.
     assert cluster.calls == [("list", "events", "ml"), ("patch", "status", "j")] and body["status"]["phase"] == "Created"
 
@@ -78,17 +83,17 @@ def test_the_watch_echo_of_our_own_create_decides_nothing(reconciler: Reconciler
     with: nothing is read, planned or written. An MPIJob that differs (the MPI Operator's first condition) is
     planned on, once; a job forgotten (deleted) is planned on afresh."""
     body = job(GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.calls.clear()
-    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None
+    assert sync(reconciler, body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None
     assert cluster.calls == [] and len(cluster.events) == 1
     cluster.set_conditions("j-glue", "Created")
-    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))["phase"] == "Created"
+    assert sync(reconciler, body, observed=copy.deepcopy(cluster.mpijobs["j-glue"]))["phase"] == "Created"
     assert cluster.calls == [("list", "events", "ml"), ("patch", "status", "j")]
     cluster.calls.clear()
-    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None and cluster.calls == []
+    assert sync(reconciler, body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None and cluster.calls == []
     reconciler.forget("ml", "j")
-    assert reconciler.reconcile(body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None
+    assert sync(reconciler, body, observed=copy.deepcopy(cluster.mpijobs["j-glue"])) is None
     assert cluster.calls == [("list", "events", "ml")]  # planned on again (and the status already says Created)
 
 
@@ -109,7 +114,7 @@ def test_each_mpijob_condition_gives_the_job_its_phase(reconciler: Reconciler, c
                                                        event: tuple[str, str] | None) -> None:
     body = started(reconciler, cluster, GLUE)
     cluster.set_conditions("j-glue", *conditions, startTime="2026-12-01T09:59:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     status = body["status"]
     assert status["phase"] == phase and status["stages"][0]["phase"] == phase
     why = [("list", "events", "ml")] if phase == "Created" else []  # pods may be missing: read why
@@ -130,11 +135,11 @@ def test_each_mpijob_condition_gives_the_job_its_phase(reconciler: Reconciler, c
 def test_running_then_restarting_then_running_turns_conditions_off_and_on(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE, "Created", "Running")
     cluster.set_conditions("j-glue", "Created", "Running", "Restarting")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "Running")["status"] == "False"
     assert condition(body["status"], "Restarting")["status"] == "True"
     cluster.set_conditions("j-glue", "Created", "Running")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "Running")["status"] == "True"
     assert condition(body["status"], "Restarting") == {**condition(body["status"], "Restarting"), "status": "False",
                                                        "reason": "NotRestarting"}
@@ -147,7 +152,7 @@ def test_running_then_restarting_then_running_turns_conditions_off_and_on(reconc
 def test_a_succeeded_phase_creates_the_next_in_the_same_sync(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, PRETRAIN, "Created", "Running")
     cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded", completionTime="2026-12-01T09:58:00Z")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-phase1"), ("create", "mpijobs", "j-phase2"), ("patch", "status", "j")]
     status = body["status"]
     assert [(s["name"], s["phase"]) for s in status["stages"]] == [("phase1", "Succeeded"), ("phase2", "Pending")]
@@ -163,22 +168,23 @@ def test_a_succeeded_phase_creates_the_next_in_the_same_sync(reconciler: Reconci
 def test_a_succeeded_stage_is_never_read_again_and_the_last_one_ends_the_job(reconciler: Reconciler,
                                                                              cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, PRETRAIN, "Created", "Running", "Succeeded")
-    body["status"]["progress"] = {"stage": "phase2", "step": 700, "totalSteps": 782, "percent": 99, "display": "99% phase2"}
+    record(reconciler, body, {"progress": {"stage": "phase2", "step": 700, "totalSteps": 782, "percent": 99,
+                                           "display": "99% phase2"}})
     cluster.calls.clear()
     cluster.set_conditions("j-phase2", "Created", "Running", "Succeeded")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-phase2"), ("patch", "status", "j")]
     status = body["status"]
     assert status["phase"] == "Succeeded" and status["completionTime"] == NOW
     assert status["progress"]["percent"] == 100 and status["progress"]["display"] == "100%"
     cluster.calls.clear()
-    assert reconciler.reconcile(body) is None and cluster.calls == []  # finished, same generation: not even a read
+    assert sync(reconciler, body) is None and cluster.calls == []  # finished, same generation: not even a read
 
 
 def test_a_recorded_mpijob_deleted_behind_our_back_is_created_again(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE, "Created", "Running")
     del cluster.mpijobs["j-glue"]
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
     assert body["status"]["phase"] == "Pending"
 
@@ -188,12 +194,12 @@ def test_a_recorded_mpijob_deleted_behind_our_back_is_created_again(reconciler: 
 
 def test_an_mpijob_of_ours_that_exists_is_adopted_not_duplicated(reconciler: Reconciler, cluster: FakeCluster) -> None:
     first = job(GLUE)
-    reconciler.reconcile(copy.deepcopy(first))  # then the operator died before its status write landed:
+    sync(reconciler, copy.deepcopy(first))  # then the operator died before its status write landed:
     restarted = Reconciler(api=cluster, events=cluster, clock=lambda: NOW)  # the next one starts from no status
     cluster.set_conditions("j-glue", "Created", "Running", startTime="2026-12-01T09:00:00Z")
     cluster.calls.clear()
     cluster.events.clear()
-    restarted.reconcile(first)
+    sync(restarted, first)
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")] and len(cluster.mpijobs) == 1
     assert first["status"]["phase"] == "Running" and first["status"]["stages"][0]["startTime"] == "2026-12-01T09:00:00Z"
 
@@ -203,7 +209,7 @@ def test_a_foreign_mpijob_with_our_name_fails_the_job_and_is_left_alone(reconcil
                                               "ownerReferences": [{"uid": "someone-else"}]},
                                  "spec": {"runPolicy": {"suspend": True}}}
     body = job(GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]  # no suspend patch of theirs
     assert body["status"]["phase"] == "Failed" and condition(body["status"], "Failed")["reason"] == "MPIJobNameConflict"
     assert cluster.events == [("Warning", "Failed", "glue: New -> Failed: MPIJob j-glue exists and is not owned by this "
@@ -218,7 +224,7 @@ def test_an_invalid_job_fails_with_every_field_error_and_creates_nothing(reconci
     bad["model"].pop("vocab")
     bad["resources"] = {"gpusPerWorker": -1}
     body = job(bad)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("patch", "status", "j")] and cluster.mpijobs == {}
     status = body["status"]
     assert status["phase"] == "Failed" and status["completionTime"] == NOW
@@ -228,17 +234,17 @@ def test_an_invalid_job_fails_with_every_field_error_and_creates_nothing(reconci
     [(kind, reason, message)] = cluster.events
     assert (kind, reason) == ("Warning", "InvalidSpec") and message == valid["message"]
     cluster.calls.clear()
-    assert reconciler.reconcile(body) is None and cluster.calls == []
+    assert sync(reconciler, body) is None and cluster.calls == []
 
 
 def test_fixing_an_invalid_job_starts_it(reconciler: Reconciler, cluster: FakeCluster) -> None:
     bad = copy.deepcopy(GLUE)
     bad["model"].pop("vocab")
     body = job(bad)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     body["spec"], body["metadata"]["generation"] = copy.deepcopy(GLUE), 2
     cluster.calls.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
     assert condition(body["status"], "Valid")["status"] == "True" and body["status"]["observedGeneration"] == 2
 
@@ -257,7 +263,7 @@ def edited(body: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
 def test_changing_a_frozen_field_is_refused_once_and_the_accepted_spec_keeps_running(reconciler: Reconciler,
                                                                                    cluster: FakeCluster) -> None:
     body = edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"resources": {"workers": 4}})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]
     applied = condition(body["status"], "SpecApplied")
     assert (applied["status"], applied["reason"]) == ("False", "ImmutableFieldChanged")
@@ -267,14 +273,14 @@ def test_changing_a_frozen_field_is_refused_once_and_the_accepted_spec_keeps_run
                                                                    "runPolicy.suspend cannot change after the job started")]
     cluster.events.clear()
     cluster.set_conditions("j-glue", "Created", "Running", "Restarting")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert [reason for _, reason, _ in cluster.events] == ["Restarting"]  # the refusal is said once
     assert condition(body["status"], "SpecApplied")["reason"] == "ImmutableFieldChanged"
 
 
 def test_an_invalid_update_of_a_running_job_is_refused_not_failed(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"resources": {"gpusPerWorker": -1}})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     applied = condition(body["status"], "SpecApplied")
     assert applied["status"] == "False" and applied["message"].startswith("spec is invalid: ")
     assert "spec.resources.gpusPerWorker" in applied["message"] and body["status"]["phase"] == "Running"
@@ -283,13 +289,13 @@ def test_an_invalid_update_of_a_running_job_is_refused_not_failed(reconciler: Re
 
 def test_a_suspend_toggle_is_passed_to_the_running_stage(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"runPolicy": {"suspend": True}})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "mpijobs", "j-glue"), ("patch", "status", "j")]
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True
     assert condition(body["status"], "SpecApplied")["status"] == "True" and body["status"]["observedGeneration"] == 2
     cluster.set_conditions("j-glue", "Created", "Suspended")
     cluster.calls.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]  # toggled once
     assert body["status"]["phase"] == "Suspended"
 
@@ -297,7 +303,7 @@ def test_a_suspend_toggle_is_passed_to_the_running_stage(reconciler: Reconciler,
 def test_a_suspend_toggle_still_passes_while_another_change_is_refused(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = edited(started(reconciler, cluster, GLUE, "Created", "Running"),
                   {"runPolicy": {"suspend": True}, "resources": {"workers": 4}})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "mpijobs", "j-glue"), ("patch", "status", "j")]
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True
     assert condition(body["status"], "SpecApplied")["reason"] == "ImmutableFieldChanged"
@@ -306,7 +312,7 @@ def test_a_suspend_toggle_still_passes_while_another_change_is_refused(reconcile
 def test_a_finished_stage_gets_no_suspend_patch(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE, "Created", "Running", "Failed")
     body = edited(body, {"runPolicy": {"suspend": True}})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert ("patch", "mpijobs", "j-glue") not in cluster.calls and body["status"]["observedGeneration"] == 2
 
 
@@ -316,28 +322,41 @@ def test_a_finished_stage_gets_no_suspend_patch(reconciler: Reconciler, cluster:
 def test_no_event_is_posted_for_a_job_deleted_before_its_status_was_written(reconciler: Reconciler,
                                                                            cluster: FakeCluster) -> None:
     cluster.job_exists = False
-    assert reconciler.reconcile(job(GLUE)) is None
+    assert sync(reconciler, job(GLUE)) is None
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")] and cluster.events == []
 
 
 def test_a_failing_events_api_never_fails_a_reconcile(reconciler: Reconciler, cluster: FakeCluster) -> None:
     cluster.fail_events = True
     body = job(GLUE)
-    assert reconciler.reconcile(body)["phase"] == "Pending" and cluster.events == []
+    assert sync(reconciler, body)["phase"] == "Pending" and cluster.events == []
 
 
 def test_a_status_write_sends_only_the_fields_that_changed(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE)
     cluster.status_patches.clear()
     cluster.set_conditions("j-glue", "Created")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert sorted(cluster.status_patches[0]) == ["conditions", "phase", "stages"]
+
+
+def test_fields_the_plan_does_not_know_and_nulls_survive_a_plan(reconciler: Reconciler, cluster: FakeCluster) -> None:
+    """The plan reads the old status through typed views, never through the models (which would drop an unknown
+    field and turn a null into an absent one or a default): what it does not decide is written back as it was."""
+    body = started(reconciler, cluster, GLUE, "Created")
+    body["status"] = {**body["status"], "fromANewerOperator": {"kept": [1, 2]}, "progress": None, "policy": None}
+    reconciler.writer.forget("ml", "j")  # a new operator process reads the status from the API server
+    cluster.set_conditions("j-glue", "Created", "Running")
+    written = sync(reconciler, body)
+    assert written is not None and written["phase"] == "Running"
+    assert written["fromANewerOperator"] == {"kept": [1, 2]} and "progress" in written and written["progress"] is None
+    assert "policy" not in written and cluster.status_patches[-1]["policy"] is None  # (no policy: dropped, as before)
 
 
 def test_reports_go_through_the_same_writer(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE, "Created", "Running")
-    assert reconciler.record(body, {"progress": {"step": 1}}) is not None
-    assert reconciler.record(body, {"progress": {"step": 1}}) is None  # unchanged: not written again
+    assert record(reconciler, body, {"progress": {"step": 1}}) is not None
+    assert record(reconciler, body, {"progress": {"step": 1}}) is None  # unchanged: not written again
     assert cluster.calls == [("patch", "status", "j")] and body["status"]["progress"] == {"step": 1}
     assert body["status"]["phase"] == "Running"
 
@@ -348,12 +367,12 @@ def test_reports_go_through_the_same_writer(reconciler: Reconciler, cluster: Fak
 def test_a_spec_read_back_with_normalised_numbers_is_not_a_change(reconciler: Reconciler, cluster: FakeCluster) -> None:
     spec = {**GLUE, "task": {"glue": {"epochs": 2.0, "learningRate": 2e-5}}}
     body = job(spec)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["acceptedSpec"]["task"]["glue"]["epochs"] == 2.0
     body = {**body, "spec": normalised(body["spec"]), "status": normalised(body["status"])}  # the next read
     cluster.set_conditions("j-glue", "Created")
     cluster.events.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "SpecApplied")["status"] == "True"
     assert [reason for _, reason, _ in cluster.events] == ["Created"]
 
@@ -364,14 +383,14 @@ def test_a_corrected_invalid_job_gets_its_own_start_and_completion_times(cluster
     bad = copy.deepcopy(GLUE)
     bad["model"].pop("vocab")
     body = job(bad)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["completionTime"] == "2026-12-01T10:00:00Z"
     body["spec"], body["metadata"]["generation"] = copy.deepcopy(GLUE), 2
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["startTime"] == "2026-12-01T11:00:00Z" and "completionTime" not in body["status"]
     assert cluster.status_patches[-1]["completionTime"] is None  # removed on the server too (merge patch null)
     cluster.set_conditions("j-glue", "Created", "Running", "Succeeded")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     status = body["status"]
     assert status["phase"] == "Succeeded" and status["startTime"] < status["completionTime"] == "2026-12-01T12:00:00Z"
 
@@ -381,7 +400,7 @@ def test_an_mpijob_the_api_server_refuses_fails_the_job_once_without_retrying(re
     cluster.refuse["j-glue"] = ('MPIJob.kubeflow.org "j-glue" is invalid: metadata.labels: Invalid value: '
                                 '"q-very-long": must be no more than 63 characters')
     body = job(GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
     status = body["status"]
     assert status["phase"] == "Failed" and condition(status, "Failed")["reason"] == "MPIJobRefused"
@@ -390,10 +409,10 @@ def test_an_mpijob_the_api_server_refuses_fails_the_job_once_without_retrying(re
     [(kind, reason, message)] = cluster.events
     assert (kind, reason) == ("Warning", "Failed") and "the API server refused MPIJob j-glue (422)" in message
     cluster.calls.clear()
-    assert reconciler.reconcile(body) is None and cluster.calls == []  # the resync does not retry it
+    assert sync(reconciler, body) is None and cluster.calls == []  # the resync does not retry it
     del cluster.refuse["j-glue"]
     body["spec"], body["metadata"]["generation"] = {**GLUE, "resources": {"workers": 2}}, 2
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Pending" and body["status"]["workers"] == 2
 
 
@@ -402,9 +421,9 @@ def test_a_queued_event_with_the_status_from_before_our_write_repeats_nothing(re
     cluster.refuse["j-glue"] = "invalid"
     first = job(GLUE)
     queued = copy.deepcopy(first)  # the same job as a second watch event delivered it, before our write
-    reconciler.reconcile(first)
+    sync(reconciler, first)
     cluster.calls.clear()
-    assert reconciler.reconcile(queued) is None
+    assert sync(reconciler, queued) is None
     assert cluster.calls == [] and len(cluster.events) == 1 and queued["status"]["phase"] == "Failed"
 
 
@@ -412,9 +431,9 @@ def test_an_event_from_before_a_spec_change_we_answered_is_ignored(reconciler: R
     body = started(reconciler, cluster, GLUE, "Created", "Running")
     older = copy.deepcopy(body)
     newer = edited(body, {"runPolicy": {"suspend": True}})
-    reconciler.reconcile(newer)
+    sync(reconciler, newer)
     cluster.calls.clear()
-    assert reconciler.reconcile(older) is None and cluster.calls == []
+    assert sync(reconciler, older) is None and cluster.calls == []
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True  # not toggled back
 
 
@@ -424,7 +443,7 @@ def test_a_job_reapplied_before_the_old_mpijob_is_collected_waits_then_proceeds(
         {"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingJob", "name": "j", "uid": "uid-of-the-deleted-one"}]},
         "spec": {"runPolicy": {"suspend": False}}}
     body = job(GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     status = body["status"]
     assert status["phase"] == "Pending" and "acceptedSpec" not in status
     ready = condition(status, "Ready")
@@ -432,19 +451,19 @@ def test_a_job_reapplied_before_the_old_mpijob_is_collected_waits_then_proceeds(
     assert "uid-of-the-deleted-one" in ready["message"] and "garbage collector" in ready["message"]
     del cluster.mpijobs["j-glue"]  # collected; its DELETED event wakes the job
     cluster.calls.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
     assert cluster.mpijobs["j-glue"]["metadata"]["ownerReferences"][0]["uid"] == UID
     assert condition(body["status"], "Ready")["status"] == "False" and body["status"]["acceptedSpec"]
     cluster.set_conditions("j-glue", "Created", "Running")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "Ready")["status"] == "True"
 
 
 def test_a_job_being_deleted_gets_nothing_created(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = job(GLUE)
     body["metadata"]["deletionTimestamp"] = NOW
-    assert reconciler.reconcile(body) is None and cluster.calls == []
+    assert sync(reconciler, body) is None and cluster.calls == []
 
 
 def warning(kind: str, name: str, reason: str, message: str, when: str) -> dict[str, Any]:
@@ -463,13 +482,13 @@ def test_a_stage_whose_pods_wait_says_why_with_the_newest_warning(reconciler: Re
         warning("Pod", "j-glue-squad-worker-0", "FailedScheduling", "job j-glue's pod", "2026-12-01T10:09:30Z"),
         warning("Pod", "other-worker-0", "FailedScheduling", "not ours", "2026-12-01T10:10:00Z"),
     ]
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     ready = condition(body["status"], "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "PodsPending") and body["status"]["phase"] == "Created"
     assert ready["message"] == "pod j-glue-worker-0: FailedScheduling: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
     cluster.set_conditions("j-glue", "Created", "Running")
     cluster.calls.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]  # running: no Event reads
     assert condition(body["status"], "Ready")["status"] == "True"
 
@@ -479,12 +498,12 @@ def test_a_job_recreated_under_the_same_name_does_not_inherit_the_old_ones_statu
     """Its DELETED event was missed: the writer's memory of the old job (generation 3) must not hide the new one."""
     old = edited(edited(started(reconciler, cluster, GLUE, "Created", "Running"), {"runPolicy": {"suspend": True}}),
                  {"runPolicy": {"suspend": False}})
-    reconciler.reconcile(old)
+    sync(reconciler, old)
     del cluster.mpijobs["j-glue"]
     cluster.calls.clear()
     new = job(GLUE)
     new["metadata"]["uid"] = "uid-of-the-new-job"
-    reconciler.reconcile(new)
+    sync(reconciler, new)
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
     assert new["status"]["observedGeneration"] == 1
 
@@ -496,7 +515,7 @@ def test_an_accepted_spec_that_no_longer_passes_the_rules_fails_the_job_with_a_s
     body["status"]["acceptedSpec"] = {**body["status"]["acceptedSpec"], "queueName": "q" * 64}
     body["spec"] = {**body["spec"], "queueName": "q" * 64}
     reconciler.writer.forget("ml", "j")  # a new operator process reads the status from the API server
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     failed = condition(body["status"], "Failed")
     assert body["status"]["phase"] == "Failed" and failed["reason"] == "InvalidSpec"
     assert failed["message"].startswith("the spec this job started with is no longer valid: spec.queueName:")
@@ -507,7 +526,7 @@ def test_unreadable_warning_events_do_not_stop_the_job(reconciler: Reconciler, c
     body = started(reconciler, cluster, GLUE)
     cluster.warnings = None
     cluster.set_conditions("j-glue", "Created")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert ("list", "events", "ml") in cluster.calls and body["status"]["phase"] == "Created"
 
 
@@ -521,7 +540,7 @@ def test_a_job_with_thousands_of_field_errors_fails_with_a_status_the_api_server
     spec = copy.deepcopy(GLUE)
     spec["resources"] = {"podTemplate": {"labels": {f"bertoperator.io/k{i:05d}": "x" for i in range(8000)}}}
     body = job(spec)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     status = body["status"]
     assert status["phase"] == "Failed" and condition(status, "Failed")["reason"] == "InvalidSpec"
     assert len(json.dumps(cluster.status_patches[-1]).encode()) < 64 * 1024
@@ -552,7 +571,7 @@ def test_a_job_failed_before_anything_was_created_shows_its_reason_and_columns(r
     ctx = planning.Context(job(spec), {}, Observed(), NOW, RenderSettings(), RecoverySettings())
     from bert_operator.api.parse import parse_job
     parsed = parse_job(ctx.body) if reason != "InvalidSpec" else None  # what the callers hold (the spec parses)
-    ended = planning._ended(ctx, [FieldError("spec.x", "no")], reason, job=parsed)
+    ended = planning._ended(ctx, planning.Ended([FieldError("spec.x", "no")], reason, job=parsed))
     status = ended.status
     ready = condition(status, "Ready")
     assert (ready["status"], ready["reason"], ready["message"]) == ("False", reason, "spec.x: no")
@@ -565,7 +584,7 @@ def test_a_job_failed_before_anything_was_created_shows_its_reason_and_columns(r
 def test_an_intermediate_stage_that_succeeded_posts_its_own_event(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, PRETRAIN, "Created", "Running")
     cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Normal", "Succeeded"), ("Normal", "Pending")]
     assert cluster.events[0][2] == "phase1: Running -> Succeeded: MPIJob succeeded"
     assert cluster.events[1][2].startswith("phase2: New -> Pending")
@@ -574,9 +593,9 @@ def test_an_intermediate_stage_that_succeeded_posts_its_own_event(reconciler: Re
 def test_a_lifecycle_condition_never_names_a_phase_the_job_has_left(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE, "Created", "Running")
     cluster.set_conditions("j-glue", "Created", "Running", "Restarting")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.set_conditions("j-glue", "Created")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Created"
     for kind in ("Running", "Restarting"):
         assert condition(body["status"], kind)["status"] == "False"
@@ -589,7 +608,7 @@ def test_an_accepted_spec_failing_later_leaves_no_lifecycle_condition_true_but_f
     body["status"]["acceptedSpec"] = {**body["status"]["acceptedSpec"], "queueName": "q" * 64}
     body["spec"] = {**body["spec"], "queueName": "q" * 64}
     reconciler.writer.forget("ml", "j")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     true = {c["type"] for c in body["status"]["conditions"] if c["status"] == "True"}
     assert true == {"Failed", "Created", "SpecApplied"} and condition(body["status"], "Ready")["reason"] == "InvalidSpec"
 
@@ -604,13 +623,13 @@ def test_a_restarted_stage_quotes_no_warning_of_the_mpijob_it_replaced(reconcile
     old_mpijob["involvedObject"]["uid"] = "uid-of-attempt-1"  # (posted late: the old one is still being deleted)
     cluster.warnings = [old_mpijob, warning("Pod", "j-glue-worker-0", "FailedScheduling", "attempt 1's pod",
                                             "2026-12-01T09:59:00Z")]
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Created" and not any(
         c["type"] == "Ready" and c["reason"] == "PodsPending" for c in body["status"]["conditions"])
     mine = warning("MPIJob", "j-glue", "FailedCreatePod", "quota", "2026-12-01T10:00:02Z")
     mine["involvedObject"]["uid"] = "uid-of-attempt-2"
     cluster.warnings.append(mine)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "Ready")["message"] == "mpijob j-glue: FailedCreatePod: quota"
 
 
@@ -619,32 +638,32 @@ def test_a_namespace_being_deleted_gets_no_status_and_no_event(reconciler: Recon
     stops every later one before any call."""
     cluster.terminating = True
     body = job(GLUE)
-    assert reconciler.reconcile(body) is None
+    assert sync(reconciler, body) is None
     assert cluster.calls == [("create", "mpijobs", "j-glue")] and cluster.events == [] and not body.get("status")
     cluster.calls.clear()
-    assert reconciler.reconcile(body) is None and cluster.calls == []
+    assert sync(reconciler, body) is None and cluster.calls == []
     reconciler.namespace_event("MODIFIED", {"metadata": {"name": "ml"}, "status": {"phase": "Active"}})
     cluster.terminating = False
-    assert reconciler.reconcile(body)["phase"] == "Pending"
+    assert sync(reconciler, body)["phase"] == "Pending"
     reconciler.namespace_event("MODIFIED", {"metadata": {"name": "ml", "deletionTimestamp": NOW},
                                             "status": {"phase": "Terminating"}})
     cluster.calls.clear()
     cluster.set_conditions("j-glue", "Created", "Running", "Failed")  # its pods killed by the namespace's deletion
-    assert reconciler.reconcile(body) is None and cluster.calls == [] and body["status"]["phase"] == "Pending"
-    assert reconciler.record(body, {"progress": {"step": 1}}) is None and cluster.calls == []  # a late report too
+    assert sync(reconciler, body) is None and cluster.calls == [] and body["status"]["phase"] == "Pending"
+    assert record(reconciler, body, {"progress": {"step": 1}}) is None and cluster.calls == []  # a late report too
 
 
 def test_without_kueue_a_queued_stage_says_so_once_and_it_is_no_fault(reconciler: Reconciler, cluster: FakeCluster) -> None:
     cluster.kueue_installed = False
     body = job({**GLUE, "queueName": "team-a"})
-    reconciler.reconcile(body)  # created suspended, for Kueue: Queued
-    reconciler.reconcile(body)  # its Workload looked for: the API is not served
+    sync(reconciler, body)  # created suspended, for Kueue: Queued
+    sync(reconciler, body)  # its Workload looked for: the API is not served
     ready = condition(body["status"], "Ready")
     assert body["status"]["phase"] == "Queued" and (ready["status"], ready["reason"]) == ("False", "KueueNotInstalled")
     assert "Kueue is not installed" in ready["message"] and "spec.queueName" in ready["message"]
     assert condition(body["status"], "Queued")["reason"] == "KueueNotInstalled"
     assert [kind for kind, _, _ in cluster.events] == ["Normal"]
-    assert reconciler.reconcile(body) is None  # said once: nothing new to write
+    assert sync(reconciler, body) is None  # said once: nothing new to write
 
 
 def terminating_answer(resource: str, name: str) -> Any:

@@ -12,7 +12,7 @@ from bert_operator.policy import PolicyInput, parse_policy
 from bert_operator.policy_cache import PolicyCache
 from bert_operator.reconcile import Reconciler
 from bert_operator.webhook import verdict
-from tests.operator.fakes import GLUE, PRETRAIN, FakeCluster, condition, job
+from tests.operator.fakes import GLUE, PRETRAIN, FakeCluster, condition, job, sync
 
 LABELS = {"team": "a"}
 
@@ -43,7 +43,7 @@ FORCED_QUEUE = dict(forced={"queueName": "team-a"}, defaults={"nodeSelector": {"
 
 def test_forced_and_default_values_reach_the_mpijob_and_the_status_says_why(cluster: FakeCluster) -> None:
     body = job(GLUE)
-    reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE))).reconcile(body)
+    sync(reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE))), body)
     mpijob = cluster.mpijobs["j-glue"]
     assert mpijob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
@@ -57,7 +57,7 @@ def test_forced_and_default_values_reach_the_mpijob_and_the_status_says_why(clus
 
 def test_a_job_that_breaks_a_policy_fails_before_anything_is_created(cluster: FakeCluster) -> None:
     body = job({**GLUE, "resources": {"workers": 4, "gpusPerWorker": 8}})
-    reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE))).reconcile(body)
+    sync(reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE))), body)
     assert cluster.calls == [("patch", "status", "j")] and cluster.mpijobs == {}
     failed = condition(body["status"], "Failed")
     message = ("spec.resources.gpusPerWorker: 8 exceeds 16 GPUs per job allowed by BertTrainingPolicy team-default "
@@ -72,35 +72,35 @@ def test_a_policy_edited_after_the_start_binds_the_next_stage_not_the_running_on
     policies = Policies(team_policy(forced={"queueName": "team-a"}))
     reconciler = reconciler_for(cluster, policies)
     body = job(PRETRAIN)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs["j-phase1"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     # The platform team tightens the policy: 4 GPUs per job (this job has 8) and another queue.
     policies.policies = (team_policy(forced={"queueName": "team-a-large"}, limits={"maxGpusPerJob": 4}),)
     cluster.mpijobs["j-phase1"]["spec"]["runPolicy"]["suspend"] = False  # Kueue admitted it
     cluster.set_conditions("j-phase1", "Created", "Running")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Running"  # not failed: it was admitted
     cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs["j-phase2"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-large"
 
 
 def test_a_namespace_no_policy_selects_is_untouched(cluster: FakeCluster) -> None:
     body = job(GLUE)
     body["metadata"]["namespace"] = "other"
-    reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE))).reconcile(body)
+    sync(reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE))), body)
     assert "kueue.x-k8s.io/queue-name" not in cluster.mpijobs["j-glue"]["metadata"]["labels"]
     assert "policy" not in body["status"]
 
 
 def test_policy_values_that_make_the_job_invalid_fail_it_naming_the_field(cluster: FakeCluster) -> None:
     body = job(GLUE)
-    reconciler_for(cluster, Policies(team_policy(forced={"schedulerName": "volcano"},
-                                                 defaults={"precision": "bf16"}))).reconcile(body)
+    sync(reconciler_for(cluster, Policies(team_policy(forced={"schedulerName": "volcano"},
+                                                      defaults={"precision": "bf16"}))), body)
     assert body["status"]["phase"] != "Failed"  # valid values: no failure
     broken = job(copy.deepcopy(GLUE), name="k")
     cluster2 = FakeCluster()
-    reconciler_for(cluster2, Policies(team_policy(forced={"nodeSelector": {"bad key!": "x"}}))).reconcile(broken)
+    sync(reconciler_for(cluster2, Policies(team_policy(forced={"nodeSelector": {"bad key!": "x"}}))), broken)
     failed = condition(broken["status"], "Failed")
     assert failed["reason"] == "PolicyViolation" and failed["message"].startswith(
         "the job with its BertTrainingPolicies' values is not valid: spec.resources.nodeSelector")
@@ -117,24 +117,24 @@ class Unreadable:
 def test_unreadable_policies_hold_a_new_job_with_a_status_a_condition_and_one_event(cluster: FakeCluster) -> None:
     reconciler = reconciler_for(cluster, Unreadable())  # type: ignore[arg-type]
     body = job(GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs == {} and cluster.calls == [("patch", "status", "j")]
     ready = condition(body["status"], "Ready")
     assert body["status"]["phase"] == "Pending" and (ready["status"], ready["reason"]) == ("False", "PoliciesUnreadable")
     assert "ConnectionError: connection refused" in ready["message"]
     assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Warning", "PoliciesUnreadable")]
-    reconciler.reconcile(body)  # still down: nothing new to say
+    sync(reconciler, body)  # still down: nothing new to say
     assert len(cluster.events) == 1 and cluster.mpijobs == {}
     readable = reconciler_for(cluster, Policies(team_policy(**FORCED_QUEUE)))
-    readable.reconcile(body)
+    sync(readable, body)
     assert cluster.mpijobs["j-glue"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
 
 
 def test_unreadable_policies_let_a_running_stage_go_on(cluster: FakeCluster) -> None:
     body = job(GLUE)
-    reconciler_for(cluster, Policies()).reconcile(body)
+    sync(reconciler_for(cluster, Policies()), body)
     cluster.set_conditions("j-glue", "Created", "Running")
-    reconciler_for(cluster, Unreadable()).reconcile(body)  # type: ignore[arg-type]
+    sync(reconciler_for(cluster, Unreadable()), body)  # type: ignore[arg-type]
     assert body["status"]["phase"] == "Running" and condition(body["status"], "Ready")["status"] == "True"
 
 
@@ -169,30 +169,30 @@ def test_an_invalid_policy_holds_a_new_job_of_its_namespaces_naming_the_policy_a
     cache = PolicyCache(PolicyApi(BROKEN))
     reconciler = reconciler_for(cluster, cache.input_for)  # type: ignore[arg-type]
     body = job({**GLUE, "image": "docker.io/evil/miner", "resources": {"workers": 4, "gpusPerWorker": 8}})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs == {}
     ready = condition(body["status"], "Ready")
     assert body["status"]["phase"] == "Pending" and (ready["status"], ready["reason"]) == ("False", "PolicyInvalid")
     assert "BertTrainingPolicy team-default is invalid" in ready["message"]
     assert "spec.defaults: sets spec.queueName, which spec.forced also sets" in ready["message"]
     assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Warning", "PolicyInvalid")]
-    reconciler.reconcile(body)  # still invalid: nothing new to say, nothing made
+    sync(reconciler, body)  # still invalid: nothing new to say, nothing made
     assert len(cluster.events) == 1 and cluster.mpijobs == {}
     other = job(GLUE, name="elsewhere")
     other["metadata"]["namespace"] = "other"
-    reconciler.reconcile(other)  # a namespace it does not select is not held
+    sync(reconciler, other)  # a namespace it does not select is not held
     assert "elsewhere-glue" in cluster.mpijobs
 
 
 def test_an_invalid_policy_lets_a_running_stage_go_on_and_holds_the_next(cluster: FakeCluster) -> None:
     body = job(PRETRAIN)
-    reconciler_for(cluster, Policies()).reconcile(body)
+    sync(reconciler_for(cluster, Policies()), body)
     cluster.set_conditions("j-phase1", "Created", "Running")
     held = reconciler_for(cluster, PolicyCache(PolicyApi(BROKEN)).input_for)  # type: ignore[arg-type]
-    held.reconcile(body)
+    sync(held, body)
     assert body["status"]["phase"] == "Running" and condition(body["status"], "Ready")["status"] == "True"
     cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
-    held.reconcile(body)
+    sync(held, body)
     assert "j-phase2" not in cluster.mpijobs and condition(body["status"], "Ready")["reason"] == "PolicyInvalid"
 
 
@@ -202,10 +202,10 @@ def test_an_invalid_edit_keeps_the_last_valid_generation_enforced(cluster: FakeC
     cache.policy_event("MODIFIED", {**BROKEN, "metadata": {**BROKEN["metadata"], "generation": 2}})
     reconciler = reconciler_for(cluster, cache.input_for)  # type: ignore[arg-type]
     too_big = job({**GLUE, "resources": {"workers": 4, "gpusPerWorker": 8}}, name="big")
-    reconciler.reconcile(too_big)
+    sync(reconciler, too_big)
     assert condition(too_big["status"], "Failed")["reason"] == "PolicyViolation" and cluster.mpijobs == {}
     body = job(GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs["j-glue"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
 
 
@@ -216,11 +216,11 @@ def test_deleting_the_policy_that_forced_the_queue_leaves_the_queued_stage_to_ku
     policies = Policies(team_policy(forced={"queueName": "team-a"}))
     reconciler = reconciler_for(cluster, policies)
     body = job(GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True and body["status"]["phase"] == "Queued"
     assert body["status"]["stages"][0]["queueName"] == "team-a"
     policies.policies = ()  # the platform team deletes the policy while Kueue holds the stage
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert ("patch", "mpijobs", "j-glue") not in cluster.calls
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True and body["status"]["phase"] == "Queued"
 
@@ -229,21 +229,21 @@ def test_a_queue_a_policy_adds_later_does_not_make_an_unqueued_stage_queued(clus
     policies = Policies()
     reconciler = reconciler_for(cluster, policies)
     body = job({**GLUE, "runPolicy": {"suspend": True}})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.set_conditions("j-glue", "Created", "Suspended")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Suspended"
     policies.policies = (team_policy(forced={"queueName": "team-a"}),)
     body["spec"]["runPolicy"]["suspend"] = False  # the user resumes: the MPIJob, not a Workload, is told
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is False
 
 
 def test_the_suspend_of_an_mpijob_with_kueues_label_is_never_written(cluster: FakeCluster) -> None:
     body = job(GLUE)
-    reconciler_for(cluster, Policies(team_policy(forced={"queueName": "team-a"}))).reconcile(body)
+    sync(reconciler_for(cluster, Policies(team_policy(forced={"queueName": "team-a"}))), body)
     del body["status"]["stages"][0]["queueName"]  # a status written before stages recorded their queue
-    reconciler_for(cluster, Policies()).reconcile(body)
+    sync(reconciler_for(cluster, Policies()), body)
     assert ("patch", "mpijobs", "j-glue") not in cluster.calls and body["status"]["phase"] == "Queued"
 
 
@@ -255,7 +255,7 @@ TEAM_OUTPUT = {"output": {"uri": "s3://bert-results/{namespace}/{name}", "creden
 
 def test_a_job_without_output_gets_the_policys_default_output(cluster: FakeCluster) -> None:
     body = job(NO_OUTPUT)
-    reconciler_for(cluster, Policies(team_policy(defaults=TEAM_OUTPUT))).reconcile(body)
+    sync(reconciler_for(cluster, Policies(team_policy(defaults=TEAM_OUTPUT))), body)
     assert "s3://bert-results/ml/j" in str(cluster.mpijobs["j-glue"]["spec"])
     assert body["status"]["resolved"]["output"] == {"uri": "s3://bert-results/ml/j", "credentialsSecret": "team-s3"}
 
@@ -263,7 +263,7 @@ def test_a_job_without_output_gets_the_policys_default_output(cluster: FakeClust
 @pytest.mark.parametrize("policies", [(), (team_policy(forced={"queueName": "team-a"}),)], ids=["none", "no-output"])
 def test_a_job_without_output_that_no_policy_gives_one_fails_naming_the_field(cluster: FakeCluster, policies: Any) -> None:
     body = job(NO_OUTPUT)
-    reconciler_for(cluster, Policies(*policies)).reconcile(body)
+    sync(reconciler_for(cluster, Policies(*policies)), body)
     failed = condition(body["status"], "Failed")
     assert body["status"]["phase"] == "Failed" and cluster.mpijobs == {}
     assert failed["message"].startswith("spec.output.uri: required") and \
@@ -274,10 +274,10 @@ def test_a_started_job_keeps_the_output_it_started_with_when_the_policy_changes(
     policies = Policies(team_policy(defaults=TEAM_OUTPUT))
     reconciler = reconciler_for(cluster, policies)
     body = job({key: value for key, value in PRETRAIN.items() if key != "output"})
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
     policies.policies = ()  # phase2 must still read phase1's checkpoints where phase1 wrote them
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert "s3://bert-results/ml/j" in str(cluster.mpijobs["j-phase2"]["spec"])
 
 

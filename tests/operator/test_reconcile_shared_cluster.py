@@ -17,7 +17,7 @@ from bert_operator.reconcile import Reconciler
 from bert_operator.reconcile.failures import classify, error_line
 from bert_operator.reconcile.recovery import RecoverySettings
 from tests.operator.fakes import (EVICTED_WORKER, GLUE, NOW, PRETRAIN, QUEUED_GLUE, UID, Clock, FakeCluster,
-                                  KueueCluster, condition, job, pod, wl_condition)
+                                  KueueCluster, condition, job, pod, sync, wl_condition)
 
 FAKE = KueueCluster  # the `cluster` fixture's (conftest.py)
 
@@ -31,7 +31,7 @@ def reconciler(cluster: KueueCluster, clock: Clock) -> Reconciler:
 
 def fresh(reconciler: Reconciler, cluster: FakeCluster, spec: dict[str, Any]) -> dict[str, Any]:
     body = job(spec)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.calls.clear()
     cluster.events.clear()
     return body
@@ -42,7 +42,7 @@ def admitted(reconciler: Reconciler, cluster: KueueCluster) -> dict[str, Any]:
     body = fresh(reconciler, cluster, QUEUED_GLUE)
     cluster.add_workload("j-glue")
     cluster.admit("j-glue")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.calls.clear()
     cluster.events.clear()
     return body
@@ -58,7 +58,7 @@ def suspend_writes(cluster: FakeCluster) -> list[tuple[str, str, str]]:
 def test_a_queued_stage_is_queued_without_a_workload_and_the_operator_never_writes_suspend(
         reconciler: Reconciler, cluster: KueueCluster) -> None:
     body = job(QUEUED_GLUE)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True
     # Kueue cannot have made a Workload yet: the answer to the create is planned on, with no read.
     assert cluster.calls == [("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
@@ -71,7 +71,7 @@ def test_a_queued_stage_is_queued_without_a_workload_and_the_operator_never_writ
     assert cluster.events == [("Normal", "Queued", f"glue: New -> Queued: {queued['message']}")]
     for _ in range(3):  # three resyncs: reads only, never a suspend write
         cluster.calls.clear()
-        reconciler.reconcile(body)
+        sync(reconciler, body)
         assert cluster.calls == [("get", "mpijobs", "j-glue"), ("list", "workloads", "mpijob-uid-1")]
     assert suspend_writes(cluster) == [] and cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] is True
 
@@ -82,7 +82,7 @@ def test_the_queued_reason_comes_from_the_workloads_conditions(reconciler: Recon
     cluster.add_workload("j-glue", wl_condition(
         "QuotaReserved", "False", "Pending",
         "couldn't assign flavors to pod set worker: insufficient quota for nvidia.com/gpu in flavor a100, 24 more needed"))
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("list", "workloads", "mpijob-uid-1"), ("patch", "status", "j")]
     queued = condition(body["status"], "Queued")
     assert queued["reason"] == "WaitingForQuota" and queued["message"] == (
@@ -95,7 +95,7 @@ def test_the_queued_reason_comes_from_the_workloads_conditions(reconciler: Recon
     cluster.workloads["mpijob-j-glue-3f2a1"]["status"]["conditions"] = [
         wl_condition("QuotaReserved", "True", "QuotaReserved", "Quota reserved in ClusterQueue gpus"),
         wl_condition("Admitted", "False", "AdmissionChecksPending", "waiting for provisioning request")]
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "Queued")["reason"] == "WaitingForAdmissionChecks"
 
 
@@ -103,7 +103,7 @@ def test_admission_runs_the_stage_and_turns_queued_off(reconciler: Reconciler, c
     body = fresh(reconciler, cluster, QUEUED_GLUE)
     cluster.add_workload("j-glue")
     cluster.admit("j-glue")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "status", "j")]  # running: no Workload read
     assert body["status"]["phase"] == "Running" and condition(body["status"], "Ready")["status"] == "True"
     assert condition(body["status"], "Queued")["status"] == "False"
@@ -114,14 +114,14 @@ def test_a_preemption_queues_the_stage_again_with_a_warning_and_re_admission_res
         reconciler: Reconciler, cluster: KueueCluster) -> None:
     body = admitted(reconciler, cluster)
     cluster.preempt("j-glue")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     status = body["status"]
     assert status["phase"] == "Queued" and condition(status, "Queued")["reason"] == "Evicted"
     assert "Preempted: Preempted to accommodate a workload" in condition(status, "Queued")["message"]
     assert [(kind, reason) for kind, reason, _ in cluster.events] == [("Warning", "Queued")]
     assert suspend_writes(cluster) == [] and "restarts" not in status["stages"][0]  # not a failure: nothing deleted
     cluster.admit("j-glue")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Running" and suspend_writes(cluster) == []
 
 
@@ -130,7 +130,7 @@ def test_a_users_suspend_of_a_queued_job_deactivates_its_workload_and_resuming_a
     body = admitted(reconciler, cluster)
     body["spec"]["runPolicy"] = {"suspend": True}
     body["metadata"]["generation"] = 2
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("list", "workloads", "mpijob-uid-1"),
                              ("patch", "workloads", "mpijob-j-glue-3f2a1"), ("patch", "status", "j")]
     assert cluster.workloads["mpijob-j-glue-3f2a1"]["spec"]["active"] is False
@@ -138,12 +138,12 @@ def test_a_users_suspend_of_a_queued_job_deactivates_its_workload_and_resuming_a
     # Kueue evicts the inactive Workload: the MPIJob is suspended, and the job is Suspended (the user's), not Queued.
     cluster.mpijobs["j-glue"]["spec"]["runPolicy"]["suspend"] = True
     cluster.set_conditions("j-glue", "Created", "Suspended")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Suspended"
     cluster.calls.clear()
     body["spec"]["runPolicy"] = {"suspend": False}
     body["metadata"]["generation"] = 3
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert ("patch", "workloads", "mpijob-j-glue-3f2a1") in cluster.calls and suspend_writes(cluster) == []
     assert cluster.workloads["mpijob-j-glue-3f2a1"]["spec"]["active"] is True and body["status"]["phase"] == "Queued"
 
@@ -153,7 +153,7 @@ def test_each_pretraining_phase_queues_again(reconciler: Reconciler, cluster: Ku
     cluster.add_workload("j-phase1")
     cluster.admit("j-phase1")
     cluster.set_conditions("j-phase1", "Created", "Running", "Succeeded")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.mpijobs["j-phase2"]["spec"]["runPolicy"]["suspend"] is True
     assert body["status"]["phase"] == "Queued" and body["status"]["currentStage"] == "phase2"
     assert [e["phase"] for e in body["status"]["stages"]] == ["Succeeded", "Queued"]
@@ -163,7 +163,7 @@ def test_without_a_queue_suspend_is_still_passed_to_the_mpijob(reconciler: Recon
     body = fresh(reconciler, cluster, GLUE)
     body["spec"]["runPolicy"] = {"suspend": True}
     body["metadata"]["generation"] = 2
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("patch", "mpijobs", "j-glue"), ("patch", "status", "j")]
 
 
@@ -192,12 +192,12 @@ def failed(cluster: FakeCluster, name: str = "j-glue", reason: str = "MPIJobFail
 def test_an_evicted_worker_restarts_the_stage_after_backoff(reconciler: Reconciler, cluster: KueueCluster, clock: Clock) -> None:
     body = fresh(reconciler, cluster, GLUE)
     cluster.set_conditions("j-glue", "Created", "Running")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.calls.clear()
     cluster.events.clear()
     cluster.pods = [EVICTED_WORKER]
     failed(cluster, reason="MPIJobEvicted", message="1/1 workers are evicted")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("list", "pods", "j/glue"), ("delete", "mpijobs", "j-glue"),
                              ("patch", "status", "j")]
     stage = body["status"]["stages"][0]
@@ -214,18 +214,18 @@ def test_an_evicted_worker_restarts_the_stage_after_backoff(reconciler: Reconcil
     del cluster.mpijobs["j-glue"]
     cluster.calls.clear()
     cluster.events.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue")] and cluster.events == []
     clock.now = LATER
     cluster.calls.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("create", "mpijobs", "j-glue"), ("patch", "status", "j")]
     stage = body["status"]["stages"][0]
     assert cluster.mpijobs["j-glue"]["metadata"]["uid"] == "mpijob-uid-2"
     assert (stage["phase"], stage["restarts"], body["status"]["phase"]) == ("Pending", 1, "Pending")
     # The new MPIJob runs; the restart count stays on record.
     cluster.set_conditions("j-glue", "Created", "Running")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["phase"] == "Running" and body["status"]["stages"][0]["restarts"] == 1
 
 
@@ -235,21 +235,21 @@ def test_a_failure_is_counted_once_even_when_a_stale_event_shows_it_again(reconc
     cluster.pods = [EVICTED_WORKER]
     failed(cluster, reason="MPIJobEvicted")
     stale = copy.deepcopy(cluster.mpijobs["j-glue"])
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert body["status"]["stages"][0]["restarts"] == 1
     cluster.calls.clear()
-    reconciler.reconcile(body, observed=stale)  # a watch event from before the delete: read again, not trusted
+    sync(reconciler, body, observed=stale)  # a watch event from before the delete: read again, not trusted
     assert cluster.calls == [("get", "mpijobs", "j-glue")]  # still there (its pods go first): it waits
     assert body["status"]["stages"][0]["restarts"] == 1 and body["status"]["stages"][0]["phase"] == "Restarting"
     # Re-created and running, then the old MPIJob's late event arrives: the stage is what the API says now.
     del cluster.mpijobs["j-glue"]
     clock.now = LATER
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.set_conditions("j-glue", "Created", "Running")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     cluster.calls.clear()
     cluster.events.clear()
-    reconciler.reconcile(body, observed=stale)
+    sync(reconciler, body, observed=stale)
     assert cluster.calls == [("get", "mpijobs", "j-glue")] and cluster.events == []
     assert body["status"]["phase"] == "Running" and body["status"]["stages"][0]["restarts"] == 1
 
@@ -262,11 +262,11 @@ def test_an_mpijob_gone_at_once_is_counted_and_recreated_after_backoff(reconcile
         {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
          "message": "Preempted in order to admit critical pod"}])]
     failed(cluster)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert "j-glue" not in cluster.mpijobs and body["status"]["stages"][0]["restarts"] == 1
     assert body["status"]["stages"][0]["lastRestartReason"].startswith("PreemptionByScheduler: pod j-glue-worker-0")
     clock.now = LATER
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert "j-glue" in cluster.mpijobs
 
 
@@ -275,14 +275,14 @@ def test_after_max_restarts_the_job_fails_with_restart_limit_exceeded(reconciler
     body = fresh(reconciler, cluster, {**GLUE, "runPolicy": {"maxRestarts": 1}})
     cluster.pods = [EVICTED_WORKER]
     failed(cluster, reason="MPIJobEvicted")
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     del cluster.mpijobs["j-glue"]
     clock.now = LATER
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     failed(cluster, reason="MPIJobEvicted", message="1/1 workers are evicted")
     cluster.calls.clear()
     cluster.events.clear()
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert cluster.calls == [("get", "mpijobs", "j-glue"), ("list", "pods", "j/glue"), ("patch", "status", "j")]  # kept
     status = body["status"]
     assert status["phase"] == "Failed" and status["stages"][0]["restarts"] == 1
@@ -296,7 +296,7 @@ def test_a_trainer_exit_2_is_never_retried(reconciler: Reconciler, cluster: Kueu
     body = fresh(reconciler, cluster, GLUE)
     cluster.pods = [launcher(2, TRAINER_TAIL), pod("j-glue-worker-0", phase="Running")]
     failed(cluster)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert ("delete", "mpijobs", "j-glue") not in cluster.calls
     failure = condition(body["status"], "Failed")
     assert body["status"]["phase"] == "Failed" and failure["reason"] == "InvalidInput"
@@ -310,7 +310,7 @@ def test_a_trainer_error_line_with_exit_1_is_never_retried_and_other_exits_say_w
     body = fresh(reconciler, cluster, GLUE)
     cluster.pods = [launcher(1, "[1,0]<stderr>:error: s3://results/glue: AccessDenied\nmpirun detected that one or more processes exited\n")]
     failed(cluster)
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "Failed")["reason"] == "TrainerError"
     assert condition(body["status"], "Failed")["message"] == "[1,0]<stderr>:error: s3://results/glue: AccessDenied"
     oom = {"metadata": {"name": "j-glue"}, "status": {"conditions": [
@@ -353,6 +353,6 @@ def test_an_accepted_spec_from_before_an_upgrade_is_not_a_change(reconciler: Rec
     body["status"]["acceptedSpec"]["runPolicy"].pop("maxRestarts")
     reconciler.writer.forget("ml", "j")
     body["metadata"]["generation"] = 2
-    reconciler.reconcile(body)
+    sync(reconciler, body)
     assert condition(body["status"], "SpecApplied")["status"] == "True"
     assert UID == body["metadata"]["uid"]

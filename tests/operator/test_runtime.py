@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bert_common.contract import format_utc
+from bert_operator.reconcile import Reconciled
 from bert_operator.reconcile.recovery import RecoverySettings, due_at
 from bert_operator.runtime import Runtime
 from bert_operator.workqueue import WorkQueue
@@ -22,24 +23,26 @@ class Clock:
 
 
 class Reconciler:
-    """Sets each job's phase from `phases` (name -> phase) and records the order it was asked in."""
+    """Answers each job's phase from `phases` (name -> phase) and records the order it was asked in; as the real one,
+    it writes into no body it is given (the runtime keeps what it returns)."""
 
     def __init__(self) -> None:
         self.recovery = RecoverySettings()
         self.phases: dict[str, str] = {}
         self.calls: list[str] = []
 
-    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> None:
+    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> Reconciled:
         name = body["metadata"]["name"]
         self.calls.append(name)
         if name in self.phases:
-            body["status"] = {**(body.get("status") or {}), "phase": self.phases[name]}
+            return Reconciled({**(body.get("status") or {}), "phase": self.phases[name]}, written=True)
+        return Reconciled(body.get("status") or {}, written=False)
 
     def lock(self, namespace: str, name: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
-    def record(self, body: dict[str, Any], patch: dict[str, Any]) -> None:
-        body["status"] = {**(body.get("status") or {}), **patch}
+    def record(self, body: dict[str, Any], patch: dict[str, Any]) -> Reconciled:
+        return Reconciled({**(body.get("status") or {}), **patch}, written=True)
 
     def forget(self, namespace: str, name: str) -> None:
         pass
@@ -74,6 +77,7 @@ def test_a_producer_changing_phase_queues_its_dependents_without_recursing_into_
         built.remember(body)
     reconciler.phases = {"data": "Succeeded", "pretrain": "Succeeded"}
     built.reconcile(built.jobs[("ns", "data")])
+    assert built.jobs[("ns", "data")]["status"]["phase"] == "Succeeded"  # what the reconcile returned, kept
     assert reconciler.calls == ["data"] and set(built.queue.queued()) == {("ns", "pretrain")}  # queued, not reconciled
     drain(built)  # pretrain succeeds in turn: its own dependent is queued and taken by the same worker
     assert reconciler.calls == ["data", "pretrain", "finetune"] and built.queue.queued() == {}

@@ -1,6 +1,6 @@
 """Fields every job needs before it runs that its schema nevertheless leaves optional: a BertTrainingPolicy may give
 them (`defaults.output`), so the API server must accept a job without them, and the operator, the webhook and the
-CLI require them only once the policies of the job's namespace have been applied (policy.decide, reconcile/plan.py,
+CLI require them only once the policies of the job's namespace have been applied (policy.decide, reconcile/policy_step.py,
 dependencies.resolve_file).
 """
 

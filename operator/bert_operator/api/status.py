@@ -138,7 +138,7 @@ class BertTrainingJobStatus(StatusModel):
 
     phase: JobPhase | None = Field(
         None, description="Pending, Queued (waiting for Kueue), Created, Running, Restarting, Suspended, Succeeded or Failed.")
-    task: str | None = Field(None, description="pretrain, squad, glue or prepareData.")
+    task: str | None = Field(None, description="The task's key under spec.task.")
     model: str | None = Field(None, description="Model preset.")
     workers: int | None = None
     gpus: int | None = Field(None, description="GPUs over all workers.")
@@ -179,3 +179,14 @@ class BertTrainingPolicyStatus(StatusModel):
     conditions: list[Condition] = Field(
         default_factory=list, description="Valid: False, with the reason and message, when the policy is invalid or conflicts.")
     observed_generation: int | None = Field(None, description="metadata.generation the status was computed from.")
+
+
+def wire_key(model: type[BaseModel], name: str) -> str:
+    """A status field's key as written on the wire (its camelCase alias): taken from the model, so that code reading
+    a status as stored (a dict) spells each key once, the way the CRD's schema does."""
+    alias = model.model_fields[name].alias
+    return alias if alias is not None else name
+
+
+#: The key of the spec a job started with: what "started" means to the reconciler, the webhook and local mode.
+ACCEPTED_SPEC = wire_key(BertTrainingJobStatus, "accepted_spec")

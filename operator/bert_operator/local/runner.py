@@ -38,9 +38,10 @@ from ..api import BertTrainingJob
 from ..api.presets import API_GROUP, API_VERSION, KIND
 from ..api.locations import resolved
 from ..api.rules import references
+from ..api.status import ACCEPTED_SPEC
 from bert_common.contract import utc_now
 from ..dependencies import cycle_error, producer_names
-from ..reconcile import Reconciler, normalized_spec, spec_hash
+from ..reconcile import Reconciled, Reconciler, normalized_spec, spec_hash
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
 from ..progress import MAX_BODY_BYTES, decode_report
@@ -140,7 +141,7 @@ def load_status(job_dir: Path, job: BertTrainingJob, fresh: bool) -> dict[str, A
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise LocalSetupError(f"{path}: unreadable saved status ({exc}); run with --fresh to start over") from None
-    accepted = saved.get("acceptedSpec")
+    accepted = saved.get(ACCEPTED_SPEC)
     if accepted and spec_hash(accepted) != spec_hash(normalized_spec(job)):
         raise LocalSetupError(
             f"{job.metadata.name}: the spec changed since the run saved in {path}; fields other than "
@@ -194,6 +195,12 @@ def job_body(job: BertTrainingJob, status: dict[str, Any]) -> dict[str, Any]:
             "spec": normalized_spec(job), "status": status}
 
 
+def kept(body: dict[str, Any], result: Reconciled | None) -> dict[str, Any]:
+    """The job with the status a reconcile (or a recorded report) returned: a local run keeps its job here, as the
+    operator keeps its jobs in Runtime.jobs (the reconciler never writes into the body it is given)."""
+    return body if result is None else {**body, "status": result.status}
+
+
 def without_queue(job: BertTrainingJob) -> BertTrainingJob:
     """The job as this machine runs it: no Kueue here to admit a queued MPIJob, so it is not queued (on a
     cluster without Kueue it would wait suspended for ever)."""
@@ -230,13 +237,13 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
         raise LocalSetupError(f"--workdir: cannot create {job_dir} ({exc.strerror})") from None
 
     body = job_body(job, status)
-    stages = LocalStages(job_dir, volumes, body["status"], processes=options.processes)
+    stages = LocalStages(job_dir, volumes, dict(status), processes=options.processes)  # (its own copy, as a server's)
     # Default render settings: the image is not used locally, and progress comes from the report files, not a URL.
     reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings(), jobs=jobs)
     reports = ReportReader(job, volumes)
     display.start(name)
     started = time.monotonic()
-    reconciler.reconcile(body)
+    body = kept(body, reconciler.reconcile(body))
     waiting = condition_of(body["status"], WAITING) or {}
     if waiting.get("status") == "True":  # nothing here will make the producer succeed while this job waits
         display.close()
@@ -254,13 +261,13 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
             current = body["status"].get("currentStage")
             patch = reports.fold(body["status"], current) if current else None
             if patch:
-                reconciler.record(body, patch)
-            reconciler.reconcile(body)
+                body = kept(body, reconciler.record(body, patch))
+            body = kept(body, reconciler.reconcile(body))
             display.progress(body["status"])
     except KeyboardInterrupt:  # the second Ctrl-C: kill now, record it
         interrupted = True
         stages.stop(now=True)
-        reconciler.reconcile(body)
+        body = kept(body, reconciler.reconcile(body))
     display.progress(body["status"])
     display.close()
     phase = body["status"]["phase"]
@@ -283,7 +290,7 @@ def exported(status: dict[str, Any], volumes: VolumeMap) -> list[str]:
 
 def printable_status(run: LocalRun) -> dict[str, Any]:
     """The status as the CR shows it, without acceptedSpec (the spec itself, echoed)."""
-    status = {key: value for key, value in run.status.items() if key != "acceptedSpec"}
+    status = {key: value for key, value in run.status.items() if key != ACCEPTED_SPEC}
     return {"name": run.name, "status": status}
 
 

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a stopped stage gets to checkpoint before it is killed.
 STOP_GRACE_SECONDS = 60.0
-REASON_INTERRUPTED = reasons.INTERRUPTED
 
 
 @dataclass
@@ -216,7 +215,7 @@ class LocalStages:
                 run.thread.join()
             message = ("killed on a second Ctrl-C; run again to resume from the last periodic checkpoint" if now
                        else "stopped on request; run again to resume from the last checkpoint")
-            self._condition(run, "Failed", REASON_INTERRUPTED, message)
+            self._condition(run, "Failed", reasons.INTERRUPTED, message)
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:

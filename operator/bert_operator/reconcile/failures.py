@@ -32,9 +32,6 @@ EXIT_BAD_INPUT, EXIT_ERROR = 2, 1
 MPIJOB_EVICTED = "MPIJobEvicted"
 _ERROR_LINE = re.compile(r"(^|\s|:)error:\s", re.IGNORECASE)
 
-REASON_INVALID_INPUT = reasons.INVALID_INPUT
-REASON_TRAINER_ERROR = reasons.TRAINER_ERROR
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -114,9 +111,9 @@ def classify(mpijob: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Fa
         code, tail = launcher
         line = error_line(tail)
         if code == EXIT_BAD_INPUT:
-            return Failure(False, REASON_INVALID_INPUT, line or _last_line(tail) or "the trainer exited 2 (bad input)")
+            return Failure(False, reasons.INVALID_INPUT, line or _last_line(tail) or "the trainer exited 2 (bad input)")
         if code == EXIT_ERROR and line:
-            return Failure(False, REASON_TRAINER_ERROR, line)
+            return Failure(False, reasons.TRAINER_ERROR, line)
         detail = line or _last_line(tail)
         return Failure(False, str(failed.get("reason") or "MPIJobFailed"),
                        f"{said} (launcher exited {code}{': ' + detail if detail else ''})")

@@ -5,6 +5,9 @@ create is a 409 and the existing MPIJob is adopted), everything the operator
 knows lives in the job's status, and status is written only when it changes.
 Handlers call :meth:`Reconciler.reconcile` for any event; it never assumes
 which event it is answering.
+
+A reconcile's output is its return value (:class:`Reconciled`): the body it is given is read, never written, and the
+caller keeps the status it returns where it keeps its jobs (the operator's Runtime.jobs, local mode's run).
 """
 
 from __future__ import annotations
@@ -56,6 +59,16 @@ def _parsed_once(body: dict[str, Any]) -> Callable[[dict[str, Any]], BertTrainin
     return parse
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What a reconcile (or a recorded report) leaves of a job: its status as this process knows it now, which is
+    what it wrote, else the status it planned from (newer than a body a queued watch event carries), and whether it
+    wrote it."""
+
+    status: dict[str, Any]
+    written: bool
+
+
 @dataclass
 class Reconciler:
     """Drives BertTrainingJobs towards their spec; one instance per operator process."""
@@ -73,7 +86,9 @@ class Reconciler:
     #: Told (namespace, name, status) after each status write, under the job's lock: the operator's training gauges
     #: follow it (bert_operator.training_metrics); a local run has no gauges.
     status_written: Callable[[str, str, dict[str, Any]], None] = lambda namespace, name, status: None
-    _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    #: Re-entrant: a caller may hold a job's lock around reconcile and keeping its result, so that results are kept in
+    #: the order the reconciles ran.
+    _locks: defaultdict[tuple[str, str], threading.RLock] = field(default_factory=lambda: defaultdict(threading.RLock))
     #: Namespaces being deleted (status.phase Terminating, from the namespace watch or a create's 403): their jobs go
     #: with them, so nothing is written for those jobs any more.
     terminating: set[str] = field(default_factory=set)
@@ -83,7 +98,7 @@ class Reconciler:
         #: The MPIJobs each job's last completed plan was made on, by name (as read, or as a write answered).
         self._planned_on: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 
-    def lock(self, namespace: str, name: str) -> threading.Lock:
+    def lock(self, namespace: str, name: str) -> threading.RLock:
         """Serialise work on one job inside this process (watch events of job and MPIJob may race)."""
         return self._locks[(namespace, name)]
 
@@ -93,8 +108,10 @@ class Reconciler:
         status = body.get("status") or {}
         return bool(status.get("stages")) and status.get("observedGeneration") == (body.get("metadata") or {}).get("generation")
 
-    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """Bring one job forward; `observed` is an MPIJob the caller already holds. Returns the status written, if any."""
+    def reconcile(self, body: dict[str, Any], observed: dict[str, Any] | None = None) -> Reconciled | None:
+        """Bring one job forward; `observed` is an MPIJob the caller already holds. Returns the job's status now and
+        whether this wrote it; None when it did not look at the job (an event from before a spec change already
+        answered, the watch's echo of what its last plan went on, a namespace being deleted). `body` is not changed."""
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", "default"), meta.get("name", "")
         started = time.perf_counter()
@@ -118,7 +135,7 @@ class Reconciler:
         else:
             self.terminating.discard(name)
 
-    def _sync(self, body: dict[str, Any], held: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _sync(self, body: dict[str, Any], held: dict[str, Any] | None) -> Reconciled | None:
         namespace = (body.get("metadata") or {}).get("namespace", "default")
         if namespace in self.terminating:
             log.debug("namespace terminating: nothing written job=%s/%s", namespace, (body.get("metadata") or {}).get("name"))
@@ -132,13 +149,13 @@ class Reconciler:
                       (body.get("metadata") or {}).get("name"))
             return None
 
-    def _sync_live(self, body: dict[str, Any], held: dict[str, Any] | None) -> dict[str, Any] | None:
-        old = self.writer.latest(body)
-        if ((body.get("metadata") or {}).get("generation") or 0) < (old.get("observedGeneration") or 0):
+    def _sync_live(self, given: dict[str, Any], held: dict[str, Any] | None) -> Reconciled | None:
+        old = self.writer.latest(given)
+        if ((given.get("metadata") or {}).get("generation") or 0) < (old.get("observedGeneration") or 0):
             return None  # an event from before a spec change we already answered
-        body["status"] = old
+        body = {**given, "status": old}  # the job as last written: what observe and plan read (the caller's is left alone)
         if not needs_work(body):
-            return None
+            return Reconciled(old, written=False)
         seen = observe(self.api, body, held, self._policies((body.get("metadata") or {}).get("namespace", "default")),
                        self.jobs)
         now = self.clock()
@@ -150,7 +167,7 @@ class Reconciler:
                 meta = body["metadata"]
                 self._planned_on[(meta.get("namespace", "default"), meta["name"])] = {
                     mpijob: seen_as for mpijob, seen_as in seen.mpijobs.items() if isinstance(seen_as, dict)}
-                return written
+                return Reconciled(old, written=False) if written is None else Reconciled(written, written=True)
             seen = self.writer.apply(body["metadata"]["name"], decided.actions, seen)
         raise RuntimeError(f"job {body['metadata'].get('name')}: planning did not settle in {MAX_ROUNDS} rounds")
 
@@ -171,14 +188,15 @@ class Reconciler:
             log.warning("policies unreadable namespace=%s error=%s", namespace, type(exc).__name__)
             return PoliciesUnreadable(f"{type(exc).__name__}: {exc}"[:300])
 
-    def record(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
+    def record(self, body: dict[str, Any], patch: dict[str, Any]) -> Reconciled | None:
         """Write status fields that do not come from planning (a trainer report, a staleness verdict),
-        through the same writer; the caller holds the job's lock. Nothing for a job whose namespace is being
-        deleted."""
+        through the same writer; the caller holds the job's lock. Returns the job's status now and whether it was
+        written (not when the patch changes nothing); None for a job whose namespace is being deleted."""
         if (body.get("metadata") or {}).get("namespace", "default") in self.terminating:
             return None
         old = self.writer.latest(body)
-        return self.writer.write_status(body, old, {**old, **patch})
+        written = self.writer.write_status(body, old, {**old, **patch})
+        return Reconciled(old, written=False) if written is None else Reconciled(written, written=True)
 
     def forget(self, namespace: str, name: str) -> None:
         """A job was deleted: drop what this process remembers of it."""

@@ -1,16 +1,29 @@
-"""When a stage that failed for an infrastructure reason is re-created: exponential backoff, as pure functions.
+"""Restarting a stage that failed for an infrastructure reason: the plan's recovery step and its backoff, pure.
 
-The restart's bookkeeping lives in the stage's status entry (``restarts``, ``lastRestartTime``, ...), so it
-survives operator restarts; the only setting is the backoff, read once from the operator's configuration.
+A failed stage's MPIJob is classified (failures.py); one the infrastructure failed, with restarts left, is deleted
+and made again after an exponential backoff. The restart's bookkeeping lives in the stage's status entry
+(``restarts``, ``lastRestartTime``, ...), so it survives operator restarts; the only setting is the backoff, read
+once from the operator's configuration.
 """
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from bert_common.contract import parse_utc
+from bert_common.contract import format_utc, parse_utc
+from .. import reasons
+from ..status import StagePhase
+from . import usage
+from .decisions import DeleteMPIJob, Event, Followed
+from .failures import classify
+from .status_view import (COMPLETION_TIME, LAST_RESTART_REASON, LAST_RESTART_TIME, PHASE, QUEUE_NAME, RESTARTED_MPIJOB_UID,
+                          RESTARTS, StageView)
+
+if TYPE_CHECKING:
+    from ..api import BertTrainingJob
+    from .decisions import Context
 
 
 @dataclass(frozen=True)
@@ -48,3 +61,45 @@ def seconds_until_due(status: Mapping[str, Any], now: datetime.datetime, setting
     waits = [(due_at(entry, settings) - now).total_seconds()
              for entry in status.get("stages") or [] if pending_restart(entry)]
     return max(min(waits), 0.0) if waits else None
+
+
+def restart_wait(ctx: Context, job: BertTrainingJob, entry: dict[str, Any]) -> Followed:
+    """A stage between the delete of its failed MPIJob and its re-creation (once that MPIJob is gone and the backoff
+    is over); the same words all along, so waiting writes nothing."""
+    limit = job.spec.run_policy.max_restarts
+    due = format_utc(due_at(entry, ctx.recovery))
+    message = f"restart {entry.get(RESTARTS)} of {limit} (not before {due}): {entry.get(LAST_RESTART_REASON)}"
+    return Followed(StagePhase("Restarting", reasons.RESTART_SCHEDULED, message), {**entry, PHASE: "Restarting"})
+
+
+def failed(ctx: Context, job: BertTrainingJob, entry: dict[str, Any], mpijob: dict[str, Any],
+           deleting: bool) -> Followed | DeleteMPIJob:
+    """A stage whose MPIJob failed: restart it (delete it first) if the infrastructure failed it and restarts are
+    left, else fail the job with the cause."""
+    meta = mpijob["metadata"]
+    name, uid = meta["name"], str(meta.get("uid") or "")
+    stage = StageView(entry)
+    delete = DeleteMPIJob(meta.get("namespace", "default"), name, uid, mpijob)
+    if uid and uid == stage.restarted_mpijob_uid:  # this failure was counted: only its delete is left
+        return restart_wait(ctx, job, entry) if deleting else delete
+    failure = classify(mpijob, ctx.observed.pods.get(name, ()))
+    end = usage.attempt_end(mpijob, ctx.now)
+    # Closed once: a failed stage's entry already has its completionTime when this is planned again.
+    closed = entry if stage.completion_time else usage.close_attempt(entry, mpijob, end)
+    ended = {**closed, PHASE: "Failed", COMPLETION_TIME: (mpijob.get("status") or {}).get("completionTime") or ctx.now}
+    if not failure.retry:
+        return Followed(StagePhase("Failed", failure.reason, failure.message), ended)
+    restarts, limit = stage.restarts, job.spec.run_policy.max_restarts
+    if restarts >= limit:
+        message = (f"MPIJob {name} failed for an infrastructure reason after {restarts} restart(s) "
+                   f"(runPolicy.maxRestarts: {limit}): {failure.message}")
+        return Followed(StagePhase("Failed", reasons.RESTART_LIMIT, message), ended)
+    if not deleting:
+        return delete
+    counted = {**usage.close_attempt(entry, mpijob, end), PHASE: "Restarting", RESTARTS: restarts + 1,
+               LAST_RESTART_TIME: ctx.now,
+               LAST_RESTART_REASON: f"{failure.reason}: {failure.message}"[:500], RESTARTED_MPIJOB_UID: uid}
+    counted.pop(QUEUE_NAME, None)  # the next MPIJob is a new one: its queue is the one it is made with
+    waiting = restart_wait(ctx, job, counted)
+    return Followed(waiting.phase, waiting.entry,
+                    Event("Warning", reasons.STAGE_RESTARTED, f"{entry['name']}: {waiting.phase.message}"))

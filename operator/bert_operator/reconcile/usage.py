@@ -97,3 +97,16 @@ def job_gpu_hours(entries: Iterable[dict[str, Any]]) -> float | None:
     """The job's GPU-hours over its stages' closed attempts; None while no attempt has closed."""
     hours = [float(entry["gpuHours"]) for entry in entries if entry.get("gpuHours") is not None]
     return round(sum(hours), DECIMALS) if hours else None
+
+
+def track(entry: dict[str, Any], mpijob: dict[str, Any], phase: str, now: str) -> dict[str, Any]:
+    """The plan's usage step: the stage entry with its GPU time kept. An attempt opens when its MPIJob is seen
+    Running, and closes when it succeeds (once: before its completionTime is set) or is suspended or taken back by
+    Kueue."""
+    if phase == "Running":
+        return open_attempt(entry, mpijob, now)
+    if phase == "Succeeded" and not entry.get("completionTime"):
+        return close_attempt(entry, mpijob, attempt_end(mpijob, now))
+    if phase in ("Suspended", "Queued") and entry.get("runningSince"):
+        return close_attempt(entry, None, now)
+    return entry

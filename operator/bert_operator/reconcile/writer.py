@@ -91,7 +91,8 @@ class JobWriter:
     def write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                      events: Iterable[Event] = ()) -> dict[str, Any] | None:
         """Merge the fields of `new` that differ from `old` (null for those it dropped); then post `events`. Returns `new`,
-        or None if nothing changed or the job is gone. `body["status"]` follows what was written."""
+        or None if nothing changed or the job is gone. `body` is only read (its name, and the Events' object): the
+        caller keeps what was written."""
         if new == old:
             return None
         meta = body["metadata"]
@@ -101,7 +102,6 @@ class JobWriter:
         if self.api.patch_job_status(namespace, meta["name"], patch) is None:
             self.forget(namespace, meta["name"])
             return None  # the job was deleted meanwhile
-        body["status"] = new
         self._written[(namespace, meta["name"])] = (meta.get("uid"), new)
         self.written(namespace, meta["name"], new)
         for event in events:
