@@ -256,14 +256,14 @@ class EmulatedCluster:
         return sum(1 for method, kind, watch, agent, named, _ in self.requests()
                    if method == "GET" and kind == plural and not watch and agent.startswith("bert-operator/") and named == name)
 
-    def wait_syncs(self, mpijob: str, count: int, timeout: float = 20.0) -> None:
+    def wait_syncs(self, mpijob: str, count: int, timeout: float = 60.0) -> None:
         """Wait until the operator has synced the job that runs `mpijob` `count` more times, instead of sleeping for
         `count` resync periods: a sync of a job in flight (a resync, or a watch event) reads its MPIJob afresh."""
         start = self.operator_reads("mpijobs", mpijob)
         self.wait(lambda: self.operator_reads("mpijobs", mpijob) >= start + count, timeout,
                   what=f"{count} more syncs reading MPIJob {mpijob}")
 
-    def wait(self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    def wait(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
