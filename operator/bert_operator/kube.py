@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client.rest import ApiException
 
 from .api.policy import POLICY_PLURAL
@@ -21,7 +22,7 @@ from bert_common.contract import JOB_NAME_LABEL, STAGE_LABEL
 from .version import package_version
 from .kueue import JOB_UID_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION, KueueNotInstalled
 from .metrics import API_ERRORS, API_REQUESTS
-from .reconcile.ports import NamespaceTerminating, Rejected
+from .reconcile.ports import NamespaceTerminating, ReadFailed, Rejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +35,19 @@ REJECTED = frozenset({400, 422})
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
 #: How long a Workload API that answered 404 (Kueue not installed) is taken as absent before it is asked again.
 KUEUE_RECHECK_SECONDS = 600.0
+
+
+#: What a read raises when the API server answers with an error, or no answer comes (refused, reset, timed out), or
+#: the answer is not JSON: the faults of the cluster, as opposed to this code's own.
+READ_FAULTS = (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
+
+
+def courtesy_read(what: str, read: Callable[[], T]) -> T:
+    """`read()`, its faults (READ_FAULTS) raised as ports.ReadFailed naming `what`: a read the plan can do without."""
+    try:
+        return read()
+    except READ_FAULTS as exc:
+        raise ReadFailed(f"{what}: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _status_body(exc: ApiException) -> dict[str, Any]:
@@ -197,9 +211,13 @@ class KubeApi:
 
     def list_stage_pods(self, namespace: str, job: str, stage: str) -> list[dict[str, Any]]:
         selector = f"{JOB_NAME_LABEL}={job},{STAGE_LABEL}={stage}"
-        answer = self._call("list", lambda: self.core.list_namespaced_pod(namespace, label_selector=selector,
-                                                                          _preload_content=False))
-        return list(json.loads(answer.data).get("items") or [])
+
+        def read() -> list[dict[str, Any]]:
+            answer = self._call("list", lambda: self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                                              _preload_content=False))
+            return list(json.loads(answer.data).get("items") or [])
+
+        return courtesy_read(f"pods of {job}/{stage}", read)
 
     # ----------------------------------------------------------- Kueue Workloads
 
@@ -212,15 +230,16 @@ class KubeApi:
             answer = self._call("list", lambda: self.custom.list_namespaced_custom_object(
                 WORKLOAD_GROUP, WORKLOAD_VERSION, namespace, WORKLOAD_PLURAL,
                 label_selector=f"{JOB_UID_LABEL}={mpijob_uid}"), expected=frozenset({404}))
-        except ApiException as exc:
-            if exc.status == 404:  # a list answers 404 only when the resource itself is not served
-                if not self._kueue_absent_until:
-                    log.info("kueue not installed: the Workload API (%s/%s %s) answered 404; queued stages say so, "
-                             "and it is asked again every %.0fs", WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL,
-                             KUEUE_RECHECK_SECONDS)
-                self._kueue_absent_until = time.monotonic() + KUEUE_RECHECK_SECONDS
-                raise KueueNotInstalled() from None
-            raise
+        except READ_FAULTS as exc:
+            if not isinstance(exc, ApiException) or exc.status != 404:
+                raise ReadFailed(f"the Workload of MPIJob uid {mpijob_uid}: {type(exc).__name__}: {exc}"[:300]) from exc
+            # A list answers 404 only when the resource itself is not served.
+            if not self._kueue_absent_until:
+                log.info("kueue not installed: the Workload API (%s/%s %s) answered 404; queued stages say so, "
+                         "and it is asked again every %.0fs", WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL,
+                         KUEUE_RECHECK_SECONDS)
+            self._kueue_absent_until = time.monotonic() + KUEUE_RECHECK_SECONDS
+            raise KueueNotInstalled() from None
         # Checked again here: acting on another job's Workload (spec.active) must not hang on a server honouring
         # the selector.
         items = [w for w in answer.get("items") or []
@@ -249,9 +268,12 @@ class KubeApi:
 
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         """Warning Events of a namespace, newest information included (the reconciler filters by object)."""
-        answer = self._call("list", lambda: self.core.list_namespaced_event(namespace, field_selector="type=Warning",
-                                                                       _preload_content=False))
-        return list(json.loads(answer.data).get("items") or [])
+        def read() -> list[dict[str, Any]]:
+            answer = self._call("list", lambda: self.core.list_namespaced_event(namespace, field_selector="type=Warning",
+                                                                           _preload_content=False))
+            return list(json.loads(answer.data).get("items") or [])
+
+        return courtesy_read(f"Warning Events of {namespace}", read)
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A pod's metadata (labels, uid) as the API server has it; None if there is no such pod."""

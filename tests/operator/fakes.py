@@ -12,7 +12,7 @@ from typing import Any
 
 from bert_operator.kueue import KueueNotInstalled
 from bert_operator.reconcile import Reconciled, Reconciler
-from bert_operator.reconcile.ports import NamespaceTerminating, Rejected
+from bert_operator.reconcile.ports import NamespaceTerminating, ReadFailed, Rejected
 
 NOW = "2026-12-01T10:00:00Z"
 UID = "uid-of-the-job"
@@ -111,7 +111,7 @@ class FakeCluster:
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         self.calls.append(("list", "events", namespace))
         if self.warnings is None:
-            raise PermissionError("events is forbidden: cannot list resource events")  # an install without the RBAC
+            raise ReadFailed("Warning Events of ml: ApiException: (403) events is forbidden")  # an install without the RBAC
         return copy.deepcopy(self.warnings)
 
     # EventSink

@@ -530,6 +530,20 @@ def test_unreadable_warning_events_do_not_stop_the_job(reconciler: Reconciler, c
     assert ("list", "events", "ml") in cluster.calls and body["status"]["phase"] == "Created"
 
 
+def test_a_bug_in_a_courtesy_read_is_not_taken_for_an_unreadable_answer(reconciler: Reconciler, cluster: FakeCluster,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only ReadFailed (an error answer, or none) is forgiven; a TypeError out of the port is a bug, and surfaces."""
+    body = started(reconciler, cluster, GLUE)
+    cluster.set_conditions("j-glue", "Created")
+
+    def broken(namespace: str) -> list[dict[str, Any]]:
+        raise TypeError("list indices must be integers or slices, not str")
+
+    monkeypatch.setattr(cluster, "list_warning_events", broken)
+    with pytest.raises(TypeError, match="list indices"):
+        sync(reconciler, body)
+
+
 # ------------------------------------------- issue 25: what a real API server showed
 
 
@@ -724,3 +738,43 @@ def test_expected_answers_are_not_counted_as_api_errors_and_a_missing_kueue_is_a
         api.create_or_adopt_mpijob({"metadata": {"name": "j-glue", "namespace": "ml"}})
     EventRecorder(api).post(job(GLUE), "Normal", "Pending", "phase1: New -> Pending")  # no exception
     assert counted() == before
+
+
+def test_the_api_client_says_a_courtesy_read_failed_only_for_the_clusters_faults() -> None:
+    """KubeApi raises ReadFailed for an error answer (403 here), no answer (a refused connection) or an answer that
+    is not JSON, naming the read; its own bugs are not translated."""
+    import kubernetes
+    import urllib3
+    from kubernetes.client.rest import ApiException
+
+    from bert_operator.kube import KubeApi
+    from bert_operator.reconcile.ports import ReadFailed
+
+    class Answers:
+        fault: Exception
+
+        def list_namespaced_event(self, *args: Any, **kwargs: Any) -> Any:
+            raise self.fault
+
+        def list_namespaced_pod(self, *args: Any, **kwargs: Any) -> Any:
+            raise self.fault
+
+        def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+            raise self.fault
+
+    answers = Answers()
+    api = KubeApi(kubernetes.client.ApiClient(), attempts=1, backoff=0)
+    api.custom = api.core = answers  # type: ignore[assignment]
+    faults = [ApiException(status=403, reason="Forbidden"), urllib3.exceptions.NewConnectionError(None, "refused"),
+              ConnectionResetError("reset"), ValueError("Expecting value: line 1 column 1")]
+    for fault in faults:
+        answers.fault = fault
+        with pytest.raises(ReadFailed, match="Warning Events of ml: "):
+            api.list_warning_events("ml")
+        with pytest.raises(ReadFailed, match="pods of j/squad: "):
+            api.list_stage_pods("ml", "j", "squad")
+        with pytest.raises(ReadFailed, match="the Workload of MPIJob uid u: "):
+            api.find_workload("ml", "u")
+    answers.fault = TypeError("a bug")
+    with pytest.raises(TypeError):
+        api.list_warning_events("ml")

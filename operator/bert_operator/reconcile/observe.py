@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .. import dependencies, kueue
 from ..policy import PoliciesUnreadable, PolicyInput
 from ..status import TERMINAL_PHASES, stage_phase
-from .ports import MPIJobApi
+from .ports import MPIJobApi, ReadFailed
 
 log = logging.getLogger("bert_operator.reconcile")
 
@@ -179,13 +179,12 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             mpijobs[name] = api.get_mpijob(namespace, name)
     pods: dict[str, list[dict[str, Any]]] = {}
     for name, stage in _unjudged_failures(status, mpijobs).items():
-        # Unreadable pods: judged from the MPIJob's condition alone (an install without pods: list). The excepts here
-        # are broad because the port's faults are those of the client plugged in (kubernetes, urllib3, OSError),
-        # which this package does not import.
+        # Unreadable pods: judged from the MPIJob's condition alone (an install without pods: list). The port says a
+        # read failed with ReadFailed; anything else it raises is a bug, and propagates.
         try:
             pods[name] = api.list_stage_pods(namespace, meta.get("name", ""), stage)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("pods unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
+        except ReadFailed as exc:
+            log.warning("pods unreadable mpijob=%s/%s error=%s", namespace, name, exc)
     user_suspend = ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend") is True
     workloads: dict[str, dict[str, Any] | kueue.NotInstalled | None] = {}
     for name, mpijob in mpijobs.items():
@@ -194,8 +193,8 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
                 workloads[name] = api.find_workload(namespace, mpijob["metadata"]["uid"])
             except kueue.KueueNotInstalled:  # said by the stage's reason (KueueNotInstalled), not as a fault
                 workloads[name] = kueue.NOT_INSTALLED
-            except Exception as exc:  # noqa: BLE001 - why a stage is queued is a courtesy: Kueue's API may be absent or refused
-                log.warning("workload unreadable mpijob=%s/%s error=%s", namespace, name, type(exc).__name__)
+            except ReadFailed as exc:  # why a stage is queued is a courtesy: Kueue's API may be refused
+                log.warning("workload unreadable mpijob=%s/%s error=%s", namespace, name, exc)
                 workloads[name] = None
     waiting_stages = [name for name, mpijob in mpijobs.items()
                       if isinstance(mpijob, dict) and stage_phase(mpijob).phase == WAITING_PHASE]
@@ -203,8 +202,8 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
     if waiting_stages:
         try:
             events = api.list_warning_events(namespace)
-        except Exception as exc:  # noqa: BLE001 - why a stage waits is a courtesy: never let reading it stop the job (RBAC, 5xx)
-            log.warning("warning events unreadable namespace=%s error=%s", namespace, type(exc).__name__)
+        except ReadFailed as exc:  # why a stage waits is a courtesy: never let reading it stop the job (RBAC, 5xx)
+            log.warning("warning events unreadable namespace=%s error=%s", namespace, exc)
             events = []
         for name in waiting_stages:
             mpijob_meta = mpijobs[name].get("metadata") or {}

@@ -34,6 +34,12 @@ class NamespaceTerminating(Exception):
         self.namespace = namespace
 
 
+class ReadFailed(Exception):
+    """A read whose answer only adds detail to a status (a failed stage's pods, a queued stage's Workload, the Warning
+    Events of a waiting one) got an error answer or none (RBAC, 5xx, the connection). The plan goes on without the
+    detail. Only this is forgiven: any other exception out of a port is a bug, and propagates."""
+
+
 class MPIJobApi(Protocol):
     """The reconciler's only API calls: read, create, patch and delete MPIJobs; read a failed stage's pods; read and
     patch a queued stage's Kueue Workload; merge a job's status."""
@@ -45,13 +51,15 @@ class MPIJobApi(Protocol):
     def delete_mpijob(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
         """Delete the MPIJob of that uid, its dependents (pods) first; the MPIJob while they go, None once gone."""
     def list_stage_pods(self, namespace: str, job: str, stage: str) -> list[dict[str, Any]]:
-        """The pods of one stage of a job (by the labels the renderer puts on them)."""
+        """The pods of one stage of a job (by the labels the renderer puts on them); ReadFailed when unreadable."""
     def find_workload(self, namespace: str, mpijob_uid: str) -> dict[str, Any] | None:
-        """The Kueue Workload of an MPIJob (by Kueue's job-uid label); None if there is none or no Kueue."""
+        """The Kueue Workload of an MPIJob (by Kueue's job-uid label); None if there is none; KueueNotInstalled when
+        the Workload API is not served; ReadFailed when unreadable."""
     def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None: ...
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
-        """Warning Events of a namespace (involvedObject, reason, message, times), as the API serves them."""
+        """Warning Events of a namespace (involvedObject, reason, message, times), as the API serves them; ReadFailed
+        when unreadable."""
 
 
 class EventSink(Protocol):
