@@ -62,6 +62,10 @@ class EngineOptions:
     # matmuls were 2-D (model/layers.py), the fused step measured 1.1x-2.2x the step whose update
     # runs as ~18 TensorFlow elementwise passes over the weights (bench/trainer_throughput.py).
     fuse_update_into_xla: bool = True
+    # Clip the step's gradient (accumulated over the micro-batches, averaged over the ranks, unscaled) to this global
+    # norm before the update; 0 turns it off. 1.0 as in Google's optimization.create_optimizer ("This is how the
+    # model was pre-trained"), which NVIDIA's recipe and transformers' Trainer keep.
+    clip_norm: float = 1.0
 
 
 class TrainEngine(tf.Module):
@@ -142,12 +146,16 @@ class TrainEngine(tf.Module):
         """The once-per-optimizer-step allreduce (Horovod; identity on one process)."""
         return self.world.allreduce(grads)
 
-    def _update(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
-        """Average over micro-batches, unscale, skip on overflow, update; returns the finite flag."""
+    def _update(self, grads: Sequence[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """Average over micro-batches, unscale, clip to the global norm, skip on overflow, update; returns the finite
+        flag and the gradient's global norm before clipping."""
         grads = [g / float(self.k) for g in grads] if self.k > 1 else list(grads)
         if self.loss_scale is not None:
             grads = [g / self._current_scale() for g in grads]
         finite = all_finite(grads)
+        norm = tf.linalg.global_norm(grads)
+        if self.opts.clip_norm > 0:  # (a non-finite norm makes NaNs here: that step is skipped below)
+            grads, _ = tf.clip_by_global_norm(grads, self.opts.clip_norm, use_norm=norm)
         if self.loss_scale is not None:
             # Overflow: skip the update (NaNs must never reach weights or slots).
             safe = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
@@ -159,13 +167,13 @@ class TrainEngine(tf.Module):
             for acc in self.accum:
                 acc.assign(tf.zeros_like(acc))
         self.step.assign_add(1)
-        return finite
+        return finite, norm
 
     def _fused(self, features: Mapping[str, tf.Tensor]):
         grads, metrics = self._grads(features)
         return self._update(grads), metrics
 
-    def _apply(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
+    def _apply(self, grads: Sequence[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         if self.world.size > 1 and not self.reduce_per_micro_batch:
             grads = self._reduce_fn(list(grads))
         return self._update_fn(list(grads))
@@ -183,11 +191,11 @@ class TrainEngine(tf.Module):
         if len(micro_batches) != self.k:
             raise ValueError(f"expected {self.k} micro-batches, got {len(micro_batches)}")
         if self.fused:
-            finite, metrics = self._fused_fn(micro_batches[0])
+            (finite, norm), metrics = self._fused_fn(micro_batches[0])
             totals = {key: float(value) for key, value in metrics.items()}
         elif self.k == 1:
             grads, metrics = self._grad_fn(micro_batches[0])
-            finite = self._apply(grads)
+            finite, norm = self._apply(grads)
             totals = {key: float(value) for key, value in metrics.items()}
         else:
             sums: dict[str, tf.Tensor] = {}
@@ -196,9 +204,10 @@ class TrainEngine(tf.Module):
                 self._accumulate_fn(grads)
                 sums = {key: sums.get(key, 0.0) + value for key, value in metrics.items()}
             assert self.accum is not None  # k > 1
-            finite = self._apply(list(self.accum))
+            finite, norm = self._apply(list(self.accum))
             totals = {key: float(value) / self.k for key, value in sums.items()}
         totals["grads_finite"] = float(bool(finite))
+        totals["grad_norm"] = float(norm)  # before clipping (what the clip saw)
         if self.loss_scale is not None:
             totals["loss_scale"] = float(self.loss_scale.scale.numpy())
         return totals

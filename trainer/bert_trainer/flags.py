@@ -9,6 +9,14 @@ from __future__ import annotations
 import argparse
 
 
+def non_negative(text: str) -> float:
+    """A finite number >= 0 (argparse names the flag and exits 2 on anything else)."""
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def bool_flag(parser: argparse.ArgumentParser, name: str, help_: str) -> None:
     parser.add_argument(f"--{name}", action="store_true", default=False, help=help_)
 
@@ -28,5 +36,8 @@ def add_optimizer_flags(parser: argparse.ArgumentParser, *, optimizer: str) -> N
     parser.add_argument("--beta_1", type=float, default=0.9)
     parser.add_argument("--beta_2", type=float, default=0.999)
     parser.add_argument("--epsilon", type=float, default=1e-6)
+    parser.add_argument("--clip_norm", type=non_negative, default=1.0,
+                        help="clip each step's gradient to this global norm before the update, as Google's and "
+                             "NVIDIA's BERT do (default 1.0); 0 turns clipping off")
     parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     bool_flag(parser, "use_xla", "compile the training step with XLA (jit_compile)")

@@ -66,7 +66,8 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
         num_warmup_steps=args.num_warmup_steps, num_accumulation_steps=args.num_accumulation_steps,
         optimizer=args.optimizer, weight_decay_rate=args.weight_decay_rate, beta_1=args.beta_1,
         beta_2=args.beta_2, epsilon=args.epsilon, precision=args.precision, use_xla=args.use_xla,
-        allreduce_post_accumulation=args.allreduce_post_accumulation, seed=args.seed)
+        allreduce_post_accumulation=args.allreduce_post_accumulation, seed=args.seed,
+        clip_norm=args.clip_norm)
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict:
