@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,7 +56,10 @@ PROTOCOL: dict[str, Any] = {
     "learning_rate": 2e-3, "num_warmup_steps": 2, "num_train_steps": 16,
     "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-6, "weight_decay_rate": 0.01, "clip_norm": 1.0,
     "optimizers": ["adam", "lamb"],
+    "records": "synthetic",
 }
+#: --records prepare-data: the tiny example's corpus through `bert_trainer prepare-data` (its vocab: 512 tokens).
+TINY_EXAMPLE = REPO / "examples" / "tiny"
 
 #: Largest allowed |ours - reference| / |reference| per step, for the loss terms and the gradient norm. Step 0
 #: differs by float32 rounding only (summation order of matmuls and reductions, ~1e-7 relative); each update
@@ -75,18 +79,30 @@ MOVED_FLOOR = 1e-4
 
 # ----- shared inputs ------------------------------------------------------------------------------------------------
 def read_batches(protocol: dict[str, Any], work: str) -> list[dict[str, np.ndarray]]:
-    """Write the synthetic records and read them back, in order, as the trainer parses them."""
+    """Write the records (synthetic, or prepare-data's of the tiny example) and read the first steps x batch back,
+    in order, as the trainer parses them."""
     import tensorflow as tf  # noqa: PLC0415
 
     from bert_trainer.data.schema import parse_batch  # noqa: PLC0415
     from bert_trainer.data.synthetic import write_synthetic_records  # noqa: PLC0415
 
     seq, pred, batch = protocol["max_seq_length"], protocol["max_predictions_per_seq"], protocol["batch_size"]
-    files = write_synthetic_records(work, num_files=1, examples_per_file=batch * protocol["steps"],
-                                    vocab_size=protocol["bert_config"]["vocab_size"], max_seq_length=seq,
-                                    max_predictions_per_seq=pred, seed=protocol["records_seed"])
-    ds = tf.data.TFRecordDataset(files).batch(batch).map(lambda s: parse_batch(s, seq, pred))
-    return [{k: v.numpy() for k, v in b.items()} for b in ds]
+    if protocol["records"] == "prepare-data":
+        out = Path(work) / "prepared"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "common"), str(REPO / "trainer")])}
+        subprocess.run([sys.executable, "-m", "bert_trainer", "prepare-data", "--input_dir",
+                        str(TINY_EXAMPLE / "corpus"), "--vocab_file", str(TINY_EXAMPLE / "vocab.txt"), "--output_dir",
+                        str(out), "--local_dir", str(Path(work) / "scratch"), "--max_seq_length", str(seq),
+                        "--max_predictions_per_seq", str(pred), "--dupe_factor", "1", "--n_shards", "1",
+                        "--num_workers", "1", "--random_seed", str(protocol["records_seed"])],
+                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        files = sorted(str(path) for path in (out / "training").iterdir())
+    else:
+        files = write_synthetic_records(work, num_files=1, examples_per_file=batch * protocol["steps"],
+                                        vocab_size=protocol["bert_config"]["vocab_size"], max_seq_length=seq,
+                                        max_predictions_per_seq=pred, seed=protocol["records_seed"])
+    ds = tf.data.TFRecordDataset(files).take(batch * protocol["steps"]).batch(batch, drop_remainder=True)
+    return [{k: v.numpy() for k, v in parse_batch(b, seq, pred).items()} for b in ds]
 
 
 def fingerprint(arrays: dict[str, np.ndarray] | list[dict[str, np.ndarray]]) -> str:
@@ -306,10 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=PROTOCOL["steps"])
     ap.add_argument("--write-reference", metavar="PATH", help="store the reference side for the test")
+    ap.add_argument("--records", choices=("synthetic", "prepare-data"), default=PROTOCOL["records"],
+                    help="synthetic records (data/synthetic.py; what the test replays) or prepare-data's of the "
+                         "tiny example's corpus (examples/tiny, vocab 512)")
     ap.add_argument("--no-controls", action="store_true",
                     help="skip the control runs (ours with a recipe change) that show the tolerance has teeth")
     args = ap.parse_args(argv)
-    protocol = {**PROTOCOL, "steps": args.steps}
+    protocol = {**PROTOCOL, "steps": args.steps, "records": args.records}
+    if args.records == "prepare-data":
+        vocab = (TINY_EXAMPLE / "vocab.txt").read_text().splitlines()
+        protocol["bert_config"] = {**PROTOCOL["bert_config"], "vocab_size": len(vocab)}
 
     import tensorflow as tf  # noqa: PLC0415
     import torch  # noqa: PLC0415
@@ -319,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     print(f"tensorflow {tf.__version__}, torch {torch.__version__}, transformers {transformers.__version__}; "
           f"fp32, dropout off, {protocol['steps']} steps of batch {protocol['batch_size']}, seq "
-          f"{protocol['max_seq_length']}, tolerance {TOLERANCE:g} relative")
+          f"{protocol['max_seq_length']}, {protocol['records']} records, tolerance {TOLERANCE:g} relative")
     with tempfile.TemporaryDirectory() as work:
         batches = read_batches(protocol, work)
     runs: dict[str, list[dict[str, float]]] = {}

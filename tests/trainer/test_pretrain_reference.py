@@ -43,6 +43,7 @@ def fingerprint(items: list[dict[str, np.ndarray]]) -> str:
 
 @pytest.fixture(scope="module")
 def batches(tmp_path_factory) -> list[dict[str, np.ndarray]]:
+    assert PROTOCOL["records"] == "synthetic"  # (the bench's --records prepare-data is for show, not stored)
     seq, pred, size = PROTOCOL["max_seq_length"], PROTOCOL["max_predictions_per_seq"], PROTOCOL["batch_size"]
     files = write_synthetic_records(str(tmp_path_factory.mktemp("records")), num_files=1,
                                     examples_per_file=size * PROTOCOL["steps"],
