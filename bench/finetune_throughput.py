@@ -202,7 +202,8 @@ def run_input(name: str, cfg: BertConfig, model_dir: Path | None, scratch: str, 
 
     args = argparse.Namespace(learning_rate=5e-5, warmup_proportion=0.1, num_accumulation_steps=1, optimizer="adam",
                               weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6, precision="fp32",
-                              use_xla=False, allreduce_post_accumulation=False, seed=12345, clip_norm=1.0)
+                              use_xla=False, allreduce_post_accumulation=False, seed=12345, clip_norm=1.0,
+                              adam_bias_correction=False)
     engine = TrainEngine(new_model, classification_loss, engine_options(args, total), SingleProcess())
     new_batches = iter(train_dataset(train, BATCH, 12345, SingleProcess(), trim_to=TRIM_MULTIPLE))
 

@@ -111,8 +111,10 @@ def test_fine_tune_flags_map_to_the_engine():
 
     args = argparse.Namespace(learning_rate=3e-5, warmup_proportion=0.1, num_accumulation_steps=4, optimizer="adam",
                               weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6, precision="bf16",
-                              use_xla=True, allreduce_post_accumulation=True, seed=7, clip_norm=0.5)
+                              use_xla=True, allreduce_post_accumulation=True, seed=7, clip_norm=0.5,
+                              adam_bias_correction=True)
     opts = engine_options(args, 250)
     assert (opts.num_train_steps, opts.num_warmup_steps, opts.num_accumulation_steps) == (250, 25, 4)
     assert (opts.optimizer, opts.precision, opts.use_xla, opts.allreduce_post_accumulation) == ("adam", "bf16", True, True)
     assert opts.clip_norm == 0.5
+    assert opts.adam_bias_correction is True

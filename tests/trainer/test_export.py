@@ -104,7 +104,8 @@ def _glue_finetuned(output_dir: Path, num_labels: int) -> BertClassifier:
                               warmup_proportion=0.1, optimizer="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-6,
                               weight_decay_rate=0.01, output_dir=str(output_dir), keep_checkpoint_max=0, seed=1,
                               use_xla=False, save_checkpoints_steps=1000, num_accumulation_steps=1,
-                              allreduce_post_accumulation=False, report_every_steps=20, clip_norm=1.0)
+                              allreduce_post_accumulation=False, report_every_steps=20, clip_norm=1.0,
+                              adam_bias_correction=False)
     model = BertClassifier(cfg, num_labels)
     fine_tune(model, train, classification_loss, args, SingleProcess(), ReportWriter(str(output_dir), chief=True),
               str(output_dir.parent / "scratch"))

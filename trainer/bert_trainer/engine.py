@@ -66,6 +66,9 @@ class EngineOptions:
     # norm before the update; 0 turns it off. 1.0 as in Google's optimization.create_optimizer ("This is how the
     # model was pre-trained"), which NVIDIA's recipe and transformers' Trainer keep.
     clip_norm: float = 1.0
+    # AdamW only: Adam's bias correction (m/(1-b1^t), v/(1-b2^t)). Off, as Google's AdamWeightDecayOptimizer, whose
+    # update BERT was pre-trained and fine-tuned with; on gives torch.optim.AdamW's update. NVLAMB always corrects.
+    adam_bias_correction: bool = False
 
 
 class TrainEngine(tf.Module):
@@ -87,7 +90,8 @@ class TrainEngine(tf.Module):
         self.variables_ = list(named.values())
         schedule = WarmupPolyDecay(opts.learning_rate, opts.num_train_steps, opts.num_warmup_steps)
         self.optimizer = create_optimizer(opts.optimizer, named, schedule, beta_1=opts.beta_1, beta_2=opts.beta_2,
-                                          epsilon=opts.epsilon, weight_decay_rate=opts.weight_decay_rate)
+                                          epsilon=opts.epsilon, weight_decay_rate=opts.weight_decay_rate,
+                                          adam_bias_correction=opts.adam_bias_correction)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # fp16 only: bf16 has fp32's exponent range, so it needs no loss scaling.
         self.loss_scale = (DynamicLossScale(opts.initial_loss_scale, opts.loss_scale_growth_interval)

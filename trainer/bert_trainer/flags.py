@@ -39,5 +39,12 @@ def add_optimizer_flags(parser: argparse.ArgumentParser, *, optimizer: str) -> N
     parser.add_argument("--clip_norm", type=non_negative, default=1.0,
                         help="clip each step's gradient to this global norm before the update, as Google's and "
                              "NVIDIA's BERT do (default 1.0); 0 turns clipping off")
+    # absl's spelling of a boolean (--flag / --noflag), as Google's and NVIDIA's TensorFlow scripts take it.
+    correction = parser.add_mutually_exclusive_group()
+    correction.add_argument("--adam_bias_correction", dest="adam_bias_correction", action="store_true", default=False,
+                            help="--optimizer adam: divide Adam's moments by 1 - beta^t (torch.optim.AdamW's update)")
+    correction.add_argument("--noadam_bias_correction", dest="adam_bias_correction", action="store_false",
+                            help="--optimizer adam: no bias correction, as Google's AdamWeightDecayOptimizer that BERT "
+                                 "was trained with (the default); NVLAMB always corrects")
     parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     bool_flag(parser, "use_xla", "compile the training step with XLA (jit_compile)")

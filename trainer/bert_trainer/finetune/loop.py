@@ -33,7 +33,7 @@ def engine_options(args: argparse.Namespace, steps: int) -> EngineOptions:
         num_accumulation_steps=args.num_accumulation_steps, optimizer=args.optimizer,
         weight_decay_rate=args.weight_decay_rate, beta_1=args.beta_1, beta_2=args.beta_2, epsilon=args.epsilon,
         precision=args.precision, use_xla=args.use_xla, allreduce_post_accumulation=args.allreduce_post_accumulation,
-        seed=args.seed, clip_norm=args.clip_norm)
+        seed=args.seed, clip_norm=args.clip_norm, adam_bias_correction=args.adam_bias_correction)
 
 
 def trim_padding(batch: dict[str, tf.Tensor], multiple: int) -> dict[str, tf.Tensor]:

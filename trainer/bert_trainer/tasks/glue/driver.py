@@ -21,6 +21,7 @@ import tensorflow as tf
 from bert_trainer import output_lock
 from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.finetune.classifier import BertClassifier, load_encoder
+from bert_trainer.finetune.eval_batches import SEQUENCE_KEYS, run_cut
 from bert_trainer.finetune.glue_data import TASKS, read_examples
 from bert_trainer.finetune.losses import classification_loss
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
@@ -44,18 +45,27 @@ def _encode(tokenizer, examples, max_seq_length: int) -> dict[str, np.ndarray]:
     return features
 
 
-def predict(model: BertClassifier, features: dict[str, np.ndarray], batch_size: int, compute_dtype: tf.DType) -> np.ndarray:
-    """Predicted label ids for every example (no padding examples, no sharding: rank 0 scores the full split)."""
-    @tf.function
+def dev_logits(model: BertClassifier, features: dict[str, np.ndarray], batch_size: int,
+               compute_dtype: tf.DType) -> np.ndarray:
+    """Logits of every example, in order (no padding examples, no sharding: rank 0 scores the full split).
+
+    Batches are examples of about one length, each cut to its longest (finetune/eval_batches.py): exact for the
+    [CLS] classifier, as the training cut is. One trace serves every length (the signature leaves it open)."""
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec])
     def logits(ids, mask, segments):
         return model(ids, mask, segments, training=False, compute_dtype=compute_dtype)
 
-    out = []
-    for start in range(0, len(features["labels"]), batch_size):
-        sl = slice(start, start + batch_size)
-        scores = logits(features["input_ids"][sl], features["input_mask"][sl], features["segment_ids"][sl])
-        out.append(tf.argmax(scores, -1).numpy())
-    return np.concatenate(out)
+    def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"logits": logits(batch["input_ids"], batch["input_mask"], batch["segment_ids"]).numpy()}
+
+    return run_cut(run, {key: features[key] for key in SEQUENCE_KEYS}, batch_size, TRIM_MULTIPLE)["logits"]
+
+
+def predict(model: BertClassifier, features: dict[str, np.ndarray], batch_size: int, compute_dtype: tf.DType) -> np.ndarray:
+    """Predicted label ids for every example, in order."""
+    return np.argmax(dev_logits(model, features, batch_size, compute_dtype), -1)
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict[str, Any]:

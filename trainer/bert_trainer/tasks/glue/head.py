@@ -24,6 +24,9 @@ from bert_trainer.tasks.predict.driver import PredictMismatch
 
 #: What reading the file raises: bad input (exit 2), not a bug.
 INPUT_ERRORS = (GlueDataError,)
+#: predict runs batches of about one length, each cut to its longest pair: exact for the [CLS] classifier
+#: (finetune/eval_batches.py), as the glue task's own dev evaluation does.
+CUT_TO_LONGEST = True
 
 
 def from_weights(cfg: BertConfig, shapes: Mapping[str, Sequence[int]]) -> tf.Module:

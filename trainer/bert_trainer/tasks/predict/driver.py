@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from bert_trainer import storage
 from bert_trainer.checkpoints import fetch_checkpoint
+from bert_trainer.finetune.eval_batches import run_cut
 from bert_trainer.finetune.tokenization import load_tokenizer
 from bert_trainer.model.importer import ImportError_, load_safetensors, resolve_init_checkpoint
 from bert_trainer.model.savedmodel_export import INPUTS, ServingModule, load_serving
@@ -89,13 +90,18 @@ def load_model(args: argparse.Namespace, scratch: str) -> tuple[Serve, str, Any]
     return module.serve, module.arch, module
 
 
-def run_batches(serve: Serve, arrays: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Every output of `serve` over all rows of `arrays`, batch by batch, concatenated."""
+def run_batches(serve: Serve, arrays: dict[str, np.ndarray], batch_size: int, *, cut: bool = False) -> dict[str, np.ndarray]:
+    """Every output of `serve` over all rows of `arrays`, batch by batch, in the rows' order. `cut`: batches of
+    about one length, each cut to its longest row (finetune/eval_batches.py; for one output per row only)."""
+    def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: value.numpy() for name, value in serve(**{n: tf.constant(batch[n], tf.int32) for n in INPUTS}).items()}
+
+    if cut:
+        return run_cut(run, {name: arrays[name] for name in INPUTS}, batch_size)
     out: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(arrays["input_ids"]), batch_size):
-        batch = {name: tf.constant(arrays[name][start:start + batch_size], tf.int32) for name in INPUTS}
-        for name, value in serve(**batch).items():
-            out.setdefault(name, []).append(value.numpy())
+        for name, value in run({name: arrays[name][start:start + batch_size] for name in INPUTS}).items():
+            out.setdefault(name, []).append(value)
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
@@ -115,7 +121,7 @@ def _run(args: argparse.Namespace, scratch: str) -> dict[str, Any]:
     serve, arch, _keep = load_model(args, scratch)
     if arch != needs(args.task_name):
         raise PredictMismatch(f"{args.model} is a {arch}; --task_name {args.task_name} needs a {needs(args.task_name)}")
-    outputs = run_batches(serve, arrays, args.predict_batch_size)
+    outputs = run_batches(serve, arrays, args.predict_batch_size, cut=head.CUT_TO_LONGEST)
     summary: dict[str, Any] = {"task": args.task_name, "model": args.model, "predict_file": args.predict_file}
     head.finish(args, read, outputs, summary)
     if "metrics" in summary:

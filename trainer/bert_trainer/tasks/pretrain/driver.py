@@ -67,7 +67,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
         optimizer=args.optimizer, weight_decay_rate=args.weight_decay_rate, beta_1=args.beta_1,
         beta_2=args.beta_2, epsilon=args.epsilon, precision=args.precision, use_xla=args.use_xla,
         allreduce_post_accumulation=args.allreduce_post_accumulation, seed=args.seed,
-        clip_norm=args.clip_norm)
+        clip_norm=args.clip_norm, adam_bias_correction=args.adam_bias_correction)
 
 
 def run(args: argparse.Namespace, cfg: BertConfig) -> dict:

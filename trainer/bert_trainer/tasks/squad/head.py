@@ -22,6 +22,9 @@ from bert_trainer.reports import write_json
 
 #: What reading the file raises: bad input (exit 2), not a bug.
 INPUT_ERRORS = (SquadDataError,)
+#: Not cut: the n-best search ranks every position's logits, padded ones too (as Google's run_squad), so a cut
+#: could change the answers (docs/trainer.md, "Fine-tuning").
+CUT_TO_LONGEST = False
 
 
 def from_weights(cfg: BertConfig, shapes: Mapping[str, Sequence[int]]) -> tf.Module:
