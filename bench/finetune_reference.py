@@ -1,0 +1,186 @@
+"""The reference side of bench/finetune_accuracy.py: the same GLUE fine-tuning through Hugging Face transformers.
+
+PyTorch 2.13.0 (CPU) and transformers, the ``bench`` extra (``pip install torch==2.13.0 transformers``: never a
+product dependency), train ``BertForSequenceClassification`` from the same all-MiniLM-L6-v2 weights on the same
+train.tsv with the same hyperparameters as this project's trainer gets (batch, learning rate, epochs, sequence
+length, 10% linear warmup then linear decay, AdamW with weight decay 0.01 off LayerNorm and biases, epsilon 1e-6,
+gradients clipped to global norm 1.0), the way transformers' run_glue.py trains: dropout on, batches padded to their
+longest pair (its DataCollatorWithPadding), evaluation on the full dev set. The classifier head starts from each
+side's own random draw, which is why the accuracy bench compares means over seeds.
+
+It answers what the accuracy bench prints beside our figures: the dev metrics, and the training speed as training
+sequences per second (train examples x epochs / seconds spent in the training loop, loading and scoring excluded)
+and per CPU-second of this process.
+
+    PYTHONPATH=common:operator:trainer .venv/bin/python bench/finetune_reference.py --task mrpc --epochs 1 \
+        [--batch 32 --lr 2e-5 --seq 128 --seed 1 --max-train-examples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: Where each GLUE task keeps its text and label in train.tsv / dev.tsv: (header row, label column, text columns).
+LAYOUTS: dict[str, tuple[bool, int, tuple[int, ...]]] = {
+    "mrpc": (True, 0, (3, 4)),   # Quality, #1 ID, #2 ID, #1 String, #2 String
+    "cola": (False, 1, (3,)),    # source, acceptability, original mark, sentence
+}
+
+
+def read_tsv(path: Path, task: str, cap: int | None = None, seed: int = 0) -> tuple[list[tuple[str, ...]], list[int]]:
+    """The texts and integer labels of one GLUE split; `cap` rows drawn with `seed` (as the accuracy bench does)."""
+    header, label_at, text_at = LAYOUTS[task]
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
+    rows = rows[1:] if header else rows
+    if cap is not None and cap < len(rows):
+        rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), cap))]
+    return [tuple(row[i] for i in text_at) for row in rows], [int(row[label_at]) for row in rows]
+
+
+def scores(task: str, predicted: list[int], gold: list[int]) -> dict[str, float]:
+    """The task's dev metrics as this project's trainer reports them (fractions): MRPC accuracy and F1, CoLA MCC."""
+    tp = sum(1 for p, g in zip(predicted, gold) if p == 1 and g == 1)
+    tn = sum(1 for p, g in zip(predicted, gold) if p == 0 and g == 0)
+    fp = sum(1 for p, g in zip(predicted, gold) if p == 1 and g == 0)
+    fn = sum(1 for p, g in zip(predicted, gold) if p == 0 and g == 1)
+    accuracy = (tp + tn) / max(len(gold), 1)
+    if task == "mrpc":
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        return {"accuracy": accuracy, "f1": f1}
+    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return {"mcc": (tp * tn - fp * fn) / denominator if denominator else 0.0, "accuracy": accuracy}
+
+
+def fine_tune(task: str, data: Path, model_dir: Path, *, batch: int, lr: float, epochs: float, seq: int, seed: int,
+              cap: int | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Train and score one run through transformers; the figures the accuracy bench prints for the reference."""
+    import torch  # noqa: PLC0415 - the bench extra: imported only when the reference runs
+    from transformers import BertForSequenceClassification, BertTokenizerFast, get_linear_schedule_with_warmup  # noqa: PLC0415
+
+    if threads:
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    tokenizer = BertTokenizerFast(str(model_dir / "vocab.txt"), do_lower_case=True)
+    model = BertForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
+    train_texts, train_labels = read_tsv(data / "train.tsv", task, cap, seed)
+    dev_texts, dev_labels = read_tsv(data / "dev.tsv", task)
+
+    def encode(texts: list[tuple[str, ...]]) -> dict[str, Any]:
+        columns = list(zip(*texts))
+        return tokenizer(*columns, truncation=True, max_length=seq, padding="longest", return_tensors="pt")
+
+    steps_per_epoch = math.ceil(len(train_texts) / batch)
+    total = max(1, int(steps_per_epoch * epochs))
+    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=lr, eps=1e-6)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * total), total)
+    order = torch.Generator().manual_seed(seed)
+    model.train()
+    step, seen = 0, 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while step < total:
+        for start in range(0, len(train_texts), batch):
+            if step >= total:
+                break
+            if start == 0:
+                permutation = torch.randperm(len(train_texts), generator=order).tolist()
+            picked = permutation[start:start + batch]
+            inputs = encode([train_texts[i] for i in picked])
+            labels = torch.tensor([train_labels[i] for i in picked])
+            loss = model(**inputs, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            seen += len(picked)
+    train_seconds, train_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    model.eval()
+    predicted: list[int] = []
+    with torch.no_grad():
+        for start in range(0, len(dev_texts), 128):
+            predicted += model(**encode(dev_texts[start:start + 128])).logits.argmax(-1).tolist()
+    return {"side": "transformers", "task": task, "seed": seed, "steps": step, "train_examples": len(train_texts),
+            "scores": {key: round(value * 100, 2) for key, value in scores(task, predicted, dev_labels).items()},
+            "train_seconds": round(train_seconds, 1),
+            "sequences_per_second": round(seen / train_seconds, 2),
+            "sequences_per_cpu_second": round(seen / train_cpu, 2) if train_cpu else None,
+            "final_loss": float(loss.detach())}
+
+
+#: The metrics the side-by-side table shows per task (key in the scores, label), the task's main one first.
+COMPARED: dict[str, list[tuple[str, str]]] = {"mrpc": [("f1", "F1"), ("accuracy", "accuracy")], "cola": [("mcc", "MCC")]}
+
+
+def spread(values: list[float]) -> str:
+    """'mean ± half the range' of one figure over seeds (one seed: the value)."""
+    if not values:
+        return "n/a"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {(max(values) - min(values)) / 2:.2f}"
+
+
+def side_by_side(ours: dict[str, list[dict[str, Any]]], reference: dict[str, list[dict[str, Any]]]) -> str:
+    """One table, both sides per row: each metric's mean and spread over the seeds (percent, as run_task and
+    fine_tune give them), and the training sequences/s of each side with their ratio (ours / transformers; above 1:
+    ours is faster)."""
+    head = ["task", "metric", "seeds", "ours", "transformers", "ours seq/s", "transformers seq/s", "ratio"]
+    rows = []
+    for task, metrics in COMPARED.items():
+        if task not in ours or task not in reference:
+            continue
+        mine, theirs = ours[task], reference[task]
+        speed_ours = sum(r["sequences_per_second"] or 0 for r in mine) / len(mine)
+        speed_ref = sum(r["sequences_per_second"] for r in theirs) / len(theirs)
+        for i, (key, label) in enumerate(metrics):
+            first = i == 0
+            rows.append([task.upper() if first else "", label, str(len(mine)) if first else "",
+                         spread([r["scores"][key] for r in mine]), spread([r["scores"][key] for r in theirs]),
+                         f"{speed_ours:.1f}" if first else "", f"{speed_ref:.1f}" if first else "",
+                         f"{speed_ours / speed_ref:.2f}x" if first and speed_ref else ""])
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) if rows else len(head[i]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", choices=sorted(LAYOUTS), required=True)
+    ap.add_argument("--data", help="the task's GLUE folder (default ../shared/data/<task>)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--epochs", type=float, default=3)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-train-examples", type=int)
+    opts = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from finetune_accuracy import DATA, minilm_dir  # noqa: PLC0415 - the bench's own helpers, one folder
+
+    data = Path(opts.data) if opts.data else DATA / opts.task
+    result = fine_tune(opts.task, data, minilm_dir(), batch=opts.batch, lr=opts.lr, epochs=opts.epochs, seq=opts.seq,
+                       seed=opts.seed, cap=opts.max_train_examples)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
