@@ -104,3 +104,88 @@ def test_a_job_starts_writes_skip_the_generated_clients_serialiser(monkeypatch: 
     monkeypatch.setattr(kubernetes.client.ApiClient, "sanitize_for_serialization", refuse)
     ours(api_client)
     assert len(recorder.sent) == 3
+
+
+class Served:
+    """A local HTTP server that records each request (method, path, headers, JSON body) and answers `status`."""
+
+    def __init__(self, status: int = 201) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.sent: list[tuple[str, str, dict[str, str], Any]] = []
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                served.sent.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                    json.loads(self.rfile.read(length)) if length else None))
+                answer = json.dumps({"kind": "Status", "reason": "AlreadyExists"} if status >= 400 else {"kind": "X"})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            do_POST = do_PATCH = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def client(self) -> kubernetes.client.ApiClient:
+        configuration = kubernetes.client.Configuration(host=f"http://127.0.0.1:{self.server.server_address[1]}")
+        configuration.api_key = {"BearerToken": "token-0"}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        api_client = kubernetes.client.ApiClient(configuration)
+        api_client.user_agent = "bert-operator/test"
+        return api_client
+
+
+def test_on_the_wire_a_job_starts_writes_are_the_generated_clients_requests() -> None:
+    """Through a real connection (each thread's keep-alive one): the server sees what the generated client sends,
+    headers included, and the same requests again on the same connection."""
+    theirs, mine = Served(), Served()
+    try:
+        generated(theirs.client())
+        api_client = mine.client()
+        ours(api_client)
+        ours(api_client)
+    finally:
+        theirs.server.shutdown()
+        mine.server.shutdown()
+    assert [sent[:2] for sent in mine.sent[:3]] == [
+        ("POST", "/apis/kubeflow.org/v2beta1/namespaces/ml/mpijobs"),
+        ("PATCH", "/apis/bertoperator.io/v1alpha1/namespaces/ml/berttrainingjobs/j/status"),
+        ("POST", "/api/v1/namespaces/ml/events")]
+
+    def wire(sent: tuple[str, str, dict[str, str], Any]) -> tuple[str, str, dict[str, str], Any]:
+        method, path, headers, body = sent
+        return method, path, {k: v for k, v in headers.items() if k != "host"}, body  # host: each server's own port
+
+    assert [wire(sent) for sent in mine.sent] == [wire(sent) for sent in theirs.sent] * 2
+
+
+def test_on_the_wire_a_refused_write_raises_the_generated_clients_exception() -> None:
+    theirs, mine = Served(409), Served(409)
+    try:
+        with pytest.raises(ApiException) as generated_refusal:
+            kubernetes.client.CustomObjectsApi(theirs.client()).create_namespaced_custom_object(
+                MPI_GROUP, MPI_VERSION, "ml", MPI_PLURAL, MPIJOB)
+        api = KubeApi(mine.client(), attempts=1)
+        with pytest.raises(ApiException) as refusal:
+            api.writes.send("POST", "/apis/kubeflow.org/v2beta1/namespaces/ml/mpijobs", MPIJOB)
+    finally:
+        theirs.server.shutdown()
+        mine.server.shutdown()
+
+    def seen(exc: ApiException) -> tuple[Any, ...]:
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "date"}
+        return exc.status, exc.reason, exc.body, headers
+
+    assert seen(refusal.value) == seen(generated_refusal.value)
