@@ -11,7 +11,12 @@ bodies the reconciler makes, prepared beforehand) sent by the client with no
 operator. A job start cannot be faster than the emulator serves its requests;
 the ratio to the ceiling shows how much of the gap is the operator's.
 
-    .venv/bin/python bench/operator_throughput.py [--jobs 500] [--rate R]
+    .venv/bin/python bench/operator_throughput.py [--jobs 500] [--rate R] [--emulator-process] [--profile FILE]
+
+`--profile FILE` runs the operator under cProfile, every thread of it (kopf's loop, its handler threads, the work
+queue's workers), counting only the burst (from the first apply to the last status), and writes the merged pstats
+to FILE; its top entries are printed. Times are each thread's CPU time (time.thread_time). cProfile's own overhead inflates the CPU figure of such a run: read the CPU per
+start from a run without it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -127,6 +133,79 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+class _Profiles:
+    """The operator process's side of --profile: one cProfile.Profile per thread, cleared on SIGUSR1 (the burst
+    starts), merged and written on SIGUSR2 (it is over)."""
+
+    def __init__(self, path: str) -> None:
+        import cProfile
+        import signal
+        import threading
+
+        # Each thread's own CPU clock: a thread waiting for an answer costs nothing, as in the CPU figure.
+        self.path, self.profiles = path, [cProfile.Profile(time.thread_time)]
+        run = threading.Thread.run
+
+        def profiled(thread: threading.Thread) -> None:
+            profile = cProfile.Profile(time.thread_time)
+            self.profiles.append(profile)
+            profile.enable()
+            try:
+                run(thread)
+            finally:
+                profile.disable()
+
+        threading.Thread.run = profiled  # type: ignore[method-assign]
+        signal.signal(signal.SIGUSR1, lambda *_: [profile.clear() for profile in self.profiles])
+        signal.signal(signal.SIGUSR2, lambda *_: self.dump())
+        self.profiles[0].enable()
+
+    def dump(self) -> None:
+        import pstats
+
+        class Snapshot:  # pstats reads .stats after create_stats(); snapshot_stats() leaves the profiler running
+            def __init__(self, profile: Any) -> None:
+                self.profile = profile
+
+            def create_stats(self) -> None:
+                if not hasattr(self, "stats"):
+                    self.profile.snapshot_stats()
+                    self.stats = self.profile.stats
+
+        snapshots = [Snapshot(profile) for profile in self.profiles]
+        for snapshot in snapshots:
+            snapshot.create_stats()
+        # pstats refuses an empty profile (a thread idle over the burst)
+        pstats.Stats(*[snapshot for snapshot in snapshots if snapshot.stats]).dump_stats(self.path)
+
+
+class _ProfiledOperator(OperatorProcess):
+    """OperatorProcess run through this script's --profiled-operator mode (the same `bertjob operator` arguments)."""
+
+    def __init__(self, cluster: EmulatedCluster, path: str, *extra: str, resync_seconds: float = 2.0) -> None:
+        super().__init__(cluster, *extra, resync_seconds=resync_seconds)
+        self.path = path
+
+    def start(self) -> "OperatorProcess":
+        import subprocess
+        self.handle = open(self.log, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--profiled-operator", self.path, "operator", "--kubeconfig",
+             str(self.cluster.kubeconfig), "--liveness-port", "0", "--metrics-port", "0", "--progress-port",
+             str(self.progress_port), "--resync-seconds", str(self.resync_seconds), *self.extra],
+            stdout=self.handle, stderr=subprocess.STDOUT, cwd=self.cluster.workdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+
+def print_profile(path: str, top: int = 25) -> None:
+    import pstats
+    stats = pstats.Stats(path)
+    for key in ("tottime", "cumulative"):
+        print(f"\n--- operator profile, top {top} by {key} (cProfile, every thread's CPU time; {path})")
+        stats.sort_stats(key).print_stats(top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=500)
@@ -134,6 +213,7 @@ def main() -> None:
                         help="run the emulator in a process of its own (default: in this process, as the tests do)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="apply this many jobs per second (default 0: all at once, the burst case)")
+    parser.add_argument("--profile", metavar="FILE", help="profile the operator over the burst (cProfile, every thread, its CPU time)")
     args = parser.parse_args()
     template = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
     workdir = tempfile.mkdtemp(prefix="bench-operator-")
@@ -148,12 +228,15 @@ def main() -> None:
     with kind(Path(workdir), trim_history=True) as empty:
         ceiling_seconds = ceiling(empty, documents)
     with kind(Path(workdir), trim_history=True) as cluster:
-        operator = OperatorProcess(cluster, resync_seconds=60).start()
+        operator = (_ProfiledOperator(cluster, args.profile, resync_seconds=60) if args.profile
+                    else OperatorProcess(cluster, resync_seconds=60)).start()
         print(f"operator log: {operator.log}", file=sys.stderr)
         try:
             time.sleep(3.0)  # operator started and watching
             requests_before = len(cluster.requests())
             cpu_before = cpu_times(operator.process.pid)
+            if args.profile:
+                os.kill(operator.process.pid, signal.SIGUSR1)
             applied: dict[str, float] = {}
 
             def apply(i: int) -> None:
@@ -185,6 +268,9 @@ def main() -> None:
             rss = peak_rss_mib(operator.process.pid)
             user, system = (after - before for after, before in zip(cpu_times(operator.process.pid), cpu_before))
             cpu_per_job = (user + system) / args.jobs
+            if args.profile:
+                os.kill(operator.process.pid, signal.SIGUSR2)
+                time.sleep(3.0)
         finally:
             operator.stop()
     print(f"jobs                         {args.jobs} ({'all at once' if not args.rate else f'{args.rate:g}/s'})")
@@ -204,6 +290,15 @@ def main() -> None:
           f"{args.jobs / ceiling_seconds:.1f} starts/s; operator/ceiling rate ratio "
           f"{(args.jobs / wall) / (args.jobs / ceiling_seconds):.2f}")
 
+    if args.profile:
+        print_profile(args.profile)
+
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--profiled-operator"]:
+        _Profiles(sys.argv[2])
+        from bert_operator.cli import main as bertjob
+        sys.argv = ["bertjob", *sys.argv[3:]]
+        sys.exit(bertjob())
+    else:
+        main()

@@ -31,7 +31,7 @@ from .progress import ProgressEndpoint, staleness_patch
 from bert_common.contract import utc_now
 from .reconcile import Reconciled, Reconciler
 from .reconcile.recovery import RecoverySettings, seconds_until_due
-from .render import RenderSettings
+from .render import RenderSettings, prepare
 from .training_metrics import TrainingMetrics
 from .workqueue import WorkQueue
 
@@ -78,6 +78,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: OperatorSettings) -> "Runtime":
         client = load_config(settings.kubeconfig)
+        prepare()  # the MPIJob template compiled now, not in the first job start
         api = KubeApi(client)
         policies = PolicyCache(api)
         training = TrainingMetrics()

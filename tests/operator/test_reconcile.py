@@ -702,7 +702,7 @@ def test_expected_answers_are_not_counted_as_api_errors_and_a_missing_kueue_is_a
     from prometheus_client import REGISTRY
 
     from bert_operator.events import EventRecorder
-    from bert_operator.kube import KubeApi
+    from bert_operator.kube import JsonWrites, KubeApi
 
     def counted() -> float:
         return sum(sample.value for metric in REGISTRY.collect() if metric.name == "bertoperator_api_errors"
@@ -718,15 +718,15 @@ def test_expected_answers_are_not_counted_as_api_errors_and_a_missing_kueue_is_a
         def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
             raise ApiException(status=404, reason="Not Found")
 
-        def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
-                                            body: dict[str, Any], **kwargs: Any) -> Any:
-            raise terminating_answer(f"{plural}.{group}", body["metadata"]["name"])
-
-        def create_namespaced_event(self, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
-            raise terminating_answer("events", body["metadata"]["name"])
+    class Writes(JsonWrites):  # a job start's writes (MPIJob create, Event) go through JsonWrites
+        def send(self, method: str, path: str, body: Any, content_type: str = "application/json") -> bytes:
+            plural = path.rsplit("/", 1)[-1]
+            raise terminating_answer("events" if plural == "events" else f"{plural}.kubeflow.org",
+                                     body["metadata"]["name"])
 
     api = KubeApi(kubernetes.client.ApiClient(), backoff=0)
     api.custom = api.core = Answers()  # type: ignore[assignment]
+    api.writes = Writes(api.writes.client)
     before = counted()
     assert api.get_mpijob("ml", "j-glue") is None
     with pytest.raises(KueueNotInstalled):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from functools import lru_cache
 from typing import Any, Iterator
 
@@ -27,7 +28,7 @@ from ..api.stages import Stage
 from ..tasks import stages_of
 from .values import RenderSettings, template_values
 
-__all__ = ["RenderSettings", "render_mpijob", "render_mpijob_text", "render_all"]
+__all__ = ["RenderSettings", "prepare", "render_mpijob", "render_mpijob_text", "render_all"]
 
 #: libyaml's loader when PyYAML was built with it.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -86,10 +87,25 @@ class _Slot:
         raise TypeError(f"template value {self._token!r} placed without tojson")
 
     def _placed(self) -> str:
-        """The token this value is placed as (JSON, so also YAML), remembered with the value's JSON."""
+        """The token this value is placed as (JSON, so also YAML), remembered with the value's JSON, or with the value
+        itself where reading its JSON gives it back unchanged (see _Kept)."""
         token = f"\x00{self._token}"
-        self._tokens[token] = json.dumps(self._value, sort_keys=True)
+        self._tokens[token] = _Kept(self._value) if type(self._value) in _KEPT else json.dumps(self._value, sort_keys=True)
         return json.dumps(token)
+
+
+#: Types whose values come back from their JSON equal and of the same type, and cannot be changed in place: a string,
+#: an int, a bool, None. Floats are read back as YAML reads them, containers are copied: both go through their JSON.
+_KEPT = frozenset({str, int, bool, type(None)})
+
+
+class _Kept:
+    """A token's value kept as it is (a type of _KEPT): reading its JSON back would only make an equal one."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def _tojson(value: Any) -> str:
@@ -97,8 +113,26 @@ def _tojson(value: Any) -> str:
     return value._placed() if isinstance(value, _Slot) else yaml_json(value)  # noqa: SLF001
 
 
-@lru_cache(maxsize=1)
+_COMPILED: list[jinja2.Template] = []
+_COMPILING = threading.Lock()
+
+
 def _template() -> jinja2.Template:
+    """The template, compiled once per process. Under a lock: a burst of job starts after the operator starts
+    reaches this from every handler thread at once, and an unguarded cache compiled it in each (16 times, 5 ms each)."""
+    if not _COMPILED:
+        with _COMPILING:
+            if not _COMPILED:
+                _COMPILED.append(_compile())
+    return _COMPILED[0]
+
+
+def prepare() -> None:
+    """Compile the template now (the operator does, when it starts), not in the first job start."""
+    _template()
+
+
+def _compile() -> jinja2.Template:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("bert_operator.render", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -121,14 +155,18 @@ def _yaml_scalar(literal: str) -> Any:
     return yaml.load(literal, Loader=_LOADER)
 
 
-def _fill(node: Any, values: dict[str, str]) -> Any:
-    """A fresh copy of `node` with each token replaced by its value, read from its JSON (a new object each time)."""
+def _fill(node: Any, values: dict[str, str | _Kept]) -> Any:
+    """A fresh copy of `node` with each token replaced by its value, read from its JSON (a new object each time), or
+    kept as it is (_Kept)."""
     if isinstance(node, dict):
         return {key: _fill(item, values) for key, item in node.items()}
     if isinstance(node, list):
         return [_fill(item, values) for item in node]
     if isinstance(node, str) and node in values:
-        return json.loads(values[node], parse_float=_yaml_scalar, parse_constant=_yaml_scalar)
+        value = values[node]
+        if isinstance(value, _Kept):
+            return value.value
+        return json.loads(value, parse_float=_yaml_scalar, parse_constant=_yaml_scalar)
     return node
 
 
@@ -138,7 +176,7 @@ def _text(values: dict[str, Any]) -> str:
 
 def _build(values: dict[str, Any]) -> dict[str, Any]:
     """What parsing :func:`_text` of `values` gives, from the cached skeleton of their shape."""
-    tokens: dict[str, str] = {}
+    tokens: dict[str, str | _Kept] = {}
     skeleton = _skeleton(_text({name: _Slot(value, name, tokens) for name, value in values.items()}))
     return _fill(skeleton, tokens)
 
