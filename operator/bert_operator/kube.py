@@ -153,20 +153,7 @@ class JsonWrites:
                                                                  headers=headers)
                 status, reason, text, answer_headers = answer.status, answer.reason, bytes(answer.data), answer.headers
             else:
-                prefix = urllib3.util.parse_url(client.configuration.host).path or ""
-                try:
-                    http.client.HTTPConnection.request(connection, method, prefix.rstrip("/") + path, body=data,
-                                                       headers=headers)
-                    response = http.client.HTTPConnection.getresponse(connection)
-                    status, reason, text = response.status, response.reason, response.read()
-                    answer_headers = urllib3.HTTPHeaderDict(response.getheaders())
-                except (http.client.HTTPException, OSError) as exc:
-                    connection.close()
-                    if isinstance(exc, ssl.SSLError):
-                        raise urllib3.exceptions.SSLError(exc) from exc
-                    raise urllib3.exceptions.ProtocolError("Connection aborted.", exc) from exc
-                if response.will_close:
-                    connection.close()
+                status, reason, text, answer_headers = self._exchange(connection, method, path, data, headers)
         except urllib3.exceptions.SSLError as exc:
             raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") from None
         if not 200 <= status <= 299:
@@ -174,6 +161,39 @@ class JsonWrites:
             refused.body, refused.headers = text.decode("utf-8"), answer_headers
             raise refused
         return text
+
+
+    #: Sends of one request on a connection that broke: a keep-alive connection the server closed between two
+    #: checks, or a connect that failed once, is tried again on a new one (urllib3 retried connects too). Resending
+    #: is safe for these three writes: a create answered before is a 409 the caller adopts, a status merge patch is
+    #: idempotent, an Event of the same name is a 409.
+    SENDS = 2
+
+    def _exchange(self, connection: Any, method: str, path: str, data: str,
+                  headers: dict[str, str]) -> tuple[int, str, bytes, Any]:
+        """(status, reason, body, headers) of one request on this thread's connection, sent again on a new
+        connection when the first one broke (SENDS); urllib3's ProtocolError (SSLError for TLS) when it breaks
+        every time."""
+        prefix = urllib3.util.parse_url(self.client.configuration.host).path or ""
+        for attempt in range(1, self.SENDS + 1):
+            try:
+                http.client.HTTPConnection.request(connection, method, prefix.rstrip("/") + path, body=data,
+                                                   headers=headers)
+                response = http.client.HTTPConnection.getresponse(connection)
+                answer = (response.status, response.reason, response.read(),
+                          urllib3.HTTPHeaderDict(response.getheaders()))
+            except (http.client.HTTPException, OSError) as exc:
+                connection.close()
+                if isinstance(exc, ssl.SSLError):
+                    raise urllib3.exceptions.SSLError(exc) from exc
+                if attempt == self.SENDS:
+                    raise urllib3.exceptions.ProtocolError("Connection aborted.", exc) from exc
+                log.debug("api write resent on a new connection method=%s error=%s", method, type(exc).__name__)
+                continue
+            if response.will_close:
+                connection.close()
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class KubeApi:

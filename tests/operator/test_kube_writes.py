@@ -109,11 +109,14 @@ def test_a_job_starts_writes_skip_the_generated_clients_serialiser(monkeypatch: 
 class Served:
     """A local HTTP server that records each request (method, path, headers, JSON body) and answers `status`."""
 
-    def __init__(self, status: int = 201) -> None:
+    def __init__(self, status: int = 201, drops: int = 0) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.sent: list[tuple[str, str, dict[str, str], Any]] = []
+        #: How many requests are read and then dropped with their connection, unanswered (a keep-alive connection
+        #: the server closed, a server restarting).
+        self.drops = drops
         served = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -123,6 +126,10 @@ class Served:
                 length = int(self.headers.get("Content-Length") or 0)
                 served.sent.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                                     json.loads(self.rfile.read(length)) if length else None))
+                if served.drops > 0:
+                    served.drops -= 1
+                    self.close_connection = True
+                    return
                 answer = json.dumps({"kind": "Status", "reason": "AlreadyExists"} if status >= 400 else {"kind": "X"})
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -189,3 +196,22 @@ def test_on_the_wire_a_refused_write_raises_the_generated_clients_exception() ->
         return exc.status, exc.reason, exc.body, headers
 
     assert seen(refusal.value) == seen(generated_refusal.value)
+
+
+def test_a_write_whose_connection_breaks_is_sent_once_more_on_a_new_one() -> None:
+    """A keep-alive connection the server dropped between two writes is what every long-running client meets: the
+    write goes again on a new connection (safe for these three: a create answered before is a 409 the caller
+    adopts), and a server that drops every try gives urllib3's ProtocolError, as the generated client would."""
+    once, always = Served(drops=1), Served(drops=10)
+    try:
+        writes = KubeApi(once.client(), attempts=1).writes
+        answer = writes.send("POST", "/apis/kubeflow.org/v2beta1/namespaces/ml/mpijobs", MPIJOB)
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            KubeApi(always.client(), attempts=1).writes.send("POST", "/api/v1/namespaces/ml/events", EVENT)
+    finally:
+        once.server.shutdown()
+        always.server.shutdown()
+    assert json.loads(answer) == {"kind": "X"}
+    assert [sent[:2] for sent in once.sent] == [("POST", "/apis/kubeflow.org/v2beta1/namespaces/ml/mpijobs")] * 2
+    assert once.sent[0][3] == once.sent[1][3] == MPIJOB
+    assert len(always.sent) == 2  # KubeApi.writes.SENDS tries, then the error
