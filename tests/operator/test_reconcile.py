@@ -353,6 +353,21 @@ def test_fields_the_plan_does_not_know_and_nulls_survive_a_plan(reconciler: Reco
     assert "policy" not in written and cluster.status_patches[-1]["policy"] is None  # (no policy: dropped, as before)
 
 
+def test_a_status_field_of_the_wrong_kind_reads_as_missing() -> None:
+    """The views' promise: a hand-edited status (the CRD's schema refuses most of these; a status written before a
+    schema change may not) never makes the plan fail on a field's kind."""
+    from bert_operator.reconcile.status_view import StageView, StatusView
+
+    view = StatusView({"acceptedSpec": "x", "phase": 3, "currentStage": ["a"], "conditions": "c", "stages": [None, {"name": "s"}],
+                       "resolved": "r", "dependencies": {"a": 1}, "results": 5})
+    assert (view.accepted_spec, view.started, view.phase, view.current_stage) == (None, False, None, None)
+    assert (view.conditions, view.stages, view.resolved, view.recorded_output) == ([], [{"name": "s"}], None, None)
+    assert (view.dependencies, view.results) == ([], {})
+    stage = StageView({"phase": 1, "restarts": "2", "restartedMpiJobUid": 7, "completionTime": {}})
+    assert (stage.phase, stage.restarts, stage.restarted_mpijob_uid, stage.completion_time) == (None, 0, None, None)
+    assert StageView({"restarts": 2}).restarts == 2 and StageView({"restarts": True}).restarts == 0
+
+
 def test_reports_go_through_the_same_writer(reconciler: Reconciler, cluster: FakeCluster) -> None:
     body = started(reconciler, cluster, GLUE, "Created", "Running")
     assert record(reconciler, body, {"progress": {"step": 1}}) is not None

@@ -40,6 +40,11 @@ RESTARTED_MPIJOB_UID = wire_key(StageStatus, "restarted_mpi_job_uid")
 __all__ = ["ACCEPTED_SPEC", "StageView", "StatusView"]
 
 
+def _of(value: Any, kind: type, default: Any) -> Any:
+    """`value` where it is a `kind`, else `default`: a field of the wrong kind (a hand-edited status) reads as missing."""
+    return value if isinstance(value, kind) else default
+
+
 @dataclass(frozen=True)
 class StatusView:
     """A job's status as stored, read by field. Each property answers what the plan asks of it, tolerating a field
@@ -50,33 +55,33 @@ class StatusView:
     @property
     def accepted_spec(self) -> Any:
         """The spec the job started with (a dict as written); None (or empty) before its first MPIJob was made."""
-        return self.raw.get(ACCEPTED_SPEC)
+        return _of(self.raw.get(ACCEPTED_SPEC), dict, None)
 
     @property
     def started(self) -> bool:
         """Whether the job started: an MPIJob of its spec was made, so the spec is fixed (runPolicy.suspend aside)."""
-        return bool(self.raw.get(ACCEPTED_SPEC))
+        return bool(_of(self.raw.get(ACCEPTED_SPEC), dict, None))
 
     @property
     def phase(self) -> str | None:
-        return self.raw.get(PHASE)
+        return _of(self.raw.get(PHASE), str, None)
 
     @property
     def current_stage(self) -> str | None:
-        return self.raw.get(CURRENT_STAGE)
+        return _of(self.raw.get(CURRENT_STAGE), str, None)
 
     @property
     def conditions(self) -> list[dict[str, Any]]:
-        return self.raw.get(CONDITIONS) or []
+        return [c for c in _of(self.raw.get(CONDITIONS), list, []) if isinstance(c, dict)]
 
     @property
     def stages(self) -> list[dict[str, Any]]:
-        return self.raw.get(STAGES) or []
+        return [s for s in _of(self.raw.get(STAGES), list, []) if isinstance(s, dict)]
 
     @property
     def resolved(self) -> Any:
         """Where the job's MPIJobs read and write, fixed when the first was made (None before)."""
-        return self.raw.get(RESOLVED)
+        return _of(self.raw.get(RESOLVED), dict, None)
 
     @property
     def recorded_output(self) -> dict[str, Any] | None:
@@ -86,7 +91,7 @@ class StatusView:
 
     @property
     def dependencies(self) -> list[dict[str, Any]]:
-        return list(self.raw.get(DEPENDENCIES) or [])
+        return list(_of(self.raw.get(DEPENDENCIES), list, []))
 
     @property
     def policy(self) -> Any:
@@ -94,7 +99,7 @@ class StatusView:
 
     @property
     def results(self) -> dict[str, Any]:
-        return self.raw.get(RESULTS) or {}
+        return _of(self.raw.get(RESULTS), dict, {})
 
 
 @dataclass(frozen=True)
@@ -109,16 +114,17 @@ class StageView:
 
     @property
     def phase(self) -> str | None:
-        return self.raw.get(PHASE)
+        return _of(self.raw.get(PHASE), str, None)
 
     @property
     def restarts(self) -> int:
-        return int(self.raw.get(RESTARTS) or 0)
+        restarts = self.raw.get(RESTARTS)
+        return restarts if isinstance(restarts, int) and not isinstance(restarts, bool) and restarts > 0 else 0
 
     @property
     def restarted_mpijob_uid(self) -> str | None:
-        return self.raw.get(RESTARTED_MPIJOB_UID)
+        return _of(self.raw.get(RESTARTED_MPIJOB_UID), str, None)
 
     @property
     def completion_time(self) -> str | None:
-        return self.raw.get(COMPLETION_TIME)
+        return _of(self.raw.get(COMPLETION_TIME), str, None)
