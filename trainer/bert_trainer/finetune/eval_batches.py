@@ -19,7 +19,8 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-#: The per-token features (the others, e.g. labels, are one value per example).
+#: The per-token features a batch is cut on (the others, e.g. labels, are one value per example); training's
+#: trim_padding (finetune/loop.py) cuts the same ones.
 SEQUENCE_KEYS = ("input_ids", "input_mask", "segment_ids")
 
 

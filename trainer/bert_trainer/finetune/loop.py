@@ -18,12 +18,11 @@ import tensorflow as tf
 from bert_trainer import stop, storage
 from bert_trainer.checkpoints import CheckpointManager
 from bert_trainer.engine import COMPUTE_DTYPES, EngineOptions, TaskLoss, TrainEngine
+from bert_trainer.finetune.eval_batches import SEQUENCE_KEYS
 from bert_trainer.reports import ReportWriter
 
 __all__ = ["COMPUTE_DTYPES", "engine_options", "fine_tune", "finish", "trim_padding", "train_dataset"]
 
-#: The per-token features a batch can be cut to its longest sequence on.
-SEQUENCE_KEYS = ("input_ids", "input_mask", "segment_ids")
 
 
 def engine_options(args: argparse.Namespace, steps: int) -> EngineOptions:
