@@ -331,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
                 if opts.reference == "transformers" and task in COMPARED:
                     hp = hyperparameters(task, opts)
                     print(f"[{task}] transformers, seed {seed}", file=sys.stderr, flush=True)
+                    data, _ = glue_dir(task, opts.max_train_examples.get(task, DEFAULT_CAPS[task]), work, seed)  # ours'
                     reference.setdefault(task, []).append(fine_tune(
-                        task, glue_dir(task, None, work, seed)[0], model, batch=int(hp["batch"]), lr=hp["lr"],
-                        epochs=hp["epochs"], seq=int(hp["seq"]), seed=seed,
-                        cap=opts.max_train_examples.get(task, DEFAULT_CAPS[task])))
+                        task, data, model, batch=int(hp["batch"]), lr=hp["lr"], epochs=hp["epochs"],
+                        seq=int(hp["seq"]), seed=seed))
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)

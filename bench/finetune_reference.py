@@ -13,37 +13,29 @@ sequences per second (train examples x epochs / seconds spent in the training lo
 and per CPU-second of this process.
 
     PYTHONPATH=common:operator:trainer .venv/bin/python bench/finetune_reference.py --task mrpc --epochs 1 \
-        [--batch 32 --lr 2e-5 --seq 128 --seed 1 --max-train-examples N]
+        [--batch 32 --lr 2e-5 --seq 128 --seed 1 --data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-#: Where each GLUE task keeps its text and label in train.tsv / dev.tsv: (header row, label column, text columns).
-LAYOUTS: dict[str, tuple[bool, int, tuple[int, ...]]] = {
-    "mrpc": (True, 0, (3, 4)),   # Quality, #1 ID, #2 ID, #1 String, #2 String
-    "cola": (False, 1, (3,)),    # source, acceptability, original mark, sentence
-}
+#: The GLUE tasks the reference trains, by the bench's name: the trainer's --task_name (its reader's layout).
+GLUE_NAMES = {"mrpc": "MRPC", "cola": "CoLA"}
 
 
-def read_tsv(path: Path, task: str, cap: int | None = None, seed: int = 0) -> tuple[list[tuple[str, ...]], list[int]]:
-    """The texts and integer labels of one GLUE split; `cap` rows drawn with `seed` (as the accuracy bench does)."""
-    header, label_at, text_at = LAYOUTS[task]
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
-    rows = rows[1:] if header else rows
-    if cap is not None and cap < len(rows):
-        rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), cap))]
-    return [tuple(row[i] for i in text_at) for row in rows], [int(row[label_at]) for row in rows]
+def read_split(data: Path, task: str, split: str) -> tuple[list[tuple[str, ...]], list[int]]:
+    """The texts and labels of one split, read by the trainer's own GLUE reader (same rows, same columns)."""
+    from bert_trainer.finetune.glue_data import read_examples  # noqa: PLC0415 - PYTHONPATH holds trainer/
+
+    examples = read_examples(GLUE_NAMES[task], str(data), split)
+    return [(e.text_a,) if e.text_b is None else (e.text_a, e.text_b) for e in examples], [e.label for e in examples]
 
 
 def scores(task: str, predicted: list[int], gold: list[int]) -> dict[str, float]:
@@ -61,19 +53,19 @@ def scores(task: str, predicted: list[int], gold: list[int]) -> dict[str, float]
 
 
 def fine_tune(task: str, data: Path, model_dir: Path, *, batch: int, lr: float, epochs: float, seq: int, seed: int,
-              cap: int | None = None, threads: int | None = None) -> dict[str, Any]:
-    """Train and score one run through transformers; the figures the accuracy bench prints for the reference."""
+              threads: int | None = None) -> dict[str, Any]:
+    """Train and score one run through transformers on the GLUE folder `data` (the one our run trained on: the
+    accuracy bench's capped copy, if any); the figures the accuracy bench prints for the reference."""
     import torch  # noqa: PLC0415 - the bench extra: imported only when the reference runs
     from transformers import BertForSequenceClassification, BertTokenizerFast, get_linear_schedule_with_warmup  # noqa: PLC0415
 
     if threads:
         torch.set_num_threads(threads)
-    random.seed(seed)
     torch.manual_seed(seed)
     tokenizer = BertTokenizerFast(str(model_dir / "vocab.txt"), do_lower_case=True)
     model = BertForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
-    train_texts, train_labels = read_tsv(data / "train.tsv", task, cap, seed)
-    dev_texts, dev_labels = read_tsv(data / "dev.tsv", task)
+    train_texts, train_labels = read_split(data, task, "train")
+    dev_texts, dev_labels = read_split(data, task, "dev")
 
     def encode(texts: list[tuple[str, ...]]) -> dict[str, Any]:
         columns = list(zip(*texts))
@@ -163,21 +155,20 @@ def side_by_side(ours: dict[str, list[dict[str, Any]]], reference: dict[str, lis
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--task", choices=sorted(LAYOUTS), required=True)
+    ap.add_argument("--task", choices=sorted(GLUE_NAMES), required=True)
     ap.add_argument("--data", help="the task's GLUE folder (default ../shared/data/<task>)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--max-train-examples", type=int)
     opts = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from finetune_accuracy import DATA, minilm_dir  # noqa: PLC0415 - the bench's own helpers, one folder
 
     data = Path(opts.data) if opts.data else DATA / opts.task
     result = fine_tune(opts.task, data, minilm_dir(), batch=opts.batch, lr=opts.lr, epochs=opts.epochs, seq=opts.seq,
-                       seed=opts.seed, cap=opts.max_train_examples)
+                       seed=opts.seed)
     print(json.dumps(result, indent=2))
     return 0
 
