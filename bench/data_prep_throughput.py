@@ -11,8 +11,14 @@ subprocess (start-up, scan, tokenization, instances, records) with its CPU time
    ``--reference none``;
 2. ``prepare-data`` on the same formatted text (``--input_format bert``) with 1 process
    and with --workers processes;
-3. ``prepare-data`` on the raw corpus with 1 process (its own sentence splitting),
+3. ``prepare-data`` with 1 process and its compiled core turned off (``BERT_TRAINER_PREP_NATIVE=0``: the
+   pure-Python path, the same bytes), unless --skip_python;
+4. ``prepare-data`` on the raw corpus with 1 process (its own sentence splitting),
    unless --skip_raw.
+
+Both tools run as deployed: Python's bytecode of their modules compiled beforehand
+(``compileall``, as the trainer image does), so neither pays for compiling its source
+in every run even where ``PYTHONDONTWRITEBYTECODE`` is set.
 
 Prints instances per CPU-second of each, the ratio to the reference, scaling from 1
 to N processes, and the output's distributions side by side (prep/stats.py) so the
@@ -20,7 +26,9 @@ speed is shown for statistically the same records.
 
     .venv/bin/python bench/data_prep_throughput.py [--mb 20 | --text squad] [--workers N] [--work DIR]
         [--reference pypi|none|PATH/create_pretraining_data.py] [--skip_raw] [--json out.json]
-        [--max_seq_length 128 --max_predictions_per_seq 20 --dupe_factor 5 --n_shards 64]
+        [--skip_python] [--max_seq_length 128 --max_predictions_per_seq 20 --dupe_factor 5 --n_shards N]
+
+``--n_shards`` defaults to 64 on the generated corpus and 16 on SQuAD's 48 articles.
 
 ``--text squad`` replaces the generated corpus by real English: the contexts of the
 official SQuAD v1.1 dev set in ``../shared/data`` (one document per article, about
@@ -216,16 +224,23 @@ def main() -> None:
     ap.add_argument("--max_seq_length", type=int, default=128)
     ap.add_argument("--max_predictions_per_seq", type=int, default=20)
     ap.add_argument("--dupe_factor", type=int, default=5)
-    ap.add_argument("--n_shards", type=int, default=64)
+    ap.add_argument("--n_shards", type=int, help="default: 64 (generated), 16 (squad)")
     ap.add_argument("--skip_raw", action="store_true", help="skip the run on the raw (unformatted) corpus")
+    ap.add_argument("--skip_python", action="store_true", help="skip the run with the compiled core turned off")
     ap.add_argument("--summary_instances", type=int, default=20000, help="instances read for the distributions")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     import bert_trainer
 
+    from bert_trainer.prep import native
+
     pythonpath = os.path.dirname(os.path.dirname(os.path.abspath(bert_trainer.__file__)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH")) if p)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop(native.ENV, None)
+    if args.n_shards is None:
+        args.n_shards = 16 if args.text == "squad" else 64
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     vocab = args.vocab_file or vocab_path()
@@ -242,6 +257,9 @@ def main() -> None:
           f"dupe_factor {args.dupe_factor}, seed 12345; prepare-data: {args.n_shards} shards, test_split 0")
     rows: dict[str, dict] = {}
     script = reference_script(args.reference, work)
+    compiled = [os.path.dirname(os.path.abspath(bert_trainer.__file__))] + ([str(script.parent)] if script else [])
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *compiled], check=True, env=env)
+    print(f"compiled core: {'built' if native.core() else 'NOT BUILT (pure Python only)'}")
     if script is not None:
         rows["reference"] = run_reference(script, formatted, work / "out_reference" / "reference.tfrecord", vocab,
                                           args, env)
@@ -249,11 +267,15 @@ def main() -> None:
     if args.workers > 1:
         rows[f"ours_{args.workers}"] = run_ours(formatted.parent, work / f"out_{args.workers}" / "books_wiki_en_corpus",
                                                 vocab, args.workers, "bert", args, env)
+    if not args.skip_python:
+        rows["ours_1_python"] = run_ours(formatted.parent, work / "out_python" / "books_wiki_en_corpus", vocab, 1,
+                                         "bert", args, {**env, native.ENV: "0"})
     if not args.skip_raw:
         rows["ours_1_raw"] = run_ours(work / "corpus", work / "out_raw" / "books_wiki_en_corpus", vocab, 1, "auto",
                                       args, env)
     labels = {"reference": "Google's create_pretraining_data.py, 1 process",
-              "ours_1": "prepare-data, 1 process", f"ours_{args.workers}": f"prepare-data, {args.workers} processes",
+              f"ours_{args.workers}": f"prepare-data, {args.workers} processes", "ours_1": "prepare-data, 1 process",
+              "ours_1_python": "prepare-data, 1 process, pure Python (no compiled core)",
               "ours_1_raw": "prepare-data, 1 process, raw corpus (splits sentences)"}
     print(f"\n{'run':58s} {'wall s':>8s} {'CPU s':>8s} {'instances':>10s} {'inst/CPU-s':>11s} {'peak MB':>8s} "
           f"{'vs ref':>7s}")
@@ -266,6 +288,9 @@ def main() -> None:
     if f"ours_{args.workers}" in rows and args.workers > 1:
         print(f"scaling, 1 -> {args.workers} processes (wall): "
               f"{rows['ours_1']['wall_s'] / rows[f'ours_{args.workers}']['wall_s']:.2f}x on {os.cpu_count()} cores")
+    if "ours_1_python" in rows:
+        print(f"compiled core vs pure Python, 1 process: "
+              f"{rows['ours_1']['instances_per_cpu_s'] / rows['ours_1_python']['instances_per_cpu_s']:.2f}x per CPU-s")
     if ref:
         print(f"wall, {labels['ours_1']} vs the reference: {ref['wall_s'] / rows['ours_1']['wall_s']:.1f}x")
     stats = {key: summary(rows[key]["records"], vocab, args) for key in ("reference", "ours_1") if key in rows}

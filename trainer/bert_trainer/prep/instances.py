@@ -41,6 +41,8 @@ import random
 
 import numpy as np
 
+from bert_trainer.prep.native import core
+
 #: Instances processed together in numpy: big enough to amortise numpy's per-call cost, small enough
 #: that the [block, max_seq_length] temporaries stay a few MB.
 BLOCK = 4096
@@ -132,7 +134,21 @@ def numpy_rng(key: str) -> np.random.Generator:
 
 def _pairs(corpus: Corpus, s: Settings, rng: random.Random) -> np.ndarray:
     """The packing decisions of ``dupe_factor`` passes: rows (a_start, a_len, b_start, b_len, label) into
-    ``corpus.tokens``, untrimmed. The only per-instance Python step; it never touches a token."""
+    ``corpus.tokens``, untrimmed. The compiled core's loop where it is built (``prep/native.py``): it draws from
+    a copy of ``rng``'s state exactly as ``rng.random()`` would and hands the advanced state back, so the rows
+    and every later draw are the same as ``_pairs_python``'s."""
+    native = core()
+    if native is None:
+        return _pairs_python(corpus, s, rng)
+    version, state, gauss = rng.getstate()
+    rows, state = native.pairs(np.asarray(corpus.offsets, np.int64), np.asarray(corpus.doc_sentences, np.int64),
+                               corpus.own, s.dupe_factor, s.max_seq_length - 3, s.short_seq_prob, state)
+    rng.setstate((version, state, gauss))
+    return np.frombuffer(rows, np.int64).reshape(-1, 5)
+
+
+def _pairs_python(corpus: Corpus, s: Settings, rng: random.Random) -> np.ndarray:
+    """``_pairs`` in Python: the only per-instance Python step of this module; it never touches a token."""
     off, docs, sources = corpus.offsets, corpus.doc_sentences, len(corpus.doc_sentences) - 1
     max_tokens = s.max_seq_length - 3
     out: list[tuple[int, int, int, int, int]] = []
@@ -190,8 +206,11 @@ def _mask_block(tokens: np.ndarray, n: np.ndarray, la: np.ndarray, s: Settings, 
     candidate = (j >= 1) & (j < n[:, None] - 1) & (j != la[:, None] + 1)  # never [CLS]/[SEP]/padding
     k = np.minimum(np.minimum(p, np.maximum(1, np.rint(n * s.masked_lm_prob).astype(np.int64))),
                    candidate.sum(axis=1))
-    keys = nprng.random((rows, width), dtype=np.float32)
-    keys[~candidate] = 2.0
+    # Each position's key with the position itself as the tie-break, in one integer: numpy's float32 draws are
+    # multiples of 2**-24, so the product is exact. The k smallest keys are chosen, the lower position on a tie,
+    # exactly as the compiled core chooses them (_native.c: block).
+    keys = (nprng.random((rows, width), dtype=np.float32) * np.float32(1 << 24)).astype(np.int64) << 16 | j
+    keys[~candidate] = np.int64(1) << 41
     if p < width:
         picked = np.argpartition(keys, p - 1, axis=1)[:, :p]
     else:
@@ -265,11 +284,16 @@ def _mask_whole_words(tokens: list[int], a_len: int, s: Settings, ids: SpecialId
 def _block(corpus: Corpus, pairs: np.ndarray, s: Settings, ids: SpecialIds, rng: random.Random,
            nprng: np.random.Generator) -> Batch:
     width = s.max_seq_length
+    if width > 65535:  # positions are 16 bits in the masking keys
+        raise ValueError(f"max_seq_length {width} is over 65535")
     la, lb, a_front, b_front = _trim(pairs[:, 1], pairs[:, 3], width - 3, nprng)
     keep = (la > 0) & (lb > 0)
     la, lb, a0, b0, label = la[keep], lb[keep], (pairs[:, 0] + a_front)[keep], (pairs[:, 2] + b_front)[keep], \
         pairs[keep, 4]
     n = la + lb + 3
+    native = core()
+    if native is not None and not s.whole_word_mask:
+        return _block_native(native, corpus, la, lb, a0, b0, n, label, s, ids, nprng)
     j = np.arange(width)
     source = np.where(j <= la[:, None], a0[:, None] + j - 1, b0[:, None] + j - la[:, None] - 2)
     tokens = corpus.tokens[np.clip(source, 0, max(len(corpus.tokens) - 1, 0))] if len(corpus.tokens) else \
@@ -282,6 +306,25 @@ def _block(corpus: Corpus, pairs: np.ndarray, s: Settings, ids: SpecialIds, rng:
     else:
         positions, original, k = _mask_block(tokens, n, la, s, ids, nprng)
     return Batch(tokens, n, la, positions, original, k, label)
+
+
+def _block_native(native, corpus: Corpus, la: np.ndarray, lb: np.ndarray, a0: np.ndarray, b0: np.ndarray,
+                  n: np.ndarray, label: np.ndarray, s: Settings, ids: SpecialIds, nprng: np.random.Generator) -> Batch:
+    """``_block``'s gathering and ``_mask_block``'s masking in the compiled core: the same draws from ``nprng``, in
+    the same order and shapes (keys, the 80/10/10 draw, the random ids), and the same instances."""
+    rows, width, p = len(n), s.max_seq_length, s.max_predictions_per_seq
+    q = min(p, width)
+    keys = nprng.random((rows, width), dtype=np.float32)
+    r = nprng.random((rows, q))
+    random_ids = nprng.integers(0, ids.vocab_size, (rows, q))
+    i64 = np.int64
+    tokens, positions, original, k = native.block(
+        rows, width, q, np.ascontiguousarray(corpus.tokens, np.int32), np.ascontiguousarray(a0, i64),
+        np.ascontiguousarray(la, i64), np.ascontiguousarray(b0, i64), np.ascontiguousarray(lb, i64), keys, r,
+        np.ascontiguousarray(random_ids, i64), p, s.masked_lm_prob, ids.cls, ids.sep, ids.mask)
+    return Batch(np.frombuffer(tokens, np.int32).reshape(rows, width), n, la,
+                 np.frombuffer(positions, i64).reshape(rows, p), np.frombuffer(original, i64).reshape(rows, p),
+                 np.frombuffer(k, i64), label)
 
 
 def create_batches(corpus: Corpus, s: Settings, ids: SpecialIds, rng: random.Random,

@@ -9,6 +9,9 @@ inside TensorFlow's shared library through ctypes, else from a pure-Python table
 ``encode_batch`` writes a whole Batch of instances: the varints of every id are
 computed in numpy at once, and each record is then a join of a few byte strings
 whose headers depend only on lengths (cached), so no Python runs per token.
+``encode_block`` is what prepare-data calls: the compiled core's ``encode_records``
+(``_native.c``, the same bytes with no Python step per record) where it is built,
+else ``encode_batch`` joined.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import struct
 import sysconfig
 
 import numpy as np
+
+from bert_trainer.prep.native import core
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +169,14 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-_VARINTS = ([bytes((i,)) for i in range(128)] + [bytes((i & 0x7F | 0x80, i >> 7)) for i in range(128, 1 << 14)]
-            + [bytes((i & 0x7F | 0x80, (i >> 7) & 0x7F | 0x80, i >> 14)) for i in range(1 << 14, 1 << 16)])
-assert all(_VARINTS[i] == _varint(i) for i in (0, 127, 128, 300, 16383, 16384, 65535))
+#: The varints of one and two bytes (below 2**14). Not the three-byte ones too: a table of 65,536 byte strings cost
+#: 18 ms at every import, a tenth of a small prepare-data run; ids above it are rare outside the tests' encoders.
+_VARINTS = [bytes((i,)) for i in range(128)] + [bytes((i & 0x7F | 0x80, i >> 7)) for i in range(128, 1 << 14)]
+assert all(_VARINTS[i] == _varint(i) for i in (0, 127, 128, 300, 16383))
 
 
 def _v(n: int) -> bytes:
-    return _VARINTS[n] if n < 65536 else _varint(n)
+    return _VARINTS[n] if n < 16384 else _varint(n)
 
 
 def _field(tag: int, payload: bytes) -> bytes:  # a length-delimited field
@@ -184,7 +190,7 @@ def _entry(key: bytes, feature: bytes) -> bytes:  # map<string, Feature> entry i
 def int64_feature(values) -> bytes:
     """Feature{int64_list: Int64List{value: packed varints}} for non-negative ints."""
     varints = _VARINTS
-    packed = b"".join([varints[v] if v < 65536 else _varint(v) for v in values])
+    packed = b"".join([varints[v] if v < 16384 else _varint(v) for v in values])
     return _field(3, _field(1, packed))
 
 
@@ -213,7 +219,7 @@ def pretraining_example(input_ids, input_mask, segment_ids, masked_lm_positions,
 def _packed(values) -> bytes:
     try:
         return b"".join(map(_VARINTS.__getitem__, values))
-    except IndexError:  # an id >= 65536 (very large vocab)
+    except IndexError:  # an id of 2**14 or more
         return b"".join(map(_v, values))
 
 
@@ -324,6 +330,20 @@ def encode_batch(batch, max_seq_length: int, max_predictions_per_seq: int) -> li
         out.append(framed(tag + _v(len(features)) + features))
         i0, p0, m0 = i1, p1, m1
     return out
+
+
+def encode_block(batch, max_seq_length: int, max_predictions_per_seq: int) -> bytes:
+    """The framed TFRecords of a ``prep.instances.Batch`` as one bytes object, ready to write: the compiled
+    core's where it is built (``prep/native.py``), else ``encode_batch``'s records joined (the same bytes)."""
+    native = core()
+    if native is None:
+        return b"".join(encode_batch(batch, max_seq_length, max_predictions_per_seq))
+    i64 = np.int64
+    return native.encode_records(
+        len(batch), np.ascontiguousarray(batch.input_ids, np.int32), np.ascontiguousarray(batch.lengths, i64),
+        np.ascontiguousarray(batch.a_lengths, i64), np.ascontiguousarray(batch.positions, i64),
+        np.ascontiguousarray(batch.masked_ids, i64), np.ascontiguousarray(batch.n_predictions, i64),
+        np.ascontiguousarray(batch.next_sentence_labels, i64), max_seq_length, max_predictions_per_seq)
 
 
 def read_records(path: str):

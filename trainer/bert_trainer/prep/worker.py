@@ -25,7 +25,7 @@ from bert_trainer import storage
 from bert_trainer.prep import text, vocab
 from bert_trainer.prep.instances import Corpus, Settings, SpecialIds, create_batches, numpy_rng
 from bert_trainer.prep.lines import MAX_LINE_BYTES, read_lines
-from bert_trainer.prep.records import encode_batch
+from bert_trainer.prep.records import encode_block
 from bert_trainer.prep.shards import Unit
 from bert_trainer.prep.word_cache import CachedWordPiece
 
@@ -156,7 +156,7 @@ def make_shard(unit: Unit) -> dict:
     with open(tmp, "wb") as fh:
         if corpus.own:
             for batch in create_batches(corpus, s, _STATE["ids"], rng, nprng):
-                size += fh.write(b"".join(encode_batch(batch, s.max_seq_length, s.max_predictions_per_seq)))
+                size += fh.write(encode_block(batch, s.max_seq_length, s.max_predictions_per_seq))
                 instances += len(batch)
     counts = {"documents": corpus.own, "sentences": n_sentences, "instances": instances, "bytes": size}
     storage.write_bytes(counts_uri(job.output_dir, unit), json.dumps(counts).encode())  # before the shard

@@ -8,6 +8,7 @@ Neither imports TensorFlow (but for the driver's Horovod fallback).
 from __future__ import annotations
 
 import argparse
+import os
 
 from bert_trainer import storage
 from bert_trainer.flags import bool_flag
@@ -47,6 +48,10 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
 
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Flags, vocab, input and output reachability; sets args.vocab_tokens and args.input_entries."""
+    # Before numpy's first import (the driver's): prepare-data does no linear algebra, and OpenBLAS starts a thread
+    # per core when numpy loads it, 50 ms of CPU in every process (a tenth of a run on a small corpus). Pool workers
+    # inherit it. A value the user set wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from bert_trainer.prep.vocab import VocabError, parse_vocab  # noqa: PLC0415
 
     require_positive(parser, args, ("max_seq_length", "max_predictions_per_seq", "dupe_factor", "n_shards"))
