@@ -21,9 +21,11 @@ from .tasks import task_of
 from .api.crd import crd_yaml, policy_crd_yaml
 from .config import OperatorSettings, SettingsError
 from .kubectl import add_commands as add_cluster_commands, add_version
+from .pod_security import LEVELS
 from .policy import parse_policy
 from .policy_files import Decided, PolicyFile, decide_documents, is_policy, parse_labels, read_policy_files
 from .render import RenderSettings, render_all
+from .templates import Overlay, TemplateInvalid, parse_overlay, render_with_overlays
 from .render.values import DEFAULT_TRAINER_IMAGE
 from .terminal import escape, one_line
 
@@ -126,13 +128,41 @@ def _decided_lines(path: str, done: Decided) -> list[str]:
     return lines
 
 
+def _overlays(args: argparse.Namespace) -> list[Overlay]:
+    """The --template files, parsed (exit 2 naming the file, its line and field)."""
+    overlays = []
+    for path in args.template:
+        try:
+            overlays.append(parse_overlay(_read(path), path))
+        except TemplateInvalid as exc:
+            raise UsageError(f"--template {path}: {exc}") from None
+    names = [o.name for o in overlays]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--template: two files name the same overlay ({', '.join(names)})")
+    return overlays
+
+
+def _with_overlays(job: BertTrainingJob, overlays: list[Overlay], args: argparse.Namespace,
+                   settings: RenderSettings | None = None) -> list[dict[str, Any]]:
+    try:
+        return render_with_overlays(job, overlays, settings, level=args.pod_security)
+    except TemplateInvalid as exc:
+        raise UsageError(f"{job.metadata.namespace}/{job.metadata.name}: {exc}") from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     known = _policies(args)
+    overlays = _overlays(args)
     errors = []
     for path in args.files:
         try:
             for line in _validated(path, known, args):
                 print(line)
+            if overlays:
+                for job in _resolved(path, need_all=False):
+                    _with_overlays(job, overlays, args)
+                    print(f"{path}: {job.metadata.namespace}/{job.metadata.name} renders with templates "
+                          f"{', '.join(o.ref for o in overlays)} and passes their checks (PodSecurity {args.pod_security})")
         except SpecError as exc:
             errors.extend(exc.errors)
     if errors:
@@ -143,7 +173,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     settings = RenderSettings(default_image=args.image)
     known = _policies(args)
-    if known is None:
+    overlays = _overlays(args)
+    if overlays and (known is not None or args.jobs):
+        raise UsageError("--template: not with --policy or --jobs yet (render the jobs' MPIJobs with overlays alone)")
+    if overlays:
+        objects = [obj for path in args.files for job in _resolved(path, need_all=True)
+                   for obj in _with_overlays(job, overlays, args, settings)]
+    elif known is None:
         objects = [obj for path in args.files for job in _resolved(path, need_all=True) for obj in render_all(job, settings)]
     else:
         decided = [done for path in args.files for done in _decided(path, _labelled(path, _read(path)), known, args,
@@ -166,6 +202,14 @@ def _namespace_labels(text: str) -> dict[str, str]:
         return parse_labels(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_template_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--template", action="append", default=[], metavar="OVERLAY.yaml",
+                        help="apply this job template overlay to every MPIJob (repeatable, in order; "
+                             "examples/templates/ has some) and check the result as the operator would")
+    parser.add_argument("--pod-security", choices=LEVELS, default="restricted",
+                        help="the PodSecurity level the pods must pass with the overlays (default restricted)")
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
@@ -243,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check BertTrainingJob and BertTrainingPolicy YAML files")
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s), '-' for stdin; multi-document allowed")
     _add_policy_options(validate)
+    _add_template_options(validate)
     validate.set_defaults(func=cmd_validate)
 
     render = sub.add_parser("render", help="print the MPIJobs a BertTrainingJob runs, one per stage")
@@ -251,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--image", default=DEFAULT_TRAINER_IMAGE,
                         help=f"trainer image when spec.image is unset (default {DEFAULT_TRAINER_IMAGE})")
     _add_policy_options(render)
+    _add_template_options(render)
     render.add_argument("--jobs", action="store_true",
                         help="print the BertTrainingJobs as the policies make them (defaults and forced values in "
                              "the spec, status.policy), not their MPIJobs")

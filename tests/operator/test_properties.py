@@ -158,8 +158,8 @@ pod_annotation_values = st.sampled_from([
 @given(jobs(), st.dictionaries(pod_annotation_keys, pod_annotation_values, max_size=3))
 def test_accepted_pod_annotations_keep_every_pod_restricted(document: dict[str, Any], annotations: dict[str, str]) -> None:
     """Whatever podTemplate annotations a spec gets accepted with, every rendered pod still passes PodSecurity
-    restricted (tests/operator/pss.py); the rest are refused naming the field."""
-    from tests.operator import pss
+    restricted (bert_operator/pod_security.py); the rest are refused naming the field."""
+    from bert_operator import pod_security as pss
 
     document["spec"]["resources"]["podTemplate"] = {"annotations": annotations}
     try:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.conftest import EXAMPLES
-from tests.operator import pss
+from bert_operator import pod_security as pss
 from tests.operator.test_render import rendered
 
 

@@ -15,6 +15,10 @@ import os
 import sys
 
 from bert_trainer import tasks as registry
+from bert_trainer.log_file import LOG_FILE_ENV, add_log_file
+
+#: Structured lines: a timestamp, then key=value pairs (every module logs `event=...` and its fields).
+LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format=LOG_FORMAT)
+    if os.environ.get(LOG_FILE_ENV):
+        add_log_file(os.environ[LOG_FILE_ENV], logging.Formatter(LOG_FORMAT))
     task = next(t for t in registry.TASKS if t.NAME == args.task)
     parser = args.subparsers[args.task]  # errors print the subcommand's usage
     task.validate(parser, args)
