@@ -19,6 +19,7 @@ from bert_trainer.prep import text
 #: A document starts where a line starts with a <doc> tag (the extractor's own lines), never at a "<doc>"
 #: inside an article's text ("no <command> or <doc> given").
 _DOC_START = re.compile(rb"^<doc[\s>]", re.MULTILINE)
+_NOT_BLANK = re.compile(rb"\S")
 _BLANK_LINES = re.compile(text.BLANK_LINES.pattern.encode())  # the bert format's separator, on bytes
 
 
@@ -79,7 +80,8 @@ def scan_file(path: str, input_format: str = "auto") -> tuple[str, list[tuple[in
         return input_format, [(s, e) for s, e in zip(starts, starts[1:] + [len(data)])]
     if input_format == "bert":
         bounds = [0] + [p for m in _BLANK_LINES.finditer(data) for p in (m.start() + 1, m.end() - 1)] + [len(data)]
-        return input_format, [(s, e) for s, e in zip(bounds[::2], bounds[1::2]) if data[s:e].strip()]
+        # A document is kept if it holds a non-blank byte; searched in place (slicing copied the whole corpus once).
+        return input_format, [(s, e) for s, e in zip(bounds[::2], bounds[1::2]) if _NOT_BLANK.search(data, s, e)]
     return input_format, [(0, len(data))]
 
 
