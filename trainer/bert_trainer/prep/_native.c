@@ -417,7 +417,10 @@ static PyObject *py_pairs(PyObject *self, PyObject *args) {
     }
     const int64_t *off = b_off.buf, *docs = b_docs.buf;
     int64_t n_off = b_off.len / 8, sources = b_docs.len / 8 - 1;
-    if (own < 0 || own > sources || max_tokens < 2 || docs[sources] > n_off - 1) {
+    int ordered = docs[0] >= 0 && off[0] >= 0;
+    for (int64_t d = 0; ordered && d < sources; d++) ordered = docs[d] <= docs[d + 1];
+    for (int64_t i = 0; ordered && i + 1 < n_off; i++) ordered = off[i] <= off[i + 1];
+    if (!ordered || own < 0 || own > sources || max_tokens < 2 || docs[sources] > n_off - 1) {
         PyErr_SetString(PyExc_ValueError, "pairs: documents and offsets disagree");
         goto done;
     }
@@ -456,6 +459,10 @@ static PyObject *py_pairs(PyObject *self, PyObject *args) {
                         }
                         int64_t r_first = docs[other], r_last = docs[other + 1];
                         int64_t j = r_first + (int64_t)(mt_random(&t) * (double)(r_last - r_first));
+                        if (j + 1 > n_off - 1) { /* an empty last document: Python's loop fails on it too */
+                            PyErr_SetString(PyExc_ValueError, "pairs: a random next sentence from an empty document");
+                            goto done;
+                        }
                         int64_t k = bisect_left(off, off[j] + target - (a1 - a0), j + 1, r_last);
                         row[0] = a0;
                         row[1] = a1 - a0;
@@ -517,7 +524,7 @@ static PyObject *py_block(PyObject *self, PyObject *args) {
     int got = 0;
     PyObject *o_tokens = NULL, *o_pos = NULL, *o_orig = NULL, *o_k = NULL, *result = NULL;
     int32_t *cand_key = NULL;
-    int16_t *cand_pos = NULL;
+    int32_t *cand_pos = NULL;
     if (PyObject_GetBuffer(o_corpus, &b_corpus, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
     got = 1;
     if (b_corpus.itemsize != 4) {
@@ -548,7 +555,7 @@ static PyObject *py_block(PyObject *self, PyObject *args) {
     o_orig = PyBytes_FromStringAndSize(NULL, m * P * 8);
     o_k = PyBytes_FromStringAndSize(NULL, m * 8);
     cand_key = PyMem_Malloc(sizeof(int32_t) * (size_t)(q + 1));
-    cand_pos = PyMem_Malloc(sizeof(int16_t) * (size_t)(q + 1));
+    cand_pos = PyMem_Malloc(sizeof(int32_t) * (size_t)(q + 1));
     if (!o_tokens || !o_pos || !o_orig || !o_k || !cand_key || !cand_pos) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
@@ -593,11 +600,11 @@ static PyObject *py_block(PyObject *self, PyObject *args) {
                 at--;
             }
             cand_key[at] = key;
-            cand_pos[at] = (int16_t)j;
+            cand_pos[at] = (int32_t)j;
         }
         /* the chosen positions in ascending order; draws are indexed by that order */
         for (int64_t x = 1; x < k; x++) {
-            int16_t v = cand_pos[x];
+            int32_t v = cand_pos[x];
             int64_t y = x;
             while (y > 0 && cand_pos[y - 1] > v) {
                 cand_pos[y] = cand_pos[y - 1];
