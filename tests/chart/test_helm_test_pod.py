@@ -14,7 +14,7 @@ import pytest
 from tests.chart.render import kind, objects, render
 from tests.conftest import free_port
 from tests.operator.cluster import EmulatedCluster, OperatorProcess
-from tests.operator.pss import restricted
+from bert_operator.pod_security import restricted
 from tests.schemas import object_errors
 
 TEMPLATE = "bert-operator/templates/tests/test-operator-answers.yaml"
