@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from .pod_security import LEVELS
 from .render.values import DEFAULT_NCCL_DEBUG, DEFAULT_TRAINER_IMAGE, NCCL_DEBUG_LEVELS
 
 
@@ -63,6 +64,12 @@ class OperatorSettings:
     #: restart, at most restart_backoff_max_seconds).
     restart_backoff_seconds: float = 30.0
     restart_backoff_max_seconds: float = 360.0
+    #: The namespace whose labelled ConfigMaps are the platform's job templates (the chart's release namespace);
+    #: None: no templates, and a job that gets one waits (TemplateUnavailable). Only this namespace: a tenant's own
+    #: ConfigMap must never pass for the platform's.
+    templates_namespace: str | None = None
+    #: The PodSecurity level (restricted, baseline, privileged) every MPIJob made with job templates must pass.
+    pod_security: str = "restricted"
 
     def progress_ca(self) -> str | None:
         """The PEM trainer pods verify the progress endpoint with: the Secret's ca.crt, else tls.crt itself."""
@@ -94,6 +101,8 @@ class OperatorSettings:
             "progress_cert_dir": env.get("BERTOP_PROGRESS_CERT_DIR") or None,
             "restart_backoff_seconds": _env_number(env, "BERTOP_RESTART_BACKOFF_SECONDS", float, 30.0),
             "restart_backoff_max_seconds": _env_number(env, "BERTOP_RESTART_BACKOFF_MAX_SECONDS", float, 360.0),
+            "templates_namespace": env.get("BERTOP_TEMPLATES_NAMESPACE") or None,
+            "pod_security": env.get("BERTOP_POD_SECURITY") or "restricted",
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
         settings = cls(**values)  # type: ignore[arg-type]
@@ -116,6 +125,8 @@ class OperatorSettings:
                               ("BERTOP_RESTART_BACKOFF_MAX_SECONDS", self.restart_backoff_max_seconds)):
             if seconds <= 0:
                 raise SettingsError(f"{flag}: must be positive, got {seconds}")
+        if self.pod_security not in LEVELS:
+            raise SettingsError(f"BERTOP_POD_SECURITY: must be one of {', '.join(LEVELS)}, got {self.pod_security!r}")
         if self.nccl_debug not in NCCL_DEBUG_LEVELS:
             raise SettingsError(f"BERTOP_NCCL_DEBUG: must be one of {', '.join(NCCL_DEBUG_LEVELS)}, got {self.nccl_debug!r}")
         if self.progress_cert_dir:

@@ -44,6 +44,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.progress_runner, _site = await runtime.progress.serve("0.0.0.0", runtime.settings.progress_port,
                                                            runtime.settings.progress_ssl())
     memo.resync_task = asyncio.create_task(runtime.resync_forever())
+    memo.templates_watch = runtime.watch_templates()  # a namespaced watch of its own (templates/watch.py says why)
     runtime.start_workers()
     log.info("operator started namespaces=%s image=%s", ",".join(runtime.settings.namespaces) or "*",
              runtime.settings.trainer_image)
@@ -58,6 +59,8 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     memo.resync_task.cancel()
+    if memo.templates_watch is not None:
+        memo.templates_watch.stop()
     memo.runtime.queue.shutdown()
     await memo.progress_runner.cleanup()
 

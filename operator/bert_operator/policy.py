@@ -409,6 +409,18 @@ def forbidden_errors(spec: Mapping[str, Any], policies: list[BertTrainingPolicy]
 # ---------------------------------------------------------------- deciding
 
 
+def template_errors(asked: Iterable[str], policies: list[BertTrainingPolicy], namespace: str) -> Iterator[FieldError]:
+    """The job templates a job asks for that no policy of its namespace offers (forced ones are offered too).
+
+    Why fail closed: a template puts the platform's containers, devices and volumes into the pods; only the
+    platform says which a namespace may use, so without a policy that allows one, none is."""
+    offered = {t for p in policies for t in (*p.spec.templates.allowed, *p.spec.templates.forced)}
+    for index, name in enumerate(asked):
+        if name not in offered:
+            yield FieldError(f"spec.templates[{index}]", f"template {name!r} is not offered in namespace {namespace} "
+                             f"(the policies allow: {', '.join(sorted(offered)) or 'none'})")
+
+
 def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterable[BertTrainingPolicy]) -> Decision:
     """The job `body` (as written) under the policies that select its namespace (labelled `labels`).
 
@@ -421,7 +433,7 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     written: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
     if not chosen:
         alone = parse_job(dict(body))
-        return Decision(violations=tuple(unset_errors(alone)), job=alone)
+        return Decision(violations=(*unset_errors(alone), *template_errors(alone.spec.templates, [], namespace)), job=alone)
     defaults, default_conflicts = _gathered(chosen, "defaults", namespace, name)
     forced, forced_conflicts = _gathered(chosen, "forced", namespace, name)
     spec = copy.deepcopy(written)
@@ -433,10 +445,17 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     for path, (value, policy) in sorted(forced.items()):
         _set(spec, path, value)
         applied.append(Applied(format_path(("spec", *path)), value, "forced", policy))
+    asked = [str(t) for t in written.get("templates") or []]
+    forcing = [(t, p.metadata.name) for p in sorted(chosen, key=lambda p: p.metadata.name) for t in p.spec.templates.forced]
+    forced_templates = list(dict.fromkeys(t for t, _ in forcing))
+    if forced_templates:
+        spec["templates"] = [*forced_templates, *(t for t in dict.fromkeys(asked) if t not in forced_templates)]
+        applied.append(Applied("spec.templates", forced_templates, "forced",
+                               ", ".join(dict.fromkeys(p for _, p in forcing))))
     merged = {**body, "spec": spec}
     job = parse_job(merged)
     violations = [*(c.error() for c in (*default_conflicts, *forced_conflicts)), *forbidden_errors(written, chosen),
-                  *limit_errors(job, chosen), *unset_errors(job)]
+                  *limit_errors(job, chosen), *unset_errors(job), *template_errors(asked, chosen, namespace)]
     return Decision(tuple(p.metadata.name for p in chosen), tuple(applied), tuple(violations), job)
 
 

@@ -79,6 +79,11 @@ POLICY_VIOLATION: Final = _reason("PolicyViolation", _FAILED, "Warning")
 POLICIES_UNREADABLE: Final = _reason("PoliciesUnreadable", ("Ready",), "Warning")
 #: A BertTrainingPolicy that selects the job's namespace is invalid (and was never valid): the next MPIJob waits.
 POLICY_INVALID: Final = _reason("PolicyInvalid", ("Ready",), "Warning")
+#: A stage's MPIJob with the platform's job templates breaks their checks (templates/checks.py): failed, nothing made.
+TEMPLATE_INVALID: Final = _reason("TemplateInvalid", _FAILED)
+#: A job template the job gets is not in the operator's namespace, or its ConfigMap cannot be read: the next MPIJob
+#: waits (a job never runs without a template a policy forces).
+TEMPLATE_UNAVAILABLE: Final = _reason("TemplateUnavailable", ("Ready",), "Warning")
 #: On a BertTrainingPolicy's own Valid condition.
 POLICY_VALID: Final = _reason("PolicyValid", ("policy Valid",))
 INVALID_POLICY: Final = _reason("InvalidPolicy", ("policy Valid",))

@@ -22,6 +22,7 @@ import kopf
 import kubernetes
 
 from . import dependencies
+from . import reasons
 from .config import OperatorSettings
 from .events import EventRecorder
 from .kube import KubeApi, load_config
@@ -32,6 +33,8 @@ from bert_common.contract import utc_now
 from .reconcile import Reconciled, Reconciler
 from .reconcile.recovery import RecoverySettings, seconds_until_due
 from .render import RenderSettings, prepare
+from .templates.catalog import Catalog
+from .templates.watch import TemplateWatch
 from .training_metrics import TrainingMetrics
 from .workqueue import WorkQueue
 
@@ -69,6 +72,8 @@ class Runtime:
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: Reconciles no watch event asks for (restarts due, dependents, the resync), by job; its workers take them.
     queue: WorkQueue[tuple[str, str]] = field(default_factory=WorkQueue)
+    #: The platform's job templates (the labelled ConfigMaps of settings.templates_namespace, from their watch).
+    templates: Catalog = field(default_factory=Catalog)
 
     #: The status last written to each policy, so a resync writes only what changed.
     policy_statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -86,14 +91,31 @@ class Runtime:
             api=api,
             events=EventRecorder(api),
             render_settings=RenderSettings(default_image=settings.trainer_image, progress_url=settings.progress_url,
-                                           nccl_debug=settings.nccl_debug, progress_ca=settings.progress_ca()),
+                                           nccl_debug=settings.nccl_debug, progress_ca=settings.progress_ca(),
+                                           pod_security=settings.pod_security),
             recovery=RecoverySettings(settings.restart_backoff_seconds, settings.restart_backoff_max_seconds),
             policies=policies.input_for,
             status_written=training.follow,
         )
         runtime = cls(settings, client, api, reconciler, ProgressEndpoint(api, reconciler, utc_now), policies, training)
         reconciler.jobs = runtime.known  # producers of a job that waits: the watch cache, else one read
+        reconciler.templates = runtime.templates.snapshot
         return runtime
+
+    def watch_templates(self) -> TemplateWatch | None:
+        """Start following the platform's job templates (settings.templates_namespace), if it has one."""
+        if not self.settings.templates_namespace:
+            return None
+        watch = TemplateWatch(self.client, self.settings.templates_namespace, self.templates, self.templates_changed)
+        watch.start()
+        return watch
+
+    def templates_changed(self) -> None:
+        """The job templates changed: the jobs that need them look again (a change never touches a stage already
+        made: only the next MPIJob is rendered with it)."""
+        for (namespace, name), job in list(self.jobs.items()):
+            if (job.get("spec") or {}).get("templates") or _waits_for_templates(job):
+                self.queue.add((namespace, name))
 
     def connection_info(self) -> kopf.ConnectionInfo:
         """The client's credentials in kopf's terms, so both speak to the API server as the same identity."""
@@ -251,3 +273,10 @@ class Runtime:
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
             await loop.run_in_executor(None, self.resync_once)
+
+
+def _waits_for_templates(job: dict[str, Any]) -> bool:
+    """Whether a job's Ready condition says it waits for a template (a policy may force one its spec does not name)."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("reason") == reasons.TEMPLATE_UNAVAILABLE for c in conditions
+               if isinstance(c, dict))

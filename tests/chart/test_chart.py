@@ -147,7 +147,8 @@ def test_deployment_is_one_hardened_replica_with_probe_ports_and_requests() -> N
     assert env(found) == {"BERTOP_NAMESPACES": "", "BERTOP_TRAINER_IMAGE": DEFAULT_TRAINER_IMAGE, "BERTOP_NCCL_DEBUG": "WARN",
                           "BERTOP_PROGRESS_URL": "http://bert-operator.bert-operator.svc:8081",
                           "BERTOP_RESYNC_SECONDS": "60", "BERTOP_PROGRESS_STALE_SECONDS": "600",
-                          "BERTOP_RESTART_BACKOFF_SECONDS": "30", "BERTOP_RESTART_BACKOFF_MAX_SECONDS": "360"}
+                          "BERTOP_RESTART_BACKOFF_SECONDS": "30", "BERTOP_RESTART_BACKOFF_MAX_SECONDS": "360",
+                          "BERTOP_TEMPLATES_NAMESPACE": NAMESPACE, "BERTOP_POD_SECURITY": "restricted"}
     assert pod["serviceAccountName"] == kind(found, "ServiceAccount")[0]["metadata"]["name"]
     assert operator["image"] == "ghcr.io/bert-operator/operator:0.1.0"  # appVersion when image.tag is empty
     off = objects(VALUE_SETS["metrics-off"])
@@ -187,11 +188,11 @@ def test_namespaced_mode_grants_job_access_only_in_the_watched_namespaces() -> N
     # Cluster-scoped only: TokenReviews, kopf's CRD watch, policies and the namespaces whose labels select them
     # (and which kopf follows in namespaced mode).
     assert cluster_scoped == CLUSTER_SCOPED
-    roles = kind(found, "Role")
+    roles = [r for r in kind(found, "Role") if r["metadata"]["name"] != "bert-operator-templates"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-training", "research"]
     for role in roles:
         assert granted(role["rules"]) == cluster_wide - cluster_scoped
-    bindings = kind(found, "RoleBinding")
+    bindings = [b for b in kind(found, "RoleBinding") if b["metadata"]["name"] != "bert-operator-templates"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-training", "research"]
     for binding in bindings + kind(found, "ClusterRoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bert-operator", "namespace": NAMESPACE}]
@@ -281,3 +282,24 @@ def test_progress_tls_uses_the_webhook_certificate_and_an_https_url() -> None:
     assert variables["BERTOP_PROGRESS_CERT_DIR"] in mounted
     with pytest.raises(Exception, match="progress.tls needs webhook.enabled"):
         objects({"progress": {"tls": True}})
+
+
+def test_job_templates_become_configmaps_the_operator_alone_may_read_in_its_namespace() -> None:
+    """Each values.jobTemplates entry is a labelled ConfigMap of the release namespace whose template.yaml the
+    operator's catalog reads as that overlay; the operator's only ConfigMap access is a Role there (list, watch)."""
+    import yaml as _yaml
+
+    from bert_operator.templates.catalog import read_configmap
+
+    entries = [_yaml.safe_load((REPO / "examples" / "templates" / f"{name}.yaml").read_text())
+               for name in ("efa", "istio-off")]
+    found = objects({"jobTemplates": entries, "podSecurity": "baseline"})
+    configmaps = [o for o in kind(found, "ConfigMap") if "bertoperator.io/job-template" in o["metadata"]["labels"]]
+    read = sorted((read_configmap(c)[0], read_configmap(c)[1].ref) for c in configmaps)
+    assert read == [("efa", "efa@1"), ("istio-off", "istio-off@1")]
+    assert {c["metadata"]["namespace"] for c in configmaps} == {NAMESPACE}
+    [role] = [r for r in kind(found, "Role") if r["metadata"]["name"] == "bert-operator-templates"]
+    assert role["metadata"]["namespace"] == NAMESPACE and granted(role["rules"]) == {("", "configmaps", "list"),
+                                                                                      ("", "configmaps", "watch")}
+    assert not any(rule_resource == "configmaps" for _, rule_resource, _ in granted(one(found, "ClusterRole")["rules"]))
+    assert env(found)["BERTOP_POD_SECURITY"] == "baseline"

@@ -319,9 +319,11 @@ def strict_cluster(workdir: Path, *, kueue: str | None = None, admission: list[A
 class OperatorProcess:
     """`bertjob operator` as a real subprocess against the emulated cluster."""
 
-    def __init__(self, cluster: EmulatedCluster, *extra: str, resync_seconds: float = 2.0) -> None:
+    def __init__(self, cluster: EmulatedCluster, *extra: str, resync_seconds: float = 2.0,
+                 env: dict[str, str] | None = None) -> None:
         self.cluster = cluster
         self.extra = extra
+        self.env = env or {}
         self.resync_seconds = resync_seconds
         self.log = cluster.workdir / f"operator-{time.monotonic_ns()}.log"
         self.progress_port = free_port()
@@ -333,7 +335,7 @@ class OperatorProcess:
             [str(bertjob), "operator", "--kubeconfig", str(self.cluster.kubeconfig), "--liveness-port", "0",
              "--metrics-port", "0", "--progress-port", str(self.progress_port), "--resync-seconds", str(self.resync_seconds), *self.extra],
             stdout=self.handle, stderr=subprocess.STDOUT, cwd=self.cluster.workdir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         return self
 

@@ -183,9 +183,11 @@ def test_an_added_image_must_match_the_policys_allowed_images():
     job = jobs()[1]
     assert render_with_overlays(job, [sidecar])  # no policy limit: any image
     with pytest.raises(TemplateInvalid, match="not allowed by the policy") as failed:
-        render_with_overlays(job, [sidecar], allowed_images=["registry.example.com/*"])
+        render_with_overlays(job, [sidecar], allowed_images=[["registry.example.com/*"]])
     assert failed.value.field.endswith("containers[1].image") and failed.value.line == 11
-    assert render_with_overlays(job, [sidecar], allowed_images=["docker.io/random/*"])
+    assert render_with_overlays(job, [sidecar], allowed_images=[["docker.io/random/*", "x/*"]])
+    with pytest.raises(TemplateInvalid, match="not allowed by the policy"):  # every policy's list must allow it
+        render_with_overlays(job, [sidecar], allowed_images=[["docker.io/random/*"], ["registry.example.com/*"]])
 
 
 @pytest.mark.parametrize("text,where,message", [

@@ -568,6 +568,11 @@ class BertTrainingJobSpec(ApiModel):
         None, description="Trainer image; default the operator's configured trainer image.")
     image_pull_policy: PullPolicy = Field("IfNotPresent", description="Always, IfNotPresent or Never. Default IfNotPresent.")
     image_pull_secrets: list[DnsSubdomain] = Field(default_factory=list, description="Secret names for pulling the image.")
+    templates: list[DnsLabel] = Field(
+        default_factory=list, max_length=8,
+        description="Job templates of the platform (overlays on the MPIJobs: devices, sidecars, volumes) by name, "
+                    "applied in order after those a BertTrainingPolicy forces; only names a policy of the namespace "
+                    "allows (its templates.allowed).")
     run_policy: RunPolicySpec = Field(default_factory=RunPolicySpec, description="Retry, deadline, cleanup and suspend settings.")
     queue_name: DnsSubdomain | None = Field(
         None,

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .models import (
-    DNS_SUBDOMAIN_PATTERN, URL_PATTERN, ApiModel, DnsSubdomain, Int32, ModelPreset, Precision, Quantity, Toleration,
+    DNS_SUBDOMAIN_PATTERN, URL_PATTERN, ApiModel, DnsLabel, DnsSubdomain, Int32, ModelPreset, Precision, Quantity,
+    Toleration,
 )
 
 POLICY_KIND = "BertTrainingPolicy"
@@ -147,6 +148,17 @@ class PolicyLimits(ApiModel):
         default_factory=list, description="Spec fields tenants may not set themselves (defaults and forced values may).")
 
 
+class PolicyTemplates(ApiModel):
+    """The platform's job templates (overlays on the MPIJobs) for the namespaces a policy selects."""
+
+    forced: list[DnsLabel] = Field(
+        default_factory=list, max_length=16,
+        description="Templates every job of these namespaces gets, first and in this order; a job cannot drop them.")
+    allowed: list[DnsLabel] = Field(
+        default_factory=list, max_length=64,
+        description="Templates a job may ask for by name (spec.templates); a name no policy allows is refused.")
+
+
 class BertTrainingPolicySpec(ApiModel):
     """A platform team's rules for the BertTrainingJobs of the namespaces it selects."""
 
@@ -155,6 +167,8 @@ class BertTrainingPolicySpec(ApiModel):
     defaults: PolicyDefaults = Field(default_factory=PolicyDefaults, description="Values for fields a job leaves unset.")
     limits: PolicyLimits = Field(default_factory=PolicyLimits, description="What a job may ask for.")
     forced: PolicyValues = Field(default_factory=PolicyValues, description="Values that replace the job's own.")
+    templates: PolicyTemplates = Field(
+        default_factory=PolicyTemplates, description="Job templates: forced on every job, or allowed when asked for.")
 
 
 class PolicyMeta(BaseModel):

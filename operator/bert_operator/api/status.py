@@ -85,6 +85,8 @@ class StageStatus(StatusModel):
         None, ge=0, description="Seconds the stage's ended attempts ran (Running to end), restarts included.")
     gpu_hours: float | None = Field(
         None, ge=0, description="gpus x runningSeconds / 3600 over the stage's ended attempts, restarts included.")
+    templates: list[str] | None = Field(
+        None, description="The job templates the stage's MPIJob was made with, as name@version, in the order applied.")
 
 
 class StoreLocation(StatusModel):

@@ -15,12 +15,12 @@ from .. import status as sm
 from ..api import BertTrainingJob
 from ..api.presets import KIND
 from ..api.stages import Stage
-from ..render import render_mpijob
-from . import kueue_step, recovery, usage
-from .decisions import Action, Context, CreateMPIJob, Followed, Held
+from ..render.values import TEMPLATES_ANNOTATION
+from . import kueue_step, recovery, template_step, usage
+from .decisions import Action, Context, Followed, Held
 from .observe import Deleted, RefusedCreate
 from .policy_step import hold
-from .status_view import COMPLETION_TIME, PHASE, QUEUE_NAME, STAGE_MPIJOB, STAGE_NAME, START_TIME
+from .status_view import COMPLETION_TIME, PHASE, QUEUE_NAME, STAGE_MPIJOB, STAGE_NAME, STAGE_TEMPLATES, START_TIME
 
 
 def follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, Any]) -> Followed | Action | Held:
@@ -31,7 +31,7 @@ def follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
     if seen is None:
         if recovery.pending_restart(entry) and parse_utc(ctx.now) < recovery.due_at(entry, ctx.recovery):
             return recovery.restart_wait(ctx, job, entry)
-        return hold(ctx) or CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
+        return hold(ctx) or template_step.create(ctx, job, stage, entry)
     if isinstance(seen, RefusedCreate):  # sending it again cannot help: fail with the server's reason
         refused = f"the API server refused MPIJob {name} ({seen.status}): {seen.message}"
         return Followed(sm.StagePhase("Failed", reasons.REFUSED, refused),
@@ -49,6 +49,9 @@ def follow(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
                                       f"MPIJob {name} exists and is not owned by this BertTrainingJob"), entry)
     mpi_status = mpijob.get("status") or {}
     entry = {**entry, STAGE_NAME: stage.name, STAGE_MPIJOB: name}
+    used = ((mpijob.get("metadata") or {}).get("annotations") or {}).get(TEMPLATES_ANNOTATION)
+    if isinstance(used, str) and used:  # the templates this MPIJob was made with (template_step.py)
+        entry[STAGE_TEMPLATES] = used.split(",")[:16]
     entry.setdefault(START_TIME, mpi_status.get("startTime") or ctx.now)
     queue = kueue_step.stage_queue(entry, mpijob)
     if queue:  # what the policies decided for this MPIJob holds until it ends, whatever they say later

@@ -58,6 +58,8 @@ class Observed:
     policy: PolicyInput | PoliciesUnreadable | None = None
     #: The jobs a job that has not started takes inputs from, directly or through others (None: not found).
     producers: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
+    #: The platform's job templates by name (templates/catalog.py), as they were when the reconcile began.
+    templates: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
         return self.mpijobs.get(name)
@@ -164,7 +166,8 @@ def _needs_workload(mpijob: Any, user_suspend: bool) -> bool:
 
 def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None = None,
             policy: PolicyInput | PoliciesUnreadable | None = None,
-            jobs: Callable[[str, str], dict[str, Any] | None] | None = None) -> Observed:
+            jobs: Callable[[str, str], dict[str, Any] | None] | None = None,
+            templates: Mapping[str, Any] | None = None) -> Observed:
     """The MPIJobs `body`'s next step depends on, read from `api` unless `held` is one of them; while a stage is
     Created but not running, the Warning Events of its namespace (one list) that may say why; the pods of a stage
     that failed (one list); the Workload of a queued stage Kueue holds or the user suspends (one list)."""
@@ -213,4 +216,4 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
     producers: dict[str, dict[str, Any] | None] = {}
     if jobs is not None and not status.get("resolved"):  # a started job has its inputs: no other job is read
         producers = dependencies.chain(meta.get("name", ""), body.get("spec") or {}, lambda name: jobs(namespace, name))
-    return Observed(mpijobs, waiting, pods, workloads, policy, producers)
+    return Observed(mpijobs, waiting, pods, workloads, policy, producers, templates or {})

@@ -13,7 +13,7 @@ from typing import Any
 from .. import reasons
 from ..api import BertTrainingJob, SpecError
 from ..api.required import unset_errors
-from ..policy import PoliciesUnreadable, decide, selecting
+from ..policy import PoliciesUnreadable, decide, selecting, template_errors
 from .decisions import Context, Ended, Held
 from .status_view import POLICY
 
@@ -40,7 +40,7 @@ def govern(ctx: Context, job: BertTrainingJob, written: dict[str, Any]) -> Gover
         return Governed(recorded_output(ctx, job), ctx.status.policy)
     assert not isinstance(given, PoliciesUnreadable)  # hold() held the job for those
     if given is None or not selecting(given.policies, given.labels):  # no policy here: nothing to merge or parse
-        unset = [] if started else list(unset_errors(job))
+        unset = [] if started else [*unset_errors(job), *template_errors(job.spec.templates, [], job.metadata.namespace)]
         if unset:
             return Ended(unset, reasons.INVALID_SPEC)
         return Governed(recorded_output(ctx, job), None)

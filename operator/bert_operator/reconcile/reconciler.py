@@ -17,7 +17,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..api import BertTrainingJob, SpecError
 from ..api.parse import parse_job
@@ -82,6 +82,8 @@ class Reconciler:
     #: Another job of a namespace by name (the operator's watch cache, else a read), for jobs that take inputs from
     #: other jobs; None: not found.
     jobs: Callable[[str, str], dict[str, Any] | None] = lambda namespace, name: None
+    #: The platform's job templates now (templates/catalog.py); none by default.
+    templates: Callable[[], Mapping[str, Any]] = lambda: {}
     clock: Callable[[], str] = utc_now
     #: Told (namespace, name, status) after each status write, under the job's lock: the operator's training gauges
     #: follow it (bert_operator.training_metrics); a local run has no gauges.
@@ -157,7 +159,7 @@ class Reconciler:
         if not needs_work(body):
             return Reconciled(old, written=False)
         seen = observe(self.api, body, held, self._policies((body.get("metadata") or {}).get("namespace", "default")),
-                       self.jobs)
+                       self.jobs, self.templates())
         now = self.clock()
         parse = _parsed_once(body)
         for _ in range(MAX_ROUNDS):

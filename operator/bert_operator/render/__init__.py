@@ -28,7 +28,7 @@ from ..api.stages import Stage
 from ..tasks import stages_of
 from .values import RenderSettings, template_values
 
-__all__ = ["RenderSettings", "prepare", "render_mpijob", "render_mpijob_text", "render_all"]
+__all__ = ["RenderSettings", "prepare", "render_mpijob", "render_mpijob_text", "render_all", "render_values"]
 
 #: libyaml's loader when PyYAML was built with it.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -189,6 +189,11 @@ def render_mpijob_text(job: BertTrainingJob, stage: Stage, settings: RenderSetti
 def render_mpijob(job: BertTrainingJob, stage: Stage, settings: RenderSettings | None = None) -> dict[str, Any]:
     """The MPIJob for one stage of `job`."""
     return _build(template_values(job, stage, settings or RenderSettings()))
+
+
+def render_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The MPIJob of values :func:`template_values` made (render_mpijob, for a caller that needs the values too)."""
+    return _build(values)
 
 
 def render_all(job: BertTrainingJob, settings: RenderSettings | None = None) -> list[dict[str, Any]]:

@@ -31,6 +31,8 @@ NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 DEFAULT_NCCL_DEBUG = "WARN"
 STAGE_INDEX_ANNOTATION = f"{LABEL_PREFIX}/stage-index"
 GENERATION_ANNOTATION = f"{LABEL_PREFIX}/job-generation"
+#: The job templates an MPIJob was made with (name@version, comma-separated): its stage's status.stages[].templates.
+TEMPLATES_ANNOTATION = f"{LABEL_PREFIX}/templates"
 #: A failed launcher fails its stage at once; the operator decides about re-creating it (runPolicy.maxRestarts).
 DEFAULT_BACKOFF_LIMIT = 0
 #: RunPolicySpec fields that are the operator's, not the MPIJob's runPolicy (the API server would prune them).
@@ -55,6 +57,8 @@ class RenderSettings:
     nccl_debug: str = DEFAULT_NCCL_DEBUG
     #: PEM of the CA the ranks verify an https:// progress URL with (public; None: the system's CAs).
     progress_ca: str | None = None
+    #: The PodSecurity level (restricted, baseline, privileged) the pods must pass with the platform's job templates.
+    pod_security: str = "restricted"
 
 
 def s3_env(store: StoreSpec) -> list[dict[str, Any]]:

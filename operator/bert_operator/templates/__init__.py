@@ -40,7 +40,7 @@ def overlay_context(job: BertTrainingJob, stage: Stage, base_values: dict[str, A
 
 
 def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dict[str, Any], *,
-                   level: str = "restricted", allowed_images: list[str] | None = None,
+                   level: str = "restricted", allowed_images: list[list[str]] | None = None,
                    values: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """`mpijob` with each overlay's patch merged in order, once the result passes every check; TemplateInvalid
     otherwise (nothing is changed: the caller creates nothing). `values` overrides an overlay's declared values by
@@ -54,7 +54,9 @@ def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dic
             raise exc.placed(overlay.patch_offset) from None
         patches.append(rendered)
         result = strategic_merge(result, rendered.patch)
-    for path, message in findings(mpijob, result, level=level, allowed_images=allowed_images):
+    if not overlays:
+        return mpijob
+    for path, message in findings(mpijob, result, level=level, allowed_images=allowed_images or []):
         blamed, line = _blame(patches, path, result)
         offset = next(p.overlay.patch_offset for p in patches if p.overlay.name == blamed) if patches else None
         raise TemplateInvalid(blamed, message, line=line, field=shown_path(path), in_patch=line is not None,
@@ -63,7 +65,8 @@ def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dic
 
 
 def render_with_overlays(job: BertTrainingJob, overlays: list[Overlay], settings: RenderSettings | None = None, *,
-                         level: str = "restricted", allowed_images: list[str] | None = None) -> list[dict[str, Any]]:
+                         level: str = "restricted", allowed_images: list[list[str]] | None = None
+                         ) -> list[dict[str, Any]]:
     """The MPIJobs of every stage of `job`, each with the overlays applied and checked (TemplateInvalid otherwise)."""
     settings = settings or RenderSettings()
     out = []

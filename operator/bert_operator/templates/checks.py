@@ -129,18 +129,23 @@ def accelerators(base: dict[str, Any], result: dict[str, Any]) -> Iterator[tuple
                                "an overlay cannot add or change accelerators: GPUs are the job's spec and its policy's")
 
 
-def images(base: dict[str, Any], result: dict[str, Any], allowed: list[str] | None) -> Iterator[tuple[Path, str]]:
-    """Images of containers an overlay added that the policy's allowedImages globs do not match."""
-    if allowed is None:
+def images(base: dict[str, Any], result: dict[str, Any], allowed: list[list[str]]) -> Iterator[tuple[Path, str]]:
+    """Images of containers an overlay added that the policies' allowedImages do not allow: an image must match a glob
+    of each list (one list per policy that sets one; none: any image)."""
+    if not allowed:
         return
     rendered = {container.get("image") for _, template in _pod_templates(base)
                 for _, _, container in _containers(template.get("spec") or {})}
     for at, template in _pod_templates(result):
         for kind, index, container in _containers(template.get("spec") or {}):
             image = container.get("image") if isinstance(container, dict) else None
-            if isinstance(image, str) and image not in rendered and not any(fnmatch.fnmatchcase(image, g) for g in allowed):
-                yield (at + ["spec", kind, index, "image"],
-                       f"image {image!r} is not allowed by the policy (allowedImages: {', '.join(allowed)})")
+            if not isinstance(image, str) or image in rendered:
+                continue
+            for globs in allowed:
+                if not any(fnmatch.fnmatchcase(image, glob) for glob in globs):
+                    yield (at + ["spec", kind, index, "image"],
+                           f"image {image!r} is not allowed by the policy (allowedImages: {', '.join(globs)})")
+                    break
 
 
 def pod_security_level(result: dict[str, Any], level: str) -> Iterator[tuple[Path, str]]:
@@ -167,7 +172,7 @@ def _parts(path: str) -> Path:
 
 
 def findings(base: dict[str, Any], result: dict[str, Any], *, level: str,
-             allowed_images: list[str] | None) -> list[tuple[Path, str]]:
+             allowed_images: list[list[str]]) -> list[tuple[Path, str]]:
     """Every reason `result` (base with overlays) cannot be created; empty when it can."""
     found = list(shape(result))
     if found:

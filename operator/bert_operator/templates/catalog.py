@@ -1,0 +1,115 @@
+"""The job templates the platform keeps in the operator's namespace: one ConfigMap each, kept current by a watch.
+
+A ConfigMap is a template when it has the label ``bertoperator.io/job-template`` (its value: the template's name)
+and its ``template.yaml`` holds the overlay (overlay.py's format; the chart makes them from ``jobTemplates:``).
+A ConfigMap that cannot be used (no template.yaml, not an overlay, another name inside than its label's, a name
+two ConfigMaps claim) makes that name unavailable, with the reason: the jobs that need it wait, every other job
+goes on. Why a snapshot per reconcile: the plan is pure; it reads the templates as they were when it began.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Any, Mapping
+
+from .overlay import Overlay, TemplateInvalid, parse_overlay
+
+log = logging.getLogger(__name__)
+
+#: The label that makes a ConfigMap a job template; its value is the template's name.
+TEMPLATE_LABEL = "bertoperator.io/job-template"
+#: The ConfigMap key that holds the overlay.
+TEMPLATE_KEY = "template.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Unavailable:
+    """A template name the jobs cannot use now, and why (said in their Ready condition while they wait)."""
+
+    reason: str
+
+
+Snapshot = Mapping[str, Overlay | Unavailable]
+
+
+def read_configmap(body: Mapping[str, Any]) -> tuple[str, Overlay | Unavailable] | None:
+    """(template name, the overlay or why not) of a ConfigMap; None when it is no job template."""
+    meta = body.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(TEMPLATE_LABEL)
+    if not isinstance(name, str) or not name:
+        return None
+    where = f"ConfigMap {meta.get('namespace')}/{meta.get('name')}"
+    text = (body.get("data") or {}).get(TEMPLATE_KEY)
+    if not isinstance(text, str):
+        return name, Unavailable(f"{where} has no {TEMPLATE_KEY}")
+    try:
+        overlay = parse_overlay(text, where)
+    except TemplateInvalid as exc:
+        return name, Unavailable(f"{where}: {exc}")
+    if overlay.name != name:
+        return name, Unavailable(f"{where} is labelled {name!r} but holds template {overlay.name!r}")
+    return name, overlay
+
+
+class Catalog:
+    """The templates of the watched ConfigMaps, by ConfigMap name; thread-safe (watch thread, reconcile threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: dict[str, tuple[str, Overlay | Unavailable]] = {}
+        self._snapshot: dict[str, Overlay | Unavailable] = {}
+
+    def configmap_event(self, kind: str | None, body: Mapping[str, Any]) -> bool:
+        """Follow one ConfigMap's change; whether the templates by name changed (the jobs need to look again)."""
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        read = None if kind == "DELETED" else read_configmap(body)
+        with self._lock:
+            if read is None:
+                self._read.pop(key, None)
+            else:
+                self._read[key] = read
+            before, self._snapshot = self._snapshot, _snapshot(self._read)
+        if read is not None:
+            name, got = read
+            if isinstance(got, Unavailable):
+                log.warning("event=template_unavailable template=%s reason=%r", name, got.reason)
+            else:
+                log.info("event=template_loaded template=%s configmap=%s", got.ref, key)
+        return before != self._snapshot
+
+    def replace(self, configmaps: list[Mapping[str, Any]]) -> bool:
+        """The catalog as a list of the labelled ConfigMaps says it is (one not listed is gone); whether the templates
+        by name changed."""
+        read = {}
+        for body in configmaps:
+            meta = body.get("metadata") or {}
+            got = read_configmap(body)
+            if got is not None:
+                read[f"{meta.get('namespace')}/{meta.get('name')}"] = got
+        with self._lock:
+            self._read = read
+            before, self._snapshot = self._snapshot, _snapshot(read)
+        if before != self._snapshot:
+            log.info("event=templates_listed templates=%s", ",".join(sorted(self._snapshot)) or "-")
+        return before != self._snapshot
+
+    def snapshot(self) -> Snapshot:
+        """The templates by name, as they are now (an immutable view: later events make a new one)."""
+        with self._lock:
+            return self._snapshot
+
+
+def _snapshot(read: Mapping[str, tuple[str, Overlay | Unavailable]]) -> dict[str, Overlay | Unavailable]:
+    by_name: dict[str, list[tuple[str, Overlay | Unavailable]]] = {}
+    for configmap, (name, got) in sorted(read.items()):
+        by_name.setdefault(name, []).append((configmap, got))
+    out: dict[str, Overlay | Unavailable] = {}
+    for name, found in by_name.items():
+        if len(found) > 1:
+            out[name] = Unavailable(f"ConfigMaps {', '.join(c for c, _ in found)} all claim template {name!r}")
+        else:
+            out[name] = found[0][1]
+    return out

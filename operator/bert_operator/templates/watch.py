@@ -1,0 +1,94 @@
+"""Keeping the catalog current: a list and watch of the job-template ConfigMaps of one namespace.
+
+Why not a kopf handler: kopf watches a resource in every namespace it serves, and a cluster-wide watch of ConfigMaps
+would need the right to read every ConfigMap of the cluster (application settings, tokens some charts keep there).
+The templates live in the operator's own namespace only, so this watch is namespaced and its RBAC is a Role there
+(the chart's job-templates.yaml). It lists (which replaces the catalog whole: a ConfigMap deleted while no watch ran
+is dropped), then watches from that list's resourceVersion; an expired version (410) or any error lists again after
+a pause that doubles up to a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import kubernetes
+
+from .catalog import TEMPLATE_LABEL, Catalog
+
+log = logging.getLogger(__name__)
+
+#: Seconds the API server keeps one watch open before it ends it (the watch then resumes from the last version).
+WATCH_SECONDS = 300
+MAX_PAUSE_SECONDS = 60.0
+#: A watch that ends sooner than this was not held open: the next list waits the pause first.
+MIN_WATCH_SECONDS = 1.0
+
+
+class TemplateWatch:
+    """The thread that feeds `catalog` from `namespace`'s ConfigMaps labelled as job templates; `changed` is called
+    after each change (the runtime looks again at the jobs that need templates)."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, namespace: str, catalog: Catalog,
+                 changed: Callable[[], None]) -> None:
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.namespace, self.catalog, self.changed = namespace, catalog, changed
+        self.stopped = threading.Event()
+        self.listed = threading.Event()  # set once the first list is in the catalog
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="bertoperator-templates", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        pause = 1.0
+        while not self.stopped.is_set():
+            try:
+                version = self._list()
+                self.listed.set()
+                started = time.monotonic()
+                self._watch(version)
+                if time.monotonic() - started < MIN_WATCH_SECONDS:  # ended at once (a server that does not hold
+                    self.stopped.wait(pause)                        # watches open): do not spin on lists
+                    pause = min(pause * 2, MAX_PAUSE_SECONDS)
+                else:
+                    pause = 1.0
+            except kubernetes.client.ApiException as exc:
+                if exc.status != 410:  # an expired version only means: list again
+                    log.warning("event=templates_unreadable namespace=%s status=%s", self.namespace, exc.status)
+                    self.stopped.wait(pause)
+                    pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - the watch must outlive any failure of the API or the network
+                log.warning("event=templates_unreadable namespace=%s error=%s", self.namespace, type(exc).__name__)
+                self.stopped.wait(pause)
+                pause = min(pause * 2, MAX_PAUSE_SECONDS)
+
+    def _list(self) -> str:
+        listed = self.core.list_namespaced_config_map(self.namespace, label_selector=TEMPLATE_LABEL,
+                                                      _preload_content=False, _request_timeout=30)
+        body: dict[str, Any] = json.loads(listed.data)
+        if self.catalog.replace(body.get("items") or []):
+            self.changed()
+        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch(self, version: str) -> None:
+        watch = kubernetes.watch.Watch()
+        for event in watch.stream(self.core.list_namespaced_config_map, self.namespace, label_selector=TEMPLATE_LABEL,
+                                  resource_version=version, timeout_seconds=WATCH_SECONDS,
+                                  _request_timeout=WATCH_SECONDS + 30):
+            if self.stopped.is_set():
+                watch.stop()
+                return
+            kind, raw = event.get("type"), event.get("raw_object") or {}
+            if kind == "ERROR":
+                raise kubernetes.client.ApiException(status=int(raw.get("code") or 0), reason=str(raw.get("reason")))
+            if kind in ("ADDED", "MODIFIED", "DELETED") and self.catalog.configmap_event(kind, raw):
+                self.changed()
