@@ -14,6 +14,7 @@ from bert_operator.api.parse import parse_job as parse_spec
 from bert_operator.api.required import require
 from bert_operator.render import render_all, render_mpijob, render_mpijob_text
 from bert_operator.tasks import stages_of
+from tests.conftest import REPO
 from tests.schemas import mpijob_errors, pod_errors
 
 
@@ -384,3 +385,67 @@ def test_a_job_the_policies_allow_keeps_every_limit_and_every_location_outside_t
     # core pod schemas are held to the generated jobs above, and the policies' values are of those same types).
     for mpijob in render_all(job):
         assert mpijob_errors(mpijob) == []
+
+
+#: The example job templates that pass PodSecurity restricted as they are (examples/templates/).
+_TEMPLATE_EXAMPLES = ("efa", "infiniband", "fluent-bit-sidecar", "dataset-cache-init", "istio-off")
+
+
+@given(jobs(), st.lists(st.sampled_from(_TEMPLATE_EXAMPLES), unique=True, max_size=3))
+def test_any_accepted_spec_with_the_example_templates_renders_valid_restricted_mpijobs(document: dict[str, Any],
+                                                                                       names: list[str]) -> None:
+    """Whatever the job, the example templates (any of them, in any order) give MPIJobs the MPI Operator's CRD and the
+    Pod schema accept, whose pods pass PodSecurity restricted, and which keep everything the operator rendered."""
+    from bert_operator import pod_security as pss
+    from bert_operator.templates import parse_overlay, render_with_overlays
+
+    try:
+        job = parse_job(document)
+    except SpecError:
+        return
+    overlays = [parse_overlay((REPO / "examples" / "templates" / f"{name}.yaml").read_text(), name) for name in names]
+    for plain, mpijob in zip(render_all(job), render_with_overlays(job, overlays)):
+        assert mpijob_errors(mpijob) == [] and pod_errors(mpijob) == []
+        for replica, spec in mpijob["spec"]["mpiReplicaSpecs"].items():
+            template = spec["template"]
+            assert pss.restricted(template["spec"], template["metadata"].get("annotations")) == [], replica
+        assert mpijob["metadata"]["name"] == plain["metadata"]["name"]
+
+
+def _dict_leaves(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Paths to the scalar leaves reached through objects only (no list on the way)."""
+    if isinstance(node, dict):
+        return [p for key, value in node.items() for p in _dict_leaves(value, (*prefix, key))]
+    return [prefix] if not isinstance(node, list) and prefix else []
+
+
+@given(jobs(), st.data())
+def test_a_template_that_changes_anything_the_operator_rendered_is_refused_naming_that_field(
+        document: dict[str, Any], data: st.DataObject) -> None:
+    """Pick any value of the rendered MPIJob (metadata, run policy, replicas, security contexts, labels) and a template
+    that changes it: the MPIJob is refused, naming that field, with the line of the template that set it."""
+    import json
+
+    from bert_operator.templates import TemplateInvalid, parse_overlay, render_with_overlays
+
+    try:
+        job = parse_job(document)
+    except SpecError:
+        return
+    mpijob = render_all(job)[0]
+    path = data.draw(st.sampled_from(_dict_leaves(mpijob)))
+    value: Any = mpijob
+    for key in path:
+        value = value[key]
+    changed = not value if isinstance(value, bool) else value + 1 if isinstance(value, (int, float)) else f"{value}-x"
+    patch: Any = changed
+    for key in reversed(path):
+        patch = {key: patch}
+    text = "name: change\nversion: '1'\npatch: |\n  " + json.dumps(patch) + "\n"
+    try:
+        render_with_overlays(job, [parse_overlay(text, "change.yaml")], level="privileged")
+    except TemplateInvalid as exc:
+        assert exc.overlay == "change" and exc.field == ".".join(map(str, path)), (str(exc), path)
+        assert exc.line == 4 and exc.patch_line == 1
+        return
+    raise AssertionError(f"changing {'.'.join(map(str, path))} to {changed!r} was not refused")

@@ -48,7 +48,9 @@ def create(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
     except TemplateInvalid as exc:
         return Followed(sm.StagePhase("Failed", reasons.TEMPLATE_INVALID, f"not created: {exc}"),
                         {**entry, PHASE: "Failed", COMPLETION_TIME: ctx.now, STAGE_TEMPLATES: refs})
-    body["metadata"].setdefault("annotations", {})[TEMPLATES_ANNOTATION] = ",".join(refs)
+    meta = body["metadata"]  # (a new object: the merged MPIJob may share its metadata with the base)
+    body = {**body, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
+                                                          TEMPLATES_ANNOTATION: ",".join(refs)}}}
     return CreateMPIJob(stage.name, body)
 
 

@@ -100,8 +100,14 @@ def export_added_env(base: dict[str, Any], result: dict[str, Any]) -> dict[str, 
         return result
     start = command.index("mpirun")
     at = next((i for i in range(start, len(command)) if command[i] == "-mca"), len(command))
-    after["command"] = [*command[:at], *(flag for name in added for flag in ("-x", name)), *command[at:]]
-    return result
+    exported = {**after, "command": [*command[:at], *(flag for name in added for flag in ("-x", name)), *command[at:]]}
+    # New objects along the way to the launcher: the result may share its other parts with the base (merge.py).
+    replica = result["spec"]["mpiReplicaSpecs"]["Launcher"]
+    pod = replica["template"]["spec"]
+    containers = [exported if c is after else c for c in pod["containers"]]
+    launcher = {**replica, "template": {**replica["template"], "spec": {**pod, "containers": containers}}}
+    return {**result, "spec": {**result["spec"], "mpiReplicaSpecs": {**result["spec"]["mpiReplicaSpecs"],
+                                                                     "Launcher": launcher}}}
 
 
 def _blame(patches: list[RenderedPatch], path: list[str | int], result: dict[str, Any]) -> tuple[str, int | None]:

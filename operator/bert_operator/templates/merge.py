@@ -36,29 +36,32 @@ def merge_key(field: str) -> str | None:
 
 
 def strategic_merge(target: Any, patch: Any) -> Any:
-    """`target` with `patch` merged in (neither is changed; the result shares nothing with the patch)."""
-    return _merge(copy.deepcopy(target), patch, None)
+    """`target` with `patch` merged in. Neither is changed: the result is new along the paths the patch reaches and
+    shares the target's untouched parts (copying the whole MPIJob per overlay was most of an overlay's cost); the
+    patch's own values are copied, so the result shares nothing with it."""
+    return _merge(target, patch, None)
 
 
 def _merge(target: Any, patch: Any, field: str | None) -> Any:
     if isinstance(patch, dict) and isinstance(target, dict):
+        merged = dict(target)
         for key, value in patch.items():
             if value is None:
-                target.pop(key, None)
-            elif key in target:
-                target[key] = _merge(target[key], value, key)
+                merged.pop(key, None)
+            elif key in merged:
+                merged[key] = _merge(merged[key], value, key)
             else:
-                target[key] = copy.deepcopy(value)
-        return target
+                merged[key] = copy.deepcopy(value)
+        return merged
     key = merge_key(field) if field else None
     if key and isinstance(patch, list) and isinstance(target, list):
-        merged = list(target)
+        items = list(target)
         for item in patch:
-            at = next((i for i, old in enumerate(merged) if isinstance(item, dict) and isinstance(old, dict)
+            at = next((i for i, old in enumerate(items) if isinstance(item, dict) and isinstance(old, dict)
                        and key in item and old.get(key) == item[key]), None)
             if at is None:
-                merged.append(copy.deepcopy(item))
+                items.append(copy.deepcopy(item))
             else:
-                merged[at] = _merge(merged[at], item, None)
-        return merged
+                items[at] = _merge(items[at], item, None)
+        return items
     return copy.deepcopy(patch)
