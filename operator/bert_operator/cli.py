@@ -247,6 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = LocalOptions(
         workdir=Path(args.workdir), yaml_dir=Path(args.file).resolve().parent if args.file != "-" else None,
         volumes=dict(args.volume), processes=args.processes, fresh=args.fresh, only=tuple(args.job),
+        templates=tuple(_overlays(args)), pod_security=args.pod_security,
     )
     try:
         code, runs = run_jobs(jobs, options)
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ranks to start (default: the job's workers x GPUs); above 1 runs mpirun on localhost")
     run.add_argument("--job", action="append", default=[], metavar="NAME", help="run only this job of the file (repeatable)")
     run.add_argument("--fresh", action="store_true", help="forget saved status (a changed spec needs it); checkpoints stay")
+    _add_template_options(run)
     run.add_argument("-o", "--output", choices=("yaml", "json"), default=None,
                      help="end with each job's whole status (default: a table of phase, duration, main metric, outputs)")
     run.set_defaults(func=cmd_run)

@@ -97,12 +97,41 @@ def _this_python(rank_args: list[str]) -> list[str]:
     return [sys.executable, *rank_args]
 
 
+#: The containers the operator renders; any other one is a job template's (a sidecar, an init container).
+OPERATOR_CONTAINERS = ("launcher", "worker", "sync-dataset")
+#: Resources a local run stands in for (the GPUs are this machine's, or none); any other extended resource is a device.
+LOCAL_RESOURCES = ("cpu", "memory", "ephemeral-storage", "nvidia.com/gpu")
+
+
+def ignored_locally(mpijob: dict[str, Any]) -> list[str]:
+    """What of a job template's additions a local run does not do, one note each: its containers (sidecars, init
+    containers) do not run, its device and hugepage requests are not made. What it does: the launcher's environment
+    (the ranks get it) and its claims' folders (volumes.py)."""
+    notes = []
+    for replica in mpijob["spec"]["mpiReplicaSpecs"]:
+        pod = _pod(mpijob, replica)
+        for kind in ("initContainers", "containers"):
+            for container in pod.get(kind) or []:
+                if container.get("name") not in OPERATOR_CONTAINERS:
+                    notes.append(f"not run locally: {replica} {kind[:-1]} {container.get('name')!r} (a job template's)")
+                    continue
+                for part in ("requests", "limits"):
+                    for resource in sorted(((container.get("resources") or {}).get(part) or {})):
+                        if resource not in LOCAL_RESOURCES and part == "limits":
+                            notes.append(f"not requested locally: {resource} on the {replica} container "
+                                         f"{container.get('name')!r} (a device a job template asks for)")
+    return notes
+
+
 def sync_commands(mpijob: dict[str, Any], mounts: list[tuple[str, Path]],
                   environ: Mapping[str, str] | None = None) -> list[LocalCommand]:
-    """The worker's init containers (the dataset sync), once: every local rank shares one folder."""
+    """The worker's init containers the operator renders (the dataset sync), once: every local rank shares one folder.
+    A job template's init containers do not run here (ignored_locally says so)."""
     environ = os.environ if environ is None else environ
     out = []
     for container in _pod(mpijob, "Worker").get("initContainers") or []:
+        if container.get("name") not in OPERATOR_CONTAINERS:
+            continue
         _, rank_args = python_argv(container["command"])
         argv = _this_python([to_local(arg, mounts) for arg in rank_args])
         out.append(LocalCommand(f"init:{container['name']}", argv, container_env(container, environ)))

@@ -44,10 +44,12 @@ from ..dependencies import cycle_error, producer_names
 from ..reconcile import Reconciled, Reconciler, normalized_spec, spec_hash
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
+from ..policy import PolicyInput, parse_policy
 from ..progress import MAX_BODY_BYTES, decode_report
 from ..reports import merge_report
 from ..status import TERMINAL_PHASES, WAITING, condition_of
 from ..tasks import report_uri, stages_of, task_of
+from ..templates import Overlay
 from ..untrusted import mapping, records, text
 from .commands import s3_endpoint
 from .display import Display
@@ -68,6 +70,23 @@ class LocalOptions:
     processes: int | None = None
     fresh: bool = False
     only: tuple[str, ...] = ()
+    #: Job templates (--template): applied to every job as a platform's policy would force them.
+    templates: tuple[Overlay, ...] = ()
+    #: The PodSecurity level the MPIJobs with templates must pass (--pod-security).
+    pod_security: str = "restricted"
+
+
+def template_inputs(templates: tuple[Overlay, ...]) -> dict[str, Any]:
+    """The reconciler's templates and policies for --template: the files stand for the platform's catalog, and a
+    policy of this run forces them on every job (status.policy says so), as a platform's would on a cluster."""
+    if not templates:
+        return {}
+    names = [overlay.name for overlay in templates]
+    policy = parse_policy({"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy",
+                           "metadata": {"name": "local-templates"},
+                           "spec": {"templates": {"forced": names, "allowed": names}}})
+    catalog = {overlay.name: overlay for overlay in templates}
+    return {"policies": lambda namespace: PolicyInput({}, (policy,)), "templates": lambda: catalog}
 
 
 @dataclass
@@ -239,7 +258,11 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     body = job_body(job, status)
     stages = LocalStages(job_dir, volumes, dict(status), processes=options.processes)  # (its own copy, as a server's)
     # Default render settings: the image is not used locally, and progress comes from the report files, not a URL.
-    reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings(), jobs=jobs)
+    reconciler = Reconciler(api=stages, events=display, render_settings=RenderSettings(pod_security=options.pod_security),
+                            jobs=jobs, **template_inputs(options.templates))
+    if options.templates:
+        display.line(f"{name}: job templates {', '.join(o.ref for o in options.templates)}: the launcher's environment "
+                     "and claims apply here; their containers and devices do not (see the notes in the stage log)")
     reports = ReportReader(job, volumes)
     display.start(name)
     started = time.monotonic()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bert_common.contract import utc_now
-from .commands import LocalCommand, launcher_command, sync_commands
+from .commands import LocalCommand, ignored_locally, launcher_command, sync_commands
 from .lifetime import die_with_parent
 from .volumes import VolumeMap
 from .. import reasons
@@ -160,7 +160,9 @@ class LocalStages:
         """The pods' work in order: init container(s), then the launcher; the first failure ends the stage."""
         try:
             mounts = self.volumes.mounts(run.mpijob)
-            commands = [*sync_commands(run.mpijob, mounts), launcher_command(run.mpijob, mounts, self.processes)]
+            launcher = launcher_command(run.mpijob, mounts, self.processes)
+            launcher.notes.extend(ignored_locally(run.mpijob))
+            commands = [*sync_commands(run.mpijob, mounts), launcher]
         except ValueError as exc:
             self._condition(run, "Failed", "MPIJobFailed", str(exc))
             return
