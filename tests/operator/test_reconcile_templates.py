@@ -128,3 +128,24 @@ def test_two_configmaps_claiming_one_name_make_it_unavailable_and_a_tenants_labe
     wrong = Catalog()
     wrong.configmap_event("ADDED", configmap("efa", (TEMPLATES / "istio-off.yaml").read_text()))
     assert "labelled 'efa' but holds template 'istio-off'" in wrong.snapshot()["efa"].reason
+
+
+def test_a_restarted_stage_is_made_again_with_the_template_versions_it_had(cluster: FakeCluster) -> None:
+    """An infrastructure failure deletes the stage's MPIJob and makes it again: with efa@1, though the platform
+    rolled out efa@2 meanwhile; a new job gets efa@2."""
+    templates = catalog("efa")
+    reconciler = reconciler_for(cluster, Policies(team_policy(templates={"forced": ["efa"]})), templates)
+    body = job(GLUE)
+    sync(reconciler, body)
+    newer = (TEMPLATES / "efa.yaml").read_text().replace('version: "1"', 'version: "2"').replace(
+        "efaPerWorker: 4", "efaPerWorker: 32")
+    templates.configmap_event("MODIFIED", configmap("efa", newer))
+    assert set(templates.snapshot()) == {"efa", "efa@1", "efa@2"}
+    entry = body["status"]["stages"][0]
+    assert entry["templates"] == ["efa@1"]
+    cluster.mpijobs.pop("j-glue")  # the restart deleted it (recovery.py); the stage keeps its record
+    sync(reconciler, body)
+    assert worker(cluster.mpijobs["j-glue"])["spec"]["containers"][0]["resources"]["limits"]["vpc.amazonaws.com/efa"] == 4
+    other = job(GLUE, name="k")
+    sync(reconciler, other)
+    assert cluster.mpijobs["k-glue"]["metadata"]["annotations"]["bertoperator.io/templates"] == "efa@2"

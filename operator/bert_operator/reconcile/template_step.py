@@ -1,11 +1,13 @@
 """The plan's step for a stage to create: its MPIJob with the job's templates, or why it waits or fails.
 
 A job's templates (spec.templates, with those its policies force first: policy.py) come from the platform's
-catalog as it was when this reconcile began (Observed.templates). A name the catalog lacks, or cannot read, holds
-the stage (Ready=False TemplateUnavailable): a job never runs without a template its platform forces, and a broken
-ConfigMap holds only the jobs that need it. An MPIJob the templates' checks refuse fails the stage before anything
-is created (Failed TemplateInvalid, naming the template, its line and the field). The templates used are written
-on the MPIJob (an annotation), and follow.py copies them into the stage's status.
+catalog as it was when this reconcile began (Observed.templates): the current version of each, but for a stage
+made again after an automatic restart, which keeps the versions its first MPIJob had while the catalog still knows
+them. A name the catalog lacks, or cannot read, holds the stage (Ready=False TemplateUnavailable): a job never runs
+without a template its platform forces, and a broken ConfigMap holds only the jobs that need it. An MPIJob the
+templates' checks refuse fails the stage before anything is created (Failed TemplateInvalid, naming the template,
+its line and the field). The templates used are written on the MPIJob (an annotation), and follow.py copies them
+into the stage's status.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ def create(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
     if not names:
         return CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
     catalog = ctx.observed.templates or {}
-    found = [catalog.get(name) for name in names]
+    # A stage made before (its MPIJob deleted for an automatic restart) is made again with the versions it had, where
+    # they are still known; otherwise, and for every new stage, with the current ones.
+    recorded = {ref.partition("@")[0]: ref for ref in entry.get(STAGE_TEMPLATES) or [] if isinstance(ref, str)}
+    found = [catalog.get(recorded[name]) if isinstance(catalog.get(recorded.get(name, "")), Overlay) else catalog.get(name)
+             for name in names]
     waiting = [f"template {name!r}: " + (got.reason if isinstance(got, Unavailable) else
                                          "no ConfigMap in the operator's namespace has it")
                for name, got in zip(names, found) if not isinstance(got, Overlay)]

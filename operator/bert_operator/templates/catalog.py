@@ -53,13 +53,22 @@ def read_configmap(body: Mapping[str, Any]) -> tuple[str, Overlay | Unavailable]
     return name, overlay
 
 
+#: Earlier versions kept per template name, so that a stage made again (an automatic restart) renders as it did.
+KEPT_VERSIONS = 4
+
+
 class Catalog:
-    """The templates of the watched ConfigMaps, by ConfigMap name; thread-safe (watch thread, reconcile threads)."""
+    """The templates of the watched ConfigMaps, by ConfigMap name; thread-safe (watch thread, reconcile threads).
+
+    The snapshot holds each name's current template under its name, and the versions seen before under
+    ``name@version`` (at most KEPT_VERSIONS per name, in this process's memory: a restarted operator knows only the
+    current ones)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._read: dict[str, tuple[str, Overlay | Unavailable]] = {}
         self._snapshot: dict[str, Overlay | Unavailable] = {}
+        self._earlier: dict[str, dict[str, Overlay]] = {}
 
     def configmap_event(self, kind: str | None, body: Mapping[str, Any]) -> bool:
         """Follow one ConfigMap's change; whether the templates by name changed (the jobs need to look again)."""
@@ -71,7 +80,7 @@ class Catalog:
                 self._read.pop(key, None)
             else:
                 self._read[key] = read
-            before, self._snapshot = self._snapshot, _snapshot(self._read)
+            before, self._snapshot = self._snapshot, self._with_earlier(_snapshot(self._read))
         if read is not None:
             name, got = read
             if isinstance(got, Unavailable):
@@ -91,10 +100,22 @@ class Catalog:
                 read[f"{meta.get('namespace')}/{meta.get('name')}"] = got
         with self._lock:
             self._read = read
-            before, self._snapshot = self._snapshot, _snapshot(read)
+            before, self._snapshot = self._snapshot, self._with_earlier(_snapshot(read))
         if before != self._snapshot:
             log.info("event=templates_listed templates=%s", ",".join(sorted(self._snapshot)) or "-")
         return before != self._snapshot
+
+    def _with_earlier(self, current: dict[str, Overlay | Unavailable]) -> dict[str, Overlay | Unavailable]:
+        """`current` plus every version seen of each name under name@version (called under the lock)."""
+        for got in current.values():
+            if isinstance(got, Overlay):
+                versions = self._earlier.setdefault(got.name, {})
+                versions.pop(got.version, None)
+                versions[got.version] = got
+                while len(versions) > KEPT_VERSIONS:
+                    versions.pop(next(iter(versions)))
+        return {**{ref: overlay for versions in self._earlier.values() for ref, overlay in
+                   ((o.ref, o) for o in versions.values())}, **current}
 
     def snapshot(self) -> Snapshot:
         """The templates by name, as they are now (an immutable view: later events make a new one)."""
