@@ -164,6 +164,23 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, Py_ss
     return 0;
 }
 
+/* One buffer a function takes: the object, where its view goes, its item size and count, its name in errors. */
+typedef struct {
+    PyObject *obj;
+    Py_buffer *view;
+    Py_ssize_t itemsize, count;
+    const char *what;
+} Wanted;
+
+/* Take each wanted buffer in order; *got counts those taken (the caller releases them), -1 on the first refusal. */
+static int get_buffers(const Wanted *wanted, int n, int *got) {
+    for (int i = 0; i < n; i++) {
+        if (get_buffer(wanted[i].obj, wanted[i].view, wanted[i].itemsize, wanted[i].count, wanted[i].what) < 0) return -1;
+        (*got)++;
+    }
+    return 0;
+}
+
 /* encode_records(input_ids int32[n, S], lengths int64[n], a_lengths int64[n], positions int64[n, P],
  *                masked_ids int64[n, P], n_predictions int64[n], labels int64[n], S, P) -> bytes */
 static PyObject *py_encode_records(PyObject *self, PyObject *args) {
@@ -177,20 +194,13 @@ static PyObject *py_encode_records(PyObject *self, PyObject *args) {
     int got = 0;
     PyObject *out = NULL;
     size_t *sizes = NULL;
-    if (get_buffer(o_ids, &b_ids, 4, n * S, "input_ids") < 0) goto done;
-    got = 1;
-    if (get_buffer(o_len, &b_len, 8, n, "lengths") < 0) goto done;
-    got = 2;
-    if (get_buffer(o_alen, &b_alen, 8, n, "a_lengths") < 0) goto done;
-    got = 3;
-    if (get_buffer(o_pos, &b_pos, 8, n * P, "positions") < 0) goto done;
-    got = 4;
-    if (get_buffer(o_mids, &b_mids, 8, n * P, "masked_ids") < 0) goto done;
-    got = 5;
-    if (get_buffer(o_npred, &b_npred, 8, n, "n_predictions") < 0) goto done;
-    got = 6;
-    if (get_buffer(o_labels, &b_labels, 8, n, "labels") < 0) goto done;
-    got = 7;
+    const Wanted wanted[] = {
+        {o_ids, &b_ids, 4, n * S, "input_ids"},        {o_len, &b_len, 8, n, "lengths"},
+        {o_alen, &b_alen, 8, n, "a_lengths"},          {o_pos, &b_pos, 8, n * P, "positions"},
+        {o_mids, &b_mids, 8, n * P, "masked_ids"},     {o_npred, &b_npred, 8, n, "n_predictions"},
+        {o_labels, &b_labels, 8, n, "labels"},
+    };
+    if (get_buffers(wanted, 7, &got) < 0) goto done;
 
     const int32_t *ids = b_ids.buf;
     const int64_t *len = b_len.buf, *alen = b_alen.buf, *pos = b_pos.buf, *mids = b_mids.buf;
@@ -531,20 +541,12 @@ static PyObject *py_block(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "block: corpus tokens must be int32");
         goto done;
     }
-    if (get_buffer(o_a0, &b_a0, 8, m, "a0") < 0) goto done;
-    got = 2;
-    if (get_buffer(o_la, &b_la, 8, m, "la") < 0) goto done;
-    got = 3;
-    if (get_buffer(o_b0, &b_b0, 8, m, "b0") < 0) goto done;
-    got = 4;
-    if (get_buffer(o_lb, &b_lb, 8, m, "lb") < 0) goto done;
-    got = 5;
-    if (get_buffer(o_keys, &b_keys, 4, m * width, "keys") < 0) goto done;
-    got = 6;
-    if (get_buffer(o_r, &b_r, 8, m * q, "r") < 0) goto done;
-    got = 7;
-    if (get_buffer(o_ids, &b_ids, 8, m * q, "random_ids") < 0) goto done;
-    got = 8;
+    const Wanted wanted[] = {
+        {o_a0, &b_a0, 8, m, "a0"},          {o_la, &b_la, 8, m, "la"},           {o_b0, &b_b0, 8, m, "b0"},
+        {o_lb, &b_lb, 8, m, "lb"},          {o_keys, &b_keys, 4, m * width, "keys"},
+        {o_r, &b_r, 8, m * q, "r"},         {o_ids, &b_ids, 8, m * q, "random_ids"},
+    };
+    if (get_buffers(wanted, 7, &got) < 0) goto done;
     const int32_t *corpus = b_corpus.buf;
     Py_ssize_t n_corpus = b_corpus.len / 4;
     const int64_t *a0 = b_a0.buf, *la = b_la.buf, *b0 = b_b0.buf, *lb = b_lb.buf, *rand_ids = b_ids.buf;
@@ -789,12 +791,12 @@ static PyObject *wc_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     return (PyObject *)self;
 }
 
-/* The text of a call: its UTF-8 bytes (ASCII only for mode 0). */
-static const char *text_bytes(PyObject *text, int mode, Py_ssize_t *n) {
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "text must be a str");
-        return NULL;
-    }
+/* The (text, mode) arguments of a call: the text's UTF-8 bytes (ASCII only for mode 0), and the mode. */
+static const char *text_arg(PyObject *args, int *mode_out, Py_ssize_t *n) {
+    PyObject *text;
+    int mode;
+    if (!PyArg_ParseTuple(args, "Ui", &text, &mode)) return NULL;
+    *mode_out = mode;
     if (mode == 0 && !PyUnicode_IS_ASCII(text)) {
         PyErr_SetString(PyExc_ValueError, "mode 0 takes ASCII text only");
         return NULL;
@@ -841,11 +843,9 @@ static inline int next_token(const char *p, Py_ssize_t n, Py_ssize_t *i, int mod
 }
 
 static PyObject *wc_missing(WordCache *self, PyObject *args) {
-    PyObject *text;
     int mode;
-    if (!PyArg_ParseTuple(args, "Ui", &text, &mode)) return NULL;
     Py_ssize_t n;
-    const char *p = text_bytes(text, mode, &n);
+    const char *p = text_arg(args, &mode, &n);
     if (!p) return NULL;
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
@@ -905,11 +905,9 @@ static PyObject *wc_add(WordCache *self, PyObject *args) {
 }
 
 static PyObject *wc_encode(WordCache *self, PyObject *args) {
-    PyObject *text;
     int mode;
-    if (!PyArg_ParseTuple(args, "Ui", &text, &mode)) return NULL;
     Py_ssize_t n;
-    const char *p = text_bytes(text, mode, &n);
+    const char *p = text_arg(args, &mode, &n);
     if (!p) return NULL;
     size_t cap_ids = 0, n_ids = 0, cap_len = 0, n_len = 0;
     int32_t *ids = NULL;
