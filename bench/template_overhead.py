@@ -35,30 +35,36 @@ def main() -> None:
     ap.add_argument("--per-round", type=int, default=50)
     args = ap.parse_args()
     path = str(REPO / args.job)
-    job = resolve_file(parse_text(Path(path).read_text(), path), path, need_all=True)[0]
-    stage = stages_of(job.spec)[0]
+    first = resolve_file(parse_text(Path(path).read_text(), path), path, need_all=True)[0]
+    stage = stages_of(first.spec)[0]
+    # A new job each MPIJob, as in a burst: a template that reads the job's name renders new text for each.
+    def named(round_index: int, i: int):
+        return first.model_copy(update={"metadata": first.metadata.model_copy(
+            update={"name": f"{first.metadata.name}-{round_index}-{i}"})})
     settings = RenderSettings()
     overlays = [parse_overlay((REPO / "examples" / "templates" / f"{name}.yaml").read_text(), name)
                 for name in args.templates.split(",") if name]
 
-    def plain() -> None:
+    def plain(job) -> None:
         render_mpijob(job, stage, settings)
 
-    def templated() -> None:
+    def templated(job) -> None:
         values = template_values(job, stage, settings)
         apply_overlays(render_values(values), overlays, overlay_context(job, stage, values))
 
     for fn in (plain, templated):  # warm: the template's compile, the skeleton cache, the overlays' compile
-        fn()
-    per = {"plain": [], "templated": []}
-    for _ in range(args.rounds):
+        fn(first)
+    per: dict[str, list[float]] = {"plain": [], "templated": []}
+    for round_index in range(args.rounds):
+        jobs = [named(round_index, i) for i in range(args.per_round)]  # never seen before: no cache helps either side
         for name, fn in (("plain", plain), ("templated", templated)):
             start = time.process_time()
-            for _ in range(args.per_round):
-                fn()
+            for job in jobs:
+                fn(job)
             per[name].append((time.process_time() - start) / args.per_round * 1000)
     plain_ms, templated_ms = statistics.median(per["plain"]), statistics.median(per["templated"])
-    print(f"job {args.job}, stage {stage.name}, templates {', '.join(o.ref for o in overlays) or '(none)'}; "
+    shown = ", ".join(o.ref for o in overlays) or "(none)"
+    print(f"{args.per_round} jobs like {args.job} (each a new name), stage {stage.name}, templates {shown}; "
           f"{args.rounds} rounds x {args.per_round} MPIJobs each side, CPU ms per MPIJob (median of rounds)")
     print(f"{'operator rendering alone':32s} {plain_ms:8.3f} ms")
     print(f"{'with the templates, checked':32s} {templated_ms:8.3f} ms")

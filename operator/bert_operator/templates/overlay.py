@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import re
 import sys
 from typing import Any
@@ -156,16 +155,26 @@ def _environment() -> ImmutableSandboxedEnvironment:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_by_digest(name: str, digest: str, patch: str) -> jinja2.Template:
+def _compiled(name: str, patch: str) -> jinja2.Template:
+    """The patch compiled once per text (an overlay is rendered for every stage of every job; a str keeps its hash,
+    so the lookup costs nothing after the first)."""
     try:
         return _environment().from_string(patch)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateInvalid(name, f"Jinja: {exc.message}", field="patch", line=exc.lineno, in_patch=True) from None
 
 
-def _compiled(name: str, patch: str) -> jinja2.Template:
-    """The patch compiled once per text (an overlay is rendered for every stage of every job)."""
-    return _compiled_by_digest(name, hashlib.sha256(patch.encode()).hexdigest(), patch)
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> tuple[yaml.Node | None, Any]:
+    """A rendered patch's YAML nodes (their lines, for errors) and data, once per text: most templates render the
+    same text for every job (no job-specific value in them), and building the data in Python was most of a
+    template's cost. Never changed by a caller (the merge copies what it takes from a patch)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def _template_line() -> int | None:
@@ -208,16 +217,12 @@ def render_patch(overlay: Overlay, context: dict[str, Any], overrides: dict[str,
     except Exception as exc:  # noqa: BLE001 - any error of the platform's template is its own, reported with its line
         raise TemplateInvalid(overlay.name, f"Jinja: {type(exc).__name__}: {exc}", field="patch",
                               line=_template_line(), in_patch=True) from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
-    try:  # parsed once: the nodes (with their lines) and the data built from them
-        node = loader.get_single_node()
-        patch = loader.construct_document(node) if node is not None else None
+    try:
+        node, patch = _parsed(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise TemplateInvalid(overlay.name, f"the rendered patch is not YAML: {getattr(exc, 'problem', None) or exc}",
                               field="patch", line=mark.line + 1 if mark else None, in_patch=True) from None
-    finally:
-        loader.dispose()
     if patch is None or node is None:
         return RenderedPatch(overlay, text, {}, yaml.MappingNode("tag:yaml.org,2002:map", []))
     if not isinstance(patch, dict):
