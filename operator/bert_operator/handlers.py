@@ -34,6 +34,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = False  # Events are the reconciler's, with reasons users can filter on
     settings.persistence.diffbase_storage = NoDiffBase()  # read only by change handlers; there are none
     settings.execution.max_workers = runtime.settings.workers
+    runtime.executor = settings.execution.executor  # the watch handlers' reconciles run there (Runtime.off_loop)
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = 1.0
     if runtime.settings.webhook_port:
@@ -63,7 +64,10 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A coroutine: most of a job's events need no reconcile (each status write of ours comes back as one) and are
+    answered on kopf's loop in a few dictionary look-ups, not in a hop to a handler thread and back; a reconcile
+    (blocking API calls) runs in kopf's executor, as a synchronous handler would (Runtime.off_loop)."""
     runtime: Runtime = memo.runtime
     namespace, name = body.metadata.namespace or "default", body.metadata.name
     if event["type"] == "DELETED":
@@ -74,7 +78,7 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     # Our own status writes come back as MODIFIED events; they carry nothing new. MPIJob changes
     # arrive through mpijob_event, missed ones through the resync.
     if not runtime.reconciler.is_current(job):
-        runtime.reconcile(job)  # (which wakes the jobs waiting for this one when its phase changes)
+        await runtime.off_loop(runtime.reconcile, job)  # (which wakes the jobs waiting for this one when its phase changes)
 
 
 @kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})

@@ -11,12 +11,14 @@ returns (the reconciler never writes into a body it is given) kept in it by :met
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
+import functools
 import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import kopf
 import kubernetes
@@ -74,6 +76,8 @@ class Runtime:
     policy_statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: (namespace, producer) -> the jobs that have not started and wait for its outputs (bert_operator.dependencies).
     dependents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: Where the watch handlers' reconciles run (kopf's executor, set when the operator starts); None: the loop's own.
+    executor: concurrent.futures.Executor | None = None
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> "Runtime":
@@ -104,6 +108,10 @@ class Runtime:
             server=config.host, ca_path=config.ssl_ca_cert, insecure=not config.verify_ssl,
             token=token, certificate_path=config.cert_file, private_key_path=config.key_file,
         )
+
+    async def off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` in a handler thread (blocking API calls must not stall kopf's loop), awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     # The latest body of every job this process has seen (the watch keeps it fresh).
     def remember(self, body: dict[str, Any]) -> dict[str, Any]:

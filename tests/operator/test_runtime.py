@@ -3,13 +3,19 @@ a reconciler that records what it is asked and a queue on a clock the test turns
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 from types import SimpleNamespace
 from typing import Any
 
+import kopf
+
 from bert_common.contract import format_utc
+from bert_operator.handlers import job_event
 from bert_operator.reconcile import Reconciled
+from bert_operator.reconcile import Reconciler as RealReconciler
 from bert_operator.reconcile.recovery import RecoverySettings, due_at
 from bert_operator.runtime import Runtime
 from bert_operator.workqueue import WorkQueue
@@ -128,3 +134,43 @@ def test_the_resync_queues_every_job_once_and_flags_stale_progress() -> None:
     drain(built)
     assert sorted(reconciler.calls) == ["a", "b"]
     assert any(c.get("reason") == "Stale" for c in built.jobs[("ns", "a")]["status"].get("conditions", []))
+
+
+class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """kopf's executor for the handlers' reconciles, counting what is handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_jobs_watch_event_with_nothing_to_do_is_answered_on_the_loop_and_a_change_in_a_handler_thread() -> None:
+    """Our own status write coming back (status current for the generation) needs no reconcile: the handler keeps the
+    body and returns without a thread; a new job, or a new generation, is reconciled in kopf's executor."""
+    built, reconciler, _ = runtime()
+    reconciler.is_current = RealReconciler.is_current  # type: ignore[attr-defined]
+    built.executor = executor = CountingExecutor()
+
+    def event(kind: str, body: dict[str, Any]) -> None:
+        asyncio.run(job_event(event={"type": kind, "object": body}, body=kopf.Body(body), memo=kopf.Memo(runtime=built)))
+
+    new = {**job("a"), "metadata": {"namespace": "ns", "name": "a", "generation": 1}}
+    try:
+        event("ADDED", new)
+        assert reconciler.calls == ["a"] and executor.submitted == 1
+        echo = {**new, "status": {"phase": "Pending", "stages": [{"name": "phase1"}], "observedGeneration": 1},
+                "metadata": {**new["metadata"], "resourceVersion": "2"}}
+        event("MODIFIED", echo)
+        assert reconciler.calls == ["a"] and executor.submitted == 1
+        assert built.jobs[("ns", "a")] == echo  # the latest body is kept all the same
+        changed = {**echo, "metadata": {**echo["metadata"], "generation": 2}}
+        event("MODIFIED", changed)
+        assert reconciler.calls == ["a", "a"] and executor.submitted == 2
+        event("DELETED", changed)
+        assert ("ns", "a") not in built.jobs and executor.submitted == 2
+    finally:
+        executor.shutdown()
