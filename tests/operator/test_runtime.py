@@ -6,19 +6,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import copy
 import datetime
+import threading
 from types import SimpleNamespace
 from typing import Any
 
 import kopf
 
 from bert_common.contract import format_utc
-from bert_operator.handlers import job_event
+from bert_operator.handlers import job_event, mpijob_event
 from bert_operator.reconcile import Reconciled
 from bert_operator.reconcile import Reconciler as RealReconciler
 from bert_operator.reconcile.recovery import RecoverySettings, due_at
 from bert_operator.runtime import Runtime
 from bert_operator.workqueue import WorkQueue
+from tests.operator.fakes import GLUE, NOW, FakeCluster
+from tests.operator.fakes import job as fake_job
 
 
 class Clock:
@@ -173,4 +177,48 @@ def test_a_jobs_watch_event_with_nothing_to_do_is_answered_on_the_loop_and_a_cha
         event("DELETED", changed)
         assert ("ns", "a") not in built.jobs and executor.submitted == 2
     finally:
+        executor.shutdown()
+
+
+def test_the_mpijob_a_reconcile_created_coming_back_waits_for_that_reconcile_on_the_loop_and_takes_no_thread() -> None:
+    """The watch brings a job's new MPIJob while the reconcile that created it still writes the job's status: the
+    handler waits for that reconcile without holding a thread (the one here is busy with it), then finds the
+    reconcile's plan went on exactly this MPIJob and returns; a change of the MPIJob is reconciled in a thread."""
+    cluster = FakeCluster()
+    gate = threading.Event()
+    posted = cluster.post
+
+    def post(*args: Any) -> None:  # the reconcile's last write (its Event) waits until the test lets it go
+        gate.wait(timeout=30)
+        posted(*args)
+
+    cluster.post = post  # type: ignore[method-assign]
+    reconciler = RealReconciler(api=cluster, events=cluster, clock=lambda: NOW)
+    built = Runtime(settings=SimpleNamespace(), client=None, api=cluster, reconciler=reconciler,  # type: ignore[arg-type]
+                    progress=None, policies=None)  # type: ignore[arg-type]
+    built.executor = executor = CountingExecutor()
+    new = fake_job(GLUE)
+    memo = kopf.Memo(runtime=built)
+
+    async def events() -> None:
+        started = asyncio.create_task(job_event(event={"type": "ADDED", "object": new}, body=kopf.Body(new), memo=memo))
+        while not cluster.mpijobs:  # the create is done; the Event is not
+            await asyncio.sleep(0.01)
+        (mpijob,) = copy.deepcopy(list(cluster.mpijobs.values()))
+        echo = asyncio.create_task(mpijob_event(event={"type": "ADDED", "object": mpijob}, body=kopf.Body(mpijob),
+                                                memo=memo))
+        await asyncio.sleep(0.05)
+        assert not echo.done() and executor.submitted == 1  # waiting for the reconcile, in no thread
+        gate.set()
+        await started
+        await echo
+        assert executor.submitted == 1 and cluster.events and len(cluster.status_patches) == 1
+        running = {**mpijob, "status": {"conditions": [{"type": "Running", "status": "True"}]}}
+        await mpijob_event(event={"type": "MODIFIED", "object": running}, body=kopf.Body(running), memo=memo)
+        assert executor.submitted == 2
+
+    try:
+        asyncio.run(events())
+    finally:
+        gate.set()
         executor.shutdown()
