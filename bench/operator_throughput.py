@@ -9,7 +9,10 @@ ceiling for job starts: for each job the very requests a start costs (the
 apply, then the operator's MPIJob create, status patch and Event, with the
 bodies the reconciler makes, prepared beforehand) sent by the client with no
 operator. A job start cannot be faster than the emulator serves its requests;
-the ratio to the ceiling shows how much of the gap is the operator's.
+the ratio to the ceiling shows how much of the gap is the operator's. The CPU each process spent over the burst and
+over the ceiling run (the bench's client, the emulator where it has a process of its own, the operator), as cores busy
+and per job start, shows what bounds either rate: where the processes share fewer free cores than they could use, a
+rate is the free CPU over the CPU per start of all of them together.
 
     .venv/bin/python bench/operator_throughput.py [--jobs 500] [--rate R] [--emulator-process] [--profile FILE]
 
@@ -145,9 +148,13 @@ class Usage:
         return {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
 
 
-def cores(spent: dict[str, float], wall: float) -> str:
-    """Each process's CPU over `wall` seconds, as cores busy."""
-    return ", ".join(f"{name} {seconds / wall:.2f}" for name, seconds in spent.items()) + f"; all {sum(spent.values()) / wall:.2f}"
+def cores(spent: dict[str, float], wall: float, jobs: int) -> str:
+    """Each process's CPU over `wall` seconds as cores busy, and per job start. Where the processes share fewer free
+    cores than they could use, a rate is the free CPU divided by the CPU per start of all of them together."""
+    busy = ", ".join(f"{name} {seconds / wall:.2f}" for name, seconds in spent.items())
+    per_start = ", ".join(f"{name} {seconds / jobs * 1000:.1f}" for name, seconds in spent.items())
+    return (f"{busy}; all {sum(spent.values()) / wall:.2f}  |  CPU ms per start: {per_start}; "
+            f"all {sum(spent.values()) / jobs * 1000:.1f}")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -317,8 +324,10 @@ def main() -> None:
     print(f"ceiling: the emulator serving each start's 4 requests (apply, MPIJob, status, Event) from the client alone "
           f"{args.jobs / ceiling_seconds:.1f} starts/s; operator/ceiling rate ratio "
           f"{(args.jobs / wall) / (args.jobs / ceiling_seconds):.2f}")
-    print(f"cores busy, burst            {cores(burst_usage, burst_seen)}  (over {burst_seen:.2f} s)")
-    print(f"cores busy, ceiling          {cores(ceiling_usage, ceiling_seconds)}  (over {ceiling_seconds:.2f} s)")
+    print(f"cores busy, burst            {cores(burst_usage, burst_seen, args.jobs)}  (over {burst_seen:.2f} s)")
+    print(f"cores busy, ceiling          {cores(ceiling_usage, ceiling_seconds, args.jobs)}  (over {ceiling_seconds:.2f} s)")
+    print(f"machine                      {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
+          f"(other processes included)")
 
     if args.profile:
         print_profile(args.profile)
