@@ -326,6 +326,13 @@ def main() -> None:
           f"{(args.jobs / wall) / (args.jobs / ceiling_seconds):.2f}")
     print(f"cores busy, burst            {cores(burst_usage, burst_seen, args.jobs)}  (over {burst_seen:.2f} s)")
     print(f"cores busy, ceiling          {cores(ceiling_usage, ceiling_seconds, args.jobs)}  (over {ceiling_seconds:.2f} s)")
+    burst_cpu, ceiling_cpu = sum(burst_usage.values()), sum(ceiling_usage.values())
+    line = (f"ceiling/burst CPU per start  all processes {ceiling_cpu / burst_cpu:.2f} (the rate ratio where they share "
+            f"the free CPU)")
+    if "emulator" in burst_usage:
+        line += (f"; the emulator's {ceiling_usage['emulator'] / burst_usage['emulator']:.2f} (where it has a core of "
+                 f"its own)")
+    print(line)
     print(f"machine                      {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
           f"(other processes included)")
 
