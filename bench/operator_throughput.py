@@ -9,7 +9,10 @@ ceiling for job starts: for each job the very requests a start costs (the
 apply, then the operator's MPIJob create, status patch and Event, with the
 bodies the reconciler makes, prepared beforehand) sent by the client with no
 operator. A job start cannot be faster than the emulator serves its requests;
-the ratio to the ceiling shows how much of the gap is the operator's.
+the ratio to the ceiling shows how much of the gap is the operator's. The CPU each process spent over the burst and
+over the ceiling run (the bench's client, the emulator where it has a process of its own, the operator), as cores busy
+and per job start, shows what bounds either rate: where the processes share fewer free cores than they could use, a
+rate is the free CPU over the CPU per start of all of them together.
 
     .venv/bin/python bench/operator_throughput.py [--jobs 500] [--rate R] [--emulator-process] [--profile FILE]
 
@@ -86,8 +89,9 @@ def start_requests(document: dict[str, Any], uid: str) -> list[tuple[str, Any]]:
     return recorded.sent
 
 
-def ceiling(cluster: EmulatedCluster, documents: list[dict[str, Any]]) -> float:
-    """Seconds for the client alone to send every job's start requests (apply, MPIJob, status, Event; 8 threads)."""
+def ceiling(cluster: EmulatedCluster, documents: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
+    """Seconds for the client alone to send every job's start requests (apply, MPIJob, status, Event; 8 threads), and
+    the CPU seconds each process spent meanwhile (Usage)."""
     core = kubernetes.client.CoreV1Api(cluster.client)
     prepared = [(document, start_requests(document, f"uid-{i}")) for i, document in enumerate(documents)]
 
@@ -109,10 +113,11 @@ def ceiling(cluster: EmulatedCluster, documents: list[dict[str, Any]]) -> float:
                     "involvedObject": {"kind": "BertTrainingJob", "name": meta["name"], "namespace": meta["namespace"]},
                     "type": event_kind, "reason": reason, "message": message}, _preload_content=False)
 
+    usage = Usage(cluster)
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(start, range(len(documents))))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, usage.spent()
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -124,6 +129,32 @@ def cpu_times(pid: int) -> tuple[float, float]:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     return sum(cpu_times(pid))
+
+
+class Usage:
+    """CPU seconds of each process of a run since this was made: the bench's own (its client threads, and the
+    emulator's thread where it runs in this process), the emulator's where it has a process of its own, and the
+    operator's. Over the same wall time they show which of the processes sharing the machine's cores was busy."""
+
+    def __init__(self, cluster: EmulatedCluster, operator_pid: int | None = None) -> None:
+        self.pids = {"bench" if isinstance(cluster, EmulatorProcess) else "bench+emulator": os.getpid()}
+        if isinstance(cluster, EmulatorProcess):
+            self.pids["emulator"] = cluster.child.pid
+        if operator_pid is not None:
+            self.pids["operator"] = operator_pid
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def spent(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+
+
+def cores(spent: dict[str, float], wall: float, jobs: int) -> str:
+    """Each process's CPU over `wall` seconds as cores busy, and per job start. Where the processes share fewer free
+    cores than they could use, a rate is the free CPU divided by the CPU per start of all of them together."""
+    busy = ", ".join(f"{name} {seconds / wall:.2f}" for name, seconds in spent.items())
+    per_start = ", ".join(f"{name} {seconds / jobs * 1000:.1f}" for name, seconds in spent.items())
+    return (f"{busy}; all {sum(spent.values()) / wall:.2f}  |  CPU ms per start: {per_start}; "
+            f"all {sum(spent.values()) / jobs * 1000:.1f}")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -226,7 +257,7 @@ def main() -> None:
     with kind(Path(workdir), trim_history=True) as empty:  # its own emulator: the same start state
         base_seconds = baseline(empty, args.jobs)
     with kind(Path(workdir), trim_history=True) as empty:
-        ceiling_seconds = ceiling(empty, documents)
+        ceiling_seconds, ceiling_usage = ceiling(empty, documents)
     with kind(Path(workdir), trim_history=True) as cluster:
         operator = (_ProfiledOperator(cluster, args.profile, resync_seconds=60) if args.profile
                     else OperatorProcess(cluster, resync_seconds=60)).start()
@@ -235,6 +266,7 @@ def main() -> None:
             time.sleep(3.0)  # operator started and watching
             requests_before = len(cluster.requests())
             cpu_before = cpu_times(operator.process.pid)
+            usage = Usage(cluster, operator.process.pid)
             if args.profile:
                 os.kill(operator.process.pid, signal.SIGUSR1)
             applied: dict[str, float] = {}
@@ -254,8 +286,11 @@ def main() -> None:
                 return {name: when for method, plural, _, agent, name, when in cluster.requests()[requests_before:]
                         if method == "POST" and plural == "mpijobs" and agent.startswith("bert-operator")}
 
-            seen = cluster.wait(lambda: (found := created()) and len(found) >= args.jobs and found, timeout=300, what="all MPIJobs")
+            seen = cluster.wait(lambda: (found := created()) and len(found) >= args.jobs and found, timeout=300, what="all MPIJobs",
+                                interval=0.5)
             created_all = max(seen.values())
+            burst_usage = usage.spent()  # (up to the wait's last look, at most its interval after the last create)
+            burst_seen = time.perf_counter() - started
             cluster.wait(lambda: all((cluster.job(NS, f"job-{i}").get("status") or {}).get("phase") == "Pending"
                                      for i in range(0, args.jobs, max(1, args.jobs // 50))), timeout=300, what="statuses")
             time.sleep(2.0)  # let trailing writes (status, Events) land
@@ -289,6 +324,17 @@ def main() -> None:
     print(f"ceiling: the emulator serving each start's 4 requests (apply, MPIJob, status, Event) from the client alone "
           f"{args.jobs / ceiling_seconds:.1f} starts/s; operator/ceiling rate ratio "
           f"{(args.jobs / wall) / (args.jobs / ceiling_seconds):.2f}")
+    print(f"cores busy, burst            {cores(burst_usage, burst_seen, args.jobs)}  (over {burst_seen:.2f} s)")
+    print(f"cores busy, ceiling          {cores(ceiling_usage, ceiling_seconds, args.jobs)}  (over {ceiling_seconds:.2f} s)")
+    burst_cpu, ceiling_cpu = sum(burst_usage.values()), sum(ceiling_usage.values())
+    line = (f"ceiling/burst CPU per start  all processes {ceiling_cpu / burst_cpu:.2f} (the rate ratio where they share "
+            f"the free CPU)")
+    if "emulator" in burst_usage:
+        line += (f"; the emulator's {ceiling_usage['emulator'] / burst_usage['emulator']:.2f} (where it has a core of "
+                 f"its own)")
+    print(line)
+    print(f"machine                      {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
+          f"(other processes included)")
 
     if args.profile:
         print_profile(args.profile)

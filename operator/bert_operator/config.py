@@ -55,7 +55,11 @@ class OperatorSettings:
     #: folder holding tls.crt and tls.key for the webhook (a mounted kubernetes.io/tls Secret)
     webhook_cert_dir: str = "/etc/bert-operator/webhook"
     progress_stale_seconds: float = 600.0
-    workers: int = 16
+    #: Handler threads for the watch events' reconciles (kopf's executor). Four, as client-go controllers run a
+    #: few workers, not sixteen: every thread's work passes kopf's one event loop and one GIL, and in a burst of
+    #: job starts sixteen threads each holding a connection gave fewer starts per second than four, at more CPU per
+    #: start for the operator and for the API server (docs/benchmarks.md, "Operator throughput").
+    workers: int = 4
     #: folder with tls.crt/tls.key (and ca.crt) to serve the progress endpoint over HTTPS; None: plain HTTP
     progress_cert_dir: str | None = None
     #: NCCL_DEBUG on every trainer rank (NCCL's levels); INFO prints topology and transports per rank.

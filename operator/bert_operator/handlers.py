@@ -34,6 +34,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = False  # Events are the reconciler's, with reasons users can filter on
     settings.persistence.diffbase_storage = NoDiffBase()  # read only by change handlers; there are none
     settings.execution.max_workers = runtime.settings.workers
+    runtime.executor = settings.execution.executor  # the watch handlers' reconciles run there (Runtime.off_loop)
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = 1.0
     if runtime.settings.webhook_port:
@@ -66,7 +67,10 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A coroutine: most of a job's events need no reconcile (each status write of ours comes back as one) and are
+    answered on kopf's loop in a few dictionary look-ups, not in a hop to a handler thread and back; a reconcile
+    (blocking API calls) runs in kopf's executor, as a synchronous handler would (Runtime.off_loop)."""
     runtime: Runtime = memo.runtime
     namespace, name = body.metadata.namespace or "default", body.metadata.name
     if event["type"] == "DELETED":
@@ -77,19 +81,33 @@ def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     # Our own status writes come back as MODIFIED events; they carry nothing new. MPIJob changes
     # arrive through mpijob_event, missed ones through the resync.
     if not runtime.reconciler.is_current(job):
-        runtime.reconcile(job)  # (which wakes the jobs waiting for this one when its phase changes)
+        await runtime.reconcile_off_loop(job)  # (which wakes the jobs waiting for this one when its phase changes)
 
 
 @kopf.on.event(MPI_GROUP, MPI_VERSION, MPI_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})
-def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def mpijob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A coroutine too: the MPIJob a job's reconcile has just created comes back while that reconcile still writes
+    the job's status and Event. It waits for that reconcile here, on the loop (a thread would wait for the job's
+    lock, idle, one of the few), and is then answered without a thread when the job's last plan went on exactly
+    this MPIJob (the create's answer); anything else is reconciled in kopf's executor."""
     runtime: Runtime = memo.runtime
-    job = runtime.known(body.metadata.namespace or "default", body.metadata.labels[JOB_NAME_LABEL])
+    namespace, job_name = body.metadata.namespace or "default", body.metadata.labels[JOB_NAME_LABEL]
+    await runtime.settled(namespace, job_name)
+    if event["type"] != "DELETED" and runtime.reconciler.echoes_last_plan(namespace, job_name, own(event["object"])):
+        return
+    await runtime.off_loop(mpijob_changed, runtime, namespace, job_name, event["type"], own(event["object"]))
+
+
+def mpijob_changed(runtime: Runtime, namespace: str, job_name: str, kind: str, mpijob: dict[str, Any]) -> None:
+    """An MPIJob of a job changed or went away: the job is reconciled on it (read first if this process has not
+    seen it yet)."""
+    job = runtime.known(namespace, job_name)
     if job is None:
         return
-    if event["type"] == "DELETED":  # gone: a job waiting for it (or missing it) reads again and goes on
+    if kind == "DELETED":  # gone: a job waiting for it (or missing it) reads again and goes on
         runtime.reconcile(job)
     else:
-        runtime.reconcile(job, observed=own(event["object"]))
+        runtime.reconcile(job, observed=mpijob)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, POLICY_PLURAL)

@@ -7,6 +7,7 @@ makes it survive 409s, 429s and 5xx answers.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import logging
@@ -101,6 +102,11 @@ def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     return client
 
 
+@functools.lru_cache(maxsize=4096)
+def _quoted(part: str, safe: str) -> str:
+    return quote(part, safe=safe)
+
+
 class JsonWrites:
     """The writes of every job start (MPIJob create, status merge patch, Event), sent as JSON on a keep-alive
     connection of each thread's own, made by the kubernetes client's connection pool (its TLS settings).
@@ -117,11 +123,20 @@ class JsonWrites:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self.client = client
         self._local = threading.local()
+        self._host_prefix: tuple[str | None, str] = (None, "")
 
     def path(self, *parts: str) -> str:
-        """A resource path: each part quoted as the client quotes path parameters."""
+        """A resource path: each part quoted as the client quotes path parameters (each part's quoting kept: the
+        group, version, plural and namespace of a job start's paths repeat)."""
         safe = self.client.configuration.safe_chars_for_path_param
-        return "/" + "/".join(quote(part, safe=safe) for part in parts)
+        return "/" + "/".join(_quoted(part, safe) for part in parts)
+
+    def _prefix(self) -> str:
+        """The path of the client's host URL (an API server behind a path), parsed once per host."""
+        host = self.client.configuration.host
+        if self._host_prefix[0] != host:
+            self._host_prefix = (host, (urllib3.util.parse_url(host).path or "").rstrip("/"))
+        return self._host_prefix[1]
 
     def _connection(self) -> Any:
         """This thread's connection to the API server (urllib3's, so its TLS is the client's), open or to be reopened;
@@ -153,7 +168,8 @@ class JsonWrites:
                                                                  headers=headers)
                 status, reason, text, answer_headers = answer.status, answer.reason, bytes(answer.data), answer.headers
             else:
-                status, reason, text, answer_headers = self._exchange(connection, method, path, data, headers)
+                status, reason, text, response = self._exchange(connection, method, path, data, headers)
+                answer_headers = None if 200 <= status <= 299 else urllib3.HTTPHeaderDict(response.getheaders())
         except urllib3.exceptions.SSLError as exc:
             raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") from None
         if not 200 <= status <= 299:
@@ -170,18 +186,16 @@ class JsonWrites:
     SENDS = 2
 
     def _exchange(self, connection: Any, method: str, path: str, data: str,
-                  headers: dict[str, str]) -> tuple[int, str, bytes, Any]:
-        """(status, reason, body, headers) of one request on this thread's connection, sent again on a new
-        connection when the first one broke (SENDS); urllib3's ProtocolError (SSLError for TLS) when it breaks
-        every time."""
-        prefix = urllib3.util.parse_url(self.client.configuration.host).path or ""
+                  headers: dict[str, str]) -> tuple[int, str, bytes, http.client.HTTPResponse]:
+        """(status, reason, body, the response: its headers, read only for a refusal) of one request on this
+        thread's connection, sent again on a new connection when the first one broke (SENDS); urllib3's
+        ProtocolError (SSLError for TLS) when it breaks every time."""
+        prefix = self._prefix()
         for attempt in range(1, self.SENDS + 1):
             try:
-                http.client.HTTPConnection.request(connection, method, prefix.rstrip("/") + path, body=data,
-                                                   headers=headers)
+                http.client.HTTPConnection.request(connection, method, prefix + path, body=data, headers=headers)
                 response = http.client.HTTPConnection.getresponse(connection)
-                answer = (response.status, response.reason, response.read(),
-                          urllib3.HTTPHeaderDict(response.getheaders()))
+                answer = (response.status, response.reason, response.read(), response)
             except (http.client.HTTPException, OSError) as exc:
                 connection.close()
                 if isinstance(exc, ssl.SSLError):

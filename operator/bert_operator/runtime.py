@@ -11,12 +11,14 @@ returns (the reconciler never writes into a body it is given) kept in it by :met
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
+import functools
 import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import kopf
 import kubernetes
@@ -79,6 +81,10 @@ class Runtime:
     policy_statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: (namespace, producer) -> the jobs that have not started and wait for its outputs (bert_operator.dependencies).
     dependents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: Where the watch handlers' reconciles run (kopf's executor, set when the operator starts); None: the loop's own.
+    executor: concurrent.futures.Executor | None = None
+    #: The reconciles the jobs' watch handler runs in a thread now, by job (reconcile_off_loop); read on the loop only.
+    _reconciling: dict[tuple[str, str], asyncio.Future[Any]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> "Runtime":
@@ -126,6 +132,28 @@ class Runtime:
             server=config.host, ca_path=config.ssl_ca_cert, insecure=not config.verify_ssl,
             token=token, certificate_path=config.cert_file, private_key_path=config.key_file,
         )
+
+    async def off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` in a handler thread (blocking API calls must not stall kopf's loop), awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def reconcile_off_loop(self, body: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`reconcile` in a handler thread, awaited; until it ends, :meth:`settled` on the job waits for it."""
+        meta = body["metadata"]
+        key = (meta.get("namespace", "default"), meta["name"])
+        running = asyncio.ensure_future(self.off_loop(self.reconcile, body))
+        self._reconciling[key] = running
+        try:
+            return await running
+        finally:
+            if self._reconciling.get(key) is running:
+                del self._reconciling[key]
+
+    async def settled(self, namespace: str, name: str) -> None:
+        """Return once no reconcile of the job started by :meth:`reconcile_off_loop` runs (whether it succeeded or
+        not): what a handler thread would wait for on the job's lock, waited for on the loop instead."""
+        while (running := self._reconciling.get((namespace, name))) is not None:
+            await asyncio.wait([running])
 
     # The latest body of every job this process has seen (the watch keeps it fresh).
     def remember(self, body: dict[str, Any]) -> dict[str, Any]:

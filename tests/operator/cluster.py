@@ -263,7 +263,10 @@ class EmulatedCluster:
         self.wait(lambda: self.operator_reads("mpijobs", mpijob) >= start + count, timeout,
                   what=f"{count} more syncs reading MPIJob {mpijob}")
 
-    def wait(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    def wait(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition",
+             interval: float = 0.05) -> Any:
+        """The first true value of `predicate()`, asked every `interval` seconds (a benchmark asks less often: each
+        look costs the emulator CPU the run measures)."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -273,7 +276,7 @@ class EmulatedCluster:
                 last = None
             if last:
                 return last
-            time.sleep(0.05)
+            time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
 
 

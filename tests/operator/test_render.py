@@ -13,6 +13,7 @@ from bert_operator.api import SpecError
 from bert_operator.api.parse import parse_job, parse_text
 from bert_operator.dependencies import resolve_file
 from bert_operator.tasks import stages_of
+import bert_operator.render as render
 from bert_operator.render import RenderSettings, render_all, render_mpijob, render_mpijob_text
 from bert_operator.render import _build, _text  # the two routes, compared on values no example has
 from bert_operator.render.values import template_values
@@ -104,6 +105,35 @@ def test_values_json_and_yaml_read_differently_come_out_as_yaml_reads_them() -> 
     launcher, worker = (built["spec"]["mpiReplicaSpecs"][kind]["template"]["spec"] for kind in ("Launcher", "Worker"))
     assert launcher["hostNetwork"] is True and launcher["securityContext"] == worker["securityContext"]
     assert launcher["securityContext"] is not worker["securityContext"]
+
+
+def test_jinja_renders_each_shape_once_and_every_mpijob_still_equals_the_parse_of_its_own_text(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept skeleton serves every job whose values answer the template's questions alike: the examples' stages,
+    and values that flip each of the template's branches (annotations, owner references, the dataset sync, the
+    keys of the pod spec), rendered in turn twice over, each equal to the parse of its own fully rendered text;
+    Jinja renders the skeleton of each shape once (the second round renders none)."""
+    monkeypatch.setattr(render, "_SHAPES", [], raising=False)
+    skeletons: list[int] = []
+    monkeypatch.setattr(render, "_text", lambda values: skeletons.append(1) or _text(values))
+    cases = []
+    for path in EXAMPLES:
+        for job in resolve_file(parse_text(path.read_text(), path.name)):
+            cases += [template_values(job, stage, RenderSettings()) for stage in stages_of(job.spec)]
+    base = cases[0]
+    cases += [{**base, "pod_annotations": {"a": "b"}}, {**base, "pod_annotations": {}},
+              {**base, "owner_references": [{"kind": "BertTrainingJob", "name": "x", "uid": "u"}]},
+              {**base, "owner_references": []},
+              {**base, "sync": {"command": ["s"], "env": [], "resources": {}, "mounts": []}}, {**base, "sync": None},
+              {**base, "pod_common": {**base["pod_common"], "hostNetwork": True}},
+              {**base, "pod_common": {"hostNetwork": False, **base["pod_common"]}}]
+    for values in cases:
+        assert _build(values) == yaml.safe_load(_text(values))
+    first_round = len(skeletons)
+    assert 1 < first_round < len(cases)  # shapes repeat; branches flipped make new ones
+    for values in cases:
+        assert _build(values) == yaml.safe_load(_text(values))
+    assert len(skeletons) == first_round
 
 
 def test_bert_large_pretraining_runs_the_recipe_on_32_gpus() -> None:

@@ -173,6 +173,20 @@ class Reconciler:
             seen = self.writer.apply(body["metadata"]["name"], decided.actions, seen)
         raise RuntimeError(f"job {body['metadata'].get('name')}: planning did not settle in {MAX_ROUNDS} rounds")
 
+    def echoes_last_plan(self, namespace: str, name: str, mpijob: dict[str, Any]) -> bool:
+        """Whether :meth:`reconcile` given `mpijob` would return at once (None), the job's last plan having gone on
+        exactly this MPIJob (_already_planned_on), so that a watch handler can answer the event without a thread.
+        Never waits: False while a reconcile of the job holds its lock (the event then goes the usual way)."""
+        if (namespace, name) not in self._planned_on:
+            return False
+        lock = self.lock(namespace, name)
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            return self._already_planned_on(namespace, name, mpijob)
+        finally:
+            lock.release()
+
     def _already_planned_on(self, namespace: str, name: str, mpijob: dict[str, Any]) -> bool:
         """Whether the job's last plan was made on exactly this MPIJob: the watch's echo of our own create (the
         create's answer is what the plan went on with), or an event repeating what a read saw. Planning again would

@@ -10,6 +10,12 @@ shape and cached; each token is then replaced by its value read back from its
 JSON (``json.loads``, in C) with YAML's reading of the few literals where the
 two differ. The result is the dict that parsing the fully rendered text gives
 (:func:`render_mpijob_text` renders that text; the tests hold both equal).
+
+Rendering the skeleton itself (Jinja, a Python step per template node) was then the larger part left: so each
+skeleton is kept with the trace of what the template asked of the values on the way (each truth, length, key list,
+comparison and lookup, and where each value was placed). A job whose values give the same answers to the same
+questions takes the same branches and makes the same text: its skeleton is the kept one, and Jinja runs once per
+shape, not once per job start (:class:`_Trace`).
 """
 
 from __future__ import annotations
@@ -51,47 +57,131 @@ def yaml_json(value: Any) -> str:
     return _SURROGATE_PAIR.sub(_astral, json.dumps(value, ensure_ascii=True, sort_keys=True))
 
 
+Path = tuple[Any, ...]
+
+
+class _Trace:
+    """What a skeleton render asked of the values, in order, with the answers: replayed on other values, equal answers
+    mean the template takes the same branches and places the same values, so it makes the same skeleton text."""
+
+    __slots__ = ("steps", "placed")
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, Path, Any, Any]] = []  # (question, value's path, argument, answer)
+        self.placed: dict[str, Path] = {}  # token -> the path of the value it stands for
+
+    def answers(self, values: dict[str, Any]) -> bool:
+        """Whether `values` answer every question as the traced ones did."""
+        for question, path, argument, answer in self.steps:
+            found, value = _resolve(values, path)
+            if not found:
+                return False
+            if question == "get":
+                try:
+                    value[argument]
+                except (LookupError, TypeError):
+                    if answer:
+                        return False
+                else:
+                    if not answer:
+                        return False
+            elif question == "bool":
+                if bool(value) != answer:
+                    return False
+            elif question == "len":
+                if len(value) != answer:
+                    return False
+            elif question == "keys":
+                if tuple(value) != answer:
+                    return False
+            elif question == "eq":
+                other = _resolve(values, argument[1])[1] if argument[0] == "slot" else argument[1]
+                if bool(value == other) != answer:
+                    return False
+        return True
+
+    def tokens(self, values: dict[str, Any]) -> dict[str, str | _Kept]:
+        """The token map of a skeleton render of `values` (which answer this trace): each token's value as placed."""
+        return {token: _as_placed(_resolve(values, path)[1]) for token, path in self.placed.items()}
+
+
+def _resolve(values: dict[str, Any], path: Path) -> tuple[bool, Any]:
+    """(found, the value at `path`): its name, then each key."""
+    if path[0] not in values:
+        return False, None
+    value = values[path[0]]
+    for key in path[1:]:
+        try:
+            value = value[key]
+        except (LookupError, TypeError):
+            return False, None
+    return True, value
+
+
 class _Slot:
     """A template value during a skeleton render: placed as a token; its truth, items and fields are the value's,
-    so every branch the template takes is the one the value takes (and shows in the skeleton's text)."""
+    so every branch the template takes is the one the value takes (and shows in the skeleton's text). Every answer
+    it gives is written to the render's trace."""
 
-    __slots__ = ("_value", "_token", "_tokens")
+    __slots__ = ("_value", "_path", "_trace")
 
-    def __init__(self, value: Any, token: str, tokens: dict[str, Any]) -> None:
-        self._value, self._token, self._tokens = value, token, tokens
+    def __init__(self, value: Any, path: Path, trace: _Trace) -> None:
+        self._value, self._path, self._trace = value, path, trace
 
     def _child(self, key: Any) -> "_Slot":
-        return _Slot(self._value[key], f"{self._token}.{key}", self._tokens)
+        try:
+            value = self._value[key]
+        except (LookupError, TypeError):
+            self._trace.steps.append(("get", self._path, key, False))
+            raise
+        self._trace.steps.append(("get", self._path, key, True))
+        return _Slot(value, (*self._path, key), self._trace)
 
     def __getitem__(self, key: Any) -> "_Slot":
         return self._child(key)
 
     def __bool__(self) -> bool:
-        return bool(self._value)
+        answer = bool(self._value)
+        self._trace.steps.append(("bool", self._path, None, answer))
+        return answer
 
     def __eq__(self, other: object) -> bool:
-        return bool(self._value == (other._value if isinstance(other, _Slot) else other))
+        argument: tuple[str, Any]
+        if isinstance(other, _Slot):
+            answer, argument = bool(self._value == other._value), ("slot", other._path)
+        else:
+            answer, argument = bool(self._value == other), ("value", other)
+        self._trace.steps.append(("eq", self._path, argument, answer))
+        return answer
 
     __hash__ = None  # type: ignore[assignment]
 
     def __len__(self) -> int:
-        return len(self._value)
+        answer = len(self._value)
+        self._trace.steps.append(("len", self._path, None, answer))
+        return answer
 
     def __iter__(self) -> Iterator[Any]:
         raise TypeError("the MPIJob template iterates values with .items() only")
 
     def items(self) -> list[tuple[Any, "_Slot"]]:
-        return [(key, self._child(key)) for key in self._value]
+        keys = tuple(self._value)
+        self._trace.steps.append(("keys", self._path, None, keys))
+        return [(key, _Slot(self._value[key], (*self._path, key), self._trace)) for key in keys]
 
     def __str__(self) -> str:
-        raise TypeError(f"template value {self._token!r} placed without tojson")
+        raise TypeError(f"template value {'.'.join(map(str, self._path))!r} placed without tojson")
 
     def _placed(self) -> str:
-        """The token this value is placed as (JSON, so also YAML), remembered with the value's JSON, or with the value
-        itself where reading its JSON gives it back unchanged (see _Kept)."""
-        token = f"\x00{self._token}"
-        self._tokens[token] = _Kept(self._value) if type(self._value) in _KEPT else json.dumps(self._value, sort_keys=True)
+        """The token this value is placed as (JSON, so also YAML), remembered with the path of its value."""
+        token = "\x00" + ".".join(map(str, self._path))
+        self._trace.placed[token] = self._path
         return json.dumps(token)
+
+
+def _as_placed(value: Any) -> "str | _Kept":
+    """A value as a token's entry: its JSON, or the value itself where reading its JSON gives it back unchanged."""
+    return _Kept(value) if type(value) in _KEPT else json.dumps(value, sort_keys=True)
 
 
 #: Types whose values come back from their JSON equal and of the same type, and cannot be changed in place: a string,
@@ -174,11 +264,30 @@ def _text(values: dict[str, Any]) -> str:
     return _template().render(**values)
 
 
+#: Skeleton texts with the traces that made them, newest first; a few shapes in a real cluster, so a short list.
+_SHAPES: list[tuple[_Trace, str]] = []
+_SHAPES_KEPT = 32
+_SHAPES_LOCK = threading.Lock()
+
+
+def _skeleton_text(values: dict[str, Any]) -> tuple[str, _Trace]:
+    """The skeleton text of `values` and a trace for their tokens: a kept one whose questions they answer alike, else
+    a Jinja render of them (kept in turn)."""
+    for trace, text in list(_SHAPES):
+        if trace.answers(values):
+            return text, trace
+    trace = _Trace()
+    text = _text({name: _Slot(value, (name,), trace) for name, value in values.items()})
+    with _SHAPES_LOCK:
+        _SHAPES.insert(0, (trace, text))
+        del _SHAPES[_SHAPES_KEPT:]
+    return text, trace
+
+
 def _build(values: dict[str, Any]) -> dict[str, Any]:
     """What parsing :func:`_text` of `values` gives, from the cached skeleton of their shape."""
-    tokens: dict[str, str | _Kept] = {}
-    skeleton = _skeleton(_text({name: _Slot(value, name, tokens) for name, value in values.items()}))
-    return _fill(skeleton, tokens)
+    text, trace = _skeleton_text(values)
+    return _fill(_skeleton(text), trace.tokens(values))
 
 
 def render_mpijob_text(job: BertTrainingJob, stage: Stage, settings: RenderSettings | None = None) -> str:
