@@ -285,6 +285,12 @@ def notes(runs: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def record(side: str, result: dict[str, Any]) -> None:
+    """One run's figures on stderr as a JSON line, as soon as it ends: a long run stopped part-way keeps them."""
+    keep = ("task", "seed", "scores", "sequences_per_second", "train_examples", "steps")
+    print(f"[{result['task']}] {side} " + json.dumps({k: result.get(k) for k in keep}), file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = "; ".join(f"{task}: {hp['epochs']:g} epochs, batch {hp['batch']:g}, lr {hp['lr']:g}, seq {hp['seq']:g}"
                          for task, hp in DEFAULTS.items())
@@ -336,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             opts.seed = seed
             for task in tasks:
                 ours[task].append({**run_task(task, opts, model, work), "seed": seed})
+                record("ours", ours[task][-1])
                 if opts.reference == "transformers" and task in COMPARED:
                     hp = hyperparameters(task, opts)
                     print(f"[{task}] transformers, seed {seed}", file=sys.stderr, flush=True)
@@ -352,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                         result = fine_tune(task, data, model, batch=int(hp["batch"]), lr=hp["lr"],
                                            epochs=hp["epochs"], seq=int(hp["seq"]), seed=seed)
                     reference.setdefault(task, []).append(result)
+                    record("transformers", result)
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)
