@@ -158,3 +158,13 @@ def test_fine_tune_traces_its_step_once(tmp_path, monkeypatch):
                             ReportWriter(args.output_dir, chief=True), str(tmp_path / "scratch"), trim_to=8)
     assert result["steps"] == 12
     assert engines[0]._fused_fn.experimental_get_tracing_count() == 1
+
+
+def test_glue_training_batches_are_cut_to_their_exact_longest_pair_without_xla():
+    from bert_trainer.tasks.glue.driver import TRIM_MULTIPLE_XLA, train_cut
+
+    assert train_cut(False) == 1  # one trace serves every length: rounding would only add padded tokens
+    assert train_cut(True) == TRIM_MULTIPLE_XLA  # XLA compiles a program per length: few lengths
+    batch = {key: tf.constant(v) for key, v in pairs(8, seed=5, lengths=(9, 20)).items()}
+    longest = int(batch["input_mask"].numpy().sum(1).max())
+    assert trim_padding(batch, train_cut(False))["input_ids"].shape == (8, longest)
