@@ -2,8 +2,8 @@
 
 A script, not a test. The accuracy bench's sequences/s are whole training loops, so a short run mixes two
 things this script separates, on the same real GLUE batches for both sides (``--task``: MRPC pairs or CoLA
-sentences; all-MiniLM-L6-v2's weights, batch 32, seq 128, each batch cut to its longest example rounded up to 8
-tokens, as the glue task cuts them):
+sentences; all-MiniLM-L6-v2's weights, batch 32, seq 128, each batch cut to its longest example, or rounded up
+to ``--multiple`` tokens):
 
 * the one-time cost: the first steps' seconds beyond a steady step (ours: tracing and optimising the compiled
   step; transformers: its first-call allocations);
@@ -40,11 +40,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("ours", "transformers", "ours-xla", "ours-threads-2x1", "ours-noclip", "ours-nodropout",
             "transformers-nodropout")
-BATCH, SEQ, MULTIPLE = 32, 128, 8
+BATCH, SEQ = 32, 128
 
 
-def glue_batches(task: str, model_dir: Path, count: int, data: Path) -> list[dict[str, Any]]:
-    """`count` seeded batches of the GLUE task's real train examples, each cut to its longest (multiples of 8)."""
+def glue_batches(task: str, model_dir: Path, count: int, data: Path, multiple: int) -> list[dict[str, Any]]:
+    """`count` seeded batches of the GLUE task's real train examples, each cut to its longest (rounded up to `multiple`)."""
     import numpy as np  # noqa: PLC0415
 
     from bert_trainer.finetune.glue_data import read_examples  # noqa: PLC0415
@@ -61,7 +61,7 @@ def glue_batches(task: str, model_dir: Path, count: int, data: Path) -> list[dic
         picked = order[i * BATCH:(i + 1) * BATCH]
         batch = {key: value[picked] for key, value in features.items()}
         longest = int(batch["input_mask"].sum(1).max())
-        length = min(SEQ, -(-longest // MULTIPLE) * MULTIPLE)
+        length = min(SEQ, -(-longest // multiple) * multiple)
         out.append({key: value[:, :length] if value.ndim == 2 else value for key, value in batch.items()})
     return out
 
@@ -125,13 +125,13 @@ def transformers_step(variant: str, model_dir: Path, batches: list[dict[str, Any
     return step
 
 
-def measure(variant: str, task: str, steps: int, warmup: int) -> dict[str, Any]:
+def measure(variant: str, task: str, steps: int, warmup: int, multiple: int) -> dict[str, Any]:
     """One variant in this process: first steps' wall seconds, then the steady steps' CPU and wall seconds."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from finetune_accuracy import DATA, minilm_dir  # noqa: PLC0415 - the bench's own helpers
 
     model_dir = minilm_dir()
-    batches = glue_batches(task, model_dir, warmup + steps, DATA)
+    batches = glue_batches(task, model_dir, warmup + steps, DATA, multiple)
     step = transformers_step(variant, model_dir, batches) if variant.startswith("transformers") else \
         ours(variant, model_dir, batches)
     first, walls, cpus = [], [], []
@@ -156,6 +156,9 @@ def main() -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--task", choices=["mrpc", "cola"], default="mrpc",
                     help="whose real train batches: MRPC pairs (~85 tokens a batch) or CoLA sentences (~24)")
+    ap.add_argument("--multiple", type=int, default=1,
+                    help="cut each batch to its longest example rounded up to this many tokens (1: exact, as the "
+                         "glue task trains without XLA and transformers' collator pads; 8: the glue task before)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -163,7 +166,7 @@ def main() -> int:
     ap.add_argument("--json")
     opts = ap.parse_args()
     if opts.one:
-        print(json.dumps(measure(opts.one, opts.task, opts.steps, opts.warmup)))
+        print(json.dumps(measure(opts.one, opts.task, opts.steps, opts.warmup, opts.multiple)))
         return 0
     variants = [v.strip() for v in opts.variants.split(",") if v.strip()]
     if bad := [v for v in variants if v not in VARIANTS]:
@@ -174,12 +177,12 @@ def main() -> int:
     for _ in range(opts.rounds):
         for variant in variants:
             command = [sys.executable, __file__, "--one", variant, "--task", opts.task, "--steps", str(opts.steps),
-                       "--warmup", str(opts.warmup)]
+                       "--warmup", str(opts.warmup), "--multiple", str(opts.multiple)]
             out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
             rows[variant].append(json.loads(out.strip().splitlines()[-1]))
             print(f"  {rows[variant][-1]}", file=sys.stderr, flush=True)
     base = min(r["cpu_s_per_step"] for r in rows.get("transformers", [])) if rows.get("transformers") else None
-    print(f"{opts.task.upper()} batches of {BATCH} cut to their longest example (multiples of {MULTIPLE}), "
+    print(f"{opts.task.upper()} batches of {BATCH} cut to their longest example (multiples of {opts.multiple}), "
           f"{opts.steps} steady steps after {opts.warmup}, {opts.rounds} interleaved rounds "
           "(per round; the best CPU s/step in the ratio)")
     print("| variant | one-time s (first steps beyond steady) | CPU s/step | min wall s/step | CPU s/step vs transformers |")
