@@ -34,9 +34,10 @@ these dev sets are published for it, so its column says "n/a".
         [--squad-train-fraction 0.8] [--max-train-examples N | squad=2000] [--json out.json] [--workdir DIR]
         [--seeds 1,2,3] [--reference transformers]
 
-With ``--reference transformers`` MRPC and CoLA are also trained through Hugging Face transformers
-(bench/finetune_reference.py; PyTorch 2.13.0 CPU from the ``bench`` extra), and a second table gives both
-sides' dev metrics (mean and spread over ``--seeds``) and training sequences/s with the ratio.
+With ``--reference transformers`` every task is also trained through Hugging Face transformers
+(bench/finetune_reference.py; PyTorch 2.13.0 CPU from the ``bench`` extra; SQuAD on the trainer's own features
+of the same article split, scored by the trainer's own EM/F1), and a second table gives both sides' dev metrics
+(mean and spread over ``--seeds``) and training sequences/s with the ratio.
 
 The defaults are the standard protocol (GLUE: 3 epochs, batch 32, lr 2e-5, seq 128; SQuAD: 2 epochs, batch 12,
 lr 3e-5, seq 384), on the full train splits: MRPC and CoLA take 10-20 minutes each on an idle 2-core machine,
@@ -59,12 +60,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the reference side, beside this file
-from finetune_reference import COMPARED, fine_tune, side_by_side  # noqa: E402
+from finetune_reference import COMPARED, fine_tune, fine_tune_squad, side_by_side  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: How the reference trains, for the table's note.
-REFERENCE_HOW = ("BertForSequenceClassification, torch AdamW (bias-corrected; weight decay 0.01 off LayerNorm and "
-                 "biases; eps 1e-6), linear warmup 10% and decay, clip 1.0, batches padded to their longest pair.")
+REFERENCE_HOW = ("BertForSequenceClassification / BertForQuestionAnswering, torch AdamW (bias-corrected; weight decay "
+                 "0.01 off LayerNorm and biases; eps 1e-6), linear warmup 10% and decay, clip 1.0; GLUE batches padded "
+                 "to their longest pair, SQuAD on the trainer's own features (padded to seq) and scored by its own "
+                 "span search and official EM/F1.")
 #: ../shared/data beside the repository (BERT_BENCH_DATA overrides).
 DATA = Path(os.environ.get("BERT_BENCH_DATA", REPO.parent / "shared" / "data"))
 TASKS = ("mrpc", "cola", "squad")
@@ -189,6 +192,11 @@ def trainer(args: list[str], out: Path, log: Path) -> float:
     return wall
 
 
+def squad_window(seq: int) -> tuple[int, int]:
+    """SQuAD's doc stride and query cap at sequence length `seq`: Google's 128 and 64 at 384, less when shorter."""
+    return min(128, seq // 2), min(64, seq // 4)
+
+
 def hyperparameters(task: str, opts: argparse.Namespace) -> dict[str, float]:
     """The task's batch, lr, epochs and seq: the defaults, with what the command line overrides."""
     return {**DEFAULTS[task], **{key: getattr(opts, key)[task] for key in ("epochs", "seq", "lr", "batch")
@@ -209,10 +217,10 @@ def run_task(task: str, opts: argparse.Namespace, model: Path, work: Path) -> di
     info: dict[str, Any] = {"task": task, **hp}
     if task == "squad":
         split = squad_split(opts.squad_train_fraction, cap, work)
-        stride = min(128, int(hp["seq"]) // 2)
+        stride, query = squad_window(int(hp["seq"]))
         args = ["squad", *common, "--train_file", str(split["train_file"]), "--do_predict",
                 "--predict_file", str(split["predict_file"]), "--doc_stride", str(stride),
-                "--max_query_length", str(min(64, int(hp["seq"]) // 4)), "--predict_batch_size", "64"]
+                "--max_query_length", str(query), "--predict_batch_size", "64"]
         info.update({k: v for k, v in split.items() if not k.endswith("_file")}, train_examples=split["train_questions"],
                     eval_examples=split["heldout_questions"], train_fraction=opts.squad_train_fraction,
                     dev_set=f"SQuAD v1.1 dev, {split['heldout_articles']} held-out articles")
@@ -277,6 +285,12 @@ def notes(runs: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def record(side: str, result: dict[str, Any]) -> None:
+    """One run's figures on stderr as a JSON line, as soon as it ends: a long run stopped part-way keeps them."""
+    keep = ("task", "seed", "scores", "sequences_per_second", "train_examples", "steps")
+    print(f"[{result['task']}] {side} " + json.dumps({k: result.get(k) for k in keep}), file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = "; ".join(f"{task}: {hp['epochs']:g} epochs, batch {hp['batch']:g}, lr {hp['lr']:g}, seq {hp['seq']:g}"
                          for task, hp in DEFAULTS.items())
@@ -294,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", help="comma list of seeds: every task runs once per seed, and the side-by-side table "
                                     "gives each metric's mean and spread (default: --seed alone)")
     ap.add_argument("--reference", choices=["none", "transformers"], default="none",
-                    help="transformers: also train MRPC and CoLA through Hugging Face transformers (PyTorch CPU; the "
+                    help="transformers: also train every task through Hugging Face transformers (PyTorch CPU; the "
                          "bench extra), same weights, data, hyperparameters and seeds, and print both sides in one "
                          "table with the training sequences/s ratio (bench/finetune_reference.py)")
     ap.add_argument("--workdir", help="where data copies, outputs and logs go (default: a temporary folder, removed)")
@@ -328,13 +342,24 @@ def main(argv: list[str] | None = None) -> int:
             opts.seed = seed
             for task in tasks:
                 ours[task].append({**run_task(task, opts, model, work), "seed": seed})
+                record("ours", ours[task][-1])
                 if opts.reference == "transformers" and task in COMPARED:
                     hp = hyperparameters(task, opts)
                     print(f"[{task}] transformers, seed {seed}", file=sys.stderr, flush=True)
-                    data, _ = glue_dir(task, opts.max_train_examples.get(task, DEFAULT_CAPS[task]), work, seed)  # ours'
-                    reference.setdefault(task, []).append(fine_tune(
-                        task, data, model, batch=int(hp["batch"]), lr=hp["lr"], epochs=hp["epochs"],
-                        seq=int(hp["seq"]), seed=seed))
+                    cap = opts.max_train_examples.get(task, DEFAULT_CAPS[task])
+                    if task == "squad":  # the split our run trained and predicted on (rewritten, the same bytes)
+                        split = squad_split(opts.squad_train_fraction, cap, work)
+                        stride, query = squad_window(int(hp["seq"]))
+                        result = fine_tune_squad(
+                            split["train_file"], split["predict_file"], model, batch=int(hp["batch"]), lr=hp["lr"],
+                            epochs=hp["epochs"], seq=int(hp["seq"]), doc_stride=stride, max_query_length=query,
+                            seed=seed)
+                    else:
+                        data, _ = glue_dir(task, cap, work, seed)  # the copy ours trained on
+                        result = fine_tune(task, data, model, batch=int(hp["batch"]), lr=hp["lr"],
+                                           epochs=hp["epochs"], seq=int(hp["seq"]), seed=seed)
+                    reference.setdefault(task, []).append(result)
+                    record("transformers", result)
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -347,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(side_by_side(ours, reference))
         print(f"  Seeds {', '.join(map(str, seeds))}; mean ± half the range. transformers: {REFERENCE_HOW}")
-        if "squad" in tasks:
-            print("  SQuAD: no transformers side (bench/finetune_reference.py trains GLUE only).")
+        print("  Sizes (both sides): " + "; ".join(
+            f"{task} {results[0]['train_examples']} train examples x {results[0]['epochs']:g} epochs, batch "
+            f"{results[0]['batch']:g}, seq {results[0]['seq']:g}" for task, results in ours.items() if task in reference))
     print(f"  total wall: {total:.0f}s")
     if opts.json:
         published = [{"task": t, "metric": k, "bert_base": b, "bert_base_source": s, "minilm_l6": m}

@@ -118,3 +118,53 @@ def test_fine_tune_flags_map_to_the_engine():
     assert (opts.optimizer, opts.precision, opts.use_xla, opts.allreduce_post_accumulation) == ("adam", "bf16", True, True)
     assert opts.clip_norm == 0.5
     assert opts.adam_bias_correction is True
+
+
+def test_a_trimmed_pipeline_traces_the_step_once_for_every_length():
+    train = pairs(24, seed=4, lengths=(3, 30))
+    engine = TrainEngine(BertClassifier(TINY, 2), classification_loss, options())
+    dataset = train_dataset(train, 4, 1, SingleProcess(), trim_to=8)
+    engine.expect_batches(dataset.element_spec)
+    lengths = set()
+    for batch in dataset.take(6):
+        lengths.add(int(batch["input_ids"].shape[1]))
+        assert np.isfinite(engine.train_step([batch])["loss"])
+    assert len(lengths) >= 2  # the cut gave batches of several lengths...
+    assert engine._fused_fn.experimental_get_tracing_count() == 1  # ...and one trace served them all
+
+
+def test_fine_tune_traces_its_step_once(tmp_path, monkeypatch):
+    from bert_trainer.finetune import loop
+    from bert_trainer.reports import ReportWriter
+
+    engines: list[TrainEngine] = []
+
+    class Recorded(TrainEngine):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            engines.append(self)
+
+    monkeypatch.setattr(loop, "TrainEngine", Recorded)
+    args = argparse.Namespace(learning_rate=1e-3, warmup_proportion=0.0, num_accumulation_steps=1, optimizer="adam",
+                              weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6, precision="fp32",
+                              use_xla=False, allreduce_post_accumulation=True, seed=3, clip_norm=1.0,
+                              adam_bias_correction=False, train_batch_size=2, num_train_epochs=1.0,
+                              output_dir=str(tmp_path / "out"), keep_checkpoint_max=0, report_every_steps=100,
+                              save_checkpoints_steps=100)
+    train = pairs(24, seed=4, lengths=(2, 20))
+    seen = {int(b["input_ids"].shape[1]) for b in train_dataset(train, 2, 3, SingleProcess(), trim_to=8).take(12)}
+    assert len(seen) >= 2  # the run's batches (its seed, its batch size) come in several lengths
+    result = loop.fine_tune(BertClassifier(TINY, 2), train, classification_loss, args, SingleProcess(),
+                            ReportWriter(args.output_dir, chief=True), str(tmp_path / "scratch"), trim_to=8)
+    assert result["steps"] == 12
+    assert engines[0]._fused_fn.experimental_get_tracing_count() == 1
+
+
+def test_glue_training_batches_are_cut_to_their_exact_longest_pair_without_xla():
+    from bert_trainer.tasks.glue.driver import TRIM_MULTIPLE_XLA, train_cut
+
+    assert train_cut(False) == 1  # one trace serves every length: rounding would only add padded tokens
+    assert train_cut(True) == TRIM_MULTIPLE_XLA  # XLA compiles a program per length: few lengths
+    batch = {key: tf.constant(v) for key, v in pairs(8, seed=5, lengths=(9, 20)).items()}
+    longest = int(batch["input_mask"].numpy().sum(1).max())
+    assert trim_padding(batch, train_cut(False))["input_ids"].shape == (8, longest)

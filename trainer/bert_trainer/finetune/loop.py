@@ -89,8 +89,9 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], task_loss: TaskLos
     resumed = manager.restore_newest()  # every rank reads the same checkpoint, so they stay identical
     world.broadcast_variables(engine.state_variables())
     start = int(engine.step.numpy())
-    batches = iter(train_dataset(train, args.train_batch_size, args.seed, world, skip_batches=start * k,
-                                 trim_to=trim_to))
+    dataset = train_dataset(train, args.train_batch_size, args.seed, world, skip_batches=start * k, trim_to=trim_to)
+    engine.expect_batches(dataset.element_spec)  # one trace for every trimmed length, not two
+    batches = iter(dataset)
 
     started = time.monotonic()
     loss: float | None = None

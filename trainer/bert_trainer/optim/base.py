@@ -43,7 +43,7 @@ class SlotOptimizer(tf.Module):
         vars_ = list(named_vars.values())
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"m_{i}") for i, v in enumerate(vars_)]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"v_{i}") for i, v in enumerate(vars_)]
-        self._compiled = tf.function(self._apply, reduce_retracing=True)
+        self._compiled = tf.function(self._apply, reduce_retracing=True, autograph=False)  # graph code as written
 
     def apply_gradients(self, grads: Sequence[tf.Tensor], variables: Sequence[tf.Variable],
                         global_step: tf.Tensor) -> None:
