@@ -4,8 +4,9 @@ Why not a kopf handler: kopf watches a resource in every namespace it serves, an
 would need the right to read every ConfigMap of the cluster (application settings, tokens some charts keep there).
 The templates live in the operator's own namespace only, so this watch is namespaced and its RBAC is a Role there
 (the chart's job-templates.yaml). It lists (which replaces the catalog whole: a ConfigMap deleted while no watch ran
-is dropped), then watches from that list's resourceVersion; an expired version (410) or any error lists again after
-a pause that doubles up to a minute.
+is dropped), then watches from that list's resourceVersion; an expired version (410) lists again at once, any
+error after a pause that doubles up to a minute, and a watch the server ends at once (some do not hold watches
+open) after a second: the templates then follow the lists.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 #: Seconds the API server keeps one watch open before it ends it (the watch then resumes from the last version).
 WATCH_SECONDS = 300
 MAX_PAUSE_SECONDS = 60.0
-#: A watch that ends sooner than this was not held open: the next list waits the pause first.
+#: A watch that ends sooner than this was not held open: the next list waits this long first.
 MIN_WATCH_SECONDS = 1.0
 
 
@@ -56,11 +57,9 @@ class TemplateWatch:
                 self.listed.set()
                 started = time.monotonic()
                 self._watch(version)
-                if time.monotonic() - started < MIN_WATCH_SECONDS:  # ended at once (a server that does not hold
-                    self.stopped.wait(pause)                        # watches open): do not spin on lists
-                    pause = min(pause * 2, MAX_PAUSE_SECONDS)
-                else:
-                    pause = 1.0
+                pause = 1.0
+                if time.monotonic() - started < MIN_WATCH_SECONDS:  # ended at once, without an error (a server that
+                    self.stopped.wait(MIN_WATCH_SECONDS)            # does not hold watches open): a list a second
             except kubernetes.client.ApiException as exc:
                 if exc.status != 410:  # an expired version only means: list again
                     log.warning("event=templates_unreadable namespace=%s status=%s", self.namespace, exc.status)
