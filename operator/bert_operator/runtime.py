@@ -117,10 +117,10 @@ class Runtime:
         return watch
 
     def templates_changed(self) -> None:
-        """The job templates changed: the jobs that need them look again (a change never touches a stage already
-        made: only the next MPIJob is rendered with it)."""
+        """The job templates changed: the jobs waiting for one look again. (Every other job reads the catalog when it
+        next makes an MPIJob; a change never touches a stage already made.)"""
         for (namespace, name), job in list(self.jobs.items()):
-            if (job.get("spec") or {}).get("templates") or _waits_for_templates(job):
+            if _waits_for_templates(job):
                 self.queue.add((namespace, name))
 
     def connection_info(self) -> kopf.ConnectionInfo:

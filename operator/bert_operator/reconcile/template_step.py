@@ -12,7 +12,7 @@ into the stage's status.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from .. import reasons
 from .. import status as sm
@@ -34,11 +34,8 @@ def create(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
     if not names:
         return CreateMPIJob(stage.name, render_mpijob(job, stage, ctx.settings))
     catalog = ctx.observed.templates or {}
-    # A stage made before (its MPIJob deleted for an automatic restart) is made again with the versions it had, where
-    # they are still known; otherwise, and for every new stage, with the current ones.
     recorded = {ref.partition("@")[0]: ref for ref in entry.get(STAGE_TEMPLATES) or [] if isinstance(ref, str)}
-    found = [catalog.get(recorded[name]) if isinstance(catalog.get(recorded.get(name, "")), Overlay) else catalog.get(name)
-             for name in names]
+    found = [_version(catalog, name, recorded.get(name)) for name in names]
     waiting = [f"template {name!r}: " + (got.reason if isinstance(got, Unavailable) else
                                          "no ConfigMap in the operator's namespace has it")
                for name, got in zip(names, found) if not isinstance(got, Overlay)]
@@ -58,6 +55,13 @@ def create(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
     body = {**body, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
                                                           TEMPLATES_ANNOTATION: ",".join(refs)}}}
     return CreateMPIJob(stage.name, body)
+
+
+def _version(catalog: Mapping[str, Any], name: str, recorded: str | None) -> Any:
+    """The template to make a stage with: the version it was made with before (its MPIJob deleted for an automatic
+    restart) while the catalog still knows it (as name@version), else the current one (an Unavailable, or None)."""
+    earlier = catalog.get(recorded) if recorded else None
+    return earlier if isinstance(earlier, Overlay) else catalog.get(name)
 
 
 def _allowed_images(ctx: Context) -> list[list[str]]:

@@ -17,12 +17,13 @@ from typing import Any
 
 from ..api.models import BertTrainingJob
 from ..api.stages import Stage
-from ..render import RenderSettings, render_mpijob
+from ..render import RenderSettings, render_values
 from ..render.values import template_values
 from ..tasks import stages_of
-from .checks import findings, shown_path
+from ..api.errors import format_path
+from .checks import findings
 from .merge import strategic_merge
-from .overlay import Overlay, RenderedPatch, TemplateInvalid, line_of, parse_overlay, render_patch
+from .overlay import Overlay, RenderedPatch, TemplateInvalid, parse_overlay, reach, render_patch
 
 __all__ = ["Overlay", "TemplateInvalid", "apply_overlays", "overlay_context", "parse_overlay", "render_with_overlays"]
 
@@ -45,6 +46,8 @@ def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dic
     """`mpijob` with each overlay's patch merged in order, once the result passes every check; TemplateInvalid
     otherwise (nothing is changed: the caller creates nothing). `values` overrides an overlay's declared values by
     overlay name."""
+    if not overlays:
+        return mpijob
     result = mpijob
     patches: list[RenderedPatch] = []
     for overlay in overlays:
@@ -54,13 +57,12 @@ def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dic
             raise exc.placed(overlay.patch_offset) from None
         patches.append(rendered)
         result = strategic_merge(result, rendered.patch)
-    if not overlays:
-        return mpijob
-    for path, message in findings(mpijob, result, level=level, allowed_images=allowed_images or []):
+    found = findings(mpijob, result, level=level, allowed_images=allowed_images or [])
+    if found:
+        path, message = found[0]
         blamed, line = _blame(patches, path, result)
-        offset = next(p.overlay.patch_offset for p in patches if p.overlay.name == blamed) if patches else None
-        raise TemplateInvalid(blamed, message, line=line, field=shown_path(path), in_patch=line is not None,
-                              patch_offset=offset)
+        raise TemplateInvalid(blamed.overlay.name, message, line=line, field=format_path(path), in_patch=line is not None,
+                              patch_offset=blamed.overlay.patch_offset)
     return export_added_env(mpijob, result)
 
 
@@ -71,8 +73,8 @@ def render_with_overlays(job: BertTrainingJob, overlays: list[Overlay], settings
     settings = settings or RenderSettings()
     out = []
     for stage in stages_of(job.spec):
-        context = overlay_context(job, stage, template_values(job, stage, settings))
-        out.append(apply_overlays(render_mpijob(job, stage, settings), overlays, context, level=level,
+        values = template_values(job, stage, settings)
+        out.append(apply_overlays(render_values(values), overlays, overlay_context(job, stage, values), level=level,
                                   allowed_images=allowed_images))
     return out
 
@@ -98,32 +100,16 @@ def export_added_env(base: dict[str, Any], result: dict[str, Any]) -> dict[str, 
     command = after.get("command") or []
     if not added or "mpirun" not in command:
         return result
-    start = command.index("mpirun")
-    at = next((i for i in range(start, len(command)) if command[i] == "-mca"), len(command))
-    exported = {**after, "command": [*command[:at], *(flag for name in added for flag in ("-x", name)), *command[at:]]}
-    # New objects along the way to the launcher: the result may share its other parts with the base (merge.py).
-    replica = result["spec"]["mpiReplicaSpecs"]["Launcher"]
-    pod = replica["template"]["spec"]
-    containers = [exported if c is after else c for c in pod["containers"]]
-    launcher = {**replica, "template": {**replica["template"], "spec": {**pod, "containers": containers}}}
-    return {**result, "spec": {**result["spec"], "mpiReplicaSpecs": {**result["spec"]["mpiReplicaSpecs"],
-                                                                     "Launcher": launcher}}}
+    at = next((i for i in range(command.index("mpirun"), len(command)) if command[i] == "-mca"), len(command))
+    exported = [*command[:at], *(flag for name in added for flag in ("-x", name)), *command[at:]]
+    # (a command is a list without a merge key: the merge replaces it, and copies only the way to it)
+    return strategic_merge(result, {"spec": {"mpiReplicaSpecs": {"Launcher": {"template": {"spec": {
+        "containers": [{"name": "launcher", "command": exported}]}}}}}})
 
 
-def _blame(patches: list[RenderedPatch], path: list[str | int], result: dict[str, Any]) -> tuple[str, int | None]:
-    """The last overlay whose patch reaches `path` (and the line), else the last overlay (a combination of them)."""
-    best: tuple[str, int | None, int] | None = None
-    for rendered in reversed(patches):
-        line = line_of(rendered, path, result)
-        if line is not None:
-            depth = _reached(rendered, path, result)
-            if best is None or depth > best[2]:
-                best = (rendered.overlay.name, line, depth)
-    if best is None:
-        return (patches[-1].overlay.name if patches else "<none>"), None
-    return best[0], best[1]
-
-
-def _reached(rendered: RenderedPatch, path: list[str | int], result: Any) -> int:
-    """How many parts of `path` the patch holds (the deepest reach wins the blame)."""
-    return max((n for n in range(len(path) + 1) if line_of(rendered, path[:n], result) is not None), default=0)
+def _blame(patches: list[RenderedPatch], path: list[str | int], result: dict[str, Any]) -> tuple[RenderedPatch, int | None]:
+    """The overlay whose patch reaches deepest into `path` (the later one on a tie: it was merged last) and the line
+    it sets it on; the last overlay and no line when none reaches it (a combination of them)."""
+    (depth, line), _, blamed = max(((reach(p, path, result), index, p) for index, p in enumerate(patches)),
+                                   key=lambda reached: (reached[0][0], reached[1]))
+    return blamed, line if depth else None

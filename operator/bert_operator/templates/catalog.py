@@ -72,37 +72,33 @@ class Catalog:
 
     def configmap_event(self, kind: str | None, body: Mapping[str, Any]) -> bool:
         """Follow one ConfigMap's change; whether the templates by name changed (the jobs need to look again)."""
-        meta = body.get("metadata") or {}
-        key = f"{meta.get('namespace')}/{meta.get('name')}"
-        read = None if kind == "DELETED" else read_configmap(body)
+        got = None if kind == "DELETED" else read_configmap(body)
+        if got is not None:
+            name, template = got
+            if isinstance(template, Unavailable):
+                log.warning("event=template_unavailable template=%s reason=%r", name, template.reason)
+            else:
+                log.info("event=template_loaded template=%s configmap=%s", template.ref, _key(body))
         with self._lock:
-            if read is None:
-                self._read.pop(key, None)
-            else:
-                self._read[key] = read
-            before, self._snapshot = self._snapshot, self._with_earlier(_snapshot(self._read))
-        if read is not None:
-            name, got = read
-            if isinstance(got, Unavailable):
-                log.warning("event=template_unavailable template=%s reason=%r", name, got.reason)
-            else:
-                log.info("event=template_loaded template=%s configmap=%s", got.ref, key)
-        return before != self._snapshot
+            read = {key: value for key, value in self._read.items() if key != _key(body)}
+            if got is not None:
+                read[_key(body)] = got
+            return self._set(read)
 
     def replace(self, configmaps: list[Mapping[str, Any]]) -> bool:
         """The catalog as a list of the labelled ConfigMaps says it is (one not listed is gone); whether the templates
         by name changed."""
-        read = {}
-        for body in configmaps:
-            meta = body.get("metadata") or {}
-            got = read_configmap(body)
-            if got is not None:
-                read[f"{meta.get('namespace')}/{meta.get('name')}"] = got
+        read = {_key(body): got for body in configmaps if (got := read_configmap(body)) is not None}
         with self._lock:
-            self._read = read
-            before, self._snapshot = self._snapshot, self._with_earlier(_snapshot(read))
-        if before != self._snapshot:
-            log.info("event=templates_listed templates=%s", ",".join(sorted(self._snapshot)) or "-")
+            changed = self._set(read)
+        if changed:
+            log.info("event=templates_listed templates=%s", ",".join(sorted(n for n, _ in read.values())) or "-")
+        return changed
+
+    def _set(self, read: dict[str, tuple[str, Overlay | Unavailable]]) -> bool:
+        """The catalog of these ConfigMaps (called under the lock); whether the templates by name changed."""
+        before = self._snapshot
+        self._read, self._snapshot = read, self._with_earlier(_snapshot(read))
         return before != self._snapshot
 
     def _with_earlier(self, current: dict[str, Overlay | Unavailable]) -> dict[str, Overlay | Unavailable]:
@@ -121,6 +117,11 @@ class Catalog:
         """The templates by name, as they are now (an immutable view: later events make a new one)."""
         with self._lock:
             return self._snapshot
+
+
+def _key(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 def _snapshot(read: Mapping[str, tuple[str, Overlay | Unavailable]]) -> dict[str, Overlay | Unavailable]:

@@ -27,13 +27,6 @@ ACCELERATOR_MARKERS = ("gpu", "nvidia.com/", "amd.com/", "habana.ai/", "aws.amaz
 _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 
-def shown_path(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
 def kept(base: Any, result: Any, path: Path) -> Iterator[tuple[Path, str]]:
     """Where `result` does not keep a value of `base` (a field changed or removed)."""
     if isinstance(base, dict):
@@ -109,24 +102,24 @@ def shape(mpijob: dict[str, Any]) -> Iterator[tuple[Path, str]]:
                 yield at + ["spec", "volumes", index], "must be an object with a name"
 
 
-def accelerators(base: dict[str, Any], result: dict[str, Any]) -> Iterator[tuple[Path, str]]:
-    """An accelerator request or limit the operator did not render (on any container, a new one included)."""
-    rendered = {}
-    for at, template in _pod_templates(base):
-        for kind, _, container in _containers(template.get("spec") or {}):
-            for part in ("requests", "limits"):
-                for resource, amount in ((container.get("resources") or {}).get(part) or {}).items():
-                    rendered[(tuple(at), kind, container.get("name"), part, resource)] = amount
-    for at, template in _pod_templates(result):
+def _resources(mpijob: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], Path, Any]]:
+    """(which: pod, container kind and name, requests or limits, resource; its path; the amount) of every container."""
+    for at, template in _pod_templates(mpijob):
         for kind, index, container in _containers(template.get("spec") or {}):
             if not isinstance(container, dict):
                 continue
             for part in ("requests", "limits"):
                 for resource, amount in ((container.get("resources") or {}).get(part) or {}).items():
-                    key = (tuple(at), kind, container.get("name"), part, resource)
-                    if _is_accelerator(resource) and rendered.get(key) != amount:
-                        yield (at + ["spec", kind, index, "resources", part, resource],
-                               "an overlay cannot add or change accelerators: GPUs are the job's spec and its policy's")
+                    yield ((tuple(at), kind, container.get("name"), part, resource),
+                           at + ["spec", kind, index, "resources", part, resource], amount)
+
+
+def accelerators(base: dict[str, Any], result: dict[str, Any]) -> Iterator[tuple[Path, str]]:
+    """An accelerator request or limit the operator did not render (on any container, a new one included)."""
+    rendered = {which: amount for which, _, amount in _resources(base)}
+    for which, path, amount in _resources(result):
+        if _is_accelerator(which[-1]) and rendered.get(which) != amount:
+            yield path, "an overlay cannot add or change accelerators: GPUs are the job's spec and its policy's"
 
 
 def images(base: dict[str, Any], result: dict[str, Any], allowed: list[list[str]]) -> Iterator[tuple[Path, str]]:

@@ -32,6 +32,7 @@ import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..render import yaml_json
+from .merge import merge_key
 
 #: Bounds of an overlay's parts: it is read into every job start, and its messages reach terminals.
 MAX_PATCH_CHARACTERS = 64 * 1024
@@ -231,21 +232,18 @@ def render_patch(overlay: Overlay, context: dict[str, Any], overrides: dict[str,
     return RenderedPatch(overlay, text, patch, node)
 
 
-def line_of(rendered: RenderedPatch, path: list[str | int], result: Any) -> int | None:
-    """The line of the rendered patch that sets `path` (keys and list indexes into the merged `result`), or of the
-    deepest part of it the patch holds; None where the patch does not reach it. List items are found by their merge
-    key (a container by its name), as they were merged."""
-    from .merge import merge_key  # noqa: PLC0415 - the two modules are one package; kept apart for their own jobs
-
+def reach(rendered: RenderedPatch, path: list[str | int], result: Any) -> tuple[int, int | None]:
+    """How many parts of `path` (keys and list indexes into the merged `result`) the rendered patch holds, and the
+    line of the deepest one (None: it holds none). List items are found by their merge key (a container by its
+    name), as they were merged."""
     node: yaml.Node | None = rendered.node
-    found = None
-    field: str | None = None
+    line, depth, field = None, 0, None
     for part in path:
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
             match = next(((k, v) for k, v in node.value if k.value == part), None)
             if match is None:
-                return found
-            found, node, field = _line_of(match[0]), match[1], part
+                break
+            line, node, field = _line_of(match[0]), match[1], part
             result = result.get(part) if isinstance(result, dict) else None
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             key = merge_key(field) if field else None
@@ -256,8 +254,9 @@ def line_of(rendered: RenderedPatch, path: list[str | int], result: Any) -> int 
             else:
                 node = node.value[part] if part < len(node.value) else None
             if node is None:
-                return found
-            found, result = _line_of(node), item
+                break
+            line, result = _line_of(node), item
         else:
-            return found
-    return found
+            break
+        depth += 1
+    return depth, line
