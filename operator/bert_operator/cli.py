@@ -16,7 +16,7 @@ import yaml
 
 from .api import BertTrainingJob, SpecError
 from .api.parse import load_documents, parse_job, parse_text
-from .dependencies import resolve_file
+from .dependencies import in_file, resolve_file, resolve_in_file
 from .tasks import task_of
 from .api.crd import crd_yaml, policy_crd_yaml
 from .config import OperatorSettings, SettingsError
@@ -150,6 +150,26 @@ def _with_overlays(job: BertTrainingJob, overlays: list[Overlay], args: argparse
         raise UsageError(f"{job.metadata.namespace}/{job.metadata.name}: {exc}") from None
 
 
+def _template_lines(path: str, overlays: list[Overlay], args: argparse.Namespace) -> list[str]:
+    """What `validate --template` says of each job of a file: its MPIJobs with the templates pass their checks, or
+    they cannot be made here (a job taking inputs from a job not in the file is rendered only on the cluster)."""
+    jobs = resolve_file(parse_text(_read(path), path), path, need_all=False)
+    bodies = in_file(jobs)
+    lines = []
+    for job in jobs:
+        name = f"{path}: {job.metadata.namespace}/{job.metadata.name}"
+        try:
+            resolved = resolve_in_file(job, bodies, need_all=True)
+        except SpecError:
+            lines.append(f"{name}: templates not checked: it takes inputs from a job not in this file, so its MPIJobs "
+                         "are made only on the cluster")
+            continue
+        _with_overlays(resolved, overlays, args)
+        lines.append(f"{name} renders with templates {', '.join(o.ref for o in overlays)} and passes their checks "
+                     f"(PodSecurity {args.pod_security})")
+    return lines
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     known = _policies(args)
     overlays = _overlays(args)
@@ -159,10 +179,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for line in _validated(path, known, args):
                 print(line)
             if overlays:
-                for job in _resolved(path, need_all=False):
-                    _with_overlays(job, overlays, args)
-                    print(f"{path}: {job.metadata.namespace}/{job.metadata.name} renders with templates "
-                          f"{', '.join(o.ref for o in overlays)} and passes their checks (PodSecurity {args.pod_security})")
+                for line in _template_lines(path, overlays, args):
+                    print(line)
         except SpecError as exc:
             errors.extend(exc.errors)
     if errors:

@@ -284,3 +284,23 @@ def test_a_rank_can_log_to_a_file_for_a_log_shipper(tmp_path, monkeypatch):
         for handler in set(root.handlers) - set(before):
             root.removeHandler(handler)
             handler.close()
+
+
+def test_validate_with_templates_says_which_jobs_it_cannot_render_instead_of_failing(capsys, tmp_path):
+    """A job taking inputs from a job not in the file is made only on the cluster: validate --template says so for it
+    (exit 0, no traceback) and checks the others."""
+    path = tmp_path / "jobs.yaml"
+    path.write_text("""apiVersion: bertoperator.io/v1alpha1
+kind: BertTrainingJob
+metadata: {name: lone}
+spec:
+  task: {glue: {}}
+  dataset: {uri: s3://data/glue}
+  model: {vocabFrom: {fromJob: other}, initCheckpointFrom: {fromJob: other}}
+  output: {uri: s3://out/lone}
+""")
+    done = bertjob(capsys, "validate", str(path), "--template", str(TEMPLATES / "istio-off.yaml"))
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "default/lone: templates not checked: it takes inputs from a job not in this file" in done.stdout
+    done = bertjob(capsys, "run", "--local", str(path), "--template", str(tmp_path / "missing.yaml"))
+    assert done.returncode == 2 and "missing.yaml: no such file" in done.stderr

@@ -60,6 +60,11 @@ _BOUNDARY = np.asarray([-1], np.int32).tobytes()
 MARK = "\u2e3b"
 
 
+def _nothing() -> tuple[np.ndarray, np.ndarray]:
+    """No ids, no sentences: what encoding an empty group of sentences gives."""
+    return np.zeros(0, np.int32), np.zeros(0, np.int64)
+
+
 class CachedWordPiece:
     """``encode(sentences)`` gives what ``tokenizer.encode_batch(..., add_special_tokens=False)`` gives.
 
@@ -103,7 +108,7 @@ class CachedWordPiece:
     def encode_flat(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of all sentences one after the other (int32) and each sentence's number of ids."""
         if not sentences:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+            return _nothing()
         # 0: ASCII, one regex; 1: non-ASCII, the tokenizer's normalizer and pre-tokenizer on all at once; 2: alone.
         kinds = [0 if s.isascii() and "\n" not in s else 1 if MARK not in s else 2 for s in sentences]
         if not any(kinds):
@@ -125,7 +130,7 @@ class CachedWordPiece:
     def _encode_unicode(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Sentences without the marker: normalised and pre-tokenized together, then looked up word by word."""
         if not sentences:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+            return _nothing()
         text = self._normalize(f" {MARK} ".join(sentences))
         words = [word for word, _ in self._pre_tokenize(text)]
         if self._native is not None:  # words joined by spaces, the markers made newlines: the C split's mode 1
@@ -135,14 +140,14 @@ class CachedWordPiece:
     def _encode_alone(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Sentences that hold the marker: the same steps, one sentence at a time, the marker a word like others."""
         if not sentences:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+            return _nothing()
         ids = [np.asarray([i for word, _ in self._pre_tokenize(self._normalize(s)) for i in self._wordpiece([word])[0]],
                           np.int32) for s in sentences]
         return np.concatenate(ids), np.fromiter(map(len, ids), np.int64, count=len(ids))
 
     def _encode_ascii(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not sentences:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+            return _nothing()
         text = "\n".join(sentences)
         if _CONTROL.search(text):
             text = _CONTROL.sub("", text)
