@@ -115,11 +115,10 @@ def ignored_locally(mpijob: dict[str, Any]) -> list[str]:
                 if container.get("name") not in OPERATOR_CONTAINERS:
                     notes.append(f"not run locally: {replica} {kind[:-1]} {container.get('name')!r} (a job template's)")
                     continue
-                for part in ("requests", "limits"):
-                    for resource in sorted(((container.get("resources") or {}).get(part) or {})):
-                        if resource not in LOCAL_RESOURCES and part == "limits":
-                            notes.append(f"not requested locally: {resource} on the {replica} container "
-                                         f"{container.get('name')!r} (a device a job template asks for)")
+                for resource in sorted(((container.get("resources") or {}).get("limits") or {})):
+                    if resource not in LOCAL_RESOURCES:  # (an extended resource is always in limits)
+                        notes.append(f"not requested locally: {resource} on the {replica} container "
+                                     f"{container.get('name')!r} (a device a job template asks for)")
     return notes
 
 

@@ -39,7 +39,6 @@ class TemplateWatch:
         self.core = kubernetes.client.CoreV1Api(client)
         self.namespace, self.catalog, self.changed = namespace, catalog, changed
         self.stopped = threading.Event()
-        self.listed = threading.Event()  # set once the first list is in the catalog
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="bertoperator-templates", daemon=True)
@@ -54,19 +53,16 @@ class TemplateWatch:
         while not self.stopped.is_set():
             try:
                 version = self._list()
-                self.listed.set()
                 started = time.monotonic()
                 self._watch(version)
                 pause = 1.0
                 if time.monotonic() - started < MIN_WATCH_SECONDS:  # ended at once, without an error (a server that
                     self.stopped.wait(MIN_WATCH_SECONDS)            # does not hold watches open): a list a second
-            except kubernetes.client.ApiException as exc:
-                if exc.status != 410:  # an expired version only means: list again
-                    log.warning("event=templates_unreadable namespace=%s status=%s", self.namespace, exc.status)
-                    self.stopped.wait(pause)
-                    pause = min(pause * 2, MAX_PAUSE_SECONDS)
             except Exception as exc:  # noqa: BLE001 - the watch must outlive any failure of the API or the network
-                log.warning("event=templates_unreadable namespace=%s error=%s", self.namespace, type(exc).__name__)
+                status = getattr(exc, "status", None) if isinstance(exc, kubernetes.client.ApiException) else None
+                if status == 410:  # an expired version only means: list again
+                    continue
+                log.warning("event=templates_unreadable namespace=%s error=%s", self.namespace, status or type(exc).__name__)
                 self.stopped.wait(pause)
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
 

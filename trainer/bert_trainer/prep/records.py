@@ -126,7 +126,8 @@ def crc32c_implementation():
     Chosen lazily, not at import: probing may load TensorFlow's shared library (a few hundred
     MB mapped), which importing this module for its encoders or ``read_records`` should not
     cost. prepare-data calls it before forking its workers, so they inherit the choice."""
-    found = _google_crc32c() or _absl_crc32c()
+    compiled = core()  # (the compiled core's slicing-by-8 table, before loading TensorFlow's library to probe it)
+    found = _google_crc32c() or (compiled.crc32c if compiled is not None else None) or _absl_crc32c()
     if found is None:
         log.warning("event=crc32c_fallback reason=no_native_crc32c (record writing will be slow)")
         return crc32c_python
