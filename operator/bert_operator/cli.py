@@ -26,6 +26,7 @@ from .policy import parse_policy
 from .policy_files import Decided, PolicyFile, decide_documents, is_policy, parse_labels, read_policy_files
 from .render import RenderSettings, render_all
 from .templates import Overlay, TemplateInvalid, parse_overlay, render_with_overlays
+from .templates.schema import MPIJOB_CRD, SchemaCheck, mpijob_check
 from .render.values import DEFAULT_TRAINER_IMAGE
 from .terminal import escape, one_line
 
@@ -142,10 +143,32 @@ def _overlays(args: argparse.Namespace) -> list[Overlay]:
     return overlays
 
 
+def _mpijob_schema(args: argparse.Namespace) -> SchemaCheck | None:
+    """--mpijob-crd, read once (exit 2 naming the file when it is not an MPIJob CRD with a v2beta1 schema)."""
+    path = getattr(args, "mpijob_crd", None)
+    if not path:
+        return None
+    cached = getattr(args, "mpijob_schema", None)
+    if cached is None:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # (the CRD is 1 MB of YAML)
+        try:
+            documents = [d for d in yaml.load_all(_read(path), Loader=loader) if isinstance(d, dict)]
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--mpijob-crd {path}: not YAML: {exc}") from None
+        crd = next((d for d in documents if (d.get("metadata") or {}).get("name") == MPIJOB_CRD), None)
+        if crd is None:
+            raise UsageError(f"--mpijob-crd {path}: no CustomResourceDefinition named {MPIJOB_CRD} in it")
+        try:
+            cached = args.mpijob_schema = mpijob_check(crd)
+        except ValueError as exc:
+            raise UsageError(f"--mpijob-crd {path}: {exc}") from None
+    return cached
+
+
 def _with_overlays(job: BertTrainingJob, overlays: list[Overlay], args: argparse.Namespace,
                    settings: RenderSettings | None = None) -> list[dict[str, Any]]:
     try:
-        return render_with_overlays(job, overlays, settings, level=args.pod_security)
+        return render_with_overlays(job, overlays, settings, level=args.pod_security, mpijob_schema=_mpijob_schema(args))
     except TemplateInvalid as exc:
         raise UsageError(f"{job.metadata.namespace}/{job.metadata.name}: {exc}") from None
 
@@ -165,8 +188,9 @@ def _template_lines(path: str, overlays: list[Overlay], args: argparse.Namespace
                          "are made only on the cluster")
             continue
         _with_overlays(resolved, overlays, args)
+        crd = "the MPIJob CRD of --mpijob-crd" if args.mpijob_crd else "no MPIJob CRD: give --mpijob-crd to check it too"
         lines.append(f"{name} renders with templates {', '.join(o.ref for o in overlays)} and passes their checks "
-                     f"(PodSecurity {args.pod_security})")
+                     f"(core/v1, PodSecurity {args.pod_security}, {crd})")
     return lines
 
 
@@ -222,12 +246,17 @@ def _namespace_labels(text: str) -> dict[str, str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_template_options(parser: argparse.ArgumentParser) -> None:
+def _add_template_options(parser: argparse.ArgumentParser, mpijob_crd: bool = True) -> None:
     parser.add_argument("--template", action="append", default=[], metavar="OVERLAY.yaml",
                         help="apply this job template overlay to every MPIJob (repeatable, in order; "
                              "examples/templates/ has some) and check the result as the operator would")
     parser.add_argument("--pod-security", choices=LEVELS, default="restricted",
                         help="the PodSecurity level the pods must pass with the overlays (default restricted)")
+    if not mpijob_crd:  # (run --local makes no MPIJob)
+        return
+    parser.add_argument("--mpijob-crd", metavar="CRD.yaml",
+                        help="check what the overlays change against this MPIJob CustomResourceDefinition too (the MPI "
+                             "Operator's kubeflow.org_mpijobs.yaml; the operator reads the cluster's own)")
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
@@ -338,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ranks to start (default: the job's workers x GPUs); above 1 runs mpirun on localhost")
     run.add_argument("--job", action="append", default=[], metavar="NAME", help="run only this job of the file (repeatable)")
     run.add_argument("--fresh", action="store_true", help="forget saved status (a changed spec needs it); checkpoints stay")
-    _add_template_options(run)
+    _add_template_options(run, mpijob_crd=False)
     run.add_argument("-o", "--output", choices=("yaml", "json"), default=None,
                      help="end with each job's whole status (default: a table of phase, duration, main metric, outputs)")
     run.set_defaults(func=cmd_run)

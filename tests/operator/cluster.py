@@ -287,6 +287,13 @@ def _mpijob_crd() -> dict[str, Any]:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def mpijob_crd_object() -> dict[str, Any]:
+    """The MPIJob CRD as an object the API server serves (its schema is what the operator checks templates against)."""
+    crd = copy.deepcopy(_mpijob_crd())
+    crd["metadata"] = {"name": crd["metadata"]["name"]}
+    return crd
+
+
 @contextlib.contextmanager
 def strict_cluster(workdir: Path, *, kueue: str | None = None, admission: list[Any] | None = None,
                    namespaces: Any = None, policies: bool = False, client_side: bool = False) -> Iterator[EmulatedCluster]:

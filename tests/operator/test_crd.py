@@ -263,8 +263,9 @@ def test_api_server_schema_enforces_one_task_and_ranges() -> None:
     assert len(errors) == 3
 
 
-def test_the_vendored_affinity_schema_is_kubernetes_own() -> None:
-    """api/schemas/affinity-v1.json is what scripts/vendor-k8s-schema.py makes of kubernetes-validate's schema."""
+def test_the_vendored_schemas_are_kubernetes_own() -> None:
+    """api/schemas/ (affinity-v1.json, podtemplatespec-v1.json) is what scripts/vendor-k8s-schema.py makes of
+    kubernetes-validate's schemas."""
     import subprocess
     import sys
 

@@ -149,3 +149,30 @@ def test_a_restarted_stage_is_made_again_with_the_template_versions_it_had(clust
     other = job(GLUE, name="k")
     sync(reconciler, other)
     assert cluster.mpijobs["k-glue"]["metadata"]["annotations"]["bertoperator.io/templates"] == "efa@2"
+
+
+def test_a_templated_stage_waits_for_the_mpijob_crd_and_is_checked_against_it(cluster: FakeCluster) -> None:
+    """An MPIJob CRD the operator cannot read holds the templated jobs only; once read, a template it refuses fails
+    the job before anything is created, and a template it accepts goes on."""
+    from tests.operator.cluster import mpijob_crd_object
+
+    templates = catalog("istio-off")
+    templates.configmap_event("ADDED", configmap("ttl", "name: ttl\nversion: '1'\npatch: |\n  spec:\n    runPolicy:\n"
+                                                        "      ttlSecondsAfterFinish: 60\n"))
+    templates.mpijob_crd(None, error="403")
+    policies = Policies(team_policy(templates={"allowed": ["istio-off", "ttl"]}))
+    reconciler = reconciler_for(cluster, policies, templates)
+    fine, typo, plain = job({**GLUE, "templates": ["istio-off"]}), job({**GLUE, "templates": ["ttl"]}, name="t"), \
+        job(GLUE, name="k")
+    for body in (fine, typo, plain):
+        sync(reconciler, body)
+    assert set(cluster.mpijobs) == {"k-glue"}
+    ready = condition(fine["status"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TemplateUnavailable")
+    assert "the MPIJob CustomResourceDefinition mpijobs.kubeflow.org could not be read (403)" in ready["message"]
+    templates.mpijob_crd({**mpijob_crd_object(), "metadata": {"name": "mpijobs.kubeflow.org", "resourceVersion": "1"}})
+    sync(reconciler, fine)
+    sync(reconciler, typo)
+    assert set(cluster.mpijobs) == {"k-glue", "j-glue"}
+    failed = condition(typo["status"], "Failed")
+    assert failed["reason"] == "TemplateInvalid" and "spec.runPolicy.ttlSecondsAfterFinish" in failed["message"]

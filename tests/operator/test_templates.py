@@ -304,3 +304,141 @@ spec:
     assert "default/lone: templates not checked: it takes inputs from a job not in this file" in done.stdout
     done = bertjob(capsys, "run", "--local", str(path), "--template", str(tmp_path / "missing.yaml"))
     assert done.returncode == 2 and "missing.yaml: no such file" in done.stderr
+
+
+# What an overlay changes is held to the MPIJob CRD the cluster serves and to core/v1 (templates/schema.py), by a
+# walk that validates only the changed parts: the verdict must be full validation's.
+
+SCHEMA_BREAKERS = {
+    "typo": "            containers:\n              - name: worker\n                resource: {limits: {x: 1}}\n",
+    "types": "            hostNetwork: 'yes'\n            containers:\n              - name: side\n                image: x/y\n"
+             "                ports: [{containerPort: web}]\n",
+    "missing-name": "            containers:\n              - name: worker\n                env: [{value: '1'}]\n",
+    "new-volume-field": "            volumes:\n              - name: v\n                emptyDir: {sizeLimit: 1Gi}\n"
+                        "                bogus: 1\n",
+    "fine": "            volumes:\n              - name: v\n                emptyDir: {sizeLimit: 1Gi}\n",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def crd_check():
+    import yaml
+
+    from bert_operator.templates.schema import mpijob_check
+    from tests.conftest import shared_file
+
+    return mpijob_check(yaml.load(shared_file("crds/kubeflow.org_mpijobs.yaml").read_text(),
+                                  Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+
+def merged_examples():
+    """(base MPIJob, the MPIJob with one overlay) for every example and every schema breaker."""
+    from bert_operator.render import render_mpijob
+    from bert_operator.tasks import stages_of
+    from bert_operator.templates import overlay_context
+    from bert_operator.templates.overlay import render_patch
+    from bert_operator.render.values import RenderSettings, template_values
+
+    job = jobs()[1]
+    stage = stages_of(job.spec)[0]
+    context = overlay_context(job, stage, template_values(job, stage, RenderSettings()))
+    base = render_mpijob(job, stage)
+    given = [example(name) for name in EXAMPLES] + [overlay(PATCH_HEAD + body) for body in SCHEMA_BREAKERS.values()]
+    return [(base, strategic_merge(base, render_patch(o, context, None).patch)) for o in given]
+
+
+def test_the_walk_over_changed_parts_finds_what_full_validation_finds():
+    """For every example and breaker: the errors the walk reports are full jsonschema validation's (the walk adds
+    the fields a structural schema would prune, which full validation does not see), at the same paths."""
+    import jsonschema
+
+    from bert_operator.templates.schema import pod_template_check
+
+    pods, crd = pod_template_check(), crd_check()
+    full_crd = jsonschema.Draft4Validator(crd.schema)
+    full_pod = jsonschema.Draft202012Validator(pods.schema)
+    found_any = 0
+    for base, result in merged_examples():
+        walked = {(tuple(path), message) for path, message in crd.changes(base, result)
+                  if "would drop it" not in message}
+        assert walked == {(tuple(e.absolute_path), e.message) for e in full_crd.iter_errors(result)}
+        for replica in ("Launcher", "Worker"):
+            at = ["spec", "mpiReplicaSpecs", replica, "template"]
+            before, after = base["spec"]["mpiReplicaSpecs"][replica]["template"], result["spec"]["mpiReplicaSpecs"][replica]["template"]
+            walked_pod = {tuple(path[len(at):]) for path, _ in pods.changes(before, after, at)}
+            full = set()
+            for error in full_pod.iter_errors(after):
+                extra = [k for k in error.instance if k not in (error.schema.get("properties") or {})] \
+                    if error.validator == "additionalProperties" else [None]
+                full |= {tuple(error.absolute_path) + ((k,) if k is not None else ()) for k in extra}
+            assert walked_pod == full, replica
+            found_any += len(full)
+    assert found_any >= 5  # the breakers broke something
+
+
+@pytest.mark.parametrize("name,field,message", [
+    ("typo", "containers[0].resource", "'resource' is not a field of core/v1 PodTemplateSpec here (did you mean 'resources'?)"),
+    ("types", "ports[0].containerPort", "'web' is not of type 'integer'"),
+    ("missing-name", "containers[0].env[", "'name' is a required property"),
+    ("new-volume-field", "volumes[2].bogus", "'bogus' is not a field of core/v1"),
+])
+def test_an_overlay_core_v1_refuses_fails_naming_the_field_without_a_cluster(name, field, message):
+    with pytest.raises(TemplateInvalid) as failed:
+        render_with_overlays(jobs()[1], [overlay(PATCH_HEAD + SCHEMA_BREAKERS[name])])
+    assert field in failed.value.field and message in str(failed.value), str(failed.value)
+    assert failed.value.line is not None
+    assert render_with_overlays(jobs()[1], [overlay(PATCH_HEAD + SCHEMA_BREAKERS["fine"])])
+
+
+def test_a_field_the_mpijob_crd_would_prune_fails_only_with_the_crd():
+    """A field outside the pods is core/v1's business nowhere: only the cluster's MPIJob CRD can say it is dropped."""
+    typo = overlay("name: run\nversion: '1'\npatch: |\n  spec:\n    runPolicy:\n      ttlSecondsAfterFinish: 3600\n")
+    assert render_with_overlays(jobs()[1], [typo])  # no CRD given: nothing knows runPolicy's fields
+    with pytest.raises(TemplateInvalid) as failed:
+        render_with_overlays(jobs()[1], [typo], mpijob_schema=crd_check())
+    assert failed.value.field == "spec.runPolicy.ttlSecondsAfterFinish" and failed.value.line == 6
+    assert "the API server would drop it (did you mean 'ttlSecondsAfterFinished'?)" in str(failed.value)
+    good = overlay("name: run\nversion: '1'\npatch: |\n  spec:\n    runPolicy:\n      ttlSecondsAfterFinished: 3600\n")
+    assert render_with_overlays(jobs()[1], [good], mpijob_schema=crd_check())
+
+
+def test_the_catalog_follows_the_mpijob_crd_and_keeps_a_schema_through_a_failed_read():
+    from bert_operator.templates.catalog import MPIJOB_SCHEMA, Catalog, Unavailable
+    from bert_operator.templates.schema import SchemaCheck
+
+    catalog = Catalog()
+    assert MPIJOB_SCHEMA not in catalog.snapshot()  # never read: no cluster, no check (local mode)
+    assert catalog.mpijob_crd(None) and "is not installed" in catalog.snapshot()[MPIJOB_SCHEMA].reason
+    crd = {**crd_check_source(), "metadata": {"name": "mpijobs.kubeflow.org", "resourceVersion": "7"}}
+    assert catalog.mpijob_crd(crd) and isinstance(catalog.snapshot()[MPIJOB_SCHEMA], SchemaCheck)
+    assert not catalog.mpijob_crd(crd)  # the same version: nothing rebuilt, no job woken
+    assert not catalog.mpijob_crd(None, error="503")  # a failed read keeps what was read
+    assert isinstance(catalog.snapshot()[MPIJOB_SCHEMA], SchemaCheck)
+    old = {**crd, "metadata": {**crd["metadata"], "resourceVersion": "8"},
+           "spec": {**crd["spec"], "versions": [{"name": "v1", "schema": {"openAPIV3Schema": {}}}]}}
+    assert catalog.mpijob_crd(old)
+    got = catalog.snapshot()[MPIJOB_SCHEMA]
+    assert isinstance(got, Unavailable) and "serves no v2beta1" in got.reason
+
+
+def crd_check_source():
+    import yaml
+
+    from tests.conftest import shared_file
+
+    return yaml.load(shared_file("crds/kubeflow.org_mpijobs.yaml").read_text(),
+                     Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def test_the_cli_checks_against_a_given_mpijob_crd(capsys, tmp_path):
+    from tests.conftest import shared_file
+
+    run_cli = functools.partial(bertjob, capsys)
+    tiny = str(REPO / "examples" / "bertjob-tiny.yaml")
+    path = tmp_path / "run.yaml"
+    path.write_text("name: run\nversion: '1'\npatch: |\n  spec:\n    runPolicy:\n      backofLimit: 3\n")
+    assert run_cli("validate", tiny, "--template", str(path)).returncode == 0
+    done = run_cli("validate", tiny, "--template", str(path), "--mpijob-crd", str(shared_file("crds/kubeflow.org_mpijobs.yaml")))
+    assert done.returncode == 2 and "spec.runPolicy.backofLimit" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("validate", tiny, "--template", str(path), "--mpijob-crd", str(path))
+    assert done.returncode == 2 and "no CustomResourceDefinition named mpijobs.kubeflow.org" in done.stderr

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.operator.cluster import EmulatedCluster, OperatorProcess, strict_cluster
+from tests.operator.cluster import EmulatedCluster, OperatorProcess, mpijob_crd_object, strict_cluster
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TEMPLATES = REPO / "examples" / "templates"
@@ -45,6 +45,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulated
     workdir: Path = tmp_path_factory.mktemp("templates")
     with strict_cluster(workdir, namespaces={TEAM: LABEL, PLATFORM: {}}, policies=True) as running:
         running.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", POLICY)
+        # The MPI Operator's CRD as the API server serves it: the operator checks templated MPIJobs against it.
+        running.custom.create_cluster_custom_object("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                                                    mpijob_crd_object())
         core = kubernetes.client.CoreV1Api(running.client)
         with OperatorProcess(running, resync_seconds=1.0, env={"BERTOP_TEMPLATES_NAMESPACE": PLATFORM}):
             yield running, core
@@ -103,10 +106,30 @@ def test_a_template_that_breaks_pod_security_fails_the_job_and_creates_nothing(c
     assert mpijob(running, "locked-squad") is None
 
 
+def test_a_template_the_clusters_mpijob_crd_refuses_fails_the_job_naming_its_line_and_creates_nothing(cluster) -> None:
+    """A field the MPIJob CRD does not declare would be dropped by the API server without a word (a typo in a
+    platform's template): the operator checks against the CRD it read from the cluster and says so instead."""
+    running, core = cluster
+    status = lambda name: running.job(TEAM, name).get("status") or {}  # noqa: E731
+    typo = 'name: backoff\nversion: "1"\npatch: |\n  spec:\n    runPolicy:\n      backofLimit: 3\n'
+    core.create_namespaced_config_map(PLATFORM, template_configmap("backoff", typo))
+    policy = copy.deepcopy(POLICY)
+    policy["metadata"]["name"] = "team-a-backoff"
+    policy["spec"]["templates"] = {"allowed": ["backoff"]}
+    running.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", policy)
+    running.apply_job(squad("typo", templates=["backoff"]), uid="uid-typo")
+    running.wait(lambda: status("typo").get("phase") == "Failed", what="Failed")
+    failed = next(c for c in status("typo")["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "TemplateInvalid"
+    assert ("template backoff, line 6 (patch line 3): spec.runPolicy.backofLimit: 'backofLimit' is not a field of "
+            "MPIJob v2beta1 here: the API server would drop it (did you mean 'backoffLimit'?)") in failed["message"]
+    assert mpijob(running, "typo-squad") is None
+
+
 def test_the_operator_reads_configmaps_only_as_the_charts_templates_role_grants(cluster) -> None:
     """RBAC from what the operator did: its ConfigMap requests are the verbs the chart's templates Role grants, all in
     the templates namespace (the tenant's labelled ConfigMap above was never read)."""
-    from tests.chart.render import kind, objects
+    from tests.chart.render import kind, objects, one
     from tests.chart.test_operator_access import OPERATOR_AGENTS, granted, used_verbs
 
     running, _ = cluster
@@ -119,3 +142,8 @@ def test_the_operator_reads_configmaps_only_as_the_charts_templates_role_grants(
     assert requests and {r.namespace for r in requests} == {PLATFORM}
     [role] = [r for r in kind(objects(), "Role") if r["metadata"]["name"] == "bert-operator-templates"]
     assert used_verbs(requests) == granted(role["rules"]) == {("", "configmaps", "list"), ("", "configmaps", "watch")}
+    # The MPIJob CRD is read by name through the CRD list the ClusterRole already grants (kopf lists CRDs).
+    crd_reads = [r for r in running.call(recorded) if str((r.headers or {}).get("User-Agent", "")).startswith("bert-operator/")
+                 and r.resource is not None and r.resource.plural == "customresourcedefinitions"]
+    assert crd_reads and used_verbs(crd_reads) == {("apiextensions.k8s.io", "customresourcedefinitions", "list")}
+    assert used_verbs(crd_reads) <= granted(one(objects(), "ClusterRole")["rules"])

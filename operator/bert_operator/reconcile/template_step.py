@@ -4,7 +4,8 @@ A job's templates (spec.templates, with those its policies force first: policy.p
 catalog as it was when this reconcile began (Observed.templates): the current version of each, but for a stage
 made again after an automatic restart, which keeps the versions its first MPIJob had while the catalog still knows
 them. A name the catalog lacks, or cannot read, holds the stage (Ready=False TemplateUnavailable): a job never runs
-without a template its platform forces, and a broken ConfigMap holds only the jobs that need it. An MPIJob the
+without a template its platform forces, and a broken ConfigMap holds only the jobs that need it. So does an MPIJob
+CRD the operator cannot read: a templated MPIJob is created only once checked against it. An MPIJob the
 templates' checks refuse fails the stage before anything is created (Failed TemplateInvalid, naming the template,
 its line and the field). The templates used are written on the MPIJob (an annotation), and follow.py copies them
 into the stage's status.
@@ -22,7 +23,8 @@ from ..policy import PoliciesUnreadable, selecting
 from ..render import render_mpijob, render_values
 from ..render.values import TEMPLATES_ANNOTATION, template_values
 from ..templates import TemplateInvalid, apply_overlays, overlay_context
-from ..templates.catalog import Unavailable
+from ..templates.catalog import MPIJOB_SCHEMA, Unavailable
+from ..templates.schema import SchemaCheck
 from ..templates.overlay import Overlay
 from .decisions import Context, CreateMPIJob, Followed, Held
 from .status_view import COMPLETION_TIME, PHASE, STAGE_TEMPLATES
@@ -39,6 +41,9 @@ def create(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
     waiting = [f"template {name!r}: " + (got.reason if isinstance(got, Unavailable) else
                                          "no ConfigMap in the operator's namespace has it")
                for name, got in zip(names, found) if not isinstance(got, Overlay)]
+    schema = catalog.get(MPIJOB_SCHEMA)  # (absent where no cluster is: local mode)
+    if isinstance(schema, Unavailable):
+        waiting.append(schema.reason)
     if waiting:
         return Held(reasons.TEMPLATE_UNAVAILABLE, f"waiting to create MPIJob {stage.mpijob_name(job.metadata.name)} "
                                                   f"until the platform provides its templates: {'; '.join(waiting)}")
@@ -47,7 +52,8 @@ def create(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, An
     values = template_values(job, stage, ctx.settings)
     try:
         body = apply_overlays(render_values(values), overlays, overlay_context(job, stage, values),
-                              level=ctx.settings.pod_security, allowed_images=_allowed_images(ctx))
+                              level=ctx.settings.pod_security, allowed_images=_allowed_images(ctx),
+                              mpijob_schema=schema if isinstance(schema, SchemaCheck) else None)
     except TemplateInvalid as exc:
         return Followed(sm.StagePhase("Failed", reasons.TEMPLATE_INVALID, f"not created: {exc}"),
                         {**entry, PHASE: "Failed", COMPLETION_TIME: ctx.now, STAGE_TEMPLATES: refs})

@@ -4,9 +4,9 @@ A platform's overlay (overlay.py: a named, versioned Jinja patch) adds what no j
 (EFA, RDMA), NCCL settings, a log-shipping sidecar, an init container, a read-only volume, mesh annotations. The
 operator's template stays the base; :func:`apply_overlays` renders each overlay for the stage, merges it
 (merge.py: a strategic merge, as kubectl's), and checks the result (checks.py): everything the operator rendered is
-kept, no accelerator is added, added images match the policy's allowedImages, every pod passes the platform's
-PodSecurity level. The first failure raises :class:`TemplateInvalid` naming the overlay, the line of its patch
-that set the field, and the field.
+kept, no accelerator is added, added images match the policy's allowedImages, what changed passes the MPIJob CRD's
+schema and core/v1's (schema.py), every pod passes the platform's PodSecurity level. The first failure raises
+:class:`TemplateInvalid` naming the overlay, the line of its patch that set the field, and the field.
 
 ``bertjob render --template FILE`` and ``bertjob validate --template FILE`` run this without a cluster.
 """
@@ -24,6 +24,7 @@ from ..api.errors import format_path
 from .checks import findings
 from .merge import strategic_merge
 from .overlay import Overlay, RenderedPatch, TemplateInvalid, parse_overlay, reach, render_patch
+from .schema import SchemaCheck
 
 __all__ = ["Overlay", "TemplateInvalid", "apply_overlays", "overlay_context", "parse_overlay", "render_with_overlays"]
 
@@ -42,10 +43,12 @@ def overlay_context(job: BertTrainingJob, stage: Stage, base_values: dict[str, A
 
 def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dict[str, Any], *,
                    level: str = "restricted", allowed_images: list[list[str]] | None = None,
-                   values: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                   values: dict[str, dict[str, Any]] | None = None,
+                   mpijob_schema: SchemaCheck | None = None) -> dict[str, Any]:
     """`mpijob` with each overlay's patch merged in order, once the result passes every check; TemplateInvalid
     otherwise (nothing is changed: the caller creates nothing). `values` overrides an overlay's declared values by
-    overlay name."""
+    overlay name; `mpijob_schema` is the cluster's MPIJob CRD (schema.py: the operator reads it, the CLI is given it);
+    without it the MPIJob's own fields are not checked, its pods against core/v1 still are."""
     if not overlays:
         return mpijob
     result = mpijob
@@ -57,7 +60,7 @@ def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dic
             raise exc.placed(overlay.patch_offset) from None
         patches.append(rendered)
         result = strategic_merge(result, rendered.patch)
-    found = findings(mpijob, result, level=level, allowed_images=allowed_images or [])
+    found = findings(mpijob, result, level=level, allowed_images=allowed_images or [], mpijob_schema=mpijob_schema)
     if found:
         path, message = found[0]
         blamed, line = _blame(patches, path, result)
@@ -67,15 +70,15 @@ def apply_overlays(mpijob: dict[str, Any], overlays: list[Overlay], context: dic
 
 
 def render_with_overlays(job: BertTrainingJob, overlays: list[Overlay], settings: RenderSettings | None = None, *,
-                         level: str = "restricted", allowed_images: list[list[str]] | None = None
-                         ) -> list[dict[str, Any]]:
+                         level: str = "restricted", allowed_images: list[list[str]] | None = None,
+                         mpijob_schema: SchemaCheck | None = None) -> list[dict[str, Any]]:
     """The MPIJobs of every stage of `job`, each with the overlays applied and checked (TemplateInvalid otherwise)."""
     settings = settings or RenderSettings()
     out = []
     for stage in stages_of(job.spec):
         values = template_values(job, stage, settings)
         out.append(apply_overlays(render_values(values), overlays, overlay_context(job, stage, values), level=level,
-                                  allowed_images=allowed_images))
+                                  allowed_images=allowed_images, mpijob_schema=mpijob_schema))
     return out
 
 

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Mapping
 
 from .overlay import Overlay, TemplateInvalid, parse_overlay
+from .schema import MPIJOB_CRD, SchemaCheck, mpijob_check
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,11 @@ class Unavailable:
     reason: str
 
 
-Snapshot = Mapping[str, Overlay | Unavailable]
+Snapshot = Mapping[str, Any]
+
+#: The snapshot's key for the cluster's MPIJob CRD schema (a schema.SchemaCheck, or Unavailable when it cannot be
+#: read): not a template name, which is a DNS label. Absent where no cluster is (local mode, the CLI).
+MPIJOB_SCHEMA = "customresourcedefinitions/mpijobs.kubeflow.org"
 
 
 def read_configmap(body: Mapping[str, Any]) -> tuple[str, Overlay | Unavailable] | None:
@@ -67,8 +72,9 @@ class Catalog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._read: dict[str, tuple[str, Overlay | Unavailable]] = {}
-        self._snapshot: dict[str, Overlay | Unavailable] = {}
+        self._snapshot: dict[str, Any] = {}
         self._earlier: dict[str, dict[str, Overlay]] = {}
+        self._schema: tuple[str, SchemaCheck] | Unavailable | None = None  # (resourceVersion, check)
 
     def configmap_event(self, kind: str | None, body: Mapping[str, Any]) -> bool:
         """Follow one ConfigMap's change; whether the templates by name changed (the jobs need to look again)."""
@@ -95,10 +101,39 @@ class Catalog:
             log.info("event=templates_listed templates=%s", ",".join(sorted(n for n, _ in read.values())) or "-")
         return changed
 
+    def mpijob_crd(self, crd: Mapping[str, Any] | None, error: str | None = None) -> bool:
+        """Follow the cluster's MPIJob CRD (None: not installed; `error`: why it could not be read); whether the
+        snapshot changed. A read that fails after one succeeded keeps the schema read before."""
+        if error is not None:
+            got: tuple[str, SchemaCheck] | Unavailable = Unavailable(
+                f"the MPIJob CustomResourceDefinition {MPIJOB_CRD} could not be read ({error})")
+        elif crd is None:
+            got = Unavailable(f"the MPIJob CustomResourceDefinition {MPIJOB_CRD} is not installed")
+        else:
+            version = str((crd.get("metadata") or {}).get("resourceVersion") or "")
+            if isinstance(self._schema, tuple) and self._schema[0] == version:
+                return False
+            try:
+                got = (version, mpijob_check(dict(crd)))
+            except ValueError as exc:
+                got = Unavailable(str(exc))
+        with self._lock:
+            if isinstance(got, Unavailable) and isinstance(self._schema, tuple) and error is not None:
+                return False
+            if got == self._schema:
+                return False
+            if isinstance(got, Unavailable):
+                log.warning("event=mpijob_crd_unavailable reason=%r", got.reason)
+            self._schema = got
+            return self._set(self._read)
+
     def _set(self, read: dict[str, tuple[str, Overlay | Unavailable]]) -> bool:
         """The catalog of these ConfigMaps (called under the lock); whether the templates by name changed."""
         before = self._snapshot
-        self._read, self._snapshot = read, self._with_earlier(_snapshot(read))
+        snapshot: dict[str, Any] = self._with_earlier(_snapshot(read))
+        if self._schema is not None:
+            snapshot[MPIJOB_SCHEMA] = self._schema[1] if isinstance(self._schema, tuple) else self._schema
+        self._read, self._snapshot = read, snapshot
         return before != self._snapshot
 
     def _with_earlier(self, current: dict[str, Overlay | Unavailable]) -> dict[str, Overlay | Unavailable]:

@@ -1,5 +1,6 @@
 """What an MPIJob with overlays must still be: everything the operator rendered kept, no GPU added, images a policy
-allows, the pod security level the platform runs, and the shape of a pod.
+allows, valid for the MPIJob CRD and core/v1 (schema.py), the pod security level the platform runs, and the shape of a
+pod.
 
 Why "kept" rather than a list of forbidden fields: the operator's rendering is what the job's spec, its policies
 and the security promises made it (the command mpirun runs, the image, the GPUs Kueue admitted, the non-root
@@ -19,6 +20,7 @@ from typing import Any, Iterator
 
 from .. import pod_security
 from .merge import merge_key
+from .schema import SchemaCheck, pod_template_check
 
 Path = list[str | int]
 #: Extended resources that are accelerators: an overlay never adds or changes them (GPUs are the job's and its
@@ -164,8 +166,23 @@ def _parts(path: str) -> Path:
     return parts
 
 
-def findings(base: dict[str, Any], result: dict[str, Any], *, level: str,
-             allowed_images: list[list[str]]) -> list[tuple[Path, str]]:
+def _is_pod_template(path: Path) -> bool:
+    """spec.mpiReplicaSpecs.<replica>.template: below it core/v1 checks the values."""
+    return len(path) == 4 and path[3] == "template" and path[1] == "mpiReplicaSpecs"
+
+
+def schemas(base: dict[str, Any], result: dict[str, Any], mpijob: SchemaCheck | None) -> Iterator[tuple[Path, str]]:
+    """What the overlays changed that the MPIJob CRD's schema (when known) or core/v1's Pod schema refuses."""
+    if mpijob is not None:
+        yield from mpijob.changes(base, result, fields_only=_is_pod_template)
+    pods = pod_template_check()
+    before = dict((tuple(at), template) for at, template in _pod_templates(base))
+    for at, template in _pod_templates(result):
+        yield from pods.changes(before.get(tuple(at)), template, at)
+
+
+def findings(base: dict[str, Any], result: dict[str, Any], *, level: str, allowed_images: list[list[str]],
+             mpijob_schema: SchemaCheck | None = None) -> list[tuple[Path, str]]:
     """Every reason `result` (base with overlays) cannot be created; empty when it can."""
     found = list(shape(result))
     if found:
@@ -173,5 +190,6 @@ def findings(base: dict[str, Any], result: dict[str, Any], *, level: str,
     found += kept(base, result, [])
     found += accelerators(base, result)
     found += images(base, result, allowed_images)
+    found += schemas(base, result, mpijob_schema)
     found += pod_security_level(result, level)
     return found

@@ -3,10 +3,11 @@
 Why not a kopf handler: kopf watches a resource in every namespace it serves, and a cluster-wide watch of ConfigMaps
 would need the right to read every ConfigMap of the cluster (application settings, tokens some charts keep there).
 The templates live in the operator's own namespace only, so this watch is namespaced and its RBAC is a Role there
-(the chart's job-templates.yaml). It lists (which replaces the catalog whole: a ConfigMap deleted while no watch ran
-is dropped), then watches from that list's resourceVersion; an expired version (410) lists again at once, any
-error after a pause that doubles up to a minute, and a watch the server ends at once (some do not hold watches
-open) after a second: the templates then follow the lists.
+(the chart's job-templates.yaml). With each list it reads the MPIJob CRD too (by name, through the CRD list the
+ClusterRole grants for kopf): its schema checks every templated MPIJob. It lists (which replaces the catalog whole:
+a ConfigMap deleted while no watch ran is dropped), then watches from that list's resourceVersion; an expired
+version (410) lists again at once, any error after a pause that doubles up to a minute, and a watch the server ends
+at once (some do not hold watches open) after a second: the templates then follow the lists.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import kubernetes
 
 from .catalog import TEMPLATE_LABEL, Catalog
+from .schema import MPIJOB_CRD
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class TemplateWatch:
     def __init__(self, client: kubernetes.client.ApiClient, namespace: str, catalog: Catalog,
                  changed: Callable[[], None]) -> None:
         self.core = kubernetes.client.CoreV1Api(client)
+        self.crds = kubernetes.client.ApiextensionsV1Api(client)
         self.namespace, self.catalog, self.changed = namespace, catalog, changed
         self.stopped = threading.Event()
 
@@ -66,7 +69,24 @@ class TemplateWatch:
                 self.stopped.wait(pause)
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
+    def _read_mpijob_crd(self) -> None:
+        """The MPIJob CRD, whose schema every templated MPIJob is checked against (templates/schema.py). Read with
+        the list the operator's ClusterRole grants for CRDs already (kopf lists them), by name."""
+        try:
+            listed = self.crds.list_custom_resource_definition(field_selector=f"metadata.name={MPIJOB_CRD}",
+                                                               _preload_content=False, _request_timeout=30)
+            items = json.loads(listed.data).get("items") or []
+        except Exception as exc:  # noqa: BLE001 - said on the jobs that wait for it; the next list tries again
+            status = getattr(exc, "status", None) if isinstance(exc, kubernetes.client.ApiException) else None
+            changed = self.catalog.mpijob_crd(None, error=f"{status or type(exc).__name__}")
+        else:
+            crd = next((item for item in items if (item.get("metadata") or {}).get("name") == MPIJOB_CRD), None)
+            changed = self.catalog.mpijob_crd(crd)
+        if changed:
+            self.changed()
+
     def _list(self) -> str:
+        self._read_mpijob_crd()
         listed = self.core.list_namespaced_config_map(self.namespace, label_selector=TEMPLATE_LABEL,
                                                       _preload_content=False, _request_timeout=30)
         body: dict[str, Any] = json.loads(listed.data)
