@@ -4,7 +4,8 @@ applied and checked, interleaved in one run.
 The issue's bound is 1 ms more per MPIJob. Both sides run the operator's own code for a stage to create: the plain
 side `render_mpijob`, the templated side what reconcile/template_step.py does (the template's values, the base
 MPIJob, each overlay's Jinja patch rendered and parsed, the strategic merge, every check: the operator's rendering
-kept, accelerators, images, PodSecurity, and the launcher's exports). CPU time of this process (time.process_time),
+kept, accelerators, images, core/v1's Pod schema and the MPIJob CRD's (the MPI Operator's, from ../shared/crds, as
+the operator reads it from the cluster), PodSecurity, and the launcher's exports). CPU time of this process (time.process_time),
 rounds alternating so that load on the machine falls on both sides alike.
 
     .venv/bin/python bench/template_overhead.py [--templates efa,istio-off] [--rounds 20] [--per-round 50]
@@ -17,6 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -27,6 +30,7 @@ def main() -> None:
     from bert_operator.render.values import template_values
     from bert_operator.tasks import stages_of
     from bert_operator.templates import apply_overlays, overlay_context, parse_overlay
+    from bert_operator.templates.schema import mpijob_check
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--templates", default="efa,istio-off", help="examples/templates/ names, applied in this order")
@@ -48,9 +52,12 @@ def main() -> None:
     def plain(job) -> None:
         render_mpijob(job, stage, settings)
 
+    crd = REPO.parent / "shared" / "crds" / "kubeflow.org_mpijobs.yaml"
+    schema = mpijob_check(yaml.load(crd.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
     def templated(job) -> None:
         values = template_values(job, stage, settings)
-        apply_overlays(render_values(values), overlays, overlay_context(job, stage, values))
+        apply_overlays(render_values(values), overlays, overlay_context(job, stage, values), mpijob_schema=schema)
 
     for fn in (plain, templated):  # warm: the template's compile, the skeleton cache, the overlays' compile
         fn(first)
