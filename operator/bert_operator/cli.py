@@ -25,6 +25,7 @@ from .pod_security import LEVELS
 from .policy import parse_policy
 from .policy_files import Decided, PolicyFile, decide_documents, is_policy, parse_labels, read_policy_files
 from .render import RenderSettings, render_all
+from .api.policy import MAX_FORCED_TEMPLATES
 from .templates import Overlay, TemplateInvalid, parse_overlay, render_with_overlays
 from .templates.schema import MPIJOB_CRD, SchemaCheck, mpijob_check
 from .render.values import DEFAULT_TRAINER_IMAGE
@@ -131,6 +132,9 @@ def _decided_lines(path: str, done: Decided) -> list[str]:
 
 def _overlays(args: argparse.Namespace) -> list[Overlay]:
     """The --template files, parsed (exit 2 naming the file, its line and field)."""
+    if len(args.template) > MAX_FORCED_TEMPLATES:
+        raise UsageError(f"--template: at most {MAX_FORCED_TEMPLATES} templates (as many as a policy forces), "
+                         f"not {len(args.template)}")
     overlays = []
     for path in args.template:
         try:

@@ -442,3 +442,17 @@ def test_the_cli_checks_against_a_given_mpijob_crd(capsys, tmp_path):
     assert done.returncode == 2 and "spec.runPolicy.backofLimit" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("validate", tiny, "--template", str(path), "--mpijob-crd", str(path))
     assert done.returncode == 2 and "no CustomResourceDefinition named mpijobs.kubeflow.org" in done.stderr
+    done = run_cli("validate", tiny, *["--template", str(path)] * 17)  # (checked before any is read)
+    assert done.returncode == 2 and "--template: at most 16 templates" in done.stderr
+
+
+def test_a_patch_that_renders_without_end_is_stopped_at_its_bound():
+    """The sandbox bounds each range() to 100,000 items; nested, a loop would still render gigabytes: the rendering
+    stops at MAX_RENDERED_CHARS instead."""
+    from bert_operator.templates.overlay import MAX_RENDERED_CHARS
+
+    endless = overlay("name: loop\nversion: '1'\npatch: |\n  metadata:\n    annotations:\n"
+                      "  {% for i in range(100000) %}{% for j in range(100000) %}    a{{ i }}-{{ j }}: x\n"
+                      "  {% endfor %}{% endfor %}\n")
+    with pytest.raises(TemplateInvalid, match=f"renders to over {MAX_RENDERED_CHARS} characters"):
+        render_with_overlays(jobs()[1], [endless])

@@ -148,11 +148,15 @@ class PolicyLimits(ApiModel):
         default_factory=list, description="Spec fields tenants may not set themselves (defaults and forced values may).")
 
 
+#: The most templates a policy forces (and `bertjob run --local --template` takes: it forces them through a policy).
+MAX_FORCED_TEMPLATES = 16
+
+
 class PolicyTemplates(ApiModel):
     """The platform's job templates (overlays on the MPIJobs) for the namespaces a policy selects."""
 
     forced: list[DnsLabel] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list, max_length=MAX_FORCED_TEMPLATES,
         description="Templates every job of these namespaces gets, first and in this order; a job cannot drop them.")
     allowed: list[DnsLabel] = Field(
         default_factory=list, max_length=64,

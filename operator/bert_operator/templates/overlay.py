@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import re
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import jinja2
 import yaml
@@ -197,6 +197,23 @@ class RenderedPatch:
     node: yaml.Node
 
 
+#: The most a patch may render to: an MPIJob is a few KB, and the API server refuses bodies over about 3 MB.
+MAX_RENDERED_CHARS = 512 * 1024
+
+
+def _bounded(overlay: Overlay, chunks: Iterator[str]) -> str:
+    """The rendered text, stopped as soon as it passes MAX_RENDERED_CHARS (a loop over a large range renders
+    without end in memory otherwise; the sandbox already bounds each range() to 100,000 items)."""
+    out, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateInvalid(overlay.name, f"the patch renders to over {MAX_RENDERED_CHARS} characters",
+                                  field="patch", in_patch=True)
+        out.append(chunk)
+    return "".join(out)
+
+
 def render_patch(overlay: Overlay, context: dict[str, Any], overrides: dict[str, Any] | None = None) -> RenderedPatch:
     """The overlay's patch for one stage: its Jinja rendered with `context` and its values (defaults, then
     `overrides` of declared names only), parsed as YAML (a mapping, or nothing: an overlay may patch no stage)."""
@@ -206,7 +223,7 @@ def render_patch(overlay: Overlay, context: dict[str, Any], overrides: dict[str,
                                             f"(it declares {sorted(overlay.values) or 'none'})", field="values")
     values = {**overlay.values, **(overrides or {})}
     try:
-        text = _compiled(overlay.name, overlay.patch).render(**context, values=values)
+        text = _bounded(overlay, _compiled(overlay.name, overlay.patch).generate(**context, values=values))
     except TemplateInvalid:
         raise
     except jinja2.UndefinedError as exc:
