@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import jsonschema
 
+from .merge import merge_key
+
 Path = list[str | int]
 
 #: The keywords that describe an object's or a list's children: the walk applies them child by child.
@@ -156,8 +158,12 @@ class SchemaCheck:
         Pod's nodes, and the bulk of the walk's cost otherwise. False means: ask jsonschema (its verdict, its words)."""
         if not node.quick:
             return False
-        if node.types and not any(accepts(value) for accepts in node.types):
-            return False
+        if node.types:
+            for accepts in node.types:
+                if accepts(value):
+                    break
+            else:
+                return False
         if "enum" in node.schema and value not in node.schema["enum"]:
             return False
         if node.pattern is not None and isinstance(value, str) and not node.pattern.search(value):
@@ -204,9 +210,10 @@ class SchemaCheck:
                 self._errors(self._validator(node, own=True), result, path, found)
             earlier = {id(item) for item in before_items}
             items = node.schema["items"]
+            key = merge_key(path[-1]) if before_items and path and isinstance(path[-1], str) else None
             for index, item in enumerate(result):
                 if id(item) not in earlier:
-                    self._walk(items, _counterpart(before_items, item, path), item, path + [index], found, fields)
+                    self._walk(items, _counterpart(before_items, item, key), item, path + [index], found, fields)
         elif fields:
             if self.strict_unknown:
                 self._pruned(node.schema, result, path, found)
@@ -239,11 +246,8 @@ class SchemaCheck:
         return f"{key!r} is not a field of {self.name} here{dropped}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
-def _counterpart(base: list[Any], item: Any, path: Path) -> Any:
-    """The base item a changed list item came from: the one with the same merge key (name, containerPort, ...)."""
-    from .merge import merge_key  # noqa: PLC0415 - merge imports nothing from here; kept local to read as a lookup
-
-    key = merge_key(str(path[-1])) if path and isinstance(path[-1], str) else None
+def _counterpart(base: list[Any], item: Any, key: str | None) -> Any:
+    """The base item a changed list item came from: the one with the same merge `key` (name, containerPort, ...)."""
     if key is None or not isinstance(item, dict):
         return None
     return next((old for old in base if isinstance(old, dict) and old.get(key) == item.get(key)), None)
