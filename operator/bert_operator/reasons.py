@@ -79,6 +79,8 @@ POLICY_VIOLATION: Final = _reason("PolicyViolation", _FAILED, "Warning")
 POLICIES_UNREADABLE: Final = _reason("PoliciesUnreadable", ("Ready",), "Warning")
 #: A BertTrainingPolicy that selects the job's namespace is invalid (and was never valid): the next MPIJob waits.
 POLICY_INVALID: Final = _reason("PolicyInvalid", ("Ready",), "Warning")
+#: Too many of a sweep's trials failed for minSucceeded of them to succeed (reconcile/sweep_step.py).
+TRIALS_FAILED: Final = _reason("TrialsFailed", _FAILED)
 #: A stage's MPIJob with the platform's job templates breaks their checks (templates/checks.py): failed, nothing made.
 TEMPLATE_INVALID: Final = _reason("TemplateInvalid", _FAILED)
 #: A job template the job gets is not in the operator's namespace, or its ConfigMap cannot be read: the next MPIJob

@@ -24,7 +24,7 @@ from bert_common.contract import PROGRESS_FIELDS, REPORT_PROGRESS, REPORT_RESULT
 from . import reasons
 
 #: status.results keys the operator writes itself (reconcile/plan.py): a report's values for them are dropped.
-OPERATOR_RESULTS = frozenset({"stage", "gpuHours", "artifacts"})
+OPERATOR_RESULTS = frozenset({"stage", "gpuHours", "artifacts", "best"})
 #: Bounds on what one report may put into status (the whole status must stay far below the API server's 1.5 MB
 #: object limit, and `describe` prints every results entry).
 MAX_RESULTS_BYTES = 16 * 1024
@@ -185,8 +185,14 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
     names = [stage.name for stage in stages_of(job.spec)]
     stage = report.get(REPORT_STAGE)
     if not isinstance(stage, str) or stage not in names:
-        raise ValueError(f"stage: must be one of {names}, got {_shown(stage)}")
+        raise ValueError(f"stage: must be one of {_names_shown(names)}, got {_shown(stage)}")
     generation = (status.get("observedGeneration"))
+    settings = task_of(job.spec).settings(job.spec)
+    if getattr(settings, "sweep", None) is not None:
+        patch = _trial_report(settings, status, names, stage, report, now)
+        patch["conditions"] = sm.set_condition(status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True,
+                                               reasons.REPORTED, f"trainer reported on {stage}", now, generation)
+        return patch
     patch: dict[str, Any] = {}
     if REPORT_PROGRESS in report:
         fields = checked_progress(report[REPORT_PROGRESS])
@@ -211,3 +217,47 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
         generation,
     )
     return patch
+
+
+def _names_shown(names: list[str]) -> str:
+    """The stages a report may name, shortened for a sweep's many trials."""
+    return str(names) if len(names) <= 4 else f"{names[0]}..{names[-1]}"
+
+
+def _trial_report(task: Any, status: dict[str, Any], names: list[str], stage: str, report: dict[str, Any],
+                  now: str) -> dict[str, Any]:
+    """A sweep trial's report: its progress and its dev metrics go on its own status.trials entry (trials run side
+    by side, so one trial's report never moves another's), and the job's progress is the trials' mean."""
+    trials_now = [dict(t) if isinstance(t, dict) else {} for t in status.get("trials") or []]
+    by_name = {t.get("name"): t for t in trials_now}
+    entry = by_name.get(stage)
+    if entry is None:  # (reported before the operator listed its trials: not expected, but never lost)
+        entry = {"index": names.index(stage), "name": stage}
+        trials_now.append(entry)
+    patch: dict[str, Any] = {}
+    if REPORT_PROGRESS in report:
+        fields = checked_progress(report[REPORT_PROGRESS])
+        fields.setdefault("updatedAt", now)
+        previous = {"stage": stage, "step": entry.get("step"), "updatedAt": entry.get("updatedAt")}
+        _check_not_behind({"progress": previous, "stages": status.get("stages") or []}, [stage], stage, fields)
+        entry.update(percent=min(100, int(100 * fields["step"] / fields["totalSteps"])), step=fields["step"],
+                     updatedAt=fields["updatedAt"])
+        shares = [100 if t.get("phase") in ("Succeeded", "Failed") else _percent(t.get("percent"))
+                  for t in ({**{n: {} for n in names}, **by_name}.values())]
+        percent = min(100, int(sum(shares) / len(names)))
+        ended = sum(1 for t in by_name.values() if t.get("phase") in ("Succeeded", "Failed"))
+        patch["progress"] = {"stage": stage, **fields, "percent": percent,
+                             "display": f"{percent}% {ended}/{len(names)} trials"}
+    if REPORT_RESULTS in report:
+        from .tasks.trials import dev_metrics  # noqa: PLC0415 - tasks imports reports' neighbours; kept local
+
+        checked = checked_results(report[REPORT_RESULTS])
+        entry["metrics"] = {name: finite(value) for name, value in dev_metrics(task, checked).items()}
+    if not patch and REPORT_RESULTS not in report:
+        raise ValueError("report: needs progress or results")
+    patch["trials"] = trials_now
+    return patch
+
+
+def _percent(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100 else 0

@@ -272,6 +272,52 @@ class PretrainTask(ApiModel):
         return [*steps, self.train_steps - sum(steps)]
 
 
+#: The dev metrics a sweep can select by (the trainer's names in results.json): GLUE's accuracy, f1 (MRPC) and mcc
+#: (CoLA); SQuAD's exact_match and f1.
+SweepMetric = Literal["accuracy", "f1", "mcc", "exact_match"]
+#: The BERT paper's fine-tuning learning rates (Devlin et al. 2019, appendix A.3): the best on dev is picked.
+PAPER_LEARNING_RATES = (5e-5, 4e-5, 3e-5, 2e-5)
+#: The most trials one sweep runs (each is an MPIJob).
+MAX_TRIALS = 64
+
+
+class SweepSelect(ApiModel):
+    """How the best trial is chosen: by a dev metric."""
+
+    metric: SweepMetric | None = Field(
+        None, description="Dev metric that picks the best trial. Default the task's main one: mcc (CoLA), f1 (MRPC, "
+                          "SQuAD), accuracy (MNLI).")
+    goal: Literal["max", "min"] = Field("max", description="Whether a higher (max) or lower (min) metric is better. "
+                                                           "Default max.")
+
+
+class SweepSpec(ApiModel):
+    """Fine-tuning as the BERT paper does it: one trial per combination of the lists, each its own MPIJob
+    (<job>-t<k>) and output folder, the best on dev chosen. A list left out holds the task's own value."""
+
+    learning_rates: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=lambda: list(PAPER_LEARNING_RATES), min_length=1, max_length=16,
+        description="Peak learning rates to try. Default the paper's 5e-5, 4e-5, 3e-5, 2e-5.")
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
+        None, min_length=1, max_length=16, description="Random seeds (restarts) per setting. Default one: 12345.")
+    epochs: list[Annotated[float, Field(gt=0.0, le=100.0)]] | None = Field(
+        None, min_length=1, max_length=16, description="Training epochs to try. Default the task's epochs.")
+    batch_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=1, max_length=16, description="Batch sizes per GPU to try. Default the task's batchSizePerGpu.")
+    max_parallel: int = Field(1, ge=1, le=MAX_TRIALS, description="Trials running at once (each an MPIJob with the "
+                                                                  "job's workers and GPUs). Default 1.")
+    select: SweepSelect = Field(default_factory=SweepSelect, description="How the best trial is chosen.")
+    min_succeeded: int = Field(1, ge=1, le=MAX_TRIALS, description="Trials that must succeed for the sweep to succeed "
+                                                                   "(a failed trial does not fail it otherwise). "
+                                                                   "Default 1.")
+    keep_trial_checkpoints: bool = Field(True, description="Keep the checkpoints of trials other than the best "
+                                                           "(false: each trial keeps none). Default true.")
+
+    def trial_count(self, epochs: float, batch_size: int) -> int:
+        return (len(self.learning_rates) * len(self.seeds or [0]) * len(self.epochs or [epochs])
+                * len(self.batch_sizes or [batch_size]))
+
+
 class SquadTask(ApiModel):
     """SQuAD question answering fine-tuning, scored by exact match and F1."""
 
@@ -287,6 +333,8 @@ class SquadTask(ApiModel):
     warmup_proportion: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps for linear warmup. Default 0.1.")
     null_score_diff_threshold: float = Field(0.0, description="v2.0 only: predict no answer when null score minus best span "
                                                               "exceeds this. Default 0.")
+    sweep: SweepSpec | None = Field(None, description="Run a sweep of learning rates, seeds, epochs and batch sizes, "
+                                                      "one trial each, and keep the best on dev.")
 
 
 class GlueTask(ApiModel):
@@ -300,6 +348,8 @@ class GlueTask(ApiModel):
     batch_size_per_gpu: int = Field(32, ge=1, description="Examples per GPU per step. Default 32.")
     learning_rate: float = Field(2e-5, gt=0.0, le=1.0, description="Peak learning rate. Default 2e-5.")
     warmup_proportion: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps for linear warmup. Default 0.1.")
+    sweep: SweepSpec | None = Field(None, description="Run a sweep of learning rates, seeds, epochs and batch sizes, "
+                                                      "one trial each, and keep the best on dev.")
 
 
 class RecordSet(ApiModel):

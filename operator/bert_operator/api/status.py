@@ -89,6 +89,32 @@ class StageStatus(StatusModel):
         None, description="The job templates the stage's MPIJob was made with, as name@version, in the order applied.")
 
 
+class TrialHyperparameters(StatusModel):
+    """What one trial of a sweep runs with."""
+
+    learning_rate: float | None = None
+    seed: int | None = None
+    epochs: float | None = None
+    batch_size_per_gpu: int | None = None
+
+
+class TrialStatus(StatusModel):
+    """One trial of a fine-tuning sweep (spec.task.<task>.sweep): a stage of its own, t<index>."""
+
+    index: int = Field(..., ge=0)
+    name: str = Field(..., description="t<index>: its stage, and its MPIJob's suffix.")
+    hyperparameters: TrialHyperparameters | None = None
+    phase: JobPhase | None = None
+    mpi_job: str | None = Field(None, description="Name of its MPIJob.")
+    gpu_hours: float | None = Field(None, ge=0, description="GPU-hours of its ended attempts.")
+    metrics: dict[str, float | None] | None = Field(
+        None, description="Its dev metrics from its results report (accuracy, f1, mcc, exact_match).")
+    percent: int | None = Field(None, ge=0, le=100, description="How far its training is, from its progress reports.")
+    step: int | None = Field(None, ge=0, description="Its last reported step.")
+    updated_at: str | None = Field(None, description="When it last reported progress.")
+    best: bool | None = Field(None, description="True on the best trial so far by the selected metric.")
+
+
 class StoreLocation(StatusModel):
     """A location and how to reach it (a Secret by name only)."""
 
@@ -161,10 +187,13 @@ class BertTrainingJobStatus(StatusModel):
     dependencies: list[DependencyStatus] = Field(
         default_factory=list, description="Jobs this job takes inputs from (spec.dataset.fromJob, "
                                           "spec.model.initCheckpointFrom, spec.model.vocabFrom).")
+    trials: list[TrialStatus] = Field(
+        default_factory=list, description="A sweep's trials, in order (spec.task.<task>.sweep).")
     results: dict[str, Any] | None = Field(
         None,
         description="Final metrics and checkpoint URI from results.json; artifacts: the exported models' URIs "
-                    "(stage, format, uri); gpuHours: GPU-hours over all stages' ended attempts, restarts included.",
+                    "(stage, format, uri); gpuHours: GPU-hours over all stages' ended attempts, restarts included; "
+                    "best: a sweep's best trial (trial, index, metric, value, hyperparameters, metrics, final).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 

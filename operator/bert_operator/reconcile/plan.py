@@ -35,7 +35,7 @@ from ..api.stages import Stage
 from bert_common.contract import EXPORT_FOLDER
 from ..render import RenderSettings
 from ..tasks import report_uri, stages_of, task_of
-from . import usage
+from . import sweep_step, usage
 from .decisions import (Action, Context, CreateMPIJob, DeleteMPIJob, Ended, Event, Followed, Held, PatchMPIJob,
                         PatchWorkload, Plan)
 from .dependency_step import resolve
@@ -198,9 +198,17 @@ class Walked:
 
 def _walk(ctx: Context, job: BertTrainingJob, base: dict[str, Any]) -> Walked | Plan:
     """Each stage in order: a succeeded one is kept, the first other one is followed (follow.py) and the walk stops
-    there; a plan instead when that stage needs a write first, or waits for the policies."""
+    there; a plan instead when that stage needs a write first, or waits for the policies. A sweep's trials are
+    walked side by side instead (sweep_step.py)."""
     stages = stages_of(job.spec)
     recorded = {StageView(s).name: s for s in StatusView(base).stages}
+    if sweep_step.is_sweep(job):
+        trials = sweep_step.walk(ctx, job, stages, recorded)
+        if isinstance(trials, Held):
+            return _waiting_for_policies(ctx, base, trials)
+        if isinstance(trials, tuple):
+            return Plan(base, actions=trials)
+        return Walked(stages, recorded, trials.entries, trials.phases, trials.events, trials.restarted, trials.state)
     entries: list[dict[str, Any]] = []
     phases: list[sm.StagePhase] = []
     events: list[Event] = []
@@ -262,7 +270,9 @@ def _status(ctx: Context, job: BertTrainingJob, written_job: BertTrainingJob, ba
     gpu_hours = usage.job_gpu_hours(entries)
     if gpu_hours is not None and StatusView(new).results.get("gpuHours") != gpu_hours:
         new[RESULTS] = {**StatusView(new).results, "gpuHours": gpu_hours}
-    artifacts = _artifacts(job, walked.stages, entries)
+    if sweep_step.is_sweep(job):
+        new = sweep_step.with_trials(job, entries, new, state.phase)
+    artifacts = _artifacts(job, walked.stages, entries, sweep_step.best_stage(new))
     if artifacts and StatusView(new).results.get("artifacts") != artifacts:
         new[RESULTS] = {**StatusView(new).results, "artifacts": artifacts}
     new.setdefault(START_TIME, now)
@@ -347,10 +357,14 @@ def _waiting_for_policies(ctx: Context, base: dict[str, Any], held: Held) -> Pla
     return Plan(new, events=events)
 
 
-def _artifacts(job: BertTrainingJob, stages: list[Stage], entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _artifacts(job: BertTrainingJob, stages: list[Stage], entries: list[dict[str, Any]],
+               best: str | None = None) -> list[dict[str, str]]:
     """The exports of the stages that succeeded (the trainer writes <stage output>/export/<format>/ before it exits
-    0, or fails the stage), in stage order: what status.results.artifacts lists."""
+    0, or fails the stage), in stage order: what status.results.artifacts lists. A sweep's are its best trial's only
+    (`best`, once the sweep has ended)."""
     done = {StageView(entry).name for entry in entries if StageView(entry).phase == "Succeeded"}
+    if sweep_step.is_sweep(job):
+        done &= {best} if best else set()
     formats = task_of(job.spec).exports(job.spec)
     return [{"stage": stage.name, "format": fmt, "uri": join(report_uri(job.spec, stage), EXPORT_FOLDER, fmt)}
             for stage in stages if stage.name in done for fmt in formats]

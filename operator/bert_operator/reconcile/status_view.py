@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..api.status import ACCEPTED_SPEC, BertTrainingJobStatus, StageStatus, wire_key
+from ..api.status import ACCEPTED_SPEC, BertTrainingJobStatus, StageStatus, TrialStatus, wire_key
 
 _JOB = BertTrainingJobStatus
 PHASE = wire_key(_JOB, "phase")
@@ -28,6 +28,13 @@ POLICY = wire_key(_JOB, "policy")
 RESOLVED = wire_key(_JOB, "resolved")
 DEPENDENCIES = wire_key(_JOB, "dependencies")
 RESULTS = wire_key(_JOB, "results")
+TRIALS = wire_key(_JOB, "trials")
+TRIAL_NAME = wire_key(TrialStatus, "name")
+METRICS = wire_key(TrialStatus, "metrics")
+PERCENT = wire_key(TrialStatus, "percent")
+#: status.results.best (a sweep's best trial), and the flag on that trial's entry.
+BEST = wire_key(TrialStatus, "best")
+GPU_HOURS = wire_key(StageStatus, "gpu_hours")
 
 STAGE_NAME = wire_key(StageStatus, "name")
 STAGE_MPIJOB = wire_key(StageStatus, "mpi_job")

@@ -18,6 +18,8 @@ from bert_common.contract import EXPORT_HF, EXPORT_SAVEDMODEL
 from ..api.locations import join
 from ..api.models import BertTrainingJobSpec
 from ..api.stages import Stage
+from .trials import Trial, trials
+from .trials import check as check_sweep
 
 
 class OperatorTask:
@@ -93,10 +95,29 @@ def figure(value: float, digits: int = 3) -> str:
 
 
 class FineTuningTask(OperatorTask):
-    """A task that fine-tunes pretrained weights: it tokenizes, loads a checkpoint and needs TensorFlow locally."""
+    """A task that fine-tunes pretrained weights: it tokenizes, loads a checkpoint and needs TensorFlow locally.
+
+    With a sweep (trials.py) its stages are the trials, t0..t<n-1>, each writing to `<output>/<task>/t<k>`."""
 
     needs_vocab = True
     needs_init_checkpoint = True
     local_modules = ("tensorflow", "tokenizers")
     #: A fine-tuned model is what gets served: both formats.
     default_exports = (EXPORT_HF, EXPORT_SAVEDMODEL)
+
+    def stages(self, spec: BertTrainingJobSpec) -> list[Stage]:
+        found = trials(self.settings(spec))
+        return [Stage(trial.index, trial.name) for trial in found] if found else super().stages(spec)
+
+    def trial(self, spec: BertTrainingJobSpec, stage: Stage) -> Trial | None:
+        """The trial a stage runs; None outside a sweep."""
+        found = trials(self.settings(spec))
+        return found[stage.index] if found and stage.index < len(found) and found[stage.index].name == stage.name else None
+
+    def output(self, spec: BertTrainingJobSpec, stage: Stage, base: str) -> str:
+        if self.trial(spec, stage) is not None:
+            return join(base, self.stage_name, stage.name)
+        return super().output(spec, stage, base)
+
+    def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
+        yield from check_sweep(f"spec.task.{self.name}", self.settings(spec))

@@ -6,6 +6,7 @@ import json
 
 from ..api.locations import in_pod
 from ..api.models import BertTrainingJobSpec, GlueTask, SquadTask
+from .trials import Trial
 
 
 def number(value: float) -> str:
@@ -63,13 +64,14 @@ def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str, exports: li
     ]
 
 
-def finetune_hyperparameters(spec: BertTrainingJobSpec, task: SquadTask | GlueTask) -> list[str]:
-    """The hyperparameters squad and glue share."""
+def finetune_hyperparameters(spec: BertTrainingJobSpec, task: SquadTask | GlueTask, trial: Trial | None = None) -> list[str]:
+    """The hyperparameters squad and glue share; a sweep's trial sets its own learning rate, seed, epochs and batch."""
     return [
         "--max_seq_length", str(task.max_seq_length),
-        "--train_batch_size", str(task.batch_size_per_gpu),
-        "--learning_rate", number(task.learning_rate),
-        "--num_train_epochs", number(task.epochs),
+        "--train_batch_size", str(trial.batch_size if trial else task.batch_size_per_gpu),
+        "--learning_rate", number(trial.learning_rate if trial else task.learning_rate),
+        "--num_train_epochs", number(trial.epochs if trial else task.epochs),
+        *(["--seed", str(trial.seed)] if trial else []),
         "--warmup_proportion", number(task.warmup_proportion),
         *optimizer_flags(spec, "adam"),
         *speed_flags(spec),

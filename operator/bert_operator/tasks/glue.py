@@ -25,6 +25,7 @@ class Glue(FineTuningTask):
     stage_name = "glue"
 
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
+        yield from super().check(spec, max_positions)
         task: GlueTask = self.settings(spec)
         yield from check_seq("spec.task.glue", task.max_seq_length, max_positions)
         yield from check_relative("spec.task.glue.dataDir", task.data_dir)
@@ -42,7 +43,7 @@ class Glue(FineTuningTask):
             "--data_dir", join(data_root(spec), self.data_path(spec, stage)),
             *finetune_model_flags(spec, self.output(spec, stage, in_pod(resolved(spec.output.uri))), self.exports(spec)),
             "--do_train", "--do_eval",
-            *finetune_hyperparameters(spec, task),
+            *finetune_hyperparameters(spec, task, self.trial(spec, stage)),
         ]
 
     def summary(self, results: dict[str, Any]) -> str:

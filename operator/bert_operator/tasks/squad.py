@@ -26,6 +26,7 @@ class Squad(FineTuningTask):
     stage_name = "squad"
 
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
+        yield from super().check(spec, max_positions)
         task: SquadTask = self.settings(spec)
         yield from check_seq("spec.task.squad", task.max_seq_length, max_positions)
         if task.doc_stride >= task.max_seq_length:
@@ -53,7 +54,7 @@ class Squad(FineTuningTask):
             "--do_predict", "--predict_file", join(root, predict_file),
             "--doc_stride", str(task.doc_stride),
             "--max_query_length", str(task.max_query_length),
-            *finetune_hyperparameters(spec, task),
+            *finetune_hyperparameters(spec, task, self.trial(spec, stage)),
             *(v2 if task.version == "2.0" else []),
         ]
 

@@ -1,0 +1,135 @@
+"""A fine-tuning sweep through the reconciler, against the recording fake: its trials run at most maxParallel at once
+and in order, each as a stage of its own (a failed trial does not end the sweep unless too few can succeed), and the
+best trial by the selected dev metric is named, its exports the job's artifacts."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from bert_operator.reconcile import Reconciler
+from bert_operator.reports import merge_report
+from bert_operator.api.parse import parse_job
+from tests.operator.fakes import GLUE, NOW, FakeCluster, condition, job, record, sync
+
+#: 8 trials: the paper's four learning rates x two seeds.
+SWEEP = {**GLUE, "task": {"glue": {"taskName": "MRPC", "sweep": {"seeds": [1, 2], "maxParallel": 2}}}}
+
+
+def reconciler_for(cluster: FakeCluster) -> Reconciler:
+    return Reconciler(api=cluster, events=cluster, clock=lambda: NOW)
+
+
+def running_mpijobs(cluster: FakeCluster) -> list[str]:
+    return sorted(name for name, m in cluster.mpijobs.items()
+                  if not any(c["type"] in ("Succeeded", "Failed") and c["status"] == "True"
+                             for c in (m.get("status") or {}).get("conditions") or []))
+
+
+def report(reconciler: Reconciler, body: dict[str, Any], stage: str, f1: float) -> None:
+    patch = merge_report(parse_job(body), body["status"], {"stage": stage, "results": {
+        "task": "MRPC", "dev": {"accuracy": f1 - 0.05, "f1": f1}, "exported": ["hf"]}}, NOW)
+    record(reconciler, body, patch)
+
+
+def test_trials_run_at_most_max_parallel_at_once_in_order_and_the_best_by_f1_is_chosen() -> None:
+    cluster = FakeCluster()
+    reconciler = reconciler_for(cluster)
+    body = job(SWEEP, name="s")
+    sync(reconciler, body)
+    assert sorted(cluster.mpijobs) == ["s-t0", "s-t1"]  # two at once, the first two
+    commands = {name: " ".join(m["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"])
+                for name, m in cluster.mpijobs.items()}
+    assert "--learning_rate 5e-05 --num_train_epochs 3 --seed 1" in commands["s-t0"]
+    assert "--learning_rate 5e-05 --num_train_epochs 3 --seed 2" in commands["s-t1"]
+    assert "--output_dir s3://results/glue/glue/t1 " in commands["s-t1"]  # each trial its own folder
+    status = body["status"]
+    assert [t["name"] for t in status["trials"]] == [f"t{k}" for k in range(8)]
+    assert status["trials"][2] == {"index": 2, "name": "t2", "phase": "Pending", "hyperparameters": {
+        "learningRate": 4e-05, "seed": 1, "epochs": 3.0, "batchSizePerGpu": 32}}
+    f1 = {0: 0.80, 1: 0.84, 2: 0.91, 3: 0.86, 4: 0.89, 5: 0.70, 6: 0.91, 7: 0.88}
+    seen_at_once = 0
+    for _ in range(12):
+        running = running_mpijobs(cluster)
+        seen_at_once = max(seen_at_once, len(running))
+        if not running:
+            break
+        first = running[0]
+        cluster.set_conditions(first, "Created", "Running", "Succeeded")
+        report(reconciler, body, first.rsplit("-", 1)[1], f1[int(first.rsplit("-t", 1)[1])])
+        sync(reconciler, body)
+    assert seen_at_once == 2 and len(cluster.mpijobs) == 8
+    status = body["status"]
+    assert status["phase"] == "Succeeded"
+    best = status["results"]["best"]
+    assert (best["trial"], best["metric"], best["value"], best["final"]) == ("t2", "f1", 0.91, True)  # t6 ties: t2 first
+    assert [t["index"] for t in status["trials"] if t.get("best")] == [2]
+    assert status["trials"][5]["metrics"] == {"accuracy": pytest.approx(0.65), "f1": 0.70}
+    assert {a["stage"] for a in status["results"]["artifacts"]} == {"t2"}
+    assert all(a["uri"].startswith("s3://results/glue/glue/t2/export/") for a in status["results"]["artifacts"])
+
+
+def test_a_failed_trial_does_not_end_the_sweep_until_too_few_can_succeed() -> None:
+    cluster = FakeCluster()
+    reconciler = reconciler_for(cluster)
+    spec = copy.deepcopy(SWEEP)
+    spec["task"]["glue"]["sweep"] = {"learningRates": [5e-5, 3e-5, 2e-5], "maxParallel": 3, "minSucceeded": 2}
+    spec["runPolicy"] = {"backoffLimit": 0}
+    body = job(spec, name="f")
+    sync(reconciler, body)
+    assert sorted(cluster.mpijobs) == ["f-t0", "f-t1", "f-t2"]
+    cluster.set_conditions("f-t0", "Created", "Failed")
+    sync(reconciler, body)
+    assert body["status"]["phase"] != "Failed" and body["status"]["trials"][0]["phase"] == "Failed"
+    cluster.set_conditions("f-t1", "Created", "Failed")  # 2 of 3 failed: minSucceeded 2 cannot be met
+    sync(reconciler, body)
+    assert body["status"]["phase"] == "Running" or body["status"]["phase"] != "Failed"  # t2 still runs: not yet
+    cluster.set_conditions("f-t2", "Created", "Running", "Succeeded")
+    sync(reconciler, body)
+    failed = condition(body["status"], "Failed")
+    assert body["status"]["phase"] == "Failed" and failed["reason"] == "TrialsFailed"
+    assert "2 of 3 trials failed, so fewer than minSucceeded (2) can succeed" in failed["message"]
+
+
+@pytest.mark.parametrize("sweep,field,message", [
+    ({"learningRates": []}, "spec.task.glue.sweep.learningRates", "at least 1"),
+    ({"seeds": list(range(9)), "learningRates": [1e-5] * 8}, "spec.task.glue.sweep", "makes 72 trials"),
+    ({"select": {"metric": "exact_match"}}, "spec.task.glue.sweep.select.metric", "GLUE MRPC reports accuracy, f1"),
+    ({"select": {"metric": "bleu"}}, "spec.task.glue.sweep.select.metric", "'accuracy'"),
+    ({"minSucceeded": 5}, "spec.task.glue.sweep.minSucceeded", "at most the number of trials (4)"),
+])
+def test_a_bad_sweep_is_refused_naming_the_field(sweep: dict[str, Any], field: str, message: str) -> None:
+    from bert_operator.api import SpecError
+
+    spec = copy.deepcopy(SWEEP)
+    spec["task"]["glue"]["sweep"] = sweep
+    with pytest.raises(SpecError) as refused:
+        parse_job(job(spec))
+    shown = str(refused.value)
+    assert field in shown and message in shown, shown
+
+
+def test_trials_report_progress_side_by_side_and_the_job_shows_their_mean() -> None:
+    """Two trials' progress reports interleave (they run at once): neither is refused as late, each lands on its own
+    trial, and the job's progress is the mean over all trials; a trial's own step still cannot go back."""
+    from bert_operator.reports import StaleReport
+
+    cluster = FakeCluster()
+    reconciler = reconciler_for(cluster)
+    body = job(SWEEP, name="p")
+    sync(reconciler, body)
+
+    def progress(stage: str, step: int) -> dict[str, Any]:
+        return merge_report(parse_job(body), body["status"], {"stage": stage, "progress": {
+            "step": step, "totalSteps": 100, "updatedAt": f"2026-12-01T10:00:{step:02d}Z"}}, NOW)
+
+    record(reconciler, body, progress("t1", 50))
+    record(reconciler, body, progress("t0", 30))  # an earlier trial after a later one: not stale
+    trials = body["status"]["trials"]
+    assert (trials[0]["percent"], trials[1]["percent"]) == (30, 50)
+    assert body["status"]["progress"]["percent"] == (30 + 50) // 8
+    assert body["status"]["progress"]["display"] == "10% 0/8 trials"
+    with pytest.raises(StaleReport):
+        progress("t1", 40)
