@@ -229,6 +229,19 @@ def without_queue(job: BertTrainingJob) -> BertTrainingJob:
     return job.model_copy(update={"spec": spec})
 
 
+def one_trial_at_a_time(job: BertTrainingJob) -> BertTrainingJob:
+    """A sweep as this machine runs it: its trials one after the other (each already takes every core here, and
+    side by side they would only fight over them); the same trials, the same choice of the best."""
+    task = task_of(job.spec)
+    settings = task.settings(job.spec)
+    sweep = getattr(settings, "sweep", None)
+    if sweep is None or sweep.max_parallel == 1:
+        return job
+    settings = settings.model_copy(update={"sweep": sweep.model_copy(update={"max_parallel": 1})})
+    spec = job.spec.model_copy(update={"task": job.spec.task.model_copy(update={task.field: settings})})
+    return job.model_copy(update={"spec": spec})
+
+
 Lookup = Callable[[str, str], dict[str, Any] | None]
 
 
@@ -240,6 +253,10 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     if job.spec.queue_name:
         display.line(f"{name}: spec.queueName {job.spec.queue_name!r} ignored: no Kueue on this machine, it runs at once")
         job = without_queue(job)
+    sweep = getattr(task_of(job.spec).settings(job.spec), "sweep", None)
+    if sweep is not None and sweep.max_parallel > 1:
+        display.line(f"{name}: sweep.maxParallel {sweep.max_parallel} ignored: its trials run one after the other here")
+        job = one_trial_at_a_time(job)
     job_dir = (options.workdir / job.metadata.namespace / name).resolve()
     volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir, annotated)
     outputs = volumes.local_uri(resolved(job.spec.output.uri))
@@ -282,9 +299,11 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
             stages.changed.wait(POLL_SECONDS)
             stages.changed.clear()
             current = body["status"].get("currentStage")
-            patch = reports.fold(body["status"], current) if current else None
-            if patch:
-                body = kept(body, reconciler.record(body, patch))
+            # (a sweep's trial may end between two polls, its results read after the next one began: every trial)
+            for stage in ([s.name for s in stages_of(job.spec)] if sweep is not None else [current] if current else []):
+                patch = reports.fold(body["status"], stage)
+                if patch:
+                    body = kept(body, reconciler.record(body, patch))
             body = kept(body, reconciler.reconcile(body))
             display.progress(body["status"])
     except KeyboardInterrupt:  # the second Ctrl-C: kill now, record it
