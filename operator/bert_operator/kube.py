@@ -410,7 +410,8 @@ class KubeApi:
 
     def delete_inference_service(self, namespace: str, name: str, uid: str) -> None:
         """Delete it (that uid only; its pods go with it in the background): gone, or another uid, is done."""
-        options = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid))
+        options = kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(uid=uid) if uid else None)
         try:
             self._call("delete", lambda: self.custom.delete_namespaced_custom_object(
                 ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name, body=options, _preload_content=False),

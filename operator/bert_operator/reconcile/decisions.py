@@ -76,7 +76,7 @@ class PatchInferenceService:
 
 @dataclass(frozen=True)
 class DeleteInferenceService:
-    """Delete the job's InferenceService (that uid only): spec.serve was removed."""
+    """Delete the job's InferenceService (that uid only, where it has one): spec.serve was removed."""
 
     namespace: str
     name: str

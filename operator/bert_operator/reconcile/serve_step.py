@@ -55,7 +55,8 @@ def step(ctx: Context, job: BertTrainingJob, phase: str) -> Action | Served | No
     uid = ctx.body["metadata"].get("uid")
     if job.spec.serve is None:
         if isinstance(found, dict) and _owned(found, uid) and not _deleting(found):
-            return DeleteInferenceService(job.metadata.namespace, job.metadata.name, str(found["metadata"]["uid"]))
+            uid_found = (found.get("metadata") or {}).get("uid")  # (an API emulator may give none)
+            return DeleteInferenceService(job.metadata.namespace, job.metadata.name, str(uid_found or ""))
         if old is None:
             return Served(None)
         return Served(None, (Event("Normal", reasons.INFERENCE_SERVICE_DELETED,
@@ -135,15 +136,20 @@ def _following(old: dict[str, Any] | None, base: dict[str, Any], found: dict[str
     return Served(serving, tuple(events))
 
 
+#: Which condition that is not True says why first: a component's own (the cause), then any other, then those that
+#: only follow from the rest (the ingress waits for the components; Ready for everything).
+_CAUSES = {"PredictorReady": 0, "TransformerReady": 1, "IngressReady": 3, "Ready": 4}
+
+
 def _why_not_ready(found: Mapping[str, Any], conditions: list[dict[str, Any]]) -> str:
-    """The first condition that is not True, as `PredictorReady: message` (KServe's Ready says only that another is
-    not), or that KServe has not reported yet."""
+    """The condition that says best why it is not ready, as `PredictorReady: reason: message` (KServe's Ready and
+    IngressReady only follow the components'), or that KServe has not reported yet."""
     if _deleting(found):
         return "being deleted"
     if not conditions:
         return "KServe has not reported on it yet"
-    pending = [c for c in conditions if c.get("status") != "True"]
-    first = next((c for c in pending if c["type"] != "Ready"), pending[0] if pending else conditions[0])
+    pending = sorted((c for c in conditions if c.get("status") != "True"), key=lambda c: _CAUSES.get(c["type"], 2))
+    first = pending[0] if pending else conditions[0]
     detail = ": ".join(str(part) for part in (first.get("reason"), first.get("message")) if part)
     return bounded(f"{first['type']}: {detail}" if detail else f"{first['type']} is {first.get('status')}",
                    MAX_MESSAGE_BYTES)
