@@ -109,7 +109,8 @@ def _refused(old: dict[str, Any] | None, base: dict[str, Any], why: str) -> Serv
 def _following(old: dict[str, Any] | None, base: dict[str, Any], found: dict[str, Any]) -> Served:
     """status.serving from the InferenceService's own status, with an Event when it was made, became ready, or
     stopped being ready."""
-    status = found.get("status") if isinstance(found.get("status"), dict) else {}
+    raw = found.get("status")
+    status: dict[str, Any] = raw if isinstance(raw, dict) else {}
     conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict) and isinstance(c.get("type"), str)]
     ready_condition = next((c for c in conditions if c["type"] == "Ready"), {})
     ready = ready_condition.get("status") == "True" and not _deleting(found)
