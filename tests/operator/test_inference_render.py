@@ -4,14 +4,17 @@ KServe's real InferenceService CRD (../shared/crds) as the MPIJobs are against t
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Any
 
+import kopf
 import pytest
 import yaml
 
 from bert_operator.api import SpecError
 from bert_operator.api.parse import parse_job
-from bert_operator.policy import decide, parse_policy
+from bert_operator.policy import PolicyInput, decide, parse_policy
+from bert_operator.webhook import serving_limits, validate_job
 from bert_operator.render.inference import render_inference_service
 from tests.conftest import EXAMPLES, REPO
 from tests.schemas import inference_service_errors
@@ -146,3 +149,18 @@ def test_a_policy_gives_serve_defaults_only_to_served_jobs_and_limits_them() -> 
         "spec.serve.resources.gpus: 1 exceeds 0 GPUs per replica allowed by BertTrainingPolicy serving"]
     closed = parse_policy({**POLICY, "spec": {"limits": {"allowServing": False}}})
     assert [e.path for e in decide(served(SQUAD, uid=None, replicas=1), {}, [closed]).violations] == ["spec.serve"]
+
+
+def test_the_webhook_holds_a_started_jobs_new_spec_serve_to_the_serving_limits() -> None:
+    """A started job's update is judged as a job only, except spec.serve, which may be added after it ran."""
+    started = served(SQUAD, uid=None, replicas=8)
+    started["status"] = {"acceptedSpec": copy.deepcopy(SQUAD["spec"])}
+    given = PolicyInput({}, (parse_policy(POLICY),))
+    assert serving_limits(started, given) == ("spec.serve.replicas: 8 exceeds 4 replicas allowed by "
+                                              "BertTrainingPolicy serving")
+    assert serving_limits(served(SQUAD, uid=None, replicas=2), given) is None
+    assert serving_limits(SQUAD, given) is None and serving_limits(started, None) is None
+    memo = SimpleNamespace(runtime=SimpleNamespace(policies=SimpleNamespace(input_for=lambda namespace: given), jobs={}))
+    with pytest.raises(kopf.AdmissionError) as refused:  # what kubectl apply is answered
+        validate_job(body=started, memo=memo)
+    assert "spec.serve.replicas: 8 exceeds 4" in str(refused.value)
