@@ -16,7 +16,7 @@ from bert_operator.api.parse import parse_job
 from bert_operator.policy import PolicyInput, decide, parse_policy
 from bert_operator.webhook import serving_limits, validate_job
 from bert_operator.render.inference import render_inference_service
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO, shared_file
 from tests.schemas import inference_service_errors
 
 SERVE_MRPC = yaml.safe_load((REPO / "examples" / "serve-mrpc.yaml").read_text())
@@ -66,6 +66,18 @@ def test_a_served_mrpc_job_renders_an_inference_service_the_kserve_crd_accepts()
     assert env["AWS_ENDPOINT_URL_S3"]["value"] == "https://minio.storage.svc:9000"
     assert all("value" not in item for name, item in env.items() if name.startswith("AWS_") and "KEY" in name)
     assert predictor["model"]["env"] == [item for item in transformer["env"] if item["name"].startswith("AWS_")]
+
+
+def test_the_predictor_is_one_kserves_triton_runtime_serves() -> None:
+    """The model format, version and protocol are among those KServe's ClusterServingRuntime for Triton declares
+    (../shared/crds/kserve-tritonserver-runtime.yaml), under its name; the repository is where it loads models from."""
+    runtime = yaml.safe_load(shared_file("crds/kserve-tritonserver-runtime.yaml").read_text())
+    model = render_inference_service(parse_job(served(SERVE_MRPC)))["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert {"name": model["modelFormat"]["name"], "version": model["modelFormat"]["version"]} in [
+        {"name": f["name"], "version": f["version"]} for f in runtime["spec"]["supportedModelFormats"]]
+    assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    assert "--model-store=/mnt/models" in runtime["spec"]["containers"][0]["args"]
 
 
 def test_squad_and_the_python_runtime_render_a_valid_inference_service() -> None:
