@@ -38,6 +38,24 @@ def mpijob_errors(mpijob: dict[str, Any]) -> list[str]:
 
 
 @lru_cache(maxsize=1)
+def inference_service_crd() -> dict[str, Any]:
+    """KServe's InferenceService CRD (../shared/crds), read with libyaml where there is one: it is 2 MB."""
+    text = shared_file("crds/serving.kserve.io_inferenceservices.yaml").read_text()
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@lru_cache(maxsize=1)
+def inference_service_validator() -> jsonschema.protocols.Validator:
+    version = next(v for v in inference_service_crd()["spec"]["versions"] if v["name"] == "v1beta1")
+    return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
+
+
+def inference_service_errors(isvc: dict[str, Any]) -> list[str]:
+    """Schema violations of an InferenceService against KServe's own CRD (empty = valid)."""
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in inference_service_validator().iter_errors(isvc)]
+
+
+@lru_cache(maxsize=1)
 def _definitions() -> referencing.Resource:
     return referencing.Resource.from_contents(json.loads(_SCHEMAS.joinpath("_definitions.json").read_text()))
 

@@ -20,7 +20,7 @@ from .kopf_storage import NoDiffBase
 from .api.policy import POLICY_PLURAL
 from .api.presets import API_GROUP, API_VERSION, PLURAL
 from .metrics import publish_build_info
-from .kube import MPI_GROUP, MPI_PLURAL, MPI_VERSION
+from .kube import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION, MPI_GROUP, MPI_PLURAL, MPI_VERSION
 from bert_common.contract import JOB_NAME_LABEL
 from .runtime import Runtime, own, plain
 
@@ -108,6 +108,23 @@ def mpijob_changed(runtime: Runtime, namespace: str, job_name: str, kind: str, m
         runtime.reconcile(job)
     else:
         runtime.reconcile(job, observed=mpijob)
+
+
+@kopf.on.event(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels={JOB_NAME_LABEL: kopf.PRESENT})
+async def inference_service_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A served job's InferenceService changed (KServe's controller sets its conditions and URL) or went away: the job
+    is reconciled, which reads it and follows it in status.serving. Without KServe installed kopf serves nothing here
+    (it watches CRDs, and starts this watch when KServe's is created)."""
+    runtime: Runtime = memo.runtime
+    namespace, job_name = body.metadata.namespace or "default", body.metadata.labels[JOB_NAME_LABEL]
+    await runtime.settled(namespace, job_name)
+    await runtime.off_loop(inference_service_changed, runtime, namespace, job_name)
+
+
+def inference_service_changed(runtime: Runtime, namespace: str, job_name: str) -> None:
+    job = runtime.known(namespace, job_name)
+    if job is not None:
+        runtime.reconcile(job)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, POLICY_PLURAL)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MPI_GROUP, MPI_VERSION, MPI_PLURAL = "kubeflow.org", "v2beta1", "mpijobs"
+ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 #: Answers that refuse the object itself (schema, admission): sending it again cannot succeed.
 REJECTED = frozenset({400, 422})
@@ -364,6 +365,60 @@ class KubeApi:
     def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self._call("patch", lambda: self.custom.patch_namespaced_custom_object(
             WORKLOAD_GROUP, WORKLOAD_VERSION, namespace, WORKLOAD_PLURAL, name, patch))
+
+    # -------------------------------------------------- KServe InferenceServices
+
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The job's InferenceService; None if there is none or KServe's API is not served (a get answers 404 for
+        both). Any other failure is ReadFailed: the plan then neither creates over it nor deletes it."""
+        try:
+            return self._get_or_none(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, namespace, name)
+        except READ_FAULTS as exc:
+            raise ReadFailed(f"InferenceService {namespace}/{name}: {type(exc).__name__}: {exc}"[:300]) from exc
+
+    def create_inference_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create it; a 409 answers the one that exists (the plan then sees whose it is). Rejected for a refusal of
+        the object (400/422), and for a 404: the InferenceService API is not served (KServe is not installed)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        path = self.writes.path("apis", ISVC_GROUP, ISVC_VERSION, "namespaces", namespace, ISVC_PLURAL)
+        try:
+            answer = self._call("create", lambda: self.writes.send("POST", path, body), expected=frozenset({404, 409}))
+            return json.loads(answer), True
+        except ApiException as exc:
+            if namespace_terminating(exc):
+                raise NamespaceTerminating(namespace) from None
+            if exc.status == 404:
+                raise Rejected(404, f"the InferenceService API ({ISVC_GROUP}/{ISVC_VERSION}) is not served: KServe is "
+                                    "not installed (docs/install.md)") from None
+            if exc.status in REJECTED:
+                raise Rejected(exc.status, api_message(exc)) from None
+            if exc.status != 409:
+                raise
+        existing = self.get_inference_service(namespace, name)
+        if existing is None:  # deleted in between: the next reconcile creates it
+            raise ConflictUnresolved(f"InferenceService {namespace}/{name}: create answered 409 but it is gone")
+        return existing, False
+
+    def patch_inference_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._call("patch", lambda: self.custom.patch_namespaced_custom_object(
+                ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name, patch))
+        except ApiException as exc:
+            if exc.status in REJECTED:
+                raise Rejected(exc.status, api_message(exc)) from None
+            raise
+
+    def delete_inference_service(self, namespace: str, name: str, uid: str) -> None:
+        """Delete it (that uid only; its pods go with it in the background): gone, or another uid, is done."""
+        options = kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(uid=uid) if uid else None)
+        try:
+            self._call("delete", lambda: self.custom.delete_namespaced_custom_object(
+                ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name, body=options, _preload_content=False),
+                expected=frozenset({404, 409}))
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
 
     # -------------------------------------------------------- BertTrainingJobs
 

@@ -50,6 +50,14 @@ RUN_POLICY_PATHS: dict[str, tuple[str, ...]] = {
     "ttl_seconds_after_finished": ("runPolicy", "ttlSecondsAfterFinished"),
     "max_restarts": ("runPolicy", "maxRestarts"),
 }
+#: Where each field of PolicyServeDefaults lives: given only to a job that sets spec.serve (see _applies).
+SERVE_PATHS: dict[str, tuple[str, ...]] = {
+    "min_replicas": ("serve", "minReplicas"),
+    "max_replicas": ("serve", "maxReplicas"),
+    "cpu": ("serve", "resources", "cpu"),
+    "memory": ("serve", "resources", "memory"),
+    "runtime": ("serve", "runtime"),
+}
 SCHEDULING_POLICY_PATHS: dict[str, tuple[str, ...]] = {
     "queue": ("runPolicy", "schedulingPolicy", "queue"),
     "priority_class": ("runPolicy", "schedulingPolicy", "priorityClass"),
@@ -187,6 +195,12 @@ def values_of(given: PolicyValues, namespace: str, name: str) -> dict[tuple[str,
         scheduling = given.run_policy.scheduling_policy
         for attribute, path in SCHEDULING_POLICY_PATHS.items():  # each field on its own, as the output's
             value = getattr(scheduling, attribute) if scheduling is not None else None
+            if value is not None:
+                out[path] = value
+    serve = getattr(given, "serve", None)
+    if serve is not None:
+        for attribute, path in SERVE_PATHS.items():
+            value = getattr(serve, attribute)
             if value is not None:
                 out[path] = value
     output = getattr(given, "output", None)
@@ -391,6 +405,7 @@ def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> It
             elif deadline > limits.max_active_deadline_seconds:
                 yield FieldError("spec.runPolicy.activeDeadlineSeconds",
                                  f"{deadline} exceeds {limits.max_active_deadline_seconds} allowed by {by}")
+        yield from serve_limit_errors(job, [policy])
         pretrain = spec.task.pretrain
         if limits.max_train_steps is not None and pretrain is not None and pretrain.train_steps > limits.max_train_steps:
             yield FieldError("spec.task.pretrain.trainSteps",
@@ -421,6 +436,38 @@ def template_errors(asked: Iterable[str], policies: list[BertTrainingPolicy], na
                              f"(the policies allow: {', '.join(sorted(offered)) or 'none'})")
 
 
+def _applies(written: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether a default for `path` applies to the job as written: a serve default only to a job that asks to be
+    served (a default must not start an InferenceService), and its replica bounds not to one that fixes replicas."""
+    if path[0] != "serve":
+        return True
+    serve = written.get("serve")
+    if not isinstance(serve, Mapping):
+        return False
+    return not (path[1] in ("minReplicas", "maxReplicas") and serve.get("replicas") is not None)
+
+
+def serve_limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> Iterator[FieldError]:
+    """Every serving limit the job's spec.serve breaks. Checked whenever the InferenceService is made or changed, a
+    started job's included: spec.serve may be added after the job ran, and the limits must hold then too."""
+    serve = job.spec.serve
+    if serve is None:
+        return
+    for policy in policies:
+        limits, by = policy.spec.limits, f"BertTrainingPolicy {policy.metadata.name}"
+        if limits.allow_serving is False:
+            yield FieldError("spec.serve", f"serving is not allowed by {by}; remove spec.serve")
+            continue
+        if limits.max_serve_replicas is not None:
+            most = serve.replica_bounds()[1]  # (unset: 1, within any limit)
+            field = "replicas" if serve.replicas is not None else "maxReplicas"
+            if most > limits.max_serve_replicas:
+                yield FieldError(f"spec.serve.{field}", f"{most} exceeds {limits.max_serve_replicas} replicas allowed by {by}")
+        if limits.max_serve_gpus is not None and serve.resources.gpus > limits.max_serve_gpus:
+            yield FieldError("spec.serve.resources.gpus", f"{serve.resources.gpus} exceeds {limits.max_serve_gpus} GPUs "
+                                                          f"per replica allowed by {by}")
+
+
 def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterable[BertTrainingPolicy]) -> Decision:
     """The job `body` (as written) under the policies that select its namespace (labelled `labels`).
 
@@ -439,7 +486,7 @@ def decide(body: Mapping[str, Any], labels: Mapping[str, str], policies: Iterabl
     spec = copy.deepcopy(written)
     applied: list[Applied] = []
     for path, (value, policy) in sorted(defaults.items()):
-        if _get(written, path) is None and path not in forced:
+        if _get(written, path) is None and path not in forced and _applies(written, path):
             _set(spec, path, value)
             applied.append(Applied(format_path(("spec", *path)), value, "default", policy))
     for path, (value, policy) in sorted(forced.items()):

@@ -113,6 +113,20 @@ REPORTED: Final = _reason("Reported", ("ProgressAvailable",))
 NO_REPORT: Final = _reason("NoReport", ("ProgressAvailable",))
 STALE: Final = _reason("Stale", ("ProgressAvailable",))
 
+# ---------------------------------------------------------------- serving (reconcile/serve_step.py): Events only
+#: The job's InferenceService was made (spec.serve, once the job succeeded), changed to a new spec.serve, or deleted
+#: (spec.serve removed).
+INFERENCE_SERVICE_CREATED: Final = _reason("InferenceServiceCreated", (), "Normal")
+INFERENCE_SERVICE_UPDATED: Final = _reason("InferenceServiceUpdated", (), "Normal")
+INFERENCE_SERVICE_DELETED: Final = _reason("InferenceServiceDeleted", (), "Normal")
+#: Its Ready condition became True, or stopped being True.
+SERVING_READY: Final = _reason("ServingReady", (), "Normal")
+SERVING_NOT_READY: Final = _reason("ServingNotReady", (), "Warning")
+#: It could not be made or changed: a policy's serving limits, the API server's refusal, KServe not installed, or an
+#: InferenceService of the job's name that is not the job's.
+SERVING_REFUSED: Final = _reason("ServingRefused", (), "Warning")
+
+
 def negated(condition: str) -> str:
     """The reason of a lifecycle condition that no longer holds (`Running=False NotRunning: job is Succeeded`)."""
     return f"Not{condition}"

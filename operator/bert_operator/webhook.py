@@ -30,7 +30,7 @@ from .api import SpecError
 from .api.parse import parse_job
 from .api.required import unset_errors
 from .api.status import ACCEPTED_SPEC
-from .policy import PolicyInput, decide, parse_policy
+from .policy import PolicyInput, decide, parse_policy, selecting, serve_limit_errors
 from .runtime import plain
 from .serving import Limits
 
@@ -76,6 +76,8 @@ def validate_job(body: Mapping[str, Any], memo: Any = None, warnings: list[str] 
     problems, applied = verdict(body, policies)
     if problems is None and memo is not None and not started:
         problems = _cycle(body, namespace, memo.runtime.jobs)
+    if problems is None and memo is not None and started:
+        problems = serving_limits(body, memo.runtime.policies.input_for(namespace))
     if problems is None:
         if warnings is not None:
             warnings.extend(applied)
@@ -83,6 +85,20 @@ def validate_job(body: Mapping[str, Any], memo: Any = None, warnings: list[str] 
     meta = body.get("metadata") or {}
     log.info("admission refused job=%s/%s problems=%d", meta.get("namespace"), meta.get("name"), len(problems.splitlines()))
     raise kopf.AdmissionError(problems, code=INVALID_CODE)
+
+
+def serving_limits(body: Mapping[str, Any], policy: PolicyInput | None) -> str | None:
+    """'path: message' lines for a started job's spec.serve that breaks a serving limit of its namespace's policies:
+    spec.serve may be added or changed after the job ran, so those limits bind it then too (the operator checks them
+    again before it makes or changes the InferenceService)."""
+    if policy is None or not (body.get("spec") or {}).get("serve"):
+        return None
+    try:
+        job = parse_job(plain(body))
+    except SpecError:
+        return None  # judged above
+    errors = list(serve_limit_errors(job, selecting(policy.policies, policy.labels)))
+    return "\n".join(str(error) for error in errors) or None
 
 
 def _cycle(body: Mapping[str, Any], namespace: str, known: Mapping[tuple[str, str], dict[str, Any]]) -> str | None:

@@ -32,6 +32,7 @@ from tests.operator.kueue_shim import KueueShim
 
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
+SERVE = yaml.safe_load((REPO / "examples" / "serve-mrpc.yaml").read_text())
 NS = "rbac-ns"
 #: The namespaces the API serves, with their labels (a policy selects by them).
 NAMESPACES = {NS: {"team": "rbac"}, "elsewhere": {}}
@@ -267,6 +268,18 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
     cluster.custom.patch_namespaced_custom_object_status("kubeflow.org", "v2beta1", NS, "mpijobs", "evict-1-squad", {
         "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "MPIJobEvicted", "message": "1/1 workers are evicted"}]}})
     cluster.wait(lambda: (status("evict-1").get("stages") or [{}])[0].get("restarts") == 1, what="a restart")
+    # A served job: its InferenceService made once it succeeded (and watched), patched when spec.serve changes,
+    # deleted when it is removed.
+    cluster.apply_job(named(SERVE, "serve-1"), uid="uid-serve-1")
+    cluster.wait(lambda: status("serve-1").get("phase") == "Pending", what="Pending")
+    cluster.set_mpijob_conditions(NS, "serve-1-glue", "Created", "Running", "Succeeded")
+    cluster.wait(lambda: cluster.inference_services(NS), what="the InferenceService")
+    serve = {"metadata": {"generation": 2}, "spec": {"serve": {"replicas": 2, "minReplicas": None, "maxReplicas": None}}}
+    cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "serve-1", serve)
+    cluster.wait(lambda: cluster.inference_services(NS)[0]["spec"]["predictor"]["minReplicas"] == 2, what="patched")
+    unserve = {"metadata": {"generation": 3}, "spec": {"serve": None}}
+    cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "serve-1", unserve)
+    cluster.wait(lambda: cluster.inference_services(NS) == [], what="the InferenceService deleted")
     # A policy (read by the operator's watch and its first list) whose status the resync writes; it selects no
     # namespace here, so the jobs above are not changed by it.
     cluster.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", {
@@ -302,7 +315,9 @@ EXERCISED = {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org
              ("kueue.x-k8s.io", "workloads", "list"), ("kueue.x-k8s.io", "workloads", "patch"),
              ("bertoperator.io", "berttrainingpolicies", "list"), ("bertoperator.io", "berttrainingpolicies", "watch"),
              ("bertoperator.io", "berttrainingpolicies/status", "patch"), ("", "namespaces", "list"),
-             ("", "namespaces", "watch")}
+             ("", "namespaces", "watch"), ("serving.kserve.io", "inferenceservices", "create"),
+             ("serving.kserve.io", "inferenceservices", "get"), ("serving.kserve.io", "inferenceservices", "patch"),
+             ("serving.kserve.io", "inferenceservices", "delete"), ("serving.kserve.io", "inferenceservices", "watch")}
 
 
 def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:

@@ -29,6 +29,7 @@ from tests.conftest import free_port, shared_file
 
 BTJ = "bertoperator.io/v1alpha1/berttrainingjobs"
 MPIJOBS = "kubeflow.org/v2beta1/mpijobs"
+INFERENCE_SERVICES = "serving.kserve.io/v1beta1/inferenceservices"
 
 
 def _python_watch(request: kmock.Request) -> bool:
@@ -95,6 +96,11 @@ class EmulatedCluster:
         )
         resources[MPIJOBS] = kmock.ResourceInfo(
             kind="MPIJob", singular="mpijob", namespaced=True,
+            verbs={"list", "watch", "get", "patch", "create", "update", "delete"}, subresources={"status"},
+        )
+        # KServe installed: its InferenceServices (the operator watches those of served jobs).
+        resources[INFERENCE_SERVICES] = kmock.ResourceInfo(
+            kind="InferenceService", singular="inferenceservice", namespaced=True, shortnames={"isvc"},
             verbs={"list", "watch", "get", "patch", "create", "update", "delete"}, subresources={"status"},
         )
         resources["bertoperator.io/v1alpha1/berttrainingpolicies"] = kmock.ResourceInfo(
@@ -234,6 +240,10 @@ class EmulatedCluster:
         answer = kubernetes.client.CoreV1Api(self.client).create_namespaced_event(namespace, event, _preload_content=False)
         return json.loads(answer.data)
 
+    def inference_services(self, namespace: str) -> list[dict[str, Any]]:
+        return self.custom.list_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace,
+                                                         "inferenceservices")["items"]
+
     def events(self) -> list[dict[str, Any]]:
         core = kubernetes.client.CoreV1Api(self.client)
         return [e.to_dict() for e in core.list_event_for_all_namespaces().items]
@@ -294,16 +304,24 @@ def mpijob_crd_object() -> dict[str, Any]:
     return crd
 
 
+@functools.lru_cache(maxsize=1)
+def _inference_service_crd() -> dict[str, Any]:
+    from tests.schemas import inference_service_crd
+
+    return inference_service_crd()
+
+
 @contextlib.contextmanager
 def strict_cluster(workdir: Path, *, kueue: str | None = None, admission: list[Any] | None = None,
-                   namespaces: Any = None, policies: bool = False, client_side: bool = False) -> Iterator[EmulatedCluster]:
+                   namespaces: Any = None, policies: bool = False, client_side: bool = False,
+                   kserve: bool = False) -> Iterator[EmulatedCluster]:
     """The emulated cluster the tests start: kmock behind the strict layer (tests/operator/strict.py) with
     BertTrainingJobs and the MPI Operator's real MPIJob CRD (../shared), as `cluster.strict`.
 
     kueue: a namespace whose MPIJobs Kueue's webhook suspends and whose Workloads `cluster.kueue` plays
     (tests/operator/kueue_shim.py); admission: more mutating webhooks; namespaces: those the API serves (with their
     labels); policies: BertTrainingPolicies served too; client_side: what kubectl-like clients need
-    (EmulatedCluster.serve_client_side).
+    (EmulatedCluster.serve_client_side); kserve: InferenceServices checked against KServe's real CRD (../shared).
     """
     from bert_operator.api.crd import crd, policy_crd
     from tests.operator.kueue_shim import KueueShim, webhook
@@ -312,6 +330,8 @@ def strict_cluster(workdir: Path, *, kueue: str | None = None, admission: list[A
     crds = {"berttrainingjobs": crd(), "mpijobs": copy.deepcopy(_mpijob_crd())}
     if policies:
         crds["berttrainingpolicies"] = policy_crd()
+    if kserve:
+        crds["inferenceservices"] = copy.deepcopy(_inference_service_crd())
     with EmulatedCluster(workdir) as running:
         if client_side:
             running.serve_client_side()

@@ -46,6 +46,10 @@ class FakeCluster:
         self.terminating = False
         #: Whether the API server serves Kueue's Workloads.
         self.kueue_installed = True
+        #: KServe's InferenceServices by name; whether their API is served; a message the server refuses them with.
+        self.isvcs: dict[str, dict[str, Any]] = {}
+        self.kserve_installed = True
+        self.refuse_isvc: str | None = None
         self._uids = 0
 
     # MPIJobApi
@@ -113,6 +117,47 @@ class FakeCluster:
         if self.warnings is None:
             raise ReadFailed("Warning Events of ml: ApiException: (403) events is forbidden")  # an install without the RBAC
         return copy.deepcopy(self.warnings)
+
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", "inferenceservices", name))
+        return copy.deepcopy(self.isvcs.get(name))
+
+    def create_inference_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        name = body["metadata"]["name"]
+        self.calls.append(("create", "inferenceservices", name))
+        if not self.kserve_installed:
+            raise Rejected(404, "the InferenceService API (serving.kserve.io/v1beta1) is not served")
+        if self.refuse_isvc:
+            raise Rejected(422, self.refuse_isvc)
+        if name in self.isvcs:
+            return copy.deepcopy(self.isvcs[name]), False
+        self._uids += 1
+        created = copy.deepcopy(body)
+        created["metadata"]["uid"] = f"isvc-uid-{self._uids}"
+        self.isvcs[name] = created
+        return copy.deepcopy(created), True
+
+    def patch_inference_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        from tests.operator.strict import merge_patch
+
+        self.calls.append(("patch", "inferenceservices", name))
+        self.isvcs[name] = merge_patch(self.isvcs[name], patch)
+        return copy.deepcopy(self.isvcs[name])
+
+    def delete_inference_service(self, namespace: str, name: str, uid: str) -> None:
+        self.calls.append(("delete", "inferenceservices", name))
+        if name in self.isvcs and self.isvcs[name]["metadata"]["uid"] == uid:
+            del self.isvcs[name]
+
+    def set_isvc_conditions(self, name: str, url: str | None = None, **conditions: str) -> None:
+        """KServe's controller on an InferenceService: its conditions (type -> True/False) and its URL."""
+        status: dict[str, Any] = {"conditions": [
+            {"type": kind, "status": value, **({} if value == "True" else {"reason": f"{kind}Failed",
+                                                                             "message": f"{kind} is {value}"})}
+            for kind, value in conditions.items()]}
+        if url:
+            status["url"] = url
+        self.isvcs[name]["status"] = status
 
     # EventSink
     def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:

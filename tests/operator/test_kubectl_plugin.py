@@ -260,6 +260,34 @@ def test_describe_shows_stages_conditions_events_results_and_locations(jobs: Emu
     assert "an earlier job of this name failed" not in text
 
 
+def test_get_wide_and_describe_show_a_served_jobs_inference_service(jobs: EmulatedCluster,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """status.serving (reconcile/serve_step.py) through the CRD's status schema: ready and URL in `get -o wide`, the
+    InferenceService with the condition that says why in `describe`; KServe's texts escaped like every other."""
+    serving = {"inferenceService": "served-1", "url": "http://served-1.ml-training.example.com", "ready": False,
+               "reason": "PredictorReady: RevisionFailed: \x1b[2J0/3 nodes", "model": "mrpc", "modelVersion": "1 (glue)",
+               "storageUri": "s3://bert-results/served-1/glue/export/triton",
+               "conditions": [{"type": "PredictorReady", "status": "False", "reason": "RevisionFailed",
+                               "message": "\x1b[2J0/3 nodes"}, {"type": "TransformerReady", "status": "True"}]}
+    make_job(jobs, "served-1", {"phase": "Succeeded", "task": "squad", "serving": serving}, SQUAD)
+    try:
+        code, out, _ = entry(capsys, jobs, "get", "-n", NS, "-o", "wide")
+        assert code == 0
+        rows = {r["NAME"]: r for r in table_rows(out)}
+        assert (rows["served-1"]["SERVING"], rows["served-1"]["URL"]) == ("NotReady", serving["url"])
+        assert (rows["run-1"]["SERVING"], rows["run-1"]["URL"]) == ("", "")
+        answer = plugin(jobs, "describe", "served-1", "-n", NS)
+        assert answer.returncode == 0, answer.stderr
+        section = answer.stdout[answer.stdout.index("Serving:"):answer.stdout.index("Events:")]
+        assert "InferenceService: served-1" in section and f"URL:              {serving['url']}" in section
+        assert "Ready:            False" in section and "Model:            mrpc 1 (glue)" in section
+        assert "\x1b" not in answer.stdout and "PredictorReady: RevisionFailed:" in section
+        assert "PredictorReady" in section.split("Storage:", 1)[1] and "TransformerReady" in section
+        assert "Serving:            <none>" in plugin(jobs, "describe", "run-1", "-n", NS).stdout
+    finally:
+        jobs.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "served-1")
+
+
 def test_logs_are_the_current_stages_newest_launcher(jobs: EmulatedCluster, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = entry(capsys, jobs, "logs", "run-1", "-n", NS)
     assert code == 0 and out == "".join(f"phase2 step {i}\n" for i in range(1, 5))

@@ -65,4 +65,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["workloads"]
   verbs: ["list", "patch"]
+- apiGroups: ["serving.kserve.io"]
+  resources: ["inferenceservices"]
+  verbs: ["create", "get", "list", "watch", "patch", "delete"]
 {{- end -}}

@@ -600,6 +600,55 @@ class RunPolicySpec(ApiModel):
     )
 
 
+# --------------------------------------------------------------------- serving
+
+ServeRuntime = Literal["triton", "python"]
+TensorRT = Literal["off", "fp16"]
+#: The most replicas a job's InferenceService may ask for (a policy's limits.maxServeReplicas may lower it).
+MAX_SERVE_REPLICAS = 100
+
+
+class ServeResources(ApiModel):
+    """What each predictor replica asks for (request and limit alike); the transformer gets a small fixed share."""
+
+    cpu: Quantity | None = Field(None, description="CPU per predictor replica, e.g. '4'. Default KServe's (1).")
+    memory: Quantity | None = Field(None, description="Memory per predictor replica, e.g. '8Gi'. Default KServe's (2Gi).")
+    gpus: int = Field(0, ge=0, le=8, description="nvidia.com/gpu per predictor replica; tensorrt: fp16 needs one. Default 0.")
+
+
+class ServeSpec(ApiModel):
+    """Serve the fine-tuned model once the job has succeeded: one KServe InferenceService (Triton predictor on the
+    job's triton export, and a transformer of the trainer image that turns text into labels or answer spans)."""
+
+    replicas: int | None = Field(
+        None, ge=1, le=MAX_SERVE_REPLICAS,
+        description="A fixed number of replicas of each component (minReplicas = maxReplicas); instead of "
+                    "minReplicas/maxReplicas. Default 1.")
+    min_replicas: int | None = Field(
+        None, ge=0, le=MAX_SERVE_REPLICAS,
+        description="Fewest replicas the autoscaler keeps; 0 scales to zero when idle (KServe's Serverless mode).")
+    max_replicas: int | None = Field(
+        None, ge=1, le=MAX_SERVE_REPLICAS, description="Most replicas the autoscaler makes; at least minReplicas.")
+    resources: ServeResources = Field(default_factory=ServeResources, description="Per predictor replica.")
+    runtime: ServeRuntime = Field(
+        "triton", description="triton (KServe's Triton runtime on the triton export) or python (the trainer image's "
+                              "own predictor, TensorFlow in-process, the same v2 protocol). Default triton.")
+    service_account_name: DnsSubdomain | None = Field(
+        None, description="ServiceAccount of the InferenceService's pods: KServe's storage initializer reads the "
+                          "model repository with the S3 Secret it lists (KServe's serving.kserve.io/s3-* annotations). "
+                          "Default the namespace's default ServiceAccount.")
+    tensorrt: TensorRT = Field(
+        "off", description="fp16: Triton optimizes the model with TF-TRT in FP16 (needs triton and resources.gpus). "
+                           "Default off.")
+
+    def replica_bounds(self) -> tuple[int, int]:
+        """(minReplicas, maxReplicas) as rendered: replicas fixes both; unset ones default to 1 and minReplicas."""
+        if self.replicas is not None:
+            return self.replicas, self.replicas
+        low = 1 if self.min_replicas is None else self.min_replicas
+        return low, max(self.max_replicas if self.max_replicas is not None else max(low, 1), 1)
+
+
 class BertTrainingJobSpec(ApiModel):
     """The desired BERT training run."""
 
@@ -635,6 +684,11 @@ class BertTrainingJobSpec(ApiModel):
         None,
         description="Kueue WorkloadPriorityClass (only with queueName); sets the kueue.x-k8s.io/priority-class label.",
     )
+    serve: ServeSpec | None = Field(
+        None,
+        description="Serve the model once the job has succeeded (glue and squad only): a KServe InferenceService "
+                    "owned by the job, reported in status.serving. May be added, changed or removed after the job "
+                    "started; removing it deletes the InferenceService.")
 
 
 class ObjectMeta(BaseModel):

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .models import (
-    DNS_SUBDOMAIN_PATTERN, URL_PATTERN, ApiModel, DnsLabel, DnsSubdomain, Int32, ModelPreset, Precision, Quantity,
-    Toleration,
+    DNS_SUBDOMAIN_PATTERN, MAX_SERVE_REPLICAS, URL_PATTERN, ApiModel, DnsLabel, DnsSubdomain, Int32, ModelPreset,
+    Precision, Quantity, ServeRuntime, Toleration,
 )
 
 POLICY_KIND = "BertTrainingPolicy"
@@ -106,10 +106,24 @@ class PolicyValues(ApiModel):
     run_policy: PolicyRunPolicy | None = Field(None, description="runPolicy fields.")
 
 
+class PolicyServeDefaults(ApiModel):
+    """spec.serve fields a policy gives the jobs that ask to be served (a job without spec.serve is never served
+    because of a default)."""
+
+    min_replicas: int | None = Field(None, ge=0, le=MAX_SERVE_REPLICAS, description="serve.minReplicas (unless the job "
+                                                                                   "sets replicas).")
+    max_replicas: int | None = Field(None, ge=1, le=MAX_SERVE_REPLICAS, description="serve.maxReplicas (unless the job "
+                                                                                   "sets replicas).")
+    cpu: Quantity | None = Field(None, description="serve.resources.cpu per predictor replica.")
+    memory: Quantity | None = Field(None, description="serve.resources.memory per predictor replica.")
+    runtime: ServeRuntime | None = Field(None, description="serve.runtime: triton or python.")
+
+
 class PolicyDefaults(PolicyValues):
     """Values for the fields a job leaves unset."""
 
     output: OutputTemplate | None = Field(None, description="The output location of a job that names none.")
+    serve: PolicyServeDefaults | None = Field(None, description="spec.serve fields of the jobs that set spec.serve.")
 
 
 class PolicyLimits(ApiModel):
@@ -144,6 +158,10 @@ class PolicyLimits(ApiModel):
     max_active_deadline_seconds: int | None = Field(
         None, ge=1, description="Most runPolicy.activeDeadlineSeconds; a job must then set one (or get it as a default).")
     max_train_steps: int | None = Field(None, ge=1, description="Most pretrain.trainSteps.")
+    allow_serving: bool | None = Field(None, description="false: spec.serve is refused (no InferenceService is made).")
+    max_serve_replicas: int | None = Field(
+        None, ge=1, description="Most InferenceService replicas per component (serve.replicas, or serve.maxReplicas).")
+    max_serve_gpus: int | None = Field(None, ge=0, description="Most serve.resources.gpus per predictor replica.")
     forbidden_fields: list[ForbiddableField] = Field(
         default_factory=list, description="Spec fields tenants may not set themselves (defaults and forced values may).")
 

@@ -74,6 +74,7 @@ def _check_spec(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
     yield from _check_dataset(spec, task)
     yield from _check_store("spec.output", spec.output)
     yield from _check_exports(spec)
+    yield from _check_serve(spec, task)
     for field, uri in (("vocab", spec.model.vocab), ("initCheckpoint", spec.model.init_checkpoint)):
         yield from check_uri_path(f"spec.model.{field}", uri)
     yield from _check_pods(spec)
@@ -187,6 +188,40 @@ def _check_exports(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
     formats = spec.output.export_formats or []
     if len(set(formats)) != len(formats):
         yield FieldError("spec.output.exportFormats", f"lists a format twice: {formats}")
+
+
+#: The export format the InferenceService's predictor serves (the fine-tuning tasks export it by default).
+TRITON_EXPORT = "triton"
+
+
+def _check_serve(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[FieldError]:
+    """spec.serve: only a task with a model to serve, a triton export to serve it from, replicas given one way, and
+    TensorRT only where Triton runs it on a GPU."""
+    serve = spec.serve
+    if serve is None:
+        return
+    if task.served_model(spec) is None:
+        yield FieldError("spec.serve", f"only glue and squad jobs can be served; a {task.name} job makes no model "
+                                       "that answers requests")
+        return
+    formats = spec.output.export_formats
+    if formats is not None and TRITON_EXPORT not in formats:
+        yield FieldError("spec.output.exportFormats", f"must list {TRITON_EXPORT} with spec.serve (the InferenceService "
+                                                      f"serves <output>/export/{TRITON_EXPORT}/), got {list(formats)}")
+    if serve.replicas is not None:
+        for name, value in (("minReplicas", serve.min_replicas), ("maxReplicas", serve.max_replicas)):
+            if value is not None:
+                yield FieldError(f"spec.serve.{name}", "cannot be set with replicas (a fixed count); set either "
+                                                      "replicas or minReplicas/maxReplicas")
+    elif serve.min_replicas is not None and serve.max_replicas is not None and serve.min_replicas > serve.max_replicas:
+        yield FieldError("spec.serve.maxReplicas", f"must be >= minReplicas ({serve.min_replicas}), got {serve.max_replicas}")
+    if serve.tensorrt != "off":
+        if serve.runtime != "triton":
+            yield FieldError("spec.serve.tensorrt", f"{serve.tensorrt} needs runtime: triton (TF-TRT runs in Triton), "
+                                                    f"got runtime: {serve.runtime}")
+        if serve.resources.gpus < 1:
+            yield FieldError("spec.serve.resources.gpus", f"must be >= 1 with tensorrt: {serve.tensorrt} (TensorRT runs "
+                                                          "on a GPU), got 0")
 
 
 def _listing(names: list[str]) -> str:

@@ -161,6 +161,24 @@ class PolicyStatus(StatusModel):
     applied: list[PolicyApplied] = Field(default_factory=list, description="Each value they gave the job.")
 
 
+class ServingStatus(StatusModel):
+    """The job's KServe InferenceService (spec.serve), as its conditions last said."""
+
+    inference_service: str | None = Field(None, description="Name of the InferenceService (the job's).")
+    url: str | None = Field(None, description="Where it answers (its status.url), once KServe has one.")
+    ready: bool | None = Field(None, description="Its Ready condition is True: predictor and transformer answer.")
+    reason: str | None = Field(None, description="Why it is not ready: its first condition that is not True "
+                                                 "(e.g. PredictorReady: ...), or why it was not made.")
+    model: str | None = Field(None, description="The model it serves (the triton export's model folder, e.g. mrpc).")
+    model_version: str | None = Field(None, description="Its model version: Triton's version folder and the stage "
+                                                        "that exported it, e.g. 1 (glue).")
+    storage_uri: str | None = Field(None, description="The model repository the predictor loads.")
+    applied_hash: str | None = Field(None, description="Hash of the InferenceService spec last applied (from spec.serve).")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Its conditions as KServe wrote them (Ready, PredictorReady, "
+                                          "TransformerReady, IngressReady, ...).")
+
+
 class BertTrainingJobStatus(StatusModel):
     """Observed state of a BertTrainingJob."""
 
@@ -189,6 +207,7 @@ class BertTrainingJobStatus(StatusModel):
                                           "spec.model.initCheckpointFrom, spec.model.vocabFrom).")
     trials: list[TrialStatus] = Field(
         default_factory=list, description="A sweep's trials, in order (spec.task.<task>.sweep).")
+    serving: ServingStatus | None = Field(None, description="The InferenceService of spec.serve, once the job succeeded.")
     results: dict[str, Any] | None = Field(
         None,
         description="Final metrics and checkpoint URI from results.json; artifacts: the exported models' URIs "

@@ -197,6 +197,30 @@ def _policy(status: dict[str, Any]) -> str:
     return out
 
 
+def _serving(status: dict[str, Any]) -> str:
+    """The job's InferenceService (spec.serve): where it answers, whether it is ready and why not, and its conditions."""
+    if is_invalid(status.get("serving"), dict):
+        return f"Serving:            {INVALID}\n"
+    serving = mapping(status.get("serving"))
+    if not serving:
+        return "Serving:            <none>\n"
+    ready = serving.get("ready")
+    out = "Serving:\n" + _field("InferenceService", _cell(serving.get("inferenceService")), "  ")
+    out += _field("URL", _cell(serving.get("url")) or "<none>", "  ")
+    out += _field("Ready", "True" if ready is True else "False", "  ")
+    out += _field("Reason", _cell(serving.get("reason")), "  ")
+    model = " ".join(part for part in (_cell(serving.get("model")), _cell(serving.get("modelVersion"))) if part)
+    out += _field("Model", model, "  ")
+    out += _field("Storage", _cell(serving.get("storageUri")), "  ")
+    conditions = records(serving.get("conditions"))
+    if conditions:
+        rows = [["TYPE", "STATUS", "REASON", "MESSAGE"]]
+        rows += [[_cell(c.get("type")), _cell(c.get("status")), _cell(c.get("reason")), _cell(c.get("message"))]
+                 for c in conditions]
+        out += render_rows(rows, "  ")
+    return out
+
+
 def _events(events: list[dict[str, Any]], now: datetime.datetime) -> str:
     if not events:
         return "Events:             <none>\n"
@@ -239,6 +263,6 @@ def describe(job: dict[str, Any], events: list[dict[str, Any]], now: datetime.da
     out += _field("Started", _cell(status.get("startTime")))
     out += _field("Completed", _cell(status.get("completionTime")))
     for part in (_stages(status), _conditions(status), _results(status), _resolved(status), _dependencies(status),
-                 _policy(status), _events(events, now)):
+                 _policy(status), _serving(status), _events(events, now)):
         out += part
     return out

@@ -132,9 +132,27 @@ def _updated(job: dict[str, Any], now: datetime.datetime) -> str:
     return age(_progress(job).get("updatedAt"), now)
 
 
-#: Added before AGE: the current stage's steps and ETA; with -o wide also the loss, throughput and report age.
+def _serving(job: dict[str, Any]) -> dict[str, Any]:
+    return mapping(mapping(job.get("status")).get("serving"))
+
+
+def _serving_state(job: dict[str, Any], now: datetime.datetime) -> str:
+    """Ready or NotReady for a served job (status.serving.ready, from its InferenceService's Ready condition)."""
+    serving = _serving(job)
+    if not serving:
+        return ""
+    return "Ready" if serving.get("ready") is True else "NotReady"
+
+
+def _url(job: dict[str, Any], now: datetime.datetime) -> str:
+    return text(_serving(job).get("url")) or ""
+
+
+#: Added before AGE: the current stage's steps and ETA; with -o wide also whether a served job's model is ready and
+#: its URL (status.serving), the loss, throughput and report age.
 EXTRA = [Column("STEPS", _steps), Column("ETA", _eta)]
-WIDE_EXTRA = [Column("LOSS", _loss), Column("SEQ/S", _throughput), Column("UPDATED", _updated)]
+WIDE_EXTRA = [Column("SERVING", _serving_state), Column("URL", _url), Column("LOSS", _loss),
+              Column("SEQ/S", _throughput), Column("UPDATED", _updated)]
 
 
 def columns(wide: bool, all_namespaces: bool) -> list[Column]:

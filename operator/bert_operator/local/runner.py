@@ -257,6 +257,10 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     if sweep is not None and sweep.max_parallel > 1:
         display.line(f"{name}: sweep.maxParallel {sweep.max_parallel} ignored: its trials run one after the other here")
         job = one_trial_at_a_time(job)
+    if job.spec.serve is not None:  # the cluster's KServe serves it; here `bertjob serve --local` does
+        display.line(f"{name}: spec.serve ignored: no KServe on this machine; serve the model with "
+                     f"`bertjob serve --local FILE --job {name}`")
+        job = job.model_copy(update={"spec": job.spec.model_copy(update={"serve": None})})
     job_dir = (options.workdir / job.metadata.namespace / name).resolve()
     volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir, annotated)
     outputs = volumes.local_uri(resolved(job.spec.output.uri))

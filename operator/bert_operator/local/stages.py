@@ -31,6 +31,7 @@ from .commands import LocalCommand, ignored_locally, launcher_command, sync_comm
 from .lifetime import die_with_parent
 from .volumes import VolumeMap
 from .. import reasons
+from ..reconcile.ports import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,20 @@ class LocalStages:
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         """Local processes start at once or fail with their log: nothing waits for a scheduler."""
         return []
+
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """No KServe here: spec.serve is the cluster's; `bertjob serve --local` serves a local run's model."""
+        return None
+
+    def create_inference_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        raise Rejected(501, "a local run makes no InferenceService: serve its model with `bertjob serve --local FILE "
+                            "--job NAME`")
+
+    def patch_inference_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError(f"InferenceService {namespace}/{name}: there is no KServe in a local run")
+
+    def delete_inference_service(self, namespace: str, name: str, uid: str) -> None:
+        """Nothing was made."""
 
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         """A JSON merge patch of the status, as the API server applies it (null removes a field)."""

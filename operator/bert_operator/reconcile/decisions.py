@@ -57,7 +57,34 @@ class PatchWorkload:
     patch: dict[str, Any]
 
 
-Action = CreateMPIJob | PatchMPIJob | DeleteMPIJob | PatchWorkload
+@dataclass(frozen=True)
+class CreateInferenceService:
+    """Create the job's InferenceService (spec.serve, the job Succeeded); a 409 adopts the one that exists."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PatchInferenceService:
+    """Merge-patch the job's InferenceService to a changed spec.serve (the fields it set before and no longer sets
+    are nulled; KServe's own defaults are left alone)."""
+
+    namespace: str
+    name: str
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteInferenceService:
+    """Delete the job's InferenceService (that uid only, where it has one): spec.serve was removed."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+Action = (CreateMPIJob | PatchMPIJob | DeleteMPIJob | PatchWorkload | CreateInferenceService | PatchInferenceService
+          | DeleteInferenceService)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,17 @@ class Deleted:
     mpijob: dict[str, Any]
 
 
+class NotRead:
+    """The job's InferenceService was not read (the job had not succeeded, or is not served): a create then adopts
+    one that exists (409), and nothing is deleted on a guess."""
+
+    def __repr__(self) -> str:
+        return "NOT_READ"
+
+
+NOT_READ = NotRead()
+
+
 @dataclass(frozen=True)
 class Observed:
     """What the next decision depends on, by MPIJob name: the MPIJobs (None: looked up and not found;
@@ -60,13 +71,18 @@ class Observed:
     producers: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
     #: The platform's job templates by name (templates/catalog.py), as they were when the reconcile began.
     templates: Mapping[str, Any] = field(default_factory=dict)
+    #: The job's InferenceService (spec.serve): as read or as a write answered, None (none), RefusedCreate, NOT_READ.
+    inference_service: Any = NOT_READ
 
     def get(self, name: str) -> Any:
         return self.mpijobs.get(name)
 
-    def with_answers(self, mpijobs: Mapping[str, Any], workloads: Mapping[str, Any] | None = None) -> "Observed":
+    def with_answers(self, mpijobs: Mapping[str, Any], workloads: Mapping[str, Any] | None = None,
+                     inference_service: Any = NOT_READ) -> "Observed":
         """This observation after writes, with the API server's answers in place of what was read."""
-        return replace(self, mpijobs={**self.mpijobs, **mpijobs}, workloads={**self.workloads, **(workloads or {})})
+        isvc = self.inference_service if inference_service is NOT_READ else inference_service
+        return replace(self, mpijobs={**self.mpijobs, **mpijobs}, workloads={**self.workloads, **(workloads or {})},
+                       inference_service=isvc)
 
 
 def names_to_read(status: Mapping[str, Any]) -> list[str]:
@@ -213,7 +229,20 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             reason = why_waiting(events, name, mpijob_meta.get("uid"), mpijob_meta.get("creationTimestamp"))
             if reason:
                 waiting[name] = reason
+    inference_service: Any = NOT_READ
+    if serves(body):
+        try:
+            inference_service = api.get_inference_service(namespace, meta.get("name", ""))
+        except ReadFailed as exc:  # not read: the plan neither creates over it nor deletes it, and says so
+            log.warning("inference service unreadable job=%s/%s error=%s", namespace, meta.get("name"), exc)
     producers: dict[str, dict[str, Any] | None] = {}
     if jobs is not None and not status.get("resolved"):  # a started job has its inputs: no other job is read
         producers = dependencies.chain(meta.get("name", ""), body.get("spec") or {}, lambda name: jobs(namespace, name))
-    return Observed(mpijobs, waiting, pods, workloads, policy, producers, templates or {})
+    return Observed(mpijobs, waiting, pods, workloads, policy, producers, templates or {}, inference_service)
+
+
+def serves(body: Mapping[str, Any]) -> bool:
+    """Whether a job's InferenceService matters to its next decision: it has succeeded, and it asks to be served
+    (spec.serve) or was (status.serving: to follow it, or to delete it)."""
+    status = body.get("status") or {}
+    return status.get("phase") == "Succeeded" and bool((body.get("spec") or {}).get("serve") or status.get("serving"))

@@ -35,12 +35,12 @@ from ..api.stages import Stage
 from bert_common.contract import EXPORT_FOLDER
 from ..render import RenderSettings
 from ..tasks import report_uri, stages_of, task_of
-from . import sweep_step, usage
+from . import serve_step, sweep_step, usage
 from .decisions import (Action, Context, CreateMPIJob, DeleteMPIJob, Ended, Event, Followed, Held, PatchMPIJob,
                         PatchWorkload, Plan)
 from .dependency_step import resolve
 from .follow import follow
-from .observe import Observed
+from .observe import Observed, serves
 from .policy_step import govern
 from .recovery import RecoverySettings
 from .status_view import (ACCEPTED_SPEC, COMPLETION_TIME, CONDITIONS, CURRENT_STAGE, DEPENDENCIES,
@@ -62,11 +62,17 @@ def canonical(value: Any) -> Any:
     return value
 
 
+#: Spec fields that may change after the job started: what serves its model (serve_step.py) is not what it trained.
+MUTABLE_FIELDS = ("serve",)
+
+
 def spec_hash(spec: dict[str, Any]) -> str:
-    """Hash of the fields that cannot change once a job started (all but runPolicy.suspend), by value:
+    """Hash of the fields that cannot change once a job started (all but runPolicy.suspend and spec.serve), by value:
     a spec read back from the API server (numbers normalised) hashes as the one that was written."""
     frozen = canonical(json.loads(json.dumps(spec)))
     frozen.get("runPolicy", {}).pop("suspend", None)
+    for name in MUTABLE_FIELDS:
+        frozen.pop(name, None)
     return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -97,6 +103,8 @@ def needs_work(body: Mapping[str, Any]) -> bool:
     if meta.get("deletionTimestamp"):
         return False
     status = body.get("status") or {}
+    if serves(body):  # a served job follows its InferenceService after it succeeded
+        return True
     return not (status.get("phase") in sm.TERMINAL_PHASES and status.get("observedGeneration") == meta.get("generation"))
 
 
@@ -112,8 +120,8 @@ def plan(body: dict[str, Any], old: dict[str, Any], observed: Observed, now: str
     try:
         job = parse(body)
     except SpecError as exc:
-        if accepted:  # running job, broken update: refuse it, keep running the accepted spec
-            return _refuse_update(ctx, sm.errors_message(exc.errors, "spec is invalid: "), accepted)
+        if accepted:  # running job, broken update: refuse it, keep running the accepted spec (and its serve)
+            return _refuse_update(ctx, sm.errors_message(exc.errors, "spec is invalid: "), accepted, live_serve=False)
         return _ended(ctx, Ended(exc.errors, reasons.INVALID_SPEC))
     if accepted and not _unchanged(body, accepted, job):
         return _refuse_update(ctx, "fields other than runPolicy.suspend cannot change after the job started", accepted)
@@ -133,12 +141,17 @@ def _unchanged(body: dict[str, Any], accepted: dict[str, Any], job: BertTraining
         return False
 
 
-def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any]) -> Plan:
-    """Keep running the accepted spec and say why the change was not applied; a suspend toggle still passes."""
+def _refuse_update(ctx: Context, why: str, accepted: dict[str, Any], *, live_serve: bool = True) -> Plan:
+    """Keep running the accepted spec and say why the change was not applied; a suspend toggle still passes, and so
+    does spec.serve from a spec that is valid (`live_serve`)."""
     accepted_spec = accepted
-    live_suspend = ((ctx.body.get("spec") or {}).get("runPolicy") or {}).get("suspend")
+    live = ctx.body.get("spec") or {}
+    live_suspend = (live.get("runPolicy") or {}).get("suspend")
     if isinstance(live_suspend, bool):
         accepted_spec = {**accepted, "runPolicy": {**accepted.get("runPolicy", {}), "suspend": live_suspend}}
+    if live_serve:
+        accepted_spec = {key: value for key, value in accepted_spec.items() if key not in MUTABLE_FIELDS}
+        accepted_spec.update({key: live[key] for key in MUTABLE_FIELDS if key in live})
     written = {**ctx.body, "spec": accepted_spec}
     try:
         job = parse_job(written)
@@ -166,8 +179,16 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     walked = _walk(ctx, resolved.job, base)
     if isinstance(walked, Plan):  # a write to make first, or a stage to create that the policies hold
         return walked
+    served = serve_step.step(ctx, resolved.job, walked.state.phase)
+    if served is not None and not isinstance(served, serve_step.Served):  # its InferenceService to write first
+        return Plan(base, actions=(served,))
     new = _status(ctx, resolved.job, written_job, base, walked, resolved.dependencies, governed.policy, refusal)
-    return Plan(new, events=_events(ctx, walked, refusal))
+    if served is not None:
+        if served.serving is None:
+            new.pop(serve_step.SERVING, None)
+        else:
+            new[serve_step.SERVING] = served.serving
+    return Plan(new, events=(*_events(ctx, walked, refusal), *(served.events if served is not None else ())))
 
 
 def _base(ctx: Context) -> dict[str, Any]:
@@ -239,7 +260,10 @@ def _status(ctx: Context, job: BertTrainingJob, written_job: BertTrainingJob, ba
             dependencies: list[dict[str, Any]], policy_status: Any, refusal: str | None) -> dict[str, Any]:
     """The job's next status: `base` with what this sync decided written over it (every other field as it was)."""
     now, generation, state, entries = ctx.now, ctx.generation, walked.state, walked.entries
-    conditions = sm.phase_conditions(StatusView(base).conditions, state, now, generation)
+    if ctx.status.phase == state.phase == "Succeeded":  # a served job planned again after it ended: its run's
+        conditions = StatusView(base).conditions        # conditions stand as the stage's end wrote them
+    else:
+        conditions = sm.phase_conditions(StatusView(base).conditions, state, now, generation)
     if sm.condition_of(base, sm.WAITING) is not None:
         names = ", ".join(entry["name"] for entry in dependencies)
         conditions = sm.set_condition(conditions, sm.WAITING, False, reasons.DEPENDENCIES_READY,

@@ -60,6 +60,16 @@ class MPIJobApi(Protocol):
     def list_warning_events(self, namespace: str) -> list[dict[str, Any]]:
         """Warning Events of a namespace (involvedObject, reason, message, times), as the API serves them; ReadFailed
         when unreadable."""
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A KServe InferenceService; None if there is none (or KServe's API is not served); ReadFailed when
+        unreadable."""
+    def create_inference_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """(the InferenceService, whether it was created now: a 409 answers the existing one); Rejected when the
+        server refuses it (404: KServe's API is not served)."""
+    def patch_inference_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch it; Rejected when the server refuses the patch."""
+    def delete_inference_service(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the InferenceService of that uid (gone already, or another uid by now: nothing)."""
 
 
 class EventSink(Protocol):

@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable
 
 from ..metrics import MPIJOBS_CREATED
 from ..status import MAX_EVENT_BYTES, bounded
-from .observe import Deleted, Observed, RefusedCreate
+from .decisions import CreateInferenceService, DeleteInferenceService, PatchInferenceService
+from .observe import NOT_READ, Deleted, Observed, RefusedCreate
 from .plan import Action, CreateMPIJob, DeleteMPIJob, Event, PatchMPIJob, PatchWorkload
 from .ports import EventSink, MPIJobApi, Rejected
 
@@ -57,6 +58,7 @@ class JobWriter:
         """Run MPIJob and Workload writes; `observed` with the API server's answers in place (what to plan on next)."""
         answers: dict[str, dict[str, Any] | RefusedCreate | Deleted] = {}
         workloads: dict[str, dict[str, Any]] = {}
+        isvc: Any = NOT_READ
         for action in actions:
             if isinstance(action, CreateMPIJob):
                 meta = action.body["metadata"]
@@ -84,9 +86,32 @@ class JobWriter:
                 workloads[action.mpijob] = self.api.patch_workload(action.namespace, action.name, action.patch)
                 log.info("workload patched job=%s/%s workload=%s patch=%s", action.namespace, job_name, action.name,
                          action.patch)
+            elif isinstance(action, (CreateInferenceService, PatchInferenceService, DeleteInferenceService)):
+                isvc = self._serve(job_name, action)
             else:  # pragma: no cover - Action is a closed union
                 raise TypeError(f"unknown action {action!r}")
-        return observed.with_answers(answers, workloads)
+        return observed.with_answers(answers, workloads, isvc)
+
+    def _serve(self, job_name: str, action: CreateInferenceService | PatchInferenceService | DeleteInferenceService
+               ) -> dict[str, Any] | RefusedCreate | None:
+        """Write the job's InferenceService; what the server answered (RefusedCreate for a refusal, None once deleted)."""
+        if isinstance(action, DeleteInferenceService):
+            self.api.delete_inference_service(action.namespace, action.name, action.uid)
+            log.info("inference service deleted job=%s/%s", action.namespace, job_name)
+            return None
+        try:
+            if isinstance(action, PatchInferenceService):
+                answer = self.api.patch_inference_service(action.namespace, action.name, action.patch)
+                log.info("inference service patched job=%s/%s", action.namespace, job_name)
+                return answer
+            answer, created = self.api.create_inference_service(action.body)
+        except Rejected as exc:
+            meta = action.body["metadata"] if isinstance(action, CreateInferenceService) else {"name": action.name}
+            log.warning("inference service refused job=%s code=%d message=%s", job_name, exc.status, exc.message)
+            return RefusedCreate(str(meta["name"]), exc.status, exc.message)
+        log.info("inference service %s job=%s/%s", "created" if created else "adopted",
+                 action.body["metadata"]["namespace"], job_name)
+        return answer
 
     def write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                      events: Iterable[Event] = ()) -> dict[str, Any] | None:

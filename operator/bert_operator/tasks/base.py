@@ -74,6 +74,11 @@ class OperatorTask:
         """Arguments after `python -m bert_trainer` for one stage, in NVIDIA's flag names."""
         raise NotImplementedError(f"task {self.name} renders no trainer command")
 
+    def served_model(self, spec: BertTrainingJobSpec) -> str | None:
+        """The model's name in the triton export (<output>/export/triton/<model>/) when the task's model can be served
+        (spec.serve); None for a task that makes no model to answer requests with (pretraining, data)."""
+        return None
+
     def stage_weights(self, spec: BertTrainingJobSpec) -> list[float]:
         """Each stage's share of the whole job, for the progress percentage."""
         stages = self.stages(spec)

@@ -46,6 +46,11 @@ class Glue(FineTuningTask):
             *finetune_hyperparameters(spec, task, self.trial(spec, stage)),
         ]
 
+    def served_model(self, spec: BertTrainingJobSpec) -> str | None:
+        """The GLUE task's name in lower case (mrpc, cola, mnli): the model folder of the triton export."""
+        task: GlueTask = self.settings(spec)
+        return task.task_name.lower()
+
     def summary(self, results: dict[str, Any]) -> str:
         """Each dev split's metrics: `CoLA dev MCC 0.412`, `MNLI dev_matched acc 0.841, dev_mismatched acc 0.836`."""
         splits = []

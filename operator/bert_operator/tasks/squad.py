@@ -58,6 +58,10 @@ class Squad(FineTuningTask):
             *(v2 if task.version == "2.0" else []),
         ]
 
+    def served_model(self, spec: BertTrainingJobSpec) -> str | None:
+        """squad: the model folder of the triton export."""
+        return "squad"
+
     def summary(self, results: dict[str, Any]) -> str:
         """F1 and exact match on the predict file, in percent (v1.1: exact_match; v2.0: exact)."""
         scores = untrusted.mapping(results.get("predict"))
