@@ -69,7 +69,7 @@ def test_the_run_ends_with_a_table_of_phase_metric_and_outputs(tiny_run) -> None
     volume = workdir.resolve() / "volumes" / "bert-tiny"
     assert rows["tiny-pretrain"]["OUTPUTS"] == str(volume / "pretrain")
     assert rows["tiny-pretrain"]["EXPORTS"] == "phase1/export/hf, phase2/export/hf"
-    assert rows["tiny-cola"]["EXPORTS"] == "glue/export/hf, glue/export/savedmodel"
+    assert rows["tiny-cola"]["EXPORTS"] == "glue/export/hf, glue/export/savedmodel, glue/export/triton"
     assert len(result.stdout.splitlines()) == 4  # the header and a row per job: the whole status is -o yaml's
 
 
@@ -130,12 +130,14 @@ def test_every_training_stage_exported_what_its_task_exports_by_default(tiny_run
         {"stage": "phase2", "format": "hf", "uri": "pvc://bert-tiny/pretrain/phase2/export/hf"}]
     assert found["tiny-cola"]["results"]["artifacts"] == [
         {"stage": "glue", "format": "hf", "uri": "pvc://bert-tiny/cola/glue/export/hf"},
-        {"stage": "glue", "format": "savedmodel", "uri": "pvc://bert-tiny/cola/glue/export/savedmodel"}]
+        {"stage": "glue", "format": "savedmodel", "uri": "pvc://bert-tiny/cola/glue/export/savedmodel"},
+        {"stage": "glue", "format": "triton", "uri": "pvc://bert-tiny/cola/glue/export/triton"}]
     volume = workdir / "volumes" / "bert-tiny"
     for folder in ("pretrain/phase1", "pretrain/phase2", "cola/glue"):
         assert {p.name for p in (volume / folder / "export" / "hf").iterdir()} >= {"config.json", "model.safetensors"}
     assert (volume / "cola" / "glue" / "export" / "savedmodel" / "saved_model.pb").exists()
-    assert found["tiny-cola"]["results"]["exported"] == ["hf", "savedmodel"]
+    assert (volume / "cola" / "glue" / "export" / "triton" / "cola" / "config.pbtxt").exists()
+    assert found["tiny-cola"]["results"]["exported"] == ["hf", "savedmodel", "triton"]
 
 
 def test_each_stage_ran_the_rendered_launcher_command_with_volumes_bound(tiny_run) -> None:
