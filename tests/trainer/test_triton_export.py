@@ -28,8 +28,10 @@ SQUAD_OPTIONS = {"doc_stride": 16, "max_query_length": 8, "n_best_size": 5, "max
                  "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
 HEADS = {
     "classifier": (lambda cfg: BertClassifier(cfg, 2, seed=5),
-                   Serving("MRPC", "classifier", ("not_equivalent", "equivalent"), 32, True, tensorrt="fp16")),
-    "span": (lambda cfg: BertSpanHead(cfg, seed=6), Serving("squad", "span", (), 48, True, options=SQUAD_OPTIONS)),
+                   Serving("MRPC", "classifier", ("not_equivalent", "equivalent"), 32, True,
+                           fields=("sentence1", "sentence2"), tensorrt="fp16")),
+    "span": (lambda cfg: BertSpanHead(cfg, seed=6), Serving("squad", "span", (), 48, True, fields=("question", "context"),
+                                                            options=SQUAD_OPTIONS)),
 }
 
 
@@ -79,6 +81,7 @@ def test_the_repository_holds_one_model_with_version_1_and_the_transformers_asse
     assert sorted(p.name for p in (model_dir / "assets").iterdir()) == ["serving.json", "vocab.txt"]
     manifest = json.loads((model_dir / "assets" / "serving.json").read_text())
     assert manifest["head"] == head and manifest["labels"] == list(serving.labels)
+    assert manifest["fields"] == list(serving.fields)
     assert (manifest["max_seq_length"], manifest["do_lower_case"]) == (serving.max_seq_length, True)
     assert manifest.get("options", {}) == (SQUAD_OPTIONS if head == "span" else {})
 

@@ -32,7 +32,7 @@ PREFERRED_BATCH = 16
 QUEUE_DELAY_US = 1000
 TENSORRT_MODES = ("off", "fp16")
 #: The heads served and what their signature returns (savedmodel_export's names); None: as many as the labels.
-HEADS = {"classifier": {"logits": None}, "span": {"start_logits": -1, "end_logits": -1}}
+HEADS: dict[str, dict[str, int | None]] = {"classifier": {"logits": None}, "span": {"start_logits": -1, "end_logits": -1}}
 INPUTS = ("input_ids", "input_mask", "segment_ids")
 
 
@@ -48,6 +48,8 @@ class Serving:
     labels: tuple[str, ...]
     max_seq_length: int
     do_lower_case: bool
+    #: What a request names its texts (in tokenisation order): sentence, sentence1 and sentence2, question and context.
+    fields: tuple[str, ...] = ()
     #: TF-TRT in FP16 on a GPU (Triton's optimization block); off runs the SavedModel as it is.
     tensorrt: str = "off"
     #: A span head's windowing and answer search (doc_stride, max_query_length, n_best_size, max_answer_length,
@@ -66,7 +68,7 @@ class Serving:
         """serving.json: the tensors as the v2 protocol names their types, shapes with the batch first."""
         return {
             "task": self.task, "model": self.model, "head": self.head, "labels": list(self.labels),
-            "max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case,
+            "max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case, "fields": list(self.fields),
             "inputs": [{"name": name, "datatype": "INT32", "shape": [-1, -1]} for name in INPUTS],
             "outputs": [{"name": name, "datatype": "FP32", "shape": [-1, dim]} for name, dim in self.outputs().items()],
             **({"options": dict(self.options)} if self.options else {}),

@@ -117,7 +117,8 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
             results[split] = glue_metrics(args.task_name, features["labels"].tolist(), predictions.tolist())
             log.info("event=eval split=%s %s", split, json.dumps(results[split]))
     serving = Serving(args.task_name, "classifier", LABEL_NAMES[args.task_name], args.max_seq_length,
-                      args.do_lower_case, tensorrt=args.triton_tensorrt)
+                      args.do_lower_case, fields=("sentence",) if fmt.text_b is None else ("sentence1", "sentence2"),
+                      tensorrt=args.triton_tensorrt)
     results["exported"] = export_stage(model, cfg, args.output_dir, args.export_formats, vocab_file=args.vocab_file,
                                        do_lower_case=args.do_lower_case, serving=serving) if world.is_chief else []
     return finish(results, world, reports)

@@ -87,8 +87,8 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     options = {"doc_stride": args.doc_stride, "max_query_length": args.max_query_length, "n_best_size": args.n_best_size,
                "max_answer_length": args.max_answer_length, "version_2_with_negative": v2,
                "null_score_diff_threshold": args.null_score_diff_threshold}
-    serving = Serving("squad", "span", (), args.max_seq_length, args.do_lower_case, tensorrt=args.triton_tensorrt,
-                      options=options)
+    serving = Serving("squad", "span", (), args.max_seq_length, args.do_lower_case, fields=("question", "context"),
+                      tensorrt=args.triton_tensorrt, options=options)
     results["exported"] = export_stage(model, cfg, args.output_dir, args.export_formats, vocab_file=args.vocab_file,
                                        do_lower_case=args.do_lower_case, serving=serving) if world.is_chief else []
     return finish(results, world, reports)
