@@ -25,7 +25,7 @@ MAX_CHARS = {"sentence": 8192, "sentence1": 8192, "sentence2": 8192, "question":
 #: GLUE rows are cut to their longest row rounded up to this many tokens (exact for the [CLS] classifier, as the
 #: glue task's evaluation cut): short texts do not pay for max_seq_length, and Triton's dynamic batcher, which
 #: batches requests of equal shapes, still finds equal shapes among requests of similar lengths.
-SEQ_BUCKET = 32
+SEQ_BUCKET = 16
 SQUAD_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "n_best_size": 20, "max_answer_length": 30,
                   "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
 
