@@ -57,6 +57,24 @@ def post(url: str, body: bytes, content_type: str | None = None) -> tuple[int, d
         return error.code, json.loads(error.read())
 
 
+def started(command: list[str], ready_url: str, log_path: Path) -> subprocess.Popen:
+    """`python -m bert_trainer COMMAND...` running, once `ready_url` answers 200 (its log in `log_path`)."""
+    log = open(log_path, "w")
+    process = subprocess.Popen([sys.executable, "-m", "bert_trainer", *command], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    deadline = time.monotonic() + 120
+    while True:  # until the server answers (TensorFlow's import and the model's load come first)
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            pass
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The MRPC-like tiny classifier's triton export, served by `serve local` as job `tiny-mrpc`."""
@@ -210,3 +228,30 @@ def test_the_transformer_takes_the_flags_kserve_appends_and_refuses_another_prot
         with pytest.raises(SystemExit) as exited:
             cli.main(args + extra)
         assert exited.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_the_transformer_in_front_of_a_python_predictor_answers_as_serve_local(server, tmp_path):
+    """The InferenceService's two containers with `runtime: python`, as two processes: `serve predictor` (the
+    SavedModel alone over v2 REST, its repository where KServe's storage initializer puts it) and `serve transformer`
+    reaching it at --predictor_host over the Open Inference Protocol. The labels are serve local's."""
+    base, model_dir, _ = server
+    predictor_port, transformer_port = free_port(), free_port()
+    predictor = started(["serve", "predictor", "--model_repository", str(model_dir.parent), "--http_port",
+                         str(predictor_port)], f"http://127.0.0.1:{predictor_port}/v2/models/mrpc/ready",
+                        tmp_path / "predictor.log")
+    try:
+        transformer = started(["serve", "transformer", "--assets_uri", str(model_dir / "assets"), "--predictor_model",
+                               "mrpc", "--model_name", "tiny-mrpc", "--predictor_host", f"127.0.0.1:{predictor_port}",
+                               "--http_port", str(transformer_port)],
+                              f"http://127.0.0.1:{transformer_port}/v1/models/tiny-mrpc", tmp_path / "transformer.log")
+        try:
+            body = json.dumps({"instances": PAIRS}).encode()
+            got = post(f"http://127.0.0.1:{transformer_port}/v1/models/tiny-mrpc:predict", body, "application/json")
+            assert got == post(f"{base}/v1/models/tiny-mrpc:predict", body, "application/json")
+            assert got[0] == 200 and len(got[1]["predictions"]) == len(PAIRS)
+        finally:
+            transformer.terminate()
+            transformer.wait(timeout=30)
+    finally:
+        predictor.terminate()
+        predictor.wait(timeout=30)

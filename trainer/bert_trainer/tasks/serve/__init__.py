@@ -5,7 +5,9 @@ over v2 REST, labels or answers out. It takes the export's assets (``--assets_ur
 predictor's model name; KServe's controller appends ``--model_name``, ``--predictor_host`` and ``--http_port``
 (and may append ``--predictor_protocol`` or its older spelling ``--protocol``), which it accepts.
 ``serve local`` runs the same transformer in front of the repository's SavedModel, in one server on this machine
-(``bertjob serve --local``). The checks run before TensorFlow or KServe load: a bad flag or a repository that is
+(``bertjob serve --local``). ``serve predictor`` is that SavedModel alone behind v2 REST: the InferenceService's
+predictor where ``spec.serve.runtime`` is ``python`` (no Triton), its repository where KServe's storage initializer
+put ``storageUri`` (/mnt/models). The checks run before TensorFlow or KServe load: a bad flag or a repository that is
 not a ``triton`` export exits 2 naming it.
 """
 
@@ -25,7 +27,7 @@ SAVEDMODEL = os.path.join(TRITON_VERSION, "model.savedmodel")
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
-    modes = g.add_subparsers(dest="mode", required=True, metavar="{transformer,local}")
+    modes = g.add_subparsers(dest="mode", required=True, metavar="{transformer,local,predictor}")
     t = modes.add_parser("transformer", help="the InferenceService's transformer, in front of a v2 predictor (Triton)")
     t.add_argument("--assets_uri", required=True, help="the export's <model>/assets folder: local or s3://")
     t.add_argument("--predictor_model", required=True, help="the predictor's model name (the Triton model folder's)")
@@ -42,6 +44,15 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     loc.add_argument("--batch_delay_ms", type=float, default=0.0,
                      help="dynamic batching: run requests arriving within this many ms as one batch (0: off)")
     loc.add_argument("--max_batch", type=int, default=32, help="rows in one dynamic batch at most")
+    pred = modes.add_parser("predictor", help="the SavedModel alone over v2 REST: an InferenceService's predictor "
+                                              "with runtime: python")
+    pred.add_argument("--model_repository", required=True,
+                      help="a triton export (<output>/export/triton) or its <model> folder, on local disk")
+    pred.add_argument("--model_name", help="the name v2 requests use, /v2/models/<name>/infer (default: the model's)")
+    pred.add_argument("--http_port", type=int, default=8080)
+    pred.add_argument("--batch_delay_ms", type=float, default=0.0,
+                      help="dynamic batching: run requests arriving within this many ms as one batch (0: off)")
+    pred.add_argument("--max_batch", type=int, default=32, help="rows in one dynamic batch at most")
 
 
 def model_folder(parser: argparse.ArgumentParser, repository: str) -> str:
@@ -100,6 +111,14 @@ def _serve(args: argparse.Namespace) -> None:
         return
     from bert_trainer.serve.predictor import SavedModelPredictor  # noqa: PLC0415
 
+    if args.mode == "predictor":
+        alone = SavedModelPredictor(name, os.path.join(args.model_dir, SAVEDMODEL), manifest,
+                                    batch_delay_ms=args.batch_delay_ms, max_batch=args.max_batch)
+        alone.load()
+        print(f"serving {manifest.task} ({manifest.head}) token ids at http://0.0.0.0:{args.http_port}/v2/models/"
+              f"{name}/infer", flush=True)
+        start([alone], args.http_port, None)
+        return
     # The predictor goes by the model's name, as in Triton, unless requests use that name for the transformer.
     predictor_name = manifest.model if manifest.model != name else f"{manifest.model}-savedmodel"
     predictor = SavedModelPredictor(predictor_name, os.path.join(args.model_dir, SAVEDMODEL), manifest,
