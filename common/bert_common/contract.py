@@ -80,12 +80,27 @@ REPORT_RESULTS: Final = "results"
 #: Where a training stage writes what it exports, under its output folder: `<stage output>/export/<format>/`.
 #: The trainer writes there; the operator lists those URIs in `status.results.artifacts` once the stage succeeded.
 EXPORT_FOLDER: Final = "export"
-#: Export formats: a Hugging Face folder (config.json, model.safetensors, vocab.txt, tokenizer_config.json) and a
-#: TensorFlow SavedModel with a `serving_default` signature (TF Serving, Triton). The trainer's `--export_formats`
+#: Export formats: a Hugging Face folder (config.json, model.safetensors, vocab.txt, tokenizer_config.json), a
+#: TensorFlow SavedModel with a `serving_default` signature (TF Serving), and a Triton model repository (fine-tuned
+#: models only: the SavedModel with its config.pbtxt and the transformer's assets). The trainer's `--export_formats`
 #: takes a comma-separated subset of these (empty: none).
 EXPORT_HF: Final = "hf"
 EXPORT_SAVEDMODEL: Final = "savedmodel"
-EXPORT_FORMATS: Final = (EXPORT_HF, EXPORT_SAVEDMODEL)
+EXPORT_TRITON: Final = "triton"
+EXPORT_FORMATS: Final = (EXPORT_HF, EXPORT_SAVEDMODEL, EXPORT_TRITON)
+#: The Triton repository `<stage output>/export/triton/` holds one model folder, named by `serving_model_name`:
+#: `config.pbtxt`, the version `1/model.savedmodel/`, and `assets/` (not a number, so Triton ignores it) with
+#: `vocab.txt` and `serving.json` (task, head, labels, max_seq_length, do_lower_case, inputs, outputs), which the
+#: KServe transformer (`python -m bert_trainer serve transformer --assets_uri .../assets`) reads.
+TRITON_VERSION: Final = "1"
+TRITON_ASSETS: Final = "assets"
+SERVING_FILE: Final = "serving.json"
+
+
+def serving_model_name(task_name: str) -> str:
+    """The Triton model (and the predictor's v2 model name) of a fine-tuning task: the GLUE task's name in lower case
+    (``mrpc``, ``cola``, ``mnli``) or ``squad``, whichever SQuAD version."""
+    return "squad" if task_name.lower().startswith("squad") else task_name.lower()
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    if not args.local:
+        raise UsageError("serve: only --local is supported here; on a cluster, set spec.serve on the job")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port: must be 1 to 65535, got {args.port}")
+    from .local import LocalOptions, LocalSetupError  # noqa: PLC0415 - as run --local
+    from .local.serve import SERVED_TASKS, serve_local  # noqa: PLC0415
+
+    jobs = parse_text(_read(args.file), args.file)
+    job = next((job for job in jobs if job.metadata.name == args.job), None)
+    if job is None:
+        raise UsageError(f"--job: {args.file} has no job {args.job!r} (it has {', '.join(j.metadata.name for j in jobs)})")
+    if task_of(job.spec).name not in SERVED_TASKS:
+        raise UsageError(f"--job: {args.job} is a {task_of(job.spec).name} job; a served model is a fine-tuned one "
+                         f"({', '.join(SERVED_TASKS)})")
+    options = LocalOptions(workdir=Path(args.workdir), yaml_dir=Path(args.file).resolve().parent if args.file != "-" else None,
+                           volumes=dict(args.volume))
+    try:
+        return serve_local(job, options, args.port)
+    except LocalSetupError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict_client import PredictError, predict_all, tsv_instances  # noqa: PLC0415
+
+    if not 0 < args.batch <= 64:
+        raise UsageError(f"--batch: must be 1 to 64 (the server takes at most 64 instances a request), got {args.batch}")
+
+    try:
+        if args.tsv:
+            if not args.task:
+                raise UsageError("--task: required with --tsv (the GLUE task whose layout the file has)")
+            body: Any = {"instances": tsv_instances(_read(args.tsv), args.task)}
+        else:
+            source = "--data" if args.data is not None else "--file"
+            try:
+                body = json.loads(args.data if args.data is not None else _read(args.file))
+            except ValueError as exc:
+                raise UsageError(f"{source}: not JSON ({exc})") from None
+        predictions = predict_all(args.url, body, args.batch)
+    except PredictError as exc:
+        print(f"bertjob: predict: {one_line(str(exc))}", file=sys.stderr)
+        return exc.code
+    for prediction in predictions:
+        print(json.dumps(prediction))
+    return EXIT_OK
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     import kubernetes  # noqa: PLC0415 - with kopf, only the operator needs it
 
@@ -375,6 +424,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", choices=("yaml", "json"), default=None,
                      help="end with each job's whole status (default: a table of phase, duration, main metric, outputs)")
     run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="serve a job's trained model on this machine (--local): text in, labels out")
+    serve.add_argument("file", metavar="FILE", help="the BertTrainingJob YAML the job was run from (bertjob run --local)")
+    serve.add_argument("--local", action="store_true", help="serve here, with KServe's model server")
+    serve.add_argument("--job", required=True, metavar="NAME", help="the glue or squad job whose model to serve")
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080): /v1/models/NAME:predict")
+    serve.add_argument("--workdir", default="bertjob-runs", help="the run's --workdir (default ./bertjob-runs)")
+    serve.add_argument("--volume", action="append", type=_volume, default=[], metavar="CLAIM=DIR",
+                       help="the run's --volume (repeatable)")
+    serve.set_defaults(func=cmd_serve)
+
+    predict = sub.add_parser("predict", help="send text to a served model and print its predictions, one JSON line each")
+    predict.add_argument("--url", required=True, help="the predict endpoint: http(s)://HOST[:PORT]/v1/models/NAME:predict")
+    body = predict.add_mutually_exclusive_group(required=True)
+    body.add_argument("-d", "--data", help='the request body: {"instances": [{"sentence1": ..., "sentence2": ...}]}')
+    body.add_argument("-f", "--file", help="a file holding the request body ('-': standard input)")
+    body.add_argument("--tsv", help="a GLUE TSV in --task's layout: its rows' texts are the instances")
+    predict.add_argument("--task", choices=("CoLA", "MRPC", "MNLI"), help="the GLUE task of --tsv")
+    predict.add_argument("--batch", type=int, default=32, help="instances a request (default 32, at most 64)")
+    predict.set_defaults(func=cmd_predict)
 
     operator = sub.add_parser("operator", help="run the operator against the cluster in KUBECONFIG or in-cluster")
     operator.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",

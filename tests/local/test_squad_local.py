@@ -44,3 +44,7 @@ def test_squad_v2_runs_locally_and_reports_its_scores(tmp_path: Path, minilm_dir
     assert len(json.loads((out / "null_odds.json").read_text())) == 8
     log = (tmp_path / "runs" / "default" / "minilm-squad" / "minilm-squad-squad.log").read_text()
     assert "--version_2_with_negative" in log and "loaded=103" in log  # every MiniLM tensor imported
+    # The Triton repository (a squad job's default export) carries the windowing and answer search it ran with.
+    serving = json.loads((out / "export" / "triton" / "squad" / "assets" / "serving.json").read_text())
+    assert (serving["head"], serving["fields"], serving["max_seq_length"]) == ("span", ["question", "context"], 64)
+    assert serving["options"]["doc_stride"] == 32 and serving["options"]["version_2_with_negative"] is True

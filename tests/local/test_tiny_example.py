@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,8 +24,8 @@ from bert_operator.api.parse import parse_text
 from bert_operator.dependencies import resolve_file
 from bert_operator.local.volumes import to_local
 from bert_operator.render import render_all
-from tests.conftest import rank_command
-from tests.local.helpers import TINY, TINY_INPUTS, run_local, saved_statuses, statuses, summary_rows
+from tests.conftest import REPO, free_port, rank_command
+from tests.local.helpers import BERTJOB, TINY, TINY_INPUTS, run_local, saved_statuses, statuses, summary_rows
 from tests.operator.fakes import condition
 
 pytestmark = pytest.mark.timeout(900)
@@ -69,7 +73,7 @@ def test_the_run_ends_with_a_table_of_phase_metric_and_outputs(tiny_run) -> None
     volume = workdir.resolve() / "volumes" / "bert-tiny"
     assert rows["tiny-pretrain"]["OUTPUTS"] == str(volume / "pretrain")
     assert rows["tiny-pretrain"]["EXPORTS"] == "phase1/export/hf, phase2/export/hf"
-    assert rows["tiny-cola"]["EXPORTS"] == "glue/export/hf, glue/export/savedmodel"
+    assert rows["tiny-cola"]["EXPORTS"] == "glue/export/hf, glue/export/savedmodel, glue/export/triton"
     assert len(result.stdout.splitlines()) == 4  # the header and a row per job: the whole status is -o yaml's
 
 
@@ -130,12 +134,61 @@ def test_every_training_stage_exported_what_its_task_exports_by_default(tiny_run
         {"stage": "phase2", "format": "hf", "uri": "pvc://bert-tiny/pretrain/phase2/export/hf"}]
     assert found["tiny-cola"]["results"]["artifacts"] == [
         {"stage": "glue", "format": "hf", "uri": "pvc://bert-tiny/cola/glue/export/hf"},
-        {"stage": "glue", "format": "savedmodel", "uri": "pvc://bert-tiny/cola/glue/export/savedmodel"}]
+        {"stage": "glue", "format": "savedmodel", "uri": "pvc://bert-tiny/cola/glue/export/savedmodel"},
+        {"stage": "glue", "format": "triton", "uri": "pvc://bert-tiny/cola/glue/export/triton"}]
     volume = workdir / "volumes" / "bert-tiny"
     for folder in ("pretrain/phase1", "pretrain/phase2", "cola/glue"):
         assert {p.name for p in (volume / folder / "export" / "hf").iterdir()} >= {"config.json", "model.safetensors"}
     assert (volume / "cola" / "glue" / "export" / "savedmodel" / "saved_model.pb").exists()
-    assert found["tiny-cola"]["results"]["exported"] == ["hf", "savedmodel"]
+    assert (volume / "cola" / "glue" / "export" / "triton" / "cola" / "config.pbtxt").exists()
+    assert found["tiny-cola"]["results"]["exported"] == ["hf", "savedmodel", "triton"]
+
+
+def wait_until_served(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:  # TensorFlow's import and the model's load come first
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def test_serve_local_answers_the_dev_rows_with_the_labels_the_trainers_predict_gives(tiny_run, tmp_path) -> None:
+    """`bertjob serve --local` on tiny-cola's Triton export, asked over HTTP by `bertjob predict --tsv` with CoLA's
+    dev rows, answers for every row the label `python -m bert_trainer predict` writes from the SavedModel export."""
+    _, workdir, _ = tiny_run
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/models/tiny-cola"
+    dev = TINY_INPUTS / "CoLA" / "dev.tsv"
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([BERTJOB, "serve", "--local", str(TINY), "--job", "tiny-cola", "--workdir", str(workdir),
+                                   "--port", str(port)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        export = workdir / "volumes" / "bert-tiny" / "cola" / "glue" / "export" / "savedmodel"
+        offline = subprocess.run([sys.executable, "-m", "bert_trainer", "predict", "--model", str(export), "--task_name",
+                                  "CoLA", "--predict_file", str(dev), "--output_dir", str(tmp_path / "predict")],
+                                 capture_output=True, text=True, timeout=300)  # while the server starts
+        assert offline.returncode == 0, offline.stderr[-3000:]
+        wait_until_served(url, server, log)
+        asked = subprocess.run([BERTJOB, "predict", "--url", f"{url}:predict", "--tsv", str(dev), "--task", "CoLA"],
+                               capture_output=True, text=True, timeout=300)
+        assert asked.returncode == 0, asked.stderr[-3000:]
+    finally:
+        server.terminate()  # bertjob passes SIGTERM on to the server it started
+        server.wait(timeout=60)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the server outlived bertjob serve"
+    names = ("unacceptable", "acceptable")  # CoLA's 0 and 1
+    rows = (tmp_path / "predict" / "predictions.tsv").read_text().splitlines()[1:]
+    served = [json.loads(line) for line in asked.stdout.splitlines()]
+    assert len(served) == len(rows) == len(dev.read_text().splitlines())
+    assert [p["label"] for p in served] == [names[int(row.split("\t")[1])] for row in rows]
+    assert all(0.5 <= p["score"] <= 1 for p in served)
 
 
 def test_each_stage_ran_the_rendered_launcher_command_with_volumes_bound(tiny_run) -> None:

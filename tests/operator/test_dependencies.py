@@ -163,7 +163,7 @@ def test_fine_tuning_takes_the_last_stage_checkpoint_and_the_data_jobs_vocab() -
     args = args_of(create)
     assert flag(args, "--init_checkpoint") == "s3://bert-results/bert-pretrain/phase2"
     assert flag(args, "--vocab_file") == "s3://bert-models/uncased_L-24_H-1024_A-16/vocab.txt"
-    assert flag(args, "--export_formats") == "hf,savedmodel"
+    assert flag(args, "--export_formats") == "hf,savedmodel,triton"
     earlier = copy.deepcopy(jobs["bert-mrpc"])
     earlier["spec"]["model"]["initCheckpointFrom"]["stage"] = "phase1"
     [create] = plan(earlier, {}, Observed(producers=producers), NOW).actions
@@ -305,7 +305,7 @@ def test_export_formats_must_be_known_and_listed_once() -> None:
     assert errors_of(squad) == ["spec.output.exportFormats: lists a format twice: ['hf', 'hf']"]
     squad["spec"]["output"]["exportFormats"] = ["onnx"]
     [error] = errors_of(squad)
-    assert error.startswith("spec.output.exportFormats[0]: must be one of 'hf' or 'savedmodel', got 'onnx'")
+    assert error.startswith("spec.output.exportFormats[0]: must be one of 'hf', 'savedmodel' or 'triton', got 'onnx'")
 
 
 def test_a_producers_hand_edited_record_is_an_invalid_dependency_not_a_crash() -> None:

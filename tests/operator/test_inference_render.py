@@ -176,3 +176,21 @@ def test_the_webhook_holds_a_started_jobs_new_spec_serve_to_the_serving_limits()
     with pytest.raises(kopf.AdmissionError) as refused:  # what kubectl apply is answered
         validate_job(body=started, memo=memo)
     assert "spec.serve.replicas: 8 exceeds 4" in str(refused.value)
+
+
+def test_tensorrt_fp16_reaches_the_trainers_triton_export_and_nothing_else_asks_for_it() -> None:
+    """spec.serve.tensorrt: fp16 renders --triton_tensorrt fp16 on the fine-tuning stage (the export's config.pbtxt
+    gets TF-TRT's optimization block); without it, or without the triton export, the flag is absent."""
+    from bert_operator.render import render_all
+
+    def flags(document: dict[str, Any]) -> list[str]:
+        [mpijob] = [o for o in render_all(parse_job(document)) if o["kind"] == "MPIJob"]
+        return mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+
+    fast = served(SERVE_MRPC, tensorrt="fp16", runtime="triton", resources={"gpus": 1})
+    command = flags(fast)
+    assert command[command.index("--triton_tensorrt") + 1] == "fp16"
+    assert "--triton_tensorrt" not in flags(served(SERVE_MRPC))
+    unserved = copy.deepcopy(SERVE_MRPC)
+    unserved["spec"].pop("serve", None)
+    assert "--triton_tensorrt" not in flags(unserved)

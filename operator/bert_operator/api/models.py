@@ -82,7 +82,7 @@ DnsSubdomain = Annotated[
 ]
 #: The name of another BertTrainingJob of the same namespace, whose outputs this job takes as inputs.
 JobRef = Annotated[str, StringConstraints(pattern=JOB_REF_PATTERN, max_length=63)]
-ExportFormat = Literal["hf", "savedmodel"]
+ExportFormat = Literal["hf", "savedmodel", "triton"]
 
 
 class ApiModel(BaseModel):
@@ -531,12 +531,15 @@ class OutputSpec(StoreSpec):
         ),
     )
     export_formats: list[ExportFormat] | None = Field(
-        None, max_length=2,
+        None, max_length=3,
         description=(
             "What each training stage exports at its end under <stage output>/export/<format>/, listed in "
             "status.results.artifacts: hf (a Hugging Face folder: config.json, model.safetensors, vocab.txt, "
-            "tokenizer_config.json) and savedmodel (a TensorFlow SavedModel with a serving_default signature for "
-            "TF Serving or Triton). Default [hf, savedmodel] for squad and glue, [hf] for pretrain; [] exports nothing."
+            "tokenizer_config.json), savedmodel (a TensorFlow SavedModel with a serving_default signature for "
+            "TF Serving) and triton (squad and glue only: a Triton model repository, <model>/config.pbtxt, "
+            "<model>/1/model.savedmodel/ and the transformer's <model>/assets/, <model> being the task's name in "
+            "lower case or squad). Default [hf, savedmodel, triton] for squad and glue, [hf] for pretrain; [] exports "
+            "nothing."
         ),
     )
 

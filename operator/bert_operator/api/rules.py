@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from bert_common.contract import EXPORT_TRITON
 from .. import tasks as registry
 from ..tasks import OperatorTask, chosen_tasks, longest_pod_name
 from .checks import check_annotations_size, check_label_key, check_label_value, check_uri_path
@@ -191,7 +192,7 @@ def _check_exports(spec: BertTrainingJobSpec) -> Iterator[FieldError]:
 
 
 #: The export format the InferenceService's predictor serves (the fine-tuning tasks export it by default).
-TRITON_EXPORT = "triton"
+TRITON_EXPORT = EXPORT_TRITON
 
 
 def _check_serve(spec: BertTrainingJobSpec, task: OperatorTask) -> Iterator[FieldError]:

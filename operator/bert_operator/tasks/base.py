@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Iterator
 
 from ..api.errors import FieldError
-from bert_common.contract import EXPORT_HF, EXPORT_SAVEDMODEL
+from bert_common.contract import EXPORT_HF, EXPORT_SAVEDMODEL, EXPORT_TRITON
 from ..api.locations import join
 from ..api.models import BertTrainingJobSpec
 from ..api.stages import Stage
@@ -107,8 +107,8 @@ class FineTuningTask(OperatorTask):
     needs_vocab = True
     needs_init_checkpoint = True
     local_modules = ("tensorflow", "tokenizers")
-    #: A fine-tuned model is what gets served: both formats.
-    default_exports = (EXPORT_HF, EXPORT_SAVEDMODEL)
+    #: A fine-tuned model is what gets served: every format, the Triton repository being what spec.serve serves.
+    default_exports = (EXPORT_HF, EXPORT_SAVEDMODEL, EXPORT_TRITON)
 
     def stages(self, spec: BertTrainingJobSpec) -> list[Stage]:
         found = trials(self.settings(spec))

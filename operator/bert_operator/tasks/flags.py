@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from bert_common.contract import EXPORT_TRITON
 from ..api.locations import in_pod
 from ..api.models import BertTrainingJobSpec, GlueTask, SquadTask
 from .trials import Trial
@@ -51,6 +52,12 @@ def export_flags(formats: list[str]) -> list[str]:
     return ["--export_formats", ",".join(formats)] if formats else []
 
 
+def tensorrt_flags(spec: BertTrainingJobSpec, exports: list[str]) -> list[str]:
+    """TF-TRT in FP16 for Triton (the export's config.pbtxt optimization block) where spec.serve asks for it."""
+    wanted = spec.serve is not None and spec.serve.tensorrt == "fp16" and EXPORT_TRITON in exports
+    return ["--triton_tensorrt", "fp16"] if wanted else []
+
+
 def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str, exports: list[str]) -> list[str]:
     """Tokenizer, model, pretrained weights, output and exports: what squad and glue both pass."""
     assert spec.model.init_checkpoint  # guaranteed by the rules
@@ -61,6 +68,7 @@ def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str, exports: li
         "--output_dir", output_dir,
         *retention_flags(spec),
         *export_flags(exports),
+        *tensorrt_flags(spec, exports),
     ]
 
 

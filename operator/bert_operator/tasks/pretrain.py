@@ -17,7 +17,7 @@ from ..api.models import BertTrainingJobSpec, PrepareDataTask, PretrainTask
 from ..api.presets import NVIDIA_CORPUS_FOLDER
 from ..api.stages import Stage
 from .base import OperatorTask, figure
-from bert_common.contract import EXPORT_HF
+from bert_common.contract import EXPORT_HF, EXPORT_TRITON
 from .flags import export_flags, model_flags, number, optimizer_flags, retention_flags, speed_flags
 from .. import untrusted
 
@@ -39,6 +39,9 @@ class Pretrain(OperatorTask):
 
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
         task: PretrainTask = self.settings(spec)
+        if EXPORT_TRITON in (spec.output.export_formats or []):
+            yield FieldError("spec.output.exportFormats", f"{EXPORT_TRITON} serves a fine-tuned model (glue, squad); "
+                                                          "pretrain's heads answer no requests (hf or savedmodel)")
         total = math.fsum(phase.steps_fraction for phase in task.phases)
         if abs(total - 1.0) > 1e-6:
             yield FieldError("spec.task.pretrain.phases", f"stepsFraction values must sum to 1, got {total:g}")

@@ -44,6 +44,14 @@ TASKS: dict[str, TaskFormat] = {
                        label=-1, eval_splits=("dev_matched", "dev_mismatched")),
 }
 
+#: The labels' names, in logit order, as a served model answers them (GLUE's own names; the TSVs spell CoLA's and
+#: MRPC's as 0 and 1).
+LABEL_NAMES: dict[str, tuple[str, ...]] = {
+    "CoLA": ("unacceptable", "acceptable"),
+    "MRPC": ("not_equivalent", "equivalent"),
+    "MNLI": TASKS["MNLI"].labels,
+}
+
 
 def read_examples(task: str, data_dir: str, split: str) -> list[Example]:
     """Examples of `split` ('train', 'dev', 'dev_matched', ...) of a GLUE task."""

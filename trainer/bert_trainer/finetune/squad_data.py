@@ -164,29 +164,41 @@ def postprocess(examples: Sequence[SquadExample], features: Sequence[Feature], s
         by_example.setdefault(feature.example_index, []).append(f)
     predictions, null_odds = {}, {}
     for index, example in enumerate(examples):
-        best_text, best_score = "", -np.inf
-        null_score = np.inf
-        for f in by_example.get(index, []):
-            feature, starts, ends = features[f], start_logits[f], end_logits[f]
-            null_score = min(null_score, float(starts[0] + ends[0]))
-            top_starts = np.argsort(starts)[::-1][:n_best]
-            top_ends = np.argsort(ends)[::-1][:n_best]
-            for s in top_starts:
-                if s not in feature.token_offsets or not feature.max_context.get(int(s), False):
-                    continue
-                for e in top_ends:
-                    if e not in feature.token_offsets or e < s or e - s + 1 > max_answer_length:
-                        continue
-                    score = float(starts[s] + ends[e])
-                    if score > best_score:
-                        best_score = score
-                        best_text = example.context[feature.token_offsets[int(s)][0]:feature.token_offsets[int(e)][1]]
+        (char_start, char_end), best_score, null_score = best_span(
+            features, by_example.get(index, []), start_logits, end_logits, n_best=n_best,
+            max_answer_length=max_answer_length)
+        best_text = example.context[char_start:char_end]
         if version_2:
             null_odds[example.qid] = null_score - best_score if np.isfinite(best_score) else float("inf")
             predictions[example.qid] = "" if null_odds[example.qid] > null_score_diff_threshold else best_text
         else:
             predictions[example.qid] = best_text
     return predictions, null_odds
+
+
+def best_span(features: Sequence[Feature], indices: Sequence[int], start_logits: np.ndarray, end_logits: np.ndarray, *,
+              n_best: int, max_answer_length: int) -> tuple[tuple[int, int], float, float]:
+    """The best-scoring answer over one question's windows (`indices` into features): its (start, end) characters in
+    the context ((0, 0) when none qualifies), its score, and the windows' lowest null score ([CLS] start + end).
+    A span starts in a window that gives its first token the most context and is at most max_answer_length long.
+    Shared by predictions.json and the served answers, so both pick the same span."""
+    best, best_score, null_score = (0, 0), -np.inf, np.inf
+    for f in indices:
+        feature, starts, ends = features[f], start_logits[f], end_logits[f]
+        null_score = min(null_score, float(starts[0] + ends[0]))
+        top_starts = np.argsort(starts)[::-1][:n_best]
+        top_ends = np.argsort(ends)[::-1][:n_best]
+        for s in top_starts:
+            if s not in feature.token_offsets or not feature.max_context.get(int(s), False):
+                continue
+            for e in top_ends:
+                if e not in feature.token_offsets or e < s or e - s + 1 > max_answer_length:
+                    continue
+                score = float(starts[s] + ends[e])
+                if score > best_score:
+                    best_score = score
+                    best = (feature.token_offsets[int(s)][0], feature.token_offsets[int(e)][1])
+    return best, best_score, null_score
 
 
 def score(examples: Sequence[SquadExample], predictions: dict[str, str], null_odds: dict[str, float],

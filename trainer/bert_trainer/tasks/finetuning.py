@@ -46,14 +46,14 @@ def add_finetune_arguments(g: argparse.ArgumentParser, *, batch: int, lr: float,
                    help="full-state checkpoint period in steps (also on SIGTERM and at the end); a rerun resumes")
     g.add_argument("--keep_checkpoint_max", type=int, default=0, help=KEEP_HELP)
     g.add_argument("--report_every_steps", type=int, default=20, help="progress.json period in optimizer steps")
-    add_export_flag(g)
+    add_export_flag(g, serves=True)
 
 
 def validate_finetune(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What every fine-tuning task checks before TensorFlow loads (exit 2 naming the flag); sets args.bert_config
     and makes args.export_formats a list. The task has resolved args.do_train first."""
     require_positive(parser, args, POSITIVE)
-    check_export_flag(parser, args, trains=args.do_train)
+    check_export_flag(parser, args, trains=args.do_train, serves=True)
     check_keep(parser, args)
     if args.learning_rate <= 0 or args.num_train_epochs <= 0:
         parser.error("--learning_rate and --num_train_epochs must be positive")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from bert_common.contract import EXPORT_FORMATS, EXPORT_HF
+from bert_common.contract import EXPORT_FORMATS, EXPORT_HF, EXPORT_TRITON
 from bert_trainer import storage
 from bert_trainer.flags import add_model_flags, bool_flag
 from bert_trainer.tasks.common import check_output_dir, resolve_config, run_guarded
@@ -28,7 +28,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                    help="a ckpt-N prefix, a checkpoints folder or a task's --output_dir (its newest published "
                         "checkpoint): local or s3://")
     g.add_argument("--output_dir", required=True, help="folder to write the exported model to: local or s3://")
-    g.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_HF,
+    # A Triton repository is written by the fine-tuning task that knows the labels and tokenisation (--export_formats).
+    g.add_argument("--format", choices=[f for f in EXPORT_FORMATS if f != EXPORT_TRITON], default=EXPORT_HF,
                    help="hf: a Hugging Face folder (default); savedmodel: a TensorFlow SavedModel whose serving_default "
                         "takes int32 input_ids/input_mask/segment_ids [batch, seq] and returns the head's logits")
     g.add_argument("--vocab_file", help="WordPiece vocab.txt to ship with the model (without it, no tokenizer files; "

@@ -22,13 +22,14 @@ from bert_trainer import output_lock
 from bert_trainer.dist import SingleProcess, create_world
 from bert_trainer.finetune.classifier import BertClassifier, load_encoder
 from bert_trainer.finetune.eval_batches import SEQUENCE_KEYS, run_cut
-from bert_trainer.finetune.glue_data import TASKS, read_examples
+from bert_trainer.finetune.glue_data import LABEL_NAMES, TASKS, read_examples
 from bert_trainer.finetune.losses import classification_loss
 from bert_trainer.finetune.loop import COMPUTE_DTYPES, fine_tune, finish
 from bert_trainer.finetune.metrics import glue_metrics
 from bert_trainer.finetune.tokenization import encode_pairs, load_tokenizer
 from bert_trainer.model.config import BertConfig
 from bert_trainer.model.export import export_stage
+from bert_trainer.model.triton_export import Serving
 from bert_trainer.reports import ReportWriter
 from bert_trainer.scratch import fresh_scratch_dir
 
@@ -115,6 +116,9 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
             predictions = predict(model, features, args.eval_batch_size, compute_dtype)
             results[split] = glue_metrics(args.task_name, features["labels"].tolist(), predictions.tolist())
             log.info("event=eval split=%s %s", split, json.dumps(results[split]))
+    serving = Serving(args.task_name, "classifier", LABEL_NAMES[args.task_name], args.max_seq_length,
+                      args.do_lower_case, fields=("sentence",) if fmt.text_b is None else ("sentence1", "sentence2"),
+                      tensorrt=args.triton_tensorrt)
     results["exported"] = export_stage(model, cfg, args.output_dir, args.export_formats, vocab_file=args.vocab_file,
-                                       do_lower_case=args.do_lower_case) if world.is_chief else []
+                                       do_lower_case=args.do_lower_case, serving=serving) if world.is_chief else []
     return finish(results, world, reports)

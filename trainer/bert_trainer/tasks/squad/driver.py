@@ -26,6 +26,7 @@ from bert_trainer.finetune.squad_data import feature_arrays, make_features, post
 from bert_trainer.finetune.tokenization import load_tokenizer
 from bert_trainer.model.config import BertConfig
 from bert_trainer.model.export import export_stage
+from bert_trainer.model.triton_export import Serving
 from bert_trainer.reports import ReportWriter, write_json
 from bert_trainer.scratch import fresh_scratch_dir
 
@@ -83,6 +84,11 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
             write_json(storage.join(args.output_dir, "null_odds.json"), null_odds)
         results["predict"] = score(predict_examples, predictions, null_odds, v2)
         log.info("event=eval %s", results["predict"])
+    options = {"doc_stride": args.doc_stride, "max_query_length": args.max_query_length, "n_best_size": args.n_best_size,
+               "max_answer_length": args.max_answer_length, "version_2_with_negative": v2,
+               "null_score_diff_threshold": args.null_score_diff_threshold}
+    serving = Serving("squad", "span", (), args.max_seq_length, args.do_lower_case, fields=("question", "context"),
+                      tensorrt=args.triton_tensorrt, options=options)
     results["exported"] = export_stage(model, cfg, args.output_dir, args.export_formats, vocab_file=args.vocab_file,
-                                       do_lower_case=args.do_lower_case) if world.is_chief else []
+                                       do_lower_case=args.do_lower_case, serving=serving) if world.is_chief else []
     return finish(results, world, reports)
