@@ -31,6 +31,8 @@ from .api.parse import parse_job
 from .api.policy import BertTrainingPolicy, LabelSelector, PolicyLimits, PolicyValues
 from .api.quantities import quantity, shown_quantity
 from .api.required import unset_errors
+from .tasks import task_of
+from .tasks.trials import trials
 
 #: Where each field of PolicyValues lives in a job's spec (wire paths under `spec`).
 VALUE_PATHS: dict[str, tuple[str, ...]] = {
@@ -406,6 +408,7 @@ def limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> It
                 yield FieldError("spec.runPolicy.activeDeadlineSeconds",
                                  f"{deadline} exceeds {limits.max_active_deadline_seconds} allowed by {by}")
         yield from serve_limit_errors(job, [policy])
+        yield from sweep_limit_errors(job, limits, by)
         pretrain = spec.task.pretrain
         if limits.max_train_steps is not None and pretrain is not None and pretrain.train_steps > limits.max_train_steps:
             yield FieldError("spec.task.pretrain.trainSteps",
@@ -445,6 +448,22 @@ def _applies(written: Mapping[str, Any], path: tuple[str, ...]) -> bool:
     if not isinstance(serve, Mapping):
         return False
     return not (path[1] in ("minReplicas", "maxReplicas") and serve.get("replicas") is not None)
+
+
+def sweep_limit_errors(job: BertTrainingJob, limits: PolicyLimits, by: str) -> Iterator[FieldError]:
+    """A sweep's trials and trials at once beyond a policy's maxTrials and maxParallelTrials: each trial holds the
+    job's GPUs, so a sweep is its trial count (or maxParallel) times the job's size."""
+    task = task_of(job.spec)
+    sweep = getattr(task.settings(job.spec), "sweep", None)
+    if sweep is None:
+        return
+    field = f"spec.task.{task.name}.sweep"
+    count = len(trials(task.settings(job.spec)))
+    if limits.max_trials is not None and count > limits.max_trials:
+        yield FieldError(field, f"makes {count} trials, more than the {limits.max_trials} allowed by {by}")
+    if limits.max_parallel_trials is not None and sweep.max_parallel > limits.max_parallel_trials:
+        yield FieldError(f"{field}.maxParallel", f"{sweep.max_parallel} exceeds {limits.max_parallel_trials} trials at "
+                                                 f"once allowed by {by}")
 
 
 def serve_limit_errors(job: BertTrainingJob, policies: list[BertTrainingPolicy]) -> Iterator[FieldError]:

@@ -133,3 +133,67 @@ def test_trials_report_progress_side_by_side_and_the_job_shows_their_mean() -> N
     assert body["status"]["progress"]["display"] == "10% 0/8 trials"
     with pytest.raises(StaleReport):
         progress("t1", 40)
+
+
+def test_a_policy_limits_a_sweeps_trials_and_trials_at_once() -> None:
+    from bert_operator.policy import PolicyInput, parse_policy
+    from tests.operator.test_reconcile_policy import LABELS
+
+    policy = parse_policy({"apiVersion": "bertoperator.io/v1alpha1", "kind": "BertTrainingPolicy",
+                           "metadata": {"name": "small"}, "spec": {"namespaceSelector": {"matchLabels": LABELS},
+                                                                   "limits": {"maxTrials": 4, "maxParallelTrials": 1}}})
+    cluster = FakeCluster()
+    reconciler = Reconciler(api=cluster, events=cluster, clock=lambda: NOW,
+                            policies=lambda namespace: PolicyInput(LABELS, (policy,)))
+    body = job(SWEEP, name="big")
+    sync(reconciler, body)
+    failed = condition(body["status"], "Failed")
+    assert failed["reason"] == "PolicyViolation" and cluster.mpijobs == {}
+    assert "spec.task.glue.sweep: makes 8 trials, more than the 4 allowed by BertTrainingPolicy small" in failed["message"]
+    assert "spec.task.glue.sweep.maxParallel: 2 exceeds 1 trials at once allowed by BertTrainingPolicy small" in \
+        failed["message"]
+
+
+def test_kubectl_bertjob_shows_the_trials_with_the_best_marked() -> None:
+    """`get` says how many trials ended; `describe` lists them with their hyperparameters and dev metrics, the best
+    marked, and by what it was chosen. A trial's fields are tenant-influenced (metrics from reports): escaped."""
+    from bert_operator.kubectl.describe import describe
+    from bert_operator.kubectl.tables import table
+
+    cluster = FakeCluster()
+    reconciler = reconciler_for(cluster)
+    body = job(SWEEP, name="shown")
+    sync(reconciler, body)
+    for name, f1 in (("shown-t0", 0.81), ("shown-t1", 0.87)):
+        cluster.set_conditions(name, "Created", "Running", "Succeeded")
+        report(reconciler, body, name.rsplit("-", 1)[1], f1)
+        sync(reconciler, body)
+    listed = table([body])
+    assert "2/8 trials" in listed
+    shown = describe(body, [])
+    lines = shown.split("Trials:\n", 1)[1].splitlines()
+    header = next(line for line in lines if "LEARNING-RATE" in line)
+    assert header.split() == ["TRIAL", "LEARNING-RATE", "SEED", "EPOCHS", "BATCH", "PHASE", "ACCURACY", "F1",
+                              "GPU-HOURS", "MPIJOB"]
+    best_row = next(line for line in lines if " t1 " in line)
+    assert best_row.split()[:2] == ["*", "t1"] and "0.8700" in best_row and "Succeeded" in best_row
+    assert "best so far: t1 by f1 0.8700" in shown
+
+
+def test_a_served_sweep_serves_its_best_trials_export() -> None:
+    """spec.serve on a sweep: the InferenceService's predictor loads the best trial's Triton repository."""
+    cluster = FakeCluster()
+    reconciler = reconciler_for(cluster)
+    spec = copy.deepcopy(SWEEP)
+    spec["task"]["glue"]["sweep"] = {"learningRates": [5e-5, 2e-5], "maxParallel": 2}
+    spec["serve"] = {"replicas": 1}
+    body = job(spec, name="served")
+    sync(reconciler, body)
+    for name, f1 in (("served-t0", 0.80), ("served-t1", 0.88)):
+        cluster.set_conditions(name, "Created", "Running", "Succeeded")
+        report(reconciler, body, name.rsplit("-", 1)[1], f1)
+    sync(reconciler, body)
+    assert body["status"]["phase"] == "Succeeded" and body["status"]["results"]["best"]["trial"] == "t1"
+    [isvc] = cluster.isvcs.values()
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://results/glue/glue/t1/export/triton"
+    assert body["status"]["serving"]["modelVersion"] == "1 (t1)"

@@ -310,8 +310,6 @@ class SweepSpec(ApiModel):
     min_succeeded: int = Field(1, ge=1, le=MAX_TRIALS, description="Trials that must succeed for the sweep to succeed "
                                                                    "(a failed trial does not fail it otherwise). "
                                                                    "Default 1.")
-    keep_trial_checkpoints: bool = Field(True, description="Keep the checkpoints of trials other than the best "
-                                                           "(false: each trial keeps none). Default true.")
 
     def trial_count(self, epochs: float, batch_size: int) -> int:
         return (len(self.learning_rates) * len(self.seeds or [0]) * len(self.epochs or [epochs])

@@ -162,6 +162,10 @@ class PolicyLimits(ApiModel):
     max_serve_replicas: int | None = Field(
         None, ge=1, description="Most InferenceService replicas per component (serve.replicas, or serve.maxReplicas).")
     max_serve_gpus: int | None = Field(None, ge=0, description="Most serve.resources.gpus per predictor replica.")
+    max_trials: int | None = Field(None, ge=1, description="Most trials of a fine-tuning sweep (the product of its "
+                                                            "lists' lengths).")
+    max_parallel_trials: int | None = Field(None, ge=1, description="Most sweep.maxParallel: trials running at once, "
+                                                                    "each with the job's GPUs.")
     forbidden_fields: list[ForbiddableField] = Field(
         default_factory=list, description="Spec fields tenants may not set themselves (defaults and forced values may).")
 

@@ -80,6 +80,40 @@ def _stages(status: dict[str, Any]) -> str:
     return out
 
 
+#: The dev metrics a trial's row shows, in this order, where any trial has them.
+TRIAL_METRICS = ("mcc", "accuracy", "f1", "exact_match")
+
+
+def _trials(status: dict[str, Any]) -> str:
+    """A sweep's trials as a table, the best so far marked (status.trials; status.results.best says by what)."""
+    if is_invalid(status.get("trials"), list):
+        return f"Trials:             {INVALID}\n"
+    trials = records(status.get("trials"))
+    if not trials:
+        return ""
+    metrics = [m for m in TRIAL_METRICS if any(mapping(t.get("metrics")).get(m) is not None for t in trials)]
+    rows = [["", "TRIAL", "LEARNING-RATE", "SEED", "EPOCHS", "BATCH", "PHASE", *(m.upper() for m in metrics),
+             "GPU-HOURS", "MPIJOB"]]
+    for trial in trials:
+        given = mapping(trial.get("hyperparameters"))
+        scores = mapping(trial.get("metrics"))
+        rows.append(["*" if trial.get("best") is True else "", _cell(trial.get("name")), _cell(given.get("learningRate")),
+                     _cell(given.get("seed")), _cell(given.get("epochs")), _cell(given.get("batchSizePerGpu")),
+                     _cell(trial.get("phase")), *(_metric(scores.get(m)) for m in metrics),
+                     _cell(trial.get("gpuHours")), _cell(trial.get("mpiJob"))])
+    best = mapping(mapping(status.get("results")).get("best"))
+    chosen = ""
+    if best:
+        final = "" if best.get("final") is True else " so far"
+        chosen = one_line(f"  best{final}: {_cell(best.get('trial'))} by {_cell(best.get('metric'))} "
+                          f"{_metric(best.get('value'))}") + "\n"
+    return "Trials:\n" + render_rows(rows, "  ") + chosen
+
+
+def _metric(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+
+
 def _gpu_hours(stage: dict[str, Any]) -> str:
     """The stage's GPU-hours (reconcile/usage.py: its ended attempts), marked `+` while an attempt still runs, since
     the status counts that one only when it ends."""
@@ -262,7 +296,7 @@ def describe(job: dict[str, Any], events: list[dict[str, Any]], now: datetime.da
             out += _field("Reported", f"{progress['updatedAt']} ({age(progress['updatedAt'], now)} ago)")
     out += _field("Started", _cell(status.get("startTime")))
     out += _field("Completed", _cell(status.get("completionTime")))
-    for part in (_stages(status), _conditions(status), _results(status), _resolved(status), _dependencies(status),
+    for part in (_stages(status), _trials(status), _conditions(status), _results(status), _resolved(status), _dependencies(status),
                  _policy(status), _serving(status), _events(events, now)):
         out += part
     return out

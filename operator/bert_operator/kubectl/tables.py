@@ -20,7 +20,7 @@ from ..api.crd import PRINTER_COLUMNS
 from bert_common.contract import parse_utc
 from ..status import TERMINAL_PHASES
 from ..terminal import one_line
-from ..untrusted import mapping, number, text, whole
+from ..untrusted import mapping, number, records, text, whole
 
 #: `.a.b`, `.a[0]`, `.a[?(@.type=="Ready")]`: one step of the JSONPath the printer columns use.
 _STEP = re.compile(r'\.(?P<key>[A-Za-z0-9_]+)|\[(?P<index>\d+)\]'
@@ -105,6 +105,11 @@ def _progress(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _steps(job: dict[str, Any], now: datetime.datetime) -> str:
+    """The current stage's step/total; a sweep's trials ended/total (its trials run side by side)."""
+    trials = records(mapping(job.get("status")).get("trials"))
+    if trials:
+        ended = sum(1 for trial in trials if trial.get("phase") in ("Succeeded", "Failed"))
+        return f"{ended}/{len(trials)} trials"
     progress = _progress(job)
     step, total = whole(progress.get("step")), whole(progress.get("totalSteps"))
     return f"{step}/{total}" if step is not None and total else ""

@@ -179,7 +179,12 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     walked = _walk(ctx, resolved.job, base)
     if isinstance(walked, Plan):  # a write to make first, or a stage to create that the policies hold
         return walked
-    served = serve_step.step(ctx, resolved.job, walked.state.phase)
+    served_stage, best_missing = None, False
+    if sweep_step.is_sweep(resolved.job) and walked.state.phase == "Succeeded":  # the best trial's export is served
+        chosen = sweep_step.best_stage(sweep_step.with_trials(resolved.job, walked.entries, base, walked.state.phase))
+        served_stage = next((s for s in walked.stages if s.name == chosen), None)
+        best_missing = served_stage is None
+    served = serve_step.step(ctx, resolved.job, walked.state.phase, served_stage, best_missing)
     if served is not None and not isinstance(served, serve_step.Served):  # its InferenceService to write first
         return Plan(base, actions=(served,))
     new = _status(ctx, resolved.job, written_job, base, walked, resolved.dependencies, governed.policy, refusal)

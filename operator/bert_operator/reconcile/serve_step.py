@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from .. import reasons
 from ..api import BertTrainingJob
+from ..api.stages import Stage
 from ..api.errors import FieldError
 from ..policy import PoliciesUnreadable, selecting, serve_limit_errors
 from ..render.inference import model_version, render_inference_service, repository_uri, served_model
@@ -45,9 +46,12 @@ class Served:
     events: tuple[Event, ...] = field(default=())
 
 
-def step(ctx: Context, job: BertTrainingJob, phase: str) -> Action | Served | None:
+def step(ctx: Context, job: BertTrainingJob, phase: str, stage: Stage | None = None,
+         best_missing: bool = False) -> Action | Served | None:
     """The write the job's serving needs next, or its status.serving; None when serving is not the job's business
-    (it has not succeeded): status.serving is then left as it was."""
+    (it has not succeeded): status.serving is then left as it was. `stage`: the stage whose export is served (a
+    sweep's best trial; default the last stage); `best_missing`: a sweep none of whose trials has the selected
+    metric, so there is no best to serve."""
     if phase != "Succeeded":
         return None
     old = ctx.old.get(SERVING) if isinstance(ctx.old.get(SERVING), dict) else None
@@ -61,13 +65,15 @@ def step(ctx: Context, job: BertTrainingJob, phase: str) -> Action | Served | No
             return Served(None)
         return Served(None, (Event("Normal", reasons.INFERENCE_SERVICE_DELETED,
                                    f"InferenceService {job.metadata.name} deleted: spec.serve was removed"),))
-    base = _base(job)
+    base = _base(job, stage)
     refused = _refusal(ctx, job)
+    if refused is None and best_missing:
+        refused = "no trial of the sweep reported the metric it selects by, so there is no best trial to serve"
     if refused is not None:
         return _refused(old, base, refused)
     if isinstance(found, RefusedCreate):
         return _refused(old, base, f"the API server refused InferenceService {job.metadata.name}: {found.message}")
-    desired = render_inference_service(job, ctx.settings)
+    desired = render_inference_service(job, ctx.settings, stage)
     applied = _applied(desired)
     if found is None or found is NOT_READ:
         return CreateInferenceService(_with_applied(desired, applied))
@@ -80,10 +86,10 @@ def step(ctx: Context, job: BertTrainingJob, phase: str) -> Action | Served | No
     return _following(old, {**base, "appliedHash": _hash(applied)}, found)
 
 
-def _base(job: BertTrainingJob) -> dict[str, Any]:
+def _base(job: BertTrainingJob, stage: Stage | None = None) -> dict[str, Any]:
     """What status.serving says whatever the InferenceService does: its name, the model and where it is loaded from."""
-    return {"inferenceService": job.metadata.name, "model": served_model(job), "modelVersion": model_version(job),
-            "storageUri": repository_uri(job)}
+    return {"inferenceService": job.metadata.name, "model": served_model(job), "modelVersion": model_version(job, stage),
+            "storageUri": repository_uri(job, stage)}
 
 
 def _refusal(ctx: Context, job: BertTrainingJob) -> str | None:

@@ -27,6 +27,7 @@ from bert_common.contract import EXPORT_FOLDER, JOB_NAME_LABEL, TASK_LABEL
 
 from ..api.locations import PvcRef, in_pod, is_pvc, join, resolved
 from ..api.models import BertTrainingJob, ServeSpec
+from ..api.stages import Stage
 from ..api.reserved import MANAGED_BY_LABEL, PART_OF_LABEL
 from ..api.rules import TRITON_EXPORT
 from ..tasks import report_uri, stages_of, task_of
@@ -57,15 +58,15 @@ def served_model(job: BertTrainingJob) -> str:
     return model
 
 
-def repository_uri(job: BertTrainingJob) -> str:
-    """The Triton model repository the last stage exported: the predictor's storageUri."""
-    last = stages_of(job.spec)[-1]
-    return join(report_uri(job.spec, last), EXPORT_FOLDER, TRITON_EXPORT)
+def repository_uri(job: BertTrainingJob, stage: Stage | None = None) -> str:
+    """The Triton model repository `stage` exported (default the last stage; a sweep's best trial): the predictor's
+    storageUri."""
+    return join(report_uri(job.spec, stage or stages_of(job.spec)[-1]), EXPORT_FOLDER, TRITON_EXPORT)
 
 
-def model_version(job: BertTrainingJob) -> str:
+def model_version(job: BertTrainingJob, stage: Stage | None = None) -> str:
     """What status.serving.modelVersion says: Triton's version of the model and the stage that exported it."""
-    return f"{MODEL_VERSION} ({stages_of(job.spec)[-1].name})"
+    return f"{MODEL_VERSION} ({(stage or stages_of(job.spec)[-1]).name})"
 
 
 def _resources(serve: ServeSpec) -> dict[str, Any]:
@@ -88,14 +89,14 @@ def _output_volume(job: BertTrainingJob) -> tuple[list[dict[str, Any]], list[dic
             [{"name": name, "mountPath": PvcRef(claim, "").mount_path(), "readOnly": True}])
 
 
-def inference_values(job: BertTrainingJob, settings: RenderSettings) -> dict[str, Any]:
-    """Everything the InferenceService template places, for a job with spec.serve."""
+def inference_values(job: BertTrainingJob, settings: RenderSettings, stage: Stage | None = None) -> dict[str, Any]:
+    """Everything the InferenceService template places, for a job with spec.serve (serving `stage`'s export)."""
     serve = job.spec.serve
     if serve is None:
         raise ValueError("the job has no spec.serve")
     spec, meta = job.spec, job.metadata
     model = served_model(job)
-    repository = repository_uri(job)
+    repository = repository_uri(job, stage)
     assets = join(repository, model, "assets")
     storage_env = s3_env(spec.output)
     low, high = serve.replica_bounds()
@@ -154,13 +155,15 @@ def _template() -> jinja2.Template:
     return _ENVIRONMENT[0].get_template(TEMPLATE)
 
 
-def render_inference_service_text(job: BertTrainingJob, settings: RenderSettings | None = None) -> str:
+def render_inference_service_text(job: BertTrainingJob, settings: RenderSettings | None = None,
+                                  stage: Stage | None = None) -> str:
     """The template rendered with the job's values: the YAML text of its InferenceService."""
-    return _template().render(**inference_values(job, settings or RenderSettings()))
+    return _template().render(**inference_values(job, settings or RenderSettings(), stage))
 
 
-def render_inference_service(job: BertTrainingJob, settings: RenderSettings | None = None) -> dict[str, Any]:
-    """The InferenceService of a job with spec.serve."""
+def render_inference_service(job: BertTrainingJob, settings: RenderSettings | None = None,
+                             stage: Stage | None = None) -> dict[str, Any]:
+    """The InferenceService of a job with spec.serve, serving `stage`'s export (default the last stage's)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document: dict[str, Any] = yaml.load(render_inference_service_text(job, settings), Loader=loader)
+    document: dict[str, Any] = yaml.load(render_inference_service_text(job, settings, stage), Loader=loader)
     return document
