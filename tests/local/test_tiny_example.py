@@ -214,3 +214,34 @@ def test_a_second_run_skips_what_succeeded(tiny_run) -> None:
     assert list(printed) == list(NAMES) and all(status["phase"] == "Succeeded" for status in printed.values())
     for name, status in saved(workdir).items():  # as saved, without acceptedSpec (the spec itself, echoed)
         assert "acceptedSpec" in status and {k: v for k, v in status.items() if k != "acceptedSpec"} == printed[name]
+
+
+def test_the_cola_job_as_a_four_trial_sweep_runs_its_trials_one_by_one_and_picks_the_best(tiny_run, tmp_path) -> None:
+    """The tiny CoLA job as a sweep (2 learning rates x 2 seeds, one epoch each), from the pretraining this module's
+    run made: local mode runs the trials one after the other whatever maxParallel says, each reports its dev MCC,
+    and the best by MCC is chosen, its exports the job's artifacts."""
+    import yaml
+
+    _, workdir, _ = tiny_run
+    cola = next(d for d in yaml.safe_load_all(TINY.read_text()) if d["metadata"]["name"] == "tiny-cola")
+    cola["metadata"] = {"name": "tiny-sweep", "annotations": {"local.bertoperator.io/pvc.bert-tiny-inputs": str(TINY_INPUTS)}}
+    cola["spec"]["task"]["glue"].update(epochs=1, sweep={"learningRates": [3e-4, 1e-4], "seeds": [1, 2], "maxParallel": 2})
+    cola["spec"]["output"] = {"uri": "pvc://bert-tiny/cola-sweep", "exportFormats": ["hf"]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cola))
+    result = run_local(str(path), "--workdir", str(workdir), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sweep.maxParallel 2 ignored: its trials run one after the other here" in result.stderr
+    status = statuses(result.stdout)["tiny-sweep"]
+    assert status["phase"] == "Succeeded"
+    trials = status["trials"]
+    assert [(t["name"], t["phase"], t["hyperparameters"]["learningRate"], t["hyperparameters"]["seed"]) for t in trials] \
+        == [("t0", "Succeeded", 3e-4, 1), ("t1", "Succeeded", 3e-4, 2), ("t2", "Succeeded", 1e-4, 1),
+            ("t3", "Succeeded", 1e-4, 2)]
+    mccs = [t["metrics"]["mcc"] for t in trials]
+    best = status["results"]["best"]
+    assert (best["metric"], best["value"], best["final"]) == ("mcc", max(mccs), True)
+    assert best["trial"] == f"t{mccs.index(max(mccs))}" and [t.get("best") for t in trials].count(True) == 1
+    stages = status["stages"]  # one after the other
+    assert all(a["completionTime"] <= b["startTime"] for a, b in zip(stages, stages[1:]))
+    assert [a["stage"] for a in status["results"]["artifacts"]] == [best["trial"]]
