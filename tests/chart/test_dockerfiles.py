@@ -185,7 +185,8 @@ def test_trainer_image_provides_what_the_rendered_mpijobs_run() -> None:
     assert {"CUDA_VERSION", "UBUNTU_VERSION"} <= set(dockerfile.global_args)
     runs = " ".join(build.all("RUN"))
     assert "scripts/build-horovod.sh" in runs and "HOROVOD_GPU_OPERATIONS=NCCL" in runs and "tensorflow[and-cuda]" in runs
-    assert "requirements-from-pyproject.py trainer --drop tensorflow-cpu" in runs
+    # The serve extra too: the InferenceService's transformer (spec.serve) runs this image's `serve transformer`.
+    assert "requirements-from-pyproject.py trainer serve --drop tensorflow-cpu" in runs
     assert {"libnccl-dev", "libopenmpi-dev"} <= installed_packages(build)
     assert {"openssh-server", "openmpi-bin", "libnccl2", "python3"} <= installed_packages(final)
     # A scratch working directory, not the source tree (the package lives in the virtual environment).
