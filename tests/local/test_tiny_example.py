@@ -223,14 +223,19 @@ def test_the_cola_job_as_a_four_trial_sweep_runs_its_trials_one_by_one_and_picks
     import yaml
 
     _, workdir, _ = tiny_run
-    cola = next(d for d in yaml.safe_load_all(TINY.read_text()) if d["metadata"]["name"] == "tiny-cola")
-    cola["metadata"] = {"name": "tiny-sweep", "annotations": {"local.bertoperator.io/pvc.bert-tiny-inputs": str(TINY_INPUTS)}}
+    documents = list(yaml.safe_load_all(TINY.read_text()))  # (a job takes inputs from the jobs of its file only)
+    for document in documents:  # (the inputs' claim is bound by --volume below: this file is in another folder)
+        document["metadata"].pop("annotations", None)
+    cola = documents[-1]
+    assert cola["metadata"]["name"] == "tiny-cola"
+    cola["metadata"]["name"] = "tiny-sweep"
     cola["spec"]["task"]["glue"].update(epochs=1, sweep={"learningRates": [3e-4, 1e-4], "seeds": [1, 2], "maxParallel": 2})
     cola["spec"]["output"] = {"uri": "pvc://bert-tiny/cola-sweep", "exportFormats": ["hf"]}
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(cola))
-    result = run_local(str(path), "--workdir", str(workdir), timeout=600)
+    path.write_text(yaml.safe_dump_all(documents))
+    result = run_local(str(path), "--workdir", str(workdir), "--volume", f"bert-tiny-inputs={TINY_INPUTS}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("already Succeeded in an earlier run") == 2  # the data and the pretraining
     assert "sweep.maxParallel 2 ignored: its trials run one after the other here" in result.stderr
     status = statuses(result.stdout)["tiny-sweep"]
     assert status["phase"] == "Succeeded"
