@@ -189,10 +189,10 @@ def merge_report(job: BertTrainingJob, status: dict[str, Any], report: dict[str,
     generation = (status.get("observedGeneration"))
     settings = task_of(job.spec).settings(job.spec)
     if getattr(settings, "sweep", None) is not None:
-        patch = _trial_report(settings, status, names, stage, report, now)
-        patch["conditions"] = sm.set_condition(status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True,
+        trial = _trial_report(settings, status, names, stage, report, now)
+        trial["conditions"] = sm.set_condition(status.get("conditions") or [], sm.PROGRESS_AVAILABLE, True,
                                                reasons.REPORTED, f"trainer reported on {stage}", now, generation)
-        return patch
+        return trial
     patch: dict[str, Any] = {}
     if REPORT_PROGRESS in report:
         fields = checked_progress(report[REPORT_PROGRESS])
@@ -242,8 +242,8 @@ def _trial_report(task: Any, status: dict[str, Any], names: list[str], stage: st
         _check_not_behind({"progress": previous, "stages": status.get("stages") or []}, [stage], stage, fields)
         entry.update(percent=min(100, int(100 * fields["step"] / fields["totalSteps"])), step=fields["step"],
                      updatedAt=fields["updatedAt"])
-        shares = [100 if t.get("phase") in ("Succeeded", "Failed") else _percent(t.get("percent"))
-                  for t in ({**{n: {} for n in names}, **by_name}.values())]
+        every: dict[Any, dict[str, Any]] = {**{name: {} for name in names}, **by_name}
+        shares = [100 if t.get("phase") in ("Succeeded", "Failed") else _percent(t.get("percent")) for t in every.values()]
         percent = min(100, int(sum(shares) / len(names)))
         ended = sum(1 for t in by_name.values() if t.get("phase") in ("Succeeded", "Failed"))
         patch["progress"] = {"stage": stage, **fields, "percent": percent,

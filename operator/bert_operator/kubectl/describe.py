@@ -296,7 +296,7 @@ def describe(job: dict[str, Any], events: list[dict[str, Any]], now: datetime.da
             out += _field("Reported", f"{progress['updatedAt']} ({age(progress['updatedAt'], now)} ago)")
     out += _field("Started", _cell(status.get("startTime")))
     out += _field("Completed", _cell(status.get("completionTime")))
-    for part in (_stages(status), _trials(status), _conditions(status), _results(status), _resolved(status), _dependencies(status),
-                 _policy(status), _serving(status), _events(events, now)):
+    for part in (_stages(status), _trials(status), _conditions(status), _results(status), _resolved(status),
+                 _dependencies(status), _policy(status), _serving(status), _events(events, now)):
         out += part
     return out
