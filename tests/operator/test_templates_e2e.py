@@ -53,6 +53,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulated
             yield running, core
 
 
+def offer(running: EmulatedCluster, core: Any, name: str, text: str) -> None:
+    """The platform adds template `name` and a policy allows it to team-a."""
+    core.create_namespaced_config_map(PLATFORM, template_configmap(name, text))
+    policy = copy.deepcopy(POLICY)
+    policy["metadata"]["name"] = f"team-a-{name}"
+    policy["spec"]["templates"] = {"allowed": [name]}
+    running.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", policy)
+
+
 def worker_limits(mpijob: dict[str, Any]) -> dict[str, Any]:
     return mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["resources"]["limits"]
 
@@ -93,12 +102,7 @@ def test_templates_from_the_platforms_configmaps_reach_the_next_mpijob_without_a
 def test_a_template_that_breaks_pod_security_fails_the_job_and_creates_nothing(cluster) -> None:
     running, core = cluster
     status = lambda name: running.job(TEAM, name).get("status") or {}  # noqa: E731
-    locked = (TEMPLATES / "infiniband.yaml").read_text().replace("ipcLock: false", "ipcLock: true")
-    core.create_namespaced_config_map(PLATFORM, template_configmap("infiniband", locked))
-    policy = copy.deepcopy(POLICY)
-    policy["metadata"]["name"] = "team-a-ib"
-    policy["spec"]["templates"] = {"allowed": ["infiniband"]}
-    running.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", policy)
+    offer(running, core, "infiniband", (TEMPLATES / "infiniband.yaml").read_text().replace("ipcLock: false", "ipcLock: true"))
     running.apply_job(squad("locked", templates=["infiniband"]), uid="uid-locked")
     running.wait(lambda: status("locked").get("phase") == "Failed", what="Failed")
     failed = next(c for c in status("locked")["conditions"] if c["type"] == "Failed")
@@ -111,12 +115,7 @@ def test_a_template_the_clusters_mpijob_crd_refuses_fails_the_job_naming_its_lin
     platform's template): the operator checks against the CRD it read from the cluster and says so instead."""
     running, core = cluster
     status = lambda name: running.job(TEAM, name).get("status") or {}  # noqa: E731
-    typo = 'name: backoff\nversion: "1"\npatch: |\n  spec:\n    runPolicy:\n      backofLimit: 3\n'
-    core.create_namespaced_config_map(PLATFORM, template_configmap("backoff", typo))
-    policy = copy.deepcopy(POLICY)
-    policy["metadata"]["name"] = "team-a-backoff"
-    policy["spec"]["templates"] = {"allowed": ["backoff"]}
-    running.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", policy)
+    offer(running, core, "backoff", 'name: backoff\nversion: "1"\npatch: |\n  spec:\n    runPolicy:\n      backofLimit: 3\n')
     running.apply_job(squad("typo", templates=["backoff"]), uid="uid-typo")
     running.wait(lambda: status("typo").get("phase") == "Failed", what="Failed")
     failed = next(c for c in status("typo")["conditions"] if c["type"] == "Failed")

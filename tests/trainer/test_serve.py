@@ -113,7 +113,7 @@ def test_the_server_answers_the_savedmodels_labels_for_text_tokenised_as_in_trai
     # No content type, as `curl -d` sends it (form-encoded): the body is read as JSON all the same.
     status, body = post(f"{base}/v1/models/tiny-mrpc:predict", json.dumps({"instances": PAIRS}).encode())
     assert status == 200, body
-    manifest = load_manifest(str(model_dir / "assets"), str(tmp_path))
+    manifest = load_manifest(str(model_dir / "assets"))
     encoded = encode(manifest, load_tokenizer(manifest.vocab_file, True, str(tmp_path)), {"instances": PAIRS})
     fn = tf.saved_model.load(str(model_dir / "1" / "model.savedmodel")).signatures["serving_default"]
     probabilities = softmax(fn(**{k: tf.constant(v) for k, v in encoded.arrays.items()})["logits"].numpy().astype(np.float64))
@@ -181,7 +181,7 @@ def test_a_squad_request_is_answered_with_the_span_predictions_json_holds(tmp_pa
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "serving.json").write_text(json.dumps(serving.manifest()))
     write_vocab(tmp_path / "assets")
-    manifest = load_manifest(str(tmp_path / "assets"), str(tmp_path))
+    manifest = load_manifest(str(tmp_path / "assets"))
     tokenizer = load_tokenizer(manifest.vocab_file, True, str(tmp_path))
     contexts = [" ".join(WORDS[i:i + 30]) for i in (0, 40)]  # 30 words: several windows of 24 tokens
     request = {"instances": [{"question": "w3 w4", "context": c} for c in contexts]}

@@ -8,7 +8,6 @@ before it reports ready, instead of failing the first request.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +35,7 @@ class Manifest:
     fields: tuple[str, ...]
     #: A span head's windowing and answer search (triton_export.Serving.options).
     options: dict[str, Any] = field(default_factory=dict)
-    #: A local copy of vocab.txt.
+    #: The assets' vocab.txt (local, or s3://: finetune.tokenization.load_tokenizer copies it to its scratch folder).
     vocab_file: str = ""
 
 
@@ -47,8 +46,8 @@ def _typed(where: str, body: dict, key: str, kind: type | tuple[type, ...]) -> A
     return value
 
 
-def load_manifest(assets_uri: str, scratch_dir: str) -> Manifest:
-    """The manifest of `assets_uri` (local or s3://), its vocab.txt copied under `scratch_dir` when remote."""
+def load_manifest(assets_uri: str) -> Manifest:
+    """The manifest of `assets_uri` (local or s3://), with where its vocab.txt is."""
     where = storage.join(assets_uri, SERVING_FILE)
     try:
         body = json.loads(storage.read_bytes(where).decode("utf-8"))
@@ -70,14 +69,7 @@ def load_manifest(assets_uri: str, scratch_dir: str) -> Manifest:
     max_seq_length = _typed(where, body, "max_seq_length", int)
     if max_seq_length < 8:
         raise ManifestError(f"{where}: 'max_seq_length' must be at least 8, got {max_seq_length}")
-    vocab_uri = storage.join(assets_uri, "vocab.txt")
-    vocab_file = vocab_uri
-    if storage.is_s3(vocab_uri):
-        vocab_file = os.path.join(scratch_dir, "vocab.txt")
-        try:
-            storage.download_file(vocab_uri, vocab_file)
-        except storage.StorageError as exc:
-            raise ManifestError(f"{vocab_uri}: cannot read ({exc})") from None
+    vocab_file = storage.join(assets_uri, "vocab.txt")  # (s3://: load_tokenizer copies it to its scratch folder)
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise ManifestError(f"{where}: 'options' must be an object")

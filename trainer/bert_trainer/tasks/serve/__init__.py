@@ -36,23 +36,21 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     t.add_argument("--predictor_protocol", "--protocol", default="v2",
                    help="the protocol to the predictor: v2 (Open Inference Protocol over REST), the only one spoken")
     t.add_argument("--http_port", type=int, default=8080)
-    loc = modes.add_parser("local", help="the transformer and the SavedModel in one server on this machine")
-    loc.add_argument("--model_repository", required=True,
-                     help="a triton export (<output>/export/triton) or its <model> folder, on local disk")
-    loc.add_argument("--model_name", help="the name requests use, /v1/models/<name>:predict (default: the model's)")
-    loc.add_argument("--http_port", type=int, default=8080)
-    loc.add_argument("--batch_delay_ms", type=float, default=0.0,
-                     help="dynamic batching: run requests arriving within this many ms as one batch (0: off)")
-    loc.add_argument("--max_batch", type=int, default=32, help="rows in one dynamic batch at most")
-    pred = modes.add_parser("predictor", help="the SavedModel alone over v2 REST: an InferenceService's predictor "
-                                              "with runtime: python")
-    pred.add_argument("--model_repository", required=True,
+    _repository_arguments(modes.add_parser("local", help="the transformer and the SavedModel in one server on this "
+                                                         "machine"), "/v1/models/<name>:predict")
+    _repository_arguments(modes.add_parser("predictor", help="the SavedModel alone over v2 REST: an InferenceService's "
+                                                             "predictor with runtime: python"), "/v2/models/<name>/infer")
+
+
+def _repository_arguments(mode: argparse.ArgumentParser, path: str) -> None:
+    """What the two modes that run the SavedModel in this process take: its repository, a name, the batching."""
+    mode.add_argument("--model_repository", required=True,
                       help="a triton export (<output>/export/triton) or its <model> folder, on local disk")
-    pred.add_argument("--model_name", help="the name v2 requests use, /v2/models/<name>/infer (default: the model's)")
-    pred.add_argument("--http_port", type=int, default=8080)
-    pred.add_argument("--batch_delay_ms", type=float, default=0.0,
+    mode.add_argument("--model_name", help=f"the name requests use, {path} (default: the model's)")
+    mode.add_argument("--http_port", type=int, default=8080)
+    mode.add_argument("--batch_delay_ms", type=float, default=0.0,
                       help="dynamic batching: run requests arriving within this many ms as one batch (0: off)")
-    pred.add_argument("--max_batch", type=int, default=32, help="rows in one dynamic batch at most")
+    mode.add_argument("--max_batch", type=int, default=32, help="rows in one dynamic batch at most")
 
 
 def model_folder(parser: argparse.ArgumentParser, repository: str) -> str:
@@ -102,7 +100,7 @@ def _serve(args: argparse.Namespace) -> None:
     from bert_trainer.serve.transformer import BertTransformer  # noqa: PLC0415 - imports kserve
 
     scratch = fresh_scratch_dir()
-    manifest = load_manifest(args.assets_uri, scratch)
+    manifest = load_manifest(args.assets_uri)
     tokenizer = load_tokenizer(manifest.vocab_file, manifest.do_lower_case, scratch)
     name = args.model_name or manifest.model
     if args.mode == "transformer":
