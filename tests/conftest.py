@@ -37,6 +37,8 @@ def _kinds(path: Path) -> set[str]:
 ALL_EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 EXAMPLES = [path for path in ALL_EXAMPLES if _kinds(path) == {"BertTrainingJob"}]
 POLICY_EXAMPLES = [path for path in ALL_EXAMPLES if _kinds(path) == {"BertTrainingPolicy"}]
+#: Katib Experiments whose trials are BertTrainingJobs (their trial template in a ConfigMap beside them).
+KATIB_EXAMPLES = [path for path in ALL_EXAMPLES if _kinds(path) == {"ConfigMap", "Experiment"}]
 
 
 def shared_file(relpath: str) -> Path:

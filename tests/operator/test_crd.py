@@ -13,7 +13,7 @@ import yaml
 from bert_operator.api import SpecError
 from bert_operator.api.crd import crd, crd_yaml, policy_crd, policy_crd_yaml
 from bert_operator.policy import parse_policy
-from tests.conftest import ALL_EXAMPLES, EXAMPLES, POLICY_EXAMPLES, REPO
+from tests.conftest import ALL_EXAMPLES, EXAMPLES, KATIB_EXAMPLES, POLICY_EXAMPLES, REPO
 from tests.schemas import KUBERNETES_VERSION
 
 #: Keywords a structural schema node may carry.
@@ -118,7 +118,7 @@ def test_examples_pass_the_api_servers_schema(path) -> None:
 
 def test_every_example_is_a_job_or_a_policy() -> None:
     """The split in tests/conftest.py drops no example from both the job tests and the policy tests."""
-    assert EXAMPLES and POLICY_EXAMPLES and sorted(EXAMPLES + POLICY_EXAMPLES) == ALL_EXAMPLES
+    assert EXAMPLES and POLICY_EXAMPLES and sorted(EXAMPLES + POLICY_EXAMPLES + KATIB_EXAMPLES) == ALL_EXAMPLES
 
 
 @pytest.mark.parametrize("path", POLICY_EXAMPLES, ids=lambda p: p.name)

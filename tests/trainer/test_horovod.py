@@ -79,17 +79,20 @@ def test_cli_pretrain_under_horovodrun_only_rank0_writes(tmp_path, records):
 
 
 def test_cli_glue_under_horovodrun_accumulates_and_only_rank0_writes(tmp_path, repo):
-    """Fine-tuning runs the pretraining engine under Horovod too: 2 ranks x 2 micro-batches of 8 a step."""
+    """Fine-tuning runs the pretraining engine under Horovod too: 2 ranks x 2 micro-batches of 8 a step; with
+    --print_metrics rank 0 alone prints the dev metrics as name=value lines (what Katib's StdOut collector reads)."""
     tiny = repo / "examples" / "tiny"
     config = {"vocab_size": 512, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
               "intermediate_size": 64, "max_position_embeddings": 64}
     out = tmp_path / "out"
-    run(horovodrun() + [sys.executable, "-m", "bert_trainer", "glue", "--horovod", "--task_name", "CoLA",
-                        "--data_dir", str(tiny / "CoLA"), "--vocab_file", str(tiny / "vocab.txt"), "--do_lower_case",
-                        "--bert_config_json", json.dumps(config), "--output_dir", str(out), "--max_seq_length", "32",
-                        "--train_batch_size", "8", "--num_accumulation_steps", "2", "--num_train_epochs", "1",
-                        "--learning_rate", "3e-4"], tmp_path)
+    done = run(horovodrun() + [sys.executable, "-m", "bert_trainer", "glue", "--horovod", "--task_name", "CoLA",
+                               "--data_dir", str(tiny / "CoLA"), "--vocab_file", str(tiny / "vocab.txt"),
+                               "--do_lower_case", "--bert_config_json", json.dumps(config), "--output_dir", str(out),
+                               "--max_seq_length", "32", "--train_batch_size", "8", "--num_accumulation_steps", "2",
+                               "--num_train_epochs", "1", "--learning_rate", "3e-4", "--print_metrics"], tmp_path)
     results = json.loads((out / "results.json").read_text())
+    printed = [line.rsplit(":", 1)[-1].strip() for line in done.stdout.splitlines() if "mcc=" in line]  # ([1,0]<stdout>:)
+    assert printed == [f"mcc={results['dev']['mcc']:.6g}"]  # once: rank 0's
     assert results["steps"] == 63  # ceil(2000 / (8 x 2 x 2))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "ckpt-63.data-00000-of-00001", "ckpt-63.index", "ckpt-63.manifest.json"]

@@ -540,6 +540,9 @@ class OutputSpec(StoreSpec):
             "nothing."
         ),
     )
+    print_metrics: bool = Field(
+        False, description="glue and squad: print the final dev metrics as name=value lines on the launcher's output "
+                           "(accuracy=0.8652), as Katib's StdOut metrics collector reads them. Default false.")
 
 
 #: The MPI Operator's int32 fields (its CRD's format: int32).

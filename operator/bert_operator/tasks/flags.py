@@ -69,6 +69,7 @@ def finetune_model_flags(spec: BertTrainingJobSpec, output_dir: str, exports: li
         *retention_flags(spec),
         *export_flags(exports),
         *tensorrt_flags(spec, exports),
+        *(["--print_metrics"] if spec.output.print_metrics else []),
     ]
 
 

@@ -41,6 +41,9 @@ class PrepareData(OperatorTask):
         return self.settings(spec).record_sets()[stage.index]
 
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
+        if spec.output.print_metrics:
+            yield FieldError("spec.output.printMetrics", "prints a fine-tuned model's dev metrics (glue, squad); "
+                                                         "prepareData has none")
         prep: PrepareDataTask = self.settings(spec)
         yield from check_seq("spec.task.prepareData", prep.max_seq_length, max_positions)
         yield from check_predictions("spec.task.prepareData", prep.max_predictions_per_seq, prep.max_seq_length)

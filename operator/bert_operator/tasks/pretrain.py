@@ -38,6 +38,9 @@ class Pretrain(OperatorTask):
         return [Stage(i, f"phase{i + 1}") for i in range(len(task.phases))]
 
     def check(self, spec: BertTrainingJobSpec, max_positions: int) -> Iterator[FieldError]:
+        if spec.output.print_metrics:
+            yield FieldError("spec.output.printMetrics", "prints a fine-tuned model's dev metrics (glue, squad); "
+                                                         "pretrain has none")
         task: PretrainTask = self.settings(spec)
         if EXPORT_TRITON in (spec.output.export_formats or []):
             yield FieldError("spec.output.exportFormats", f"{EXPORT_TRITON} serves a fine-tuned model (glue, squad); "

@@ -8,7 +8,7 @@ only to run it, after the checks passed.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from bert_trainer import storage
 from bert_trainer.export_layout import add_export_flag, check_export_flag
@@ -46,6 +46,8 @@ def add_finetune_arguments(g: argparse.ArgumentParser, *, batch: int, lr: float,
                    help="full-state checkpoint period in steps (also on SIGTERM and at the end); a rerun resumes")
     g.add_argument("--keep_checkpoint_max", type=int, default=0, help=KEEP_HELP)
     g.add_argument("--report_every_steps", type=int, default=20, help="progress.json period in optimizer steps")
+    bool_flag(g, "print_metrics", "print the final dev metrics as name=value lines on stdout (Katib's StdOut "
+                                  "metrics collector)")
     add_export_flag(g, serves=True)
 
 
@@ -76,3 +78,13 @@ def run_finetune(parser: argparse.ArgumentParser, args: argparse.Namespace, task
 
     return run_guarded(parser, task, lambda: drive(args, args.bert_config), stoppable=True,
                        horovod_errors=(HorovodUnavailable,), input_errors=(GlueDataError, SquadDataError, VocabError))
+
+
+def print_metrics(args: argparse.Namespace, results: dict[str, Any], chief: bool) -> None:
+    """--print_metrics: rank 0 prints the final dev metrics as name=value lines (finetune/metric_lines.py says why)."""
+    if not (getattr(args, "print_metrics", False) and chief):
+        return
+    from bert_trainer.finetune.metric_lines import metric_lines  # noqa: PLC0415 - light, and only when asked
+
+    for line in metric_lines(results):
+        print(line, flush=True)

@@ -29,6 +29,7 @@ from bert_trainer.model.export import export_stage
 from bert_trainer.model.triton_export import Serving
 from bert_trainer.reports import ReportWriter, write_json
 from bert_trainer.scratch import fresh_scratch_dir
+from bert_trainer.tasks.finetuning import print_metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,4 +92,6 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
                       tensorrt=args.triton_tensorrt, options=options)
     results["exported"] = export_stage(model, cfg, args.output_dir, args.export_formats, vocab_file=args.vocab_file,
                                        do_lower_case=args.do_lower_case, serving=serving) if world.is_chief else []
-    return finish(results, world, reports)
+    results = finish(results, world, reports)
+    print_metrics(args, results, world.is_chief)
+    return results
