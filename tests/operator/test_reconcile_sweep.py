@@ -197,3 +197,56 @@ def test_a_served_sweep_serves_its_best_trials_export() -> None:
     [isvc] = cluster.isvcs.values()
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://results/glue/glue/t1/export/triton"
     assert body["status"]["serving"]["modelVersion"] == "1 (t1)"
+
+
+def test_an_evicted_trial_restarts_after_its_backoff_while_the_others_run_on() -> None:
+    """A trial is a stage: an evicted worker restarts it (a new MPIJob of the same name after the backoff, counted on
+    its stage), the other trial is not touched, and the sweep is Running throughout."""
+    from tests.operator.fakes import Clock, pod
+
+    cluster, clock = FakeCluster(), Clock()
+    reconciler = Reconciler(api=cluster, events=cluster, clock=clock)
+    spec = copy.deepcopy(SWEEP)
+    spec["task"]["glue"]["sweep"] = {"learningRates": [5e-5, 2e-5], "maxParallel": 2}
+    body = job(spec, name="j")
+    sync(reconciler, body)
+    for name in ("j-t0", "j-t1"):
+        cluster.set_conditions(name, "Created", "Running")
+    sync(reconciler, body)
+    first_uid = cluster.mpijobs["j-t0"]["metadata"]["uid"]
+    cluster.pods = [pod("j-t0-worker-0", stage="t0", phase="Failed", reason="Evicted", message="The node was drained.")]
+    cluster.mpijobs["j-t0"]["status"]["conditions"] = [
+        {"type": "Created", "status": "True", "reason": "MPIJobCreated", "message": "created"},
+        {"type": "Failed", "status": "True", "reason": "MPIJobEvicted", "message": "1/1 workers are evicted"}]
+    cluster.events.clear()
+    sync(reconciler, body)
+    t0, t1 = body["status"]["stages"]
+    assert (t0["phase"], t0["restarts"], t1["phase"]) == ("Restarting", 1, "Running")
+    assert body["status"]["phase"] == "Running" and body["status"]["trials"][0]["phase"] == "Restarting"
+    assert ("Warning", "StageRestarted") in {(kind, reason) for kind, reason, _ in cluster.events}
+    cluster.mpijobs.pop("j-t0")  # the garbage collector
+    clock.now = "2026-12-01T10:00:30Z"  # past the first backoff
+    sync(reconciler, body)
+    assert cluster.mpijobs["j-t0"]["metadata"]["uid"] != first_uid and "j-t1" in cluster.mpijobs
+    assert body["status"]["stages"][0]["restarts"] == 1
+
+
+def test_queued_trials_wait_for_kueue_each_and_count_against_max_parallel() -> None:
+    """With a queue, each trial's MPIJob is created suspended and admitted by Kueue on its own: a queued trial is
+    Queued (the sweep too while none runs) and holds its slot, so no third MPIJob is made."""
+    from tests.operator.fakes import KueueCluster
+
+    cluster = KueueCluster()
+    reconciler = reconciler_for(cluster)
+    body = job({**SWEEP, "queueName": "team-a"}, name="q")
+    sync(reconciler, body)
+    assert sorted(cluster.mpijobs) == ["q-t0", "q-t1"]
+    assert all(m["spec"]["runPolicy"]["suspend"] is True for m in cluster.mpijobs.values())
+    cluster.add_workload("q-t0")
+    sync(reconciler, body)
+    assert body["status"]["phase"] == "Queued" and sorted(cluster.mpijobs) == ["q-t0", "q-t1"]
+    cluster.admit("q-t0")
+    sync(reconciler, body)
+    trials = body["status"]["trials"]
+    assert (trials[0]["phase"], trials[1]["phase"], body["status"]["phase"]) == ("Running", "Queued", "Running")
+    assert sorted(cluster.mpijobs) == ["q-t0", "q-t1"]
