@@ -32,7 +32,14 @@ these dev sets are published for it, so its column says "n/a".
     PYTHONPATH=common:operator:trainer .venv/bin/python bench/finetune_accuracy.py \
         [--tasks mrpc,cola,squad] [--epochs 3 | mrpc=3,cola=3,squad=2] [--seq 128 | mrpc=128,squad=256] \
         [--squad-train-fraction 0.8] [--max-train-examples N | squad=2000] [--json out.json] [--workdir DIR]
-        [--seeds 1,2,3] [--reference transformers]
+        [--seeds 1,2,3] [--reference transformers] [--sweep [--sweep-lrs 5e-5,4e-5,3e-5,2e-5]]
+
+With ``--sweep`` each task runs the BERT paper's fine-tuning protocol instead of one run: every learning rate of
+``--sweep-lrs`` (default the paper's four) with every seed of ``--seeds``, one trial each, the best chosen on dev by
+the task's main metric with the operator's own selection (``bert_operator.tasks.trials.best``: what a BertTrainingJob
+sweep writes to status.results.best). It prints each trial, the best, the spread over trials, and the single run a
+job without a sweep would have made (the task's default learning rate, the first seed) beside them. On a 2-core
+machine the grid must be cut (``--max-train-examples``, ``--epochs``, ``--seq``); the output states the sizes run.
 
 With ``--reference transformers`` every task is also trained through Hugging Face transformers
 (bench/finetune_reference.py; PyTorch 2.13.0 CPU from the ``bench`` extra; SQuAD on the trainer's own features
@@ -291,6 +298,52 @@ def record(side: str, result: dict[str, Any]) -> None:
     print(f"[{result['task']}] {side} " + json.dumps({k: result.get(k) for k in keep}), file=sys.stderr, flush=True)
 
 
+#: Each GLUE task's main dev metric, as the operator selects by it (bert_operator.tasks.trials.GLUE_METRICS).
+MAIN_METRIC = {"mrpc": "f1", "cola": "mcc"}
+
+
+def sweep(tasks: list[str], rates: list[float], seeds: list[int], opts: argparse.Namespace, model: Path,
+          work: Path) -> int:
+    """The paper's protocol per task: a trial per learning rate and seed, the best on dev chosen as a BertTrainingJob
+    sweep chooses it, the spread over trials, and the single run a job without a sweep makes."""
+    from bert_operator.api.models import GlueTask, SweepSpec  # noqa: PLC0415 - the operator's selection, used as is
+    from bert_operator.tasks.trials import best  # noqa: PLC0415
+
+    started = time.monotonic()
+    for task in tasks:
+        metric = MAIN_METRIC[task]
+        spec = GlueTask(task_name=NAMES[task], sweep=SweepSpec(learning_rates=rates, seeds=seeds))
+        trials: list[dict[str, Any]] = []
+        for lr in rates:  # the operator's trial order: learning rates, then seeds
+            for seed in seeds:
+                opts.lr[task], opts.seed = lr, seed
+                info = run_task(task, opts, model, work)
+                trials.append({"lr": lr, "seed": seed, "scores": info["scores"], "info": info})
+        chosen = best(spec, {index: {k: v / 100 for k, v in t["scores"].items()} for index, t in enumerate(trials)})
+        values = [t["scores"][metric] for t in trials]
+        single_lr = DEFAULTS[task]["lr"]
+        single = next((t for t in trials if t["lr"] == single_lr and t["seed"] == seeds[0]), None)
+        hp = trials[0]["info"]
+        print(f"{NAMES[task]}: {len(trials)} trials ({len(rates)} learning rates x {len(seeds)} seeds), "
+              f"{hp['train_examples']} train examples x {hp['epochs']:g} epochs, batch {hp['batch']:g}, seq "
+              f"{hp['seq']:g}, all-MiniLM-L6-v2; dev {metric} (x100)")
+        print(f"  {'trial':6s} {'lr':>8s} {'seed':>5s}  " + "  ".join(f"{k:>8s}" for k in trials[0]["scores"]))
+        for index, t in enumerate(trials):
+            mark = "*" if index == chosen else " "
+            print(f"{mark} t{index:<4d} {t['lr']:8.0e} {t['seed']:5d}  "
+                  + "  ".join(f"{v:8.2f}" for v in t["scores"].values()))
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        print(f"  best t{chosen} ({metric} {values[chosen]:.2f}, lr {trials[chosen]['lr']:g}, seed "
+              f"{trials[chosen]['seed']}); over the trials min {min(values):.2f}, max {max(values):.2f}, mean "
+              f"{mean:.2f}, std {spread:.2f}")
+        if single is not None:
+            print(f"  a single run (lr {single_lr:g}, seed {seeds[0]}, a job without a sweep): {metric} "
+                  f"{single['scores'][metric]:.2f}; the protocol's best is {values[chosen] - single['scores'][metric]:+.2f}")
+    print(f"  total wall: {time.monotonic() - started:.0f}s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = "; ".join(f"{task}: {hp['epochs']:g} epochs, batch {hp['batch']:g}, lr {hp['lr']:g}, seq {hp['seq']:g}"
                          for task, hp in DEFAULTS.items())
@@ -311,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="transformers: also train every task through Hugging Face transformers (PyTorch CPU; the "
                          "bench extra), same weights, data, hyperparameters and seeds, and print both sides in one "
                          "table with the training sequences/s ratio (bench/finetune_reference.py)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="run the paper's protocol per task: every --sweep-lrs x --seeds trial, the best on dev")
+    ap.add_argument("--sweep-lrs", default="5e-5,4e-5,3e-5,2e-5", help="the sweep's learning rates (default the paper's)")
     ap.add_argument("--workdir", help="where data copies, outputs and logs go (default: a temporary folder, removed)")
     ap.add_argument("--json", help="also write the figures here")
     opts = ap.parse_args(argv)
@@ -334,6 +390,18 @@ def main(argv: list[str] | None = None) -> int:
     model = minilm_dir()
     work = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="finetune-accuracy-"))
     work.mkdir(parents=True, exist_ok=True)
+    if opts.sweep:
+        try:
+            rates = [float(rate) for rate in opts.sweep_lrs.split(",")]
+        except ValueError:
+            ap.error(f"--sweep-lrs: a comma list of numbers, got {opts.sweep_lrs!r}")
+        if "squad" in tasks:
+            ap.error("--sweep: mrpc and cola (a SQuAD sweep on the split dev set takes hours here)")
+        try:
+            return sweep(tasks, rates, seeds, opts, model, work)
+        finally:
+            if not opts.workdir:
+                shutil.rmtree(work, ignore_errors=True)
     started = time.monotonic()
     ours: dict[str, list[dict[str, Any]]] = {task: [] for task in tasks}
     reference: dict[str, list[dict[str, Any]]] = {}

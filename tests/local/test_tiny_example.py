@@ -250,3 +250,6 @@ def test_the_cola_job_as_a_four_trial_sweep_runs_its_trials_one_by_one_and_picks
     stages = status["stages"]  # one after the other
     assert all(a["completionTime"] <= b["startTime"] for a, b in zip(stages, stages[1:]))
     assert [a["stage"] for a in status["results"]["artifacts"]] == [best["trial"]]
+    picture = workdir / "default" / "tiny-sweep" / "sweep.png"
+    assert f"the trials' dev metric, the best marked: {picture}" in result.stderr
+    assert picture.read_bytes().startswith(b"\x89PNG") and picture.stat().st_size > 5000

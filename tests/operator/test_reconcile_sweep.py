@@ -250,3 +250,19 @@ def test_queued_trials_wait_for_kueue_each_and_count_against_max_parallel() -> N
     trials = body["status"]["trials"]
     assert (trials[0]["phase"], trials[1]["phase"], body["status"]["phase"]) == ("Running", "Queued", "Running")
     assert sorted(cluster.mpijobs) == ["q-t0", "q-t1"]
+
+
+def test_once_the_sweep_cannot_succeed_no_trial_starts_and_it_fails() -> None:
+    cluster = FakeCluster()
+    reconciler = reconciler_for(cluster)
+    spec = copy.deepcopy(SWEEP)
+    spec["task"]["glue"]["sweep"] = {"learningRates": [5e-5, 3e-5, 2e-5], "maxParallel": 1, "minSucceeded": 3}
+    spec["runPolicy"] = {"backoffLimit": 0}
+    body = job(spec, name="d")
+    sync(reconciler, body)
+    assert sorted(cluster.mpijobs) == ["d-t0"]
+    cluster.set_conditions("d-t0", "Created", "Failed")
+    sync(reconciler, body)
+    assert sorted(cluster.mpijobs) == ["d-t0"]  # t1 and t2 are never made
+    assert body["status"]["phase"] == "Failed" and condition(body["status"], "Failed")["reason"] == "TrialsFailed"
+    assert [t["phase"] for t in body["status"]["trials"]] == ["Failed", "Pending", "Pending"]

@@ -53,6 +53,7 @@ from ..templates import Overlay
 from ..untrusted import mapping, records, text
 from .commands import s3_endpoint
 from .display import Display
+from . import sweep_plot
 from .stages import LocalStages
 from .volumes import LocalSetupError, VolumeMap, annotated_folder, check_inputs, claim_annotations, volume_map
 
@@ -319,6 +320,8 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     phase = body["status"]["phase"]
     took = time.monotonic() - started
     display.line(f"{name}: {phase} after {took:.0f}s; status in {job_dir / 'status.json'}, outputs in {outputs}")
+    if sweep is not None and (drawn := sweep_plot.draw(body["status"], job_dir / "sweep.png")) is not None:
+        display.line(f"{name}: the trials' dev metric, the best marked: {drawn}")
     return LocalRun(name, "Interrupted" if interrupted else phase, body["status"], outputs, body,
                     exported(body["status"], volumes))
 

@@ -88,7 +88,8 @@ def walk(ctx: Context, job: BertTrainingJob, stages: list[Stage],
             active += 1
     if creates:
         return tuple(creates)
-    slot = f"waiting for a trial slot (maxParallel {sweep.max_parallel})"
+    slot = (f"not started: {failed} trials failed, so fewer than minSucceeded ({sweep.min_succeeded}) can succeed"
+            if doomed else f"waiting for a trial slot (maxParallel {sweep.max_parallel})")
     never = {index for index, phase in enumerate(phases) if phase is None}
     done = [phase if phase is not None else sm.StagePhase("Pending", reasons.NOT_CREATED, slot) for phase in phases]
     return TrialsWalked([e or {} for e in entries], done, events, restarted, state(done, sweep.min_succeeded, never))
