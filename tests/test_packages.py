@@ -40,7 +40,7 @@ IMPORT_NAMES = {"pyyaml": "yaml", "prometheus-client": "prometheus_client", "ten
 PACKAGES = {module.__name__: Path(module.__file__).resolve().parent for module in (bert_common, bert_operator, bert_trainer)}
 #: bert_operator modules that may import bert_trainer, lazily: local mode reads the trainer's reports with the
 #: trainer's own storage reader (`bertjob run --local` needs both extras: bootstrap.sh's role `local`).
-OPERATOR_MODULES_USING_THE_TRAINER = {"bert_operator.local.runner"}
+OPERATOR_MODULES_USING_THE_TRAINER = {"bert_operator.local.runner", "bert_operator.local.sweep_plot"}
 
 
 def import_names(requirements: list[str]) -> set[str]:
