@@ -79,6 +79,8 @@ POLICY_VIOLATION: Final = _reason("PolicyViolation", _FAILED, "Warning")
 POLICIES_UNREADABLE: Final = _reason("PoliciesUnreadable", ("Ready",), "Warning")
 #: A BertTrainingPolicy that selects the job's namespace is invalid (and was never valid): the next MPIJob waits.
 POLICY_INVALID: Final = _reason("PolicyInvalid", ("Ready",), "Warning")
+#: A sweep's trial stopped early (sweep.earlyStop): a trial's reason inside the plan only, said in status.trials[].stopped.
+EARLY_STOPPED: Final = _reason("EarlyStopped")
 #: Too many of a sweep's trials failed for minSucceeded of them to succeed (reconcile/sweep_step.py).
 TRIALS_FAILED: Final = _reason("TrialsFailed", _FAILED)
 #: A stage's MPIJob with the platform's job templates breaks their checks (templates/checks.py): failed, nothing made.

@@ -252,7 +252,13 @@ def _trial_report(task: Any, status: dict[str, Any], names: list[str], stage: st
         from .tasks.trials import dev_metrics  # noqa: PLC0415 - tasks imports reports' neighbours; kept local
 
         checked = checked_results(report[REPORT_RESULTS])
-        entry["metrics"] = {name: finite(value) for name, value in dev_metrics(task, checked).items()}
+        metrics = {name: finite(value) for name, value in dev_metrics(task, checked).items()}
+        if metrics:  # (a first-epoch report has none yet)
+            entry["metrics"] = metrics
+        first = checked.get("firstEpoch")
+        if isinstance(first, dict):  # sweep.earlyStop's early look: numbers only
+            entry["firstEpoch"] = {key: finite(value) for key, value in first.items()
+                                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
     if not patch and REPORT_RESULTS not in report:
         raise ValueError("report: needs progress or results")
     patch["trials"] = trials_now

@@ -266,3 +266,58 @@ def test_once_the_sweep_cannot_succeed_no_trial_starts_and_it_fails() -> None:
     assert sorted(cluster.mpijobs) == ["d-t0"]  # t1 and t2 are never made
     assert body["status"]["phase"] == "Failed" and condition(body["status"], "Failed")["reason"] == "TrialsFailed"
     assert [t["phase"] for t in body["status"]["trials"]] == ["Failed", "Pending", "Pending"]
+
+
+def first_epoch(reconciler: Reconciler, body: dict[str, Any], stage: str, mcc: float, classes: int) -> None:
+    patch = merge_report(parse_job(body), body["status"], {"stage": stage, "results": {
+        "task": "CoLA", "firstEpoch": {"mcc": mcc, "accuracy": 0.69, "classes": classes}}}, NOW)
+    record(reconciler, body, patch)
+
+
+def test_early_stop_ends_a_trial_that_predicts_one_class_while_another_learns() -> None:
+    """sweep.earlyStop: each trial reports its dev metric after the first epoch; one that predicts a single class
+    (MCC 0: the majority-class baseline) while another is a margin better is stopped: its MPIJob deleted, never
+    restarted, the reason on its trial; the sweep goes on with the rest and the stopped one is no failure of it."""
+    cluster = FakeCluster()
+    reconciler = reconciler_for(cluster)
+    spec = copy.deepcopy(SWEEP)
+    spec["task"]["glue"] = {"taskName": "CoLA", "sweep": {"learningRates": [5e-5, 2e-5], "maxParallel": 2,
+                                                          "earlyStop": True}}
+    body = job(spec, name="e")
+    sync(reconciler, body)
+    command = " ".join(cluster.mpijobs["e-t0"]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
+                       ["containers"][0]["command"])
+    assert "--first_epoch_eval" in command
+    for name in ("e-t0", "e-t1"):
+        cluster.set_conditions(name, "Created", "Running")
+    first_epoch(reconciler, body, "t0", 0.0, classes=1)  # alone: nothing to compare with, it goes on
+    sync(reconciler, body)
+    assert "e-t0" in cluster.mpijobs and body["status"]["trials"][0]["firstEpoch"] == {"mcc": 0, "accuracy": 0.69,
+                                                                                         "classes": 1}
+    first_epoch(reconciler, body, "t1", 0.21, classes=2)
+    cluster.calls.clear()
+    sync(reconciler, body)
+    assert ("delete", "mpijobs", "e-t0") in cluster.calls
+    assert cluster.mpijobs["e-t0"]["metadata"].get("deletionTimestamp")  # (foreground: its pods go first)
+    t0 = body["status"]["trials"][0]
+    assert t0["phase"] == "Failed" and t0["stopped"] == ("stopped early: after its first epoch it predicts one class for "
+                                                         "every dev example (mcc 0) while t1 has 0.21")
+    assert body["status"]["phase"] == "Running" and "e-t1" in cluster.mpijobs
+    cluster.mpijobs.pop("e-t0")  # the garbage collector
+    sync(reconciler, body)  # never made again
+    assert "e-t0" not in cluster.mpijobs and body["status"]["trials"][0]["phase"] == "Failed"
+    cluster.set_conditions("e-t1", "Created", "Running", "Succeeded")
+    patch = merge_report(parse_job(body), body["status"], {"stage": "t1", "results": {
+        "task": "CoLA", "dev": {"mcc": 0.33}}}, NOW)
+    record(reconciler, body, patch)
+    sync(reconciler, body)
+    assert body["status"]["phase"] == "Succeeded" and body["status"]["results"]["best"]["trial"] == "t1"
+
+
+def test_early_stop_is_for_classifiers_only() -> None:
+    from bert_operator.api import SpecError
+
+    spec = {**GLUE, "task": {"squad": {"sweep": {"earlyStop": True}}}}
+    with pytest.raises(SpecError) as refused:
+        parse_job(job(spec))
+    assert "spec.task.squad.sweep.earlyStop: stops a classifier that predicts one class" in str(refused.value)

@@ -310,6 +310,12 @@ class SweepSpec(ApiModel):
     min_succeeded: int = Field(1, ge=1, le=MAX_TRIALS, description="Trials that must succeed for the sweep to succeed "
                                                                    "(a failed trial does not fail it otherwise). "
                                                                    "Default 1.")
+    early_stop: bool = Field(False, description="glue: stop a trial that, after its first epoch, predicts one class for "
+                                                "every dev example (the majority-class baseline) while another trial "
+                                                "is earlyStopMargin better by the selected metric. Default false.")
+    early_stop_margin: float = Field(0.05, gt=0.0, le=100.0, description="How much better (in the selected metric's "
+                                                                         "units) another trial must be after its first "
+                                                                         "epoch. Default 0.05.")
 
     def trial_count(self, epochs: float, batch_size: int) -> int:
         return (len(self.learning_rates) * len(self.seeds or [0]) * len(self.epochs or [epochs])

@@ -85,6 +85,7 @@ class StageStatus(StatusModel):
         None, ge=0, description="Seconds the stage's ended attempts ran (Running to end), restarts included.")
     gpu_hours: float | None = Field(
         None, ge=0, description="gpus x runningSeconds / 3600 over the stage's ended attempts, restarts included.")
+    early_stopped: str | None = Field(None, description="A sweep's trial stopped early: why (sweep.earlyStop).")
     templates: list[str] | None = Field(
         None, description="The job templates the stage's MPIJob was made with, as name@version, in the order applied.")
 
@@ -113,6 +114,9 @@ class TrialStatus(StatusModel):
     step: int | None = Field(None, ge=0, description="Its last reported step.")
     updated_at: str | None = Field(None, description="When it last reported progress.")
     best: bool | None = Field(None, description="True on the best trial so far by the selected metric.")
+    first_epoch: dict[str, float | None] | None = Field(
+        None, description="sweep.earlyStop: its dev metrics after the first epoch, and how many classes it predicted.")
+    stopped: str | None = Field(None, description="Why it was stopped early (sweep.earlyStop).")
 
 
 class StoreLocation(StatusModel):

@@ -35,6 +35,9 @@ PERCENT = wire_key(TrialStatus, "percent")
 #: status.results.best (a sweep's best trial), and the flag on that trial's entry.
 BEST = wire_key(TrialStatus, "best")
 GPU_HOURS = wire_key(StageStatus, "gpu_hours")
+EARLY_STOPPED = wire_key(StageStatus, "early_stopped")
+FIRST_EPOCH = wire_key(TrialStatus, "first_epoch")
+STOPPED = wire_key(TrialStatus, "stopped")
 
 STAGE_NAME = wire_key(StageStatus, "name")
 STAGE_MPIJOB = wire_key(StageStatus, "mpi_job")

@@ -19,11 +19,11 @@ from .. import status as sm
 from ..api import BertTrainingJob
 from ..api.stages import Stage
 from ..tasks import task_of
-from ..tasks.trials import best, selected_metric, trials
-from .decisions import Action, Context, Event, Followed, Held
+from ..tasks.trials import best, hopeless, selected_metric, trials
+from .decisions import Action, Context, DeleteMPIJob, Event, Followed, Held
 from .follow import follow
-from .status_view import (BEST, GPU_HOURS, METRICS, PERCENT, RESULTS, STAGE_MPIJOB, STAGE_NAME, TRIAL_NAME, TRIALS,
-                          StageView)
+from .status_view import (BEST, COMPLETION_TIME, EARLY_STOPPED, FIRST_EPOCH, GPU_HOURS, METRICS, PERCENT, PHASE,
+                          RESULTS, STAGE_MPIJOB, STAGE_NAME, STOPPED, TRIAL_NAME, TRIALS, StageView)
 
 #: How far along each phase is, for the job's phase while trials run side by side: the most advanced one shows.
 _AHEAD = ("Pending", "Suspended", "Queued", "Created", "Restarting", "Running")
@@ -41,7 +41,11 @@ class TrialsWalked:
 def walk(ctx: Context, job: BertTrainingJob, stages: list[Stage],
          recorded: dict[Any, dict[str, Any]]) -> TrialsWalked | tuple[Action, ...] | Held:
     """Every trial's phase, the MPIJobs to create now (as actions), or why none may be created (Held)."""
-    sweep = task_of(job.spec).settings(job.spec).sweep
+    task = task_of(job.spec).settings(job.spec)
+    sweep = task.sweep
+    first_epochs: dict[int, dict[str, Any]] = {
+        t["index"]: t[FIRST_EPOCH] for t in _list(ctx.old.get(TRIALS))
+        if isinstance(t, dict) and isinstance(t.get("index"), int) and isinstance(t.get(FIRST_EPOCH), dict)}
     entries: list[dict[str, Any] | None] = []
     phases: list[sm.StagePhase | None] = []
     events: list[Event] = []
@@ -58,6 +62,14 @@ def walk(ctx: Context, job: BertTrainingJob, stages: list[Stage],
             waiting.append(stage.index)
             entries.append(entry)
             phases.append(None)
+            continue
+        why = hopeless(task, first_epochs, stage.index)
+        if why is not None:  # earlyStop: its MPIJob deleted first, then it ends here, never restarted
+            stopped = _stop(ctx, job, stage, entry, why)
+            if not isinstance(stopped, Followed):
+                return (stopped,)
+            entries.append(stopped.entry)
+            phases.append(stopped.phase)
             continue
         followed = follow(ctx, job, stage, entry)
         if isinstance(followed, Held):
@@ -93,6 +105,17 @@ def walk(ctx: Context, job: BertTrainingJob, stages: list[Stage],
     never = {index for index, phase in enumerate(phases) if phase is None}
     done = [phase if phase is not None else sm.StagePhase("Pending", reasons.NOT_CREATED, slot) for phase in phases]
     return TrialsWalked([e or {} for e in entries], done, events, restarted, state(done, sweep.min_succeeded, never))
+
+
+def _stop(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, Any], why: str) -> Followed | Action:
+    """A trial stopped early: its MPIJob deleted (that uid) while it exists, then its stage Failed with the reason."""
+    name = stage.mpijob_name(job.metadata.name)
+    seen = ctx.observed.get(name)
+    if isinstance(seen, dict) and not (seen.get("metadata") or {}).get("deletionTimestamp"):
+        return DeleteMPIJob(job.metadata.namespace, name, str((seen.get("metadata") or {}).get("uid") or ""), seen)
+    ended = {**entry, STAGE_NAME: stage.name, PHASE: "Failed", EARLY_STOPPED: why,
+             COMPLETION_TIME: entry.get(COMPLETION_TIME) or ctx.now}
+    return Followed(sm.StagePhase("Failed", reasons.EARLY_STOPPED, why), ended)
 
 
 def _started(ctx: Context, job: BertTrainingJob, stage: Stage, entry: dict[str, Any]) -> bool:
@@ -143,7 +166,8 @@ def with_trials(job: BertTrainingJob, entries: list[dict[str, Any]], status: dic
         item: dict[str, Any] = {"index": trial.index, TRIAL_NAME: trial.name, "hyperparameters": trial.hyperparameters(),
                                 "phase": view.phase or "Pending"}
         for key, value in ((STAGE_MPIJOB, entry.get(STAGE_MPIJOB)), (GPU_HOURS, entry.get(GPU_HOURS)),
-                           *((k, before.get(k)) for k in (METRICS, PERCENT, "step", "updatedAt"))):
+                           (STOPPED, entry.get(EARLY_STOPPED)),
+                           *((k, before.get(k)) for k in (METRICS, PERCENT, "step", "updatedAt", FIRST_EPOCH))):
             if value is not None:
                 item[key] = value
         out.append(item)

@@ -81,6 +81,7 @@ def finetune_hyperparameters(spec: BertTrainingJobSpec, task: SquadTask | GlueTa
         "--learning_rate", number(trial.learning_rate if trial else task.learning_rate),
         "--num_train_epochs", number(trial.epochs if trial else task.epochs),
         *(["--seed", str(trial.seed)] if trial else []),
+        *(["--first_epoch_eval"] if trial and isinstance(task, GlueTask) and task.sweep and task.sweep.early_stop else []),
         "--warmup_proportion", number(task.warmup_proportion),
         *optimizer_flags(spec, "adam"),
         *speed_flags(spec),

@@ -83,6 +83,9 @@ def check(field: str, task: GlueTask | SquadTask) -> Iterator[FieldError]:
     if sweep.min_succeeded > count:
         yield FieldError(f"{field}.sweep.minSucceeded", f"must be at most the number of trials ({count}), got "
                                                         f"{sweep.min_succeeded}")
+    if sweep.early_stop and not isinstance(task, GlueTask):
+        yield FieldError(f"{field}.sweep.earlyStop", "stops a classifier that predicts one class (GLUE); SQuAD has no "
+                                                     "majority class to compare with")
     metric = sweep.select.metric
     known = metrics_of(task)[1]
     if metric is not None and metric not in known:
@@ -117,3 +120,24 @@ def best(task: GlueTask | SquadTask, scored: dict[int, dict[str, float]]) -> int
         return None
     sign = 1 if goal == "max" else -1
     return min(candidates, key=lambda scored_index: (-sign * scored_index[0], scored_index[1]))[1]
+
+
+def hopeless(task: GlueTask | SquadTask, first_epochs: dict[int, dict[str, Any]], index: int) -> str | None:
+    """Why trial `index` should stop now (sweep.earlyStop), or None: after its first epoch it predicts one class for
+    every dev example (the majority-class baseline: its `classes` is 1), while another trial's first epoch is
+    earlyStopMargin better by the selected metric. `first_epochs`: index -> the firstEpoch each trial reported."""
+    sweep = task.sweep
+    if sweep is None or not sweep.early_stop:
+        return None
+    mine = first_epochs.get(index) or {}
+    metric = selected_metric(task)
+    value = untrusted.number(mine.get(metric))
+    if mine.get("classes") != 1 or value is None:
+        return None
+    sign = 1 if sweep.select.goal == "max" else -1
+    for other, scores in sorted(first_epochs.items()):
+        theirs = untrusted.number((scores or {}).get(metric))
+        if other != index and theirs is not None and sign * (theirs - value) >= sweep.early_stop_margin:
+            return (f"stopped early: after its first epoch it predicts one class for every dev example ({metric} "
+                    f"{value:.4g}) while t{other} has {theirs:.4g}")
+    return None

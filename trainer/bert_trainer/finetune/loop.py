@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -67,7 +67,8 @@ def train_dataset(train: dict[str, np.ndarray], batch_size: int, seed: int, worl
 
 
 def fine_tune(model: tf.Module, train: dict[str, np.ndarray], task_loss: TaskLoss, args: argparse.Namespace, world,
-              reports: ReportWriter, scratch: str, *, trim_to: int | None = None) -> dict[str, Any]:
+              reports: ReportWriter, scratch: str, *, trim_to: int | None = None,
+              after_first_epoch: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train `model` for num_train_epochs over `train` (arrays); returns {steps, trainExamples, finalLoss, checkpoint}.
 
     One optimizer step is --num_accumulation_steps micro-batches of --train_batch_size on every rank.
@@ -75,7 +76,8 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], task_loss: TaskLos
     --save_checkpoints_steps, on SIGTERM (see stop.py) and at the end, under
     <output_dir>/checkpoints; a restarted run resumes from the newest one, replaying
     the seeded shuffle up to that step so it sees the batches it would have seen.
-    progress.json every --report_every_steps steps and at the end.
+    progress.json every --report_every_steps steps and at the end. `after_first_epoch` is called on every rank
+    after the first epoch's last step, when more steps follow (a sweep's early look at the dev set).
     """
     # Dropout draws from TensorFlow's global seed: seeded per rank, a run repeats itself (the same --seed, the
     # same data, the same metrics), as the shuffle and the heads' initialisation already did.
@@ -96,8 +98,11 @@ def fine_tune(model: tf.Module, train: dict[str, np.ndarray], task_loss: TaskLos
     started = time.monotonic()
     loss: float | None = None
     saved: str | None = None
+    first_epoch = math.ceil(count / sequences_per_step)
     for step in range(start + 1, steps + 1):
         loss = engine.train_step([next(batches) for _ in range(k)])["loss"]
+        if after_first_epoch is not None and step == first_epoch < steps:
+            after_first_epoch()
         if world.is_chief and (step % args.report_every_steps == 0 or step == steps):
             elapsed = time.monotonic() - started
             done = step - start

@@ -25,6 +25,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--data_dir", required=True, help="folder with train.tsv and dev*.tsv: local or s3://")
     bool_flag(g, "do_eval", "score the dev split(s)")
     g.add_argument("--eval_batch_size", type=int, default=64)
+    bool_flag(g, "first_epoch_eval", "also score the first dev split after the first epoch and report it "
+                                     "(results.json firstEpoch: the metrics and how many classes were predicted), "
+                                     "for a sweep's early stop")
     add_finetune_arguments(g, batch=32, lr=2e-5, epochs=3.0, seq=128)
 
 
@@ -34,6 +37,8 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         args.do_train = args.do_eval = True
     if args.eval_batch_size <= 0:
         parser.error(f"--eval_batch_size must be positive, got {args.eval_batch_size}")
+    if args.first_epoch_eval and not (args.do_train and args.do_eval):
+        parser.error("--first_epoch_eval: scores the dev split during training; needs --do_train and --do_eval")
     validate_finetune(parser, args)
     splits = (["train"] if args.do_train else []) + (
         ["dev_matched", "dev_mismatched"] if args.task_name == "MNLI" else ["dev"]) * bool(args.do_eval)

@@ -107,10 +107,21 @@ def _run(args: argparse.Namespace, cfg: BertConfig, world: SingleProcess) -> dic
     reports = ReportWriter(args.output_dir, chief=world.is_chief)
     results: dict[str, Any] = {"task": args.task_name}
 
+    def first_epoch() -> None:
+        """--first_epoch_eval: rank 0 scores the first dev split and reports it (a sweep's early stop reads it)."""
+        if world.is_chief and evals:
+            split, features = next(iter(evals.items()))
+            predictions = predict(model, features, args.eval_batch_size, compute_dtype)
+            results["firstEpoch"] = {**glue_metrics(args.task_name, features["labels"].tolist(), predictions.tolist()),
+                                     "classes": int(len(np.unique(predictions)))}
+            log.info("event=first_epoch_eval split=%s %s", split, json.dumps(results["firstEpoch"]))
+            reports.results(results)
+
     if train is not None:
         # The classifier reads [CLS] only, so batches are cut to their longest pair (exact; see trim_padding).
         results.update(fine_tune(model, train, classification_loss, args, world, reports, scratch,
-                                 trim_to=train_cut(args.use_xla)))
+                                 trim_to=train_cut(args.use_xla),
+                                 after_first_epoch=first_epoch if args.first_epoch_eval else None))
 
     if world.is_chief:
         for split, features in evals.items():
