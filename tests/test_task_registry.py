@@ -25,7 +25,8 @@ from bert_trainer.model import hf_export, hf_names
 from bert_trainer.tasks import predict
 
 OPERATOR_TASKS = ("pretrain", "squad", "glue", "prepareData")  # the order the API documents them (TaskSpec)
-TRAINER_TASKS = ("pretrain", "prepare-data", "glue", "squad", "export", "predict", "sync", "launch", "serve")  # pipeline order
+TRAINER_TASKS = ("pretrain", "prepare-data", "glue", "squad", "export", "predict", "sync", "remove-checkpoints", "launch",
+                 "serve")  # pipeline order
 
 
 def test_the_operator_registry_is_every_task_module_in_the_apis_order_and_nothing_else() -> None:

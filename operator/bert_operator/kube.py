@@ -218,6 +218,7 @@ class KubeApi:
         self.writes = JsonWrites(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
+        self.batch = kubernetes.client.BatchV1Api(client)
         self.auth = kubernetes.client.AuthenticationV1Api(client)
         self.attempts = attempts
         self.backoff = backoff
@@ -419,6 +420,43 @@ class KubeApi:
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
+
+    # ------------------------------------------------------ a sweep's cleanup Job
+
+    def get_batch_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Job; None if there is none; ReadFailed for any other failure (the plan then adopts it on a 409)."""
+        def read() -> dict[str, Any] | None:
+            try:
+                answer = self._call("get", lambda: self.batch.read_namespaced_job(name, namespace, _preload_content=False),
+                                    expected=frozenset({404}))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            found: dict[str, Any] = json.loads(answer.data)
+            return found
+
+        return courtesy_read(f"Job {namespace}/{name}", read)
+
+    def create_batch_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create it; a 409 answers the one that exists (the plan then sees whose it is). Rejected for a refusal of
+        the object (400/422, PodSecurity admission's 403 included: sending it again cannot succeed)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        path = self.writes.path("apis", "batch", "v1", "namespaces", namespace, "jobs")
+        try:
+            answer = self._call("create", lambda: self.writes.send("POST", path, body), expected=frozenset({403, 409}))
+            return json.loads(answer), True
+        except ApiException as exc:
+            if namespace_terminating(exc):
+                raise NamespaceTerminating(namespace) from None
+            if exc.status in REJECTED or exc.status == 403:
+                raise Rejected(exc.status, api_message(exc)) from None
+            if exc.status != 409:
+                raise
+        existing = self.get_batch_job(namespace, name)
+        if existing is None:  # deleted in between: the next reconcile creates it
+            raise ConflictUnresolved(f"Job {namespace}/{name}: create answered 409 but it is gone")
+        return existing, False
 
     # -------------------------------------------------------- BertTrainingJobs
 

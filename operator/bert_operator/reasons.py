@@ -128,6 +128,12 @@ SERVING_NOT_READY: Final = _reason("ServingNotReady", (), "Warning")
 #: InferenceService of the job's name that is not the job's.
 SERVING_REFUSED: Final = _reason("ServingRefused", (), "Warning")
 
+# ---------------------------------------------------------------- a sweep's cleanup (reconcile/cleanup_step.py): Events
+#: Its Job was made (the sweep succeeded, keepTrialCheckpoints: false), completed, or failed or could not be made.
+TRIAL_CLEANUP_STARTED: Final = _reason("TrialCleanupStarted", (), "Normal")
+TRIAL_CHECKPOINTS_REMOVED: Final = _reason("TrialCheckpointsRemoved", (), "Normal")
+TRIAL_CLEANUP_FAILED: Final = _reason("TrialCleanupFailed", (), "Warning")
+
 
 def negated(condition: str) -> str:
     """The reason of a lifecycle condition that no longer holds (`Running=False NotRunning: job is Succeeded`)."""

@@ -33,6 +33,9 @@ from tests.operator.kueue_shim import KueueShim
 SQUAD = yaml.safe_load((REPO / "examples" / "squad-v1.1.yaml").read_text())
 TINY = yaml.safe_load((REPO / "examples" / "tiny-pretrain-s3.yaml").read_text())
 SERVE = yaml.safe_load((REPO / "examples" / "serve-mrpc.yaml").read_text())
+SWEEP = yaml.safe_load((REPO / "examples" / "sweep-mrpc.yaml").read_text())
+#: The pod whose token the TokenReview answers authenticate (the scenario's reporting pod of the moment).
+REVIEWED = {"pod": "access-1-phase1-worker-0", "uid": "pod-uid-access-1"}
 NS = "rbac-ns"
 #: The namespaces the API serves, with their labels (a policy selects by them).
 NAMESPACES = {NS: {"team": "rbac"}, "elsewhere": {}}
@@ -111,8 +114,8 @@ def prepare(cluster: EmulatedCluster) -> None:
                     "spec": {"token": "t", "audiences": request.data["spec"]["audiences"]}, "status": {
                         "authenticated": True, "audiences": request.data["spec"]["audiences"],
                         "user": {"username": f"system:serviceaccount:{NS}:default",
-                                 "extra": {"authentication.kubernetes.io/pod-name": ["access-1-phase1-worker-0"],
-                                           "authentication.kubernetes.io/pod-uid": ["pod-uid-access-1"]}}}}
+                                 "extra": {"authentication.kubernetes.io/pod-name": [REVIEWED["pod"]],
+                                           "authentication.kubernetes.io/pod-uid": [REVIEWED["uid"]]}}}}
 
         cluster.emulator["post", kmock.resource("authentication.k8s.io/v1/tokenreviews")] << answer_review
 
@@ -229,6 +232,7 @@ def give_uid(cluster: EmulatedCluster, mpijob: str) -> None:
 def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.Request]:
     """Every path of the operator that calls the API; returns the requests it sent (discovery excluded)."""
     status = lambda name: cluster.job(NS, name).get("status") or {}  # noqa: E731
+    REVIEWED.update(pod="access-1-phase1-worker-0", uid="pod-uid-access-1")
     # An MPIJob left by an earlier operator life (create answers 409; the operator reads it and adopts it).
     cluster.leave_mpijob(NS, "adopt-1", "squad", owner_uid="uid-adopt-1")
     cluster.apply_job(named(SQUAD, "adopt-1"), uid="uid-adopt-1")
@@ -280,6 +284,23 @@ def exercise(cluster: EmulatedCluster, operator: OperatorProcess) -> list[kmock.
     unserve = {"metadata": {"generation": 3}, "spec": {"serve": None}}
     cluster.custom.patch_namespaced_custom_object("bertoperator.io", "v1alpha1", NS, "berttrainingjobs", "serve-1", unserve)
     cluster.wait(lambda: cluster.inference_services(NS) == [], what="the InferenceService deleted")
+    # A sweep that keeps only its best trial's checkpoints: its cleanup Job made once it succeeded, then read.
+    sweep = named(SWEEP, "sweep-1")
+    sweep["spec"]["task"]["glue"]["sweep"] = {"learningRates": [5e-5, 2e-5], "maxParallel": 2,
+                                              "keepTrialCheckpoints": False}
+    cluster.apply_job(sweep, uid="uid-sweep-1")
+    cluster.wait(lambda: len([m for m in cluster.mpijobs(NS) if m["metadata"]["name"].startswith("sweep-1-")]) == 2,
+                 what="two trials")
+    cluster.run_pod(NS, "sweep-1-t1-worker-0", "sweep-1", uid="pod-uid-sweep-1", stage="t1")
+    REVIEWED.update(pod="sweep-1-t1-worker-0", uid="pod-uid-sweep-1")
+    report = {"stage": "t1", "results": {"task": "MRPC", "dev": {"accuracy": 0.8, "f1": 0.85}}}
+    request = urllib.request.Request(f"http://127.0.0.1:{operator.progress_port}/progress/{NS}/sweep-1",
+                                     data=json.dumps(report).encode(), method="POST",
+                                     headers={"Authorization": "Bearer t", "Content-Type": "application/json"})
+    assert urllib.request.urlopen(request, timeout=10).status == 200
+    for trial in ("sweep-1-t0", "sweep-1-t1"):
+        cluster.set_mpijob_conditions(NS, trial, "Created", "Running", "Succeeded")
+    cluster.wait(lambda: (status("sweep-1").get("trialCleanup") or {}).get("phase") == "Running", what="the cleanup Job")
     # A policy (read by the operator's watch and its first list) whose status the resync writes; it selects no
     # namespace here, so the jobs above are not changed by it.
     cluster.custom.create_cluster_custom_object("bertoperator.io", "v1alpha1", "berttrainingpolicies", {
@@ -317,7 +338,8 @@ EXERCISED = {("authentication.k8s.io", "tokenreviews", "create"), ("kubeflow.org
              ("bertoperator.io", "berttrainingpolicies/status", "patch"), ("", "namespaces", "list"),
              ("", "namespaces", "watch"), ("serving.kserve.io", "inferenceservices", "create"),
              ("serving.kserve.io", "inferenceservices", "get"), ("serving.kserve.io", "inferenceservices", "patch"),
-             ("serving.kserve.io", "inferenceservices", "delete"), ("serving.kserve.io", "inferenceservices", "watch")}
+             ("serving.kserve.io", "inferenceservices", "delete"), ("serving.kserve.io", "inferenceservices", "watch"),
+             ("batch", "jobs", "create"), ("batch", "jobs", "get")}
 
 
 def test_clusterrole_grants_exactly_the_verbs_the_operator_used(served: Served) -> None:

@@ -229,7 +229,8 @@ def test_the_cola_job_as_a_four_trial_sweep_runs_its_trials_one_by_one_and_picks
     cola = documents[-1]
     assert cola["metadata"]["name"] == "tiny-cola"
     cola["metadata"]["name"] = "tiny-sweep"
-    cola["spec"]["task"]["glue"].update(epochs=1, sweep={"learningRates": [3e-4, 1e-4], "seeds": [1, 2], "maxParallel": 2})
+    cola["spec"]["task"]["glue"].update(epochs=1, sweep={"learningRates": [3e-4, 1e-4], "seeds": [1, 2], "maxParallel": 2,
+                                                         "keepTrialCheckpoints": False})
     cola["spec"]["output"] = {"uri": "pvc://bert-tiny/cola-sweep", "exportFormats": ["hf"]}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump_all(documents))
@@ -253,3 +254,13 @@ def test_the_cola_job_as_a_four_trial_sweep_runs_its_trials_one_by_one_and_picks
     picture = workdir / "default" / "tiny-sweep" / "sweep.png"
     assert f"the trials' dev metric, the best marked: {picture}" in result.stderr
     assert picture.read_bytes().startswith(b"\x89PNG") and picture.stat().st_size > 5000
+    # keepTrialCheckpoints: false: the cleanup Job's command ran as a process after the last trial.
+    cleanup = status["trialCleanup"]
+    others = [t["name"] for t in trials if t["name"] != best["trial"]]
+    assert (cleanup["phase"], cleanup["kept"], cleanup["removed"]) == ("Succeeded", best["trial"], others)
+    [folder] = {path.parent.parent for path in workdir.rglob("cola-sweep/glue/t*/results.json")}
+    assert list((folder / best["trial"] / "checkpoints").glob("ckpt-*.index"))  # the best keeps its own
+    for trial in others:
+        assert not (folder / trial / "checkpoints").exists() and (folder / trial / "results.json").is_file()
+    assert [t.get("checkpoints") for t in trials if t["name"] in others] == ["removed"] * 3
+    assert f"tiny-sweep: trial cleanup Succeeded: checkpoints of {', '.join(others)} removed" in result.stderr

@@ -326,6 +326,7 @@ def strict_cluster(workdir: Path, *, kueue: str | None = None, admission: list[A
     from bert_operator.api.crd import crd, policy_crd
     from tests.operator.kueue_shim import KueueShim, webhook
     from tests.operator.strict import StrictApiServer
+    from tests.schemas import object_errors
 
     crds = {"berttrainingjobs": crd(), "mpijobs": copy.deepcopy(_mpijob_crd())}
     if policies:
@@ -336,7 +337,7 @@ def strict_cluster(workdir: Path, *, kueue: str | None = None, admission: list[A
         if client_side:
             running.serve_client_side()
         running.strict = StrictApiServer(running.url, crds, admission=[*([webhook] if kueue else []), *(admission or [])],
-                                         namespaces=namespaces)
+                                         namespaces=namespaces, builtins={("batch", "jobs"): object_errors})
         running.connect(running.call(running.strict.start))
         if kueue:
             running.kueue = KueueShim(running, kueue)

@@ -50,6 +50,9 @@ class FakeCluster:
         self.isvcs: dict[str, dict[str, Any]] = {}
         self.kserve_installed = True
         self.refuse_isvc: str | None = None
+        #: batch/v1 Jobs by name (a sweep's cleanup); a message the server refuses them with.
+        self.batch_jobs: dict[str, dict[str, Any]] = {}
+        self.refuse_batch_job: str | None = None
         self._uids = 0
 
     # MPIJobApi
@@ -158,6 +161,28 @@ class FakeCluster:
         if url:
             status["url"] = url
         self.isvcs[name]["status"] = status
+
+    def get_batch_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", "jobs", name))
+        return copy.deepcopy(self.batch_jobs.get(name))
+
+    def create_batch_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        name = body["metadata"]["name"]
+        self.calls.append(("create", "jobs", name))
+        if self.refuse_batch_job:
+            raise Rejected(403, self.refuse_batch_job)
+        if name in self.batch_jobs:
+            return copy.deepcopy(self.batch_jobs[name]), False
+        self._uids += 1
+        created = copy.deepcopy(body)
+        created["metadata"]["uid"] = f"job-uid-{self._uids}"
+        self.batch_jobs[name] = created
+        return copy.deepcopy(created), True
+
+    def end_batch_job(self, name: str, kind: str, reason: str = "", message: str = "") -> None:
+        """The Job controller's terminal condition on a Job: Complete, or Failed with its reason."""
+        condition = {"type": kind, "status": "True", **({"reason": reason, "message": message} if reason else {})}
+        self.batch_jobs[name]["status"] = {"conditions": [condition], ("succeeded" if kind == "Complete" else "failed"): 1}
 
     # EventSink
     def post(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:

@@ -192,3 +192,21 @@ def test_the_emulators_warnings_name_the_object_by_uid_as_the_mpi_operator_does(
     made = make(strict, mpijob("warned"))
     posted = strict.post_warning("strict", "MPIJob", "warned", "FailedCreatePod", "quota")
     assert posted["involvedObject"]["uid"] == made["metadata"]["uid"] and posted["lastTimestamp"]
+
+
+def test_a_batch_job_is_checked_against_kubernetes_job_schema_and_given_a_uid(strict: EmulatedCluster) -> None:
+    """A sweep's cleanup Job is a built-in kind: the strict layer checks its create as the API server does (422
+    naming the field) and gives it a uid, which the operator's owner checks and the fake Job controller's writes
+    rely on."""
+    batch = kubernetes.client.BatchV1Api(strict.client)
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "cleanup", "namespace": "strict"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "c", "image": "busybox", "command": ["true"]}]}}}}
+    broken = copy.deepcopy(body)
+    broken["spec"]["backofLimit"] = 2  # a typo: Kubernetes' strict schema has no such field
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        batch.create_namespaced_job("strict", broken, _preload_content=False)
+    assert refused.value.status == 422 and "backofLimit" in refused.value.body
+    created = json.loads(batch.create_namespaced_job("strict", body, _preload_content=False).data)
+    assert created["metadata"]["uid"] and created["metadata"]["creationTimestamp"]
+    assert batch.read_namespaced_job("cleanup", "strict").metadata.uid == created["metadata"]["uid"]

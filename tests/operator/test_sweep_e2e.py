@@ -7,7 +7,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterator
 
+import time
+
 import kmock
+import kubernetes
 import pytest
 import yaml
 
@@ -48,7 +51,7 @@ def unfinished(cluster: EmulatedCluster) -> list[str]:
 def test_an_eight_trial_sweep_runs_two_at_a_time_and_names_the_best(cluster: EmulatedCluster, operator: OperatorProcess) -> None:
     document = copy.deepcopy(GLUE)
     document["metadata"] = {"name": "sweep", "namespace": NS}
-    document["spec"]["task"]["glue"]["sweep"] = {"seeds": [1, 2], "maxParallel": 2}
+    document["spec"]["task"]["glue"]["sweep"] = {"seeds": [1, 2], "maxParallel": 2, "keepTrialCheckpoints": False}
     cluster.apply_job(document, uid="uid-sweep")
     status = lambda: cluster.job(NS, "sweep").get("status") or {}  # noqa: E731
     most, done = 0, 0
@@ -79,3 +82,31 @@ def test_an_eight_trial_sweep_runs_two_at_a_time_and_names_the_best(cluster: Emu
                                   "hyperparameters": {"learningRate": 3e-05, "seed": 2, "epochs": 3, "batchSizePerGpu": 32},
                                   "metrics": {"accuracy": 0.65, "f1": 0.7}}
     assert {a["stage"] for a in final["results"]["artifacts"]} == {"t2"}
+
+
+def test_then_its_cleanup_job_removes_every_trials_checkpoints_but_the_bests(cluster: EmulatedCluster,
+                                                                             operator: OperatorProcess) -> None:
+    """keepTrialCheckpoints: false: a batch/v1 Job the strict layer checks against Kubernetes' Job schema, followed
+    (by the operator's resyncs) to the Job controller's Complete condition."""
+    batch = kubernetes.client.BatchV1Api(cluster.client)
+    made = cluster.wait(lambda: next((j for j in batch.list_namespaced_job(NS).items
+                                      if j.metadata.name == "sweep-cleanup"), None), what="the cleanup Job")
+    [container] = made.spec.template.spec.containers
+    removed = [arg for arg in container.command if arg.startswith("/")]
+    assert removed == [f"/mnt/pvc/bert-results/sweep-mrpc/glue/t{k}" for k in (0, 1, 3, 4, 5, 6, 7)]  # not t2
+    assert [(m.name, m.mount_path, m.read_only) for m in container.volume_mounts] == [
+        ("pvc-bert-results", "/mnt/pvc/bert-results", None)]  # the output's claim, writable
+    assert made.metadata.owner_references[0].uid == "uid-sweep" and made.metadata.uid
+    status = lambda: cluster.job(NS, "sweep").get("status") or {}  # noqa: E731
+    assert cluster.wait(lambda: status().get("trialCleanup"), what="trialCleanup")["phase"] == "Running"
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    batch.patch_namespaced_job_status("sweep-cleanup", NS, {"status": {
+        "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}],
+        "succeeded": 1, "startTime": now, "completionTime": now}})
+    cleanup = cluster.wait(lambda: status()["trialCleanup"]["phase"] == "Succeeded" and status()["trialCleanup"],
+                           what="the cleanup Succeeded")
+    assert (cleanup["kept"], cleanup["removed"]) == ("t2", ["t0", "t1", "t3", "t4", "t5", "t6", "t7"])
+    assert [t.get("checkpoints") for t in status()["trials"]] == ["removed"] * 2 + [None] + ["removed"] * 5
+    assert status()["phase"] == "Succeeded"
+    reasons = [e["reason"] for e in cluster.events() if e["involved_object"]["name"] == "sweep"]
+    assert {"TrialCleanupStarted", "TrialCheckpointsRemoved"} <= set(reasons)

@@ -68,4 +68,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: ["serving.kserve.io"]
   resources: ["inferenceservices"]
   verbs: ["create", "get", "list", "watch", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get"]
 {{- end -}}

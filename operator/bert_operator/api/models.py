@@ -316,6 +316,10 @@ class SweepSpec(ApiModel):
     early_stop_margin: float = Field(0.05, gt=0.0, le=100.0, description="How much better (in the selected metric's "
                                                                          "units) another trial must be after its first "
                                                                          "epoch. Default 0.05.")
+    keep_trial_checkpoints: bool = Field(
+        True, description="false: once the sweep has succeeded, a cleanup Job run with the output's credentials deletes "
+                          "the checkpoints/ folder of every trial but the best (their results and exports stay); "
+                          "status.trialCleanup follows it. Default true: every trial keeps output.keepCheckpoints.")
 
     def trial_count(self, epochs: float, batch_size: int) -> int:
         return (len(self.learning_rates) * len(self.seeds or [0]) * len(self.epochs or [epochs])

@@ -117,6 +117,21 @@ class TrialStatus(StatusModel):
     first_epoch: dict[str, float | None] | None = Field(
         None, description="sweep.earlyStop: its dev metrics after the first epoch, and how many classes it predicted.")
     stopped: str | None = Field(None, description="Why it was stopped early (sweep.earlyStop).")
+    checkpoints: Literal["removed"] | None = Field(
+        None, description="removed: the cleanup Job deleted its checkpoints (sweep.keepTrialCheckpoints: false).")
+
+
+class TrialCleanupStatus(StatusModel):
+    """The Job that deletes the checkpoints of a sweep's trials but the best (sweep.keepTrialCheckpoints: false)."""
+
+    job: str | None = Field(None, description="Name of the batch/v1 Job (<job>-cleanup).")
+    phase: Literal["Running", "Succeeded", "Failed"] | None = Field(
+        None, description="Running until the Job completes; Failed when it failed or could not be made (the "
+                          "checkpoints may then remain; the job itself stays Succeeded).")
+    kept: str | None = Field(None, description="The trial whose checkpoints stay: the best.")
+    removed: list[str] = Field(default_factory=list, description="The trials whose checkpoints it deletes.")
+    message: str | None = Field(None, description="Why it failed, or what it did.")
+    completion_time: str | None = Field(None, description="When it ended.")
 
 
 class StoreLocation(StatusModel):
@@ -212,6 +227,8 @@ class BertTrainingJobStatus(StatusModel):
     trials: list[TrialStatus] = Field(
         default_factory=list, description="A sweep's trials, in order (spec.task.<task>.sweep).")
     serving: ServingStatus | None = Field(None, description="The InferenceService of spec.serve, once the job succeeded.")
+    trial_cleanup: TrialCleanupStatus | None = Field(
+        None, description="A sweep's cleanup Job (sweep.keepTrialCheckpoints: false), once the sweep succeeded.")
     results: dict[str, Any] | None = Field(
         None,
         description="Final metrics and checkpoint URI from results.json; artifacts: the exported models' URIs "

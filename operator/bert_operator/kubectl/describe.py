@@ -107,6 +107,10 @@ def _trials(status: dict[str, Any]) -> str:
         final = "" if best.get("final") is True else " so far"
         chosen = one_line(f"  best{final}: {_cell(best.get('trial'))} by {_cell(best.get('metric'))} "
                           f"{_metric(best.get('value'))}") + "\n"
+    cleanup = mapping(status.get("trialCleanup"))
+    if cleanup.get("phase"):  # (keepTrialCheckpoints: false) the tenant's text, one line, escaped
+        chosen += one_line(f"  checkpoints: {_cell(cleanup.get('phase'))} ({_cell(cleanup.get('job'))}): "
+                           f"{_cell(cleanup.get('message'))}") + "\n"
     return "Trials:\n" + render_rows(rows, "  ") + chosen
 
 

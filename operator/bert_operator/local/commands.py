@@ -126,15 +126,19 @@ def sync_commands(mpijob: dict[str, Any], mounts: list[tuple[str, Path]],
                   environ: Mapping[str, str] | None = None) -> list[LocalCommand]:
     """The worker's init containers the operator renders (the dataset sync), once: every local rank shares one folder.
     A job template's init containers do not run here (ignored_locally says so)."""
+    return [container_command(container, mounts, environ, role=f"init:{container['name']}")
+            for container in _pod(mpijob, "Worker").get("initContainers") or []
+            if container.get("name") in OPERATOR_CONTAINERS]
+
+
+def container_command(container: dict[str, Any], mounts: list[tuple[str, Path]],
+                      environ: Mapping[str, str] | None = None, *, role: str | None = None) -> LocalCommand:
+    """A container whose command runs the trainer (`python -m bert_trainer ...`: an init container's sync, a sweep's
+    cleanup Job) as one local process, its paths bound to folders."""
     environ = os.environ if environ is None else environ
-    out = []
-    for container in _pod(mpijob, "Worker").get("initContainers") or []:
-        if container.get("name") not in OPERATOR_CONTAINERS:
-            continue
-        _, rank_args = python_argv(container["command"])
-        argv = _this_python([to_local(arg, mounts) for arg in rank_args])
-        out.append(LocalCommand(f"init:{container['name']}", argv, container_env(container, environ)))
-    return out
+    _, rank_args = python_argv(container["command"])
+    argv = _this_python([to_local(arg, mounts) for arg in rank_args])
+    return LocalCommand(role or container["name"], argv, container_env(container, environ))
 
 
 def horovod_installed() -> bool:

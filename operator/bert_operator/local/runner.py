@@ -42,6 +42,8 @@ from ..api.status import ACCEPTED_SPEC
 from bert_common.contract import utc_now
 from ..dependencies import cycle_error, producer_names
 from ..reconcile import Reconciled, Reconciler, normalized_spec, spec_hash
+from ..reconcile.observe import cleans
+from ..reconcile.status_view import TRIAL_CLEANUP
 from ..render import RenderSettings
 from ..render.values import S3_SECRET_KEYS
 from ..policy import PolicyInput, parse_policy
@@ -296,7 +298,9 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
                               f"with the same --workdir)")
     interrupted = False
     try:
-        while body["status"].get("phase") not in (*TERMINAL_PHASES, "Suspended"):
+        # (a sweep that succeeded may still be removing its other trials' checkpoints: its cleanup Job, a process)
+        while (body["status"].get("phase") not in (*TERMINAL_PHASES, "Suspended")
+               or (cleans(body) and not interrupted)):
             if interrupt.requested.is_set() and not interrupted:
                 interrupted = True
                 display.line(f"{name}: stopping (the trainer saves a checkpoint first; Ctrl-C again to abandon it)")
@@ -320,6 +324,9 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     phase = body["status"]["phase"]
     took = time.monotonic() - started
     display.line(f"{name}: {phase} after {took:.0f}s; status in {job_dir / 'status.json'}, outputs in {outputs}")
+    cleanup = mapping(body["status"].get(TRIAL_CLEANUP))
+    if cleanup.get("phase"):
+        display.line(f"{name}: trial cleanup {cleanup['phase']}: {text(cleanup.get('message')) or ''}")
     if sweep is not None and (drawn := sweep_plot.draw(body["status"], job_dir / "sweep.png")) is not None:
         display.line(f"{name}: the trials' dev metric, the best marked: {drawn}")
     return LocalRun(name, "Interrupted" if interrupted else phase, body["status"], outputs, body,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bert_common.contract import utc_now
-from .commands import LocalCommand, ignored_locally, launcher_command, sync_commands
+from .commands import LocalCommand, container_command, ignored_locally, launcher_command, sync_commands
 from .lifetime import die_with_parent
 from .volumes import VolumeMap
 from .. import reasons
@@ -60,6 +60,8 @@ class LocalStages:
         self.status = status
         self.processes = processes
         self.runs: dict[str, StageRun] = {}
+        #: batch/v1 Jobs (a sweep's cleanup), each one process; StageRun.mpijob holds the Job.
+        self.jobs: dict[str, StageRun] = {}
         self.lock = threading.Lock()
         self.changed = threading.Event()
 
@@ -130,6 +132,52 @@ class LocalStages:
 
     def delete_inference_service(self, namespace: str, name: str, uid: str) -> None:
         """Nothing was made."""
+
+    def get_batch_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            run = self.jobs.get(name)
+            return copy.deepcopy(run.mpijob) if run else None
+
+    def create_batch_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Run the Job's one container as a process, as its pod would; its end in the Job controller's conditions."""
+        name = body["metadata"]["name"]
+        with self.lock:
+            if name in self.jobs:
+                return copy.deepcopy(self.jobs[name].mpijob), False
+            job = copy.deepcopy(body)
+            job["metadata"]["uid"] = str(uuid.uuid4())
+            job["status"] = {"startTime": utc_now(), "active": 1}
+            run = StageRun(job, self.job_dir / f"{name}.log")
+            self.jobs[name] = run
+        run.thread = threading.Thread(target=self._run_batch_job, args=(run,), daemon=True, name=name)
+        run.thread.start()
+        return self.get_batch_job(job["metadata"].get("namespace", "default"), name) or job, True
+
+    def _run_batch_job(self, run: StageRun) -> None:
+        pod = run.mpijob["spec"]["template"]["spec"]
+        try:
+            command = container_command(pod["containers"][0], self.volumes.pod_mounts([pod]))
+        except ValueError as exc:
+            self._job_ended(run, "Failed", "PodFailed", str(exc))
+            return
+        run.log_path.parent.mkdir(parents=True, exist_ok=True)
+        code = self._execute(run, command)
+        if code == 0:
+            self._job_ended(run, "Complete", "", "")
+        else:
+            self._job_ended(run, "Failed", "BackoffLimitExceeded",
+                            f"{command.role} exited with code {code}: {last_error(run.log_path)}")
+
+    def _job_ended(self, run: StageRun, kind: str, reason: str, message: str) -> None:
+        """The Job controller's terminal condition (Complete or Failed) and counts."""
+        now = utc_now()
+        with self.lock:
+            condition = {"type": kind, "status": "True", "lastProbeTime": now, "lastTransitionTime": now,
+                         **({"reason": reason, "message": message} if reason else {})}
+            run.mpijob["status"] = {**run.mpijob["status"], "active": 0, "conditions": [condition],
+                                    ("succeeded" if kind == "Complete" else "failed"): 1,
+                                    **({"completionTime": now} if kind == "Complete" else {})}
+        self.changed.set()
 
     def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         """A JSON merge patch of the status, as the API server applies it (null removes a field)."""

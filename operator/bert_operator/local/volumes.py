@@ -55,9 +55,12 @@ class VolumeMap:
 
     def mounts(self, mpijob: dict[str, Any]) -> list[tuple[str, Path]]:
         """(mount path, local folder) for every volume the MPIJob's pods mount, longest path first."""
+        return self.pod_mounts([replica["template"]["spec"] for replica in (mpijob["spec"]["mpiReplicaSpecs"] or {}).values()])
+
+    def pod_mounts(self, pods: list[dict[str, Any]]) -> list[tuple[str, Path]]:
+        """(mount path, local folder) for every volume the pods (their specs) mount, longest path first."""
         table: dict[str, Path] = {}
-        for replica in (mpijob["spec"]["mpiReplicaSpecs"] or {}).values():
-            pod = replica["template"]["spec"]
+        for pod in pods:
             volumes = {v["name"]: v for v in pod.get("volumes") or []}
             for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
                 for mount in container.get("volumeMounts") or []:

@@ -83,8 +83,16 @@ class DeleteInferenceService:
     uid: str
 
 
+@dataclass(frozen=True)
+class CreateCleanupJob:
+    """Create a sweep's cleanup Job (batch/v1), which deletes the checkpoints of the trials but the best; a 409 adopts
+    the one that exists."""
+
+    body: dict[str, Any]
+
+
 Action = (CreateMPIJob | PatchMPIJob | DeleteMPIJob | PatchWorkload | CreateInferenceService | PatchInferenceService
-          | DeleteInferenceService)
+          | DeleteInferenceService | CreateCleanupJob)
 
 
 @dataclass(frozen=True)

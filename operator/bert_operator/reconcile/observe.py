@@ -20,7 +20,9 @@ from typing import Any, Callable, Iterable, Mapping
 from .. import dependencies, kueue
 from ..policy import PoliciesUnreadable, PolicyInput
 from ..status import TERMINAL_PHASES, stage_phase
+from ..render.cleanup import cleanup_job_name
 from .ports import MPIJobApi, ReadFailed
+from .status_view import TRIAL_CLEANUP
 
 log = logging.getLogger("bert_operator.reconcile")
 
@@ -73,16 +75,19 @@ class Observed:
     templates: Mapping[str, Any] = field(default_factory=dict)
     #: The job's InferenceService (spec.serve): as read or as a write answered, None (none), RefusedCreate, NOT_READ.
     inference_service: Any = NOT_READ
+    #: A sweep's cleanup Job (sweep.keepTrialCheckpoints: false), the same way.
+    cleanup_job: Any = NOT_READ
 
     def get(self, name: str) -> Any:
         return self.mpijobs.get(name)
 
     def with_answers(self, mpijobs: Mapping[str, Any], workloads: Mapping[str, Any] | None = None,
-                     inference_service: Any = NOT_READ) -> "Observed":
+                     inference_service: Any = NOT_READ, cleanup_job: Any = NOT_READ) -> "Observed":
         """This observation after writes, with the API server's answers in place of what was read."""
         isvc = self.inference_service if inference_service is NOT_READ else inference_service
+        cleanup = self.cleanup_job if cleanup_job is NOT_READ else cleanup_job
         return replace(self, mpijobs={**self.mpijobs, **mpijobs}, workloads={**self.workloads, **(workloads or {})},
-                       inference_service=isvc)
+                       inference_service=isvc, cleanup_job=cleanup)
 
 
 def names_to_read(status: Mapping[str, Any]) -> list[str]:
@@ -235,10 +240,17 @@ def observe(api: MPIJobApi, body: Mapping[str, Any], held: dict[str, Any] | None
             inference_service = api.get_inference_service(namespace, meta.get("name", ""))
         except ReadFailed as exc:  # not read: the plan neither creates over it nor deletes it, and says so
             log.warning("inference service unreadable job=%s/%s error=%s", namespace, meta.get("name"), exc)
+    cleanup_job: Any = NOT_READ
+    if cleans(body):
+        try:
+            cleanup_job = api.get_batch_job(namespace, cleanup_job_name(meta.get("name", "")))
+        except ReadFailed as exc:  # not read: a create adopts the one that exists (409)
+            log.warning("cleanup job unreadable job=%s/%s error=%s", namespace, meta.get("name"), exc)
     producers: dict[str, dict[str, Any] | None] = {}
     if jobs is not None and not status.get("resolved"):  # a started job has its inputs: no other job is read
         producers = dependencies.chain(meta.get("name", ""), body.get("spec") or {}, lambda name: jobs(namespace, name))
-    return Observed(mpijobs, waiting, pods, workloads, policy, producers, templates or {}, inference_service)
+    return Observed(mpijobs, waiting, pods, workloads, policy, producers, templates or {}, inference_service,
+                    cleanup_job)
 
 
 def serves(body: Mapping[str, Any]) -> bool:
@@ -246,3 +258,22 @@ def serves(body: Mapping[str, Any]) -> bool:
     (spec.serve) or was (status.serving: to follow it, or to delete it)."""
     status = body.get("status") or {}
     return status.get("phase") == "Succeeded" and bool((body.get("spec") or {}).get("serve") or status.get("serving"))
+
+
+#: The cleanup Job's phases after which it is not read again.
+CLEANUP_ENDED = ("Succeeded", "Failed")
+
+
+def cleans(body: Mapping[str, Any]) -> bool:
+    """Whether a job's cleanup Job matters to its next decision: a sweep with keepTrialCheckpoints: false that has
+    succeeded and whose cleanup has not ended."""
+    status = body.get("status") or {}
+    if status.get("phase") != "Succeeded":
+        return False
+    cleanup = status.get(TRIAL_CLEANUP)
+    if isinstance(cleanup, dict) and cleanup.get("phase") in CLEANUP_ENDED:
+        return False
+    task = (body.get("spec") or {}).get("task")
+    return isinstance(task, dict) and any(
+        isinstance(settings, dict) and isinstance(settings.get("sweep"), dict)
+        and settings["sweep"].get("keepTrialCheckpoints") is False for settings in task.values())

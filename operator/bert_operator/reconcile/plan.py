@@ -35,12 +35,12 @@ from ..api.stages import Stage
 from bert_common.contract import EXPORT_FOLDER
 from ..render import RenderSettings
 from ..tasks import report_uri, stages_of, task_of
-from . import serve_step, sweep_step, usage
-from .decisions import (Action, Context, CreateMPIJob, DeleteMPIJob, Ended, Event, Followed, Held, PatchMPIJob,
+from . import cleanup_step, serve_step, sweep_step, usage
+from .decisions import (Action, Context, CreateCleanupJob, CreateMPIJob, DeleteMPIJob, Ended, Event, Followed, Held, PatchMPIJob,
                         PatchWorkload, Plan)
 from .dependency_step import resolve
 from .follow import follow
-from .observe import Observed, serves
+from .observe import Observed, cleans, serves
 from .policy_step import govern
 from .recovery import RecoverySettings
 from .status_view import (ACCEPTED_SPEC, COMPLETION_TIME, CONDITIONS, CURRENT_STAGE, DEPENDENCIES,
@@ -103,8 +103,8 @@ def needs_work(body: Mapping[str, Any]) -> bool:
     if meta.get("deletionTimestamp"):
         return False
     status = body.get("status") or {}
-    if serves(body):  # a served job follows its InferenceService after it succeeded
-        return True
+    if serves(body) or cleans(body):  # a served job follows its InferenceService after it succeeded; a sweep its
+        return True                   # cleanup Job
     return not (status.get("phase") in sm.TERMINAL_PHASES and status.get("observedGeneration") == meta.get("generation"))
 
 
@@ -179,7 +179,7 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     walked = _walk(ctx, resolved.job, base)
     if isinstance(walked, Plan):  # a write to make first, or a stage to create that the policies hold
         return walked
-    served_stage, best_missing = None, False
+    served_stage, best_missing, chosen = None, False, None
     if sweep_step.is_sweep(resolved.job) and walked.state.phase == "Succeeded":  # the best trial's export is served
         chosen = sweep_step.best_stage(sweep_step.with_trials(resolved.job, walked.entries, base, walked.state.phase))
         served_stage = next((s for s in walked.stages if s.name == chosen), None)
@@ -187,13 +187,19 @@ def _advance(ctx: Context, written_job: BertTrainingJob, written: dict[str, Any]
     served = serve_step.step(ctx, resolved.job, walked.state.phase, served_stage, best_missing)
     if served is not None and not isinstance(served, serve_step.Served):  # its InferenceService to write first
         return Plan(base, actions=(served,))
+    cleaned = cleanup_step.step(ctx, resolved.job, walked.state.phase, walked.stages, chosen)
+    if isinstance(cleaned, CreateCleanupJob):  # the other trials' checkpoints: the Job to make first
+        return Plan(base, actions=(cleaned,))
     new = _status(ctx, resolved.job, written_job, base, walked, resolved.dependencies, governed.policy, refusal)
     if served is not None:
         if served.serving is None:
             new.pop(serve_step.SERVING, None)
         else:
             new[serve_step.SERVING] = served.serving
-    return Plan(new, events=(*_events(ctx, walked, refusal), *(served.events if served is not None else ())))
+    if cleaned is not None:
+        new = cleanup_step.with_cleanup(new, cleaned)
+    return Plan(new, events=(*_events(ctx, walked, refusal), *(served.events if served is not None else ()),
+                             *(cleaned.events if cleaned is not None else ())))
 
 
 def _base(ctx: Context) -> dict[str, Any]:

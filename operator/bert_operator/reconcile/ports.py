@@ -42,7 +42,8 @@ class ReadFailed(Exception):
 
 class MPIJobApi(Protocol):
     """The reconciler's only API calls: read, create, patch and delete MPIJobs; read a failed stage's pods; read and
-    patch a queued stage's Kueue Workload; merge a job's status."""
+    patch a queued stage's Kueue Workload; a served job's InferenceService; a sweep's cleanup Job; merge a job's
+    status."""
 
     def get_mpijob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def create_or_adopt_mpijob(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -70,6 +71,11 @@ class MPIJobApi(Protocol):
         """Merge-patch it; Rejected when the server refuses the patch."""
     def delete_inference_service(self, namespace: str, name: str, uid: str) -> None:
         """Delete the InferenceService of that uid (gone already, or another uid by now: nothing)."""
+    def get_batch_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A batch/v1 Job (a sweep's cleanup); None if there is none; ReadFailed when unreadable."""
+    def create_batch_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """(the Job, whether it was created now: a 409 answers the existing one); Rejected when the server refuses
+        it (schema, admission such as PodSecurity)."""
 
 
 class EventSink(Protocol):

@@ -58,7 +58,7 @@ def step(ctx: Context, job: BertTrainingJob, phase: str, stage: Stage | None = N
     found = ctx.observed.inference_service
     uid = ctx.body["metadata"].get("uid")
     if job.spec.serve is None:
-        if isinstance(found, dict) and _owned(found, uid) and not _deleting(found):
+        if isinstance(found, dict) and owned(found, uid) and not _deleting(found):
             uid_found = (found.get("metadata") or {}).get("uid")  # (an API emulator may give none)
             return DeleteInferenceService(job.metadata.namespace, job.metadata.name, str(uid_found or ""))
         if old is None:
@@ -77,7 +77,7 @@ def step(ctx: Context, job: BertTrainingJob, phase: str, stage: Stage | None = N
     applied = _applied(desired)
     if found is None or found is NOT_READ:
         return CreateInferenceService(_with_applied(desired, applied))
-    if not _owned(found, uid):
+    if not owned(found, uid):
         return _refused(old, base, f"an InferenceService named {job.metadata.name} exists and is not this job's (no "
                                    "controller reference to it); delete it, or serve this job under another name")
     before = ((found.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED_ANNOTATION)
@@ -172,9 +172,10 @@ def _condition(condition: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _owned(isvc: Mapping[str, Any], uid: str | None) -> bool:
-    """Whether the job is the InferenceService's controller (its owner reference with controller: true)."""
-    owners = (isvc.get("metadata") or {}).get("ownerReferences") or []
+def owned(made: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether the job is the controller of an object it makes once (its InferenceService, its cleanup Job): an owner
+    reference with controller: true, of the job's uid where the job has one."""
+    owners = (made.get("metadata") or {}).get("ownerReferences") or []
     return any(isinstance(o, dict) and o.get("controller") and (uid is None or o.get("uid") == uid) for o in owners)
 
 

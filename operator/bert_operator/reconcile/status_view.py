@@ -38,6 +38,8 @@ GPU_HOURS = wire_key(StageStatus, "gpu_hours")
 EARLY_STOPPED = wire_key(StageStatus, "early_stopped")
 FIRST_EPOCH = wire_key(TrialStatus, "first_epoch")
 STOPPED = wire_key(TrialStatus, "stopped")
+TRIAL_CHECKPOINTS = wire_key(TrialStatus, "checkpoints")
+TRIAL_CLEANUP = wire_key(_JOB, "trial_cleanup")
 
 STAGE_NAME = wire_key(StageStatus, "name")
 STAGE_MPIJOB = wire_key(StageStatus, "mpi_job")

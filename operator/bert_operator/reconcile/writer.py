@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 from ..metrics import MPIJOBS_CREATED
 from ..status import MAX_EVENT_BYTES, bounded
-from .decisions import CreateInferenceService, DeleteInferenceService, PatchInferenceService
+from .decisions import CreateCleanupJob, CreateInferenceService, DeleteInferenceService, PatchInferenceService
 from .observe import NOT_READ, Deleted, Observed, RefusedCreate
 from .plan import Action, CreateMPIJob, DeleteMPIJob, Event, PatchMPIJob, PatchWorkload
 from .ports import EventSink, MPIJobApi, Rejected
@@ -59,6 +59,7 @@ class JobWriter:
         answers: dict[str, dict[str, Any] | RefusedCreate | Deleted] = {}
         workloads: dict[str, dict[str, Any]] = {}
         isvc: Any = NOT_READ
+        cleanup: Any = NOT_READ
         for action in actions:
             if isinstance(action, CreateMPIJob):
                 meta = action.body["metadata"]
@@ -88,9 +89,24 @@ class JobWriter:
                          action.patch)
             elif isinstance(action, (CreateInferenceService, PatchInferenceService, DeleteInferenceService)):
                 isvc = self._serve(job_name, action)
+            elif isinstance(action, CreateCleanupJob):
+                cleanup = self._cleanup(job_name, action)
             else:  # pragma: no cover - Action is a closed union
                 raise TypeError(f"unknown action {action!r}")
-        return observed.with_answers(answers, workloads, isvc)
+        return observed.with_answers(answers, workloads, isvc, cleanup)
+
+    def _cleanup(self, job_name: str, action: CreateCleanupJob) -> dict[str, Any] | RefusedCreate:
+        """Create the sweep's cleanup Job (a 409 adopts it); RefusedCreate when the server refuses it."""
+        meta = action.body["metadata"]
+        try:
+            answer, created = self.api.create_batch_job(action.body)
+        except Rejected as exc:
+            log.warning("cleanup job refused job=%s/%s code=%d message=%s", meta["namespace"], job_name, exc.status,
+                        exc.message)
+            return RefusedCreate(str(meta["name"]), exc.status, exc.message)
+        log.info("cleanup job %s job=%s/%s name=%s", "created" if created else "adopted", meta["namespace"], job_name,
+                 meta["name"])
+        return answer
 
     def _serve(self, job_name: str, action: CreateInferenceService | PatchInferenceService | DeleteInferenceService
                ) -> dict[str, Any] | RefusedCreate | None:

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jinja2
-import yaml
-
 from bert_common.contract import EXPORT_FOLDER, JOB_NAME_LABEL, TASK_LABEL
 
 from ..api.locations import PvcRef, in_pod, is_pvc, join, resolved
@@ -31,8 +28,8 @@ from ..api.stages import Stage
 from ..api.reserved import MANAGED_BY_LABEL, PART_OF_LABEL
 from ..api.rules import TRITON_EXPORT
 from ..tasks import report_uri, stages_of, task_of
-from . import yaml_json
 from .command import TRAINER_ENTRY
+from .plain import load, render_text
 from .image import container_security_context, pod_security_context
 from .values import RenderSettings, _owner_references, s3_env
 
@@ -142,28 +139,13 @@ def inference_values(job: BertTrainingJob, settings: RenderSettings, stage: Stag
     }
 
 
-_ENVIRONMENT: list[jinja2.Environment] = []
-
-
-def _template() -> jinja2.Template:
-    if not _ENVIRONMENT:
-        environment = jinja2.Environment(
-            loader=jinja2.PackageLoader("bert_operator.render", "templates"), undefined=jinja2.StrictUndefined,
-            autoescape=False, keep_trailing_newline=True, auto_reload=False)
-        environment.filters["tojson"] = yaml_json
-        _ENVIRONMENT.append(environment)
-    return _ENVIRONMENT[0].get_template(TEMPLATE)
-
-
 def render_inference_service_text(job: BertTrainingJob, settings: RenderSettings | None = None,
                                   stage: Stage | None = None) -> str:
     """The template rendered with the job's values: the YAML text of its InferenceService."""
-    return _template().render(**inference_values(job, settings or RenderSettings(), stage))
+    return render_text(TEMPLATE, inference_values(job, settings or RenderSettings(), stage))
 
 
 def render_inference_service(job: BertTrainingJob, settings: RenderSettings | None = None,
                              stage: Stage | None = None) -> dict[str, Any]:
     """The InferenceService of a job with spec.serve, serving `stage`'s export (default the last stage's)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document: dict[str, Any] = yaml.load(render_inference_service_text(job, settings, stage), Loader=loader)
-    return document
+    return load(render_inference_service_text(job, settings, stage))
