@@ -14,7 +14,7 @@ import logging
 import ssl
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import quote
 
 import kubernetes
@@ -380,24 +380,32 @@ class KubeApi:
     def create_inference_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create it; a 409 answers the one that exists (the plan then sees whose it is). Rejected for a refusal of
         the object (400/422), and for a 404: the InferenceService API is not served (KServe is not installed)."""
+        path = self.writes.path("apis", ISVC_GROUP, ISVC_VERSION, "namespaces", body["metadata"]["namespace"],
+                                ISVC_PLURAL)
+        refused = {404: f"the InferenceService API ({ISVC_GROUP}/{ISVC_VERSION}) is not served: KServe is not "
+                        "installed (docs/install.md)"}
+        return self._create_once("InferenceService", path, body, refused, self.get_inference_service)
+
+    def _create_once(self, kind: str, path: str, body: dict[str, Any], refused: Mapping[int, str | None],
+                     read: Callable[[str, str], dict[str, Any] | None]) -> tuple[dict[str, Any], bool]:
+        """Create an object a job makes once (its InferenceService, its cleanup Job): (the object, True), or on a 409
+        (made before, the answer lost) the one that exists, read back, with False. Rejected for a refusal of the
+        object (400/422, and the answers in `refused`: code -> message, None for the server's own)."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        path = self.writes.path("apis", ISVC_GROUP, ISVC_VERSION, "namespaces", namespace, ISVC_PLURAL)
         try:
-            answer = self._call("create", lambda: self.writes.send("POST", path, body), expected=frozenset({404, 409}))
+            answer = self._call("create", lambda: self.writes.send("POST", path, body),
+                                expected=frozenset({409, *refused}))
             return json.loads(answer), True
         except ApiException as exc:
             if namespace_terminating(exc):
                 raise NamespaceTerminating(namespace) from None
-            if exc.status == 404:
-                raise Rejected(404, f"the InferenceService API ({ISVC_GROUP}/{ISVC_VERSION}) is not served: KServe is "
-                                    "not installed (docs/install.md)") from None
-            if exc.status in REJECTED:
-                raise Rejected(exc.status, api_message(exc)) from None
+            if exc.status in REJECTED or exc.status in refused:
+                raise Rejected(exc.status, refused.get(exc.status) or api_message(exc)) from None
             if exc.status != 409:
                 raise
-        existing = self.get_inference_service(namespace, name)
+        existing = read(namespace, name)
         if existing is None:  # deleted in between: the next reconcile creates it
-            raise ConflictUnresolved(f"InferenceService {namespace}/{name}: create answered 409 but it is gone")
+            raise ConflictUnresolved(f"{kind} {namespace}/{name}: create answered 409 but it is gone")
         return existing, False
 
     def patch_inference_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -440,23 +448,10 @@ class KubeApi:
 
     def create_batch_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create it; a 409 answers the one that exists (the plan then sees whose it is). Rejected for a refusal of
-        the object (400/422, PodSecurity admission's 403 included: sending it again cannot succeed)."""
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        path = self.writes.path("apis", "batch", "v1", "namespaces", namespace, "jobs")
-        try:
-            answer = self._call("create", lambda: self.writes.send("POST", path, body), expected=frozenset({403, 409}))
-            return json.loads(answer), True
-        except ApiException as exc:
-            if namespace_terminating(exc):
-                raise NamespaceTerminating(namespace) from None
-            if exc.status in REJECTED or exc.status == 403:
-                raise Rejected(exc.status, api_message(exc)) from None
-            if exc.status != 409:
-                raise
-        existing = self.get_batch_job(namespace, name)
-        if existing is None:  # deleted in between: the next reconcile creates it
-            raise ConflictUnresolved(f"Job {namespace}/{name}: create answered 409 but it is gone")
-        return existing, False
+        the object (400/422, and 403: PodSecurity admission, or RBAC without create on jobs.batch; sending it again
+        cannot succeed)."""
+        path = self.writes.path("apis", "batch", "v1", "namespaces", body["metadata"]["namespace"], "jobs")
+        return self._create_once("Job", path, body, {403: None}, self.get_batch_job)
 
     # -------------------------------------------------------- BertTrainingJobs
 

@@ -40,6 +40,17 @@ def run_trials(cluster: FakeCluster, reconciler: Reconciler, body: dict[str, Any
             record(reconciler, body, patch)
 
 
+def swept(spec: dict[str, Any] = SWEEP, cluster: FakeCluster | None = None, f1: dict[str, float] = F1
+           ) -> tuple[FakeCluster, Reconciler, dict[str, Any]]:
+    """A sweep job "c" whose trials all succeeded, synced once more (the sweep's end seen)."""
+    cluster = cluster or FakeCluster()
+    reconciler = reconciler_for(cluster)
+    body = job(spec, name="c")
+    run_trials(cluster, reconciler, body, f1)
+    sync(reconciler, body)
+    return cluster, reconciler, body
+
+
 def synced_calls(cluster: FakeCluster, reconciler: Reconciler, body: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The API calls of one sync (status writes aside)."""
     cluster.calls.clear()
@@ -89,11 +100,7 @@ def test_once_the_sweep_succeeded_a_job_removes_the_other_trials_checkpoints() -
 
 
 def test_a_failed_cleanup_job_is_a_warning_and_the_job_stays_succeeded() -> None:
-    cluster = FakeCluster()
-    reconciler = reconciler_for(cluster)
-    body = job(SWEEP, name="c")
-    run_trials(cluster, reconciler, body)
-    sync(reconciler, body)
+    cluster, reconciler, body = swept()
     cluster.end_batch_job("c-cleanup", "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
     sync(reconciler, body)
     cleanup = body["status"]["trialCleanup"]
@@ -108,10 +115,7 @@ def test_a_failed_cleanup_job_is_a_warning_and_the_job_stays_succeeded() -> None
 def test_a_refused_cleanup_job_fails_the_cleanup_with_the_servers_message_once() -> None:
     cluster = FakeCluster()
     cluster.refuse_batch_job = 'pods "c-cleanup" is forbidden: violates PodSecurity "restricted:latest"'
-    reconciler = reconciler_for(cluster)
-    body = job(SWEEP, name="c")
-    run_trials(cluster, reconciler, body)
-    sync(reconciler, body)
+    cluster, reconciler, body = swept(cluster=cluster)
     cleanup = body["status"]["trialCleanup"]
     assert cleanup["phase"] == "Failed" and "violates PodSecurity" in cleanup["message"]
     assert body["status"]["phase"] == "Succeeded"
@@ -122,10 +126,7 @@ def test_a_refused_cleanup_job_fails_the_cleanup_with_the_servers_message_once()
 def test_a_job_of_that_name_that_is_not_the_sweeps_is_left_alone() -> None:
     cluster = FakeCluster()
     cluster.batch_jobs["c-cleanup"] = {"metadata": {"name": "c-cleanup", "uid": "other"}, "spec": {}}
-    reconciler = reconciler_for(cluster)
-    body = job(SWEEP, name="c")
-    run_trials(cluster, reconciler, body)
-    sync(reconciler, body)
+    cluster, reconciler, body = swept(cluster=cluster)
     cleanup = body["status"]["trialCleanup"]
     assert cleanup["phase"] == "Failed" and "is not this job's" in cleanup["message"]
     assert cluster.batch_jobs["c-cleanup"]["metadata"]["uid"] == "other"
@@ -133,24 +134,14 @@ def test_a_job_of_that_name_that_is_not_the_sweeps_is_left_alone() -> None:
 
 def test_a_cleanup_job_gone_before_its_end_was_seen_is_made_again() -> None:
     """Deleted by hand, or its TTL passed while the operator was down: the deletion is idempotent, so it runs again."""
-    cluster = FakeCluster()
-    reconciler = reconciler_for(cluster)
-    body = job(SWEEP, name="c")
-    run_trials(cluster, reconciler, body)
-    sync(reconciler, body)
+    cluster, reconciler, body = swept()
     del cluster.batch_jobs["c-cleanup"]
     assert synced_calls(cluster, reconciler, body) == [("get", "jobs", "c-cleanup"), ("create", "jobs", "c-cleanup")]
     assert body["status"]["trialCleanup"]["phase"] == "Running"
 
 
 def test_a_queued_cleanup_job_carries_the_queue_and_says_it_waits() -> None:
-    cluster = FakeCluster()
-    reconciler = reconciler_for(cluster)
-    body = job({**SWEEP, "queueName": "team-a"}, name="c")
-    run_trials(cluster, reconciler, body)
-    for name in list(cluster.mpijobs):  # (Kueue's webhook suspended the trials; here they ran)
-        cluster.set_conditions(name, "Created", "Running", "Succeeded")
-    sync(reconciler, body)
+    cluster, reconciler, body = swept({**SWEEP, "queueName": "team-a"})
     made = cluster.batch_jobs["c-cleanup"]
     assert made["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     made["spec"]["suspend"] = True  # Kueue's webhook on a Job with a queue-name label
@@ -167,13 +158,9 @@ def test_a_queued_cleanup_job_carries_the_queue_and_says_it_waits() -> None:
 ])
 def test_no_job_when_there_is_nothing_to_remove_or_no_best(sweep: dict[str, Any], f1: dict[str, float],
                                                            message: str) -> None:
-    cluster = FakeCluster()
-    reconciler = reconciler_for(cluster)
     spec = copy.deepcopy(SWEEP)
     spec["task"]["glue"]["sweep"] = {**sweep, "maxParallel": 2, "keepTrialCheckpoints": False}
-    body = job(spec, name="c")
-    run_trials(cluster, reconciler, body, f1)
-    sync(reconciler, body)
+    cluster, reconciler, body = swept(spec, f1=f1)
     assert body["status"]["phase"] == "Succeeded" and cluster.batch_jobs == {}
     assert body["status"]["trialCleanup"]["phase"] == "Succeeded"
     assert body["status"]["trialCleanup"]["message"] == message
@@ -181,13 +168,9 @@ def test_no_job_when_there_is_nothing_to_remove_or_no_best(sweep: dict[str, Any]
 
 
 def test_by_default_every_trial_keeps_its_checkpoints() -> None:
-    cluster = FakeCluster()
-    reconciler = reconciler_for(cluster)
     spec = copy.deepcopy(SWEEP)
     del spec["task"]["glue"]["sweep"]["keepTrialCheckpoints"]
-    body = job(spec, name="c")
-    run_trials(cluster, reconciler, body)
-    sync(reconciler, body)
+    cluster, reconciler, body = swept(spec)
     assert body["status"]["phase"] == "Succeeded" and cluster.batch_jobs == {}
     assert "trialCleanup" not in body["status"]
     assert not [call for call in cluster.calls if call[1] == "jobs"]

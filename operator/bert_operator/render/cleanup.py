@@ -15,7 +15,6 @@ from typing import Any
 
 from bert_common.contract import JOB_NAME_LABEL, STAGE_LABEL, TASK_LABEL
 
-from ..api.locations import PvcRef, is_pvc, resolved
 from ..api.models import BertTrainingJob
 from ..api.reserved import MANAGED_BY_LABEL, PART_OF_LABEL
 from ..api.stages import Stage
@@ -23,7 +22,7 @@ from ..tasks import stage_output, task_of
 from .command import TRAINER_ENTRY
 from .image import container_security_context
 from .plain import load, render_text
-from .values import RenderSettings, _kueue_labels, _owner_references, _pod_common, s3_env
+from .values import RenderSettings, output_claim, _kueue_labels, _owner_references, _pod_common, s3_env
 
 TEMPLATE = "cleanup-job.yaml.j2"
 #: The Job's name suffix (<job>-cleanup: always shorter than the trials' worker pod names, which the name rule bounds)
@@ -45,24 +44,13 @@ def cleanup_job_name(job_name: str) -> str:
     return f"{job_name}-{SUFFIX}"
 
 
-def _output_volume(job: BertTrainingJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The output's claim, writable, for a pvc:// output; none for s3://."""
-    uri = resolved(job.spec.output.uri)
-    if not is_pvc(uri):
-        return [], []
-    claim = PvcRef.parse(uri).claim
-    name = f"pvc-{claim}"[:63]
-    return ([{"name": name, "persistentVolumeClaim": {"claimName": claim}}],
-            [{"name": name, "mountPath": PvcRef(claim, "").mount_path()}])
-
-
 def cleanup_values(job: BertTrainingJob, settings: RenderSettings, removed: list[Stage]) -> dict[str, Any]:
     """Everything the cleanup Job's template places: the trials in `removed` lose their checkpoints."""
     spec, meta = job.spec, job.metadata
     pod_labels = {MANAGED_BY_LABEL: "bert-operator", PART_OF_LABEL: "bert-operator", JOB_NAME_LABEL: meta.name,
                   STAGE_LABEL: SUFFIX, TASK_LABEL: task_of(spec).name}
     common = _pod_common(spec)
-    volumes, mounts = _output_volume(job)
+    volumes, mounts = output_claim(job.spec, read_only=False)
     command = [*TRAINER_ENTRY, COMMAND]
     for stage in removed:
         command += [TRIAL_FLAG, stage_output(spec, stage)]

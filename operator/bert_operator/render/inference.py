@@ -22,7 +22,7 @@ from typing import Any
 
 from bert_common.contract import EXPORT_FOLDER, JOB_NAME_LABEL, TASK_LABEL
 
-from ..api.locations import PvcRef, in_pod, is_pvc, join, resolved
+from ..api.locations import in_pod, join
 from ..api.models import BertTrainingJob, ServeSpec
 from ..api.stages import Stage
 from ..api.reserved import MANAGED_BY_LABEL, PART_OF_LABEL
@@ -31,7 +31,7 @@ from ..tasks import report_uri, stages_of, task_of
 from .command import TRAINER_ENTRY
 from .plain import load, render_text
 from .image import container_security_context, pod_security_context
-from .values import RenderSettings, _owner_references, s3_env
+from .values import RenderSettings, output_claim, _owner_references, s3_env
 
 TEMPLATE = "inferenceservice.yaml.j2"
 #: KServe's ClusterServingRuntime for Triton (config/runtimes/kserve-tritonserver.yaml). Named, not auto-selected:
@@ -75,17 +75,6 @@ def _resources(serve: ServeSpec) -> dict[str, Any]:
     return {key: value for key, value in (("requests", given), ("limits", limits)) if value}
 
 
-def _output_volume(job: BertTrainingJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The output's claim, read-only, for a transformer that reads the export's assets from a pvc:// output."""
-    uri = resolved(job.spec.output.uri)
-    if not is_pvc(uri):
-        return [], []
-    claim = PvcRef.parse(uri).claim
-    name = f"pvc-{claim}"[:63]
-    return ([{"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
-            [{"name": name, "mountPath": PvcRef(claim, "").mount_path(), "readOnly": True}])
-
-
 def inference_values(job: BertTrainingJob, settings: RenderSettings, stage: Stage | None = None) -> dict[str, Any]:
     """Everything the InferenceService template places, for a job with spec.serve (serving `stage`'s export)."""
     serve = job.spec.serve
@@ -104,7 +93,7 @@ def inference_values(job: BertTrainingJob, settings: RenderSettings, stage: Stag
         pod_common["serviceAccountName"] = serve.service_account_name
     if spec.image_pull_secrets:
         pod_common["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
-    volumes, mounts = _output_volume(job)
+    volumes, mounts = output_claim(job.spec, read_only=True)
     triton = serve.runtime == "triton"
     predictor_env = list(storage_env) if triton else [{"name": "STORAGE_URI", "value": repository}, *storage_env]
     return {

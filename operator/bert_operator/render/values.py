@@ -78,6 +78,20 @@ def s3_env(store: StoreSpec) -> list[dict[str, Any]]:
     return env
 
 
+def output_claim(spec: BertTrainingJobSpec, *, read_only: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) of the output's claim alone, for a pod that only reads or cleans the output (a served job's
+    transformer, a sweep's cleanup Job); none for an s3:// output."""
+    uri = resolved(spec.output.uri)
+    if not is_pvc(uri):
+        return [], []
+    claim = PvcRef.parse(uri).claim
+    name = f"pvc-{claim}"[:63]
+    only: dict[str, Any] = {"readOnly": True} if read_only else {}
+    volume = {"claimName": claim, **only}
+    mount = {"name": name, "mountPath": PvcRef(claim, "").mount_path(), **only}
+    return [{"name": name, "persistentVolumeClaim": volume}], [mount]
+
+
 def _pvc_mounts(spec: BertTrainingJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One volume per claim any URI names; writable only if the output lives on it."""
     uris = [spec.dataset.uri, spec.output.uri, spec.model.vocab, spec.model.init_checkpoint]
