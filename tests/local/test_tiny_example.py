@@ -264,3 +264,16 @@ def test_the_cola_job_as_a_four_trial_sweep_runs_its_trials_one_by_one_and_picks
         assert not (folder / trial / "checkpoints").exists() and (folder / trial / "results.json").is_file()
     assert [t.get("checkpoints") for t in trials if t["name"] in others] == ["removed"] * 3
     assert f"tiny-sweep: trial cleanup Succeeded: checkpoints of {', '.join(others)} removed" in result.stderr
+    # A run stopped while its cleanup ran (the status says Running): the next run does the cleanup, not "skipped".
+    saved_status = workdir / "default" / "tiny-sweep" / "status.json"
+    cut_short = json.loads(saved_status.read_text())
+    cut_short["trialCleanup"] = {k: v for k, v in cut_short["trialCleanup"].items() if k != "completionTime"}
+    cut_short["trialCleanup"]["phase"] = "Running"
+    saved_status.write_text(json.dumps(cut_short))
+    left = folder / others[0] / "checkpoints" / "ckpt-1.index"
+    left.parent.mkdir()
+    left.write_text("left by the cut-short cleanup")
+    again = run_local(str(path), "--workdir", str(workdir), "--volume", f"bert-tiny-inputs={TINY_INPUTS}", timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "tiny-sweep: already Succeeded" not in again.stderr and not left.parent.exists()
+    assert statuses(again.stdout)["tiny-sweep"]["trialCleanup"]["phase"] == "Succeeded"

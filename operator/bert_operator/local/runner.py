@@ -268,7 +268,7 @@ def run_job(job: BertTrainingJob, options: LocalOptions, display: Display, inter
     volumes = volume_map(job, options.yaml_dir, options.volumes, options.workdir, job_dir, annotated)
     outputs = volumes.local_uri(resolved(job.spec.output.uri))
     status = load_status(job_dir, job, options.fresh)
-    if status.get("phase") == "Succeeded":
+    if status.get("phase") == "Succeeded" and not cleans(job_body(job, status)):  # (a cleanup cut short runs again)
         display.line(f"{name}: already Succeeded in an earlier run ({job_dir / 'status.json'}); skipped")
         return LocalRun(name, "Succeeded", status, outputs, job_body(job, status), exported(status, volumes))
     check_trainer_installed(job)
