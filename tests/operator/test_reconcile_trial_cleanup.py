@@ -79,6 +79,8 @@ def test_once_the_sweep_succeeded_a_job_removes_the_other_trials_checkpoints() -
         "AWS_ACCESS_KEY_ID": "team-s3", "AWS_SECRET_ACCESS_KEY": "team-s3"}  # the keys by reference only
     assert "nvidia.com/gpu" not in str(container["resources"])
     assert made["metadata"]["ownerReferences"][0]["uid"] == UID and made["spec"]["backoffLimit"] == 2
+    [refused, _] = made["spec"]["podFailurePolicy"]["rules"]  # a refused argument is not retried
+    assert refused == {"action": "FailJob", "onExitCodes": {"containerName": "cleanup", "operator": "In", "values": [2]}}
     assert status["trialCleanup"] == {"job": "c-cleanup", "phase": "Running", "kept": "t1", "removed": ["t0", "t2"],
                                       "message": "removing the checkpoints of t0, t2"}
     assert ("Normal", "TrialCleanupStarted") in [(kind, reason) for kind, reason, _ in cluster.events]

@@ -5,8 +5,9 @@ holds the tenant's credentials (secrets only by reference). So the deletion runs
 the output's Secret through secretKeyRef, the output's claim mounted, the pod security the trials had, and the job's
 queue (Kueue manages batch/v1 Jobs by the same queue-name label). It asks for no GPU: a few hundred deletes of
 objects. Its command names each trial folder whose checkpoints go, never the best's (``remove-checkpoints``, which
-also refuses any folder that is not a trial's). backoffLimit retries a pod that failed on a flaky store; the
-deletion is idempotent, so a retried or recreated Job reaches the same end.
+also refuses any folder that is not a trial's). backoffLimit retries a pod that failed on a flaky store (the
+podFailurePolicy fails the Job at once on refused arguments, and does not count an evicted pod); the deletion is
+idempotent, so a retried or recreated Job reaches the same end.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ SUFFIX = "cleanup"
 COMMAND, TRIAL_FLAG = "remove-checkpoints", "--trial_output"
 #: Pod retries for a store that fails now and then; a stuck store is cut off after an hour.
 BACKOFF_LIMIT, ACTIVE_DEADLINE_SECONDS = 2, 3600
+#: The trainer's exit status for arguments it refuses (argparse's 2): no retry can change them, so the Job fails at
+#: once; a pod evicted or preempted (DisruptionTarget) is not counted against the retries.
+REFUSED_EXIT_CODE = 2
+POD_FAILURE_POLICY = {"rules": [
+    {"action": "FailJob", "onExitCodes": {"containerName": "cleanup", "operator": "In", "values": [REFUSED_EXIT_CODE]}},
+    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}
 #: A day for `kubectl logs job/<job>-cleanup`; the status keeps the outcome after the Job is gone.
 TTL_SECONDS_AFTER_FINISHED = 86400
 RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
@@ -60,6 +67,7 @@ def cleanup_values(job: BertTrainingJob, settings: RenderSettings, removed: list
         "labels": {**pod_labels, **_kueue_labels(spec)},
         "owner_references": _owner_references(job),
         "backoff_limit": BACKOFF_LIMIT,
+        "pod_failure_policy": POD_FAILURE_POLICY,
         "active_deadline_seconds": ACTIVE_DEADLINE_SECONDS,
         "ttl_seconds_after_finished": TTL_SECONDS_AFTER_FINISHED,
         "pod_labels": pod_labels,
