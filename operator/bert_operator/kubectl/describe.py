@@ -109,8 +109,8 @@ def _trials(status: dict[str, Any]) -> str:
                           f"{_metric(best.get('value'))}") + "\n"
     cleanup = mapping(status.get("trialCleanup"))
     if cleanup.get("phase"):  # (keepTrialCheckpoints: false) the tenant's text, one line, escaped
-        chosen += one_line(f"  checkpoints: {_cell(cleanup.get('phase'))} ({_cell(cleanup.get('job'))}): "
-                           f"{_cell(cleanup.get('message'))}") + "\n"
+        made = f" ({_cell(cleanup.get('job'))})" if cleanup.get("job") else ""
+        chosen += one_line(f"  checkpoints: {_cell(cleanup.get('phase'))}{made}: {_cell(cleanup.get('message'))}") + "\n"
     return "Trials:\n" + render_rows(rows, "  ") + chosen
 
 

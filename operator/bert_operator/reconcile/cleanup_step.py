@@ -55,14 +55,14 @@ def step(ctx: Context, job: BertTrainingJob, phase: str, stages: list[Stage], be
     old = ctx.old.get(TRIAL_CLEANUP) if isinstance(ctx.old.get(TRIAL_CLEANUP), dict) else None
     if old is not None and old.get("phase") in CLEANUP_ENDED:
         return Cleaned(old)
-    name = cleanup_job_name(job.metadata.name)
-    if best is None:
-        return _ended(old, {"job": name}, "Succeeded", ctx.now, "no trial reported the metric the sweep selects by, "
-                                                                 "so there is no best: every trial keeps its checkpoints")
+    if best is None:  # (no Job is made in these two cases: status.trialCleanup names none)
+        return _ended(old, {}, "Succeeded", ctx.now, "no trial reported the metric the sweep selects by, so there is "
+                                                     "no best: every trial keeps its checkpoints")
     removed = [stage for stage in stages if stage.name != best]
-    base = {"job": name, "kept": best, "removed": [stage.name for stage in removed]}
     if not removed:
-        return _ended(old, base, "Succeeded", ctx.now, "one trial, the best: nothing to remove")
+        return _ended(old, {"kept": best}, "Succeeded", ctx.now, "one trial, the best: nothing to remove")
+    name = cleanup_job_name(job.metadata.name)
+    base = {"job": name, "kept": best, "removed": [stage.name for stage in removed]}
     found = ctx.observed.cleanup_job
     if isinstance(found, RefusedCreate):
         return _ended(old, base, "Failed", ctx.now, f"the API server refused Job {name}: {found.message}")
