@@ -145,7 +145,9 @@ def test_a_queued_cleanup_job_carries_the_queue_and_says_it_waits() -> None:
     cluster, reconciler, body = swept({**SWEEP, "queueName": "team-a"})
     made = cluster.batch_jobs["c-cleanup"]
     assert made["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
-    made["spec"]["suspend"] = True  # Kueue's webhook on a Job with a queue-name label
+    made["spec"]["suspend"] = True  # Kueue's webhook on a Job with a queue-name label, before the Job controller
+    sync(reconciler, body)          # has said so in a condition
+    assert body["status"]["trialCleanup"]["message"] == "suspended (queued: waiting for admission)"
     made["status"] = {"conditions": [{"type": "Suspended", "status": "True", "reason": "JobSuspended",
                                       "message": "Job suspended"}]}
     sync(reconciler, body)

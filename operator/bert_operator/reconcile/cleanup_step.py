@@ -56,22 +56,22 @@ def step(ctx: Context, job: BertTrainingJob, phase: str, stages: list[Stage], be
     if old is not None and old.get("phase") in CLEANUP_ENDED:
         return Cleaned(old)
     if best is None:  # (no Job is made in these two cases: status.trialCleanup names none)
-        return _ended(old, {}, "Succeeded", ctx.now, "no trial reported the metric the sweep selects by, so there is "
-                                                     "no best: every trial keeps its checkpoints")
+        return _ended({}, "Succeeded", ctx.now, "no trial reported the metric the sweep selects by, so there is no "
+                                                "best: every trial keeps its checkpoints")
     removed = [stage for stage in stages if stage.name != best]
     if not removed:
-        return _ended(old, {"kept": best}, "Succeeded", ctx.now, "one trial, the best: nothing to remove")
+        return _ended({"kept": best}, "Succeeded", ctx.now, "one trial, the best: nothing to remove")
     name = cleanup_job_name(job.metadata.name)
     base = {"job": name, "kept": best, "removed": [stage.name for stage in removed]}
     found = ctx.observed.cleanup_job
     if isinstance(found, RefusedCreate):
-        return _ended(old, base, "Failed", ctx.now, f"the API server refused Job {name}: {found.message}")
+        return _ended(base, "Failed", ctx.now, f"the API server refused Job {name}: {found.message}")
     if found is None or found is NOT_READ:
         return CreateCleanupJob(render_cleanup_job(job, ctx.settings, removed))
     uid = ctx.body["metadata"].get("uid")
     if uid and not owned(found, uid):  # (a local run's job has no uid: the one Job of that name is the one it made)
-        return _ended(old, base, "Failed", ctx.now, f"a Job named {name} exists and is not this job's (no controller "
-                                                    "reference to it); the checkpoints stay")
+        return _ended(base, "Failed", ctx.now, f"a Job named {name} exists and is not this job's (no controller "
+                                               "reference to it); the checkpoints stay")
     return _following(old, base, found, ctx.now)
 
 
@@ -84,16 +84,18 @@ def _following(old: dict[str, Any] | None, base: dict[str, Any], found: Mapping[
                   if isinstance(c, dict) and c.get("status") == "True"}
     trials = ", ".join(base["removed"])
     if "Complete" in conditions:
-        return _ended(old, base, "Succeeded", now, f"checkpoints of {trials} removed; {base['kept']} (the best) "
-                                                   "keeps its own")
+        return _ended(base, "Succeeded", now, f"checkpoints of {trials} removed; {base['kept']} (the best) keeps "
+                                              "its own")
     if "Failed" in conditions:
         failed = conditions["Failed"]
         why = ": ".join(str(part) for part in (failed.get("reason"), failed.get("message")) if part) or "failed"
-        return _ended(old, base, "Failed", now, f"Job {base['job']} failed ({why}); see kubectl logs job/"
-                                                f"{base['job']}. Checkpoints it did not reach stay")
-    message = (f"suspended (queued: {conditions['Suspended'].get('message') or 'waiting for admission'})"
-               if "Suspended" in conditions or (found.get("spec") or {}).get("suspend") is True
-               else f"removing the checkpoints of {trials}")
+        return _ended(base, "Failed", now, f"Job {base['job']} failed ({why}); see kubectl logs job/{base['job']}. "
+                                           "Checkpoints it did not reach stay")
+    suspended = conditions.get("Suspended")  # (Kueue's webhook suspends a Job before the Job controller says so)
+    if suspended is not None or (found.get("spec") or {}).get("suspend") is True:
+        message = f"suspended (queued: {(suspended or {}).get('message') or 'waiting for admission'})"
+    else:
+        message = f"removing the checkpoints of {trials}"
     running = {**base, "phase": "Running", "message": bounded(message, MAX_MESSAGE_BYTES)}
     started = () if old is not None else (Event("Normal", reasons.TRIAL_CLEANUP_STARTED,
                                                 f"Job {base['job']} made: it removes the checkpoints of {trials}; "
@@ -101,7 +103,7 @@ def _following(old: dict[str, Any] | None, base: dict[str, Any], found: Mapping[
     return Cleaned(running, started)
 
 
-def _ended(old: dict[str, Any] | None, base: dict[str, Any], phase: str, now: str, message: str) -> Cleaned:
+def _ended(base: dict[str, Any], phase: str, now: str, message: str) -> Cleaned:
     cleanup = {**base, "phase": phase, "message": bounded(message, MAX_MESSAGE_BYTES), "completionTime": now}
     if phase == "Failed":
         return Cleaned(cleanup, (Event("Warning", reasons.TRIAL_CLEANUP_FAILED, message),))
