@@ -15,7 +15,7 @@ from bert_operator.pod_security import check as pod_security
 from bert_operator.reconcile import Reconciler
 from bert_operator.reports import merge_report
 from bert_operator.api.parse import parse_job
-from tests.operator.fakes import GLUE, NOW, UID, FakeCluster, job, record, sync
+from tests.operator.fakes import GLUE, NOW, UID, FakeCluster, condition, job, record, sync
 from tests.schemas import object_errors
 
 #: Three trials, all at once; the best by F1 is t1.
@@ -179,3 +179,24 @@ def test_by_default_every_trial_keeps_its_checkpoints() -> None:
     assert body["status"]["phase"] == "Succeeded" and cluster.batch_jobs == {}
     assert "trialCleanup" not in body["status"]
     assert not [call for call in cluster.calls if call[1] == "jobs"]
+
+
+@pytest.mark.parametrize("accepted,edited", [(True, False), (False, True)])
+def test_an_edit_of_keep_trial_checkpoints_after_the_start_is_refused_and_the_accepted_one_decides(
+        accepted: bool, edited: bool) -> None:
+    """The spec the job started with decides, as for every field: an edit after the start is refused, the cleanup
+    (or none) goes on as accepted, and once it has ended nothing more is read, however often the job is synced."""
+    spec = copy.deepcopy(SWEEP)
+    spec["task"]["glue"]["sweep"]["keepTrialCheckpoints"] = accepted
+    cluster, reconciler, body = swept(spec)
+    body["spec"]["task"]["glue"]["sweep"]["keepTrialCheckpoints"] = edited
+    body["metadata"]["generation"] = 2
+    sync(reconciler, body)
+    if not accepted:  # the cleanup made before the edit goes on to its end
+        cluster.end_batch_job("c-cleanup", "Complete")
+        sync(reconciler, body)
+        assert body["status"]["trialCleanup"]["phase"] == "Succeeded"
+    else:
+        assert cluster.batch_jobs == {} and "trialCleanup" not in body["status"]
+    assert condition(body["status"], "SpecApplied")["reason"] == "ImmutableFieldChanged"
+    assert [synced_calls(cluster, reconciler, body) for _ in range(3)] == [[], [], []]

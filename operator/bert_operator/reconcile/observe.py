@@ -22,7 +22,7 @@ from ..policy import PoliciesUnreadable, PolicyInput
 from ..status import TERMINAL_PHASES, stage_phase
 from ..render.cleanup import cleanup_job_name
 from .ports import MPIJobApi, ReadFailed
-from .status_view import TRIAL_CLEANUP
+from .status_view import ACCEPTED_SPEC, TRIAL_CLEANUP
 
 log = logging.getLogger("bert_operator.reconcile")
 
@@ -266,14 +266,16 @@ CLEANUP_ENDED = ("Succeeded", "Failed")
 
 def cleans(body: Mapping[str, Any]) -> bool:
     """Whether a job's cleanup Job matters to its next decision: a sweep with keepTrialCheckpoints: false that has
-    succeeded and whose cleanup has not ended."""
+    succeeded and whose cleanup has not ended. Read from the spec the job started with (status.acceptedSpec), which
+    the plan follows: an edit after the start is refused, and must not start or stop the following."""
     status = body.get("status") or {}
     if status.get("phase") != "Succeeded":
         return False
     cleanup = status.get(TRIAL_CLEANUP)
     if isinstance(cleanup, dict) and cleanup.get("phase") in CLEANUP_ENDED:
         return False
-    task = (body.get("spec") or {}).get("task")
+    accepted = status.get(ACCEPTED_SPEC)
+    task = (accepted if isinstance(accepted, dict) else body.get("spec") or {}).get("task")
     return isinstance(task, dict) and any(
         isinstance(settings, dict) and isinstance(settings.get("sweep"), dict)
         and settings["sweep"].get("keepTrialCheckpoints") is False for settings in task.values())
