@@ -99,6 +99,7 @@ def test_a_failed_trial_does_not_end_the_sweep_until_too_few_can_succeed() -> No
     ({"select": {"metric": "exact_match"}}, "spec.task.glue.sweep.select.metric", "GLUE MRPC reports accuracy, f1"),
     ({"select": {"metric": "bleu"}}, "spec.task.glue.sweep.select.metric", "'accuracy'"),
     ({"minSucceeded": 5}, "spec.task.glue.sweep.minSucceeded", "at most the number of trials (4)"),
+    ({"keepTrialCheckpoints": "false"}, "spec.task.glue.sweep.keepTrialCheckpoints", "must be true or false"),
 ])
 def test_a_bad_sweep_is_refused_naming_the_field(sweep: dict[str, Any], field: str, message: str) -> None:
     from bert_operator.api import SpecError
