@@ -433,18 +433,20 @@ class KubeApi:
 
     def get_batch_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Job; None if there is none; ReadFailed for any other failure (the plan then adopts it on a 409)."""
-        def read() -> dict[str, Any] | None:
-            try:
-                answer = self._call("get", lambda: self.batch.read_namespaced_job(name, namespace, _preload_content=False),
-                                    expected=frozenset({404}))
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            found: dict[str, Any] = json.loads(answer.data)
-            return found
+        return courtesy_read(f"Job {namespace}/{name}", lambda: self._read_or_none(
+            lambda: self.batch.read_namespaced_job(name, namespace, _preload_content=False)))
 
-        return courtesy_read(f"Job {namespace}/{name}", read)
+    def _read_or_none(self, read: Callable[[], Any]) -> dict[str, Any] | None:
+        """A built-in object read undecoded by the generated client (`read`, with _preload_content=False), as JSON;
+        None when the API server answers 404."""
+        try:
+            answer = self._call("get", read, expected=frozenset({404}))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        found: dict[str, Any] = json.loads(answer.data)
+        return found
 
     def create_batch_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create it; a 409 answers the one that exists (the plan then sees whose it is). Rejected for a refusal of
@@ -480,14 +482,7 @@ class KubeApi:
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A pod's metadata (labels, uid) as the API server has it; None if there is no such pod."""
-        try:
-            pod = self._call("get", lambda: self.core.read_namespaced_pod(name, namespace, _preload_content=False),
-                             expected=frozenset({404}))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return json.loads(pod.data)
+        return self._read_or_none(lambda: self.core.read_namespaced_pod(name, namespace, _preload_content=False))
 
     # ------------------------------------------------ policies and namespaces
 

@@ -12,10 +12,9 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import yaml_json
+from . import _LOADER, yaml_json
 
 _ENVIRONMENT: list[jinja2.Environment] = []
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _environment() -> jinja2.Environment:
