@@ -132,12 +132,18 @@ class FakeCluster:
             raise Rejected(404, "the InferenceService API (serving.kserve.io/v1beta1) is not served")
         if self.refuse_isvc:
             raise Rejected(422, self.refuse_isvc)
-        if name in self.isvcs:
-            return copy.deepcopy(self.isvcs[name]), False
+        return self._made_once(self.isvcs, body, "isvc")
+
+    def _made_once(self, made: dict[str, dict[str, Any]], body: dict[str, Any], kind: str) -> tuple[dict[str, Any], bool]:
+        """A create of an object a job makes once: the one of that name that exists (a 409 adopted), or `body` with a
+        uid, kept in `made`."""
+        name = body["metadata"]["name"]
+        if name in made:
+            return copy.deepcopy(made[name]), False
         self._uids += 1
         created = copy.deepcopy(body)
-        created["metadata"]["uid"] = f"isvc-uid-{self._uids}"
-        self.isvcs[name] = created
+        created["metadata"]["uid"] = f"{kind}-uid-{self._uids}"
+        made[name] = created
         return copy.deepcopy(created), True
 
     def patch_inference_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -171,13 +177,7 @@ class FakeCluster:
         self.calls.append(("create", "jobs", name))
         if self.refuse_batch_job:
             raise Rejected(403, self.refuse_batch_job)
-        if name in self.batch_jobs:
-            return copy.deepcopy(self.batch_jobs[name]), False
-        self._uids += 1
-        created = copy.deepcopy(body)
-        created["metadata"]["uid"] = f"job-uid-{self._uids}"
-        self.batch_jobs[name] = created
-        return copy.deepcopy(created), True
+        return self._made_once(self.batch_jobs, body, "job")
 
     def end_batch_job(self, name: str, kind: str, reason: str = "", message: str = "") -> None:
         """The Job controller's terminal condition on a Job: Complete, or Failed with its reason."""
